@@ -1,0 +1,10 @@
+//! The rules of shopfloor as pure functions: workflow and config parsing and validation,
+//! prompt templates, output contracts and version hashing. No I/O: callers hand in text.
+
+mod diagnostic;
+pub mod output;
+pub mod spec;
+pub mod template;
+pub mod version;
+
+pub use diagnostic::{Diagnostic, LineIndex};

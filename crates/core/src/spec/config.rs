@@ -1,0 +1,283 @@
+//! `shopfloor.toml`: the project's models.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::reader::{parse, Located, Source, TableReader};
+use super::types::DataClass;
+use crate::Diagnostic;
+
+/// Which wire protocol (or in-process engine) a model speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    OpenAi,
+    OpenAiCompatible,
+    Anthropic,
+    Local,
+    Replay,
+}
+
+impl ProviderKind {
+    pub const CHOICES: [(&'static str, ProviderKind); 5] = [
+        ("openai", ProviderKind::OpenAi),
+        ("openai-compatible", ProviderKind::OpenAiCompatible),
+        ("anthropic", ProviderKind::Anthropic),
+        ("local", ProviderKind::Local),
+        ("replay", ProviderKind::Replay),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::CHOICES
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("openai")
+    }
+
+    /// The environment variable a key is read from when the config names none.
+    pub fn default_api_key_env(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::OpenAi => Some("OPENAI_API_KEY"),
+            ProviderKind::Anthropic => Some("ANTHROPIC_API_KEY"),
+            _ => None,
+        }
+    }
+}
+
+/// Prices in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Price {
+    /// The cost of one call.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+        (prompt_tokens as f64 * self.input_per_mtok
+            + completion_tokens as f64 * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
+/// A named model endpoint, `[models.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpec {
+    pub name: String,
+    pub provider: ProviderKind,
+    /// The vendor's model id.
+    pub model: String,
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Recorded-responses file, for `replay`.
+    pub file: Option<String>,
+    pub price: Price,
+    /// Data classes this model may see.
+    pub data_classes: Vec<DataClass>,
+    /// Runs inside the organisation (local or self-hosted): may see raw text if its classes allow.
+    pub on_premises: bool,
+    pub line: Option<usize>,
+}
+
+/// `shopfloor.toml` as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProjectConfig {
+    pub name: Option<String>,
+    pub models: BTreeMap<String, ModelSpec>,
+}
+
+/// Parse `shopfloor.toml`. Returns the config (possibly partial) and every problem found.
+pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) {
+    let source = Source::new(file, text);
+    let mut config = ProjectConfig::default();
+    if let Some(doc) = parse(&source, text) {
+        let root = TableReader::root(&source, &doc);
+        if let Some(project) = root.table("project") {
+            config.name = project.string("name").map(|n| n.value);
+            project.finish();
+        }
+        match root.table("models") {
+            Some(models) => {
+                for (name, table) in models.entries() {
+                    if let Some(table) = table {
+                        if let Some(spec) = read_model(&name, &table) {
+                            config.models.insert(name.value.clone(), spec);
+                        }
+                        table.finish();
+                    }
+                }
+            }
+            None => source.report(
+                None,
+                "models",
+                "no models defined; add at least one [models.NAME] table with a provider and a model".into(),
+            ),
+        }
+        root.finish();
+    }
+    (config, source.into_diagnostics())
+}
+
+fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSpec> {
+    let provider = t.choice("provider", &ProviderKind::CHOICES);
+    if t.line_of("provider").is_none() {
+        t.missing(
+            "provider",
+            "one of: openai, openai-compatible, anthropic, local, replay",
+        );
+    }
+    let model = t.required_string("model", "the provider's model id, e.g. \"gpt-4o-mini\"");
+    let base_url = t.string("base_url").map(|u| u.value);
+    let api_key_env = t.string("api_key_env").map(|e| e.value);
+    let file = t.string("file").map(|f| f.value);
+    let on_premises = t.boolean("on_premises");
+    let price = t.table("price").map(|p| {
+        let price = Price {
+            input_per_mtok: p.number("input_per_mtok").unwrap_or(0.0),
+            output_per_mtok: p.number("output_per_mtok").unwrap_or(0.0),
+        };
+        if price.input_per_mtok < 0.0 || price.output_per_mtok < 0.0 {
+            t.invalid("price", "prices cannot be negative".into());
+        }
+        p.finish();
+        price
+    });
+    let data_classes = read_data_classes(t);
+    let provider = provider?;
+    match provider {
+        ProviderKind::OpenAiCompatible if base_url.is_none() => t.missing(
+            "base_url",
+            "the server's OpenAI-compatible base URL, e.g. \"http://127.0.0.1:8000/v1\"",
+        ),
+        ProviderKind::Replay if file.is_none() => t.missing(
+            "file",
+            "the recorded-responses file, e.g. \"recordings/ticket-triage.jsonl\"",
+        ),
+        _ => {}
+    }
+    if let Some(url) = &base_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            t.invalid(
+                "base_url",
+                format!("\"{url}\" is not an http:// or https:// URL"),
+            );
+        }
+    }
+    Some(ModelSpec {
+        name: name.value.clone(),
+        provider,
+        model: model?.value,
+        base_url,
+        api_key_env: api_key_env.or_else(|| provider.default_api_key_env().map(String::from)),
+        file,
+        price: price.unwrap_or_default(),
+        data_classes: data_classes.unwrap_or_else(|| vec![DataClass::Public]),
+        on_premises: on_premises.unwrap_or(provider == ProviderKind::Local),
+        line: name.line,
+    })
+}
+
+fn read_data_classes(t: &TableReader<'_, '_>) -> Option<Vec<DataClass>> {
+    let names = t.strings("data_classes")?;
+    let mut classes = Vec::new();
+    for name in names {
+        match DataClass::parse(&name.value) {
+            Some(c) => classes.push(c),
+            None => t.source().report(
+                None,
+                &t.field("data_classes"),
+                format!(
+                    "line {}: \"{}\" is not a data class; expected public, internal, confidential or restricted",
+                    name.line.unwrap_or(0),
+                    name.value
+                ),
+            ),
+        }
+    }
+    Some(classes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_models_with_defaults() {
+        let (config, diags) = parse_config(
+            "shopfloor.toml",
+            r#"
+[models.local]
+provider = "local"
+model = "smollm2"
+data_classes = ["public", "internal"]
+
+[models.gpt-mini]
+provider = "openai"
+model = "gpt-4o-mini"
+price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }
+"#,
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let local = &config.models["local"];
+        assert!(local.on_premises);
+        assert_eq!(
+            local.data_classes,
+            vec![DataClass::Public, DataClass::Internal]
+        );
+        let gpt = &config.models["gpt-mini"];
+        assert_eq!(gpt.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert!(!gpt.on_premises);
+        assert_eq!(gpt.data_classes, vec![DataClass::Public]);
+        assert!((gpt.price.cost(1_000_000, 1_000_000) - 0.75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reports_every_problem_with_lines() {
+        let (_, diags) = parse_config(
+            "shopfloor.toml",
+            "[models.a]\nprovider = \"openai\"\nmodle = \"x\"\n\n[models.b]\nprovider = \"nope\"\nmodel = \"y\"\n",
+        );
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("shopfloor.toml:3: models.a.modle: unknown key")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("models.a.model: missing")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t
+                    .starts_with("shopfloor.toml:6: models.b.provider: \"nope\" is not one of")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let (_, diags) = parse_config("shopfloor.toml", "[models.a]\nprovider = \n");
+        assert_eq!(diags.len(), 1);
+        assert_eq!(diags[0].line, Some(2), "{diags:?}");
+    }
+
+    #[test]
+    fn replay_needs_a_file_and_compatible_needs_a_url() {
+        let (_, diags) = parse_config(
+            "shopfloor.toml",
+            "[models.r]\nprovider = \"replay\"\nmodel = \"m\"\n[models.c]\nprovider = \"openai-compatible\"\nmodel = \"m\"\n",
+        );
+        assert!(
+            diags.iter().any(|d| d.field == "models.r.file"),
+            "{diags:?}"
+        );
+        assert!(
+            diags.iter().any(|d| d.field == "models.c.base_url"),
+            "{diags:?}"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! The project's files as types: `shopfloor.toml` (models) and `workflows/NAME.toml`.
+//!
+//! Parsing reads spanned TOML and reports every problem with its file, line and field
+//! ([`crate::Diagnostic`]); a value of these types that exists is valid.
+
+mod config;
+mod reader;
+mod types;
+mod validate;
+mod workflow;
+
+pub use config::{parse_config, ModelSpec, Price, ProjectConfig, ProviderKind};
+pub use reader::Located;
+pub use types::{DataClass, RiskTier, Stage, WorkflowName};
+pub use validate::{validate_project, ProjectFiles};
+pub use workflow::{
+    parse_workflow, EvalSpec, Outcome, OutputContract, OutputSpec, PromptSpec, ReviewSpec,
+    RouteSpec, Workflow, KNOWN_SCORERS,
+};

@@ -1,0 +1,150 @@
+//! Checks across files: routes against models, data classes, templates against the input
+//! schema, eval datasets against the file system.
+
+use serde_json::Value as Json;
+
+use super::config::ProjectConfig;
+use super::workflow::Workflow;
+use crate::template::PromptTemplates;
+use crate::Diagnostic;
+
+/// What the cross-file checks need; the caller does the I/O.
+pub struct ProjectFiles<'a> {
+    pub config: &'a ProjectConfig,
+    pub workflows: &'a [Workflow],
+    /// Whether a path relative to the project folder is an existing file.
+    pub file_exists: &'a dyn Fn(&str) -> bool,
+}
+
+/// Every cross-file problem of a project.
+pub fn validate_project(project: &ProjectFiles<'_>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for workflow in project.workflows {
+        check_route(project.config, workflow, &mut out);
+        check_input_and_templates(workflow, &mut out);
+        check_eval(project, workflow, &mut out);
+    }
+    out
+}
+
+fn check_route(config: &ProjectConfig, workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    for name in &workflow.route.models {
+        match config.models.get(&name.value) {
+            None => {
+                let known: Vec<&str> = config.models.keys().map(String::as_str).collect();
+                out.push(Diagnostic::new(
+                    &workflow.file,
+                    name.line,
+                    "route.models",
+                    format!(
+                        "unknown model \"{}\"; models defined in shopfloor.toml: {}",
+                        name.value,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            Some(model) if !model.data_classes.contains(&workflow.data_class) => {
+                out.push(Diagnostic::new(
+                    &workflow.file,
+                    name.line,
+                    "route.models",
+                    format!(
+                        "model \"{}\" may not see {} data (its data_classes are [{}]); route this workflow to a model allowed {} data, or change the model's data_classes in shopfloor.toml",
+                        name.value,
+                        workflow.data_class,
+                        model.data_classes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "),
+                        workflow.data_class,
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_input_and_templates(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    let schema = &workflow.input_schema;
+    let schema_ok = match jsonschema::meta::validate(schema) {
+        Ok(()) => true,
+        Err(e) => {
+            out.push(Diagnostic::new(
+                &workflow.file,
+                None,
+                "input.schema",
+                format!("not a valid JSON Schema: {e}"),
+            ));
+            false
+        }
+    };
+    if schema_ok && schema.get("type").and_then(Json::as_str) != Some("object") {
+        out.push(Diagnostic::new(
+            &workflow.file,
+            None,
+            "input.schema",
+            "expected type = \"object\": a workflow's input is an object whose properties the templates use",
+        ));
+    }
+    let declared: Vec<&str> = schema
+        .get("properties")
+        .and_then(Json::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    match PromptTemplates::compile(&workflow.prompt) {
+        Err(errors) => {
+            for e in errors {
+                let line = template_line(workflow, e.field);
+                out.push(Diagnostic::new(
+                    &workflow.file,
+                    line,
+                    e.field,
+                    format!("template error: {}", e.message),
+                ));
+            }
+        }
+        Ok(templates) => {
+            for (field, variables) in templates.variables() {
+                for variable in variables {
+                    if !declared.contains(&variable.as_str()) {
+                        out.push(Diagnostic::new(
+                            &workflow.file,
+                            template_line(workflow, field),
+                            field,
+                            format!(
+                                "uses variable \"{variable}\" which the input schema does not define; declared properties: {}",
+                                if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn template_line(workflow: &Workflow, field: &str) -> Option<usize> {
+    match field {
+        "prompt.system" => workflow.prompt.system.as_ref().and_then(|s| s.line),
+        _ => workflow.prompt.user.line,
+    }
+}
+
+fn check_eval(project: &ProjectFiles<'_>, workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    let Some(dataset) = workflow.eval.as_ref().and_then(|e| e.dataset.as_ref()) else {
+        return;
+    };
+    if !(project.file_exists)(&dataset.value) {
+        out.push(Diagnostic::new(
+            &workflow.file,
+            dataset.line,
+            "eval.dataset",
+            format!(
+                "file \"{}\" does not exist (paths are relative to the project folder)",
+                dataset.value
+            ),
+        ));
+    }
+}

@@ -1,0 +1,451 @@
+//! `workflows/NAME.toml`: one business process step done by a model.
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use super::reader::{parse, Located, Source, TableReader};
+use super::types::{DataClass, RiskTier, Stage, WorkflowName};
+use crate::Diagnostic;
+
+/// Scorer names an `[eval]` may use.
+pub const KNOWN_SCORERS: [&str; 11] = [
+    "exact",
+    "label_accuracy",
+    "contains",
+    "regex",
+    "json_valid",
+    "json_match",
+    "numeric",
+    "similarity",
+    "llm_judge",
+    "latency_ms",
+    "cost",
+];
+
+/// The business outcome a workflow is measured against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub kpi: String,
+    pub baseline: Option<f64>,
+    pub target: Option<f64>,
+    pub minutes_saved_per_accepted: f64,
+}
+
+/// The prompt templates (minijinja over the input object).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptSpec {
+    pub system: Option<Located<String>>,
+    pub user: Located<String>,
+    /// Text the answer starts with, for providers that can take it.
+    pub assistant_prefix: Option<String>,
+}
+
+/// What a valid output looks like.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum OutputContract {
+    /// Exactly one of these labels.
+    Labels(Vec<String>),
+    /// A JSON value valid against this schema.
+    Json(Json),
+    /// Free text, optionally bounded.
+    Text { max_chars: Option<usize> },
+}
+
+/// `[output]`: the contract and how to enforce it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputSpec {
+    pub contract: OutputContract,
+    /// Ask the model once more, with the validation error, when its answer breaks the contract.
+    pub retry_on_invalid: bool,
+    /// For labels: let providers that can (the local model) choose among the labels by
+    /// likelihood instead of generating free text.
+    pub constrained: bool,
+}
+
+/// `[route]`: models in fallback order and call parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteSpec {
+    pub models: Vec<Located<String>>,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub temperature: f32,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+}
+
+/// `[eval]`: the fixed test set and its gates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalSpec {
+    pub dataset: Option<Located<String>>,
+    pub scorers: Vec<String>,
+    pub gate: Vec<(String, f64)>,
+    pub max_regression: Vec<(String, f64)>,
+}
+
+/// `[review]`: how outputs reach a person.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewSpec {
+    pub sample_rate: f64,
+}
+
+/// A parsed workflow. Cross-file checks (models, datasets) are in [`super::validate_project`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workflow {
+    pub name: WorkflowName,
+    /// The file, relative to the project folder.
+    pub file: String,
+    pub description: String,
+    pub owner: Option<String>,
+    pub stage: Stage,
+    pub risk: RiskTier,
+    pub data_class: DataClass,
+    pub outcome: Option<Outcome>,
+    pub input_schema: Json,
+    pub prompt: PromptSpec,
+    pub output: OutputSpec,
+    pub route: RouteSpec,
+    pub eval: Option<EvalSpec>,
+    pub review: ReviewSpec,
+}
+
+/// Parse one workflow file. `name` is the file stem. Returns the workflow when it could be read
+/// at all, and every problem found.
+pub fn parse_workflow(name: &str, file: &str, text: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
+    let source = Source::new(file, text);
+    let workflow = parse(&source, text).and_then(|doc| {
+        let root = TableReader::root(&source, &doc);
+        let workflow = read_workflow(name, file, &root);
+        root.finish();
+        workflow
+    });
+    (workflow, source.into_diagnostics())
+}
+
+fn read_workflow(name: &str, file: &str, root: &TableReader<'_, '_>) -> Option<Workflow> {
+    let name = match WorkflowName::parse(name) {
+        Ok(n) => Some(n),
+        Err(message) => {
+            root.source().report(None, "", message);
+            None
+        }
+    };
+    let description = root
+        .string("description")
+        .map(|d| d.value)
+        .unwrap_or_default();
+    let owner = root.string("owner");
+    let stage = root
+        .choice("stage", &Stage::CHOICES)
+        .unwrap_or(Stage::Draft);
+    let risk = root
+        .choice("risk", &RiskTier::CHOICES)
+        .unwrap_or(RiskTier::Low);
+    let data_class = root
+        .choice("data_class", &DataClass::CHOICES)
+        .unwrap_or(DataClass::Internal);
+    let outcome = root.table("outcome").and_then(|t| {
+        let outcome = read_outcome(&t);
+        t.finish();
+        outcome
+    });
+    if stage != Stage::Draft {
+        if owner.as_ref().is_none_or(|o| o.value.trim().is_empty()) {
+            root.source().report(
+                None,
+                "owner",
+                format!("a {} workflow needs an owner: the person accountable for its outcome, e.g. owner = \"dana@example.com\"", stage.as_str()),
+            );
+        }
+        if outcome.is_none() {
+            root.source().report(
+                None,
+                "outcome",
+                format!("a {} workflow needs an [outcome] with a kpi, baseline, target and minutes_saved_per_accepted", stage.as_str()),
+            );
+        }
+    }
+    let input_schema = match root.table("input") {
+        Some(t) => {
+            let schema = t.json("schema");
+            if schema.is_none() && t.line_of("schema").is_none() {
+                t.missing(
+                    "schema",
+                    "a JSON Schema for the input, e.g. { type = \"object\", properties = { … } }",
+                );
+            }
+            t.finish();
+            schema
+        }
+        None => {
+            root.missing("input", "an [input] table with a schema");
+            None
+        }
+    };
+    let prompt = match root.table("prompt") {
+        Some(t) => {
+            let prompt = read_prompt(&t);
+            t.finish();
+            prompt
+        }
+        None => {
+            root.missing("prompt", "a [prompt] table with a user template");
+            None
+        }
+    };
+    let output = match root.table("output") {
+        Some(t) => {
+            let output = read_output(&t);
+            t.finish();
+            output
+        }
+        None => {
+            root.missing(
+                "output",
+                "an [output] table with labels, json_schema or text",
+            );
+            None
+        }
+    };
+    let route = match root.table("route") {
+        Some(t) => {
+            let route = read_route(&t);
+            t.finish();
+            route
+        }
+        None => {
+            root.missing("route", "a [route] table with models = [\"…\"]");
+            None
+        }
+    };
+    let eval = root.table("eval").map(|t| {
+        let eval = read_eval(&t);
+        t.finish();
+        eval
+    });
+    let review = root.table("review").map(|t| {
+        let rate = t.number("sample_rate").unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&rate) {
+            t.invalid(
+                "sample_rate",
+                format!("{rate} is not a rate; expected a number from 0 to 1"),
+            );
+        }
+        t.finish();
+        ReviewSpec { sample_rate: rate }
+    });
+    Some(Workflow {
+        name: name?,
+        file: file.to_string(),
+        description,
+        owner: owner.map(|o| o.value),
+        stage,
+        risk,
+        data_class,
+        outcome,
+        input_schema: input_schema?,
+        prompt: prompt?,
+        output: output?,
+        route: route?,
+        eval,
+        review: review.unwrap_or(ReviewSpec { sample_rate: 0.0 }),
+    })
+}
+
+fn read_outcome(t: &TableReader<'_, '_>) -> Option<Outcome> {
+    let kpi = t.required_string(
+        "kpi",
+        "what the business measures, e.g. \"minutes to first response\"",
+    );
+    let baseline = t.number("baseline");
+    let target = t.number("target");
+    let minutes = t.number("minutes_saved_per_accepted");
+    if minutes.is_none() && t.line_of("minutes_saved_per_accepted").is_none() {
+        t.missing(
+            "minutes_saved_per_accepted",
+            "the minutes a person saves per accepted output",
+        );
+    }
+    if minutes.is_some_and(|m| m < 0.0) {
+        t.invalid("minutes_saved_per_accepted", "cannot be negative".into());
+    }
+    Some(Outcome {
+        kpi: kpi?.value,
+        baseline,
+        target,
+        minutes_saved_per_accepted: minutes?,
+    })
+}
+
+fn read_prompt(t: &TableReader<'_, '_>) -> Option<PromptSpec> {
+    let system = t.string("system");
+    let user = t.required_string(
+        "user",
+        "the user message template, e.g. \"Subject: {{ subject }}\"",
+    );
+    let assistant_prefix = t.string("assistant_prefix").map(|p| p.value);
+    Some(PromptSpec {
+        system,
+        user: user?,
+        assistant_prefix,
+    })
+}
+
+fn read_output(t: &TableReader<'_, '_>) -> Option<OutputSpec> {
+    let labels = t.strings("labels");
+    let json_schema = t.json("json_schema");
+    let text = t.table("text").map(|text| {
+        let max = text.unsigned("max_chars").map(|n| n as usize);
+        text.finish();
+        max
+    });
+    let retry_on_invalid = t.boolean("retry_on_invalid").unwrap_or(true);
+    let constrained = t.boolean("constrained").unwrap_or(true);
+    let given = [labels.is_some(), json_schema.is_some(), text.is_some()]
+        .iter()
+        .filter(|g| **g)
+        .count();
+    if given != 1 {
+        t.report_here(format!(
+            "expected exactly one of labels = [...], json_schema = {{...}} or text = {{ max_chars = N }}; found {given}"
+        ));
+        return None;
+    }
+    let contract = if let Some(labels) = labels {
+        check_labels(t, &labels);
+        OutputContract::Labels(labels.into_iter().map(|l| l.value).collect())
+    } else if let Some(schema) = json_schema {
+        if let Err(e) = jsonschema::meta::validate(&schema) {
+            t.invalid("json_schema", format!("not a valid JSON Schema: {e}"));
+        }
+        OutputContract::Json(schema)
+    } else {
+        OutputContract::Text {
+            max_chars: text.flatten(),
+        }
+    };
+    Some(OutputSpec {
+        contract,
+        retry_on_invalid,
+        constrained,
+    })
+}
+
+fn check_labels(t: &TableReader<'_, '_>, labels: &[Located<String>]) {
+    if labels.is_empty() {
+        t.invalid("labels", "is empty; expected at least two labels".into());
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for label in labels {
+        let normal = crate::output::normalize_label(&label.value);
+        if normal.is_empty() {
+            t.invalid(
+                "labels",
+                format!("line {}: empty label", label.line.unwrap_or(0)),
+            );
+        } else if seen.contains(&normal) {
+            t.invalid(
+                "labels",
+                format!(
+                    "\"{}\" is listed twice (labels are matched ignoring case and punctuation)",
+                    label.value
+                ),
+            );
+        } else {
+            seen.push(normal);
+        }
+    }
+}
+
+fn read_route(t: &TableReader<'_, '_>) -> Option<RouteSpec> {
+    let models = t.strings("models");
+    if models.as_ref().is_some_and(|m| m.is_empty())
+        || (models.is_none() && t.line_of("models").is_none())
+    {
+        t.invalid(
+            "models",
+            "expected at least one model name from shopfloor.toml, in fallback order".into(),
+        );
+    }
+    let timeout_ms = t.unsigned("timeout_ms").unwrap_or(30_000);
+    if timeout_ms == 0 {
+        t.invalid("timeout_ms", "must be more than 0".into());
+    }
+    let retries = t.unsigned("retries").unwrap_or(2);
+    if retries > 10 {
+        t.invalid(
+            "retries",
+            format!("{retries} is too many; expected 0 to 10"),
+        );
+    }
+    let temperature = t.number("temperature").unwrap_or(0.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        t.invalid(
+            "temperature",
+            format!("{temperature} is out of range; expected 0 to 2"),
+        );
+    }
+    let max_tokens = t
+        .unsigned("max_tokens")
+        .map(|n| n.min(u32::MAX as u64) as u32);
+    let top_p = t.number("top_p");
+    if top_p.is_some_and(|p| !(0.0..=1.0).contains(&p) || p == 0.0) {
+        t.invalid("top_p", "expected a number above 0 and at most 1".into());
+    }
+    let seed = t.unsigned("seed");
+    Some(RouteSpec {
+        models: models?,
+        timeout_ms,
+        retries: retries as u32,
+        temperature: temperature as f32,
+        max_tokens,
+        top_p: top_p.map(|p| p as f32),
+        seed,
+    })
+}
+
+fn read_eval(t: &TableReader<'_, '_>) -> EvalSpec {
+    let dataset = t.string("dataset");
+    let scorers: Vec<String> = t
+        .strings("scorers")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
+    for scorer in &scorers {
+        if !KNOWN_SCORERS.contains(&scorer.as_str()) {
+            t.invalid(
+                "scorers",
+                format!(
+                    "unknown scorer \"{scorer}\"; expected one of: {}",
+                    KNOWN_SCORERS.join(", ")
+                ),
+            );
+        }
+    }
+    let read_gates = |key: &'static str| -> Vec<(String, f64)> {
+        let gates = t.numbers(key).unwrap_or_default();
+        for (name, _) in &gates {
+            if !scorers.contains(&name.value) {
+                t.source().report(
+                    None,
+                    &format!("{}.{}", t.field(key), name.value),
+                    format!(
+                        "line {}: gates a scorer that is not in scorers = [{}]",
+                        name.line.unwrap_or(0),
+                        scorers.join(", ")
+                    ),
+                );
+            }
+        }
+        gates.into_iter().map(|(n, v)| (n.value, v)).collect()
+    };
+    let gate = read_gates("gate");
+    let max_regression = read_gates("max_regression");
+    EvalSpec {
+        dataset,
+        scorers,
+        gate,
+        max_regression,
+    }
+}

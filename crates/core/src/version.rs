@@ -1,0 +1,51 @@
+//! A workflow's version: a content hash of everything that changes its behaviour.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::spec::{ModelSpec, Workflow};
+
+/// Hex characters of the hash shown and stored; 48 bits make collisions within one
+/// workflow's history vanishingly unlikely while staying readable.
+const VERSION_LEN: usize = 12;
+
+/// The version of `workflow` given the project's models: templates, output contract, route and
+/// parameters, and the routed models' provider and model ids. Owner, description, stage,
+/// comments and formatting do not change it.
+pub fn workflow_version(workflow: &Workflow, models: &BTreeMap<String, ModelSpec>) -> String {
+    let route_models: Vec<_> = workflow
+        .route
+        .models
+        .iter()
+        .map(|name| match models.get(&name.value) {
+            Some(m) => json!({"provider": m.provider.as_str(), "model": m.model}),
+            None => json!({"unknown": name.value}),
+        })
+        .collect();
+    let behaviour = json!({
+        "prompt": {
+            "system": workflow.prompt.system.as_ref().map(|s| &s.value),
+            "user": workflow.prompt.user.value,
+            "assistant_prefix": workflow.prompt.assistant_prefix,
+        },
+        "output": {
+            "contract": workflow.output.contract,
+            "retry_on_invalid": workflow.output.retry_on_invalid,
+            "constrained": workflow.output.constrained,
+        },
+        "route": {
+            "models": route_models,
+            "timeout_ms": workflow.route.timeout_ms,
+            "retries": workflow.route.retries,
+            "temperature": workflow.route.temperature,
+            "max_tokens": workflow.route.max_tokens,
+            "top_p": workflow.route.top_p,
+            "seed": workflow.route.seed,
+        },
+    });
+    // serde_json's map is ordered by key, so this serialisation is canonical.
+    let digest = Sha256::digest(behaviour.to_string().as_bytes());
+    hex::encode(digest)[..VERSION_LEN].to_string()
+}

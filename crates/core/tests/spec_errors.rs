@@ -1,0 +1,232 @@
+//! Every class of config error `shopfloor check` must report, with file, line and field.
+
+use shopfloor_core::spec::{parse_config, parse_workflow, validate_project, ProjectFiles};
+use shopfloor_core::version::workflow_version;
+use shopfloor_core::Diagnostic;
+
+const CONFIG: &str = r#"
+[models.local]
+provider = "local"
+model = "smollm2"
+data_classes = ["public", "internal", "confidential", "restricted"]
+
+[models.gpt-mini]
+provider = "openai"
+model = "gpt-4o-mini"
+data_classes = ["public", "internal"]
+"#;
+
+const GOOD: &str = r#"
+description = "Route tickets"
+owner = "dana@acme.example"
+stage = "pilot"
+risk = "medium"
+data_class = "internal"
+
+[outcome]
+kpi = "minutes to first response"
+baseline = 42
+target = 15
+minutes_saved_per_accepted = 3
+
+[input]
+schema = { type = "object", required = ["subject", "body"], properties = { subject = { type = "string" }, body = { type = "string" } } }
+
+[prompt]
+system = "You route support tickets."
+user = "Subject: {{ subject }}\n\n{{ body }}"
+
+[output]
+labels = ["billing", "bug", "account", "other"]
+
+[route]
+models = ["gpt-mini", "local"]
+
+[eval]
+dataset = "datasets/ticket-triage.jsonl"
+scorers = ["label_accuracy"]
+gate = { label_accuracy = 0.8 }
+"#;
+
+/// Check one workflow text against CONFIG; every diagnostic as `file:line: field: message`.
+fn check(workflow: &str) -> Vec<String> {
+    let (config, mut diags) = parse_config("shopfloor.toml", CONFIG);
+    assert!(diags.is_empty(), "{diags:?}");
+    let (parsed, wf_diags) =
+        parse_workflow("ticket-triage", "workflows/ticket-triage.toml", workflow);
+    diags.extend(wf_diags);
+    let workflows: Vec<_> = parsed.into_iter().collect();
+    let exists = |path: &str| path == "datasets/ticket-triage.jsonl";
+    diags.extend(validate_project(&ProjectFiles {
+        config: &config,
+        workflows: &workflows,
+        file_exists: &exists,
+    }));
+    diags.iter().map(Diagnostic::to_string).collect()
+}
+
+fn assert_has(diags: &[String], expected: &str) {
+    assert!(
+        diags.iter().any(|d| d.contains(expected)),
+        "expected a diagnostic containing {expected:?}, got {diags:#?}"
+    );
+}
+
+#[test]
+fn the_good_workflow_is_clean() {
+    assert!(check(GOOD).is_empty(), "{:#?}", check(GOOD));
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let text = GOOD.replace(
+        "risk = \"medium\"",
+        "risk = \"medium\"\nowner_email = \"x\"",
+    );
+    let text = text.replace("[route]\n", "[route]\nretry = 3\n");
+    let diags = check(&text);
+    assert_has(
+        &diags,
+        "workflows/ticket-triage.toml:6: owner_email: unknown key; expected one of:",
+    );
+    assert_has(
+        &diags,
+        "route.retry: unknown key; expected one of: max_tokens, models, retries",
+    );
+}
+
+#[test]
+fn non_draft_needs_owner_and_outcome() {
+    let text = GOOD.replace("owner = \"dana@acme.example\"\n", "");
+    let text = text.replace("[outcome]\nkpi = \"minutes to first response\"\nbaseline = 42\ntarget = 15\nminutes_saved_per_accepted = 3\n", "");
+    let diags = check(&text);
+    assert_has(&diags, "owner: a pilot workflow needs an owner");
+    assert_has(&diags, "outcome: a pilot workflow needs an [outcome]");
+    // A draft may have neither.
+    assert!(check(&text.replace("stage = \"pilot\"", "stage = \"draft\"")).is_empty());
+}
+
+#[test]
+fn unknown_route_model() {
+    let diags = check(&GOOD.replace(
+        "models = [\"gpt-mini\", \"local\"]",
+        "models = [\"gpt-mni\", \"local\"]",
+    ));
+    assert_has(&diags, "ticket-triage.toml:25: route.models: unknown model \"gpt-mni\"; models defined in shopfloor.toml: gpt-mini, local");
+}
+
+#[test]
+fn model_not_allowed_the_data_class() {
+    let diags = check(&GOOD.replace("data_class = \"internal\"", "data_class = \"confidential\""));
+    assert_has(
+        &diags,
+        "route.models: model \"gpt-mini\" may not see confidential data",
+    );
+    assert_eq!(
+        diags.len(),
+        1,
+        "local may see confidential data: {diags:#?}"
+    );
+}
+
+#[test]
+fn invalid_input_schema() {
+    let diags = check(&GOOD.replace(
+        "subject = { type = \"string\" }",
+        "subject = { type = \"strin\" }",
+    ));
+    assert_has(&diags, "input.schema: not a valid JSON Schema");
+}
+
+#[test]
+fn template_variable_not_in_schema() {
+    let diags = check(&GOOD.replace("{{ body }}", "{{ body }} {{ customer_tier }}"));
+    assert_has(&diags, "ticket-triage.toml:19: prompt.user: uses variable \"customer_tier\" which the input schema does not define");
+}
+
+#[test]
+fn template_syntax_error() {
+    let diags = check(&GOOD.replace("{{ body }}", "{{ body "));
+    assert_has(&diags, "prompt.user: template error");
+}
+
+#[test]
+fn empty_and_duplicated_labels() {
+    assert_has(
+        &check(&GOOD.replace(
+            "labels = [\"billing\", \"bug\", \"account\", \"other\"]",
+            "labels = []",
+        )),
+        "output.labels: is empty",
+    );
+    assert_has(
+        &check(&GOOD.replace(
+            "labels = [\"billing\", \"bug\", \"account\", \"other\"]",
+            "labels = [\"billing\", \"Billing\", \"bug\"]",
+        )),
+        "\"Billing\" is listed twice",
+    );
+}
+
+#[test]
+fn missing_eval_dataset() {
+    let diags = check(&GOOD.replace("datasets/ticket-triage.jsonl", "datasets/missing.jsonl"));
+    assert_has(
+        &diags,
+        "ticket-triage.toml:28: eval.dataset: file \"datasets/missing.jsonl\" does not exist",
+    );
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = GOOD
+        .replace("stage = \"pilot\"", "stage = \"pilot\"\ncolour = \"red\"")
+        .replace("\"gpt-mini\", \"local\"", "\"nope\"")
+        .replace("{{ body }}", "{{ bodyy }}")
+        .replace("datasets/ticket-triage.jsonl", "datasets/missing.jsonl");
+    let diags = check(&text);
+    assert!(diags.len() >= 4, "{diags:#?}");
+}
+
+#[test]
+fn bad_values_say_what_was_expected() {
+    let diags = check(
+        &GOOD
+            .replace("stage = \"pilot\"", "stage = \"prod\"")
+            .replace("risk = \"medium\"", "risk = 3"),
+    );
+    assert_has(
+        &diags,
+        "stage: \"prod\" is not one of: draft, pilot, production, retired",
+    );
+    assert_has(&diags, "risk: expected a string, found integer");
+}
+
+#[test]
+fn version_ignores_owner_and_comments_but_not_the_prompt() {
+    let (config, _) = parse_config("shopfloor.toml", CONFIG);
+    let version = |text: &str| {
+        let (w, diags) = parse_workflow("t", "workflows/t.toml", text);
+        assert!(diags.is_empty(), "{diags:?}");
+        workflow_version(&w.unwrap(), &config.models)
+    };
+    let base = version(GOOD);
+    assert_eq!(base.len(), 12);
+    assert_eq!(
+        base,
+        version(&GOOD.replace("dana@acme.example", "lee@acme.example"))
+    );
+    assert_eq!(base, version(&format!("# a comment\n{GOOD}")));
+    assert_ne!(
+        base,
+        version(&GOOD.replace("You route support tickets.", "You route tickets."))
+    );
+    assert_ne!(
+        base,
+        version(&GOOD.replace("\"gpt-mini\", \"local\"", "\"local\""))
+    );
+    assert_ne!(
+        base,
+        version(&GOOD.replace("[route]\n", "[route]\ntemperature = 0.7\n"))
+    );
+}
