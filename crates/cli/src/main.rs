@@ -1,0 +1,99 @@
+//! `shopfloor`: workflows as code, run on any model, every run recorded.
+
+mod commands;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for a bad project, bad input or bad usage (as opposed to a failed run).
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "shopfloor",
+    version,
+    about = "Take company AI workflows from demo to production: workflows as code, any model, every run recorded.",
+    long_about = None,
+)]
+struct Cli {
+    /// Run as if started in DIR (like `git -C`): the project folder holding shopfloor.toml;
+    /// relative paths in other arguments are taken from there too.
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+
+    /// PostgreSQL URL to record into instead of the embedded SQLite file (.shopfloor/shopfloor.db).
+    #[arg(
+        long,
+        global = true,
+        env = "SHOPFLOOR_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scaffold a project: shopfloor.toml, an example workflow, its dataset and a guide.
+    Init(commands::init::Args),
+    /// Validate the whole project and print each workflow's version hash.
+    Check,
+    /// Run a workflow on one input (--json) or a file of inputs (--input).
+    Run(commands::run::Args),
+    /// Show recorded runs.
+    #[command(subcommand)]
+    Runs(commands::runs::Command),
+    /// The embedded local models: list them, pull their weights.
+    #[command(subcommand)]
+    Models(commands::models::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(dir) = &cli.project {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("error: cannot use project folder {}: {e}", dir.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    let global = commands::Global {
+        project: PathBuf::from("."),
+        database_url: cli.database_url,
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(args) => commands::init::run(&global, args),
+            Command::Check => commands::check::run(&global),
+            Command::Run(args) => commands::run::run(&global, args).await,
+            Command::Runs(command) => commands::runs::run(&global, command).await,
+            Command::Models(command) => commands::models::run(command),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => commands::report_error(&e),
+    }
+}

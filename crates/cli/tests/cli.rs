@@ -1,0 +1,378 @@
+//! The `shopfloor` binary end to end: a scaffolded project, a real OpenAI-compatible server on
+//! 127.0.0.1, a real SQLite file (and PostgreSQL where named), real processes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
+
+fn shopfloor(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env_remove("SHOPFLOOR_DATABASE_URL")
+        .output()
+        .expect("run shopfloor")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Answers like a decent ticket router: a keyword lookup on the rendered prompt.
+fn router(request: &ReceivedRequest) -> Reply {
+    let prompt = request.body["messages"].to_string().to_lowercase();
+    let label =
+        if prompt.contains("invoice") || prompt.contains("charge") || prompt.contains("refund") {
+            "billing"
+        } else if prompt.contains("error") || prompt.contains("crash") {
+            "Bug."
+        } else if prompt.contains("password") || prompt.contains("login") {
+            "account"
+        } else {
+            "other"
+        };
+    Reply::Json(200, openai_completion(label, 120, 2))
+}
+
+/// `shopfloor init` into `dir`, routed to the fake server instead of the local model.
+fn scaffold(dir: &Path, base_url: &str) {
+    let out = shopfloor(dir, &["init"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let config = std::fs::read_to_string(dir.join("shopfloor.toml")).unwrap();
+    std::fs::write(
+        dir.join("shopfloor.toml"),
+        format!(
+            "{config}\n[models.fake]\nprovider = \"openai-compatible\"\nmodel = \"fake-1\"\nbase_url = \"{base_url}\"\nprice = {{ input_per_mtok = 0.5, output_per_mtok = 1.5 }}\ndata_classes = [\"public\", \"internal\"]\n"
+        ),
+    )
+    .unwrap();
+    let workflow = dir.join("workflows/ticket-triage.toml");
+    let text = std::fs::read_to_string(&workflow)
+        .unwrap()
+        .replace("models = [\"local\"]", "models = [\"fake\"]");
+    std::fs::write(workflow, text).unwrap();
+}
+
+fn write_inputs(path: &Path, n: usize, bad_lines: &[usize]) {
+    let mut lines = Vec::new();
+    for i in 1..=n {
+        if bad_lines.contains(&i) {
+            lines.push(json!({"subject": "missing body"}).to_string());
+        } else {
+            let body = [
+                "I was charged twice on my invoice",
+                "The app shows an error and crashes",
+                "I forgot my password",
+                "Do you have a mobile app?",
+            ][i % 4];
+            lines.push(json!({"subject": format!("ticket {i}"), "body": body}).to_string());
+        }
+    }
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn init_scaffolds_a_project_that_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shopfloor(dir.path(), &["init"]);
+    assert!(out.status.success());
+    let dataset = std::fs::read_to_string(dir.path().join("datasets/ticket-triage.jsonl")).unwrap();
+    let cases: Vec<Value> = dataset
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(cases.len() >= 40);
+    for label in ["billing", "bug", "account", "other"] {
+        assert!(
+            cases.iter().any(|c| c["expected"] == label),
+            "no {label} case"
+        );
+    }
+    let out = shopfloor(dir.path(), &["check"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ticket-triage"), "{stdout}");
+    // A second init refuses to overwrite.
+    let again = shopfloor(dir.path(), &["init"]);
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("already has shopfloor.toml"));
+}
+
+#[test]
+fn check_reports_every_problem_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(shopfloor(dir.path(), &["init"]).status.success());
+    let workflow = dir.path().join("workflows/ticket-triage.toml");
+    let broken = std::fs::read_to_string(&workflow)
+        .unwrap()
+        .replace("risk = \"medium\"", "risk = \"medium\"\ncolour = \"red\"")
+        .replace("models = [\"local\"]", "models = [\"gpt-4\"]")
+        .replace("{{ body }}", "{{ body }} {{ customer }}")
+        .replace("datasets/ticket-triage.jsonl", "datasets/nope.jsonl");
+    std::fs::write(&workflow, broken).unwrap();
+    let out = shopfloor(dir.path(), &["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for expected in [
+        "workflows/ticket-triage.toml:6: colour: unknown key",
+        "route.models: unknown model \"gpt-4\"",
+        "prompt.user: uses variable \"customer\"",
+        "eval.dataset: file \"datasets/nope.jsonl\" does not exist",
+        "4 problem(s) found",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn no_project_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shopfloor(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out)
+        .1
+        .contains("shopfloor.toml not found (create one with `shopfloor init`)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_one_input_then_list_and_show_it() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "run",
+            "ticket-triage",
+            "--json",
+            r#"{"subject": "Refund", "body": "Please refund my invoice"}"#,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["status"], "ok");
+    assert_eq!(result["output"], "billing");
+    assert_eq!(result["model"], "fake");
+    let id = result["run_id"].as_str().unwrap();
+
+    let (list, _) = text(&shopfloor(
+        dir.path(),
+        &["runs", "list", "--workflow", "ticket-triage"],
+    ));
+    assert!(list.contains(id), "{list}");
+    let (show, _) = text(&shopfloor(dir.path(), &["runs", "show", id]));
+    for expected in [
+        "status    ok",
+        "Please refund my invoice",
+        "#1 fake (openai-compatible) ok",
+        "parsed output\n  \"billing\"",
+    ] {
+        assert!(show.contains(expected), "missing {expected:?} in:\n{show}");
+    }
+    let (json_show, _) = text(&shopfloor(dir.path(), &["runs", "show", id, "--json"]));
+    let record: Value = serde_json::from_str(&json_show).unwrap();
+    assert_eq!(record["attempts"][0]["prompt_tokens"], 120);
+
+    // Input that breaks the schema: exit 2, nothing sent.
+    let before = server.request_count();
+    let out = shopfloor(
+        dir.path(),
+        &["run", "ticket-triage", "--json", r#"{"subject": "x"}"#],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("\"body\" is a required property"),
+        "{:?}",
+        text(&out)
+    );
+    assert_eq!(server.request_count(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reports_bad_lines_and_writes_results() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    let inputs = dir.path().join("cases.jsonl");
+    write_inputs(&inputs, 12, &[3, 7]);
+    let results = dir.path().join("results.jsonl");
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "run",
+            "ticket-triage",
+            "--input",
+            "cases.jsonl",
+            "--concurrency",
+            "3",
+            "--out",
+            results.to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("cases.jsonl:3: skipped"), "{stderr}");
+    assert!(stderr.contains("cases.jsonl:7: skipped"), "{stderr}");
+    assert!(
+        stdout.contains("ran 10: ok 10 · invalid output 0 · failed 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("latency p50"), "{stdout}");
+    assert!(stdout.contains("tokens 1200 in / 20 out"), "{stdout}");
+    assert_eq!(server.request_count(), 10);
+    let lines: Vec<Value> = std::fs::read_to_string(&results)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 10);
+    assert!(lines.iter().all(|l| l["status"] == "ok"));
+}
+
+/// Start a batch against a slow server, `kill -9` the process mid-batch, resume it: every case
+/// ends up recorded exactly once, and cases recorded before the kill are not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_killed_mid_way_resumes_without_running_recorded_cases_again() {
+    let server = FakeServer::start(|r| router(r).delayed(Duration::from_millis(40))).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    let cases = 60;
+    write_inputs(&dir.path().join("cases.jsonl"), cases, &[]);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+        .arg("-C")
+        .arg(dir.path())
+        .args([
+            "run",
+            "ticket-triage",
+            "--input",
+            "cases.jsonl",
+            "--concurrency",
+            "2",
+        ])
+        .env_remove("SHOPFLOOR_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = shopfloor_store::open(dir.path().join(".shopfloor/shopfloor.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let batch_id = loop {
+        let runs = store
+            .list_runs(&shopfloor_store::RunFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if runs.len() >= 10 {
+            break runs[0].batch_id.clone().expect("batch run");
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the batch ended before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // SIGKILL: no chance to flush anything.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let recorded_before = store.batch_recorded_cases(&batch_id).await.unwrap();
+    assert!(
+        recorded_before.len() < cases,
+        "the kill came too late to test anything"
+    );
+    let requests_before = server.request_count();
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "run",
+            "ticket-triage",
+            "--input",
+            "cases.jsonl",
+            "--resume",
+            &batch_id,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} case(s) already recorded",
+            recorded_before.len()
+        )),
+        "{stderr}"
+    );
+
+    let recorded = store.batch_recorded_cases(&batch_id).await.unwrap();
+    assert_eq!(
+        recorded,
+        (1..=cases as u64).collect::<Vec<_>>(),
+        "every case recorded exactly once"
+    );
+    let runs = store
+        .list_runs(&shopfloor_store::RunFilter {
+            batch_id: Some(batch_id.clone()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), cases, "no case recorded twice");
+    // The resumed process sent exactly one request per case that was not yet recorded.
+    assert_eq!(
+        server.request_count() - requests_before,
+        cases - recorded_before.len()
+    );
+    let batch = store.get_batch(&batch_id).await.unwrap().unwrap();
+    assert_eq!(batch.status, shopfloor_store::BatchStatus::Done);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_recorded_into_postgres_with_database_url() {
+    let database = shopfloor_store::testing::TestPostgres::create().await;
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    write_inputs(&dir.path().join("cases.jsonl"), 5, &[]);
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "--database-url",
+            database.url(),
+            "run",
+            "ticket-triage",
+            "--input",
+            "cases.jsonl",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (list, _) = text(&shopfloor(
+        dir.path(),
+        &["--database-url", database.url(), "runs", "list"],
+    ));
+    assert_eq!(
+        list.lines().filter(|l| l.contains("ticket-triage")).count(),
+        5,
+        "{list}"
+    );
+    assert!(
+        !dir.path().join(".shopfloor/shopfloor.db").exists(),
+        "nothing written to SQLite"
+    );
+}

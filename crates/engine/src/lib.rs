@@ -1,0 +1,189 @@
+//! The only place that combines the layers: a workflow run is policy → render → route with
+//! retries and fallbacks → parse and validate → record. The CLI and the server are thin
+//! shells over [`Engine`].
+
+mod batch;
+mod models;
+mod project;
+mod recorder;
+mod runner;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use shopfloor_core::Diagnostic;
+use shopfloor_store::{RunRecord, Store, StoreError};
+
+pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchRequest, Case};
+pub use models::ModelPool;
+pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
+pub use recorder::{Recorder, RecorderTask};
+pub use runner::{now_ms, RetryPolicy, RunOptions, Runner};
+
+/// The folder under the project that holds the embedded database.
+pub const STATE_DIR: &str = ".shopfloor";
+/// The embedded database file inside [`STATE_DIR`].
+pub const DATABASE_FILE: &str = "shopfloor.db";
+
+/// What went wrong, for callers to match on and show.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "no shopfloor project in {dir}: {CONFIG_FILE} not found (create one with `shopfloor init`)"
+    )]
+    NoProject { dir: PathBuf },
+    #[error("the project has {} problem(s)", .0.len())]
+    InvalidProject(Vec<Diagnostic>),
+    #[error("unknown workflow \"{name}\"; workflows: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    UnknownWorkflow { name: String, known: Vec<String> },
+    #[error("unknown model \"{name}\"; models in shopfloor.toml: {}", known.join(", "))]
+    UnknownModel { name: String, known: Vec<String> },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("no batch with id {0}")]
+    UnknownBatch(String),
+    #[error("{0}")]
+    BatchMismatch(String),
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How to open an engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    pub project_dir: PathBuf,
+    /// `postgres://…`; default: the SQLite file under the project's `.shopfloor/`.
+    pub database_url: Option<String>,
+    /// Append every model exchange to this file (for the replay provider).
+    pub record_to: Option<PathBuf>,
+    pub retry: RetryPolicy,
+}
+
+/// A loaded project with its store, recorder and models.
+pub struct Engine {
+    pub project: Project,
+    store: Arc<dyn Store>,
+    recorder: Recorder,
+    recorder_task: RecorderTask,
+    runner: Runner,
+}
+
+/// Open the store for a project: `database_url` if given, else the embedded SQLite file.
+pub async fn open_store(
+    project_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<Arc<dyn Store>, EngineError> {
+    let location = match database_url {
+        Some(url) => url.to_string(),
+        None => project_dir
+            .join(STATE_DIR)
+            .join(DATABASE_FILE)
+            .display()
+            .to_string(),
+    };
+    Ok(shopfloor_store::open(&location).await?)
+}
+
+impl Engine {
+    /// Load and validate the project, open the store and start the recorder.
+    pub async fn open(options: EngineOptions) -> Result<Self, EngineError> {
+        let project = Project::load(&options.project_dir)?;
+        let store = open_store(&options.project_dir, options.database_url.as_deref()).await?;
+        let (recorder, recorder_task) = Recorder::spawn(store.clone());
+        let models = Arc::new(ModelPool::new(
+            project.root.clone(),
+            options.record_to.clone(),
+        ));
+        let runner = Runner::new(Arc::new(project.config.clone()), models, options.retry);
+        Ok(Self {
+            project,
+            store,
+            recorder,
+            recorder_task,
+            runner,
+        })
+    }
+
+    /// The store, for listing and showing runs.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Run a workflow on one input and wait until the run is recorded.
+    pub async fn run_one(
+        &self,
+        workflow: &str,
+        input: Value,
+        model_override: Option<String>,
+    ) -> Result<RunRecord, EngineError> {
+        let workflow = self.project.workflow(workflow)?;
+        if let Some(model) = &model_override {
+            self.check_model(model)?;
+        }
+        validate_input(&workflow, &input).map_err(EngineError::InvalidInput)?;
+        let run = self
+            .runner
+            .run(
+                &workflow,
+                input,
+                &RunOptions {
+                    model_override,
+                    batch: None,
+                },
+            )
+            .await;
+        self.recorder.record(run.clone()).await;
+        self.recorder.flush().await;
+        Ok(run)
+    }
+
+    /// Names of the local (embedded) models a run of `workflow` may need.
+    pub fn local_models_for(
+        &self,
+        workflow: &str,
+        model_override: Option<&str>,
+    ) -> Result<Vec<String>, EngineError> {
+        let workflow = self.project.workflow(workflow)?;
+        let names: Vec<String> = match model_override {
+            Some(m) => vec![m.to_string()],
+            None => workflow
+                .spec
+                .route
+                .models
+                .iter()
+                .map(|m| m.value.clone())
+                .collect(),
+        };
+        Ok(names
+            .iter()
+            .filter_map(|n| self.project.config.models.get(n))
+            .filter(|m| m.provider == shopfloor_core::spec::ProviderKind::Local)
+            .map(|m| m.model.clone())
+            .collect())
+    }
+
+    fn check_model(&self, name: &str) -> Result<(), EngineError> {
+        if self.project.config.models.contains_key(name) {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownModel {
+                name: name.to_string(),
+                known: self.project.config.models.keys().cloned().collect(),
+            })
+        }
+    }
+
+    /// Write everything recorded and stop the recorder.
+    pub async fn close(self) {
+        let Engine {
+            recorder,
+            recorder_task,
+            ..
+        } = self;
+        drop(recorder);
+        recorder_task.close().await;
+    }
+}

@@ -1,0 +1,73 @@
+//! Building providers for the models in `shopfloor.toml`, once each, on first use.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use shopfloor_core::spec::{ModelSpec, ProviderKind};
+use shopfloor_providers::{Provider, ProviderConfig, ProviderError, Recorder as ExchangeRecorder};
+
+/// The providers of a project's models, built lazily so that a model whose key is missing only
+/// fails the runs that reach it (and its fallbacks still answer).
+pub struct ModelPool {
+    root: PathBuf,
+    record_to: Option<PathBuf>,
+    built: Mutex<HashMap<String, Arc<dyn Provider>>>,
+}
+
+impl ModelPool {
+    /// `root` resolves relative replay files; `record_to` appends every exchange to a file.
+    pub fn new(root: PathBuf, record_to: Option<PathBuf>) -> Self {
+        Self {
+            root,
+            record_to,
+            built: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The provider for `spec`, built on first use.
+    pub fn provider(&self, spec: &ModelSpec) -> Result<Arc<dyn Provider>, ProviderError> {
+        if let Some(p) = self.built.lock().map_err(|_| poisoned())?.get(&spec.name) {
+            return Ok(p.clone());
+        }
+        let mut provider = build(spec, &self.root)?;
+        if let Some(path) = &self.record_to {
+            provider = Arc::new(ExchangeRecorder::new(provider, path)?);
+        }
+        let mut built = self.built.lock().map_err(|_| poisoned())?;
+        Ok(built.entry(spec.name.clone()).or_insert(provider).clone())
+    }
+}
+
+fn poisoned() -> ProviderError {
+    ProviderError::Config("internal error: the model pool lock was poisoned".into())
+}
+
+/// The one registration point: a provider kind from the config to its implementation.
+fn build(spec: &ModelSpec, root: &std::path::Path) -> Result<Arc<dyn Provider>, ProviderError> {
+    match spec.provider {
+        ProviderKind::Local => build_local(spec),
+        kind => shopfloor_providers::build(&ProviderConfig {
+            kind: kind.as_str().to_string(),
+            name: spec.name.clone(),
+            base_url: spec.base_url.clone(),
+            api_key_env: spec.api_key_env.clone(),
+            file: spec.file.as_ref().map(|f| root.join(f)),
+        }),
+    }
+}
+
+#[cfg(feature = "local")]
+fn build_local(spec: &ModelSpec) -> Result<Arc<dyn Provider>, ProviderError> {
+    let provider = shopfloor_local::LocalProvider::shared(&spec.model)
+        .map_err(|e| ProviderError::Config(format!("model \"{}\": {e}", spec.name)))?;
+    Ok(provider)
+}
+
+#[cfg(not(feature = "local"))]
+fn build_local(spec: &ModelSpec) -> Result<Arc<dyn Provider>, ProviderError> {
+    Err(ProviderError::Config(format!(
+        "model \"{}\" uses the embedded local provider, but this build of shopfloor was made without it (cargo feature `local`)",
+        spec.name
+    )))
+}

@@ -1,0 +1,157 @@
+//! Loading a project folder: `shopfloor.toml` and `workflows/*.toml`, validated as a whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use shopfloor_core::output::OutputValidator;
+use shopfloor_core::spec::{
+    parse_config, parse_workflow, validate_project, ProjectConfig, ProjectFiles, Workflow,
+};
+use shopfloor_core::template::PromptTemplates;
+use shopfloor_core::version::workflow_version;
+use shopfloor_core::Diagnostic;
+
+use crate::EngineError;
+
+/// The config file's name inside a project folder.
+pub const CONFIG_FILE: &str = "shopfloor.toml";
+/// The folder holding workflow files.
+pub const WORKFLOWS_DIR: &str = "workflows";
+
+/// A workflow ready to run: its spec, version, and compiled templates and validators.
+pub struct LoadedWorkflow {
+    pub spec: Workflow,
+    pub version: String,
+    pub templates: PromptTemplates,
+    pub output: OutputValidator,
+    pub input_schema: jsonschema::Validator,
+}
+
+/// A valid project.
+pub struct Project {
+    pub root: PathBuf,
+    pub config: ProjectConfig,
+    pub workflows: BTreeMap<String, Arc<LoadedWorkflow>>,
+}
+
+impl Project {
+    /// Read and validate the project in `root`. Every problem in every file is reported at once
+    /// as [`EngineError::InvalidProject`].
+    pub fn load(root: &Path) -> Result<Self, EngineError> {
+        let config_path = root.join(CONFIG_FILE);
+        let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                EngineError::NoProject {
+                    dir: root.to_path_buf(),
+                }
+            } else {
+                EngineError::Io {
+                    path: config_path.clone(),
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        let (config, mut diagnostics) = parse_config(CONFIG_FILE, &config_text);
+        let mut workflows = Vec::new();
+        for (name, path) in workflow_files(root)? {
+            let file = format!("{WORKFLOWS_DIR}/{name}.toml");
+            let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let (workflow, found) = parse_workflow(&name, &file, &text);
+            diagnostics.extend(found);
+            workflows.extend(workflow);
+        }
+        let exists = |relative: &str| root.join(relative).is_file();
+        diagnostics.extend(validate_project(&ProjectFiles {
+            config: &config,
+            workflows: &workflows,
+            file_exists: &exists,
+        }));
+        if !diagnostics.is_empty() {
+            return Err(EngineError::InvalidProject(diagnostics));
+        }
+        let mut loaded = BTreeMap::new();
+        for spec in workflows {
+            let version = workflow_version(&spec, &config.models);
+            let templates = PromptTemplates::compile(&spec.prompt).map_err(|errors| {
+                EngineError::InvalidProject(
+                    errors
+                        .into_iter()
+                        .map(|e| Diagnostic::new(&spec.file, None, e.field, e.message))
+                        .collect(),
+                )
+            })?;
+            let output = OutputValidator::new(&spec.output.contract).map_err(|m| {
+                EngineError::InvalidProject(vec![Diagnostic::new(&spec.file, None, "output", m)])
+            })?;
+            let input_schema = jsonschema::validator_for(&spec.input_schema).map_err(|e| {
+                EngineError::InvalidProject(vec![Diagnostic::new(
+                    &spec.file,
+                    None,
+                    "input.schema",
+                    e.to_string(),
+                )])
+            })?;
+            let name = spec.name.as_str().to_string();
+            loaded.insert(
+                name,
+                Arc::new(LoadedWorkflow {
+                    spec,
+                    version,
+                    templates,
+                    output,
+                    input_schema,
+                }),
+            );
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            config,
+            workflows: loaded,
+        })
+    }
+
+    /// A workflow by name, or an error listing the known ones.
+    pub fn workflow(&self, name: &str) -> Result<Arc<LoadedWorkflow>, EngineError> {
+        self.workflows
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownWorkflow {
+                name: name.to_string(),
+                known: self.workflows.keys().cloned().collect(),
+            })
+    }
+}
+
+fn workflow_files(root: &Path) -> Result<Vec<(String, PathBuf)>, EngineError> {
+    let dir = root.join(WORKFLOWS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(EngineError::Io {
+                path: dir,
+                message: e.to_string(),
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| EngineError::Io {
+                path: dir.clone(),
+                message: e.to_string(),
+            })?
+            .path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                files.push((stem.to_string(), path.clone()));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,397 @@
+//! One run of a workflow on one input: render → route (retries, timeouts, fallbacks) →
+//! parse and validate → a [`RunRecord`] that says everything that happened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{json, Value};
+use shopfloor_core::spec::{ModelSpec, ProjectConfig};
+use shopfloor_core::template::RenderedPrompt;
+use shopfloor_providers::{ChatRequest, ChatResponse, Message, ProviderError, Role};
+use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
+
+use crate::models::ModelPool;
+use crate::project::LoadedWorkflow;
+
+/// How long to wait between retries of one model.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// The first wait; doubled on each retry, with jitter.
+    pub base: Duration,
+    /// No computed wait is longer.
+    pub max: Duration,
+    /// A server's `Retry-After` is honoured up to this long.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based): exponential with full jitter between
+    /// half and all of it, or what the server asked for if that is longer.
+    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << retry.min(16))
+            .min(self.max);
+        let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
+        match retry_after {
+            Some(asked) => jittered.max(asked.min(self.max_retry_after)),
+            None => jittered,
+        }
+    }
+}
+
+/// Where a run belongs and which model to force.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Use only this model (a name from `shopfloor.toml`) instead of the workflow's route.
+    pub model_override: Option<String>,
+    /// The batch and 1-based case number, for batch runs.
+    pub batch: Option<(String, u64)>,
+}
+
+/// Runs workflows against the project's models.
+pub struct Runner {
+    config: Arc<ProjectConfig>,
+    models: Arc<ModelPool>,
+    retry: RetryPolicy,
+}
+
+impl Runner {
+    pub fn new(config: Arc<ProjectConfig>, models: Arc<ModelPool>, retry: RetryPolicy) -> Self {
+        Self {
+            config,
+            models,
+            retry,
+        }
+    }
+
+    /// Run `workflow` on `input` (already validated against the input schema). Never fails:
+    /// every outcome, including refusals and provider errors, is a record.
+    pub async fn run(
+        &self,
+        workflow: &LoadedWorkflow,
+        input: Value,
+        options: &RunOptions,
+    ) -> RunRecord {
+        let started = Instant::now();
+        let mut run = RunRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: workflow.spec.name.to_string(),
+            version: workflow.version.clone(),
+            batch_id: options.batch.as_ref().map(|(id, _)| id.clone()),
+            case_index: options.batch.as_ref().map(|(_, n)| *n),
+            status: RunStatus::Failed,
+            input,
+            prompt: Value::Null,
+            raw_output: None,
+            output: None,
+            error: None,
+            model: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_usd: 0.0,
+            latency_ms: 0,
+            created_at_ms: now_ms(),
+            attempts: Vec::new(),
+        };
+        match workflow.templates.render(&run.input) {
+            Ok(prompt) => {
+                run.prompt = prompt_json(&prompt);
+                self.route(workflow, &prompt, options, &mut run).await;
+            }
+            Err(e) => run.error = Some(format!("{}: {}", e.field, e.message)),
+        }
+        run.prompt_tokens = run.attempts.iter().map(|a| a.prompt_tokens).sum();
+        run.completion_tokens = run.attempts.iter().map(|a| a.completion_tokens).sum();
+        run.cost_usd = run.attempts.iter().map(|a| a.cost_usd).sum();
+        run.latency_ms = started.elapsed().as_millis() as u64;
+        run
+    }
+
+    /// Try each routed model in order until one answers.
+    async fn route(
+        &self,
+        workflow: &LoadedWorkflow,
+        prompt: &RenderedPrompt,
+        options: &RunOptions,
+        run: &mut RunRecord,
+    ) {
+        let names: Vec<String> = match &options.model_override {
+            Some(name) => vec![name.clone()],
+            None => workflow
+                .spec
+                .route
+                .models
+                .iter()
+                .map(|m| m.value.clone())
+                .collect(),
+        };
+        let mut refused = 0;
+        let mut last_error = None;
+        for name in &names {
+            let Some(spec) = self.config.models.get(name) else {
+                last_error = Some(format!("unknown model \"{name}\""));
+                continue;
+            };
+            // Defence in depth: `check` rejects such routes, but an override or an edited
+            // config must never send data to a model that may not see it.
+            if !spec.data_classes.contains(&workflow.spec.data_class) {
+                refused += 1;
+                let message = format!(
+                    "refused by policy: model \"{name}\" may not see {} data",
+                    workflow.spec.data_class
+                );
+                run.attempts.push(error_attempt(
+                    run.attempts.len(),
+                    spec,
+                    now_ms(),
+                    0,
+                    message.clone(),
+                ));
+                last_error = Some(message);
+                continue;
+            }
+            match self.try_model(workflow, prompt, spec, run).await {
+                Ok(()) => return,
+                Err(message) => last_error = Some(message),
+            }
+        }
+        if refused == names.len() && refused > 0 {
+            run.status = RunStatus::Refused;
+        } else {
+            run.status = RunStatus::Failed;
+        }
+        run.error = Some(match last_error {
+            Some(e) if names.len() > 1 => format!("every routed model failed; last error: {e}"),
+            Some(e) => e,
+            None => "no model to route to".to_string(),
+        });
+    }
+
+    /// Attempts at one model, with retries. `Ok` when the run is settled (valid or invalid
+    /// output); `Err` with the last error when the next model should be tried.
+    async fn try_model(
+        &self,
+        workflow: &LoadedWorkflow,
+        prompt: &RenderedPrompt,
+        spec: &ModelSpec,
+        run: &mut RunRecord,
+    ) -> Result<(), String> {
+        let provider = match self.models.provider(spec) {
+            Ok(p) => p,
+            Err(e) => {
+                let message = e.to_string();
+                run.attempts.push(error_attempt(
+                    run.attempts.len(),
+                    spec,
+                    now_ms(),
+                    0,
+                    message.clone(),
+                ));
+                return Err(message);
+            }
+        };
+        let capabilities = provider.capabilities();
+        let route = &workflow.spec.route;
+        let mut request = ChatRequest {
+            model: spec.model.clone(),
+            messages: messages(prompt),
+            max_tokens: route.max_tokens,
+            temperature: Some(route.temperature),
+            top_p: route.top_p,
+            seed: route.seed,
+            assistant_prefix: prompt
+                .assistant_prefix
+                .clone()
+                .filter(|_| capabilities.assistant_prefix),
+            choices: None,
+        };
+        if workflow.spec.output.constrained && capabilities.constrained_choice {
+            request.choices = workflow.output.labels().map(<[String]>::to_vec);
+        }
+        let timeout = Duration::from_millis(route.timeout_ms);
+        let mut retry = 0;
+        let mut asked_again = false;
+        loop {
+            let started_at = now_ms();
+            let clock = Instant::now();
+            let result = match tokio::time::timeout(timeout, provider.complete(&request)).await {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError::Timeout(timeout)),
+            };
+            let latency_ms = clock.elapsed().as_millis() as u64;
+            match result {
+                Ok(response) => {
+                    let parsed = workflow.output.parse(&response.text);
+                    let attempt = answered_attempt(
+                        run.attempts.len(),
+                        spec,
+                        started_at,
+                        latency_ms,
+                        &response,
+                        &parsed,
+                    );
+                    run.attempts.push(attempt);
+                    run.model = Some(spec.name.clone());
+                    run.raw_output = Some(response.text.clone());
+                    match parsed {
+                        Ok(output) => {
+                            run.output = Some(output);
+                            run.status = RunStatus::Ok;
+                            run.error = None;
+                            return Ok(());
+                        }
+                        Err(problem) if workflow.spec.output.retry_on_invalid && !asked_again => {
+                            asked_again = true;
+                            request
+                                .messages
+                                .push(Message::new(Role::Assistant, response.text));
+                            request
+                                .messages
+                                .push(Message::new(Role::User, correction(&problem)));
+                        }
+                        Err(problem) => {
+                            run.status = RunStatus::Invalid;
+                            run.error = Some(problem);
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e) => {
+                    run.attempts.push(error_attempt(
+                        run.attempts.len(),
+                        spec,
+                        started_at,
+                        latency_ms,
+                        e.to_string(),
+                    ));
+                    if !e.is_retryable() || retry >= route.retries {
+                        return Err(format!("model \"{}\": {e}", spec.name));
+                    }
+                    tokio::time::sleep(self.retry.delay(retry, e.retry_after())).await;
+                    retry += 1;
+                }
+            }
+        }
+    }
+}
+
+fn correction(problem: &str) -> String {
+    format!("Your answer could not be used: {problem}. Answer again, following the required format exactly, with nothing else.")
+}
+
+fn messages(prompt: &RenderedPrompt) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(2);
+    if let Some(system) = &prompt.system {
+        messages.push(Message::new(Role::System, system.clone()));
+    }
+    messages.push(Message::new(Role::User, prompt.user.clone()));
+    messages
+}
+
+fn prompt_json(prompt: &RenderedPrompt) -> Value {
+    json!({
+        "messages": messages(prompt),
+        "assistant_prefix": prompt.assistant_prefix,
+    })
+}
+
+fn error_attempt(
+    index: usize,
+    spec: &ModelSpec,
+    started_at_ms: i64,
+    latency_ms: u64,
+    error: String,
+) -> AttemptRecord {
+    AttemptRecord {
+        n: index as u32 + 1,
+        model: spec.name.clone(),
+        provider: spec.provider.as_str().to_string(),
+        started_at_ms,
+        latency_ms,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_usd: 0.0,
+        outcome: AttemptOutcome::Error,
+        error: Some(error),
+        raw_output: None,
+    }
+}
+
+fn answered_attempt(
+    index: usize,
+    spec: &ModelSpec,
+    started_at_ms: i64,
+    latency_ms: u64,
+    response: &ChatResponse,
+    parsed: &Result<Value, String>,
+) -> AttemptRecord {
+    let prompt_tokens = u64::from(response.usage.prompt_tokens);
+    let completion_tokens = u64::from(response.usage.completion_tokens);
+    AttemptRecord {
+        n: index as u32 + 1,
+        model: spec.name.clone(),
+        provider: spec.provider.as_str().to_string(),
+        started_at_ms,
+        latency_ms,
+        prompt_tokens,
+        completion_tokens,
+        cost_usd: spec.price.cost(prompt_tokens, completion_tokens),
+        outcome: if parsed.is_ok() {
+            AttemptOutcome::Ok
+        } else {
+            AttemptOutcome::Invalid
+        },
+        error: parsed.as_ref().err().cloned(),
+        raw_output: Some(response.text.clone()),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_honour_retry_after() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(5),
+        };
+        for retry in 0..6 {
+            let d = policy.delay(retry, None);
+            let full = Duration::from_millis(100 * (1 << retry)).min(Duration::from_secs(1));
+            assert!(
+                d >= full / 2 && d <= full,
+                "retry {retry}: {d:?} vs {full:?}"
+            );
+        }
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(30))),
+            Duration::from_secs(5)
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! One request's generation: prompt prefill, then sampling token by token, streamed as UTF-8.
+
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use shopfloor_providers::FinishReason;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::tokenizer::{Tokenizer, Utf8Stream};
+use crate::LocalError;
+
+/// Longest context the model runs with (candle precomputes rotary tables up to this length).
+pub(crate) const MAX_CONTEXT: usize = candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+
+/// Prompt tokens fed per scheduling step: long enough for efficient matrix products, short
+/// enough that a long prompt does not stall other requests for seconds.
+const PREFILL_CHUNK: usize = 128;
+
+/// How one request samples.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SamplingParams {
+    pub(crate) temperature: f64,
+    pub(crate) top_p: Option<f64>,
+    pub(crate) seed: u64,
+}
+
+impl SamplingParams {
+    fn processor(self) -> LogitsProcessor {
+        let sampling = if self.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            match self.top_p {
+                Some(p) if p > 0.0 && p < 1.0 => Sampling::TopP {
+                    p,
+                    temperature: self.temperature,
+                },
+                _ => Sampling::All {
+                    temperature: self.temperature,
+                },
+            }
+        };
+        LogitsProcessor::from_sampling(self.seed, sampling)
+    }
+}
+
+/// What a generation reports back to the waiting request.
+#[derive(Debug)]
+pub(crate) enum GenEvent {
+    Delta(String),
+    Done {
+        completion_tokens: u32,
+        finish_reason: FinishReason,
+    },
+    Failed(LocalError),
+}
+
+/// A sequence's own KV cache and position; the weights inside are shared, not copied.
+pub(crate) struct Context {
+    model: ModelWeights,
+    pending: Vec<u32>,
+    pos: usize,
+    logits: Option<Tensor>,
+}
+
+impl Context {
+    /// A fresh context that will first read `prompt`.
+    pub(crate) fn new(weights: &ModelWeights, prompt: Vec<u32>) -> Self {
+        Self {
+            model: weights.clone(),
+            pending: prompt,
+            pos: 0,
+            logits: None,
+        }
+    }
+
+    /// Feed the next chunk of pending tokens; true once nothing is pending.
+    pub(crate) fn prefill_step(&mut self) -> candle_core::Result<bool> {
+        if self.pending.is_empty() {
+            return Ok(true);
+        }
+        let n = self.pending.len().min(PREFILL_CHUNK);
+        let chunk: Vec<u32> = self.pending.drain(..n).collect();
+        self.logits = Some(forward(&mut self.model, &chunk, self.pos)?);
+        self.pos += n;
+        Ok(self.pending.is_empty())
+    }
+
+    /// Read one more token after everything fed so far.
+    pub(crate) fn feed(&mut self, token: u32) -> candle_core::Result<()> {
+        self.logits = Some(forward(&mut self.model, &[token], self.pos)?);
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Next-token logits after everything fed so far.
+    pub(crate) fn logits(&self) -> candle_core::Result<&Tensor> {
+        self.logits
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("no tokens fed yet".into()))
+    }
+
+    /// Tokens read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// A copy that shares the cache read so far and then goes its own way.
+    pub(crate) fn branch(&self) -> Self {
+        Self {
+            model: self.model.clone(),
+            pending: self.pending.clone(),
+            pos: self.pos,
+            logits: self.logits.clone(),
+        }
+    }
+}
+
+fn forward(model: &mut ModelWeights, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor> {
+    let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+    model.forward(&input, pos)?.squeeze(0)
+}
+
+/// Whether a scheduled piece of work has more to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    More,
+    Finished,
+}
+
+/// A generation request in progress.
+pub(crate) struct Generation {
+    context: Context,
+    processor: LogitsProcessor,
+    utf8: Utf8Stream,
+    generated: u32,
+    max_tokens: u32,
+    stop_ids: Vec<u32>,
+    events: UnboundedSender<GenEvent>,
+}
+
+impl Generation {
+    /// Start a generation of at most `max_tokens` after `prompt`.
+    pub(crate) fn new(
+        weights: &ModelWeights,
+        prompt: Vec<u32>,
+        max_tokens: u32,
+        sampling: SamplingParams,
+        stop_ids: Vec<u32>,
+        events: UnboundedSender<GenEvent>,
+    ) -> Self {
+        Self {
+            context: Context::new(weights, prompt),
+            processor: sampling.processor(),
+            utf8: Utf8Stream::default(),
+            generated: 0,
+            max_tokens,
+            stop_ids,
+            events,
+        }
+    }
+
+    /// Whoever asked has stopped listening (timeout, disconnect).
+    pub(crate) fn abandoned(&self) -> bool {
+        self.events.is_closed()
+    }
+
+    /// Tell the requester it failed.
+    pub(crate) fn fail(&self, error: LocalError) {
+        let _ = self.events.send(GenEvent::Failed(error));
+    }
+
+    /// Do one slice of work: a prompt chunk, or one new token.
+    pub(crate) fn step(&mut self, tokenizer: &Tokenizer) -> candle_core::Result<Step> {
+        if !self.context.prefill_step()? {
+            return Ok(Step::More);
+        }
+        if self.generated >= self.max_tokens || self.context.position() >= MAX_CONTEXT {
+            return Ok(self.finish(FinishReason::Length));
+        }
+        let token = self.processor.sample(self.context.logits()?)?;
+        if self.stop_ids.contains(&token) {
+            return Ok(self.finish(FinishReason::Stop));
+        }
+        self.generated += 1;
+        let text = self.utf8.push(tokenizer.bytes(token));
+        if !text.is_empty() {
+            let _ = self.events.send(GenEvent::Delta(text));
+        }
+        if self.generated >= self.max_tokens {
+            // No need to compute logits that nobody will sample.
+            return Ok(self.finish(FinishReason::Length));
+        }
+        self.context.feed(token)?;
+        Ok(Step::More)
+    }
+
+    fn finish(&mut self, finish_reason: FinishReason) -> Step {
+        let rest = self.utf8.finish();
+        if !rest.is_empty() {
+            let _ = self.events.send(GenEvent::Delta(rest));
+        }
+        let _ = self.events.send(GenEvent::Done {
+            completion_tokens: self.generated,
+            finish_reason,
+        });
+        Step::Finished
+    }
+}

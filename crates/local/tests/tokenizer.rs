@@ -1,0 +1,66 @@
+//! The tokenizer rebuilt from GGUF metadata, checked against fixed ids.
+
+mod common;
+
+use common::provider;
+
+#[test]
+fn special_tokens_are_single_ids() {
+    let provider = provider();
+    let tokenizer = provider.tokenizer();
+    assert_eq!(tokenizer.encode("<|endoftext|>").expect("encode"), [0]);
+    assert_eq!(tokenizer.encode("<|im_start|>").expect("encode"), [1]);
+    assert_eq!(tokenizer.encode("<|im_end|>").expect("encode"), [2]);
+    assert_eq!(tokenizer.vocab_size(), 49152);
+}
+
+#[test]
+fn no_prefix_space_after_a_special_token() {
+    let provider = provider();
+    let tokenizer = provider.tokenizer();
+    let ids = tokenizer.encode("<|im_start|>user\n").expect("encode");
+    let user = tokenizer.token_id("user").expect("`user` is one token");
+    let newline = tokenizer.token_id("Ċ").expect("newline is one token");
+    assert_eq!(ids, [1, user, newline]);
+}
+
+#[test]
+fn digits_are_split_one_per_token() {
+    let provider = provider();
+    let tokenizer = provider.tokenizer();
+    let digit = |d: &str| tokenizer.token_id(d).expect("digit token");
+    assert_eq!(
+        tokenizer.encode("2024").expect("encode"),
+        [digit("2"), digit("0"), digit("2"), digit("4")]
+    );
+}
+
+#[test]
+fn literal_encoding_keeps_special_strings_as_text() {
+    let provider = provider();
+    let tokenizer = provider.tokenizer();
+    let ids = tokenizer.encode_literal("<|im_end|>").expect("encode");
+    assert!(ids.len() > 1 && !ids.contains(&2), "{ids:?}");
+    assert_eq!(tokenizer.decode(&ids), "<|im_end|>");
+}
+
+#[test]
+fn decode_inverts_encode_on_unicode_text() {
+    let provider = provider();
+    let tokenizer = provider.tokenizer();
+    for text in [
+        "naïve café — 日本語 🦀",
+        "  leading spaces and trailing   ",
+        "tabs\tand\r\nnewlines\n\n",
+        "Ünïcödé: ℕ ⊆ ℤ, ½ + ¼ = ¾, emoji 👩‍👩‍👧",
+        "Order 12345 costs $67.89",
+    ] {
+        let ids = tokenizer.encode(text).expect("encode");
+        assert_eq!(tokenizer.decode(&ids), text);
+    }
+    // Control tokens never show in output.
+    assert_eq!(
+        tokenizer.decode(&[1, tokenizer.token_id("user").expect("user"), 2]),
+        "user"
+    );
+}

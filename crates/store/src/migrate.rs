@@ -1,0 +1,195 @@
+//! Schema migrations: an ordered list of SQL texts embedded in the binary, applied at open and
+//! recorded in `schema_migrations`, so opening a database twice changes nothing.
+//!
+//! To change the schema, add a file under `migrations/` and append it to [`MIGRATIONS`] with the
+//! next version; never edit one that has shipped. Use [`Sql::Shared`] where one text suits both
+//! databases, [`Sql::PerBackend`] where the dialects differ (e.g. `FOR UPDATE SKIP LOCKED`
+//! leases exist only in PostgreSQL).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+// `Executor::execute` rather than `RawSql::execute`: the latter, an `async fn` generic over its
+// executor, makes the caller's future fail rustc's `Send` check, and servers spawn `open()`.
+use sqlx::{Executor, PgConnection, Postgres, Sqlite, SqliteConnection};
+
+use crate::{Result, StoreError};
+
+/// The SQL of one migration.
+#[derive(Debug)]
+enum Sql {
+    /// One text for both databases.
+    Shared(&'static str),
+    /// Texts that differ by dialect.
+    #[allow(dead_code)] // No migration needs it yet; schema changes to come will.
+    PerBackend {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+/// One schema change.
+#[derive(Debug)]
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: Sql,
+}
+
+/// Every migration, oldest first; versions are consecutive from 1.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "runs_attempts_batches",
+    sql: Sql::Shared(include_str!("../migrations/0001_runs.sql")),
+}];
+
+/// The table that records which migrations are applied.
+const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version        BIGINT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    applied_at_ms  BIGINT NOT NULL
+)";
+
+/// Serialises migrations across replicas opening one PostgreSQL database at once.
+const POSTGRES_LOCK_KEY: i64 = 0x5e0f_100a_0001;
+
+/// The newest schema version this build knows.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The migrations not yet in `applied`. Refuses a database that a newer build migrated, since
+/// this build would misread its tables.
+fn pending(applied: &[i64]) -> Result<Vec<&'static Migration>> {
+    let latest = latest_version();
+    if let Some(&newer) = applied.iter().find(|&&v| v > latest) {
+        return Err(StoreError::Migration {
+            version: newer,
+            message: format!(
+                "the database has schema version {newer}, but this build of shopfloor knows only \
+                 up to {latest}; upgrade shopfloor to use this database"
+            ),
+        });
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .collect())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn failed(version: i64, error: sqlx::Error) -> StoreError {
+    StoreError::Migration {
+        version,
+        message: error.to_string(),
+    }
+}
+
+/// A failure outside any one migration: locking, reading or committing the bookkeeping.
+fn bookkeeping(error: sqlx::Error) -> StoreError {
+    StoreError::Migration {
+        version: 0,
+        message: format!("while reading or committing schema_migrations: {error}"),
+    }
+}
+
+/// Apply pending migrations to a SQLite database, all in one write transaction.
+pub(crate) async fn apply_sqlite(conn: &mut SqliteConnection) -> Result<()> {
+    use sqlx::Connection;
+    // IMMEDIATE takes the write lock up front, so two processes opening a new file do not
+    // both decide to migrate it.
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(bookkeeping)?;
+    tx.execute(sqlx::raw_sql(CREATE_SCHEMA_MIGRATIONS))
+        .await
+        .map_err(bookkeeping)?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar::<Sqlite, i64>("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(bookkeeping)?;
+    for migration in pending(&applied)? {
+        let sql = match migration.sql {
+            Sql::Shared(sql) | Sql::PerBackend { sqlite: sql, .. } => sql,
+        };
+        let version = migration.version;
+        tx.execute(sqlx::raw_sql(sql))
+            .await
+            .map_err(|e| failed(version, e))?;
+        sqlx::query::<Sqlite>(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(migration.name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| failed(version, e))?;
+    }
+    tx.commit().await.map_err(bookkeeping)
+}
+
+/// Apply pending migrations to a PostgreSQL database, all in one transaction.
+pub(crate) async fn apply_postgres(conn: &mut PgConnection) -> Result<()> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await.map_err(bookkeeping)?;
+    // Replicas starting together wait here for the first one's migrations instead of racing it.
+    sqlx::query::<Postgres>("SELECT pg_advisory_xact_lock($1)")
+        .bind(POSTGRES_LOCK_KEY)
+        .execute(&mut *tx)
+        .await
+        .map_err(bookkeeping)?;
+    tx.execute(sqlx::raw_sql(CREATE_SCHEMA_MIGRATIONS))
+        .await
+        .map_err(bookkeeping)?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar::<Postgres, i64>("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(bookkeeping)?;
+    for migration in pending(&applied)? {
+        let sql = match migration.sql {
+            Sql::Shared(sql) | Sql::PerBackend { postgres: sql, .. } => sql,
+        };
+        let version = migration.version;
+        tx.execute(sqlx::raw_sql(sql))
+            .await
+            .map_err(|e| failed(version, e))?;
+        sqlx::query::<Postgres>(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(migration.name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| failed(version, e))?;
+    }
+    tx.commit().await.map_err(bookkeeping)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_consecutive_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "migration {}", m.name);
+        }
+    }
+
+    #[test]
+    fn pending_skips_applied_and_refuses_newer() {
+        assert_eq!(pending(&[]).unwrap().len(), MIGRATIONS.len());
+        assert!(pending(&[1]).unwrap().iter().all(|m| m.version != 1));
+        let err = pending(&[latest_version() + 1]).unwrap_err().to_string();
+        assert!(err.contains("upgrade shopfloor"), "{err}");
+    }
+}

@@ -1,0 +1,257 @@
+//! The PostgreSQL store: a connection pool shared by any number of replicas.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Postgres};
+
+use crate::codec::{self, ATTEMPT_COLUMNS, BATCH_COLUMNS, RUN_COLUMNS};
+use crate::location::redact_location;
+use crate::{
+    migrate, BatchRecord, BatchStatus, Result, RunFilter, RunRecord, RunSummary, Store, StoreError,
+};
+
+/// Connections per store (per replica).
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a query waits for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connect to the database at `url` (`postgres://…`) and migrate it.
+    pub async fn open(url: &str) -> Result<Self> {
+        let open_error = |message: String| StoreError::Open {
+            location: redact_location(url),
+            message,
+        };
+        let options: PgConnectOptions = url.parse().map_err(|e| {
+            open_error(format!(
+                "not a valid PostgreSQL URL ({e}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+            ))
+        })?;
+        // One direct connection first: the pool would retry a refused connection until its
+        // timeout and then report only that it timed out, hiding why.
+        let mut conn = options.connect().await.map_err(|e| {
+            open_error(format!(
+                "{e}; check that PostgreSQL is running and reachable there, and that the user, \
+                 password and database in the URL are right"
+            ))
+        })?;
+        migrate::apply_postgres(&mut conn).await?;
+        // A failed close only loses a connection we are done with.
+        let _ = conn.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+}
+
+/// Insert every run of the arrays in one statement; the statement is the same whatever the
+/// number of runs, so it is prepared once per connection.
+const INSERT_RUNS: &str = "INSERT INTO runs (id, workflow, version, batch_id, case_index, status, \
+     input, prompt, raw_output, output, error, model, prompt_tokens, completion_tokens, \
+     cost_usd, latency_ms, created_at_ms) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+     $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::bigint[]) \
+     ON CONFLICT DO NOTHING RETURNING id";
+
+const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (run_id, n, model, provider, started_at_ms, \
+     latency_ms, prompt_tokens, completion_tokens, cost_usd, outcome, error, raw_output) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+     $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[], $10::text[], $11::text[], \
+     $12::text[])";
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn insert_runs(&self, runs: &[RunRecord]) -> Result<()> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let (run_rows, attempt_rows) = codec::rows(runs)?;
+        let mut tx = self.pool.begin().await?;
+        // Skips runs whose id or (batch_id, case_index) is already recorded; RETURNING names
+        // the ones actually written, whose attempts are the only ones to write.
+        let inserted: std::collections::HashSet<String> =
+            sqlx::query_scalar::<Postgres, String>(INSERT_RUNS)
+                .bind(run_rows.iter().map(|r| r.id).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.workflow).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.version).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.batch_id).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.case_index).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.status).collect::<Vec<_>>())
+                .bind(
+                    run_rows
+                        .iter()
+                        .map(|r| r.input.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    run_rows
+                        .iter()
+                        .map(|r| r.prompt.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(run_rows.iter().map(|r| r.raw_output).collect::<Vec<_>>())
+                .bind(
+                    run_rows
+                        .iter()
+                        .map(|r| r.output.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(run_rows.iter().map(|r| r.error).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.model).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.prompt_tokens).collect::<Vec<_>>())
+                .bind(
+                    run_rows
+                        .iter()
+                        .map(|r| r.completion_tokens)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(run_rows.iter().map(|r| r.cost_usd).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let attempts: Vec<_> = attempt_rows
+            .into_iter()
+            .filter(|a| inserted.contains(a.run_id))
+            .collect();
+        if !attempts.is_empty() {
+            sqlx::query::<Postgres>(INSERT_ATTEMPTS)
+                .bind(attempts.iter().map(|a| a.run_id).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.n).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.model).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.provider).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.started_at_ms).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.latency_ms).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.prompt_tokens).collect::<Vec<_>>())
+                .bind(
+                    attempts
+                        .iter()
+                        .map(|a| a.completion_tokens)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(attempts.iter().map(|a| a.cost_usd).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.outcome).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.error).collect::<Vec<_>>())
+                .bind(attempts.iter().map(|a| a.raw_output).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let Some(row) = sqlx::query::<Postgres>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = $1 ORDER BY n");
+        let attempts = sqlx::query::<Postgres>(&sql)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(codec::attempt_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        codec::run_from_row(&row, attempts).map(Some)
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        codec::list_runs_query::<Postgres>(filter)
+            .build()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(codec::summary_from_row)
+            .collect()
+    }
+
+    async fn create_batch(&self, batch: &BatchRecord) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        sqlx::query::<Postgres>(&sql)
+            .bind(&batch.id)
+            .bind(&batch.workflow)
+            .bind(&batch.version)
+            .bind(&batch.source)
+            .bind(codec::to_bigint("batches.total_cases", batch.total_cases)?)
+            .bind(&batch.model_override)
+            .bind(batch.status.as_str())
+            .bind(batch.created_at_ms)
+            .bind(batch.finished_at_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1");
+        sqlx::query::<Postgres>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| codec::batch_from_row(&row))
+            .transpose()
+    }
+
+    async fn set_batch_status(&self, id: &str, status: BatchStatus, at_ms: i64) -> Result<()> {
+        let finished = (status != BatchStatus::Running).then_some(at_ms);
+        let done = sqlx::query::<Postgres>(
+            "UPDATE batches SET status = $1, finished_at_ms = $2 WHERE id = $3",
+        )
+        .bind(status.as_str())
+        .bind(finished)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                kind: "batch",
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn batch_recorded_cases(&self, batch_id: &str) -> Result<Vec<u64>> {
+        sqlx::query_scalar::<Postgres, i64>(
+            "SELECT case_index FROM runs WHERE batch_id = $1 AND case_index IS NOT NULL \
+             ORDER BY case_index",
+        )
+        .bind(batch_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(codec::case_index)
+        .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query::<Postgres>("SELECT 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! The records the store keeps. Enums are stored as text through `as_str` / `parse`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// A valid output was produced.
+    Ok,
+    /// The model answered, but the output broke the workflow's output contract.
+    Invalid,
+    /// No model produced an answer (errors, timeouts, every fallback exhausted).
+    Failed,
+    /// Policy refused to send the input to any routed model.
+    Refused,
+    /// A valid output held back for review before release.
+    Held,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Ok,
+        RunStatus::Invalid,
+        RunStatus::Failed,
+        RunStatus::Refused,
+        RunStatus::Held,
+    ];
+
+    /// The text stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Invalid => "invalid",
+            RunStatus::Failed => "failed",
+            RunStatus::Refused => "refused",
+            RunStatus::Held => "held",
+        }
+    }
+
+    /// The inverse of [`RunStatus::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// How one attempt at a model ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The model answered and the answer met the output contract.
+    Ok,
+    /// The model answered but the answer broke the output contract.
+    Invalid,
+    /// The call failed (HTTP error, timeout, connection, malformed response).
+    Error,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 3] = [
+        AttemptOutcome::Ok,
+        AttemptOutcome::Invalid,
+        AttemptOutcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Invalid => "invalid",
+            AttemptOutcome::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// One call to one model within a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1-based position within the run.
+    pub n: u32,
+    /// The model's name in `shopfloor.toml`.
+    pub model: String,
+    /// The provider kind (`openai`, `local`, …).
+    pub provider: String,
+    pub started_at_ms: i64,
+    pub latency_ms: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    pub outcome: AttemptOutcome,
+    /// The error or validation message, if any.
+    pub error: Option<String>,
+    /// The text the model answered, if it answered.
+    pub raw_output: Option<String>,
+}
+
+/// One execution of a workflow on one input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Time-ordered unique id (UUID v7 text).
+    pub id: String,
+    pub workflow: String,
+    /// The workflow's version hash at the time of the run.
+    pub version: String,
+    pub batch_id: Option<String>,
+    /// 1-based line number of the case within its batch input.
+    pub case_index: Option<u64>,
+    pub status: RunStatus,
+    pub input: Value,
+    /// The rendered messages sent to the model, as JSON.
+    pub prompt: Value,
+    /// The final answer text.
+    pub raw_output: Option<String>,
+    /// The parsed, validated output.
+    pub output: Option<Value>,
+    /// Why the run is invalid / failed / refused.
+    pub error: Option<String>,
+    /// The model (name in config) that produced the final answer.
+    pub model: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    /// Wall time of the whole run, all attempts and backoff included.
+    pub latency_ms: u64,
+    pub created_at_ms: i64,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// A run as listed (no prompt, input or attempts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub workflow: String,
+    pub version: String,
+    pub batch_id: Option<String>,
+    pub status: RunStatus,
+    pub model: Option<String>,
+    pub latency_ms: u64,
+    pub cost_usd: f64,
+    pub created_at_ms: i64,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub batch_id: Option<String>,
+    pub status: Option<RunStatus>,
+    /// At most this many (newest first); `None` means a default of 50.
+    pub limit: Option<u32>,
+}
+
+/// State of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    Running,
+    Done,
+    Cancelled,
+}
+
+impl BatchStatus {
+    pub const ALL: [BatchStatus; 3] = [
+        BatchStatus::Running,
+        BatchStatus::Done,
+        BatchStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Running => "running",
+            BatchStatus::Done => "done",
+            BatchStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A batch run of a workflow over an input file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    pub id: String,
+    pub workflow: String,
+    pub version: String,
+    /// Where the inputs came from (a path, or `api`).
+    pub source: String,
+    /// Number of cases in the input (valid and invalid lines).
+    pub total_cases: u64,
+    /// Model override for the whole batch, if any.
+    pub model_override: Option<String>,
+    pub status: BatchStatus,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+}

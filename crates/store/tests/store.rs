@@ -1,0 +1,722 @@
+//! The store's behaviour, checked against a real SQLite file and a real PostgreSQL database.
+//!
+//! Every case in `both_backends!` runs once per backend. PostgreSQL cases need the server on
+//! 127.0.0.1:5432 (or `SHOPFLOOR_TEST_POSTGRES_URL`); without it they fail and say so.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+use shopfloor_store::testing::TestPostgres;
+use shopfloor_store::{
+    open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, RunFilter, RunRecord, RunStatus,
+    Store, StoreError,
+};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+/// A store on a fresh database, and what it takes to look at its tables directly.
+struct Db {
+    store: Arc<dyn Store>,
+    location: String,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Postgres(TestPostgres),
+}
+
+impl Db {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        // A folder that does not exist yet: opening creates it.
+        let path = dir.path().join("project/.shopfloor/shopfloor.db");
+        let location = format!("sqlite://{}", path.display());
+        let store = open(&location).await.expect("the SQLite store opens");
+        Self {
+            store,
+            location,
+            backend: Backend::Sqlite { path, _dir: dir },
+        }
+    }
+
+    async fn postgres() -> Self {
+        let db = TestPostgres::create().await;
+        let location = db.url().to_owned();
+        let store = open(&location).await.expect("the PostgreSQL store opens");
+        Self {
+            store,
+            location,
+            backend: Backend::Postgres(db),
+        }
+    }
+
+    /// Text values from a query run directly against the database.
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => {
+                let mut conn = SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+            Backend::Postgres(db) => {
+                let mut conn = PgConnection::connect(db.url()).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    /// One integer from a query run directly against the database.
+    async fn int(&self, sql: &str) -> i64 {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => {
+                let mut conn = SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::Postgres(db) => {
+                let mut conn = PgConnection::connect(db.url()).await.unwrap();
+                let value = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                value
+            }
+        }
+    }
+}
+
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(&super::Db::sqlite().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(&super::Db::postgres().await).await;
+            })*
+        }
+    };
+}
+
+both_backends!(
+    run_round_trips_with_attempts_and_every_field,
+    run_without_optional_fields_round_trips,
+    list_filters_limits_and_orders_newest_first,
+    list_defaults_to_fifty,
+    reinserting_a_batch_case_is_skipped_with_its_attempts,
+    reinserting_the_same_runs_changes_nothing,
+    runs_outside_batches_are_never_deduplicated,
+    insert_is_one_transaction,
+    out_of_range_counts_are_refused,
+    batches_are_created_read_and_finished,
+    batch_recorded_cases_are_ascending_and_per_batch,
+    enums_are_stored_as_their_text,
+    reopening_keeps_data_and_does_not_rerun_migrations,
+    concurrent_opens_migrate_once,
+    backend_and_ping_answer,
+);
+
+fn attempt(n: u32, outcome: AttemptOutcome) -> AttemptRecord {
+    AttemptRecord {
+        n,
+        model: format!("model-{n}"),
+        provider: "openai".into(),
+        started_at_ms: 1_700_000_000_000 + i64::from(n),
+        latency_ms: 800 + u64::from(n),
+        prompt_tokens: 120,
+        completion_tokens: 7,
+        cost_usd: 0.000_123_4,
+        outcome,
+        error: (outcome != AttemptOutcome::Ok).then(|| format!("attempt {n}: HTTP 503")),
+        raw_output: (outcome != AttemptOutcome::Error).then(|| "billing".into()),
+    }
+}
+
+/// A run with every field set; `batch` places it in a batch case.
+fn run(id: &str, workflow: &str, created_at_ms: i64, batch: Option<(&str, u64)>) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        workflow: workflow.into(),
+        version: "v-3f2a".into(),
+        batch_id: batch.map(|(b, _)| b.into()),
+        case_index: batch.map(|(_, c)| c),
+        status: RunStatus::Ok,
+        input: json!({"subject": "Refund ✓", "body": "Charged twice\n\"quoted\"", "n": [1, 2.5, null]}),
+        prompt: json!([{"role": "system", "content": "You route."}, {"role": "user", "content": "…"}]),
+        raw_output: Some("billing".into()),
+        output: Some(json!({"label": "billing", "confidence": 0.93})),
+        error: Some("first attempt timed out".into()),
+        model: Some("gpt-mini".into()),
+        prompt_tokens: 240,
+        completion_tokens: 14,
+        cost_usd: 0.000_246_8,
+        latency_ms: 1_650,
+        created_at_ms,
+        attempts: vec![
+            attempt(1, AttemptOutcome::Error),
+            attempt(2, AttemptOutcome::Ok),
+        ],
+    }
+}
+
+fn batch(id: &str, status: BatchStatus) -> BatchRecord {
+    BatchRecord {
+        id: id.into(),
+        workflow: "ticket-triage".into(),
+        version: "v-3f2a".into(),
+        source: "inputs/tickets.jsonl".into(),
+        total_cases: 1_000,
+        model_override: Some("local".into()),
+        status,
+        created_at_ms: 1_700_000_000_000,
+        finished_at_ms: None,
+    }
+}
+
+async fn run_round_trips_with_attempts_and_every_field(db: &Db) {
+    let original = run("r1", "ticket-triage", 1_700_000_000_123, Some(("b1", 7)));
+    db.store
+        .insert_runs(std::slice::from_ref(&original))
+        .await
+        .unwrap();
+    assert_eq!(db.store.get_run("r1").await.unwrap(), Some(original));
+    assert_eq!(db.store.get_run("missing").await.unwrap(), None);
+}
+
+async fn run_without_optional_fields_round_trips(db: &Db) {
+    let original = RunRecord {
+        batch_id: None,
+        case_index: None,
+        status: RunStatus::Failed,
+        raw_output: None,
+        output: None,
+        error: None,
+        model: None,
+        attempts: vec![],
+        input: json!("just text"),
+        prompt: json!(null),
+        ..run("r-bare", "ticket-triage", 5, None)
+    };
+    let nulls = AttemptRecord {
+        error: None,
+        raw_output: None,
+        ..attempt(1, AttemptOutcome::Error)
+    };
+    let with_null_attempt = RunRecord {
+        id: "r-null-attempt".into(),
+        attempts: vec![nulls],
+        ..original.clone()
+    };
+    db.store
+        .insert_runs(&[original.clone(), with_null_attempt.clone()])
+        .await
+        .unwrap();
+    assert_eq!(db.store.get_run("r-bare").await.unwrap(), Some(original));
+    assert_eq!(
+        db.store.get_run("r-null-attempt").await.unwrap(),
+        Some(with_null_attempt)
+    );
+}
+
+async fn list_filters_limits_and_orders_newest_first(db: &Db) {
+    let mut runs = vec![
+        run("a", "triage", 100, Some(("b1", 1))),
+        run("b", "triage", 300, Some(("b1", 2))),
+        run("c", "summarise", 200, None),
+        run("d", "triage", 400, None),
+        run("e", "summarise", 500, Some(("b2", 1))),
+    ];
+    runs[1].status = RunStatus::Invalid;
+    runs[3].status = RunStatus::Invalid;
+    // Same millisecond as "e": the later id (UUID v7 order) lists first.
+    runs.push(run("f", "triage", 500, None));
+    db.store.insert_runs(&runs).await.unwrap();
+
+    let ids = |filter: RunFilter| async move {
+        let listed = db.store.list_runs(&filter).await.unwrap();
+        listed.into_iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(RunFilter::default()).await,
+        ["f", "e", "d", "b", "c", "a"]
+    );
+    let triage = RunFilter {
+        workflow: Some("triage".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(triage.clone()).await, ["f", "d", "b", "a"]);
+    assert_eq!(
+        ids(RunFilter {
+            batch_id: Some("b1".into()),
+            ..Default::default()
+        })
+        .await,
+        ["b", "a"]
+    );
+    let invalid = RunFilter {
+        status: Some(RunStatus::Invalid),
+        ..Default::default()
+    };
+    assert_eq!(ids(invalid).await, ["d", "b"]);
+    let all_three = RunFilter {
+        workflow: Some("triage".into()),
+        batch_id: Some("b1".into()),
+        status: Some(RunStatus::Invalid),
+        limit: None,
+    };
+    assert_eq!(ids(all_three).await, ["b"]);
+    assert_eq!(
+        ids(RunFilter {
+            limit: Some(2),
+            ..triage
+        })
+        .await,
+        ["f", "d"]
+    );
+    assert!(ids(RunFilter {
+        workflow: Some("nope".into()),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+
+    let summary = db
+        .store
+        .list_runs(&RunFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let f = &runs[5];
+    assert_eq!(
+        summary,
+        [shopfloor_store::RunSummary {
+            id: f.id.clone(),
+            workflow: f.workflow.clone(),
+            version: f.version.clone(),
+            batch_id: None,
+            status: f.status,
+            model: f.model.clone(),
+            latency_ms: f.latency_ms,
+            cost_usd: f.cost_usd,
+            created_at_ms: f.created_at_ms,
+        }]
+    );
+}
+
+async fn list_defaults_to_fifty(db: &Db) {
+    let runs: Vec<_> = (0..60)
+        .map(|i| run(&format!("r{i:02}"), "triage", i, None))
+        .collect();
+    db.store.insert_runs(&runs).await.unwrap();
+    let listed = db.store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 50);
+    assert_eq!(listed[0].id, "r59");
+    assert_eq!(listed[49].id, "r10");
+}
+
+async fn reinserting_a_batch_case_is_skipped_with_its_attempts(db: &Db) {
+    let first = run("first", "triage", 1, Some(("b1", 1)));
+    db.store
+        .insert_runs(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+
+    // A retried flush: the same case under a new run id, beside a case not yet recorded.
+    let mut retry = run("retry", "triage", 2, Some(("b1", 1)));
+    retry.attempts.push(attempt(3, AttemptOutcome::Invalid));
+    let second = run("second", "triage", 3, Some(("b1", 2)));
+    db.store
+        .insert_runs(&[retry, second.clone()])
+        .await
+        .unwrap();
+
+    assert_eq!(db.store.get_run("first").await.unwrap(), Some(first));
+    assert_eq!(db.store.get_run("retry").await.unwrap(), None);
+    assert_eq!(db.store.get_run("second").await.unwrap(), Some(second));
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM attempts WHERE run_id = 'retry'")
+            .await,
+        0
+    );
+    assert_eq!(db.int("SELECT COUNT(*) FROM attempts").await, 4);
+    assert_eq!(db.store.batch_recorded_cases("b1").await.unwrap(), [1, 2]);
+
+    // The same case twice in one slice is recorded once.
+    let twice = [
+        run("x1", "triage", 4, Some(("b1", 3))),
+        run("x2", "triage", 5, Some(("b1", 3))),
+    ];
+    db.store.insert_runs(&twice).await.unwrap();
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM runs WHERE case_index = 3")
+            .await,
+        1
+    );
+    assert_eq!(db.int("SELECT COUNT(*) FROM attempts").await, 6);
+}
+
+async fn reinserting_the_same_runs_changes_nothing(db: &Db) {
+    let runs: Vec<_> = (1..=3)
+        .map(|i| run(&format!("r{i}"), "triage", i, None))
+        .collect();
+    db.store.insert_runs(&runs).await.unwrap();
+    db.store.insert_runs(&runs).await.unwrap();
+    assert_eq!(db.int("SELECT COUNT(*) FROM runs").await, 3);
+    assert_eq!(db.int("SELECT COUNT(*) FROM attempts").await, 6);
+}
+
+async fn runs_outside_batches_are_never_deduplicated(db: &Db) {
+    // A batch id without a case index (or none at all) is not a batch case.
+    let mut a = run("a", "triage", 1, Some(("b1", 1)));
+    a.case_index = None;
+    let mut b = run("b", "triage", 2, Some(("b1", 1)));
+    b.case_index = None;
+    let c = run("c", "triage", 3, None);
+    let d = run("d", "triage", 4, None);
+    db.store.insert_runs(&[a, b, c, d]).await.unwrap();
+    assert_eq!(db.int("SELECT COUNT(*) FROM runs").await, 4);
+    assert!(db
+        .store
+        .batch_recorded_cases("b1")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn insert_is_one_transaction(db: &Db) {
+    let good = run("good", "triage", 1, Some(("b1", 1)));
+    let mut bad = run("bad", "triage", 2, Some(("b1", 2)));
+    bad.attempts[1].n = 1; // two attempts numbered 1: the database refuses the second
+    let err = db.store.insert_runs(&[good, bad]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Query(_)), "{err:?}");
+    assert_eq!(db.int("SELECT COUNT(*) FROM runs").await, 0);
+    assert_eq!(db.int("SELECT COUNT(*) FROM attempts").await, 0);
+}
+
+async fn out_of_range_counts_are_refused(db: &Db) {
+    let mut huge = run("huge", "triage", 1, None);
+    huge.prompt_tokens = u64::MAX;
+    let err = db
+        .store
+        .insert_runs(&[run("ok", "triage", 0, None), huge])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::OutOfRange {
+                field: "runs.prompt_tokens",
+                value: u64::MAX
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(db.int("SELECT COUNT(*) FROM runs").await, 0);
+}
+
+async fn batches_are_created_read_and_finished(db: &Db) {
+    let created = batch("b1", BatchStatus::Running);
+    db.store.create_batch(&created).await.unwrap();
+    assert_eq!(
+        db.store.get_batch("b1").await.unwrap(),
+        Some(created.clone())
+    );
+    assert_eq!(db.store.get_batch("missing").await.unwrap(), None);
+
+    db.store
+        .set_batch_status("b1", BatchStatus::Done, 1_700_000_009_000)
+        .await
+        .unwrap();
+    let done = db.store.get_batch("b1").await.unwrap().unwrap();
+    assert_eq!(done.status, BatchStatus::Done);
+    assert_eq!(done.finished_at_ms, Some(1_700_000_009_000));
+
+    // Resumed: running again, no longer finished.
+    db.store
+        .set_batch_status("b1", BatchStatus::Running, 1_700_000_010_000)
+        .await
+        .unwrap();
+    assert_eq!(db.store.get_batch("b1").await.unwrap(), Some(created));
+
+    let err = db
+        .store
+        .set_batch_status("missing", BatchStatus::Cancelled, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound { kind: "batch", id } if id == "missing"),
+        "{err:?}"
+    );
+
+    let no_override = BatchRecord {
+        id: "b2".into(),
+        model_override: None,
+        ..batch("b2", BatchStatus::Running)
+    };
+    db.store.create_batch(&no_override).await.unwrap();
+    assert_eq!(db.store.get_batch("b2").await.unwrap(), Some(no_override));
+    assert!(db
+        .store
+        .create_batch(&batch("b1", BatchStatus::Running))
+        .await
+        .is_err());
+}
+
+async fn batch_recorded_cases_are_ascending_and_per_batch(db: &Db) {
+    let runs = [
+        run("r3", "triage", 1, Some(("b1", 3))),
+        run("r1", "triage", 2, Some(("b1", 1))),
+        run("other", "triage", 3, Some(("b2", 2))),
+        run("r10", "triage", 4, Some(("b1", 10))),
+        run("loose", "triage", 5, None),
+    ];
+    db.store.insert_runs(&runs).await.unwrap();
+    assert_eq!(
+        db.store.batch_recorded_cases("b1").await.unwrap(),
+        [1, 3, 10]
+    );
+    assert_eq!(db.store.batch_recorded_cases("b2").await.unwrap(), [2]);
+    assert!(db
+        .store
+        .batch_recorded_cases("none")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn enums_are_stored_as_their_text(db: &Db) {
+    let mut runs = Vec::new();
+    for (i, status) in RunStatus::ALL.into_iter().enumerate() {
+        let mut r = run(&format!("r{i}"), "triage", i as i64, None);
+        r.status = status;
+        r.attempts = AttemptOutcome::ALL
+            .into_iter()
+            .zip(1..)
+            .map(|(outcome, n)| attempt(n, outcome))
+            .collect();
+        runs.push(r);
+    }
+    db.store.insert_runs(&runs).await.unwrap();
+    for r in &runs {
+        assert_eq!(db.store.get_run(&r.id).await.unwrap().as_ref(), Some(r));
+    }
+    for (i, status) in BatchStatus::ALL.into_iter().enumerate() {
+        db.store
+            .create_batch(&batch(&format!("b{i}"), status))
+            .await
+            .unwrap();
+        assert_eq!(
+            db.store
+                .get_batch(&format!("b{i}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
+            status
+        );
+    }
+
+    let texts = |it: &[&str]| it.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let run_texts: Vec<_> = RunStatus::ALL.map(RunStatus::as_str).into();
+    assert_eq!(
+        db.texts("SELECT status FROM runs ORDER BY id").await,
+        texts(&run_texts)
+    );
+    let mut outcomes: Vec<_> = AttemptOutcome::ALL.map(AttemptOutcome::as_str).into();
+    outcomes.sort_unstable();
+    assert_eq!(
+        db.texts("SELECT DISTINCT outcome FROM attempts ORDER BY outcome")
+            .await,
+        texts(&outcomes)
+    );
+    let batch_texts: Vec<_> = BatchStatus::ALL.map(BatchStatus::as_str).into();
+    assert_eq!(
+        db.texts("SELECT status FROM batches ORDER BY id").await,
+        texts(&batch_texts)
+    );
+}
+
+async fn reopening_keeps_data_and_does_not_rerun_migrations(db: &Db) {
+    let original = run("kept", "triage", 1, Some(("b1", 1)));
+    db.store
+        .insert_runs(std::slice::from_ref(&original))
+        .await
+        .unwrap();
+    let applied_before = db
+        .texts("SELECT CAST(applied_at_ms AS TEXT) FROM schema_migrations ORDER BY version")
+        .await;
+    assert!(!applied_before.is_empty());
+
+    let reopened = open(&db.location).await.expect("the store reopens");
+    assert_eq!(reopened.get_run("kept").await.unwrap(), Some(original));
+    let applied_after = db
+        .texts("SELECT CAST(applied_at_ms AS TEXT) FROM schema_migrations ORDER BY version")
+        .await;
+    assert_eq!(applied_after, applied_before);
+}
+
+async fn concurrent_opens_migrate_once(db: &Db) {
+    // Replicas starting together against one database: all open, none re-applies a migration.
+    let mut opens = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let location = db.location.clone();
+        opens.spawn(async move { open(&location).await });
+    }
+    while let Some(opened) = opens.join_next().await {
+        opened
+            .unwrap()
+            .expect("a concurrent open succeeds")
+            .ping()
+            .await
+            .unwrap();
+    }
+    let versions = db
+        .texts("SELECT CAST(version AS TEXT) FROM schema_migrations ORDER BY version")
+        .await;
+    let distinct = versions.iter().collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(versions.len(), distinct.len());
+}
+
+async fn backend_and_ping_answer(db: &Db) {
+    let expected = match db.backend {
+        Backend::Sqlite { .. } => "sqlite",
+        Backend::Postgres(_) => "postgres",
+    };
+    assert_eq!(db.store.backend(), expected);
+    db.store.ping().await.unwrap();
+    db.store.insert_runs(&[]).await.unwrap();
+}
+
+// ---- SQLite only ----
+
+#[tokio::test]
+async fn sqlite_file_is_created_in_wal_mode() {
+    let db = Db::sqlite().await;
+    let Backend::Sqlite { path, .. } = &db.backend else {
+        unreachable!()
+    };
+    assert!(path.is_file());
+    assert_eq!(db.texts("PRAGMA journal_mode").await, ["wal"]);
+}
+
+#[tokio::test]
+async fn plain_path_and_memory_locations_open_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.db");
+    let store = open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    assert!(path.is_file());
+
+    let memory = open("sqlite::memory:").await.unwrap();
+    let r = run("m", "triage", 1, Some(("b", 1)));
+    memory.insert_runs(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(memory.get_run("m").await.unwrap(), Some(r));
+}
+
+#[tokio::test]
+async fn bad_sqlite_locations_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().to_str().unwrap().to_owned();
+    let err = open(&folder)
+        .await
+        .err()
+        .expect("a folder is not a database")
+        .to_string();
+    assert!(err.contains(&folder) && err.contains("folder"), "{err}");
+
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(
+        &not_db,
+        "this is not a database, just some text that is long enough ....",
+    )
+    .unwrap();
+    let err = open(not_db.to_str().unwrap())
+        .await
+        .err()
+        .expect("a text file is not a database");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+
+    let blocked = dir.path().join("file-not-folder");
+    std::fs::write(&blocked, "x").unwrap();
+    let err = open(blocked.join("sub/db.sqlite").to_str().unwrap())
+        .await
+        .err()
+        .expect("no folder");
+    assert!(
+        err.to_string().contains("cannot create the folder"),
+        "{err}"
+    );
+
+    let err = open("mysql://root:hunter2@localhost/shop")
+        .await
+        .err()
+        .expect("unsupported")
+        .to_string();
+    assert!(err.contains("mysql") && !err.contains("hunter2"), "{err}");
+}
+
+// ---- PostgreSQL only ----
+
+#[tokio::test]
+async fn unreachable_postgres_names_the_location_but_not_the_password() {
+    let started = std::time::Instant::now();
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let err = open("postgres://shop:hunter2@127.0.0.1:1/shop")
+        .await
+        .err()
+        .expect("no server");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("postgres://shop:***@127.0.0.1:1/shop"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("check that PostgreSQL is running"), "{text}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let err = open("postgres://shop@127.0.0.1:notaport/shop")
+        .await
+        .err()
+        .expect("bad URL")
+        .to_string();
+    assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_test_databases_are_dropped() {
+    let name = {
+        let db = TestPostgres::create().await;
+        open(db.url()).await.unwrap().ping().await.unwrap();
+        db.name().to_owned()
+    };
+    let server = std::env::var(shopfloor_store::testing::POSTGRES_URL_ENV)
+        .unwrap_or_else(|_| shopfloor_store::testing::DEFAULT_POSTGRES_URL.to_owned());
+    let mut conn = PgConnection::connect(&server).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "test database {name} was left behind");
+}

@@ -1,0 +1,26 @@
+//! A fake model vendor for tests and benchmarks: a real HTTP/1.1 server on 127.0.0.1 that speaks
+//! just enough of the OpenAI Chat Completions and Anthropic Messages wire protocols.
+//!
+//! It is written on raw tokio TCP rather than a web framework because tests need responses that
+//! no well-behaved framework would send: bodies cut off before their `Content-Length`, invalid
+//! JSON, connections closed without an answer.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use shopfloor_testkit::{openai_completion, FakeServer, Reply};
+//! let server = FakeServer::start(|_req| Reply::Json(200, openai_completion("hi", 3, 1))).await;
+//! let url = format!("{}/chat/completions", server.base_url());
+//! # let _ = url;
+//! # }
+//! ```
+
+mod payloads;
+mod reply;
+mod server;
+
+pub use payloads::{
+    anthropic_error, anthropic_message, anthropic_stream, openai_completion, openai_error,
+    openai_stream,
+};
+pub use reply::{Reply, Script};
+pub use server::{refused_base_url, FakeServer, ReceivedRequest};
