@@ -1,6 +1,7 @@
 //! The rules of shopfloor as pure functions: workflow and config parsing and validation,
 //! prompt templates, output contracts and version hashing. No I/O: callers hand in text.
 
+pub mod dataset;
 mod diagnostic;
 pub mod output;
 pub mod spec;

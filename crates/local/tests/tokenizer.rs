@@ -4,6 +4,46 @@ mod common;
 
 use common::provider;
 
+/// Ids printed by llama.cpp (llama-cpp-2 0.1.160, `tokenize(text, add_special = false,
+/// parse_special = true)`) for the published GGUF file: run crates/local/llama-bench to see them.
+const LLAMA_CPP_IDS: &[(&str, &[u32])] = &[
+    (
+        "<|im_start|>user\nHello, world!<|im_end|>\n",
+        &[1, 4093, 198, 19556, 28, 905, 17, 2, 198],
+    ),
+    (
+        "Order 12345 costs $67.89",
+        &[
+            22977, 216, 33, 34, 35, 36, 37, 3499, 1885, 38, 39, 30, 40, 41,
+        ],
+    ),
+    (
+        "  leading spaces and trailing   ",
+        &[216, 2899, 5600, 284, 35079, 333],
+    ),
+    (
+        "naïve café — 日本語 🦀",
+        &[
+            3546, 46494, 37366, 1841, 17097, 241, 115, 40993, 179, 120, 248, 15107, 116, 218,
+        ],
+    ),
+    ("don't they'll I'm", &[12420, 982, 502, 3060, 339, 5248]),
+    ("<|endoftext|>", &[0]),
+];
+
+#[test]
+fn ids_match_llama_cpp() {
+    let provider = provider();
+    let tokenizer = provider.tokenizer();
+    for (text, expected) in LLAMA_CPP_IDS {
+        assert_eq!(
+            tokenizer.encode(text).expect("encode"),
+            *expected,
+            "ids for {text:?}"
+        );
+    }
+}
+
 #[test]
 fn special_tokens_are_single_ids() {
     let provider = provider();

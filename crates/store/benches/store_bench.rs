@@ -38,7 +38,14 @@ fn main() {
         [("sqlite", sqlite_time), ("postgres", postgres_time)]
     });
 
-    println!("\nrecording {runs} runs in flushes of {FLUSH}");
+    let mean = |f: fn(&RunRecord) -> usize| records.iter().map(f).sum::<usize>() / runs.max(1);
+    println!(
+        "\nrecording {runs} runs in flushes of {FLUSH} (mean input {} bytes, prompt {} bytes, \
+         {:.2} attempts per run)",
+        mean(|r| r.input.to_string().len()),
+        mean(|r| r.prompt.to_string().len()),
+        records.iter().map(|r| r.attempts.len()).sum::<usize>() as f64 / runs.max(1) as f64,
+    );
     println!("{:<10} {:>10} {:>12}", "backend", "seconds", "runs/s");
     for (backend, elapsed) in results {
         let rate = runs as f64 / elapsed.as_secs_f64();
@@ -79,7 +86,8 @@ fn run_count() -> usize {
 /// Runs shaped like a ticket-triage batch.
 fn records(count: usize) -> Vec<RunRecord> {
     let body = "Hello, I was charged twice for my subscription this month and the second charge \
-                shows as pending on my card. Could you refund it and confirm by email? Thanks.";
+                shows as pending on my card. Could you refund it and confirm by email? My order number \
+                is on the receipt. Thanks.";
     (0..count)
         .map(|i| {
             let case = i as u64 + 1;
@@ -90,7 +98,8 @@ fn records(count: usize) -> Vec<RunRecord> {
                 "customer": {"id": format!("cus_{case:08}"), "plan": "team"},
             });
             let prompt = json!([
-                {"role": "system", "content": "You route support tickets to the right queue. Be brief."},
+                {"role": "system", "content": "You route support tickets to the right queue for Acme's \
+                    support team. Read the ticket, decide which team owns it, and be brief."},
                 {"role": "user", "content": format!(
                     "Subject: Double charge on invoice INV-{case:06}\n\n{body}\n\n\
                      Answer with one of: billing, bug, account, other. Answer with the label \

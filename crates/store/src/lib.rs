@@ -59,8 +59,8 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// Record finished runs (with their attempts) in one transaction. A run whose
-    /// `(batch_id, case_index)` is already recorded is skipped, so a retried flush never
-    /// records a case twice.
+    /// `(batch_id, case_index)` or id is already recorded is skipped with its attempts, so a
+    /// retried flush never records a case twice.
     async fn insert_runs(&self, runs: &[RunRecord]) -> Result<()>;
 
     /// One run with its attempts.

@@ -20,6 +20,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in declaration order.
     pub const ALL: [RunStatus; 5] = [
         RunStatus::Ok,
         RunStatus::Invalid,
@@ -58,12 +59,14 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    /// Every outcome, in declaration order.
     pub const ALL: [AttemptOutcome; 3] = [
         AttemptOutcome::Ok,
         AttemptOutcome::Invalid,
         AttemptOutcome::Error,
     ];
 
+    /// The text stored in the database and shown to users.
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Ok => "ok",
@@ -72,6 +75,7 @@ impl AttemptOutcome {
         }
     }
 
+    /// The inverse of [`AttemptOutcome::as_str`].
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
@@ -164,12 +168,14 @@ pub enum BatchStatus {
 }
 
 impl BatchStatus {
+    /// Every status, in declaration order.
     pub const ALL: [BatchStatus; 3] = [
         BatchStatus::Running,
         BatchStatus::Done,
         BatchStatus::Cancelled,
     ];
 
+    /// The text stored in the database and shown to users.
     pub fn as_str(self) -> &'static str {
         match self {
             BatchStatus::Running => "running",
@@ -178,6 +184,7 @@ impl BatchStatus {
         }
     }
 
+    /// The inverse of [`BatchStatus::as_str`].
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }

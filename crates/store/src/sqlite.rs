@@ -19,10 +19,12 @@ use crate::{
 
 /// SQLite accepts at most this many bind parameters per statement (the default since 3.32).
 const MAX_BINDS: usize = 32_766;
-/// Runs per multi-row INSERT: an engine flush (a few hundred) fits in one statement.
-const RUNS_PER_INSERT: usize = 512;
-/// Attempts per multi-row INSERT.
-const ATTEMPTS_PER_INSERT: usize = 1024;
+/// Runs per multi-row INSERT. Full-size statements are prepared once and cached; a shorter
+/// remainder is prepared per use, so that flushes of every size do not fill the statement cache
+/// with large statements used once.
+const RUNS_PER_INSERT: usize = 128;
+/// Attempts per multi-row INSERT (cached the same way).
+const ATTEMPTS_PER_INSERT: usize = 256;
 const _: () = assert!(RUNS_PER_INSERT * RUN_COLUMN_COUNT <= MAX_BINDS);
 const _: () = assert!(ATTEMPTS_PER_INSERT * ATTEMPT_COLUMN_COUNT <= MAX_BINDS);
 
@@ -160,7 +162,11 @@ impl Store for SqliteStore {
             // Skips runs whose id or (batch_id, case_index) is already recorded; RETURNING
             // names the ones actually written, whose attempts are the only ones to write.
             query.push(" ON CONFLICT DO NOTHING RETURNING id");
-            let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+            let ids: Vec<String> = query
+                .build_query_scalar()
+                .persistent(chunk.len() == RUNS_PER_INSERT)
+                .fetch_all(&mut *tx)
+                .await?;
             inserted.extend(ids);
         }
         let attempts: Vec<_> = attempt_rows
@@ -184,7 +190,11 @@ impl Store for SqliteStore {
                     .push_bind(a.error)
                     .push_bind(a.raw_output);
             });
-            query.build().execute(&mut *tx).await?;
+            query
+                .build()
+                .persistent(chunk.len() == ATTEMPTS_PER_INSERT)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

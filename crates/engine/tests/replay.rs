@@ -1,0 +1,130 @@
+//! Record what a real provider answered, then run the same inputs from the recording with the
+//! upstream gone: the replay provider makes evals possible in CI with no key and no cost.
+
+use std::time::Duration;
+
+use serde_json::json;
+use shopfloor_engine::{Engine, EngineOptions, RetryPolicy};
+use shopfloor_store::RunStatus;
+use shopfloor_testkit::{openai_completion, FakeServer, Reply};
+
+const WORKFLOW: &str = r#"
+stage = "draft"
+data_class = "internal"
+[input]
+schema = { type = "object", required = ["subject"], properties = { subject = { type = "string" } } }
+[prompt]
+user = "Subject: {{ subject }}"
+[output]
+labels = ["billing", "bug"]
+[route]
+models = ["live"]
+"#;
+
+fn write_project(dir: &std::path::Path, base_url: &str) {
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::write(
+        dir.join("shopfloor.toml"),
+        format!(
+            r#"
+[models.live]
+provider = "openai-compatible"
+model = "vendor-model-1"
+base_url = "{base_url}"
+data_classes = ["internal"]
+
+[models.recorded]
+provider = "replay"
+model = "vendor-model-1"
+file = "recordings/triage.jsonl"
+data_classes = ["internal"]
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("workflows/triage.toml"), WORKFLOW).unwrap();
+}
+
+fn options(dir: &std::path::Path, record: bool) -> EngineOptions {
+    EngineOptions {
+        project_dir: dir.to_path_buf(),
+        record_to: record.then(|| dir.join("recordings/triage.jsonl")),
+        retry: RetryPolicy {
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+            max_retry_after: Duration::from_millis(2),
+        },
+        ..EngineOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn recorded_answers_replay_without_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("recordings")).unwrap();
+    let server = FakeServer::start(|r| {
+        let label = if r.body.to_string().contains("refund") {
+            "billing"
+        } else {
+            "bug"
+        };
+        Reply::Json(200, openai_completion(label, 7, 1))
+    })
+    .await;
+    write_project(dir.path(), &server.base_url());
+
+    let engine = Engine::open(options(dir.path(), true)).await.unwrap();
+    for subject in ["refund please", "it crashes"] {
+        let run = engine
+            .run_one("triage", json!({"subject": subject}), None)
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Ok);
+    }
+    engine.close().await;
+    drop(server);
+
+    let engine = Engine::open(options(dir.path(), false)).await.unwrap();
+    let billing = engine
+        .run_one(
+            "triage",
+            json!({"subject": "refund please"}),
+            Some("recorded".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(billing.status, RunStatus::Ok, "{billing:#?}");
+    assert_eq!(billing.output, Some(json!("billing")));
+    assert_eq!(billing.prompt_tokens, 7);
+    let bug = engine
+        .run_one(
+            "triage",
+            json!({"subject": "it crashes"}),
+            Some("recorded".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bug.output, Some(json!("bug")));
+
+    // An input that was never recorded fails clearly, and is not retried.
+    let missing = engine
+        .run_one(
+            "triage",
+            json!({"subject": "new ticket"}),
+            Some("recorded".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing.status, RunStatus::Failed);
+    assert_eq!(missing.attempts.len(), 1);
+    assert!(
+        missing
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no recorded response"),
+        "{:?}",
+        missing.error
+    );
+    engine.close().await;
+}

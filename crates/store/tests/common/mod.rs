@@ -1,0 +1,152 @@
+//! Shared by the store's test binaries: a store on a fresh database of either backend, and
+//! records to put in it.
+
+// Each test binary uses only part of this module.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+use shopfloor_store::testing::TestPostgres;
+use shopfloor_store::{
+    open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, RunRecord, RunStatus, Store,
+};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+/// A store on a fresh database, and what it takes to look at its tables directly.
+pub struct Db {
+    pub store: Arc<dyn Store>,
+    pub location: String,
+    pub backend: Backend,
+}
+
+pub enum Backend {
+    Sqlite {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Postgres(TestPostgres),
+}
+
+impl Db {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        // A folder that does not exist yet: opening creates it.
+        let path = dir.path().join("project/.shopfloor/shopfloor.db");
+        let location = format!("sqlite://{}", path.display());
+        let store = open(&location).await.expect("the SQLite store opens");
+        Self {
+            store,
+            location,
+            backend: Backend::Sqlite { path, _dir: dir },
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        let db = TestPostgres::create().await;
+        let location = db.url().to_owned();
+        let store = open(&location).await.expect("the PostgreSQL store opens");
+        Self {
+            store,
+            location,
+            backend: Backend::Postgres(db),
+        }
+    }
+
+    /// Text values from a query run directly against the database.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => {
+                let mut conn = SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+            Backend::Postgres(db) => {
+                let mut conn = PgConnection::connect(db.url()).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    /// One integer from a query run directly against the database.
+    pub async fn int(&self, sql: &str) -> i64 {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => {
+                let mut conn = SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            Backend::Postgres(db) => {
+                let mut conn = PgConnection::connect(db.url()).await.unwrap();
+                let value = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                value
+            }
+        }
+    }
+}
+
+pub fn attempt(n: u32, outcome: AttemptOutcome) -> AttemptRecord {
+    AttemptRecord {
+        n,
+        model: format!("model-{n}"),
+        provider: "openai".into(),
+        started_at_ms: 1_700_000_000_000 + i64::from(n),
+        latency_ms: 800 + u64::from(n),
+        prompt_tokens: 120,
+        completion_tokens: 7,
+        cost_usd: 0.000_123_4,
+        outcome,
+        error: (outcome != AttemptOutcome::Ok).then(|| format!("attempt {n}: HTTP 503")),
+        raw_output: (outcome != AttemptOutcome::Error).then(|| "billing".into()),
+    }
+}
+
+/// A run with every field set; `batch` places it in a batch case.
+pub fn run(id: &str, workflow: &str, created_at_ms: i64, batch: Option<(&str, u64)>) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        workflow: workflow.into(),
+        version: "v-3f2a".into(),
+        batch_id: batch.map(|(b, _)| b.into()),
+        case_index: batch.map(|(_, c)| c),
+        status: RunStatus::Ok,
+        input: json!({"subject": "Refund ✓", "body": "Charged twice\n\"quoted\"", "n": [1, 2.5, null]}),
+        prompt: json!([{"role": "system", "content": "You route."}, {"role": "user", "content": "…"}]),
+        raw_output: Some("billing".into()),
+        output: Some(json!({"label": "billing", "confidence": 0.93})),
+        error: Some("first attempt timed out".into()),
+        model: Some("gpt-mini".into()),
+        prompt_tokens: 240,
+        completion_tokens: 14,
+        cost_usd: 0.000_246_8,
+        latency_ms: 1_650,
+        created_at_ms,
+        attempts: vec![
+            attempt(1, AttemptOutcome::Error),
+            attempt(2, AttemptOutcome::Ok),
+        ],
+    }
+}
+
+pub fn batch(id: &str, status: BatchStatus) -> BatchRecord {
+    BatchRecord {
+        id: id.into(),
+        workflow: "ticket-triage".into(),
+        version: "v-3f2a".into(),
+        source: "inputs/tickets.jsonl".into(),
+        total_cases: 1_000,
+        model_override: Some("local".into()),
+        status,
+        created_at_ms: 1_700_000_000_000,
+        finished_at_ms: None,
+    }
+}
