@@ -46,6 +46,13 @@ enum Command {
     Check,
     /// Run a workflow on one input (--json) or a file of inputs (--input).
     Run(commands::run::Args),
+    /// Scaffold the example (if needed), pull the embedded model and evaluate it: no key, no network.
+    Quickstart(commands::quickstart::Args),
+    /// Score a workflow against its dataset, compare with the baseline, apply the gates.
+    Eval(commands::eval::Args),
+    /// Stored eval runs: list, show, set the baseline, compare two.
+    #[command(subcommand)]
+    Evals(commands::evals::Command),
     /// Show recorded runs.
     #[command(subcommand)]
     Runs(commands::runs::Command),
@@ -88,6 +95,9 @@ fn main() -> ExitCode {
             Command::Init(args) => commands::init::run(&global, args),
             Command::Check => commands::check::run(&global),
             Command::Run(args) => commands::run::run(&global, args).await,
+            Command::Quickstart(args) => commands::quickstart::run(args).await,
+            Command::Eval(args) => commands::eval::run(&global, args).await,
+            Command::Evals(command) => commands::evals::run(&global, command).await,
             Command::Runs(command) => commands::runs::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),
         }

@@ -376,3 +376,67 @@ async fn runs_are_recorded_into_postgres_with_database_url() {
         "nothing written to SQLite"
     );
 }
+
+/// Ctrl-C mid-batch: the cases in flight finish, everything finished is recorded, the batch is
+/// reported as interrupted (exit 130) and stays resumable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_records_everything_that_finished() {
+    let server = FakeServer::start(|r| router(r).delayed(Duration::from_millis(30))).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    write_inputs(&dir.path().join("cases.jsonl"), 200, &[]);
+    let child = Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+        .arg("-C")
+        .arg(dir.path())
+        .args([
+            "run",
+            "ticket-triage",
+            "--input",
+            "cases.jsonl",
+            "--concurrency",
+            "4",
+        ])
+        .env_remove("SHOPFLOOR_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while server.request_count() < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(stdout.contains("interrupted: finish with"), "{stdout}");
+    let ran: usize = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("ran ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse().ok())
+        })
+        .expect("summary line");
+    assert!(ran < 200, "stopped early: {stdout}");
+    let store = shopfloor_store::open(dir.path().join(".shopfloor/shopfloor.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let runs = store
+        .list_runs(&shopfloor_store::RunFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), ran, "every finished case is recorded");
+    assert_eq!(
+        server.request_count(),
+        ran,
+        "nothing was sent that was not recorded"
+    );
+}

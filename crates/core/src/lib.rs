@@ -4,7 +4,9 @@
 pub mod dataset;
 mod diagnostic;
 pub mod output;
+pub mod scorers;
 pub mod spec;
+pub mod stats;
 pub mod template;
 pub mod version;
 

@@ -3,6 +3,7 @@
 //! shells over [`Engine`].
 
 mod batch;
+mod eval;
 mod models;
 mod project;
 mod recorder;
@@ -16,10 +17,14 @@ use shopfloor_core::Diagnostic;
 use shopfloor_store::{RunRecord, Store, StoreError};
 
 pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchRequest, Case};
+pub use eval::{
+    input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary, GateResult, ScoreDelta,
+    ScoreSummary, WorstCase,
+};
 pub use models::ModelPool;
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use recorder::{Recorder, RecorderTask};
-pub use runner::{now_ms, RetryPolicy, RunOptions, Runner};
+pub use runner::{now_ms, Answer, RetryPolicy, RunOptions, Runner};
 
 /// The folder under the project that holds the embedded database.
 pub const STATE_DIR: &str = ".shopfloor";
@@ -41,6 +46,12 @@ pub enum EngineError {
     UnknownModel { name: String, known: Vec<String> },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("the dataset has invalid cases (run the valid ones with --skip-invalid):\n  {}", .0.join("\n  "))]
+    InvalidDataset(Vec<String>),
+    #[error("workflow \"{0}\" has no eval dataset: add [eval] dataset = \"datasets/….jsonl\" or pass --dataset")]
+    NoDataset(String),
+    #[error("no eval with id {0}")]
+    UnknownEval(String),
     #[error("no batch with id {0}")]
     UnknownBatch(String),
     #[error("{0}")]
@@ -165,7 +176,7 @@ impl Engine {
             .collect())
     }
 
-    fn check_model(&self, name: &str) -> Result<(), EngineError> {
+    pub(crate) fn check_model(&self, name: &str) -> Result<(), EngineError> {
         if self.project.config.models.contains_key(name) {
             Ok(())
         } else {

@@ -287,6 +287,65 @@ impl Runner {
     }
 }
 
+/// A model's answer to a one-off request (not a workflow run), e.g. an eval judge.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub text: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl Runner {
+    /// Ask one model (a name from `shopfloor.toml`) with the same timeout and retry rules as
+    /// workflow runs. The caller has checked that the model may see the data.
+    pub async fn ask(
+        &self,
+        model: &str,
+        messages: Vec<Message>,
+        max_tokens: u32,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let spec = self
+            .config
+            .models
+            .get(model)
+            .ok_or_else(|| format!("unknown model \"{model}\""))?;
+        let provider = self.models.provider(spec).map_err(|e| e.to_string())?;
+        let request = ChatRequest {
+            model: spec.model.clone(),
+            messages,
+            max_tokens: Some(max_tokens),
+            temperature: Some(0.0),
+            ..ChatRequest::default()
+        };
+        let mut retry = 0;
+        loop {
+            let result = match tokio::time::timeout(timeout, provider.complete(&request)).await {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError::Timeout(timeout)),
+            };
+            match result {
+                Ok(response) => {
+                    let prompt_tokens = u64::from(response.usage.prompt_tokens);
+                    let completion_tokens = u64::from(response.usage.completion_tokens);
+                    return Ok(Answer {
+                        text: response.text,
+                        prompt_tokens,
+                        completion_tokens,
+                        cost_usd: spec.price.cost(prompt_tokens, completion_tokens),
+                    });
+                }
+                Err(e) if e.is_retryable() && retry < 2 => {
+                    tokio::time::sleep(self.retry.delay(retry, e.retry_after())).await;
+                    retry += 1;
+                }
+                Err(e) => return Err(format!("model \"{model}\": {e}")),
+            }
+        }
+    }
+}
+
 fn correction(problem: &str) -> String {
     format!("Your answer could not be used: {problem}. Answer again, following the required format exactly, with nothing else.")
 }

@@ -1,24 +1,41 @@
-//! How fast each store records runs, the way the engine flushes them.
+//! How fast each store records runs and eval cases, the way the engine flushes them.
 //!
 //! `cargo bench -p shopfloor-store [-- RUNS]` (or `SHOPFLOOR_BENCH_RUNS=…`): records RUNS runs
 //! (default 50,000; 1–2 attempts each, ~300-byte input, ~600-byte prompt, short output) in
 //! flushes of 256 into a SQLite file and a fresh PostgreSQL database, and prints runs/s for both.
+//! Then it records as many eval cases (one eval) the same way and prints cases/s, and the mean
+//! time of an eval-cache lookup against them.
 //! PostgreSQL is the test server (`SHOPFLOOR_TEST_POSTGRES_URL`, default 127.0.0.1:5432).
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shopfloor_store::testing::TestPostgres;
-use shopfloor_store::{open, AttemptOutcome, AttemptRecord, RunRecord, RunStatus, Store};
+use shopfloor_store::{
+    open, AttemptOutcome, AttemptRecord, EvalCaseRecord, EvalRecord, EvalStatus, RunRecord,
+    RunStatus, Store,
+};
 
 const DEFAULT_RUNS: usize = 50_000;
 /// Runs per `insert_runs` call, as an engine flush would send them.
 const FLUSH: usize = 256;
 const BATCH_ID: &str = "bench-batch";
+const EVAL_ID: &str = "bench-eval";
+/// Cache lookups timed, spread over the recorded cases.
+const LOOKUPS: usize = 2_000;
+
+/// How long one backend took.
+struct Timings {
+    backend: &'static str,
+    runs: Duration,
+    cases: Duration,
+    lookup: Duration,
+}
 
 fn main() {
     let runs = run_count();
     let records = records(runs);
+    let cases = eval_cases(runs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,12 +47,12 @@ fn main() {
         let sqlite = open(sqlite_path.to_str().expect("a UTF-8 path"))
             .await
             .expect("SQLite opens");
-        let sqlite_time = record_all(sqlite.as_ref(), &records).await;
+        let sqlite = measure(sqlite.as_ref(), &records, &cases).await;
 
         let pg = TestPostgres::create().await;
         let postgres = open(pg.url()).await.expect("PostgreSQL opens");
-        let postgres_time = record_all(postgres.as_ref(), &records).await;
-        [("sqlite", sqlite_time), ("postgres", postgres_time)]
+        let postgres = measure(postgres.as_ref(), &records, &cases).await;
+        [sqlite, postgres]
     });
 
     let mean = |f: fn(&RunRecord) -> usize| records.iter().map(f).sum::<usize>() / runs.max(1);
@@ -47,10 +64,99 @@ fn main() {
         records.iter().map(|r| r.attempts.len()).sum::<usize>() as f64 / runs.max(1) as f64,
     );
     println!("{:<10} {:>10} {:>12}", "backend", "seconds", "runs/s");
-    for (backend, elapsed) in results {
-        let rate = runs as f64 / elapsed.as_secs_f64();
-        println!("{backend:<10} {:>10.2} {rate:>12.0}", elapsed.as_secs_f64());
+    for t in &results {
+        let rate = runs as f64 / t.runs.as_secs_f64();
+        println!(
+            "{:<10} {:>10.2} {rate:>12.0}",
+            t.backend,
+            t.runs.as_secs_f64()
+        );
     }
+    println!(
+        "\nrecording {runs} eval cases of one eval in flushes of {FLUSH}; then {LOOKUPS} \
+         eval-cache lookups"
+    );
+    println!(
+        "{:<10} {:>10} {:>12} {:>12}",
+        "backend", "seconds", "cases/s", "µs/lookup"
+    );
+    for t in &results {
+        let rate = runs as f64 / t.cases.as_secs_f64();
+        let lookup = t.lookup.as_secs_f64() * 1e6 / LOOKUPS as f64;
+        println!(
+            "{:<10} {:>10.2} {rate:>12.0} {lookup:>12.0}",
+            t.backend,
+            t.cases.as_secs_f64()
+        );
+    }
+}
+
+/// Every figure for one store.
+async fn measure(store: &dyn Store, records: &[RunRecord], cases: &[EvalCaseRecord]) -> Timings {
+    let runs = record_all(store, records).await;
+    let cases_time = record_cases(store, cases).await;
+    let lookup = look_up(store, cases).await;
+    Timings {
+        backend: store.backend(),
+        runs,
+        cases: cases_time,
+        lookup,
+    }
+}
+
+/// Time to record every case of one eval, checked afterwards by paging through them.
+async fn record_cases(store: &dyn Store, cases: &[EvalCaseRecord]) -> Duration {
+    store
+        .create_eval(&EvalRecord {
+            id: EVAL_ID.into(),
+            workflow: "ticket-triage".into(),
+            version: "3f2a9c0d1e7b".into(),
+            dataset: "datasets/ticket-triage.jsonl".into(),
+            dataset_hash: "9b1c".repeat(16),
+            model_override: None,
+            status: EvalStatus::Running,
+            total_cases: cases.len() as u64,
+            summary: None,
+            passed: None,
+            created_at_ms: 1_700_000_000_000,
+            finished_at_ms: None,
+        })
+        .await
+        .expect("the eval is created");
+    let started = Instant::now();
+    for flush in cases.chunks(FLUSH) {
+        store
+            .insert_eval_cases(flush)
+            .await
+            .expect("cases are recorded");
+    }
+    let elapsed = started.elapsed();
+    let (mut recorded, mut after) = (0, 0);
+    loop {
+        let page = store
+            .eval_cases(EVAL_ID, after, 5_000)
+            .await
+            .expect("cases are read");
+        let Some(last) = page.last() else { break };
+        after = last.line;
+        recorded += page.len();
+    }
+    assert_eq!(recorded, cases.len(), "{} lost cases", store.backend());
+    elapsed
+}
+
+/// Time for [`LOOKUPS`] cache lookups, each of which must hit.
+async fn look_up(store: &dyn Store, cases: &[EvalCaseRecord]) -> Duration {
+    let step = (cases.len() / LOOKUPS).max(1);
+    let started = Instant::now();
+    for case in cases.iter().step_by(step).cycle().take(LOOKUPS) {
+        let hit = store
+            .cached_eval_case("ticket-triage", "3f2a9c0d1e7b", None, &case.input_hash)
+            .await
+            .expect("the cache answers");
+        assert!(hit.is_some(), "{} missed a cached case", store.backend());
+    }
+    started.elapsed()
 }
 
 /// Time to record every run, checked afterwards so that a fast wrong answer does not count.
@@ -130,6 +236,34 @@ fn records(count: usize) -> Vec<RunRecord> {
                 latency_ms: 640,
                 created_at_ms: created,
                 attempts,
+            }
+        })
+        .collect()
+}
+
+/// Case results shaped like a ticket-triage eval.
+fn eval_cases(count: usize) -> Vec<EvalCaseRecord> {
+    (0..count)
+        .map(|i| {
+            let line = i as u64 + 1;
+            EvalCaseRecord {
+                eval_id: EVAL_ID.into(),
+                case_id: format!("t{line}"),
+                line,
+                run_id: format!("0190a3b2-{i:04x}-7000-8000-{line:012x}"),
+                input_hash: format!("{:064x}", line.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                status: RunStatus::Ok,
+                output: Some(json!("billing")),
+                raw_output: Some("billing".into()),
+                expected: json!(if i % 5 == 0 { "bug" } else { "billing" }),
+                scores: json!({"label_accuracy": {"value": if i % 5 == 0 { 0.0 } else { 1.0 },
+                    "passed": i % 5 != 0, "detail": null}}),
+                tags: vec!["billing".into()],
+                latency_ms: 640,
+                cost_usd: 0.000_022_5,
+                prompt_tokens: 142,
+                completion_tokens: 2,
+                cached: false,
             }
         })
         .collect()

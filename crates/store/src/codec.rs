@@ -131,7 +131,7 @@ pub(crate) fn rows(runs: &[RunRecord]) -> Result<(Vec<RunRow<'_>>, Vec<AttemptRo
     Ok((run_rows, attempt_rows))
 }
 
-fn json_text(value: &Value) -> String {
+pub(crate) fn json_text(value: &Value) -> String {
     // Serialising a `Value` cannot fail: its map keys are strings and it holds no
     // non-finite numbers.
     value.to_string()
@@ -149,6 +149,8 @@ pub(crate) trait Columns {
     fn int(&self, column: &'static str) -> Result<i64>;
     fn opt_int(&self, column: &'static str) -> Result<Option<i64>>;
     fn float(&self, column: &'static str) -> Result<f64>;
+    fn boolean(&self, column: &'static str) -> Result<bool>;
+    fn opt_boolean(&self, column: &'static str) -> Result<Option<bool>>;
 }
 
 macro_rules! impl_columns {
@@ -169,6 +171,12 @@ macro_rules! impl_columns {
             fn float(&self, column: &'static str) -> Result<f64> {
                 Ok(self.try_get(column)?)
             }
+            fn boolean(&self, column: &'static str) -> Result<bool> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_boolean(&self, column: &'static str) -> Result<Option<bool>> {
+                Ok(self.try_get(column)?)
+            }
         }
     )*};
 }
@@ -176,7 +184,11 @@ macro_rules! impl_columns {
 impl_columns!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
 
 /// A column that holds a non-negative count.
-fn unsigned(row: &impl Columns, table: &'static str, column: &'static str) -> Result<u64> {
+pub(crate) fn unsigned(
+    row: &impl Columns,
+    table: &'static str,
+    column: &'static str,
+) -> Result<u64> {
     let value = row.int(column)?;
     u64::try_from(value).map_err(|_| StoreError::Corrupt {
         table,
@@ -185,11 +197,11 @@ fn unsigned(row: &impl Columns, table: &'static str, column: &'static str) -> Re
     })
 }
 
-fn json(row: &impl Columns, table: &'static str, column: &'static str) -> Result<Value> {
+pub(crate) fn json(row: &impl Columns, table: &'static str, column: &'static str) -> Result<Value> {
     parse_json(table, column, &row.text(column)?)
 }
 
-fn opt_json(
+pub(crate) fn opt_json(
     row: &impl Columns,
     table: &'static str,
     column: &'static str,
@@ -199,7 +211,7 @@ fn opt_json(
         .transpose()
 }
 
-fn parse_json(table: &'static str, column: &'static str, text: &str) -> Result<Value> {
+pub(crate) fn parse_json(table: &'static str, column: &'static str, text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         table,
         column,
@@ -208,7 +220,7 @@ fn parse_json(table: &'static str, column: &'static str, text: &str) -> Result<V
 }
 
 /// A column that holds an enum's `as_str` text, parsed back with its `parse`.
-fn enumeration<T>(
+pub(crate) fn enumeration<T>(
     row: &impl Columns,
     table: &'static str,
     column: &'static str,

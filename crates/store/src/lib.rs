@@ -1,8 +1,10 @@
-//! Where runs are kept: one [`Store`] trait, a SQLite and a PostgreSQL implementation.
+//! Where runs and evals are kept: one [`Store`] trait, a SQLite and a PostgreSQL implementation.
 //!
 //! Nothing outside this crate writes SQL. Records are plain data; the engine builds them.
 
 mod codec;
+mod eval_codec;
+mod eval_record;
 mod location;
 mod migrate;
 mod postgres;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use location::redact_location;
 pub use postgres::PostgresStore;
 pub use record::{
@@ -52,7 +55,7 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Persistence for runs and batches. Both implementations pass the same test suite.
+/// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Which backend this is: `sqlite` or `postgres`.
@@ -80,6 +83,58 @@ pub trait Store: Send + Sync {
 
     /// The case indexes of a batch that are already recorded, ascending.
     async fn batch_recorded_cases(&self, batch_id: &str) -> Result<Vec<u64>>;
+
+    /// Start an eval run.
+    async fn create_eval(&self, eval: &EvalRecord) -> Result<()>;
+
+    /// End an eval run: its status, summary, gate verdict and finish time (kept empty when
+    /// `status` is `Running`, i.e. the eval is resumed). `NotFound` if the eval does not exist.
+    async fn finish_eval(
+        &self,
+        id: &str,
+        status: EvalStatus,
+        summary: &serde_json::Value,
+        passed: Option<bool>,
+        at_ms: i64,
+    ) -> Result<()>;
+
+    /// One eval run.
+    async fn get_eval(&self, id: &str) -> Result<Option<EvalRecord>>;
+
+    /// Eval runs, newest first, optionally of one workflow; at most `limit`.
+    async fn list_evals(&self, workflow: Option<&str>, limit: u32) -> Result<Vec<EvalRecord>>;
+
+    /// Record case results in one transaction; a case already recorded for its eval
+    /// (same `eval_id`, `case_id`) is skipped. Fails with `NotFound` when a case's eval was
+    /// never created, and refuses a different case on a line its eval already recorded.
+    async fn insert_eval_cases(&self, cases: &[EvalCaseRecord]) -> Result<()>;
+
+    /// An eval's case results ordered by line, `limit` at a time after line `after_line`
+    /// (0 for the first page), so that large evals are read without loading them whole.
+    async fn eval_cases(
+        &self,
+        eval_id: &str,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<EvalCaseRecord>>;
+
+    /// A finished, non-cached case result of any eval of `workflow` at `version` with the
+    /// same model override and input hash, newest first: what the eval cache reuses.
+    async fn cached_eval_case(
+        &self,
+        workflow: &str,
+        version: &str,
+        model_override: Option<&str>,
+        input_hash: &str,
+    ) -> Result<Option<EvalCaseRecord>>;
+
+    /// Make `eval_id` the baseline of `workflow` (one baseline per workflow; replaces the old).
+    /// Fails with `NotFound` of kind `eval` when no such eval exists, and of kind
+    /// `eval of this workflow` when it is an eval of another workflow.
+    async fn set_baseline(&self, workflow: &str, eval_id: &str, at_ms: i64) -> Result<()>;
+
+    /// The baseline eval id of `workflow`, if any.
+    async fn baseline(&self, workflow: &str) -> Result<Option<String>>;
 
     /// Whether the database answers (for readiness checks).
     async fn ping(&self) -> Result<()>;

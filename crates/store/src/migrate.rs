@@ -36,11 +36,18 @@ struct Migration {
 }
 
 /// Every migration, oldest first; versions are consecutive from 1.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "runs_attempts_batches",
-    sql: Sql::Shared(include_str!("../migrations/0001_runs.sql")),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs_attempts_batches",
+        sql: Sql::Shared(include_str!("../migrations/0001_runs.sql")),
+    },
+    Migration {
+        version: 2,
+        name: "evals_cases_baselines",
+        sql: Sql::Shared(include_str!("../migrations/0002_evals.sql")),
+    },
+];
 
 /// The table that records which migrations are applied.
 const CREATE_SCHEMA_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

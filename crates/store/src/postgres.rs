@@ -1,5 +1,7 @@
 //! The PostgreSQL store: a connection pool shared by any number of replicas.
 
+mod eval;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,7 +11,8 @@ use sqlx::{ConnectOptions, Connection, Postgres};
 use crate::codec::{self, ATTEMPT_COLUMNS, BATCH_COLUMNS, RUN_COLUMNS};
 use crate::location::redact_location;
 use crate::{
-    migrate, BatchRecord, BatchStatus, Result, RunFilter, RunRecord, RunSummary, Store, StoreError,
+    migrate, BatchRecord, BatchStatus, EvalCaseRecord, EvalRecord, EvalStatus, Result, RunFilter,
+    RunRecord, RunSummary, Store, StoreError,
 };
 
 /// Connections per store (per replica).
@@ -246,6 +249,60 @@ impl Store for PostgresStore {
         .into_iter()
         .map(codec::case_index)
         .collect()
+    }
+
+    async fn create_eval(&self, eval: &EvalRecord) -> Result<()> {
+        eval::create(self, eval).await
+    }
+
+    async fn finish_eval(
+        &self,
+        id: &str,
+        status: EvalStatus,
+        summary: &serde_json::Value,
+        passed: Option<bool>,
+        at_ms: i64,
+    ) -> Result<()> {
+        eval::finish(self, id, status, summary, passed, at_ms).await
+    }
+
+    async fn get_eval(&self, id: &str) -> Result<Option<EvalRecord>> {
+        eval::get(self, id).await
+    }
+
+    async fn list_evals(&self, workflow: Option<&str>, limit: u32) -> Result<Vec<EvalRecord>> {
+        eval::list(self, workflow, limit).await
+    }
+
+    async fn insert_eval_cases(&self, cases: &[EvalCaseRecord]) -> Result<()> {
+        eval::insert_cases(self, cases).await
+    }
+
+    async fn eval_cases(
+        &self,
+        eval_id: &str,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<EvalCaseRecord>> {
+        eval::cases(self, eval_id, after_line, limit).await
+    }
+
+    async fn cached_eval_case(
+        &self,
+        workflow: &str,
+        version: &str,
+        model_override: Option<&str>,
+        input_hash: &str,
+    ) -> Result<Option<EvalCaseRecord>> {
+        eval::cached_case(self, workflow, version, model_override, input_hash).await
+    }
+
+    async fn set_baseline(&self, workflow: &str, eval_id: &str, at_ms: i64) -> Result<()> {
+        eval::set_baseline(self, workflow, eval_id, at_ms).await
+    }
+
+    async fn baseline(&self, workflow: &str) -> Result<Option<String>> {
+        eval::baseline(self, workflow).await
     }
 
     async fn ping(&self) -> Result<()> {

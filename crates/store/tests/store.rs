@@ -5,29 +5,12 @@
 
 mod common;
 
-use common::{attempt, batch, run, Backend, Db};
+use common::{attempt, batch, both_backends, run, Backend, Db};
 use serde_json::json;
 use shopfloor_store::{
     open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, RunFilter, RunRecord, RunStatus,
     StoreError,
 };
-
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(&super::Db::sqlite().await).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(&super::Db::postgres().await).await;
-            })*
-        }
-    };
-}
 
 both_backends!(
     run_round_trips_with_attempts_and_every_field,

@@ -1,8 +1,11 @@
 //! One module per subcommand; each is a thin shell over the engine.
 
 pub mod check;
+pub mod eval;
+pub mod evals;
 pub mod init;
 pub mod models;
+pub mod quickstart;
 pub mod run;
 pub mod runs;
 
@@ -43,7 +46,10 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
         | EngineError::UnknownModel { .. }
         | EngineError::InvalidInput(_)
         | EngineError::UnknownBatch(_)
-        | EngineError::BatchMismatch(_) => {
+        | EngineError::BatchMismatch(_)
+        | EngineError::InvalidDataset(_)
+        | EngineError::NoDataset(_)
+        | EngineError::UnknownEval(_) => {
             eprintln!("error: {error}");
             ExitCode::from(EXIT_CONFIG)
         }

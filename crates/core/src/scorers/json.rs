@@ -19,17 +19,12 @@ pub(super) fn values_equal(a: &Json, b: &Json, tolerance: f64) -> bool {
             _ => x == y,
         },
         (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|(x, y)| values_equal(x, y, tolerance))
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| values_equal(x, y, tolerance))
         }
         (Json::Object(x), Json::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, xv)| {
-                    y.get(k)
-                        .is_some_and(|yv| values_equal(xv, yv, tolerance))
-                })
+                && x.iter()
+                    .all(|(k, xv)| y.get(k).is_some_and(|yv| values_equal(xv, yv, tolerance)))
         }
         _ => a == b,
     }
@@ -76,9 +71,7 @@ struct Tally {
 impl Tally {
     fn compare(&mut self, path: &str, expected: &Json, actual: &Json, tolerance: f64) {
         match (expected, actual) {
-            (Json::Object(e), Json::Object(a)) if !e.is_empty() => {
-                self.walk(path, e, a, tolerance)
-            }
+            (Json::Object(e), Json::Object(a)) if !e.is_empty() => self.walk(path, e, a, tolerance),
             (Json::Object(e), _) if !e.is_empty() => {
                 self.total += leaves(expected);
                 self.problem(format!(
@@ -103,7 +96,13 @@ impl Tally {
         }
     }
 
-    fn walk(&mut self, path: &str, expected: &Map<String, Json>, actual: &Map<String, Json>, tolerance: f64) {
+    fn walk(
+        &mut self,
+        path: &str,
+        expected: &Map<String, Json>,
+        actual: &Map<String, Json>,
+        tolerance: f64,
+    ) {
         for (key, e) in expected {
             let child = format!("{path}/{}", escape(key));
             match actual.get(key) {
@@ -169,12 +168,17 @@ mod tests {
 
     #[test]
     fn field_credit_with_tolerance_trim_and_nesting() {
-        let expected = json!({"amount": 10.0, "currency": "EUR", "party": {"name": "Acme", "vat": "DE1"}});
-        let output = json!({"amount": 10.004, "currency": " EUR ", "party": {"name": "Acme", "vat": "DE2"}});
+        let expected =
+            json!({"amount": 10.0, "currency": "EUR", "party": {"name": "Acme", "vat": "DE1"}});
+        let output =
+            json!({"amount": 10.004, "currency": " EUR ", "party": {"name": "Acme", "vat": "DE2"}});
         let score = json_match(&output, &expected, 0.01);
         assert_eq!(score.value, 0.75);
         assert!(!score.passed);
-        assert_eq!(score.detail.unwrap(), "/party/vat: expected \"DE1\", got \"DE2\"");
+        assert_eq!(
+            score.detail.unwrap(),
+            "/party/vat: expected \"DE1\", got \"DE2\""
+        );
         assert_eq!(json_match(&output, &expected, 0.0).value, 0.5);
     }
 
@@ -186,13 +190,19 @@ mod tests {
         let score = json_match(&output, &expected, 0.0);
         assert_eq!(score.value, 0.25);
         let detail = score.detail.unwrap();
-        assert!(detail.contains("/b: missing") && detail.contains("/x: extra"), "{detail}");
+        assert!(
+            detail.contains("/b: missing") && detail.contains("/x: extra"),
+            "{detail}"
+        );
     }
 
     #[test]
     fn non_objects_and_strings_holding_json() {
         assert_eq!(json_match(&json!([1, 2]), &json!({"a": 1}), 0.0).value, 0.0);
-        assert_eq!(json_match(&json!("{\"a\": 1}"), &json!({"a": 1}), 0.0).value, 1.0);
+        assert_eq!(
+            json_match(&json!("{\"a\": 1}"), &json!({"a": 1}), 0.0).value,
+            1.0
+        );
         assert_eq!(json_match(&json!(3), &json!(3.0), 0.0).value, 1.0);
         assert_eq!(json_match(&json!({}), &json!({}), 0.0).value, 1.0);
         assert_eq!(json_match(&json!({"a": 1}), &json!({}), 0.0).value, 0.0);
@@ -213,7 +223,11 @@ mod tests {
     fn structural_equality() {
         assert!(values_equal(&json!(1), &json!(1.0), 0.0));
         assert!(values_equal(&json!({"a": " x"}), &json!({"a": "x "}), 0.0));
-        assert!(!values_equal(&json!({"a": 1}), &json!({"a": 1, "b": 2}), 0.0));
+        assert!(!values_equal(
+            &json!({"a": 1}),
+            &json!({"a": 1, "b": 2}),
+            0.0
+        ));
         assert!(!values_equal(&json!(null), &json!(false), 0.0));
         assert!(values_equal(&json!(u64::MAX), &json!(u64::MAX), 0.0));
     }

@@ -5,8 +5,8 @@
 //! Rates (every scorer but `latency_ms` and `cost`) have values in `0..=1`; budgets carry the
 //! measured figure so that aggregates (mean, percentiles) stay in their unit.
 
-mod judge;
 mod json;
+mod judge;
 mod labels;
 mod numeric;
 mod text;
@@ -213,7 +213,7 @@ impl Scorer {
                     // A NaN cost compares false: an unknown cost never passes a budget.
                     passed: case.cost_usd <= budget_usd,
                     detail: None,
-                }
+                };
             }
             _ => {}
         }

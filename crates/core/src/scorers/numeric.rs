@@ -134,17 +134,13 @@ mod tests {
 
     fn group_thousands(n: i64) -> String {
         let digits = n.unsigned_abs().to_string();
-        let mut out = String::new();
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        if n < 0 {
-            format!("-{out}")
-        } else {
-            out
-        }
+        let mut groups: Vec<&str> = digits
+            .as_bytes()
+            .rchunks(3)
+            .map(|g| std::str::from_utf8(g).unwrap())
+            .collect();
+        groups.reverse();
+        let sign = if n < 0 { "-" } else { "" };
+        format!("{sign}{}", groups.join(","))
     }
 }

@@ -14,6 +14,6 @@ pub use reader::Located;
 pub use types::{DataClass, RiskTier, Stage, WorkflowName};
 pub use validate::{validate_project, ProjectFiles};
 pub use workflow::{
-    parse_workflow, EvalSpec, Outcome, OutputContract, OutputSpec, PromptSpec, ReviewSpec,
-    RouteSpec, Workflow, KNOWN_SCORERS,
+    parse_workflow, EvalSpec, JudgeSpec, Outcome, OutputContract, OutputSpec, PromptSpec,
+    ReviewSpec, RouteSpec, Workflow, KNOWN_SCORERS,
 };

@@ -133,6 +133,7 @@ fn template_line(workflow: &Workflow, field: &str) -> Option<usize> {
 }
 
 fn check_eval(project: &ProjectFiles<'_>, workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    check_judge(project.config, workflow, out);
     let Some(dataset) = workflow.eval.as_ref().and_then(|e| e.dataset.as_ref()) else {
         return;
     };
@@ -146,5 +147,32 @@ fn check_eval(project: &ProjectFiles<'_>, workflow: &Workflow, out: &mut Vec<Dia
                 dataset.value
             ),
         ));
+    }
+}
+
+/// The judge model must exist and may see the workflow's data: it reads inputs and outputs.
+fn check_judge(config: &ProjectConfig, workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    let Some(judge) = workflow.eval.as_ref().and_then(|e| e.judge.as_ref()) else {
+        return;
+    };
+    match config.models.get(&judge.model.value) {
+        None => out.push(Diagnostic::new(
+            &workflow.file,
+            judge.model.line,
+            "eval.judge.model",
+            format!("unknown model \"{}\"", judge.model.value),
+        )),
+        Some(model) if !model.data_classes.contains(&workflow.data_class) => {
+            out.push(Diagnostic::new(
+                &workflow.file,
+                judge.model.line,
+                "eval.judge.model",
+                format!(
+                "judge model \"{}\" may not see {} data; the judge reads the inputs and outputs",
+                judge.model.value, workflow.data_class
+            ),
+            ))
+        }
+        Some(_) => {}
     }
 }

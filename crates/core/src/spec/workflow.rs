@@ -81,6 +81,18 @@ pub struct EvalSpec {
     pub scorers: Vec<String>,
     pub gate: Vec<(String, f64)>,
     pub max_regression: Vec<(String, f64)>,
+    /// The LLM-as-judge settings, required when `scorers` has `llm_judge`.
+    pub judge: Option<JudgeSpec>,
+}
+
+/// `[eval] judge = { model = "…", rubric = "…", scale = "unit" | "five" }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JudgeSpec {
+    /// A model name from `shopfloor.toml`.
+    pub model: Located<String>,
+    /// What a good output is, in words the judge model grades against.
+    pub rubric: String,
+    pub scale: crate::scorers::JudgeScale,
 }
 
 /// `[review]`: how outputs reach a person.
@@ -442,10 +454,47 @@ fn read_eval(t: &TableReader<'_, '_>) -> EvalSpec {
     };
     let gate = read_gates("gate");
     let max_regression = read_gates("max_regression");
+    let judge = t.table("judge").and_then(|j| {
+        let judge = read_judge(&j);
+        j.finish();
+        judge
+    });
+    if judge.is_none()
+        && scorers.iter().any(|s| s == crate::scorers::JUDGE_SCORER)
+        && t.line_of("judge").is_none()
+    {
+        t.missing(
+            "judge",
+            "a judge for llm_judge: judge = { model = \"NAME\", rubric = \"what a good answer is\" }",
+        );
+    }
     EvalSpec {
         dataset,
         scorers,
         gate,
         max_regression,
+        judge,
     }
+}
+
+fn read_judge(t: &TableReader<'_, '_>) -> Option<JudgeSpec> {
+    let model = t.required_string("model", "a model name from shopfloor.toml");
+    let rubric = t.required_string(
+        "rubric",
+        "what a good answer is, for the judge to grade against",
+    );
+    let scale = t
+        .choice(
+            "scale",
+            &[
+                ("unit", crate::scorers::JudgeScale::Unit),
+                ("five", crate::scorers::JudgeScale::FivePoint),
+            ],
+        )
+        .unwrap_or(crate::scorers::JudgeScale::Unit);
+    Some(JudgeSpec {
+        model: model?,
+        rubric: rubric?.value,
+        scale,
+    })
 }

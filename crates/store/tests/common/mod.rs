@@ -10,10 +10,33 @@ use std::sync::Arc;
 use serde_json::json;
 use shopfloor_store::testing::TestPostgres;
 use shopfloor_store::{
-    open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, RunRecord, RunStatus, Store,
+    open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, EvalCaseRecord, EvalRecord,
+    EvalStatus, RunRecord, RunStatus, Store,
 };
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
+
+/// Runs every named `async fn case(db: &Db)` of the invoking file once per backend, each on a
+/// fresh database of its own.
+#[allow(unused_macros)] // Not every test binary runs per-backend cases.
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(&super::Db::sqlite().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(&super::Db::postgres().await).await;
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_backends;
 
 /// A store on a fresh database, and what it takes to look at its tables directly.
 pub struct Db {
@@ -52,6 +75,45 @@ impl Db {
             store,
             location,
             backend: Backend::Postgres(db),
+        }
+    }
+
+    /// Another fresh database of the same backend, first set up by `setup` (raw SQL, e.g. the
+    /// schema an older build left), then opened as a store.
+    pub async fn sibling_set_up_by(&self, setup: &str) -> Db {
+        match &self.backend {
+            Backend::Sqlite { .. } => {
+                let dir = tempfile::tempdir().expect("a temporary folder");
+                let path = dir.path().join("older.db");
+                let mut conn = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .connect()
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(setup).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                let location = format!("sqlite://{}", path.display());
+                let store = open(&location).await.expect("the SQLite store opens");
+                Db {
+                    store,
+                    location,
+                    backend: Backend::Sqlite { path, _dir: dir },
+                }
+            }
+            Backend::Postgres(_) => {
+                let db = TestPostgres::create().await;
+                let mut conn = PgConnection::connect(db.url()).await.unwrap();
+                sqlx::raw_sql(setup).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                let location = db.url().to_owned();
+                let store = open(&location).await.expect("the PostgreSQL store opens");
+                Db {
+                    store,
+                    location,
+                    backend: Backend::Postgres(db),
+                }
+            }
         }
     }
 
@@ -148,5 +210,48 @@ pub fn batch(id: &str, status: BatchStatus) -> BatchRecord {
         status,
         created_at_ms: 1_700_000_000_000,
         finished_at_ms: None,
+    }
+}
+
+/// A running eval with every field set; `created_at_ms` orders evals.
+pub fn eval(id: &str, workflow: &str, created_at_ms: i64) -> EvalRecord {
+    EvalRecord {
+        id: id.into(),
+        workflow: workflow.into(),
+        version: "v-3f2a".into(),
+        dataset: "datasets/ticket-triage.jsonl".into(),
+        dataset_hash: "9b1c".repeat(16),
+        model_override: Some("local".into()),
+        status: EvalStatus::Running,
+        total_cases: 10_000,
+        summary: None,
+        passed: None,
+        created_at_ms,
+        finished_at_ms: None,
+    }
+}
+
+/// A case result with every field set, on `line` of the dataset.
+pub fn eval_case(eval_id: &str, case_id: &str, line: u64) -> EvalCaseRecord {
+    EvalCaseRecord {
+        eval_id: eval_id.into(),
+        case_id: case_id.into(),
+        line,
+        run_id: format!("run-{eval_id}-{case_id}"),
+        input_hash: format!("hash-{case_id}"),
+        status: RunStatus::Ok,
+        output: Some(serde_json::json!({"label": "billing", "why": "«charged twice»"})),
+        raw_output: Some("billing\n".into()),
+        expected: serde_json::json!("billing"),
+        scores: serde_json::json!({
+            "label_accuracy": {"value": 1.0, "passed": true, "detail": null},
+            "similarity": {"value": 0.875, "passed": false, "detail": "below 0.9"},
+        }),
+        tags: vec!["refund".into(), "edge case ✓".into()],
+        latency_ms: 640 + line,
+        cost_usd: 0.000_022_5,
+        prompt_tokens: 142,
+        completion_tokens: 2,
+        cached: false,
     }
 }

@@ -1,0 +1,332 @@
+//! `shopfloor eval`: score a workflow against its dataset, compare with the baseline, gate CI.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use shopfloor_engine::{Engine, EngineOptions, EvalObserver, EvalRequest, EvalSummary};
+use shopfloor_store::{EvalCaseRecord, RunStatus};
+
+use super::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The workflow's name.
+    workflow: String,
+    /// The dataset (JSONL or CSV); default: the workflow's [eval] dataset.
+    #[arg(long, value_name = "PATH")]
+    dataset: Option<PathBuf>,
+    /// Use only this model instead of the workflow's route.
+    #[arg(long, value_name = "NAME")]
+    model: Option<String>,
+    /// How many cases run at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    concurrency: usize,
+    /// Only the first N cases.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Call the model even for cases answered before by this version (at temperature 0).
+    #[arg(long)]
+    no_cache: bool,
+    /// Run the valid cases of a dataset that has invalid ones.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Exit 1 when a gate fails (for CI).
+    #[arg(long)]
+    gate: bool,
+    /// Write a JUnit XML report (one testcase per dataset case).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write the summary as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let engine = Engine::open(EngineOptions {
+        project_dir: global.project.clone(),
+        database_url: global.database_url.clone(),
+        ..EngineOptions::default()
+    })
+    .await?;
+    super::models::ensure_pulled(&engine.local_models_for(&args.workflow, args.model.as_deref())?)?;
+    let request = EvalRequest {
+        workflow: args.workflow.clone(),
+        dataset: args.dataset.clone(),
+        model_override: args.model.clone(),
+        concurrency: args.concurrency,
+        limit: args.limit,
+        no_cache: args.no_cache,
+        skip_invalid: args.skip_invalid,
+    };
+    let result = evaluate(&engine, &request).await;
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            engine.close().await;
+            return Err(e);
+        }
+    };
+    print_scorecard(&summary);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
+    }
+    if let Some(path) = &args.junit {
+        let cases = engine.all_eval_cases(&summary.eval_id).await?;
+        write_junit(path, &summary, &cases)?;
+    }
+    engine.close().await;
+    if summary.interrupted {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if args.gate && !summary.passed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Run an eval with a progress bar; Ctrl-C stops it (stored as cancelled).
+pub async fn evaluate(engine: &Engine, request: &EvalRequest) -> anyhow::Result<EvalSummary> {
+    let progress = EvalProgress {
+        bar: ProgressBar::hidden(),
+    };
+    let stop = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let summary = engine.run_eval(request, &progress, stop).await?;
+    progress.bar.finish_and_clear();
+    Ok(summary)
+}
+
+struct EvalProgress {
+    bar: ProgressBar,
+}
+
+impl EvalObserver for EvalProgress {
+    fn started(&self, eval_id: &str, cases: u64, skipped: u64) {
+        eprintln!(
+            "eval {eval_id}: {cases} case(s){}",
+            if skipped > 0 {
+                format!(", {skipped} invalid skipped")
+            } else {
+                String::new()
+            }
+        );
+        self.bar.set_length(cases);
+        self.bar
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+
+    fn finished(&self, case: &EvalCaseRecord) {
+        self.bar.inc(1);
+        if case.cached {
+            self.bar.set_message("(cached)");
+        }
+    }
+}
+
+/// Print an eval's scorecard.
+pub fn print_scorecard(s: &EvalSummary) {
+    println!(
+        "eval {} · {} version {} · {} case(s) from {}",
+        s.eval_id, s.workflow, s.version, s.cases, s.dataset
+    );
+    if let Some(model) = &s.model_override {
+        println!("  model: {model}");
+    }
+    if s.cached_cases > 0 {
+        println!(
+            "  {} case(s) reused from earlier evals of this version (--no-cache to rerun)",
+            s.cached_cases
+        );
+    }
+    for score in &s.scores {
+        println!(
+            "  {:<16} {:.3}  (95% CI {:.3}–{:.3})",
+            score.scorer, score.mean, score.ci_low, score.ci_high
+        );
+    }
+    println!(
+        "  invalid output   {:.1}% ({} of {}) · failed {}",
+        s.invalid_rate * 100.0,
+        s.invalid,
+        s.cases,
+        s.failed
+    );
+    if let (Some(p50), Some(p95)) = (s.latency_p50_ms, s.latency_p95_ms) {
+        println!("  latency          p50 {p50} ms · p95 {p95} ms");
+    }
+    println!(
+        "  tokens           {} in / {} out · cost ${:.4}",
+        s.prompt_tokens, s.completion_tokens, s.cost_usd
+    );
+    if s.judge_errors > 0 || s.judge_cost_usd > 0.0 {
+        println!(
+            "  judge            {} error(s) (counted as failures) · cost ${:.4}",
+            s.judge_errors, s.judge_cost_usd
+        );
+    }
+    if let Some(labels) = &s.labels {
+        println!("  macro-F1         {:.3}", labels.macro_f1);
+        println!(
+            "  {:<12} {:>9} {:>7} {:>6} {:>8}",
+            "label", "precision", "recall", "F1", "support"
+        );
+        for l in &labels.per_label {
+            println!(
+                "  {:<12} {:>9.3} {:>7.3} {:>6.3} {:>8}",
+                l.label, l.precision, l.recall, l.f1, l.support
+            );
+        }
+        let mut header = format!("  {:<12}", "expected ↓");
+        for label in &labels.labels {
+            header.push_str(&format!(" {label:>9}"));
+        }
+        header.push_str(&format!(" {:>9}", shopfloor_core::scorers::INVALID_COLUMN));
+        println!("{header}");
+        for (label, row) in labels.labels.iter().zip(&labels.confusion) {
+            let cells: String = row.iter().map(|c| format!(" {c:>9}")).collect();
+            println!("  {label:<12}{cells}");
+        }
+    }
+    if !s.worst.is_empty() {
+        println!("  worst cases:");
+        for w in &s.worst {
+            let answer = match (&w.output, &w.raw_output) {
+                (Some(o), _) => o.to_string(),
+                (None, Some(raw)) => format!("{} {raw:?}", w.status),
+                (None, None) => w.status.clone(),
+            };
+            println!(
+                "    {} (line {}): expected {} got {} · score {:.2}",
+                w.case_id,
+                w.line,
+                w.expected,
+                shorten(&answer, 60),
+                w.score
+            );
+        }
+    }
+    if let Some(b) = &s.baseline {
+        println!(
+            "  against baseline {} (version {}, {} paired cases):",
+            b.baseline_id, b.baseline_version, b.paired_cases
+        );
+        for d in &b.scores {
+            println!(
+                "    {:<16} {:.3} → {:.3} ({:+.3}) p={:.3}{} · {} improved, {} regressed",
+                d.scorer,
+                d.baseline,
+                d.current,
+                d.delta,
+                d.p_value,
+                if d.significant {
+                    " significant"
+                } else {
+                    " not significant"
+                },
+                d.improved,
+                d.regressed
+            );
+        }
+        if !b.regressed_cases.is_empty() {
+            println!("    regressed: {}", b.regressed_cases.join(", "));
+        }
+        if !b.improved_cases.is_empty() {
+            println!("    improved:  {}", b.improved_cases.join(", "));
+        }
+    }
+    for g in &s.gates {
+        println!(
+            "  gate {:<10} {} {}",
+            g.kind,
+            if g.passed { "PASS" } else { "FAIL" },
+            g.message
+        );
+    }
+    if s.interrupted {
+        println!("  interrupted: the eval is stored as cancelled");
+    } else if !s.gates.is_empty() {
+        println!(
+            "  result: {}",
+            if s.passed {
+                "every gate passed"
+            } else {
+                "a gate FAILED"
+            }
+        );
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
+/// JUnit XML: one testcase per dataset case, failing when its first scorer did not pass.
+fn write_junit(path: &Path, summary: &EvalSummary, cases: &[EvalCaseRecord]) -> anyhow::Result<()> {
+    let first = summary
+        .scores
+        .first()
+        .map(|s| s.scorer.clone())
+        .unwrap_or_default();
+    let failures = cases.iter().filter(|c| !case_passed(c, &first)).count();
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    xml.push_str(&format!(
+        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\">\n",
+        escape(&format!(
+            "shopfloor eval {} {}",
+            summary.workflow, summary.version
+        )),
+        cases.len()
+    ));
+    for case in cases {
+        xml.push_str(&format!(
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
+            escape(&summary.workflow),
+            escape(&case.case_id),
+            case.latency_ms as f64 / 1000.0
+        ));
+        if !case_passed(case, &first) {
+            let actual = match (&case.output, &case.raw_output) {
+                (Some(o), _) => o.to_string(),
+                (None, Some(raw)) => format!("{} output: {raw}", case.status.as_str()),
+                (None, None) => case.status.as_str().to_string(),
+            };
+            xml.push_str(&format!(
+                "\n    <failure message=\"{}\">expected: {}\nactual: {}\nscores: {}</failure>\n  ",
+                escape(&format!("{first} failed")),
+                escape(&case.expected.to_string()),
+                escape(&actual),
+                escape(&case.scores.to_string())
+            ));
+        }
+        xml.push_str("</testcase>\n");
+    }
+    xml.push_str("</testsuite>\n");
+    std::fs::write(path, xml)?;
+    Ok(())
+}
+
+fn case_passed(case: &EvalCaseRecord, scorer: &str) -> bool {
+    case.status != RunStatus::Failed && case.scores[scorer]["passed"].as_bool().unwrap_or(false)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

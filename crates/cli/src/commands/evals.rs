@@ -1,0 +1,194 @@
+//! `shopfloor evals list|show|baseline|compare`: stored eval runs.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail};
+use shopfloor_engine::{open_store, EvalSummary};
+use shopfloor_store::{EvalCaseRecord, Store};
+
+use super::Global;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Eval runs, newest first.
+    List {
+        /// Only this workflow's evals.
+        #[arg(long, value_name = "W")]
+        workflow: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: u32,
+    },
+    /// One eval's scorecard.
+    Show {
+        /// The eval id.
+        id: String,
+    },
+    /// Make an eval its workflow's baseline: later evals compare with it and max_regression gates use it.
+    Baseline {
+        /// The eval id.
+        id: String,
+    },
+    /// Two evals side by side: the cases whose outputs or scores differ.
+    Compare {
+        /// The earlier eval.
+        a: String,
+        /// The later eval.
+        b: String,
+    },
+}
+
+pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
+    let store = open_store(&global.project, global.database_url.as_deref()).await?;
+    match command {
+        Command::List { workflow, limit } => {
+            let evals = store.list_evals(workflow.as_deref(), limit).await?;
+            if evals.is_empty() {
+                println!("no evals yet (try `shopfloor eval WORKFLOW`)");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut baselines = HashMap::new();
+            println!(
+                "{:<36}  {:<22} {:<12} {:>6} {:<9} {:<6} score",
+                "eval", "workflow", "version", "cases", "status", "gates"
+            );
+            for e in evals {
+                if !baselines.contains_key(&e.workflow) {
+                    baselines.insert(e.workflow.clone(), store.baseline(&e.workflow).await?);
+                }
+                let is_baseline =
+                    baselines.get(&e.workflow).and_then(|b| b.as_deref()) == Some(e.id.as_str());
+                let headline = e
+                    .summary
+                    .as_ref()
+                    .and_then(|s| s["scores"].get(0).cloned())
+                    .map(|s| {
+                        format!(
+                            "{} {:.3}",
+                            s["scorer"].as_str().unwrap_or(""),
+                            s["mean"].as_f64().unwrap_or(0.0)
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{:<36}  {:<22} {:<12} {:>6} {:<9} {:<6} {headline}{}",
+                    e.id,
+                    e.workflow,
+                    e.version,
+                    e.total_cases,
+                    e.status.as_str(),
+                    match e.passed {
+                        Some(true) => "pass",
+                        Some(false) => "FAIL",
+                        None => "-",
+                    },
+                    if is_baseline { "  (baseline)" } else { "" }
+                );
+            }
+        }
+        Command::Show { id } => {
+            let eval = store
+                .get_eval(&id)
+                .await?
+                .ok_or_else(|| anyhow!("no eval with id {id}"))?;
+            match eval.summary.map(serde_json::from_value::<EvalSummary>) {
+                Some(Ok(summary)) => super::eval::print_scorecard(&summary),
+                _ => println!(
+                    "eval {id} of {} is {} (no summary yet)",
+                    eval.workflow,
+                    eval.status.as_str()
+                ),
+            }
+        }
+        Command::Baseline { id } => {
+            let eval = store
+                .get_eval(&id)
+                .await?
+                .ok_or_else(|| anyhow!("no eval with id {id}"))?;
+            store
+                .set_baseline(&eval.workflow, &id, shopfloor_engine::now_ms())
+                .await?;
+            println!(
+                "eval {id} (version {}) is now the baseline of {}",
+                eval.version, eval.workflow
+            );
+        }
+        Command::Compare { a, b } => compare(&*store, &a, &b).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn all_cases(store: &dyn Store, id: &str) -> anyhow::Result<Vec<EvalCaseRecord>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.eval_cases(id, after, 2000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.line;
+        let full = page.len() == 2000;
+        out.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+async fn compare(store: &dyn Store, a: &str, b: &str) -> anyhow::Result<()> {
+    let (Some(left), Some(right)) = (store.get_eval(a).await?, store.get_eval(b).await?) else {
+        bail!("both evals must exist: {a}, {b}");
+    };
+    let before: HashMap<String, EvalCaseRecord> = all_cases(store, a)
+        .await?
+        .into_iter()
+        .map(|c| (c.case_id.clone(), c))
+        .collect();
+    let after = all_cases(store, b).await?;
+    println!(
+        "A {a}: {} version {} · B {b}: {} version {}",
+        left.workflow, left.version, right.workflow, right.version
+    );
+    for (label, eval) in [("A", &left), ("B", &right)] {
+        if let Some(scores) = eval.summary.as_ref().and_then(|s| s["scores"].as_array()) {
+            let line: Vec<String> = scores
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:.3}",
+                        s["scorer"].as_str().unwrap_or(""),
+                        s["mean"].as_f64().unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            println!("  {label}: {}", line.join(" · "));
+        }
+    }
+    let mut differing = 0;
+    let mut shared = 0;
+    for case in &after {
+        let Some(old) = before.get(&case.case_id) else {
+            continue;
+        };
+        shared += 1;
+        if old.output == case.output && old.scores == case.scores {
+            continue;
+        }
+        differing += 1;
+        let show = |c: &EvalCaseRecord| {
+            c.output
+                .as_ref()
+                .map(|o| o.to_string())
+                .unwrap_or_else(|| format!("({})", c.status.as_str()))
+        };
+        println!(
+            "{:<12} expected {:<12} A {:<14} B {:<14}",
+            case.case_id,
+            case.expected.to_string(),
+            show(old),
+            show(case)
+        );
+    }
+    println!("{differing} of {shared} shared case(s) differ");
+    Ok(())
+}

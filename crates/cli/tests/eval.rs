@@ -1,0 +1,182 @@
+//! `shopfloor eval` and `shopfloor evals` end to end: the loop a builder runs in CI —
+//! eval → baseline → change the prompt → eval → compare → gate.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
+
+fn shopfloor(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env_remove("SHOPFLOOR_DATABASE_URL")
+        .output()
+        .expect("run shopfloor")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A router that answers from the ticket text when the prompt asks for "queue", and says
+/// "other" to everything when it does not (the changed prompt in the test).
+fn router(request: &ReceivedRequest) -> Reply {
+    let prompt = request.body["messages"].to_string().to_lowercase();
+    let label = if !prompt.contains("queue") {
+        "other"
+    } else if prompt.contains("invoice")
+        || prompt.contains("charge")
+        || prompt.contains("refund")
+        || prompt.contains("vat")
+    {
+        "billing"
+    } else if prompt.contains("error") || prompt.contains("crash") || prompt.contains("broken") {
+        "bug"
+    } else if prompt.contains("password")
+        || prompt.contains("login")
+        || prompt.contains("sso")
+        || prompt.contains("2fa")
+    {
+        "account"
+    } else {
+        "other"
+    };
+    Reply::Json(200, openai_completion(label, 100, 1))
+}
+
+fn scaffold(dir: &Path, base_url: &str) {
+    assert!(shopfloor(dir, &["init"]).status.success());
+    let config = std::fs::read_to_string(dir.join("shopfloor.toml")).unwrap();
+    std::fs::write(
+        dir.join("shopfloor.toml"),
+        format!("{config}\n[models.fake]\nprovider = \"openai-compatible\"\nmodel = \"fake-1\"\nbase_url = \"{base_url}\"\ndata_classes = [\"internal\"]\n"),
+    )
+    .unwrap();
+    let workflow = dir.join("workflows/ticket-triage.toml");
+    let text = std::fs::read_to_string(&workflow)
+        .unwrap()
+        .replace("models = [\"local\"]", "models = [\"fake\"]");
+    std::fs::write(workflow, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_baseline_change_compare_gate() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "eval",
+            "ticket-triage",
+            "--gate",
+            "--json",
+            "first.json",
+            "--junit",
+            "first.xml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let first: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("first.json")).unwrap())
+            .unwrap();
+    let accuracy = first["scores"][0]["mean"].as_f64().unwrap();
+    assert!(
+        accuracy >= 0.5,
+        "the keyword router should pass the example gate: {accuracy}"
+    );
+    let report = text(&out);
+    assert!(
+        report.contains("label_accuracy") && report.contains("95% CI"),
+        "{report}"
+    );
+    assert!(report.contains("gate absolute   PASS"), "{report}");
+    let junit = std::fs::read_to_string(dir.path().join("first.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 60);
+    assert!(
+        junit.contains("<failure message=\"label_accuracy failed\">expected:"),
+        "{junit}"
+    );
+    let first_id = first["eval_id"].as_str().unwrap().to_string();
+
+    let out = shopfloor(dir.path(), &["evals", "baseline", &first_id]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Change the prompt: the version changes, so nothing is reused from the cache.
+    let workflow = dir.path().join("workflows/ticket-triage.toml");
+    let changed = std::fs::read_to_string(&workflow).unwrap().replace(
+        "Which queue should handle this ticket",
+        "Which team should handle this ticket",
+    );
+    std::fs::write(&workflow, changed).unwrap();
+    let before = server.request_count();
+    let out = shopfloor(
+        dir.path(),
+        &["eval", "ticket-triage", "--gate", "--json", "second.json"],
+    );
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed gate exits 1: {report}"
+    );
+    assert_eq!(
+        server.request_count() - before,
+        60,
+        "a new version is not served from the cache"
+    );
+    assert!(report.contains("against baseline"), "{report}");
+    assert!(report.contains("gate absolute   FAIL"), "{report}");
+    assert!(report.contains("gate regression FAIL"), "{report}");
+    let second: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("second.json")).unwrap())
+            .unwrap();
+    assert!(second["baseline"]["scores"][0]["significant"]
+        .as_bool()
+        .unwrap());
+    let second_id = second["eval_id"].as_str().unwrap();
+
+    let out = shopfloor(dir.path(), &["evals", "compare", &first_id, second_id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("shared case(s) differ"),
+        "{}",
+        text(&out)
+    );
+
+    let out = shopfloor(dir.path(), &["evals", "list"]);
+    let listing = text(&out);
+    assert!(
+        listing.contains("(baseline)") && listing.contains("FAIL"),
+        "{listing}"
+    );
+    let out = shopfloor(dir.path(), &["evals", "show", second_id]);
+    assert!(text(&out).contains("macro-F1"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_dataset_exits_2() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    let dataset = dir.path().join("datasets/ticket-triage.jsonl");
+    let mut text_ = std::fs::read_to_string(&dataset).unwrap();
+    text_.push_str("{\"input\": {\"subject\": \"no body\"}, \"expected\": \"bug\"}\n");
+    std::fs::write(&dataset, text_).unwrap();
+    let out = shopfloor(dir.path(), &["eval", "ticket-triage", "--gate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("datasets/ticket-triage.jsonl:61: input"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(server.request_count(), 0);
+}
