@@ -6,10 +6,10 @@
 //! and each option continues from a branch of its KV cache.
 
 use candle_core::Tensor;
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokio::sync::oneshot;
 
 use crate::generate::{Context, Step};
+use crate::model::Model;
 use crate::LocalError;
 
 /// The winning option.
@@ -34,7 +34,7 @@ pub(crate) struct ChoiceScoring {
 impl ChoiceScoring {
     /// Score `options` (token ids, each ending with the end-of-turn token) after `prompt`.
     pub(crate) fn new(
-        weights: &ModelWeights,
+        weights: &Model,
         prompt: Vec<u32>,
         options: Vec<Vec<u32>>,
         reply: oneshot::Sender<Result<ChoiceOutcome, LocalError>>,

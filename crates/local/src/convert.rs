@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
-use candle_transformers::models::quantized_llama::ModelWeights;
 
+use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::LocalError;
 
@@ -21,7 +21,7 @@ const SOURCE_SHA_KEY: &str = "shopfloor.source_sha256";
 
 /// The model's weights and tokenizer, ready to run.
 pub(crate) struct Loaded {
-    pub(crate) weights: ModelWeights,
+    pub(crate) weights: Model,
     pub(crate) tokenizer: Tokenizer,
     /// Which file the weights came from (the cache, or the original when the cache is unusable).
     pub(crate) weights_path: PathBuf,
@@ -81,8 +81,7 @@ fn load_cache(cache: &Path, source_sha256: &str) -> Option<Loaded> {
 
 fn from_content<R: Read + Seek>(content: Content, reader: &mut R) -> Result<Loaded, String> {
     let tokenizer = Tokenizer::from_gguf(&content)?;
-    let weights =
-        ModelWeights::from_gguf(content, reader, &Device::Cpu).map_err(|e| e.to_string())?;
+    let weights = Model::from_gguf(content, reader).map_err(|e| e.to_string())?;
     Ok(Loaded {
         weights,
         tokenizer,

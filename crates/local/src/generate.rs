@@ -1,20 +1,23 @@
 //! One request's generation: prompt prefill, then sampling token by token, streamed as UTF-8.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use shopfloor_providers::FinishReason;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::model::{Cache, Model};
 use crate::tokenizer::{Tokenizer, Utf8Stream};
 use crate::LocalError;
 
 /// Longest context the model runs with (candle precomputes rotary tables up to this length).
-pub(crate) const MAX_CONTEXT: usize = candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+pub(crate) const MAX_CONTEXT: usize = crate::llama::MAX_SEQ_LEN;
 
 /// Prompt tokens fed per scheduling step: long enough for efficient matrix products, short
 /// enough that a long prompt does not stall other requests for seconds.
 const PREFILL_CHUNK: usize = 128;
+
+/// Positions a new context has room for beyond its prompt before its cache grows.
+const CACHE_HEADROOM: usize = 256;
 
 /// How one request samples.
 #[derive(Debug, Clone, Copy)]
@@ -54,9 +57,10 @@ pub(crate) enum GenEvent {
     Failed(LocalError),
 }
 
-/// A sequence's own KV cache and position; the weights inside are shared, not copied.
+/// A sequence's own KV cache and position; the weights are shared, not copied.
 pub(crate) struct Context {
-    model: ModelWeights,
+    model: Model,
+    cache: Cache,
     pending: Vec<u32>,
     pos: usize,
     logits: Option<Tensor>,
@@ -64,9 +68,10 @@ pub(crate) struct Context {
 
 impl Context {
     /// A fresh context that will first read `prompt`.
-    pub(crate) fn new(weights: &ModelWeights, prompt: Vec<u32>) -> Self {
+    pub(crate) fn new(weights: &Model, prompt: Vec<u32>) -> Self {
         Self {
             model: weights.clone(),
+            cache: weights.new_cache(prompt.len() + CACHE_HEADROOM),
             pending: prompt,
             pos: 0,
             logits: None,
@@ -80,14 +85,14 @@ impl Context {
         }
         let n = self.pending.len().min(PREFILL_CHUNK);
         let chunk: Vec<u32> = self.pending.drain(..n).collect();
-        self.logits = Some(forward(&mut self.model, &chunk, self.pos)?);
+        self.logits = Some(self.model.forward(&chunk, self.pos, &mut self.cache)?);
         self.pos += n;
         Ok(self.pending.is_empty())
     }
 
     /// Read one more token after everything fed so far.
     pub(crate) fn feed(&mut self, token: u32) -> candle_core::Result<()> {
-        self.logits = Some(forward(&mut self.model, &[token], self.pos)?);
+        self.logits = Some(self.model.forward(&[token], self.pos, &mut self.cache)?);
         self.pos += 1;
         Ok(())
     }
@@ -108,16 +113,12 @@ impl Context {
     pub(crate) fn branch(&self) -> Self {
         Self {
             model: self.model.clone(),
+            cache: self.cache.clone(),
             pending: self.pending.clone(),
             pos: self.pos,
             logits: self.logits.clone(),
         }
     }
-}
-
-fn forward(model: &mut ModelWeights, tokens: &[u32], pos: usize) -> candle_core::Result<Tensor> {
-    let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-    model.forward(&input, pos)?.squeeze(0)
 }
 
 /// Whether a scheduled piece of work has more to do.
@@ -141,7 +142,7 @@ pub(crate) struct Generation {
 impl Generation {
     /// Start a generation of at most `max_tokens` after `prompt`.
     pub(crate) fn new(
-        weights: &ModelWeights,
+        weights: &Model,
         prompt: Vec<u32>,
         max_tokens: u32,
         sampling: SamplingParams,

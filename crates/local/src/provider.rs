@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use candle_transformers::models::quantized_llama::ModelWeights;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use shopfloor_providers::{
@@ -17,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::{known_model, model_dir, verified_file, KnownModel};
 use crate::choice::ChoiceScoring;
 use crate::generate::{GenEvent, Generation, SamplingParams, MAX_CONTEXT};
+use crate::model::Model;
 use crate::prompt::{encode_chatml, encode_choice, END_OF_TEXT, IM_END};
 use crate::tokenizer::Tokenizer;
 use crate::worker::{Job, Worker};
@@ -29,7 +29,7 @@ pub const DEFAULT_MAX_TOKENS: u32 = 512;
 pub struct LocalProvider {
     model: &'static KnownModel,
     /// Cloned per request: the clone shares the weights and brings an empty KV cache.
-    weights: ModelWeights,
+    weights: Model,
     tokenizer: Arc<Tokenizer>,
     worker: Worker,
     im_end: u32,
@@ -195,7 +195,7 @@ impl LocalProvider {
             self.stop_ids.clone(),
             events,
         );
-        self.worker.submit(Job::Generate(generation))?;
+        self.worker.submit(Job::Generate(Box::new(generation)))?;
         Ok((prompt_tokens, receiver))
     }
 
@@ -220,12 +220,8 @@ impl LocalProvider {
         }
         let lengths: Vec<u32> = options.iter().map(|o| o.len() as u32 - 1).collect();
         let (reply, answer) = oneshot::channel();
-        self.worker.submit(Job::Choose(ChoiceScoring::new(
-            &self.weights,
-            prompt,
-            options,
-            reply,
-        )))?;
+        let scoring = ChoiceScoring::new(&self.weights, prompt, options, reply);
+        self.worker.submit(Job::Choose(Box::new(scoring)))?;
         let outcome = answer.await.map_err(|_| LocalError::WorkerGone)??;
         Ok(ChatResponse {
             text: choices[outcome.index].clone(),

@@ -17,8 +17,8 @@ use crate::LocalError;
 
 /// Work handed to the inference thread.
 pub(crate) enum Job {
-    Generate(Generation),
-    Choose(ChoiceScoring),
+    Generate(Box<Generation>),
+    Choose(Box<ChoiceScoring>),
 }
 
 impl Job {
