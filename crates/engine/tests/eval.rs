@@ -371,3 +371,29 @@ async fn an_eval_recorded_once_replays_with_the_upstream_gone() {
     );
     engine.close().await;
 }
+
+#[tokio::test]
+async fn a_csv_dataset_evaluates_like_jsonl() {
+    let server = FakeServer::start(router(Arc::new(AtomicBool::new(false)))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), &CASES[..2]);
+    std::fs::write(
+        dir.path().join("cases.csv"),
+        "id,subject,expected,tags\nr1,\"refund, please\",billing,easy\nr2,crash on save,bug,\nr3,sso login,bug,wrong-on-purpose\n",
+    )
+    .unwrap();
+    let engine = engine(dir.path()).await;
+    let mut csv = request();
+    csv.dataset = Some("cases.csv".into());
+    let summary = engine
+        .run_eval(&csv, &Quiet, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.cases, 3);
+    assert_eq!(summary.dataset, "cases.csv");
+    assert!((summary.scores[0].mean - 2.0 / 3.0).abs() < 1e-9);
+    let cases = engine.all_eval_cases(&summary.eval_id).await.unwrap();
+    assert_eq!(cases[0].tags, vec!["easy"]);
+    assert_eq!(cases[2].case_id, "r3");
+    engine.close().await;
+}
