@@ -4,6 +4,7 @@
 pub mod dataset;
 mod diagnostic;
 pub mod output;
+pub mod pii;
 pub mod scorers;
 pub mod spec;
 pub mod stats;
