@@ -256,7 +256,7 @@ impl Engine {
                     if let Some(out) = out.as_mut() {
                         write_result(out, &run, request.out.as_deref())?;
                     }
-                    self.recorder.record(run).await;
+                    self.record(run).await;
                 }
                 () = &mut stop, if !stopping => {
                     stopping = true;

@@ -7,6 +7,7 @@ mod eval;
 mod models;
 mod project;
 mod recorder;
+mod redaction;
 mod runner;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +81,7 @@ pub struct Engine {
     recorder: Recorder,
     recorder_task: RecorderTask,
     runner: Runner,
+    store_redactor: Option<redaction::StoreRedactor>,
 }
 
 /// Open the store for a project: `database_url` if given, else the embedded SQLite file.
@@ -109,13 +111,24 @@ impl Engine {
             options.record_to.clone(),
         ));
         let runner = Runner::new(Arc::new(project.config.clone()), models, options.retry);
+        let store_redactor = redaction::StoreRedactor::from_config(&project.config);
         Ok(Self {
             project,
             store,
             recorder,
             recorder_task,
             runner,
+            store_redactor,
         })
+    }
+
+    /// Queue a run for writing, redacted as the policy says the store may keep it.
+    pub(crate) async fn record(&self, run: RunRecord) {
+        let run = match &self.store_redactor {
+            Some(redactor) => redactor.run(run),
+            None => run,
+        };
+        self.recorder.record(run).await;
     }
 
     /// The store, for listing and showing runs.
@@ -146,7 +159,7 @@ impl Engine {
                 },
             )
             .await;
-        self.recorder.record(run.clone()).await;
+        self.record(run.clone()).await;
         self.recorder.flush().await;
         Ok(run)
     }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{json, Value};
-use shopfloor_core::spec::{ModelSpec, ProjectConfig};
+use shopfloor_core::pii::{detect, redact, restore, summarize, Redactions};
+use shopfloor_core::spec::{ExternalAction, ModelSpec, ProjectConfig};
 use shopfloor_core::template::RenderedPrompt;
 use shopfloor_providers::{ChatRequest, ChatResponse, Message, ProviderError, Role};
 use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
@@ -139,6 +140,9 @@ impl Runner {
         };
         let mut refused = 0;
         let mut last_error = None;
+        // One mapping per run: the same value gets the same placeholder in every message and
+        // every attempt, and exists only in memory for this run.
+        let mut redactions = Redactions::new();
         for name in &names {
             let Some(spec) = self.config.models.get(name) else {
                 last_error = Some(format!("unknown model \"{name}\""));
@@ -162,9 +166,16 @@ impl Runner {
                 last_error = Some(message);
                 continue;
             }
-            match self.try_model(workflow, prompt, spec, run).await {
+            match self
+                .try_model(workflow, prompt, spec, run, &mut redactions)
+                .await
+            {
                 Ok(()) => return,
-                Err(message) => last_error = Some(message),
+                Err(Fallback::Failed(message)) => last_error = Some(message),
+                Err(Fallback::Refused(message)) => {
+                    refused += 1;
+                    last_error = Some(message);
+                }
             }
         }
         if refused == names.len() && refused > 0 {
@@ -180,14 +191,64 @@ impl Runner {
     }
 
     /// Attempts at one model, with retries. `Ok` when the run is settled (valid or invalid
-    /// output); `Err` with the last error when the next model should be tried.
+    /// output); `Err` when the next model should be tried.
     async fn try_model(
         &self,
         workflow: &LoadedWorkflow,
         prompt: &RenderedPrompt,
         spec: &ModelSpec,
         run: &mut RunRecord,
-    ) -> Result<(), String> {
+        redactions: &mut Redactions,
+    ) -> Result<(), Fallback> {
+        // Personal data bound for a model outside the building: redact, block or allow.
+        let policy = self
+            .config
+            .pii
+            .as_ref()
+            .filter(|p| !spec.on_premises && !p.detect.is_empty());
+        let mut outgoing = messages(prompt);
+        let mut prefix = prompt.assistant_prefix.clone();
+        let redacting = policy.is_some_and(|p| p.on_external == ExternalAction::Redact);
+        if let Some(policy) = policy {
+            match policy.on_external {
+                ExternalAction::Allow => {}
+                ExternalAction::Block => {
+                    let mut found = Vec::new();
+                    for text in outgoing
+                        .iter()
+                        .map(|m| m.content.as_str())
+                        .chain(prefix.as_deref())
+                    {
+                        found.extend(detect(text, &policy.detect));
+                    }
+                    if !found.is_empty() {
+                        let kinds: Vec<String> = summarize(&found)
+                            .into_iter()
+                            .map(|(kind, n)| format!("{n} {}", kind.as_str()))
+                            .collect();
+                        let message = format!(
+                            "blocked by policy: the input contains {} and model \"{}\" is not on premises",
+                            kinds.join(", "),
+                            spec.name
+                        );
+                        run.attempts.push(error_attempt(
+                            run.attempts.len(),
+                            spec,
+                            now_ms(),
+                            0,
+                            message.clone(),
+                        ));
+                        return Err(Fallback::Refused(message));
+                    }
+                }
+                ExternalAction::Redact => {
+                    for m in &mut outgoing {
+                        m.content = redact(&m.content, &policy.detect, redactions);
+                    }
+                    prefix = prefix.map(|p| redact(&p, &policy.detect, redactions));
+                }
+            }
+        }
         let provider = match self.models.provider(spec) {
             Ok(p) => p,
             Err(e) => {
@@ -199,22 +260,19 @@ impl Runner {
                     0,
                     message.clone(),
                 ));
-                return Err(message);
+                return Err(Fallback::Failed(message));
             }
         };
         let capabilities = provider.capabilities();
         let route = &workflow.spec.route;
         let mut request = ChatRequest {
             model: spec.model.clone(),
-            messages: messages(prompt),
+            messages: outgoing,
             max_tokens: route.max_tokens,
             temperature: Some(route.temperature),
             top_p: route.top_p,
             seed: route.seed,
-            assistant_prefix: prompt
-                .assistant_prefix
-                .clone()
-                .filter(|_| capabilities.assistant_prefix),
+            assistant_prefix: prefix.filter(|_| capabilities.assistant_prefix),
             choices: None,
         };
         if workflow.spec.output.constrained && capabilities.constrained_choice {
@@ -232,7 +290,12 @@ impl Runner {
             };
             let latency_ms = clock.elapsed().as_millis() as u64;
             match result {
-                Ok(response) => {
+                Ok(mut response) => {
+                    // The model saw placeholders; the caller gets the originals back.
+                    let sent_back = response.text.clone();
+                    if redacting {
+                        response.text = restore(&response.text, redactions);
+                    }
                     let parsed = workflow.output.parse(&response.text);
                     let attempt = answered_attempt(
                         run.attempts.len(),
@@ -254,12 +317,15 @@ impl Runner {
                         }
                         Err(problem) if workflow.spec.output.retry_on_invalid && !asked_again => {
                             asked_again = true;
+                            let mut problem = correction(&problem);
+                            if let Some(policy) = policy.filter(|_| redacting) {
+                                // The problem quotes the restored answer: redact it again.
+                                problem = redact(&problem, &policy.detect, redactions);
+                            }
                             request
                                 .messages
-                                .push(Message::new(Role::Assistant, response.text));
-                            request
-                                .messages
-                                .push(Message::new(Role::User, correction(&problem)));
+                                .push(Message::new(Role::Assistant, sent_back));
+                            request.messages.push(Message::new(Role::User, problem));
                         }
                         Err(problem) => {
                             run.status = RunStatus::Invalid;
@@ -277,7 +343,7 @@ impl Runner {
                         e.to_string(),
                     ));
                     if !e.is_retryable() || retry >= route.retries {
-                        return Err(format!("model \"{}\": {e}", spec.name));
+                        return Err(Fallback::Failed(format!("model \"{}\": {e}", spec.name)));
                     }
                     tokio::time::sleep(self.retry.delay(retry, e.retry_after())).await;
                     retry += 1;
@@ -344,6 +410,14 @@ impl Runner {
             }
         }
     }
+}
+
+/// Why a model gave up on a run, so the route tries the next one.
+enum Fallback {
+    /// Errors, retries exhausted.
+    Failed(String),
+    /// Policy would not send the input to this model.
+    Refused(String),
 }
 
 fn correction(problem: &str) -> String {

@@ -140,6 +140,13 @@ impl std::fmt::Display for PiiKind {
     }
 }
 
+impl serde::Serialize for PiiKind {
+    // The config name, as written in `[policy.pii] detect`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A PII kind name that is not one of the known ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown PII kind `{0}`: expected one of email, phone, credit_card, iban, ssn, ip, secret")]

@@ -82,11 +82,43 @@ pub struct ModelSpec {
     pub line: Option<usize>,
 }
 
+/// What to do with personal data found in text bound for a model outside the building.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExternalAction {
+    /// Replace each finding with a typed placeholder; restore it in the answer.
+    #[default]
+    Redact,
+    /// Refuse to send the text, naming the kinds of data found.
+    Block,
+    /// Send as is.
+    Allow,
+}
+
+/// What the database keeps of personal data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreAction {
+    #[default]
+    Redact,
+    Allow,
+}
+
+/// `[policy.pii]`: which detectors run and what happens to their findings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PiiPolicy {
+    pub detect: Vec<crate::pii::PiiKind>,
+    pub on_external: ExternalAction,
+    pub on_store: StoreAction,
+}
+
 /// `shopfloor.toml` as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProjectConfig {
     pub name: Option<String>,
     pub models: BTreeMap<String, ModelSpec>,
+    /// `None` when the config has no `[policy.pii]`: nothing is detected.
+    pub pii: Option<PiiPolicy>,
 }
 
 /// Parse `shopfloor.toml`. Returns the config (possibly partial) and every problem found.
@@ -115,6 +147,13 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
                 "models",
                 "no models defined; add at least one [models.NAME] table with a provider and a model".into(),
             ),
+        }
+        if let Some(policy) = root.table("policy") {
+            if let Some(pii) = policy.table("pii") {
+                config.pii = Some(read_pii(&pii));
+                pii.finish();
+            }
+            policy.finish();
         }
         root.finish();
     }
@@ -178,6 +217,43 @@ fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSp
         on_premises: on_premises.unwrap_or(provider == ProviderKind::Local),
         line: name.line,
     })
+}
+
+fn read_pii(t: &TableReader<'_, '_>) -> PiiPolicy {
+    let mut detect = Vec::new();
+    for name in t.strings("detect").unwrap_or_default() {
+        match crate::pii::PiiKind::parse(&name.value) {
+            Ok(kind) => detect.push(kind),
+            Err(e) => t.invalid("detect", e.to_string()),
+        }
+    }
+    if t.line_of("detect").is_none() {
+        detect = crate::pii::PiiKind::ALL.to_vec();
+    }
+    let on_external = t
+        .choice(
+            "on_external",
+            &[
+                ("redact", ExternalAction::Redact),
+                ("block", ExternalAction::Block),
+                ("allow", ExternalAction::Allow),
+            ],
+        )
+        .unwrap_or_default();
+    let on_store = t
+        .choice(
+            "on_store",
+            &[
+                ("redact", StoreAction::Redact),
+                ("allow", StoreAction::Allow),
+            ],
+        )
+        .unwrap_or_default();
+    PiiPolicy {
+        detect,
+        on_external,
+        on_store,
+    }
 }
 
 fn read_data_classes(t: &TableReader<'_, '_>) -> Option<Vec<DataClass>> {
@@ -255,6 +331,36 @@ price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }
                 .any(|t| t
                     .starts_with("shopfloor.toml:6: models.b.provider: \"nope\" is not one of")),
             "{text:?}"
+        );
+    }
+
+    #[test]
+    fn reads_the_pii_policy() {
+        let (config, diags) = parse_config(
+            "shopfloor.toml",
+            "[policy.pii]\ndetect = [\"email\", \"credit_card\"]\non_external = \"block\"\n[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let pii = config.pii.unwrap();
+        assert_eq!(
+            pii.detect,
+            vec![crate::pii::PiiKind::Email, crate::pii::PiiKind::Card]
+        );
+        assert_eq!(pii.on_external, ExternalAction::Block);
+        assert_eq!(pii.on_store, StoreAction::Redact);
+        let (_, diags) = parse_config(
+            "shopfloor.toml",
+            "[policy.pii]\ndetect = [\"emails\"]\non_store = \"keep\"\n[models.a]\nprovider = \"local\"\nmodel = \"m\"\n",
+        );
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.field == "policy.pii.detect" && d.message.contains("emails")),
+            "{diags:?}"
+        );
+        assert!(
+            diags.iter().any(|d| d.field == "policy.pii.on_store"),
+            "{diags:?}"
         );
     }
 

@@ -9,7 +9,10 @@ mod types;
 mod validate;
 mod workflow;
 
-pub use config::{parse_config, ModelSpec, Price, ProjectConfig, ProviderKind};
+pub use config::{
+    parse_config, ExternalAction, ModelSpec, PiiPolicy, Price, ProjectConfig, ProviderKind,
+    StoreAction,
+};
 pub use reader::Located;
 pub use types::{DataClass, RiskTier, Stage, WorkflowName};
 pub use validate::{validate_project, ProjectFiles};

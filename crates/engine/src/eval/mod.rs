@@ -153,6 +153,10 @@ impl Engine {
                     let record = result?;
                     acc.add(&record);
                     observer.finished(&record);
+                    let mut record = record;
+                    if let Some(redactor) = &self.store_redactor {
+                        redactor.eval_case(&mut record);
+                    }
                     buffer.push(record);
                     if buffer.len() >= FLUSH_CASES {
                         self.store.insert_eval_cases(&buffer).await?;
@@ -212,7 +216,11 @@ impl Engine {
         } else {
             EvalStatus::Done
         };
-        let summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
+        let mut summary_json = serde_json::to_value(&summary).unwrap_or(Value::Null);
+        if let Some(redactor) = &self.store_redactor {
+            // The worst cases quote outputs: the stored summary follows the store policy too.
+            redactor.json(&mut summary_json);
+        }
         let verdict = spec
             .filter(|s| !s.gate.is_empty() || !s.max_regression.is_empty())
             .map(|_| passed);
@@ -289,7 +297,7 @@ impl Engine {
         record.scores = self
             .score_all(workflow, scorers, &record, &case_input_of(&case_input))
             .await;
-        self.recorder.record(run).await;
+        self.record(run).await;
         Ok(record)
     }
 

@@ -1,0 +1,144 @@
+//! `[policy.pii]` on the run path, against a real HTTP upstream and a real SQLite file: what a
+//! model outside the building sees, what the caller gets back, and what the database keeps.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use shopfloor_engine::{Engine, EngineOptions, RetryPolicy};
+use shopfloor_store::RunStatus;
+use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
+
+const WORKFLOW: &str = r#"
+stage = "draft"
+data_class = "internal"
+[input]
+schema = { type = "object", required = ["message"], properties = { message = { type = "string" } } }
+[prompt]
+user = "Draft a reply to: {{ message }}"
+[output]
+text = { max_chars = 500 }
+[route]
+models = ["external"]
+"#;
+
+const EMAIL: &str = "dana.k@client.example";
+const CARD: &str = "4111 1111 1111 1111";
+
+fn write_project(dir: &Path, base_url: &str, on_external: &str, on_premises: bool) {
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::write(
+        dir.join("shopfloor.toml"),
+        format!(
+            "[policy.pii]\ndetect = [\"email\", \"credit_card\"]\non_external = \"{on_external}\"\non_store = \"redact\"\n\n\
+             [models.external]\nprovider = \"openai-compatible\"\nmodel = \"m\"\nbase_url = \"{base_url}\"\non_premises = {on_premises}\ndata_classes = [\"internal\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("workflows/reply.toml"), WORKFLOW).unwrap();
+}
+
+/// Echoes the placeholder or address it was given, as a model drafting a reply would.
+fn echo(request: &ReceivedRequest) -> Reply {
+    let prompt = request.body["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let to = if prompt.contains("[EMAIL_1]") {
+        "[EMAIL_1]"
+    } else {
+        EMAIL
+    };
+    Reply::Json(
+        200,
+        openai_completion(&format!("Hello, we will write to {to} today."), 20, 10),
+    )
+}
+
+async fn engine(dir: &Path) -> Engine {
+    let retry = RetryPolicy {
+        base: Duration::from_millis(1),
+        max: Duration::from_millis(2),
+        max_retry_after: Duration::from_millis(2),
+    };
+    Engine::open(EngineOptions {
+        project_dir: dir.to_path_buf(),
+        retry,
+        ..EngineOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn input() -> serde_json::Value {
+    json!({"message": format!("Please email {EMAIL}, my card {CARD} was charged twice.")})
+}
+
+#[tokio::test]
+async fn an_external_model_sees_placeholders_the_caller_gets_the_originals_the_store_keeps_neither()
+{
+    let server = FakeServer::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "redact", false);
+    let engine = engine(dir.path()).await;
+
+    let run = engine.run_one("reply", input(), None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Ok, "{run:#?}");
+    let sent = server.requests()[0].body.to_string();
+    assert!(
+        !sent.contains(EMAIL) && !sent.contains("4111"),
+        "raw PII left the building: {sent}"
+    );
+    assert!(
+        sent.contains("[EMAIL_1]") && sent.contains("[CARD_1]"),
+        "{sent}"
+    );
+    assert_eq!(
+        run.output,
+        Some(json!(format!("Hello, we will write to {EMAIL} today.")))
+    );
+
+    let stored =
+        serde_json::to_string(&engine.store().get_run(&run.id).await.unwrap().unwrap()).unwrap();
+    assert!(
+        !stored.contains(EMAIL) && !stored.contains("4111"),
+        "raw PII stored: {stored}"
+    );
+    assert!(stored.contains("[EMAIL_1]"), "{stored}");
+    engine.close().await;
+}
+
+#[tokio::test]
+async fn block_refuses_naming_the_kinds_never_the_data() {
+    let server = FakeServer::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "block", false);
+    let engine = engine(dir.path()).await;
+
+    let run = engine.run_one("reply", input(), None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Refused);
+    assert_eq!(server.request_count(), 0);
+    let error = run.error.unwrap();
+    assert!(
+        error.contains("1 email") && error.contains("1 credit_card"),
+        "{error}"
+    );
+    assert!(!error.contains(EMAIL) && !error.contains("4111"), "{error}");
+    engine.close().await;
+}
+
+#[tokio::test]
+async fn an_on_premises_model_sees_the_raw_text_but_the_store_still_redacts() {
+    let server = FakeServer::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "block", true);
+    let engine = engine(dir.path()).await;
+
+    let run = engine.run_one("reply", input(), None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Ok);
+    assert!(server.requests()[0].body.to_string().contains(EMAIL));
+    let stored =
+        serde_json::to_string(&engine.store().get_run(&run.id).await.unwrap().unwrap()).unwrap();
+    assert!(!stored.contains(EMAIL), "{stored}");
+    engine.close().await;
+}
