@@ -2,28 +2,14 @@
 //! 127.0.0.1, a real SQLite file (and PostgreSQL where named), real processes.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+use common::{scaffold, shopfloor, text};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
-
-fn shopfloor(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shopfloor"))
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("SHOPFLOOR_DATABASE_URL")
-        .output()
-        .expect("run shopfloor")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Answers like a decent ticket router: a keyword lookup on the rendered prompt.
 fn router(request: &ReceivedRequest) -> Reply {
@@ -39,25 +25,6 @@ fn router(request: &ReceivedRequest) -> Reply {
             "other"
         };
     Reply::Json(200, openai_completion(label, 120, 2))
-}
-
-/// `shopfloor init` into `dir`, routed to the fake server instead of the local model.
-fn scaffold(dir: &Path, base_url: &str) {
-    let out = shopfloor(dir, &["init"]);
-    assert!(out.status.success(), "{:?}", text(&out));
-    let config = std::fs::read_to_string(dir.join("shopfloor.toml")).unwrap();
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!(
-            "{config}\n[models.fake]\nprovider = \"openai-compatible\"\nmodel = \"fake-1\"\nbase_url = \"{base_url}\"\nprice = {{ input_per_mtok = 0.5, output_per_mtok = 1.5 }}\ndata_classes = [\"public\", \"internal\"]\n"
-        ),
-    )
-    .unwrap();
-    let workflow = dir.join("workflows/ticket-triage.toml");
-    let text = std::fs::read_to_string(&workflow)
-        .unwrap()
-        .replace("models = [\"local\"]", "models = [\"fake\"]");
-    std::fs::write(workflow, text).unwrap();
 }
 
 fn write_inputs(path: &Path, n: usize, bad_lines: &[usize]) {

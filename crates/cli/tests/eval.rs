@@ -1,28 +1,17 @@
 //! `shopfloor eval` and `shopfloor evals` end to end: the loop a builder runs in CI —
 //! eval → baseline → change the prompt → eval → compare → gate.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{scaffold, shopfloor};
 
 use serde_json::Value;
 use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
 
-fn shopfloor(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shopfloor"))
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("SHOPFLOOR_DATABASE_URL")
-        .output()
-        .expect("run shopfloor")
-}
-
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let (stdout, stderr) = common::text(out);
+    format!("{stdout}{stderr}")
 }
 
 /// A router that answers from the ticket text when the prompt asks for "queue", and says
@@ -49,21 +38,6 @@ fn router(request: &ReceivedRequest) -> Reply {
         "other"
     };
     Reply::Json(200, openai_completion(label, 100, 1))
-}
-
-fn scaffold(dir: &Path, base_url: &str) {
-    assert!(shopfloor(dir, &["init"]).status.success());
-    let config = std::fs::read_to_string(dir.join("shopfloor.toml")).unwrap();
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!("{config}\n[models.fake]\nprovider = \"openai-compatible\"\nmodel = \"fake-1\"\nbase_url = \"{base_url}\"\ndata_classes = [\"internal\"]\n"),
-    )
-    .unwrap();
-    let workflow = dir.join("workflows/ticket-triage.toml");
-    let text = std::fs::read_to_string(&workflow)
-        .unwrap()
-        .replace("models = [\"local\"]", "models = [\"fake\"]");
-    std::fs::write(workflow, text).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,8 +19,8 @@ use shopfloor_store::{RunRecord, Store, StoreError};
 
 pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchRequest, Case};
 pub use eval::{
-    input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary, GateResult, ScoreDelta,
-    ScoreSummary, WorstCase,
+    all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
+    GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use models::ModelPool;
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};

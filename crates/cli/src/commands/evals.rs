@@ -119,32 +119,16 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn all_cases(store: &dyn Store, id: &str) -> anyhow::Result<Vec<EvalCaseRecord>> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.eval_cases(id, after, 2000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.line;
-        let full = page.len() == 2000;
-        out.extend(page);
-        if !full {
-            break;
-        }
-    }
-    Ok(out)
-}
-
 async fn compare(store: &dyn Store, a: &str, b: &str) -> anyhow::Result<()> {
     let (Some(left), Some(right)) = (store.get_eval(a).await?, store.get_eval(b).await?) else {
         bail!("both evals must exist: {a}, {b}");
     };
-    let before: HashMap<String, EvalCaseRecord> = all_cases(store, a)
+    let before: HashMap<String, EvalCaseRecord> = shopfloor_engine::all_eval_cases(store, a)
         .await?
         .into_iter()
         .map(|c| (c.case_id.clone(), c))
         .collect();
-    let after = all_cases(store, b).await?;
+    let after = shopfloor_engine::all_eval_cases(store, b).await?;
     println!(
         "A {a}: {} version {} · B {b}: {} version {}",
         left.workflow, left.version, right.workflow, right.version

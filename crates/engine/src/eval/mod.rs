@@ -438,20 +438,28 @@ impl Engine {
 
     /// Every case result of an eval, read page by page.
     pub async fn all_eval_cases(&self, eval_id: &str) -> Result<Vec<EvalCaseRecord>, EngineError> {
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.store.eval_cases(eval_id, after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.line;
-            let full = page.len() == PAGE as usize;
-            out.extend(page);
-            if !full {
-                break;
-            }
-        }
-        Ok(out)
+        all_eval_cases(&*self.store, eval_id).await
     }
+}
+
+/// Every case result of an eval in `store`, read page by page (no engine or project needed).
+pub async fn all_eval_cases(
+    store: &dyn shopfloor_store::Store,
+    eval_id: &str,
+) -> Result<Vec<EvalCaseRecord>, EngineError> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.eval_cases(eval_id, after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.line;
+        let full = page.len() == PAGE as usize;
+        out.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 fn case_input_of(input: &Option<Value>) -> Value {
