@@ -15,6 +15,7 @@ mod model;
 mod prompt;
 mod provider;
 mod pull;
+mod q8;
 mod tokenizer;
 mod worker;
 

@@ -3,8 +3,10 @@
 //! candle's `quantized_llama` concatenates the whole KV cache for every new token and copies it
 //! again to repeat the shared key/value heads. Here each sequence appends its keys and values to
 //! a growing buffer in place, and attention reads the shared heads where they are. The quantized
-//! matrix products are candle's `QMatMul`; norms, rotary embeddings and attention are plain loops
-//! over `f32` slices, which for a model this small costs less than building tensors for them.
+//! matrix products are candle's `QMatMul` for single tokens and, for prompt chunks of Q8_0
+//! weights, our batched product in [`crate::q8`]; norms, rotary embeddings and attention are
+//! plain loops over `f32` slices, which for a model this small costs less than building tensors
+//! for them.
 
 use std::io::{Read, Seek};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use candle_core::{Device, Module, Result, Tensor};
 use rayon::prelude::*;
 
 use crate::kernels::{axpy, dot, rms_norm, silu_mul};
+use crate::q8::Q8Weights;
 
 /// Longest context the model runs with (the size of the rotary tables).
 pub(crate) const MAX_SEQ_LEN: usize = 4096;
@@ -41,10 +44,10 @@ impl Config {
 /// Weights that read the same input are stacked into one matrix product (queries, keys and
 /// values; gate and up), so each layer synchronises the compute threads four times, not seven.
 struct Layer {
-    qkv: QMatMul,
-    wo: QMatMul,
-    gate_up: QMatMul,
-    down: QMatMul,
+    qkv: Linear,
+    wo: Linear,
+    gate_up: Linear,
+    down: Linear,
     attn_norm: Vec<f32>,
     ffn_norm: Vec<f32>,
 }
@@ -73,8 +76,43 @@ pub(crate) struct Cache {
     values: Vec<Vec<f32>>,
 }
 
+/// Whether prompt chunks use [`Q8Weights`]. Always: the workspace compiles this crate optimised
+/// in dev builds too (`[profile.dev.package.shopfloor-local]`), so tests exercise the kernel.
+const BATCHED: bool = true;
+
+/// A weight matrix: candle's `QMatMul` for single tokens, and for Q8_0 weights our batched
+/// product ([`Q8Weights`]) for prompt chunks, which reuses each weight block across tokens.
+struct Linear {
+    matmul: QMatMul,
+    batched: Option<Q8Weights>,
+}
+
+impl Linear {
+    fn new(t: QTensor) -> Result<Self> {
+        let t = Arc::new(t);
+        Ok(Self {
+            batched: Q8Weights::new(t.clone())?,
+            matmul: QMatMul::from_arc(t)?,
+        })
+    }
+
+    /// `x · Wᵀ` for the `seq` rows of `x` (each as wide as the weight's columns).
+    fn forward(&self, x: &[f32], seq: usize) -> Result<Vec<f32>> {
+        match &self.batched {
+            Some(b) if BATCHED && seq > 1 => b.forward(x),
+            _ => {
+                let cols = x.len() / seq;
+                to_vec(
+                    self.matmul
+                        .forward(&Tensor::from_slice(x, (seq, cols), &Device::Cpu)?)?,
+                )
+            }
+        }
+    }
+}
+
 /// One matrix product for several weights over the same input: their rows stacked in order.
-fn stacked(parts: &[QTensor]) -> Result<QMatMul> {
+fn stacked(parts: &[QTensor]) -> Result<Linear> {
     let Some(first) = parts.first() else {
         candle_core::bail!("nothing to stack");
     };
@@ -92,7 +130,7 @@ fn stacked(parts: &[QTensor]) -> Result<QMatMul> {
         rows += n;
         bytes.extend_from_slice(&part.data()?);
     }
-    QMatMul::from_qtensor(qtensor_from_ggml(
+    Linear::new(qtensor_from_ggml(
         dtype,
         &bytes,
         vec![rows, k],
@@ -161,9 +199,9 @@ impl Model {
             let mut t = |part: &str| tensor(&format!("blk.{i}.{part}.weight"));
             layers.push(Layer {
                 qkv: stacked(&[t("attn_q")?, t("attn_k")?, t("attn_v")?])?,
-                wo: QMatMul::from_qtensor(t("attn_output")?)?,
+                wo: Linear::new(t("attn_output")?)?,
                 gate_up: stacked(&[t("ffn_gate")?, t("ffn_up")?])?,
-                down: QMatMul::from_qtensor(t("ffn_down")?)?,
+                down: Linear::new(t("ffn_down")?)?,
                 attn_norm: norm_weights(&tensor(&format!("blk.{i}.attn_norm.weight"))?)?,
                 ffn_norm: norm_weights(&tensor(&format!("blk.{i}.ffn_norm.weight"))?)?,
             });
@@ -224,8 +262,7 @@ impl Model {
         let mut attn = vec![0f32; seq * c.dim];
         for (l, layer) in inner.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
-            let hx = Tensor::from_slice(&h, (seq, c.dim), &Device::Cpu)?;
-            let qkv = to_vec(layer.qkv.forward(&hx)?)?;
+            let qkv = layer.qkv.forward(&h, seq)?;
             let [mut q, mut k, v] = split_rows(&qkv, seq, [c.dim, c.kv_dim(), c.kv_dim()]);
             self.rope(&mut q, c.n_head, pos);
             self.rope(&mut k, c.n_kv_head, pos);
@@ -236,18 +273,15 @@ impl Model {
             keys.extend_from_slice(&k);
             values.extend_from_slice(&v);
             attention(&c, &q, keys, values, pos, &mut attn);
-            let ax = Tensor::from_slice(&attn, (seq, c.dim), &Device::Cpu)?;
-            let o = to_vec(layer.wo.forward(&ax)?)?;
+            let o = layer.wo.forward(&attn, seq)?;
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
             rms_norm(&x, &layer.ffn_norm, c.eps, &mut h);
-            let hx = Tensor::from_slice(&h, (seq, c.dim), &Device::Cpu)?;
-            let gate_up = to_vec(layer.gate_up.forward(&hx)?)?;
+            let gate_up = layer.gate_up.forward(&h, seq)?;
             let width = gate_up.len() / seq / 2;
             let [mut gate, up] = split_rows(&gate_up, seq, [width, width]);
             silu_mul(&mut gate, &up);
-            let gx = Tensor::from_vec(gate, (seq, width), &Device::Cpu)?;
-            let d = to_vec(layer.down.forward(&gx)?)?;
+            let d = layer.down.forward(&gate, seq)?;
             x.iter_mut().zip(&d).for_each(|(x, d)| *x += d);
         }
         let last = &x[(seq - 1) * c.dim..];
