@@ -74,7 +74,8 @@ pub(crate) static CACHED_CASE_WITHOUT_OVERRIDE: LazyLock<String> =
     LazyLock::new(|| cached_case_sql("c.model_override IS NULL AND c.input_hash = $3"));
 
 /// `NOT c.cached` is written as in the partial index's `WHERE`, which SQLite must find in the
-/// query to use that index.
+/// query to use that index. Failed cases are never served: a provider outage during one eval
+/// must not replay as failures in the next.
 fn cached_case_sql(override_and_hash: &str) -> String {
     let columns = EVAL_CASE_COLUMNS
         .split(", ")
@@ -84,10 +85,11 @@ fn cached_case_sql(override_and_hash: &str) -> String {
     format!(
         "SELECT {columns} FROM eval_cases c JOIN evals e ON e.id = c.eval_id \
          WHERE c.workflow = $1 AND c.version = $2 AND {override_and_hash} AND NOT c.cached \
-         AND e.status IN ('{done}', '{running}') \
+         AND c.status <> '{failed}' AND e.status IN ('{done}', '{running}') \
          ORDER BY e.created_at_ms DESC, e.id DESC, c.line LIMIT 1",
         done = EvalStatus::Done.as_str(),
         running = EvalStatus::Running.as_str(),
+        failed = crate::RunStatus::Failed.as_str(),
     )
 }
 

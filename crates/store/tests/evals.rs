@@ -342,6 +342,25 @@ async fn cache_serves_only_the_same_workflow_version_override_and_input(db: &Db)
     assert_eq!(hit("triage", "v3", None, "h1").await, None);
     assert_eq!(hit("nope", "v1", None, "h1").await, None);
 
+    // A newer eval whose case failed (a provider outage) is never served from the cache.
+    let outage = EvalRecord {
+        version: "v1".into(),
+        ..eval("outage", "triage", 900)
+    };
+    db.store.create_eval(&outage).await.unwrap();
+    let mut failed = eval_case("outage", "t1", 1);
+    failed.input_hash = "h1".into();
+    failed.status = shopfloor_store::RunStatus::Failed;
+    db.store.insert_eval_cases(&[failed]).await.unwrap();
+    db.store
+        .finish_eval("outage", EvalStatus::Done, &summary, Some(false), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        hit("triage", "v1", None, "h1").await.as_deref(),
+        Some("newest")
+    );
+
     // The whole record comes back, as it was recorded.
     let served = db
         .store
