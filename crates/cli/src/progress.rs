@@ -67,17 +67,9 @@ impl BatchObserver for BatchProgress {
             self.bar.set_message(format!(
                 "last problem: {case} {} {}",
                 run.status.as_str(),
-                shorten(reason, 60)
+                shopfloor_core::output::shorten(reason, 60)
             ));
         }
         self.bar.inc(1);
-    }
-}
-
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(max).collect::<String>())
     }
 }

@@ -142,7 +142,8 @@ impl OutputValidator {
     }
 }
 
-fn shorten(text: &str, max: usize) -> String {
+/// `text` cut to at most `max` characters, with an ellipsis when cut (for messages and tables).
+pub fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_string()
     } else {

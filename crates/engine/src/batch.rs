@@ -62,13 +62,7 @@ pub struct BatchReport {
 impl BatchReport {
     /// The `p`-th percentile latency (0–100) of the cases run now.
     pub fn latency_percentile(&self, p: f64) -> Option<u64> {
-        if self.latencies_ms.is_empty() {
-            return None;
-        }
-        let rank = ((p / 100.0) * (self.latencies_ms.len() - 1) as f64).round() as usize;
-        self.latencies_ms
-            .get(rank.min(self.latencies_ms.len() - 1))
-            .copied()
+        shopfloor_core::stats::percentile(&self.latencies_ms, p)
     }
 
     fn count(&mut self, run: &RunRecord) {

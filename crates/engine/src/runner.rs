@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::{json, Value};
 use shopfloor_core::pii::{detect, redact, restore, summarize, Redactions};
-use shopfloor_core::spec::{ExternalAction, ModelSpec, ProjectConfig};
+use shopfloor_core::spec::{DataClass, ExternalAction, ModelSpec, PiiPolicy, ProjectConfig};
 use shopfloor_core::template::RenderedPrompt;
-use shopfloor_providers::{ChatRequest, ChatResponse, Message, ProviderError, Role};
+use shopfloor_providers::{ChatRequest, ChatResponse, Message, Provider, ProviderError, Role};
 use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
 
 use crate::models::ModelPool;
@@ -148,24 +148,6 @@ impl Runner {
                 last_error = Some(format!("unknown model \"{name}\""));
                 continue;
             };
-            // Defence in depth: `check` rejects such routes, but an override or an edited
-            // config must never send data to a model that may not see it.
-            if !spec.data_classes.contains(&workflow.spec.data_class) {
-                refused += 1;
-                let message = format!(
-                    "refused by policy: model \"{name}\" may not see {} data",
-                    workflow.spec.data_class
-                );
-                run.attempts.push(error_attempt(
-                    run.attempts.len(),
-                    spec,
-                    now_ms(),
-                    0,
-                    message.clone(),
-                ));
-                last_error = Some(message);
-                continue;
-            }
             match self
                 .try_model(workflow, prompt, spec, run, &mut redactions)
                 .await
@@ -200,55 +182,27 @@ impl Runner {
         run: &mut RunRecord,
         redactions: &mut Redactions,
     ) -> Result<(), Fallback> {
-        // Personal data bound for a model outside the building: redact, block or allow.
-        let policy = self
-            .config
-            .pii
-            .as_ref()
-            .filter(|p| !spec.on_premises && !p.detect.is_empty());
         let mut outgoing = messages(prompt);
         let mut prefix = prompt.assistant_prefix.clone();
-        let redacting = policy.is_some_and(|p| p.on_external == ExternalAction::Redact);
-        if let Some(policy) = policy {
-            match policy.on_external {
-                ExternalAction::Allow => {}
-                ExternalAction::Block => {
-                    let mut found = Vec::new();
-                    for text in outgoing
-                        .iter()
-                        .map(|m| m.content.as_str())
-                        .chain(prefix.as_deref())
-                    {
-                        found.extend(detect(text, &policy.detect));
-                    }
-                    if !found.is_empty() {
-                        let kinds: Vec<String> = summarize(&found)
-                            .into_iter()
-                            .map(|(kind, n)| format!("{n} {}", kind.as_str()))
-                            .collect();
-                        let message = format!(
-                            "blocked by policy: the input contains {} and model \"{}\" is not on premises",
-                            kinds.join(", "),
-                            spec.name
-                        );
-                        run.attempts.push(error_attempt(
-                            run.attempts.len(),
-                            spec,
-                            now_ms(),
-                            0,
-                            message.clone(),
-                        ));
-                        return Err(Fallback::Refused(message));
-                    }
-                }
-                ExternalAction::Redact => {
-                    for m in &mut outgoing {
-                        m.content = redact(&m.content, &policy.detect, redactions);
-                    }
-                    prefix = prefix.map(|p| redact(&p, &policy.detect, redactions));
-                }
+        let redacting = match self.guard_outbound(
+            spec,
+            workflow.spec.data_class,
+            &mut outgoing,
+            &mut prefix,
+            redactions,
+        ) {
+            Ok(redacting) => redacting,
+            Err(refusal) => {
+                run.attempts.push(error_attempt(
+                    run.attempts.len(),
+                    spec,
+                    now_ms(),
+                    0,
+                    refusal.clone(),
+                ));
+                return Err(Fallback::Refused(refusal));
             }
-        }
+        };
         let provider = match self.models.provider(spec) {
             Ok(p) => p,
             Err(e) => {
@@ -284,10 +238,7 @@ impl Runner {
         loop {
             let started_at = now_ms();
             let clock = Instant::now();
-            let result = match tokio::time::timeout(timeout, provider.complete(&request)).await {
-                Ok(result) => result,
-                Err(_) => Err(ProviderError::Timeout(timeout)),
-            };
+            let result = complete_within(&*provider, &request, timeout).await;
             let latency_ms = clock.elapsed().as_millis() as u64;
             match result {
                 Ok(mut response) => {
@@ -318,9 +269,9 @@ impl Runner {
                         Err(problem) if workflow.spec.output.retry_on_invalid && !asked_again => {
                             asked_again = true;
                             let mut problem = correction(&problem);
-                            if let Some(policy) = policy.filter(|_| redacting) {
+                            if redacting {
                                 // The problem quotes the restored answer: redact it again.
-                                problem = redact(&problem, &policy.detect, redactions);
+                                problem = self.redact_outbound(&problem, redactions);
                             }
                             request
                                 .messages
@@ -363,11 +314,12 @@ pub struct Answer {
 }
 
 impl Runner {
-    /// Ask one model (a name from `shopfloor.toml`) with the same timeout and retry rules as
-    /// workflow runs. The caller has checked that the model may see the data.
+    /// Ask one model (a name from `shopfloor.toml`) about data of `data_class`, which it must
+    /// be allowed to see, with the same timeout and retry rules as workflow runs.
     pub async fn ask(
         &self,
         model: &str,
+        data_class: DataClass,
         messages: Vec<Message>,
         max_tokens: u32,
         timeout: Duration,
@@ -377,6 +329,12 @@ impl Runner {
             .models
             .get(model)
             .ok_or_else(|| format!("unknown model \"{model}\""))?;
+        if !spec.data_classes.contains(&data_class) {
+            return Err(format!(
+                "refused by policy: model \"{}\" may not see {data_class} data",
+                spec.name
+            ));
+        }
         let provider = self.models.provider(spec).map_err(|e| e.to_string())?;
         let request = ChatRequest {
             model: spec.model.clone(),
@@ -387,11 +345,7 @@ impl Runner {
         };
         let mut retry = 0;
         loop {
-            let result = match tokio::time::timeout(timeout, provider.complete(&request)).await {
-                Ok(result) => result,
-                Err(_) => Err(ProviderError::Timeout(timeout)),
-            };
-            match result {
+            match complete_within(&*provider, &request, timeout).await {
                 Ok(response) => {
                     let prompt_tokens = u64::from(response.usage.prompt_tokens);
                     let completion_tokens = u64::from(response.usage.completion_tokens);
@@ -409,6 +363,93 @@ impl Runner {
                 Err(e) => return Err(format!("model \"{model}\": {e}")),
             }
         }
+    }
+}
+
+impl Runner {
+    /// Apply the policy to text bound for `spec`: the model must be allowed `data_class`
+    /// (defence in depth: `check` rejects such routes, but an override or an edited config must
+    /// never reach it), and personal data bound for a model outside the building is redacted in
+    /// place, or the call refused. `Ok(true)` when text was redacted and answers need restoring;
+    /// `Err` with the refusal, which names kinds of data, never the data.
+    fn guard_outbound(
+        &self,
+        spec: &ModelSpec,
+        data_class: DataClass,
+        messages: &mut [Message],
+        prefix: &mut Option<String>,
+        redactions: &mut Redactions,
+    ) -> Result<bool, String> {
+        if !spec.data_classes.contains(&data_class) {
+            return Err(format!(
+                "refused by policy: model \"{}\" may not see {data_class} data",
+                spec.name
+            ));
+        }
+        let Some(policy) = self.external_pii(spec) else {
+            return Ok(false);
+        };
+        match policy.on_external {
+            ExternalAction::Allow => Ok(false),
+            ExternalAction::Block => {
+                let texts = messages
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .chain(prefix.as_deref());
+                let found: Vec<_> = texts
+                    .flat_map(|text| detect(text, &policy.detect))
+                    .collect();
+                if found.is_empty() {
+                    return Ok(false);
+                }
+                let kinds: Vec<String> = summarize(&found)
+                    .into_iter()
+                    .map(|(kind, n)| format!("{n} {}", kind.as_str()))
+                    .collect();
+                Err(format!(
+                    "blocked by policy: the input contains {} and model \"{}\" is not on premises",
+                    kinds.join(", "),
+                    spec.name
+                ))
+            }
+            ExternalAction::Redact => {
+                for m in messages.iter_mut() {
+                    m.content = redact(&m.content, &policy.detect, redactions);
+                }
+                if let Some(p) = prefix.as_mut() {
+                    *p = redact(p, &policy.detect, redactions);
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// The PII policy that applies to text bound for `spec`, if any.
+    fn external_pii(&self, spec: &ModelSpec) -> Option<&PiiPolicy> {
+        self.config
+            .pii
+            .as_ref()
+            .filter(|p| !spec.on_premises && !p.detect.is_empty())
+    }
+
+    /// Redact more text of a run already being redacted (same mapping, same placeholders).
+    fn redact_outbound(&self, text: &str, redactions: &mut Redactions) -> String {
+        match self.config.pii.as_ref() {
+            Some(policy) => redact(text, &policy.detect, redactions),
+            None => text.to_string(),
+        }
+    }
+}
+
+/// One call, cut at `timeout` (dropping the future cancels it).
+async fn complete_within(
+    provider: &dyn Provider,
+    request: &ChatRequest,
+    timeout: Duration,
+) -> Result<ChatResponse, ProviderError> {
+    match tokio::time::timeout(timeout, provider.complete(request)).await {
+        Ok(result) => result,
+        Err(_) => Err(ProviderError::Timeout(timeout)),
     }
 }
 

@@ -1,15 +1,15 @@
 //! The eval loop against a real HTTP upstream on 127.0.0.1 and a real SQLite file: scores,
 //! caching, baselines, gates and invalid datasets.
 
+mod common;
+use common::engine;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
-use shopfloor_engine::{
-    Engine, EngineError, EngineOptions, EvalObserver, EvalRequest, RetryPolicy,
-};
+use shopfloor_engine::{Engine, EngineError, EngineOptions, EvalObserver, EvalRequest};
 use shopfloor_store::EvalCaseRecord;
 use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
 
@@ -90,21 +90,6 @@ fn router(broken: Arc<AtomicBool>) -> impl Fn(&ReceivedRequest) -> Reply + Send 
         };
         Reply::Json(200, openai_completion(label, 10, 1))
     }
-}
-
-async fn engine(dir: &Path) -> Engine {
-    let retry = RetryPolicy {
-        base: Duration::from_millis(1),
-        max: Duration::from_millis(2),
-        max_retry_after: Duration::from_millis(2),
-    };
-    Engine::open(EngineOptions {
-        project_dir: dir.to_path_buf(),
-        retry,
-        ..EngineOptions::default()
-    })
-    .await
-    .unwrap()
 }
 
 fn request() -> EvalRequest {
@@ -332,16 +317,9 @@ async fn an_eval_recorded_once_replays_with_the_upstream_gone() {
         format!("{config}\n[models.recorded]\nprovider = \"replay\"\nmodel = \"m\"\nfile = \"recording.jsonl\"\ndata_classes = [\"internal\"]\n"),
     )
     .unwrap();
-    let retry = RetryPolicy {
-        base: Duration::from_millis(1),
-        max: Duration::from_millis(2),
-        max_retry_after: Duration::from_millis(2),
-    };
     let recording = Engine::open(EngineOptions {
-        project_dir: dir.path().to_path_buf(),
         record_to: Some(dir.path().join("recording.jsonl")),
-        retry,
-        ..EngineOptions::default()
+        ..common::options(dir.path())
     })
     .await
     .unwrap();

@@ -1,11 +1,12 @@
 //! `[policy.pii]` on the run path, against a real HTTP upstream and a real SQLite file: what a
 //! model outside the building sees, what the caller gets back, and what the database keeps.
 
+mod common;
+use common::engine;
+
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::json;
-use shopfloor_engine::{Engine, EngineOptions, RetryPolicy};
 use shopfloor_store::RunStatus;
 use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
 
@@ -53,21 +54,6 @@ fn echo(request: &ReceivedRequest) -> Reply {
         200,
         openai_completion(&format!("Hello, we will write to {to} today."), 20, 10),
     )
-}
-
-async fn engine(dir: &Path) -> Engine {
-    let retry = RetryPolicy {
-        base: Duration::from_millis(1),
-        max: Duration::from_millis(2),
-        max_retry_after: Duration::from_millis(2),
-    };
-    Engine::open(EngineOptions {
-        project_dir: dir.to_path_buf(),
-        retry,
-        ..EngineOptions::default()
-    })
-    .await
-    .unwrap()
 }
 
 fn input() -> serde_json::Value {

@@ -1,10 +1,10 @@
 //! Record what a real provider answered, then run the same inputs from the recording with the
 //! upstream gone: the replay provider makes evals possible in CI with no key and no cost.
 
-use std::time::Duration;
+mod common;
 
 use serde_json::json;
-use shopfloor_engine::{Engine, EngineOptions, RetryPolicy};
+use shopfloor_engine::{Engine, EngineOptions};
 use shopfloor_store::RunStatus;
 use shopfloor_testkit::{openai_completion, FakeServer, Reply};
 
@@ -47,14 +47,8 @@ data_classes = ["internal"]
 
 fn options(dir: &std::path::Path, record: bool) -> EngineOptions {
     EngineOptions {
-        project_dir: dir.to_path_buf(),
         record_to: record.then(|| dir.join("recordings/triage.jsonl")),
-        retry: RetryPolicy {
-            base: Duration::from_millis(1),
-            max: Duration::from_millis(2),
-            max_retry_after: Duration::from_millis(2),
-        },
-        ..EngineOptions::default()
+        ..common::options(dir)
     }
 }
 

@@ -1,13 +1,16 @@
 //! The run path end to end against real HTTP servers on 127.0.0.1 and a real SQLite file:
 //! retries, timeouts, fallbacks, output validation, policy refusals, recording.
 
+mod common;
+use common::engine;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use shopfloor_engine::{Engine, EngineOptions, RetryPolicy};
+use shopfloor_engine::Engine;
 use shopfloor_store::{AttemptOutcome, RunStatus};
 use shopfloor_testkit::{openai_completion, openai_error, FakeServer, Reply, Script};
 
@@ -31,6 +34,14 @@ models = ["primary", "backup"]
 timeout_ms = 300
 retries = 2
 "#;
+
+/// A project routed to `primary` then `backup`, opened; keep the folder alive with the engine.
+async fn project(primary: &FakeServer, backup: &FakeServer) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &primary.base_url(), &backup.base_url());
+    let engine = engine(dir.path()).await;
+    (dir, engine)
+}
 
 fn write_project(dir: &Path, primary: &str, backup: &str) {
     std::fs::create_dir_all(dir.join("workflows")).unwrap();
@@ -63,21 +74,6 @@ data_classes = ["public"]
     std::fs::write(dir.join("workflows/triage.toml"), WORKFLOW).unwrap();
 }
 
-async fn engine(dir: &Path) -> Engine {
-    let retry = RetryPolicy {
-        base: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-        max_retry_after: Duration::from_millis(50),
-    };
-    Engine::open(EngineOptions {
-        project_dir: dir.to_path_buf(),
-        retry,
-        ..EngineOptions::default()
-    })
-    .await
-    .unwrap()
-}
-
 fn always(
     text: &'static str,
 ) -> impl Fn(&shopfloor_testkit::ReceivedRequest) -> Reply + Send + Sync + 'static {
@@ -88,9 +84,7 @@ fn always(
 async fn a_valid_answer_is_parsed_priced_and_recorded() {
     let primary = FakeServer::start(always("Billing.")).await;
     let backup = FakeServer::start(always("bug")).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one("triage", json!({"subject": "refund please"}), None)
@@ -132,9 +126,7 @@ async fn retryable_errors_are_retried_then_succeed() {
     );
     let primary = FakeServer::start(script.handler()).await;
     let backup = FakeServer::start(always("other")).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one("triage", json!({"subject": "crash"}), None)
@@ -161,9 +153,7 @@ async fn non_retryable_errors_fall_back_at_once() {
     let primary =
         FakeServer::start(|_| Reply::Json(401, openai_error("bad key", "invalid_api_key"))).await;
     let backup = FakeServer::start(always("account")).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one("triage", json!({"subject": "login"}), None)
@@ -183,9 +173,7 @@ async fn timeouts_are_retried_then_the_next_model_answers() {
     })
     .await;
     let backup = FakeServer::start(always("other")).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one("triage", json!({"subject": "?"}), None)
@@ -208,9 +196,7 @@ async fn every_model_failing_records_a_failed_run() {
     let primary =
         FakeServer::start(|_| Reply::Json(500, openai_error("boom", "server_error"))).await;
     let backup = FakeServer::start(|_| Reply::Raw(200, "{not json".into())).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one("triage", json!({"subject": "?"}), None)
@@ -246,9 +232,7 @@ async fn an_invalid_answer_is_asked_again_once_with_the_problem() {
     })
     .await;
     let backup = FakeServer::start(always("other")).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one("triage", json!({"subject": "refund"}), None)
@@ -278,9 +262,7 @@ async fn an_invalid_answer_is_asked_again_once_with_the_problem() {
 async fn an_answer_that_stays_invalid_is_recorded_invalid_never_guessed() {
     let primary = FakeServer::start(always("billing or maybe bug")).await;
     let backup = FakeServer::start(always("other")).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one("triage", json!({"subject": "?"}), None)
@@ -302,9 +284,7 @@ async fn an_answer_that_stays_invalid_is_recorded_invalid_never_guessed() {
 async fn a_model_that_may_not_see_the_data_is_never_called() {
     let primary = FakeServer::start(always("bug")).await;
     let backup = FakeServer::start(always("bug")).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = project(&primary, &backup).await;
 
     let run = engine
         .run_one(

@@ -86,15 +86,7 @@ impl std::fmt::Debug for Anthropic {
 
 /// Registry constructor for `provider = "anthropic"` (base_url optional).
 pub(crate) fn from_config(config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderError> {
-    if config.base_url.is_none() && config.api_key_env.is_none() {
-        // The official API always wants a key: fail at startup, not on the first request.
-        return Err(ProviderError::Config(format!(
-            "model '{}' uses the Anthropic API, which needs an API key: add \
-             api_key_env = \"ANTHROPIC_API_KEY\" to its entry in shopfloor.toml and set that variable",
-            config.name
-        )));
-    }
-    let api_key = config.api_key()?;
+    let api_key = config.vendor_api_key("Anthropic", "ANTHROPIC_API_KEY")?;
     Ok(Arc::new(Anthropic::new(
         &config.name,
         config.base_url.clone(),

@@ -70,6 +70,24 @@ impl ProviderConfig {
         )))
     }
 
+    /// The API key for a vendor's official endpoint. Without a `base_url` the official API is
+    /// meant, and it always wants a key: fail at start-up, not on the first request. With a
+    /// `base_url` (a proxy, a fake server) a missing key is allowed.
+    pub fn vendor_api_key(
+        &self,
+        vendor: &str,
+        default_env: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        if self.base_url.is_none() && self.api_key_env.is_none() {
+            return Err(ProviderError::Config(format!(
+                "model '{}' uses the {vendor} API, which needs an API key: add \
+                 api_key_env = \"{default_env}\" to its entry in shopfloor.toml and set that variable",
+                self.name
+            )));
+        }
+        self.api_key()
+    }
+
     /// The configured base URL, or an error showing how to write one (`example`).
     pub fn require_base_url(&self, example: &str) -> Result<&str, ProviderError> {
         self.base_url.as_deref().ok_or_else(|| {

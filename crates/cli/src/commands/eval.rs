@@ -211,7 +211,7 @@ pub fn print_scorecard(s: &EvalSummary) {
                 w.case_id,
                 w.line,
                 w.expected,
-                shorten(&answer, 60),
+                shopfloor_core::output::shorten(&answer, 60),
                 w.score
             );
         }
@@ -264,14 +264,6 @@ pub fn print_scorecard(s: &EvalSummary) {
                 "a gate FAILED"
             }
         );
-    }
-}
-
-fn shorten(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(max).collect::<String>())
     }
 }
 

@@ -281,10 +281,11 @@ impl Accumulator {
         ))
     }
 
-    pub fn latency_percentile(&self, p: f64) -> Option<u64> {
+    /// Latency percentiles (0–100) of the cases, sorting once.
+    pub fn latency_percentiles(&self, ps: &[f64]) -> Vec<Option<u64>> {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
-        percentile(&sorted, p)
+        ps.iter().map(|p| percentile(&sorted, *p)).collect()
     }
 
     pub fn worst(&self) -> Vec<WorstCase> {

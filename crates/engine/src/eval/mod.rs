@@ -80,11 +80,7 @@ pub trait EvalObserver: Send + Sync {
 
 /// The SHA-256 of a value's canonical JSON (object keys sorted): the eval cache key's half.
 pub fn input_hash(input: &Value) -> String {
-    hex(Sha256::digest(input.to_string().as_bytes()).as_slice())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(input.to_string().as_bytes()))
 }
 
 impl Engine {
@@ -119,7 +115,7 @@ impl Engine {
             workflow: request.workflow.clone(),
             version: workflow.version.clone(),
             dataset: relative.clone(),
-            dataset_hash: hex(Sha256::digest(&bytes).as_slice()),
+            dataset_hash: hex::encode(Sha256::digest(&bytes)),
             model_override: request.model_override.clone(),
             status: EvalStatus::Running,
             total_cases: cases.len() as u64,
@@ -176,6 +172,7 @@ impl Engine {
         let scores = acc.scores();
         let gates = aggregate::gates(spec, &scores, baseline.as_ref());
         let passed = gates.iter().all(|g| g.passed) && !interrupted;
+        let latencies = acc.latency_percentiles(&[50.0, 95.0]);
         let summary = EvalSummary {
             eval_id: eval.id.clone(),
             workflow: eval.workflow.clone(),
@@ -197,8 +194,8 @@ impl Engine {
                 acc.cases,
                 shopfloor_core::stats::Z_95,
             ),
-            latency_p50_ms: acc.latency_percentile(50.0),
-            latency_p95_ms: acc.latency_percentile(95.0),
+            latency_p50_ms: latencies[0],
+            latency_p95_ms: latencies[1],
             prompt_tokens: acc.prompt_tokens,
             completion_tokens: acc.completion_tokens,
             cost_usd: acc.cost_usd,
@@ -346,19 +343,6 @@ impl Engine {
                 return json!({"value": 0.0, "passed": false, "detail": "no output to judge", "error": false})
             }
         };
-        let allowed = self
-            .project
-            .config
-            .models
-            .get(&judge.model.value)
-            .is_some_and(|m| m.data_classes.contains(&workflow.spec.data_class));
-        if !allowed {
-            let detail = format!(
-                "judge error: refused by policy: model \"{}\" may not see {} data",
-                judge.model.value, workflow.spec.data_class
-            );
-            return json!({"value": 0.0, "passed": false, "detail": detail, "error": true, "cost_usd": 0.0});
-        }
         let messages = vec![
             Message::new(
                 Role::System,
@@ -375,7 +359,13 @@ impl Engine {
         let timeout = std::time::Duration::from_millis(workflow.spec.route.timeout_ms);
         match self
             .runner
-            .ask(&judge.model.value, messages, JUDGE_MAX_TOKENS, timeout)
+            .ask(
+                &judge.model.value,
+                workflow.spec.data_class,
+                messages,
+                JUDGE_MAX_TOKENS,
+                timeout,
+            )
             .await
         {
             Ok(answer) => match parse_judge_verdict(&answer.text, judge.scale) {
