@@ -314,13 +314,13 @@ pub struct Answer {
 }
 
 impl Runner {
-    /// Ask one model (a name from `shopfloor.toml`) about data of `data_class`, which it must
-    /// be allowed to see, with the same timeout and retry rules as workflow runs.
+    /// Ask one model (a name from `shopfloor.toml`) about data of `data_class`, under the same
+    /// policy (data classes, PII), timeout and retry rules as workflow runs.
     pub async fn ask(
         &self,
         model: &str,
         data_class: DataClass,
-        messages: Vec<Message>,
+        mut messages: Vec<Message>,
         max_tokens: u32,
         timeout: Duration,
     ) -> Result<Answer, String> {
@@ -329,12 +329,14 @@ impl Runner {
             .models
             .get(model)
             .ok_or_else(|| format!("unknown model \"{model}\""))?;
-        if !spec.data_classes.contains(&data_class) {
-            return Err(format!(
-                "refused by policy: model \"{}\" may not see {data_class} data",
-                spec.name
-            ));
-        }
+        // The answer is a verdict about the text, not the text: nothing to restore.
+        self.guard_outbound(
+            spec,
+            data_class,
+            &mut messages,
+            &mut None,
+            &mut Redactions::new(),
+        )?;
         let provider = self.models.provider(spec).map_err(|e| e.to_string())?;
         let request = ChatRequest {
             model: spec.model.clone(),

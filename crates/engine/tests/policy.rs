@@ -6,6 +6,8 @@ use common::engine;
 
 use std::path::Path;
 
+use std::time::Duration;
+
 use serde_json::json;
 use shopfloor_store::RunStatus;
 use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
@@ -127,4 +129,55 @@ async fn an_on_premises_model_sees_the_raw_text_but_the_store_still_redacts() {
         serde_json::to_string(&engine.store().get_run(&run.id).await.unwrap().unwrap()).unwrap();
     assert!(!stored.contains(EMAIL), "{stored}");
     engine.close().await;
+}
+
+/// `Runner::ask` (the eval judge's path) is under the same policy as workflow runs.
+#[tokio::test]
+async fn a_judge_outside_the_building_sees_placeholders_too() {
+    use std::sync::Arc;
+
+    use shopfloor_core::spec::{parse_config, DataClass};
+    use shopfloor_engine::{ModelPool, Runner};
+    use shopfloor_providers::{Message, Role};
+
+    let server = FakeServer::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "redact", false);
+    let text = std::fs::read_to_string(dir.path().join("shopfloor.toml")).unwrap();
+    let (config, problems) = parse_config("shopfloor.toml", &text);
+    assert!(problems.is_empty(), "{problems:?}");
+    let models = Arc::new(ModelPool::new(dir.path().to_path_buf(), None));
+    let runner = Runner::new(Arc::new(config), models, common::fast_retry());
+    let grade = vec![
+        Message::new(Role::System, "Grade the reply."),
+        Message::new(Role::User, format!("Draft a reply to: write to {EMAIL}")),
+    ];
+    runner
+        .ask(
+            "external",
+            DataClass::Internal,
+            grade,
+            50,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let sent = server.requests()[0].body.to_string();
+    assert!(
+        !sent.contains(EMAIL) && sent.contains("[EMAIL_1]"),
+        "{sent}"
+    );
+
+    let refused = runner
+        .ask(
+            "external",
+            DataClass::Restricted,
+            vec![Message::new(Role::User, "x")],
+            5,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.contains("may not see restricted data"), "{refused}");
+    assert_eq!(server.request_count(), 1);
 }
