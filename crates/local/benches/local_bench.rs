@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let provider = LocalProvider::shared("smollm2")?;
     let load = start.elapsed();
     println!(
-        "shopfloor-local (candle), {} threads, {}",
+        "shopfloor-local, {} threads, {}",
         provider.threads(),
         provider.weights_path().display()
     );
