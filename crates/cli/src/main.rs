@@ -59,17 +59,34 @@ enum Command {
     /// The embedded local models: list them, pull their weights.
     #[command(subcommand)]
     Models(commands::models::Command),
+    /// The AI usage policy, written from the config: render it as Markdown or HTML.
+    #[command(subcommand)]
+    Policy(commands::policy::Command),
+    /// Move a workflow to pilot, production or retired, if its gates allow; audited.
+    Promote(commands::promote::Args),
+    /// The audit log: list it, verify its hash chain.
+    #[command(subcommand)]
+    Audit(commands::audit::Command),
+    /// API keys for the server: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(commands::keys::Command),
+    /// The production runtime: an OpenAI-compatible gateway and the workflow API over HTTP.
+    Serve(commands::serve::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if matches!(cli.command, Command::Serve(_)) {
+        commands::serve::init_logging();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,6 +117,11 @@ fn main() -> ExitCode {
             Command::Evals(command) => commands::evals::run(&global, command).await,
             Command::Runs(command) => commands::runs::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),
+            Command::Policy(command) => commands::policy::run(&global, command),
+            Command::Promote(args) => commands::promote::run(&global, args).await,
+            Command::Audit(command) => commands::audit::run(&global, command).await,
+            Command::Keys(command) => commands::keys::run(&global, command).await,
+            Command::Serve(args) => commands::serve::run(&global, args).await,
         }
     });
     match result {

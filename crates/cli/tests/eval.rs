@@ -4,40 +4,14 @@
 use std::process::Output;
 
 mod common;
-use common::{scaffold, shopfloor};
+use common::{keyword_router as router, scaffold, shopfloor};
 
 use serde_json::Value;
-use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
+use shopfloor_testkit::FakeServer;
 
 fn text(out: &Output) -> String {
     let (stdout, stderr) = common::text(out);
     format!("{stdout}{stderr}")
-}
-
-/// A router that answers from the ticket text when the prompt asks for "queue", and says
-/// "other" to everything when it does not (the changed prompt in the test).
-fn router(request: &ReceivedRequest) -> Reply {
-    let prompt = request.body["messages"].to_string().to_lowercase();
-    let label = if !prompt.contains("queue") {
-        "other"
-    } else if prompt.contains("invoice")
-        || prompt.contains("charge")
-        || prompt.contains("refund")
-        || prompt.contains("vat")
-    {
-        "billing"
-    } else if prompt.contains("error") || prompt.contains("crash") || prompt.contains("broken") {
-        "bug"
-    } else if prompt.contains("password")
-        || prompt.contains("login")
-        || prompt.contains("sso")
-        || prompt.contains("2fa")
-    {
-        "account"
-    } else {
-        "other"
-    };
-    Reply::Json(200, openai_completion(label, 100, 1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

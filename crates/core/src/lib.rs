@@ -1,10 +1,13 @@
 //! The rules of shopfloor as pure functions: workflow and config parsing and validation,
 //! prompt templates, output contracts and version hashing. No I/O: callers hand in text.
 
+pub mod access;
 pub mod dataset;
 mod diagnostic;
+pub mod lifecycle;
 pub mod output;
 pub mod pii;
+pub mod policy_doc;
 pub mod scorers;
 pub mod spec;
 pub mod stats;

@@ -236,6 +236,7 @@ impl Engine {
                 let options = RunOptions {
                     model_override: model_override.clone(),
                     batch: Some((batch.id.clone(), case.line)),
+                    caller: None,
                 };
                 let workflow = workflow.clone();
                 running.push(async move { self.runner.run(&workflow, case.input, &options).await });
@@ -321,7 +322,7 @@ fn write_result(
         "case": run.case_index,
         "run_id": run.id,
         "status": run.status.as_str(),
-        "output": run.output,
+        "output": crate::released_output(run),
         "error": run.error,
         "model": run.model,
         "latency_ms": run.latency_ms,

@@ -4,11 +4,14 @@
 
 mod batch;
 mod eval;
+mod gateway;
+mod governance;
 mod models;
 mod project;
 mod recorder;
 mod redaction;
 mod runner;
+mod serving;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +25,16 @@ pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
     GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
+pub use gateway::{
+    last_user_text, workflow_input, GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest,
+    GatewayStream, RunFacts, StreamItem, GATEWAY_WORKFLOW,
+};
+pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use recorder::{Recorder, RecorderTask};
-pub use runner::{now_ms, Answer, RetryPolicy, RunOptions, Runner};
+pub use runner::{now_ms, released_output, Answer, RetryPolicy, RunOptions, Runner};
+pub use serving::{BatchProgress, API_SOURCE, BATCH_SUBMIT};
 
 /// The folder under the project that holds the embedded database.
 pub const STATE_DIR: &str = ".shopfloor";
@@ -59,6 +68,12 @@ pub enum EngineError {
     BatchMismatch(String),
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
+    #[error("cannot promote {workflow} to {to}:\n  - {}", reasons.join("\n  - "))]
+    PromotionRefused {
+        workflow: String,
+        to: &'static str,
+        reasons: Vec<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -112,18 +127,23 @@ impl Engine {
         ));
         let runner = Runner::new(Arc::new(project.config.clone()), models, options.retry);
         let store_redactor = redaction::StoreRedactor::from_config(&project.config);
-        Ok(Self {
+        let engine = Self {
             project,
             store,
             recorder,
             recorder_task,
             runner,
             store_redactor,
-        })
+        };
+        engine.audit_new_versions().await?;
+        Ok(engine)
     }
 
     /// Queue a run for writing, redacted as the policy says the store may keep it.
     pub(crate) async fn record(&self, run: RunRecord) {
+        if run.status == shopfloor_store::RunStatus::Refused {
+            self.audit_refusal(&run).await;
+        }
         let run = match &self.store_redactor {
             Some(redactor) => redactor.run(run),
             None => run,
@@ -156,6 +176,7 @@ impl Engine {
                 &RunOptions {
                     model_override,
                     batch: None,
+                    caller: None,
                 },
             )
             .await;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::{json, Value};
 use shopfloor_core::pii::{detect, redact, restore, summarize, Redactions};
-use shopfloor_core::spec::{DataClass, ExternalAction, ModelSpec, PiiPolicy, ProjectConfig};
+use shopfloor_core::spec::{
+    DataClass, ExternalAction, ModelSpec, PiiPolicy, ProjectConfig, RiskTier,
+};
 use shopfloor_core::template::RenderedPrompt;
 use shopfloor_providers::{ChatRequest, ChatResponse, Message, Provider, ProviderError, Role};
 use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
@@ -59,13 +61,15 @@ pub struct RunOptions {
     pub model_override: Option<String>,
     /// The batch and 1-based case number, for batch runs.
     pub batch: Option<(String, u64)>,
+    /// Who asked for the run (through the server).
+    pub caller: Option<shopfloor_store::Caller>,
 }
 
 /// Runs workflows against the project's models.
 pub struct Runner {
-    config: Arc<ProjectConfig>,
-    models: Arc<ModelPool>,
-    retry: RetryPolicy,
+    pub(crate) config: Arc<ProjectConfig>,
+    pub(crate) models: Arc<ModelPool>,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl Runner {
@@ -105,6 +109,8 @@ impl Runner {
             latency_ms: 0,
             created_at_ms: now_ms(),
             attempts: Vec::new(),
+            caller: options.caller.clone(),
+            sampled_for_review: false,
         };
         match workflow.templates.render(&run.input) {
             Ok(prompt) => {
@@ -117,6 +123,7 @@ impl Runner {
         run.completion_tokens = run.attempts.iter().map(|a| a.completion_tokens).sum();
         run.cost_usd = run.attempts.iter().map(|a| a.cost_usd).sum();
         run.latency_ms = started.elapsed().as_millis() as u64;
+        apply_review_policy(workflow, &mut run);
         run
     }
 
@@ -304,6 +311,29 @@ impl Runner {
     }
 }
 
+/// The risk tier's review path: a high-risk output is held until a reviewer approves it; a
+/// medium-risk output is released and, at `[review] sample_rate`, picked for review after.
+fn apply_review_policy(workflow: &LoadedWorkflow, run: &mut RunRecord) {
+    if run.status != RunStatus::Ok {
+        return;
+    }
+    match workflow.spec.risk {
+        RiskTier::High => run.status = RunStatus::Held,
+        RiskTier::Medium => {
+            run.sampled_for_review = rand::random::<f64>() < workflow.spec.review.sample_rate;
+        }
+        RiskTier::Low => {}
+    }
+}
+
+/// The output a caller may see: none while the run is held for review.
+pub fn released_output(run: &RunRecord) -> Option<&Value> {
+    match run.status {
+        RunStatus::Held => None,
+        _ => run.output.as_ref(),
+    }
+}
+
 /// A model's answer to a one-off request (not a workflow run), e.g. an eval judge.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -374,7 +404,7 @@ impl Runner {
     /// never reach it), and personal data bound for a model outside the building is redacted in
     /// place, or the call refused. `Ok(true)` when text was redacted and answers need restoring;
     /// `Err` with the refusal, which names kinds of data, never the data.
-    fn guard_outbound(
+    pub(crate) fn guard_outbound(
         &self,
         spec: &ModelSpec,
         data_class: DataClass,
@@ -444,7 +474,7 @@ impl Runner {
 }
 
 /// One call, cut at `timeout` (dropping the future cancels it).
-async fn complete_within(
+pub(crate) async fn complete_within(
     provider: &dyn Provider,
     request: &ChatRequest,
     timeout: Duration,
@@ -483,7 +513,7 @@ fn prompt_json(prompt: &RenderedPrompt) -> Value {
     })
 }
 
-fn error_attempt(
+pub(crate) fn error_attempt(
     index: usize,
     spec: &ModelSpec,
     started_at_ms: i64,

@@ -181,3 +181,84 @@ async fn a_judge_outside_the_building_sees_placeholders_too() {
     assert!(refused.contains("may not see restricted data"), "{refused}");
     assert_eq!(server.request_count(), 1);
 }
+
+/// The workflow of [`write_project`] at another risk tier and review sample rate.
+fn set_risk(dir: &Path, risk: &str, sample_rate: f64) {
+    let path = dir.join("workflows/reply.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        path,
+        format!("risk = \"{risk}\"\n{text}\n[review]\nsample_rate = {sample_rate}\n"),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_high_risk_output_is_held_and_never_released() {
+    let server = FakeServer::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "redact", false);
+    set_risk(dir.path(), "high", 0.0);
+    let engine = engine(dir.path()).await;
+
+    let run = engine.run_one("reply", input(), None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Held, "{run:#?}");
+    assert!(run.output.is_some(), "the reviewer needs the output");
+    assert_eq!(shopfloor_engine::released_output(&run), None);
+    let stored = engine.store().get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Held);
+    engine.close().await;
+}
+
+#[tokio::test]
+async fn medium_risk_outputs_are_released_and_sampled_for_review() {
+    let server = FakeServer::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "redact", false);
+    set_risk(dir.path(), "medium", 1.0);
+    let engine = engine(dir.path()).await;
+    let run = engine.run_one("reply", input(), None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Ok);
+    assert!(shopfloor_engine::released_output(&run).is_some());
+    assert!(run.sampled_for_review);
+    assert!(
+        engine
+            .store()
+            .get_run(&run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sampled_for_review
+    );
+    engine.close().await;
+
+    // At rate 0 nothing is sampled.
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "redact", false);
+    set_risk(dir.path(), "medium", 0.0);
+    let unsampled = common::engine(dir.path()).await;
+    let run = unsampled.run_one("reply", input(), None).await.unwrap();
+    assert!(!run.sampled_for_review);
+    unsampled.close().await;
+}
+
+#[tokio::test]
+async fn a_policy_refusal_is_audited_without_the_data() {
+    let server = FakeServer::start(echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), "block", false);
+    let engine = engine(dir.path()).await;
+    let run = engine.run_one("reply", input(), None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Refused);
+    let entries = engine.store().audit_entries(0, 100).await.unwrap();
+    let refusal = entries
+        .iter()
+        .find(|e| e.action == "policy.refuse")
+        .expect("the refusal is audited");
+    assert_eq!(refusal.subject, "reply");
+    assert_eq!(refusal.detail["run_id"], run.id.as_str());
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(!text.contains(EMAIL) && !text.contains("4111"), "{text}");
+    assert!(text.contains("credit_card"), "{text}");
+    engine.close().await;
+}

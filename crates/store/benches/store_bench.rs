@@ -236,6 +236,8 @@ fn records(count: usize) -> Vec<RunRecord> {
                 latency_ms: 640,
                 created_at_ms: created,
                 attempts,
+                caller: None,
+                sampled_for_review: false,
             }
         })
         .collect()

@@ -15,9 +15,9 @@ use crate::{
 /// Columns of `runs`, in [`RunRow`] order.
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, version, batch_id, case_index, status, \
      input, prompt, raw_output, output, error, model, prompt_tokens, completion_tokens, \
-     cost_usd, latency_ms, created_at_ms";
+     cost_usd, latency_ms, created_at_ms, key_id, caller_user, team, sampled_for_review";
 /// Number of columns in [`RUN_COLUMNS`].
-pub(crate) const RUN_COLUMN_COUNT: usize = 17;
+pub(crate) const RUN_COLUMN_COUNT: usize = 21;
 /// Columns of `attempts`, in [`AttemptRow`] order.
 pub(crate) const ATTEMPT_COLUMNS: &str = "run_id, n, model, provider, started_at_ms, \
      latency_ms, prompt_tokens, completion_tokens, cost_usd, outcome, error, raw_output";
@@ -51,6 +51,10 @@ pub(crate) struct RunRow<'a> {
     pub cost_usd: f64,
     pub latency_ms: i64,
     pub created_at_ms: i64,
+    pub key_id: Option<&'a str>,
+    pub caller_user: Option<&'a str>,
+    pub team: Option<&'a str>,
+    pub sampled_for_review: bool,
 }
 
 impl<'a> RunRow<'a> {
@@ -77,6 +81,10 @@ impl<'a> RunRow<'a> {
             cost_usd: run.cost_usd,
             latency_ms: to_bigint("runs.latency_ms", run.latency_ms)?,
             created_at_ms: run.created_at_ms,
+            key_id: run.caller.as_ref().map(|c| c.key_id.as_str()),
+            caller_user: run.caller.as_ref().and_then(|c| c.user.as_deref()),
+            team: run.caller.as_ref().and_then(|c| c.team.as_deref()),
+            sampled_for_review: run.sampled_for_review,
         })
     }
 }
@@ -256,6 +264,17 @@ pub(crate) fn run_from_row(row: &impl Columns, attempts: Vec<AttemptRecord>) -> 
         latency_ms: unsigned(row, T, "latency_ms")?,
         created_at_ms: row.int("created_at_ms")?,
         attempts,
+        caller: row
+            .opt_text("key_id")?
+            .map(|key_id| -> Result<crate::Caller> {
+                Ok(crate::Caller {
+                    key_id,
+                    user: row.opt_text("caller_user")?,
+                    team: row.opt_text("team")?,
+                })
+            })
+            .transpose()?,
+        sampled_for_review: row.boolean("sampled_for_review")?,
     })
 }
 

@@ -2,6 +2,7 @@
 //!
 //! Nothing outside this crate writes SQL. Records are plain data; the engine builds them.
 
+mod access;
 mod codec;
 mod eval_codec;
 mod eval_record;
@@ -17,6 +18,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use access::{
+    verify_chain, ApiKeyRecord, AuditEntry, Caller, ChainBreak, ClaimedCase, NewAuditEntry,
+    GENESIS_HASH,
+};
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use location::redact_location;
 pub use postgres::PostgresStore;
@@ -51,6 +56,9 @@ pub enum StoreError {
     /// The record to change does not exist.
     #[error("no {kind} with id {id:?} is recorded")]
     NotFound { kind: &'static str, id: String },
+    /// A record with this name already exists.
+    #[error("a {kind} named {name:?} already exists")]
+    Duplicate { kind: &'static str, name: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -138,6 +146,53 @@ pub trait Store: Send + Sync {
 
     /// Whether the database answers (for readiness checks).
     async fn ping(&self) -> Result<()>;
+
+    /// Keep a new API key. Fails with `Duplicate` when a live key has the same name.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+
+    /// The key (live or revoked) whose SHA-256 is `key_hash`.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Every key, live and revoked, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+
+    /// Revoke the live key with this name or id; returns it. `NotFound` when there is none.
+    async fn revoke_api_key(&self, name_or_id: &str, at_ms: i64) -> Result<ApiKeyRecord>;
+
+    /// Append an entry to the audit log, numbered and chained to the last one atomically
+    /// (replicas appending at once are serialised).
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry>;
+
+    /// Audit entries with `seq > after_seq`, oldest first, at most `limit`.
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+
+    /// The newest audit entry with this action and subject.
+    async fn latest_audit(&self, action: &str, subject: &str) -> Result<Option<AuditEntry>>;
+
+    /// Create a batch and queue its cases (1-based index, input) in one transaction.
+    async fn enqueue_batch(
+        &self,
+        batch: &BatchRecord,
+        cases: &[(u64, serde_json::Value)],
+    ) -> Result<()>;
+
+    /// Lease up to `limit` queued cases of running batches whose lease has run out (never
+    /// leased, or held by a replica that stopped) to `worker` until `lease_until_ms`. Replicas
+    /// claiming at once never get the same case. A case leaves the queue when its run is
+    /// recorded ([`Store::insert_runs`]).
+    async fn claim_batch_cases(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<ClaimedCase>>;
+
+    /// Extend every lease `worker` holds to `lease_until_ms`; returns how many it holds.
+    async fn extend_batch_leases(&self, worker: &str, lease_until_ms: i64) -> Result<u64>;
+
+    /// A batch's (total cases, recorded runs). `NotFound` for an unknown batch.
+    async fn batch_progress(&self, batch_id: &str) -> Result<(u64, u64)>;
 }
 
 /// Open a store from a URL (`postgres://…`, `sqlite://PATH`, `sqlite::memory:`) or a plain file

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "evals_cases_baselines",
         sql: Sql::Shared(include_str!("../migrations/0002_evals.sql")),
     },
+    Migration {
+        version: 3,
+        name: "keys_callers_audit_batch_queue",
+        sql: Sql::Shared(include_str!("../migrations/0003_access.sql")),
+    },
 ];
 
 /// The table that records which migrations are applied.

@@ -1,5 +1,6 @@
 //! The PostgreSQL store: a connection pool shared by any number of replicas.
 
+mod access;
 mod eval;
 
 use std::time::Duration;
@@ -11,8 +12,9 @@ use sqlx::{ConnectOptions, Connection, Postgres};
 use crate::codec::{self, ATTEMPT_COLUMNS, BATCH_COLUMNS, RUN_COLUMNS};
 use crate::location::redact_location;
 use crate::{
-    migrate, BatchRecord, BatchStatus, EvalCaseRecord, EvalRecord, EvalStatus, Result, RunFilter,
-    RunRecord, RunSummary, Store, StoreError,
+    migrate, ApiKeyRecord, AuditEntry, BatchRecord, BatchStatus, ClaimedCase, EvalCaseRecord,
+    EvalRecord, EvalStatus, NewAuditEntry, Result, RunFilter, RunRecord, RunSummary, Store,
+    StoreError,
 };
 
 /// Connections per store (per replica).
@@ -55,16 +57,21 @@ impl PostgresStore {
             .connect_lazy_with(options);
         Ok(Self { pool })
     }
+
+    fn pool_ref(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 /// Insert every run of the arrays in one statement; the statement is the same whatever the
 /// number of runs, so it is prepared once per connection.
 const INSERT_RUNS: &str = "INSERT INTO runs (id, workflow, version, batch_id, case_index, status, \
      input, prompt, raw_output, output, error, model, prompt_tokens, completion_tokens, \
-     cost_usd, latency_ms, created_at_ms) \
+     cost_usd, latency_ms, created_at_ms, key_id, caller_user, team, sampled_for_review) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
      $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-     $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::bigint[]) \
+     $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::bigint[], \
+     $18::text[], $19::text[], $20::text[], $21::bool[]) \
      ON CONFLICT DO NOTHING RETURNING id";
 
 const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (run_id, n, model, provider, started_at_ms, \
@@ -72,6 +79,29 @@ const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (run_id, n, model, provider,
      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
      $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[], $10::text[], $11::text[], \
      $12::text[])";
+
+/// Insert a batch's row.
+async fn insert_batch<'c>(
+    executor: impl sqlx::Executor<'c, Database = Postgres>,
+    batch: &BatchRecord,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    );
+    sqlx::query::<Postgres>(&sql)
+        .bind(&batch.id)
+        .bind(&batch.workflow)
+        .bind(&batch.version)
+        .bind(&batch.source)
+        .bind(codec::to_bigint("batches.total_cases", batch.total_cases)?)
+        .bind(&batch.model_override)
+        .bind(batch.status.as_str())
+        .bind(batch.created_at_ms)
+        .bind(batch.finished_at_ms)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -126,6 +156,15 @@ impl Store for PostgresStore {
                 .bind(run_rows.iter().map(|r| r.cost_usd).collect::<Vec<_>>())
                 .bind(run_rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
                 .bind(run_rows.iter().map(|r| r.created_at_ms).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.key_id).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.caller_user).collect::<Vec<_>>())
+                .bind(run_rows.iter().map(|r| r.team).collect::<Vec<_>>())
+                .bind(
+                    run_rows
+                        .iter()
+                        .map(|r| r.sampled_for_review)
+                        .collect::<Vec<_>>(),
+                )
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
@@ -155,6 +194,18 @@ impl Store for PostgresStore {
                 .bind(attempts.iter().map(|a| a.raw_output).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
+        }
+        // A queued case is done once its run is recorded.
+        let queued: Vec<_> = run_rows.iter().filter(|r| r.batch_id.is_some()).collect();
+        if !queued.is_empty() {
+            sqlx::query::<Postgres>(
+                "DELETE FROM batch_cases c USING UNNEST($1::text[], $2::bigint[]) AS d(b, i) \
+                 WHERE c.batch_id = d.b AND c.case_index = d.i",
+            )
+            .bind(queued.iter().map(|r| r.batch_id).collect::<Vec<_>>())
+            .bind(queued.iter().map(|r| r.case_index).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -191,22 +242,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_batch(&self, batch: &BatchRecord) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
-        sqlx::query::<Postgres>(&sql)
-            .bind(&batch.id)
-            .bind(&batch.workflow)
-            .bind(&batch.version)
-            .bind(&batch.source)
-            .bind(codec::to_bigint("batches.total_cases", batch.total_cases)?)
-            .bind(&batch.model_override)
-            .bind(batch.status.as_str())
-            .bind(batch.created_at_ms)
-            .bind(batch.finished_at_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        insert_batch(&self.pool, batch).await
     }
 
     async fn get_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
@@ -310,5 +346,59 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        access::create_api_key(self, key).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        access::api_key_by_hash(self, key_hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        access::list_api_keys(self).await
+    }
+
+    async fn revoke_api_key(&self, name_or_id: &str, at_ms: i64) -> Result<ApiKeyRecord> {
+        access::revoke_api_key(self, name_or_id, at_ms).await
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        access::append_audit(self, entry).await
+    }
+
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        access::audit_entries(self, after_seq, limit).await
+    }
+
+    async fn latest_audit(&self, action: &str, subject: &str) -> Result<Option<AuditEntry>> {
+        access::latest_audit(self, action, subject).await
+    }
+
+    async fn enqueue_batch(
+        &self,
+        batch: &BatchRecord,
+        cases: &[(u64, serde_json::Value)],
+    ) -> Result<()> {
+        access::enqueue_batch(self, batch, cases).await
+    }
+
+    async fn claim_batch_cases(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<ClaimedCase>> {
+        access::claim_batch_cases(self, worker, limit, lease_until_ms, now_ms).await
+    }
+
+    async fn extend_batch_leases(&self, worker: &str, lease_until_ms: i64) -> Result<u64> {
+        access::extend_batch_leases(self, worker, lease_until_ms).await
+    }
+
+    async fn batch_progress(&self, batch_id: &str) -> Result<(u64, u64)> {
+        access::batch_progress(self, batch_id).await
     }
 }

@@ -132,6 +132,12 @@ pub struct RunRecord {
     pub latency_ms: u64,
     pub created_at_ms: i64,
     pub attempts: Vec<AttemptRecord>,
+    /// Who made the run through the server; `None` for the CLI.
+    #[serde(default)]
+    pub caller: Option<crate::Caller>,
+    /// A released output picked for review after the fact (medium risk, `[review] sample_rate`).
+    #[serde(default)]
+    pub sampled_for_review: bool,
 }
 
 /// A run as listed (no prompt, input or attempts).

@@ -1,5 +1,6 @@
 //! The SQLite store: one file in WAL mode, one writer connection, a few readers.
 
+mod access;
 mod eval;
 
 use std::path::Path;
@@ -16,8 +17,9 @@ use crate::codec::{
     self, ATTEMPT_COLUMNS, ATTEMPT_COLUMN_COUNT, BATCH_COLUMNS, RUN_COLUMNS, RUN_COLUMN_COUNT,
 };
 use crate::{
-    migrate, BatchRecord, BatchStatus, EvalCaseRecord, EvalRecord, EvalStatus, Result, RunFilter,
-    RunRecord, RunSummary, Store, StoreError,
+    migrate, ApiKeyRecord, AuditEntry, BatchRecord, BatchStatus, ClaimedCase, EvalCaseRecord,
+    EvalRecord, EvalStatus, NewAuditEntry, Result, RunFilter, RunRecord, RunSummary, Store,
+    StoreError,
 };
 
 /// SQLite accepts at most this many bind parameters per statement (the default since 3.32).
@@ -121,10 +123,41 @@ impl SqliteStore {
         Ok(store)
     }
 
+    fn read_pool(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     async fn migrate(&self) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         migrate::apply_sqlite(&mut conn).await
     }
+}
+
+/// Insert a batch's row.
+async fn insert_batch<'c>(
+    executor: impl sqlx::Executor<'c, Database = Sqlite>,
+    batch: &BatchRecord,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    );
+    sqlx::query::<Sqlite>(&sql)
+        .bind(&batch.id)
+        .bind(&batch.workflow)
+        .bind(&batch.version)
+        .bind(&batch.source)
+        .bind(codec::to_bigint("batches.total_cases", batch.total_cases)?)
+        .bind(&batch.model_override)
+        .bind(batch.status.as_str())
+        .bind(batch.created_at_ms)
+        .bind(batch.finished_at_ms)
+        .execute(executor)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -160,7 +193,11 @@ impl Store for SqliteStore {
                     .push_bind(r.completion_tokens)
                     .push_bind(r.cost_usd)
                     .push_bind(r.latency_ms)
-                    .push_bind(r.created_at_ms);
+                    .push_bind(r.created_at_ms)
+                    .push_bind(r.key_id)
+                    .push_bind(r.caller_user)
+                    .push_bind(r.team)
+                    .push_bind(r.sampled_for_review);
             });
             // Skips runs whose id or (batch_id, case_index) is already recorded; RETURNING
             // names the ones actually written, whose attempts are the only ones to write.
@@ -199,6 +236,16 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // A queued case is done once its run is recorded.
+        for run in run_rows.iter().filter(|r| r.batch_id.is_some()) {
+            sqlx::query::<Sqlite>(
+                "DELETE FROM batch_cases WHERE batch_id = $1 AND case_index = $2",
+            )
+            .bind(run.batch_id)
+            .bind(run.case_index)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -234,22 +281,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_batch(&self, batch: &BatchRecord) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
-        sqlx::query::<Sqlite>(&sql)
-            .bind(&batch.id)
-            .bind(&batch.workflow)
-            .bind(&batch.version)
-            .bind(&batch.source)
-            .bind(codec::to_bigint("batches.total_cases", batch.total_cases)?)
-            .bind(&batch.model_override)
-            .bind(batch.status.as_str())
-            .bind(batch.created_at_ms)
-            .bind(batch.finished_at_ms)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        insert_batch(&self.writer, batch).await
     }
 
     async fn get_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
@@ -353,6 +385,60 @@ impl Store for SqliteStore {
             .execute(&self.readers)
             .await?;
         Ok(())
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        access::create_api_key(self, key).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        access::api_key_by_hash(self, key_hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        access::list_api_keys(self).await
+    }
+
+    async fn revoke_api_key(&self, name_or_id: &str, at_ms: i64) -> Result<ApiKeyRecord> {
+        access::revoke_api_key(self, name_or_id, at_ms).await
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        access::append_audit(self, entry).await
+    }
+
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        access::audit_entries(self, after_seq, limit).await
+    }
+
+    async fn latest_audit(&self, action: &str, subject: &str) -> Result<Option<AuditEntry>> {
+        access::latest_audit(self, action, subject).await
+    }
+
+    async fn enqueue_batch(
+        &self,
+        batch: &BatchRecord,
+        cases: &[(u64, serde_json::Value)],
+    ) -> Result<()> {
+        access::enqueue_batch(self, batch, cases).await
+    }
+
+    async fn claim_batch_cases(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<ClaimedCase>> {
+        access::claim_batch_cases(self, worker, limit, lease_until_ms, now_ms).await
+    }
+
+    async fn extend_batch_leases(&self, worker: &str, lease_until_ms: i64) -> Result<u64> {
+        access::extend_batch_leases(self, worker, lease_until_ms).await
+    }
+
+    async fn batch_progress(&self, batch_id: &str) -> Result<(u64, u64)> {
+        access::batch_progress(self, batch_id).await
     }
 }
 

@@ -52,6 +52,8 @@ async fn run_without_optional_fields_round_trips(db: &Db) {
         attempts: vec![],
         input: json!("just text"),
         prompt: json!(null),
+        caller: None,
+        sampled_for_review: false,
         ..run("r-bare", "ticket-triage", 5, None)
     };
     let nulls = AttemptRecord {

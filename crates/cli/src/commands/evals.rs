@@ -102,17 +102,15 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             }
         }
         Command::Baseline { id } => {
-            let eval = store
-                .get_eval(&id)
-                .await?
-                .ok_or_else(|| anyhow!("no eval with id {id}"))?;
-            store
-                .set_baseline(&eval.workflow, &id, shopfloor_engine::now_ms())
-                .await?;
-            println!(
-                "eval {id} (version {}) is now the baseline of {}",
-                eval.version, eval.workflow
-            );
+            let engine = shopfloor_engine::Engine::open(shopfloor_engine::EngineOptions {
+                project_dir: global.project.clone(),
+                database_url: global.database_url.clone(),
+                ..Default::default()
+            })
+            .await?;
+            let set = engine.set_baseline(&id, &super::actor()).await;
+            engine.close().await;
+            println!("eval {id} is now the baseline of {}", set?);
         }
         Command::Compare { a, b } => compare(&*store, &a, &b).await?,
     }

@@ -64,7 +64,14 @@ async fn run_one(engine: &Engine, args: &Args, json: &str) -> anyhow::Result<Exi
         .run_one(&args.workflow, input, args.model.clone())
         .await?;
     println!("{}", serde_json::to_string_pretty(&result_json(&run))?);
-    Ok(if run.status == RunStatus::Ok {
+    if run.status == RunStatus::Held {
+        eprintln!(
+            "held for review: {} is high risk, so its output is released only when a reviewer \
+             approves it (see `shopfloor runs show {}`)",
+            run.workflow, run.id
+        );
+    }
+    Ok(if matches!(run.status, RunStatus::Ok | RunStatus::Held) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -77,7 +84,8 @@ fn result_json(run: &RunRecord) -> Value {
         "workflow": run.workflow,
         "version": run.version,
         "status": run.status.as_str(),
-        "output": run.output,
+        "output": shopfloor_engine::released_output(run),
+        "sampled_for_review": run.sampled_for_review,
         "error": run.error,
         "model": run.model,
         "attempts": run.attempts.len(),

@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use shopfloor_testkit::{openai_completion, ReceivedRequest, Reply};
+
 /// Run `shopfloor -C dir ARGS…` to completion, never recording into a developer's PostgreSQL.
 pub fn shopfloor(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shopfloor"))
@@ -40,4 +42,31 @@ pub fn scaffold(dir: &Path, base_url: &str) {
         .unwrap()
         .replace("models = [\"local\"]", "models = [\"fake\"]");
     std::fs::write(workflow, text).unwrap();
+}
+
+/// A router that answers from the ticket text when the prompt asks for "queue", and says
+/// "other" to everything when it does not (the changed prompt in the test).
+#[allow(dead_code)] // Not every test binary routes by keyword.
+pub fn keyword_router(request: &ReceivedRequest) -> Reply {
+    let prompt = request.body["messages"].to_string().to_lowercase();
+    let label = if !prompt.contains("queue") {
+        "other"
+    } else if prompt.contains("invoice")
+        || prompt.contains("charge")
+        || prompt.contains("refund")
+        || prompt.contains("vat")
+    {
+        "billing"
+    } else if prompt.contains("error") || prompt.contains("crash") || prompt.contains("broken") {
+        "bug"
+    } else if prompt.contains("password")
+        || prompt.contains("login")
+        || prompt.contains("sso")
+        || prompt.contains("2fa")
+    {
+        "account"
+    } else {
+        "other"
+    };
+    Reply::Json(200, openai_completion(label, 100, 1))
 }

@@ -1,36 +1,85 @@
 //! Email addresses.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
+use std::ops::Range;
 
 use super::{Candidate, PiiKind, Rank};
-
-// Dot-separated domain labels; the last one is checked to be an alphabetic TLD below rather than
-// in the pattern, so that a trailing numeric label does not make the engine retry shorter domains.
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+").expect("static pattern")
-});
 
 /// Image-name suffixes that make `icon@2x.png` look like an address.
 const FILE_SUFFIXES: [&str; 7] = ["png", "jpg", "jpeg", "gif", "svg", "webp", "bmp"];
 
-/// Push every email address in `text`.
+/// Push every email address in `text`. Candidates are read outwards from each `@`: the local part
+/// back to the first byte an address cannot hold, the domain on to the end of its dot-separated
+/// labels.
 pub(super) fn find(text: &str, out: &mut Vec<Candidate>) {
-    for m in EMAIL.find_iter(text) {
-        if let Some(range) = validate(m.as_str()) {
-            let start = m.start() + range.start;
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    let mut search = 0;
+    while let Some(offset) = text.get(search..).and_then(|rest| rest.find('@')) {
+        let at = search + offset;
+        search = at + 1;
+        let local = bytes[from..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| is_local(b))
+            .count();
+        let Some(domain_end) = domain_end(bytes, at + 1).filter(|_| local > 0) else {
+            continue;
+        };
+        let candidate_start = at - local;
+        // The candidate is used up whether or not it is an address, as a left-to-right search
+        // would: a later `@` does not reach back into it.
+        from = domain_end;
+        search = domain_end;
+        if let Some(range) = validate(&text[candidate_start..domain_end]) {
             out.push(Candidate::new(
                 PiiKind::Email,
                 Rank::Email,
-                start..m.start() + range.end,
+                candidate_start + range.start..candidate_start + range.end,
             ));
         }
     }
 }
 
+/// `[A-Za-z0-9._%+-]`: what the local part is taken from.
+fn is_local(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+/// `[A-Za-z0-9-]`: what a domain label is taken from.
+fn is_label(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'-'
+}
+
+/// Where the dot-separated labels from `start` end, when there are at least two; a dot not
+/// followed by a label ends them.
+fn domain_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let label = |from: usize| {
+        bytes
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| is_label(b))
+            .count()
+    };
+    let first = label(start);
+    if first == 0 {
+        return None;
+    }
+    let mut end = start + first;
+    let mut labels = 1;
+    while bytes.get(end) == Some(&b'.') {
+        let next = label(end + 1);
+        if next == 0 {
+            break;
+        }
+        end += 1 + next;
+        labels += 1;
+    }
+    (labels >= 2).then_some(end)
+}
+
 /// The address inside a candidate, relative to it; `None` when it is not one.
-fn validate(candidate: &str) -> Option<std::ops::Range<usize>> {
+fn validate(candidate: &str) -> Option<Range<usize>> {
     let at = candidate.find('@')?;
     // A local part may not start with a dot; leading dots are punctuation before the address.
     let start = candidate[..at].bytes().take_while(|&b| b == b'.').count();

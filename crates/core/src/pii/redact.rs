@@ -2,35 +2,30 @@
 //!
 //! Collisions: a text may already contain something shaped like a placeholder (`[EMAIL_1]`), and
 //! a model's answer may echo it. So that `restore(redact(x)) == x` always holds, every
-//! placeholder-shaped token in the input is itself redacted, to a fresh placeholder of its tag
-//! whose original is the literal token. After redaction, every placeholder-shaped token in the
-//! text is therefore one this mapping issued, and restoring is one unambiguous pass. (A token
-//! cannot straddle a placeholder and the text around it, because placeholders are bracketed and
-//! a token holds no bracket inside.)
+//! placeholder-shaped token in the input is itself redacted, to a placeholder of its tag whose
+//! original is the literal token: the token itself when this mapping has not used its number
+//! yet, a fresh one otherwise. After redaction, every placeholder-shaped token in the text is
+//! therefore one this mapping issued, and restoring is one unambiguous pass. (A token cannot
+//! straddle a placeholder and the text around it, because placeholders are bracketed and a
+//! token holds no bracket inside.) Keeping free numbers also makes redaction idempotent:
+//! redacting a redacted text with a fresh mapping changes nothing.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
-
-use regex::Regex;
+use std::ops::Range;
 
 use super::{detect, Finding, PiiKind};
-
-/// What `restore` recognises, and therefore what `redact` escapes when the input holds it.
-static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\[(EMAIL|PHONE|CARD|IBAN|SSN|IP|SECRET)_[1-9][0-9]{0,8}\]")
-        .expect("static pattern")
-});
 
 /// The placeholders of one request and the values behind them. It lives only in memory for the
 /// request: it is deliberately neither `Serialize` nor `Clone`, and its `Debug` shows counts only.
 #[derive(Default)]
 pub struct Redactions {
-    /// (kind, original) → placeholder, so a repeated value gets the same placeholder.
-    placeholders: HashMap<(PiiKind, String), String>,
-    /// placeholder → original.
-    originals: HashMap<String, String>,
-    /// Placeholders issued per kind, in [`PiiKind::ALL`] order.
-    issued: [usize; PiiKind::ALL.len()],
+    /// Per kind, in [`PiiKind::ALL`] order: original → placeholder number, so a repeated value
+    /// gets the same placeholder.
+    numbers: [HashMap<Box<str>, u32>; PiiKind::ALL.len()],
+    /// Per kind: placeholder number → original.
+    originals: [HashMap<u32, Box<str>>; PiiKind::ALL.len()],
+    /// Per kind: every number below this one is taken.
+    next_free: [u32; PiiKind::ALL.len()],
 }
 
 impl Redactions {
@@ -41,37 +36,50 @@ impl Redactions {
 
     /// How many distinct values have been replaced.
     pub fn len(&self) -> usize {
-        self.originals.len()
+        self.originals.iter().map(HashMap::len).sum()
     }
 
     /// True when nothing has been replaced.
     pub fn is_empty(&self) -> bool {
-        self.originals.is_empty()
+        self.len() == 0
     }
 
     /// Distinct values replaced per kind, kinds with none left out; never the values.
     pub fn counts(&self) -> Vec<(PiiKind, usize)> {
         PiiKind::ALL
             .into_iter()
-            .zip(self.issued)
+            .map(|kind| (kind, self.originals[kind.index()].len()))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
 
-    fn placeholder_for(&mut self, kind: PiiKind, original: &str) -> &str {
-        let key = (kind, original.to_string());
-        if !self.placeholders.contains_key(&key) {
-            let issued = &mut self.issued[kind.index()];
-            *issued += 1;
-            let placeholder = format!("[{}_{}]", kind.tag(), issued);
-            self.originals
-                .insert(placeholder.clone(), original.to_string());
-            self.placeholders.insert(key.clone(), placeholder);
+    /// Let a literal placeholder in the input stand for itself, when its number is still free.
+    fn claim(&mut self, kind: PiiKind, number: u32, token: &str) {
+        let i = kind.index();
+        if !self.numbers[i].contains_key(token) && !self.originals[i].contains_key(&number) {
+            self.numbers[i].insert(token.into(), number);
+            self.originals[i].insert(number, token.into());
         }
-        self.placeholders
-            .get(&key)
-            .map(String::as_str)
-            .unwrap_or_default()
+    }
+
+    /// The placeholder number of `original`, issuing the lowest free one for a new value.
+    fn number_for(&mut self, kind: PiiKind, original: &str) -> u32 {
+        let i = kind.index();
+        if let Some(&number) = self.numbers[i].get(original) {
+            return number;
+        }
+        let mut number = self.next_free[i].max(1);
+        while self.originals[i].contains_key(&number) {
+            number += 1;
+        }
+        self.next_free[i] = number + 1;
+        self.numbers[i].insert(original.into(), number);
+        self.originals[i].insert(number, original.into());
+        number
+    }
+
+    fn original(&self, kind: PiiKind, number: u32) -> Option<&str> {
+        self.originals[kind.index()].get(&number).map(|o| &**o)
     }
 }
 
@@ -88,61 +96,170 @@ impl std::fmt::Debug for Redactions {
 /// Replace every finding of the given kinds with a placeholder such as `[EMAIL_1]`, recording
 /// the originals in `mapping`; the same value gets the same placeholder across calls.
 pub fn redact(text: &str, kinds: &[PiiKind], mapping: &mut Redactions) -> String {
-    let findings = merge_literal_placeholders(text, detect(text, kinds));
+    let spans = merge_literal_placeholders(text, detect(text, kinds));
+    // Literal placeholders claim their own numbers first, so that values found before them in
+    // the text do not take those numbers.
+    for span in &spans {
+        if let Some(number) = span.literal {
+            mapping.claim(span.kind, number, &text[span.range.clone()]);
+        }
+    }
     let mut redacted = String::with_capacity(text.len());
     let mut copied = 0;
-    for finding in findings {
-        let range = finding.range;
+    for span in spans {
+        let range = span.range;
         redacted.push_str(&text[copied..range.start]);
-        redacted.push_str(mapping.placeholder_for(finding.kind, &text[range.clone()]));
+        let number = mapping.number_for(span.kind, &text[range.clone()]);
+        push_placeholder(&mut redacted, span.kind, number);
         copied = range.end;
     }
     redacted.push_str(&text[copied..]);
     redacted
 }
 
-/// Add the placeholder-shaped tokens already in `text` as findings of their tag's kind. Should
-/// one overlap a detector's finding, the two become one span, so that neither the value nor the
-/// token is left in the clear.
-fn merge_literal_placeholders(text: &str, mut findings: Vec<Finding>) -> Vec<Finding> {
-    let before = findings.len();
-    findings.extend(PLACEHOLDER.captures_iter(text).filter_map(|caps| {
-        let whole = caps.get(0)?;
-        let kind = PiiKind::from_tag(caps.get(1)?.as_str())?;
-        Some(Finding {
-            kind,
-            range: whole.range(),
-        })
-    }));
-    if findings.len() == before {
-        return findings;
-    }
-    findings.sort_by_key(|f| f.range.start);
-    let mut merged: Vec<Finding> = Vec::with_capacity(findings.len());
-    for finding in findings {
-        match merged.last_mut() {
-            Some(last) if finding.range.start < last.range.end => {
-                last.range.end = last.range.end.max(finding.range.end);
-            }
-            _ => merged.push(finding),
+/// Append `[TAG_number]`.
+fn push_placeholder(out: &mut String, kind: PiiKind, number: u32) {
+    out.push('[');
+    out.push_str(kind.tag());
+    out.push('_');
+    let mut digits = [0u8; 10];
+    let mut n = number;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    merged
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+    out.push(']');
+}
+
+/// A span to replace: a finding, a literal placeholder, or both merged.
+struct Span {
+    kind: PiiKind,
+    range: Range<usize>,
+    /// The literal placeholder's number, when the span is exactly one.
+    literal: Option<u32>,
+}
+
+/// Add the placeholder-shaped tokens already in `text` as spans of their tag's kind. Should one
+/// overlap a detector's finding, the two become one span, so that neither the value nor the
+/// token is left in the clear.
+fn merge_literal_placeholders(text: &str, findings: Vec<Finding>) -> Vec<Span> {
+    let mut literals = placeholders(text).peekable();
+    let mut findings = findings.into_iter().peekable();
+    let mut spans: Vec<Span> = Vec::new();
+    loop {
+        let take_literal = match (literals.peek(), findings.peek()) {
+            (Some(literal), Some(finding)) => literal.range.start < finding.range.start,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_literal {
+            literals.next().map(|p| Span {
+                kind: p.kind,
+                literal: Some(p.number),
+                range: p.range,
+            })
+        } else {
+            findings.next().map(|f| Span {
+                kind: f.kind,
+                range: f.range,
+                literal: None,
+            })
+        };
+        let Some(next) = next else { break };
+        match spans.last_mut() {
+            Some(last) if next.range.start < last.range.end => {
+                last.range.end = last.range.end.max(next.range.end);
+                last.literal = None;
+            }
+            _ => spans.push(next),
+        }
+    }
+    spans
+}
+
+/// A placeholder-shaped token: `[`, a kind's tag, `_`, a number without leading zero that fits a
+/// `u32`, `]`.
+struct Placeholder {
+    kind: PiiKind,
+    number: u32,
+    range: Range<usize>,
+}
+
+/// Every placeholder-shaped token in `text`, in order.
+fn placeholders(text: &str) -> impl Iterator<Item = Placeholder> + '_ {
+    let mut search = 0;
+    std::iter::from_fn(move || {
+        while let Some(offset) = text.get(search..).and_then(|rest| rest.find('[')) {
+            let start = search + offset;
+            search = start + 1;
+            if let Some(placeholder) = placeholder_at(text.as_bytes(), start) {
+                search = placeholder.range.end;
+                return Some(placeholder);
+            }
+        }
+        None
+    })
+}
+
+/// The placeholder-shaped token starting with the `[` at `start`, if there is one.
+fn placeholder_at(bytes: &[u8], start: usize) -> Option<Placeholder> {
+    let rest = &bytes[start + 1..];
+    let tag_len = rest
+        .iter()
+        .take(7)
+        .take_while(|b| b.is_ascii_uppercase())
+        .count();
+    let tag = std::str::from_utf8(&rest[..tag_len]).ok()?;
+    let kind = PiiKind::from_tag(tag)?;
+    let digits_start = tag_len + 1;
+    let digits = rest
+        .get(digits_start..)
+        .unwrap_or_default()
+        .iter()
+        .take(11)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let close = digits_start + digits;
+    let shaped = rest.get(tag_len) == Some(&b'_')
+        && digits > 0
+        && rest[digits_start] != b'0'
+        && rest.get(close) == Some(&b']');
+    if !shaped {
+        return None;
+    }
+    let number = rest[digits_start..close].iter().try_fold(0u32, |n, d| {
+        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })?;
+    Some(Placeholder {
+        kind,
+        number,
+        range: start..start + 1 + close + 1,
+    })
 }
 
 /// Put the originals back wherever `text` (typically a model's answer) holds a placeholder from
 /// `mapping`; other text, including unknown placeholders, is left as it is.
 pub fn restore(text: &str, mapping: &Redactions) -> String {
-    PLACEHOLDER
-        .replace_all(text, |caps: &regex::Captures<'_>| {
-            let token = caps.get(0).map(|m| m.as_str()).unwrap_or_default();
-            mapping
-                .originals
-                .get(token)
-                .cloned()
-                .unwrap_or_else(|| token.to_string())
-        })
-        .into_owned()
+    let mut restored = String::with_capacity(text.len());
+    let mut copied = 0;
+    for placeholder in placeholders(text) {
+        if let Some(original) = mapping.original(placeholder.kind, placeholder.number) {
+            restored.push_str(&text[copied..placeholder.range.start]);
+            restored.push_str(original);
+            copied = placeholder.range.end;
+        }
+    }
+    restored.push_str(&text[copied..]);
+    restored
 }
 
 #[cfg(test)]
@@ -189,10 +306,10 @@ mod tests {
         let redacted = redact(text, &[PiiKind::Email], &mut mapping);
         assert!(!redacted.contains("x@y.com"));
         assert_eq!(restore(&redacted, &mapping), text);
-        // The literal and the real address got different placeholders.
+        // The literals keep their free numbers; the real address gets another.
         assert_eq!(
             redacted,
-            "template says [EMAIL_1], real one is [EMAIL_2], and [SSN_1]"
+            "template says [EMAIL_1], real one is [EMAIL_2], and [SSN_3]"
         );
     }
 

@@ -15,77 +15,210 @@
 //! `MyProjectName_Release_Candidate_v2_Build_2024` (entropy 4.37 under the 4.38 it would need).
 //! What it takes on purpose: any random-looking base64 blob, such as an inline image.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
+use std::ops::Range;
 
 use super::boundary;
 use super::{Candidate, PiiKind, Rank};
 
-static PREFIXED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"sk-[A-Za-z0-9_\-]{20,}",
-        r"|(?:AKIA|ASIA)[0-9A-Z]{16}",
-        r"|gh[pousr]_[A-Za-z0-9]{36,}",
-        r"|github_pat_[A-Za-z0-9_]{22,}",
-        r"|xox[abprs]-[A-Za-z0-9\-]{10,}",
-    ))
-    .expect("static pattern")
-});
-
-// A JWT's header and payload are JSON objects, so both start with `{"` or `{ `, which base64
-// encodes as `ey`; the signature is empty for `"alg": "none"`.
-static JWT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"ey[A-Za-z0-9_\-]{8,}\.ey[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
-        .expect("static pattern")
-});
-
-static TOKEN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/_\-]{32,}={0,2}").expect("static pattern"));
+/// The shortest run of token characters anything here can start: a JWT's `ey` and eight more
+/// before its first dot.
+const MIN_RUN: usize = 10;
+/// The shortest unprefixed token the entropy rule looks at.
+const MIN_ENTROPY_TOKEN: usize = 32;
 
 const PEM_BEGIN: &str = "-----BEGIN ";
 const PEM_END: &str = "-----END ";
 const PEM_DASHES: &str = "-----";
 /// The longest label looked at, e.g. `ENCRYPTED PRIVATE KEY` or `OPENSSH PRIVATE KEY`.
 const PEM_MAX_LABEL: usize = 64;
+// BEGIN lines are found as runs of token characters (`-----BEGIN`), so they must be long enough.
+const _: () = assert!(PEM_BEGIN.trim_ascii_end().len() >= MIN_RUN);
 
 /// Push every secret in `text`.
 pub(super) fn find(text: &str, out: &mut Vec<Candidate>) {
-    find_prefixed(text, out);
-    find_jwts(text, out);
-    find_pem_keys(text, out);
-    find_entropy_tokens(text, out);
+    let bytes = text.as_bytes();
+    // `-----BEGIN` is itself a run of token characters, as long as the shortest looked at.
+    let pem_begin = PEM_BEGIN.trim_end().as_bytes();
+    let mut pem_begins = Vec::new();
+    each_long_run(bytes, |run| {
+        if bytes[..run.end].ends_with(pem_begin) && bytes.get(run.end) == Some(&b' ') {
+            pem_begins.push(run.end - pem_begin.len());
+        }
+        find_in_run(text, run.clone(), out);
+        if run.len() >= MIN_ENTROPY_TOKEN {
+            entropy_token(text, run, out);
+        }
+    });
+    find_pem_keys(text, &pem_begins, out);
 }
 
-fn find_prefixed(text: &str, out: &mut Vec<Candidate>) {
-    for m in PREFIXED.find_iter(text) {
-        let s = m.as_str();
-        // Free-text slugs like `sk-the-long-hyphenated-name` have no digits.
-        let mixed =
-            s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic());
-        if mixed && boundary::word_start(text, m.start()) && boundary::word_end(text, m.end()) {
-            out.push(Candidate::new(
-                PiiKind::Secret,
-                Rank::PrefixedSecret,
-                m.range(),
-            ));
+/// `[A-Za-z0-9+/_-]`: what API keys, base64 and base64url are written in.
+fn is_token(byte: u8) -> bool {
+    CLASSES[usize::from(byte)] & TOKEN != 0
+}
+
+/// `[A-Za-z0-9_-]`: base64url, as in JWT segments and most key bodies.
+fn is_url_safe(byte: u8) -> bool {
+    CLASSES[usize::from(byte)] & URL_SAFE != 0
+}
+
+const TOKEN: u8 = 1;
+const URL_SAFE: u8 = 2;
+
+/// One lookup per byte on the scan's hot path instead of a chain of range comparisons.
+static CLASSES: [u8; 256] = {
+    let mut classes = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            classes[b] = TOKEN | URL_SAFE;
+        } else if byte == b'+' || byte == b'/' {
+            classes[b] = TOKEN;
+        }
+        b += 1;
+    }
+    classes
+};
+
+/// Call `f` with every maximal run of token characters at least [`MIN_RUN`] long. Instead of
+/// reading every byte, it probes the last byte a long enough run starting at the cursor would
+/// cover: when that is not a token character, no such run starts before it, and prose, whose
+/// words are shorter than [`MIN_RUN`], is mostly skipped that way.
+fn each_long_run(bytes: &[u8], mut f: impl FnMut(Range<usize>)) {
+    // Invariant: `cursor` is 0 or follows a byte that is not a token character.
+    let mut cursor = 0;
+    while cursor + MIN_RUN <= bytes.len() {
+        let probe = cursor + MIN_RUN - 1;
+        if !is_token(bytes[probe]) {
+            cursor = probe + 1;
+            continue;
+        }
+        let start = probe
+            - bytes[cursor..probe]
+                .iter()
+                .rev()
+                .take_while(|&&b| is_token(b))
+                .count();
+        let end = probe
+            + 1
+            + bytes[probe + 1..]
+                .iter()
+                .take_while(|&&b| is_token(b))
+                .count();
+        if end - start >= MIN_RUN {
+            f(start..end);
+        }
+        cursor = end + 1;
+    }
+}
+
+/// Prefixed keys and JWTs in a run: they start where a word does, at the run's start or after
+/// one of its `+`, `/` and `-`. Like a left-to-right search, a key's shape uses up the bytes it
+/// covers even when the key is rejected, and a JWT is tried once per base64url segment, from its
+/// first `ey` word; so no byte is read more than a few times however the run is built.
+fn find_in_run(text: &str, run: Range<usize>, out: &mut Vec<Candidate>) {
+    let bytes = text.as_bytes();
+    let mut keys_from = run.start;
+    let mut jwts_from = run.start;
+    for start in run.clone() {
+        let word_start = start == run.start || matches!(bytes[start - 1], b'+' | b'/' | b'-');
+        if !word_start || !bytes[start].is_ascii_alphabetic() {
+            continue;
+        }
+        if start >= keys_from {
+            if let Some((range, accepted)) = prefixed_key(text, start) {
+                keys_from = range.end;
+                if accepted {
+                    push(out, range);
+                }
+                continue;
+            }
+        }
+        if start >= jwts_from && bytes[start..].starts_with(b"ey") {
+            let header_end = start + run_len(bytes, start, usize::MAX, is_url_safe);
+            jwts_from = header_end;
+            if let Some(range) = jwt(text, start, header_end) {
+                jwts_from = range.end;
+                keys_from = keys_from.max(range.end);
+                push(out, range);
+            }
         }
     }
 }
 
-fn find_jwts(text: &str, out: &mut Vec<Candidate>) {
-    for m in JWT.find_iter(text) {
-        let start_ok =
-            !boundary::before(text, m.start()).is_some_and(|b| boundary::is_word(b) || b == b'.');
-        let header = m.as_str().split('.').next().unwrap_or_default();
-        if start_ok && boundary::word_end(text, m.end()) && header_has_alg(header) {
-            out.push(Candidate::new(
-                PiiKind::Secret,
-                Rank::PrefixedSecret,
-                m.range(),
-            ));
-        }
+fn push(out: &mut Vec<Candidate>, range: Range<usize>) {
+    out.push(Candidate::new(PiiKind::Secret, Rank::PrefixedSecret, range));
+}
+
+/// The length of the run of bytes from `from` on that `class` takes, counting at most `max`.
+fn run_len(bytes: &[u8], from: usize, max: usize, class: fn(u8) -> bool) -> usize {
+    bytes
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .take(max)
+        .take_while(|&&b| class(b))
+        .count()
+}
+
+/// An API key by prefix at `start` (a word start): `sk-`/`sk-ant-`, `AKIA`/`ASIA`,
+/// `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_`, `github_pat_`, `xoxb-`/`xoxp-`/`xoxa-`/`xoxr-`/`xoxs-`,
+/// each with a body long enough to be a key: its range, and whether it is taken. Free-text slugs
+/// like `sk-the-long-hyphenated-name` are not: a key has digits and letters, and is not glued to
+/// a word after it.
+fn prefixed_key(text: &str, start: usize) -> Option<(Range<usize>, bool)> {
+    let bytes = text.as_bytes();
+    let rest = &bytes[start..];
+    let alphanumeric = |b: u8| b.is_ascii_alphanumeric();
+    let word = |b: u8| boundary::is_word(b);
+    let upper_or_digit = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    let alphanumeric_or_dash = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    let one_of = |at: usize, set: &[u8]| rest.get(at).is_some_and(|b| set.contains(b));
+    let (prefix, body, min) = if rest.starts_with(b"sk-") {
+        (3, run_len(bytes, start + 3, usize::MAX, is_url_safe), 20)
+    } else if rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA") {
+        (4, run_len(bytes, start + 4, 16, upper_or_digit), 16)
+    } else if rest.starts_with(b"github_pat_") {
+        (11, run_len(bytes, start + 11, usize::MAX, word), 22)
+    } else if rest.starts_with(b"gh") && one_of(2, b"pousr") && one_of(3, b"_") {
+        (4, run_len(bytes, start + 4, usize::MAX, alphanumeric), 36)
+    } else if rest.starts_with(b"xox") && one_of(3, b"abprs") && one_of(4, b"-") {
+        (
+            5,
+            run_len(bytes, start + 5, usize::MAX, alphanumeric_or_dash),
+            10,
+        )
+    } else {
+        return None;
+    };
+    if body < min {
+        return None;
     }
+    let end = start + prefix + body;
+    let key = &bytes[start..end];
+    let mixed = key.iter().any(u8::is_ascii_digit) && key.iter().any(u8::is_ascii_alphabetic);
+    Some((start..end, mixed && boundary::word_end(text, end)))
+}
+
+/// A JWT at `start` whose header, a base64url run, ends at `header_end`: `ey…` header, `.ey…`
+/// payload (a JSON object each, which base64 encodes as `ey`) and a signature that is empty for
+/// `"alg": "none"`; the header must decode to a JSON object with `"alg"`.
+fn jwt(text: &str, start: usize, header_end: usize) -> Option<Range<usize>> {
+    let bytes = text.as_bytes();
+    if boundary::before(text, start) == Some(b'.') || header_end - start < 10 {
+        return None;
+    }
+    let payload = header_end + 1;
+    if bytes.get(header_end) != Some(&b'.') || !bytes[payload..].starts_with(b"ey") {
+        return None;
+    }
+    let payload_end = payload + run_len(bytes, payload, usize::MAX, is_url_safe);
+    if payload_end - payload < 6 || bytes.get(payload_end) != Some(&b'.') {
+        return None;
+    }
+    let end = payload_end + 1 + run_len(bytes, payload_end + 1, usize::MAX, is_url_safe);
+    header_has_alg(&text[start..header_end]).then_some(start..end)
 }
 
 /// True when a base64url JWT header decodes to a JSON object with an `alg` member.
@@ -122,15 +255,18 @@ fn decode_base64(encoded: &str) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// PEM private-key blocks. Ends are found with one forward-only cursor, so that many BEGIN lines
-/// without an END cannot make the scan quadratic.
-fn find_pem_keys(text: &str, out: &mut Vec<Candidate>) {
+/// PEM private-key blocks at the `-----BEGIN ` lines the run scan found (`begins`). Ends are
+/// found with one forward-only cursor, so that many BEGIN lines without an END cannot make the
+/// scan quadratic.
+fn find_pem_keys(text: &str, begins: &[usize], out: &mut Vec<Candidate>) {
     let mut from = 0;
     let mut next_end: Option<usize> = None;
     // Once a search finds no END line, none exists further on either.
     let mut ends_exhausted = false;
-    while let Some(offset) = text.get(from..).and_then(|rest| rest.find(PEM_BEGIN)) {
-        let begin = from + offset;
+    for &begin in begins {
+        if begin < from {
+            continue;
+        }
         let label_start = begin + PEM_BEGIN.len();
         from = label_start;
         let Some(label) = pem_label(text, label_start) else {
@@ -192,15 +328,15 @@ fn pem_body_end(text: &str, from: usize) -> usize {
     from + len
 }
 
-fn find_entropy_tokens(text: &str, out: &mut Vec<Candidate>) {
-    for m in TOKEN.find_iter(text) {
-        if looks_random(m.as_str().trim_end_matches('=')) {
-            out.push(Candidate::new(
-                PiiKind::Secret,
-                Rank::EntropySecret,
-                m.range(),
-            ));
-        }
+/// A run of token characters, with up to two `=` of padding, that looks random.
+fn entropy_token(text: &str, run: Range<usize>, out: &mut Vec<Candidate>) {
+    if looks_random(&text[run.clone()]) {
+        let padding = run_len(text.as_bytes(), run.end, 2, |b| b == b'=');
+        out.push(Candidate::new(
+            PiiKind::Secret,
+            Rank::EntropySecret,
+            run.start..run.end + padding,
+        ));
     }
 }
 

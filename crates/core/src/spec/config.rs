@@ -112,6 +112,31 @@ pub struct PiiPolicy {
     pub on_store: StoreAction,
 }
 
+/// `[gateway]`: how `shopfloor serve` routes calls to its OpenAI-compatible endpoint, where
+/// the client names a model and sends its own messages.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatewaySpec {
+    /// The class of the data clients send; a model not allowed it is never called.
+    pub data_class: DataClass,
+    /// Each attempt's timeout.
+    pub timeout_ms: u64,
+    /// Retries of retryable errors, per model.
+    pub retries: u32,
+    /// A model name → the models tried, in order, when it gives up.
+    pub fallbacks: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self {
+            data_class: DataClass::Internal,
+            timeout_ms: 60_000,
+            retries: 2,
+            fallbacks: BTreeMap::new(),
+        }
+    }
+}
+
 /// `shopfloor.toml` as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProjectConfig {
@@ -119,6 +144,7 @@ pub struct ProjectConfig {
     pub models: BTreeMap<String, ModelSpec>,
     /// `None` when the config has no `[policy.pii]`: nothing is detected.
     pub pii: Option<PiiPolicy>,
+    pub gateway: GatewaySpec,
 }
 
 /// Parse `shopfloor.toml`. Returns the config (possibly partial) and every problem found.
@@ -147,6 +173,10 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
                 "models",
                 "no models defined; add at least one [models.NAME] table with a provider and a model".into(),
             ),
+        }
+        if let Some(gateway) = root.table("gateway") {
+            config.gateway = read_gateway(&gateway, &config.models);
+            gateway.finish();
         }
         if let Some(policy) = root.table("policy") {
             if let Some(pii) = policy.table("pii") {
@@ -253,6 +283,54 @@ fn read_pii(t: &TableReader<'_, '_>) -> PiiPolicy {
         detect,
         on_external,
         on_store,
+    }
+}
+
+fn read_gateway(t: &TableReader<'_, '_>, models: &BTreeMap<String, ModelSpec>) -> GatewaySpec {
+    let defaults = GatewaySpec::default();
+    let data_class = t
+        .choice("data_class", &DataClass::CHOICES)
+        .unwrap_or(defaults.data_class);
+    let timeout_ms = t.unsigned("timeout_ms").unwrap_or(defaults.timeout_ms);
+    if timeout_ms == 0 {
+        t.invalid("timeout_ms", "must be at least 1".into());
+    }
+    let retries = match t.unsigned("retries") {
+        Some(n) if n > 10 => {
+            t.invalid("retries", format!("{n} is more than 10"));
+            defaults.retries
+        }
+        Some(n) => n as u32,
+        None => defaults.retries,
+    };
+    let mut fallbacks = BTreeMap::new();
+    let unknown = |name: &Located<String>| {
+        let known: Vec<&str> = models.keys().map(String::as_str).collect();
+        t.source().report(
+            None,
+            &t.field("fallbacks"),
+            format!(
+                "line {}: unknown model \"{}\"; models defined in shopfloor.toml: {}",
+                name.line.unwrap_or(0),
+                name.value,
+                known.join(", ")
+            ),
+        );
+    };
+    for (model, then) in t.string_lists("fallbacks").unwrap_or_default() {
+        if !models.contains_key(&model.value) {
+            unknown(&model);
+        }
+        for next in then.iter().filter(|n| !models.contains_key(&n.value)) {
+            unknown(next);
+        }
+        fallbacks.insert(model.value, then.into_iter().map(|n| n.value).collect());
+    }
+    GatewaySpec {
+        data_class,
+        timeout_ms,
+        retries,
+        fallbacks,
     }
 }
 
@@ -384,6 +462,39 @@ price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }
         assert!(
             diags.iter().any(|d| d.field == "models.c.base_url"),
             "{diags:?}"
+        );
+    }
+
+    #[test]
+    fn reads_the_gateway_table_and_checks_fallback_models() {
+        let models = "[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n\n[models.b]\nprovider = \"local\"\nmodel = \"smollm2\"\n";
+        let (config, diags) = parse_config("shopfloor.toml", models);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(config.gateway, GatewaySpec::default());
+        assert_eq!(config.gateway.data_class, DataClass::Internal);
+
+        let text = format!(
+            "{models}\n[gateway]\ndata_class = \"confidential\"\ntimeout_ms = 5000\nretries = 1\nfallbacks = {{ a = [\"b\"] }}\n"
+        );
+        let (config, diags) = parse_config("shopfloor.toml", &text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(config.gateway.data_class, DataClass::Confidential);
+        assert_eq!(config.gateway.timeout_ms, 5000);
+        assert_eq!(config.gateway.retries, 1);
+        assert_eq!(config.gateway.fallbacks["a"], vec!["b".to_string()]);
+
+        let text = format!("{models}\n[gateway]\nfallbacks = {{ a = [\"nope\"] }}\nretry = 1\n");
+        let (_, diags) = parse_config("shopfloor.toml", &text);
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("gateway.fallbacks") && t.contains("unknown model \"nope\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("gateway.retry: unknown key")),
+            "{text:?}"
         );
     }
 }

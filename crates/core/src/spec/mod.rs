@@ -10,8 +10,8 @@ mod validate;
 mod workflow;
 
 pub use config::{
-    parse_config, ExternalAction, ModelSpec, PiiPolicy, Price, ProjectConfig, ProviderKind,
-    StoreAction,
+    parse_config, ExternalAction, GatewaySpec, ModelSpec, PiiPolicy, Price, ProjectConfig,
+    ProviderKind, StoreAction,
 };
 pub use reader::Located;
 pub use types::{DataClass, RiskTier, Stage, WorkflowName};

@@ -65,6 +65,9 @@ impl<T> Located<T> {
     }
 }
 
+/// A key with its line and the strings of its array.
+pub(crate) type NamedStrings = (Located<String>, Vec<Located<String>>);
+
 /// Reads the keys of one table; remembers which keys it was asked for so that
 /// [`TableReader::finish`] can name the unknown ones.
 pub(crate) struct TableReader<'a, 'i> {
@@ -298,6 +301,55 @@ impl<'a, 'i> TableReader<'a, 'i> {
                     format!("expected a number, found {}", v.get_ref().type_str()),
                 ),
             }
+        }
+        Some(out)
+    }
+
+    /// A table of string arrays (`fallbacks = { gpt = ["local"] }`): each key with its line
+    /// and its strings.
+    pub(crate) fn string_lists(&self, key: &'static str) -> Option<Vec<NamedStrings>> {
+        let value = self.get(key)?;
+        let DeValue::Table(t) = value.get_ref() else {
+            self.mismatch(
+                key,
+                value,
+                "a table of string arrays, e.g. { gpt-mini = [\"local\"] }",
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (k, v) in t.iter() {
+            let name = Located::new(
+                k.get_ref().to_string(),
+                Some(self.source.line_of(&k.span())),
+            );
+            let field = format!("{}.{}", self.field(key), name.value);
+            let DeValue::Array(items) = v.get_ref() else {
+                self.source.report(
+                    Some(&v.span()),
+                    &field,
+                    format!(
+                        "expected an array of strings, found {}",
+                        v.get_ref().type_str()
+                    ),
+                );
+                continue;
+            };
+            let mut strings = Vec::with_capacity(items.len());
+            for item in items.iter() {
+                match item.get_ref() {
+                    DeValue::String(s) => strings.push(Located::new(
+                        s.to_string(),
+                        Some(self.source.line_of(&item.span())),
+                    )),
+                    other => self.source.report(
+                        Some(&item.span()),
+                        &field,
+                        format!("expected a string, found {}", other.type_str()),
+                    ),
+                }
+            }
+            out.push((name, strings));
         }
         Some(out)
     }

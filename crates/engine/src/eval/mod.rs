@@ -271,6 +271,7 @@ impl Engine {
         let options = RunOptions {
             model_override: eval.model_override.clone(),
             batch: Some((eval.id.clone(), case.line)),
+            caller: None,
         };
         let run = self.runner.run(workflow, case.input, &options).await;
         let mut record = EvalCaseRecord {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde_json::json;
 use shopfloor_store::testing::TestPostgres;
 use shopfloor_store::{
-    open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, EvalCaseRecord, EvalRecord,
-    EvalStatus, RunRecord, RunStatus, Store,
+    open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, Caller, EvalCaseRecord,
+    EvalRecord, EvalStatus, RunRecord, RunStatus, Store,
 };
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -135,6 +135,26 @@ impl Db {
         }
     }
 
+    /// Run a statement directly against the database (as an intruder or an operator would).
+    #[allow(dead_code)] // Not every test binary tampers with tables.
+    pub async fn execute(&self, sql: &str) {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => {
+                let mut conn = SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+            Backend::Postgres(db) => {
+                let mut conn = PgConnection::connect(db.url()).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
     /// One integer from a query run directly against the database.
     pub async fn int(&self, sql: &str) -> i64 {
         match &self.backend {
@@ -196,6 +216,12 @@ pub fn run(id: &str, workflow: &str, created_at_ms: i64, batch: Option<(&str, u6
             attempt(1, AttemptOutcome::Error),
             attempt(2, AttemptOutcome::Ok),
         ],
+        caller: Some(Caller {
+            key_id: "key-1".into(),
+            user: Some("dana@acme.example".into()),
+            team: Some("support".into()),
+        }),
+        sampled_for_review: true,
     }
 }
 

@@ -1,0 +1,929 @@
+//! The gateway's model path: a client of `shopfloor serve` names a model from `shopfloor.toml`
+//! and sends its own messages. The policy guard (data class, personal data), the per-attempt
+//! timeout, retries with backoff and the `[gateway] fallbacks` apply as they do to workflow
+//! runs, and every call is recorded as a run of the pseudo-workflow [`GATEWAY_WORKFLOW`].
+//!
+//! Nothing here waits for the store: runs are queued to the recorder.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::{json, Value};
+use shopfloor_core::pii::{restore, Redactions};
+use shopfloor_core::spec::ModelSpec;
+use shopfloor_providers::{
+    ChatRequest, FinishReason, Message, Provider, ProviderError, StreamEvent, Usage,
+};
+use shopfloor_store::{AttemptOutcome, AttemptRecord, Caller, RunRecord, RunStatus};
+
+use crate::recorder::Recorder;
+use crate::redaction::StoreRedactor;
+use crate::runner::{complete_within, error_attempt, now_ms};
+use crate::Engine;
+
+/// The workflow name gateway runs are recorded under.
+pub const GATEWAY_WORKFLOW: &str = "gateway";
+
+/// A chat call as a client of the gateway sent it.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayRequest {
+    /// A model name from `shopfloor.toml`.
+    pub model: String,
+    pub messages: Vec<Message>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub caller: Option<Caller>,
+}
+
+/// A model's answer through the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayAnswer {
+    pub text: String,
+    pub usage: Usage,
+    pub finish_reason: FinishReason,
+    /// The name (in `shopfloor.toml`) of the model that answered: a fallback, maybe.
+    pub model: String,
+}
+
+/// Why the gateway could not answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("unknown model \"{name}\"; models: {}", known.join(", "))]
+    UnknownModel { name: String, known: Vec<String> },
+    /// Policy would not send the messages to any model of the route.
+    #[error("{0}")]
+    Refused(String),
+    /// Every model of the route failed; the last error.
+    #[error("{message}")]
+    Upstream {
+        message: String,
+        /// The last HTTP status a provider answered with, if it answered.
+        status: Option<u16>,
+        timed_out: bool,
+    },
+}
+
+/// What the caller needs to know about a recorded run (for responses and metrics) without
+/// holding the whole record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFacts {
+    pub id: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    /// The model that produced the final answer, else the last one tried.
+    pub model: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    /// Attempts that ended in an error (retried or not).
+    pub failed_attempts: u32,
+    /// How many times the route moved on to a next model.
+    pub fallbacks: u32,
+    /// Time spent in provider calls and retry waits: the rest of a request is the server's own.
+    pub upstream: Duration,
+}
+
+impl RunFacts {
+    /// The facts of `run`; `upstream` as measured by whoever ran it.
+    pub fn of(run: &RunRecord, upstream: Duration) -> Self {
+        let mut fallbacks = 0;
+        for pair in run.attempts.windows(2) {
+            if pair[0].model != pair[1].model {
+                fallbacks += 1;
+            }
+        }
+        RunFacts {
+            id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            status: run.status,
+            model: run
+                .model
+                .clone()
+                .or_else(|| run.attempts.last().map(|a| a.model.clone())),
+            prompt_tokens: run.prompt_tokens,
+            completion_tokens: run.completion_tokens,
+            cost_usd: run.cost_usd,
+            failed_attempts: run
+                .attempts
+                .iter()
+                .filter(|a| a.outcome == AttemptOutcome::Error)
+                .count() as u32,
+            fallbacks,
+            upstream,
+        }
+    }
+
+    /// Provider time as the attempts recorded it (millisecond resolution), for runs whose
+    /// calls were not timed more finely.
+    pub fn of_attempts(run: &RunRecord) -> Self {
+        let ms: u64 = run.attempts.iter().map(|a| a.latency_ms).sum();
+        Self::of(run, Duration::from_millis(ms))
+    }
+}
+
+/// A finished non-streamed gateway call: the answer or why not, and the recorded run.
+#[derive(Debug, Clone)]
+pub struct GatewayOutcome {
+    pub result: Result<GatewayAnswer, GatewayError>,
+    pub run: RunFacts,
+}
+
+/// Queues runs for writing, redacted as the store policy says; cheap to clone and `'static`,
+/// so that a stream can record itself after the request that started it is gone.
+#[derive(Clone)]
+pub(crate) struct RecordSink {
+    recorder: Recorder,
+    redactor: Option<StoreRedactor>,
+}
+
+impl RecordSink {
+    async fn record(&self, run: RunRecord) {
+        let run = match &self.redactor {
+            Some(redactor) => redactor.run(run),
+            None => run,
+        };
+        self.recorder.record(run).await;
+    }
+}
+
+/// One gateway call in progress: the record it builds and what the route has tried.
+struct Call {
+    run: RunRecord,
+    started: Instant,
+    upstream: Duration,
+    redactions: Redactions,
+    refused: usize,
+    tried: usize,
+    last_error: Option<GatewayError>,
+}
+
+/// A model of the route, ready to be called.
+struct Prepared<'a> {
+    spec: &'a ModelSpec,
+    provider: std::sync::Arc<dyn Provider>,
+    request: ChatRequest,
+    redacting: bool,
+}
+
+impl Engine {
+    /// The models a gateway client may name: those allowed the gateway's data class.
+    pub fn gateway_models(&self) -> Vec<&ModelSpec> {
+        let class = self.project.config.gateway.data_class;
+        self.project
+            .config
+            .models
+            .values()
+            .filter(|m| m.data_classes.contains(&class))
+            .collect()
+    }
+
+    /// The models tried for a call to `model`: it, then its `[gateway] fallbacks`.
+    fn gateway_route(&self, model: &str) -> Result<Vec<String>, GatewayError> {
+        if !self.project.config.models.contains_key(model) {
+            return Err(GatewayError::UnknownModel {
+                name: model.to_string(),
+                known: self
+                    .gateway_models()
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .collect(),
+            });
+        }
+        let mut route = vec![model.to_string()];
+        if let Some(next) = self.project.config.gateway.fallbacks.get(model) {
+            route.extend(next.iter().filter(|n| n.as_str() != model).cloned());
+        }
+        Ok(route)
+    }
+
+    pub(crate) fn record_sink(&self) -> RecordSink {
+        RecordSink {
+            recorder: self.recorder.clone(),
+            redactor: self.store_redactor.clone(),
+        }
+    }
+
+    fn start_call(&self, request: &GatewayRequest) -> Call {
+        Call {
+            run: RunRecord {
+                id: uuid::Uuid::now_v7().to_string(),
+                workflow: GATEWAY_WORKFLOW.to_string(),
+                version: gateway_version(self.project.config.models.get(&request.model)),
+                batch_id: None,
+                case_index: None,
+                status: RunStatus::Failed,
+                input: json!({
+                    "model": request.model,
+                    "messages": request.messages,
+                    "max_tokens": request.max_tokens,
+                    "temperature": request.temperature,
+                }),
+                prompt: Value::Null,
+                raw_output: None,
+                output: None,
+                error: None,
+                model: None,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cost_usd: 0.0,
+                latency_ms: 0,
+                created_at_ms: now_ms(),
+                attempts: Vec::new(),
+                caller: request.caller.clone(),
+                sampled_for_review: false,
+            },
+            started: Instant::now(),
+            upstream: Duration::ZERO,
+            redactions: Redactions::new(),
+            refused: 0,
+            tried: 0,
+            last_error: None,
+        }
+    }
+
+    /// Apply the policy to the messages for `name` and build its provider and request; `None`
+    /// (with the reason recorded) when this model cannot be called.
+    fn prepare<'a>(
+        &'a self,
+        name: &str,
+        request: &GatewayRequest,
+        call: &mut Call,
+    ) -> Option<Prepared<'a>> {
+        call.tried += 1;
+        let spec = self.project.config.models.get(name)?;
+        let mut messages = request.messages.clone();
+        let guarded = self.runner.guard_outbound(
+            spec,
+            self.project.config.gateway.data_class,
+            &mut messages,
+            &mut None,
+            &mut call.redactions,
+        );
+        let redacting = match guarded {
+            Ok(redacting) => redacting,
+            Err(refusal) => {
+                let n = call.run.attempts.len();
+                call.run
+                    .attempts
+                    .push(error_attempt(n, spec, now_ms(), 0, refusal.clone()));
+                call.refused += 1;
+                call.last_error = Some(GatewayError::Refused(refusal));
+                return None;
+            }
+        };
+        if call.run.prompt.is_null() {
+            call.run.prompt = json!({ "messages": messages });
+        }
+        let provider = match self.runner.models.provider(spec) {
+            Ok(provider) => provider,
+            Err(e) => {
+                let n = call.run.attempts.len();
+                call.run
+                    .attempts
+                    .push(error_attempt(n, spec, now_ms(), 0, e.to_string()));
+                call.last_error = Some(upstream_error(spec, &e));
+                return None;
+            }
+        };
+        Some(Prepared {
+            spec,
+            provider,
+            request: ChatRequest {
+                model: spec.model.clone(),
+                messages,
+                max_tokens: request.max_tokens,
+                temperature: request.temperature,
+                top_p: request.top_p,
+                seed: request.seed,
+                assistant_prefix: None,
+                choices: None,
+            },
+            redacting,
+        })
+    }
+
+    /// The wait before retry `retry` of `spec` after `error`, or `None` when the route should
+    /// move on.
+    fn retry_wait(&self, retry: u32, error: &ProviderError) -> Option<Duration> {
+        (error.is_retryable() && retry < self.project.config.gateway.retries)
+            .then(|| self.runner.retry.delay(retry, error.retry_after()))
+    }
+
+    fn attempt_timeout(&self) -> Duration {
+        Duration::from_millis(self.project.config.gateway.timeout_ms)
+    }
+
+    /// Call a model (and its fallbacks) with the client's messages, record the run, and
+    /// return the answer.
+    pub async fn gateway_complete(&self, request: GatewayRequest) -> GatewayOutcome {
+        let route = match self.gateway_route(&request.model) {
+            Ok(route) => route,
+            Err(e) => return self.unrouted(&request, e).await,
+        };
+        let mut call = self.start_call(&request);
+        let timeout = self.attempt_timeout();
+        for name in &route {
+            let Some(model) = self.prepare(name, &request, &mut call) else {
+                continue;
+            };
+            let mut retry = 0;
+            loop {
+                let started_at = now_ms();
+                let clock = Instant::now();
+                let result = complete_within(&*model.provider, &model.request, timeout).await;
+                let latency = clock.elapsed();
+                call.upstream += latency;
+                match result {
+                    Ok(mut response) => {
+                        if model.redacting {
+                            response.text = restore(&response.text, &call.redactions);
+                        }
+                        let attempt = answered(
+                            call.run.attempts.len(),
+                            model.spec,
+                            started_at,
+                            latency,
+                            response.usage,
+                            &response.text,
+                        );
+                        call.run.attempts.push(attempt);
+                        let answer = GatewayAnswer {
+                            text: response.text,
+                            usage: response.usage,
+                            finish_reason: response.finish_reason,
+                            model: model.spec.name.clone(),
+                        };
+                        let facts = self.settle(call, Ok(&answer)).await;
+                        return GatewayOutcome {
+                            result: Ok(answer),
+                            run: facts,
+                        };
+                    }
+                    Err(e) => {
+                        let n = call.run.attempts.len();
+                        call.run.attempts.push(error_attempt(
+                            n,
+                            model.spec,
+                            started_at,
+                            latency.as_millis() as u64,
+                            e.to_string(),
+                        ));
+                        match self.retry_wait(retry, &e) {
+                            Some(wait) => {
+                                tokio::time::sleep(wait).await;
+                                call.upstream += wait;
+                                retry += 1;
+                            }
+                            None => {
+                                call.last_error = Some(upstream_error(model.spec, &e));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let error = call.final_error();
+        let facts = self.settle(call, Err(&error)).await;
+        GatewayOutcome {
+            result: Err(error),
+            run: facts,
+        }
+    }
+
+    /// Start a streamed call: the route is tried (with retries and fallbacks) until a model
+    /// sends its first event; from then on the client gets that model's stream. `Err` when no
+    /// model started one (the run is recorded then).
+    pub async fn gateway_stream(
+        &self,
+        request: GatewayRequest,
+    ) -> Result<GatewayStream, GatewayOutcome> {
+        let route = match self.gateway_route(&request.model) {
+            Ok(route) => route,
+            Err(e) => return Err(self.unrouted(&request, e).await),
+        };
+        let mut call = self.start_call(&request);
+        let timeout = self.attempt_timeout();
+        for name in &route {
+            let Some(model) = self.prepare(name, &request, &mut call) else {
+                continue;
+            };
+            let mut retry = 0;
+            loop {
+                let started_at = now_ms();
+                let clock = Instant::now();
+                let opened = open_stream(&*model.provider, &model.request, timeout).await;
+                call.upstream += clock.elapsed();
+                match opened {
+                    Ok((first, rest)) => {
+                        let spec = model.spec;
+                        return Ok(GatewayStream {
+                            sink: self.record_sink(),
+                            call: Some(call),
+                            first: Some(first),
+                            rest,
+                            timeout,
+                            model: spec.name.clone(),
+                            provider: spec.provider.as_str(),
+                            price: spec.price,
+                            attempt_started_at: started_at,
+                            attempt_clock: clock,
+                            text: String::new(),
+                            pending: model.redacting.then(String::new),
+                            usage: Usage::default(),
+                            done: false,
+                            attempt_recorded: false,
+                        });
+                    }
+                    Err(e) => {
+                        let n = call.run.attempts.len();
+                        call.run.attempts.push(error_attempt(
+                            n,
+                            model.spec,
+                            started_at,
+                            clock.elapsed().as_millis() as u64,
+                            e.to_string(),
+                        ));
+                        match self.retry_wait(retry, &e) {
+                            Some(wait) => {
+                                tokio::time::sleep(wait).await;
+                                call.upstream += wait;
+                                retry += 1;
+                            }
+                            None => {
+                                call.last_error = Some(upstream_error(model.spec, &e));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let error = call.final_error();
+        let facts = self.settle(call, Err(&error)).await;
+        Err(GatewayOutcome {
+            result: Err(error),
+            run: facts,
+        })
+    }
+
+    /// A call to a model that does not exist is recorded too: someone tried.
+    async fn unrouted(&self, request: &GatewayRequest, error: GatewayError) -> GatewayOutcome {
+        let mut call = self.start_call(request);
+        call.last_error = Some(error.clone());
+        let facts = self.settle(call, Err(&error)).await;
+        GatewayOutcome {
+            result: Err(error),
+            run: facts,
+        }
+    }
+
+    /// Fill in the run's totals and outcome, queue it for recording and return its facts.
+    async fn settle(
+        &self,
+        mut call: Call,
+        result: Result<&GatewayAnswer, &GatewayError>,
+    ) -> RunFacts {
+        let run = &mut call.run;
+        match result {
+            Ok(answer) => {
+                run.status = RunStatus::Ok;
+                run.model = Some(answer.model.clone());
+                run.raw_output = Some(answer.text.clone());
+                run.output = Some(Value::String(answer.text.clone()));
+            }
+            Err(error) => {
+                run.status = match error {
+                    GatewayError::Refused(_) => RunStatus::Refused,
+                    _ => RunStatus::Failed,
+                };
+                run.error = Some(error.to_string());
+            }
+        }
+        finish_totals(run, call.started);
+        let facts = RunFacts::of(run, call.upstream);
+        self.record(call.run).await;
+        facts
+    }
+}
+
+impl Call {
+    fn final_error(&mut self) -> GatewayError {
+        if self.refused > 0 && self.refused == self.tried {
+            if let Some(e @ GatewayError::Refused(_)) = self.last_error.take() {
+                return e;
+            }
+        }
+        match self.last_error.take() {
+            Some(GatewayError::Refused(message)) => GatewayError::Upstream {
+                message,
+                status: None,
+                timed_out: false,
+            },
+            Some(e) => e,
+            None => GatewayError::Upstream {
+                message: "no model to route to".into(),
+                status: None,
+                timed_out: false,
+            },
+        }
+    }
+}
+
+/// Open a provider stream and wait for its first event, both within `timeout`: until a model
+/// has sent something, a failure can still be retried or fall back.
+async fn open_stream(
+    provider: &dyn Provider,
+    request: &ChatRequest,
+    timeout: Duration,
+) -> Result<
+    (
+        StreamEvent,
+        BoxStream<'static, Result<StreamEvent, ProviderError>>,
+    ),
+    ProviderError,
+> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut stream = match tokio::time::timeout_at(deadline, provider.stream(request)).await {
+        Ok(opened) => opened?,
+        Err(_) => return Err(ProviderError::Timeout(timeout)),
+    };
+    match tokio::time::timeout_at(deadline, stream.next()).await {
+        Ok(Some(Ok(first))) => Ok((first, stream)),
+        Ok(Some(Err(e))) => Err(e),
+        Ok(None) => Err(ProviderError::Malformed {
+            provider: provider.kind().to_string(),
+            message: "the stream ended before its first event".into(),
+        }),
+        Err(_) => Err(ProviderError::Timeout(timeout)),
+    }
+}
+
+/// One piece of a streamed gateway answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Text(String),
+    Done {
+        usage: Usage,
+        finish_reason: FinishReason,
+    },
+    /// The stream broke after it started; nothing more follows.
+    Error(GatewayError),
+}
+
+/// A streamed answer in progress. Call [`GatewayStream::next`] until it returns `None`, then
+/// [`GatewayStream::finish`] to record the run; a stream dropped before `finish` (its client
+/// went away) still records what happened.
+pub struct GatewayStream {
+    sink: RecordSink,
+    /// `None` once recorded.
+    call: Option<Call>,
+    first: Option<StreamEvent>,
+    rest: BoxStream<'static, Result<StreamEvent, ProviderError>>,
+    timeout: Duration,
+    model: String,
+    provider: &'static str,
+    price: shopfloor_core::spec::Price,
+    attempt_started_at: i64,
+    attempt_clock: Instant,
+    /// The answer so far, restored, for the record.
+    text: String,
+    /// While redacting: text held back because it may end in half a placeholder.
+    pending: Option<String>,
+    usage: Usage,
+    done: bool,
+    attempt_recorded: bool,
+}
+
+/// Longest placeholder text held back while waiting for its closing bracket.
+const MAX_PLACEHOLDER: usize = 48;
+
+impl GatewayStream {
+    /// The name (in `shopfloor.toml`) of the model that is answering.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The id the run will be recorded under.
+    pub fn run_id(&self) -> &str {
+        self.call.as_ref().map_or("", |c| c.run.id.as_str())
+    }
+
+    /// The next piece of the answer; `None` after `Done` or an error.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let event = match self.first.take() {
+                Some(first) => Ok(first),
+                None => {
+                    let clock = Instant::now();
+                    let next = tokio::time::timeout(self.timeout, self.rest.next()).await;
+                    if let Some(call) = self.call.as_mut() {
+                        call.upstream += clock.elapsed();
+                    }
+                    match next {
+                        Ok(Some(event)) => event,
+                        Ok(None) => Err(ProviderError::Malformed {
+                            provider: self.model.clone(),
+                            message: "the stream ended without its final event".into(),
+                        }),
+                        Err(_) => Err(ProviderError::Timeout(self.timeout)),
+                    }
+                }
+            };
+            match event {
+                Ok(StreamEvent::Delta(piece)) => {
+                    if let Some(text) = self.release(&piece, false) {
+                        return Some(StreamItem::Text(text));
+                    }
+                }
+                Ok(StreamEvent::Done {
+                    usage,
+                    finish_reason,
+                }) => {
+                    self.usage = usage;
+                    let rest = self.release("", true);
+                    self.done = true;
+                    self.end_attempt(None);
+                    if let Some(text) = rest {
+                        // The held-back tail goes out before the end; `Done` follows next call.
+                        self.done = false;
+                        self.first = Some(StreamEvent::Done {
+                            usage,
+                            finish_reason,
+                        });
+                        return Some(StreamItem::Text(text));
+                    }
+                    return Some(StreamItem::Done {
+                        usage,
+                        finish_reason,
+                    });
+                }
+                Err(e) => {
+                    self.done = true;
+                    let error = GatewayError::Upstream {
+                        message: format!("model \"{}\": {e}", self.model),
+                        status: status_of(&e),
+                        timed_out: matches!(e, ProviderError::Timeout(_)),
+                    };
+                    self.end_attempt(Some(error.to_string()));
+                    return Some(StreamItem::Error(error));
+                }
+            }
+        }
+    }
+
+    /// Restore placeholders in `piece` (when redacting) and return the text that may go to
+    /// the client now.
+    fn release(&mut self, piece: &str, end: bool) -> Option<String> {
+        let out = match (&mut self.pending, self.call.as_ref()) {
+            (Some(pending), Some(call)) => {
+                pending.push_str(piece);
+                let cut = if end {
+                    pending.len()
+                } else {
+                    safe_prefix(pending)
+                };
+                let ready: String = pending.drain(..cut).collect();
+                restore(&ready, &call.redactions)
+            }
+            _ => piece.to_string(),
+        };
+        self.text.push_str(&out);
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Record the streamed attempt once: `error` when it broke off.
+    fn end_attempt(&mut self, error: Option<String>) {
+        if self.attempt_recorded {
+            return;
+        }
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        self.attempt_recorded = true;
+        let prompt_tokens = u64::from(self.usage.prompt_tokens);
+        let completion_tokens = u64::from(self.usage.completion_tokens);
+        call.run.attempts.push(AttemptRecord {
+            n: call.run.attempts.len() as u32 + 1,
+            model: self.model.clone(),
+            provider: self.provider.to_string(),
+            started_at_ms: self.attempt_started_at,
+            latency_ms: self.attempt_clock.elapsed().as_millis() as u64,
+            prompt_tokens,
+            completion_tokens,
+            cost_usd: self.price.cost(prompt_tokens, completion_tokens),
+            outcome: if error.is_some() {
+                AttemptOutcome::Error
+            } else {
+                AttemptOutcome::Ok
+            },
+            error: error.clone(),
+            raw_output: Some(self.text.clone()),
+        });
+        let run = &mut call.run;
+        run.model = Some(self.model.clone());
+        run.raw_output = Some(self.text.clone());
+        match error {
+            None => {
+                run.status = RunStatus::Ok;
+                run.output = Some(Value::String(self.text.clone()));
+            }
+            Some(error) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(error);
+            }
+        }
+    }
+
+    /// Queue the run for recording and return its facts. Call after `next` returned `None`,
+    /// or earlier when the client went away (the run then records that it was cut off).
+    pub async fn finish(mut self) -> RunFacts {
+        let (run, facts) = self.close();
+        self.sink.record(run).await;
+        facts
+    }
+
+    fn close(&mut self) -> (RunRecord, RunFacts) {
+        if !self.done {
+            self.done = true;
+            self.end_attempt(Some(format!(
+                "the client went away after {} characters of the answer; the stream was cut off",
+                self.text.chars().count()
+            )));
+        }
+        let mut call = self.call.take().expect("a gateway stream is closed once");
+        finish_totals(&mut call.run, call.started);
+        let facts = RunFacts::of(&call.run, call.upstream);
+        (call.run, facts)
+    }
+}
+
+impl Drop for GatewayStream {
+    fn drop(&mut self) {
+        if self.call.is_none() {
+            return;
+        }
+        let (run, _) = self.close();
+        let sink = self.sink.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { sink.record(run).await });
+            }
+            Err(_) => {
+                tracing::error!(run = %run.id, "a gateway stream was dropped outside the runtime; its run was not recorded")
+            }
+        }
+    }
+}
+
+/// How much of `pending` can be restored and sent: all of it unless it ends inside what may
+/// be a placeholder (`[EMAIL_1]`) still being streamed.
+fn safe_prefix(pending: &str) -> usize {
+    match pending.rfind('[') {
+        Some(open) if !pending[open..].contains(']') && pending.len() - open < MAX_PLACEHOLDER => {
+            open
+        }
+        _ => pending.len(),
+    }
+}
+
+fn finish_totals(run: &mut RunRecord, started: Instant) {
+    run.prompt_tokens = run.attempts.iter().map(|a| a.prompt_tokens).sum();
+    run.completion_tokens = run.attempts.iter().map(|a| a.completion_tokens).sum();
+    run.cost_usd = run.attempts.iter().map(|a| a.cost_usd).sum();
+    run.latency_ms = started.elapsed().as_millis() as u64;
+}
+
+fn answered(
+    index: usize,
+    spec: &ModelSpec,
+    started_at_ms: i64,
+    latency: Duration,
+    usage: Usage,
+    text: &str,
+) -> AttemptRecord {
+    let prompt_tokens = u64::from(usage.prompt_tokens);
+    let completion_tokens = u64::from(usage.completion_tokens);
+    AttemptRecord {
+        n: index as u32 + 1,
+        model: spec.name.clone(),
+        provider: spec.provider.as_str().to_string(),
+        started_at_ms,
+        latency_ms: latency.as_millis() as u64,
+        prompt_tokens,
+        completion_tokens,
+        cost_usd: spec.price.cost(prompt_tokens, completion_tokens),
+        outcome: AttemptOutcome::Ok,
+        error: None,
+        raw_output: Some(text.to_string()),
+    }
+}
+
+fn status_of(error: &ProviderError) -> Option<u16> {
+    match error {
+        ProviderError::Status { status, .. } => Some(*status),
+        _ => None,
+    }
+}
+
+fn upstream_error(spec: &ModelSpec, error: &ProviderError) -> GatewayError {
+    GatewayError::Upstream {
+        message: format!("model \"{}\": {error}", spec.name),
+        status: status_of(error),
+        timed_out: matches!(error, ProviderError::Timeout(_)),
+    }
+}
+
+/// What a gateway run's `version` says: which endpoint the named model was, as a short hash
+/// of its provider and model id (a gateway call has no prompt or contract to version).
+fn gateway_version(spec: Option<&ModelSpec>) -> String {
+    use sha2::{Digest, Sha256};
+    let Some(spec) = spec else {
+        return "unknown-model".to_string();
+    };
+    let digest = Sha256::digest(format!("{}\0{}", spec.provider.as_str(), spec.model).as_bytes());
+    hex::encode(&digest[..6])
+}
+
+/// A workflow's input from a chat message: a JSON object as is, or plain text as the one
+/// string property the input schema declares.
+pub fn workflow_input(schema: &Value, text: &str) -> Result<Value, String> {
+    if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(text.trim()) {
+        return Ok(value);
+    }
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| {
+            p.iter()
+                .filter(|(_, s)| s.get("type").and_then(Value::as_str) == Some("string"))
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let target = match (properties.as_slice(), required.as_slice()) {
+        ([only], _) => Some(only.clone()),
+        (_, [only]) if properties.iter().any(|p| p == only) => Some((*only).to_string()),
+        _ => None,
+    };
+    match target {
+        Some(name) => Ok(json!({ name: text })),
+        None => Err(
+            "the last user message must be the workflow's input as a JSON object (its input schema has more than one field)"
+                .to_string(),
+        ),
+    }
+}
+
+/// The text of the last user message: what a `workflow:NAME` call takes as its input.
+pub fn last_user_text(messages: &[Message]) -> Option<&str> {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == shopfloor_providers::Role::User)
+        .map(|m| m.content.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_split_across_pieces_are_held_back() {
+        assert_eq!(safe_prefix("hello [EMA"), 6);
+        assert_eq!(safe_prefix("hello [EMAIL_1] there"), 21);
+        assert_eq!(safe_prefix("no brackets"), 11);
+        let long = format!("[{}", "x".repeat(MAX_PLACEHOLDER));
+        assert_eq!(safe_prefix(&long), long.len());
+    }
+
+    #[test]
+    fn plain_text_fills_the_one_string_field() {
+        let schema = json!({"type": "object", "properties": {"text": {"type": "string"}}});
+        assert_eq!(
+            workflow_input(&schema, "hello").unwrap(),
+            json!({"text": "hello"})
+        );
+        assert_eq!(
+            workflow_input(&schema, "{\"text\": \"hi\"}").unwrap(),
+            json!({"text": "hi"})
+        );
+        let two = json!({"type": "object", "required": ["subject", "body"],
+            "properties": {"subject": {"type": "string"}, "body": {"type": "string"}}});
+        assert!(workflow_input(&two, "hello").is_err());
+        assert_eq!(
+            workflow_input(&two, "{\"subject\": \"a\", \"body\": \"b\"}").unwrap(),
+            json!({"subject": "a", "body": "b"})
+        );
+    }
+}

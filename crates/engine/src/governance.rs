@@ -1,0 +1,321 @@
+//! Accountability: API keys, the audit log and lifecycle promotions.
+//!
+//! Every change that matters for governance goes through here and leaves an audit entry:
+//! workflow versions seen at start, promotions, baselines, keys, policy refusals.
+
+use rand::RngCore;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shopfloor_core::access::{Permission, Role};
+use shopfloor_core::lifecycle::{promotion_blockers, set_stage, EvalFact, PromotionFacts};
+use shopfloor_core::spec::Stage;
+use shopfloor_store::{
+    verify_chain, ApiKeyRecord, AuditEntry, ChainBreak, EvalStatus, NewAuditEntry, RunRecord,
+};
+
+use crate::{now_ms, Engine, EngineError, WORKFLOWS_DIR};
+
+/// The actor of entries the system writes by itself.
+pub const SYSTEM_ACTOR: &str = "shopfloor";
+/// Audit entries read per page when verifying.
+const AUDIT_PAGE: u32 = 1_000;
+
+/// A new API key: the one time its secret exists outside the caller's hands.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub record: ApiKeyRecord,
+    /// `sf_` and 64 hex digits; shown once, never stored.
+    pub secret: String,
+}
+
+/// A fresh random key.
+pub fn generate_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("sf_{}", hex::encode(bytes))
+}
+
+/// What the store keeps of a key: its SHA-256, hex.
+pub fn hash_key(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A promotion that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    pub workflow: String,
+    pub from: Stage,
+    pub to: Stage,
+    pub audit_seq: u64,
+}
+
+impl Engine {
+    /// Append an entry to the audit log.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: Value,
+    ) -> Result<AuditEntry, EngineError> {
+        Ok(self
+            .store
+            .append_audit(NewAuditEntry {
+                at_ms: now_ms(),
+                actor: actor.to_string(),
+                action: action.to_string(),
+                subject: subject.to_string(),
+                detail,
+            })
+            .await?)
+    }
+
+    /// Audit the project config and each workflow whose version differs from the last one the
+    /// log saw: the changes a deployment brings, recorded when they are first loaded.
+    pub(crate) async fn audit_new_versions(&self) -> Result<(), EngineError> {
+        // The parsed config, not the file text: comments, layout and the lines they move are
+        // not changes.
+        let mut config = serde_json::to_value(&self.project.config).unwrap_or_default();
+        if let Some(models) = config.get_mut("models").and_then(Value::as_object_mut) {
+            for model in models.values_mut().filter_map(Value::as_object_mut) {
+                model.remove("line");
+            }
+        }
+        let config_version = hex::encode(&Sha256::digest(config.to_string().as_bytes())[..8]);
+        self.audit_version(
+            "config.version",
+            crate::CONFIG_FILE,
+            &config_version,
+            json!({}),
+        )
+        .await?;
+        for (name, workflow) in &self.project.workflows {
+            self.audit_version(
+                "workflow.version",
+                name,
+                &workflow.version,
+                json!({"file": workflow.spec.file, "stage": workflow.spec.stage.as_str()}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Append `action` for `subject` unless the last such entry already has this `version`.
+    async fn audit_version(
+        &self,
+        action: &str,
+        subject: &str,
+        version: &str,
+        mut detail: Value,
+    ) -> Result<(), EngineError> {
+        let seen = self.store.latest_audit(action, subject).await?;
+        let previous = seen
+            .as_ref()
+            .and_then(|e| e.detail.get("version"))
+            .and_then(Value::as_str);
+        if previous == Some(version) {
+            return Ok(());
+        }
+        detail["version"] = json!(version);
+        detail["previous"] = json!(previous);
+        self.audit(SYSTEM_ACTOR, action, subject, detail).await?;
+        Ok(())
+    }
+
+    /// Audit a run that policy refused. The entry names the workflow and the reason (kinds of
+    /// data, data classes), never the data.
+    pub(crate) async fn audit_refusal(&self, run: &RunRecord) {
+        let detail = json!({
+            "run_id": run.id,
+            "version": run.version,
+            "reason": run.error,
+        });
+        if let Err(e) = self
+            .audit(SYSTEM_ACTOR, "policy.refuse", &run.workflow, detail)
+            .await
+        {
+            tracing::error!(run_id = %run.id, error = %e, "could not audit a policy refusal");
+        }
+    }
+
+    /// Walk the whole audit log; the number of entries, or the first that breaks the chain.
+    pub async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, EngineError> {
+        let mut checked = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.store.audit_entries(after, AUDIT_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            checked.extend(page);
+        }
+        Ok(verify_chain(&checked))
+    }
+
+    /// Create an API key for `name` with `role`, audited as done by `actor`.
+    pub async fn create_key(
+        &self,
+        name: &str,
+        role: Role,
+        team: Option<&str>,
+        actor: &str,
+    ) -> Result<NewKey, EngineError> {
+        if name.trim().is_empty() {
+            return Err(EngineError::InvalidInput(
+                "a key needs a non-empty --name".into(),
+            ));
+        }
+        let secret = generate_key();
+        let record = ApiKeyRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: name.to_string(),
+            role: role.as_str().to_string(),
+            team: team.map(str::to_string),
+            key_hash: hash_key(&secret),
+            prefix: secret.chars().take(10).collect(),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        };
+        self.store.create_api_key(&record).await?;
+        self.audit(
+            actor,
+            "key.create",
+            name,
+            json!({"key_id": record.id, "role": record.role, "team": record.team, "prefix": record.prefix}),
+        )
+        .await?;
+        Ok(NewKey { record, secret })
+    }
+
+    /// Revoke the live key with this name or id, audited as done by `actor`.
+    pub async fn revoke_key(
+        &self,
+        name_or_id: &str,
+        actor: &str,
+    ) -> Result<ApiKeyRecord, EngineError> {
+        let record = self.store.revoke_api_key(name_or_id, now_ms()).await?;
+        self.audit(
+            actor,
+            "key.revoke",
+            &record.name,
+            json!({"key_id": record.id, "role": record.role}),
+        )
+        .await?;
+        Ok(record)
+    }
+
+    /// Set `eval_id` as the baseline of its workflow, audited as done by `actor`.
+    pub async fn set_baseline(&self, eval_id: &str, actor: &str) -> Result<String, EngineError> {
+        let eval = self
+            .store
+            .get_eval(eval_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownEval(eval_id.to_string()))?;
+        let previous = self.store.baseline(&eval.workflow).await?;
+        self.store
+            .set_baseline(&eval.workflow, eval_id, now_ms())
+            .await?;
+        self.audit(
+            actor,
+            "baseline.set",
+            &eval.workflow,
+            json!({"eval_id": eval_id, "previous": previous, "version": eval.version}),
+        )
+        .await?;
+        Ok(eval.workflow)
+    }
+
+    /// Move `workflow` to `to` if its gates allow: rewrite `stage` in its file and audit it.
+    pub async fn promote(
+        &self,
+        workflow: &str,
+        to: Stage,
+        actor: &str,
+    ) -> Result<Promotion, EngineError> {
+        let loaded = self.project.workflow(workflow)?;
+        let facts = PromotionFacts {
+            version: loaded.version.clone(),
+            last_eval: self
+                .store
+                .list_evals(Some(workflow), 1_000)
+                .await?
+                .into_iter()
+                .filter(|e| e.version == loaded.version && e.status != EvalStatus::Running)
+                .max_by_key(|e| e.created_at_ms)
+                .map(|e| EvalFact {
+                    id: e.id,
+                    version: e.version,
+                    passed: e.passed,
+                }),
+            reviewers: self
+                .store
+                .list_api_keys()
+                .await?
+                .iter()
+                .filter(|k| k.revoked_at_ms.is_none())
+                .filter(|k| Role::parse(&k.role).is_some_and(|r| r.allows(Permission::Review)))
+                .count(),
+        };
+        let blockers = promotion_blockers(&loaded.spec, to, &facts);
+        if !blockers.is_empty() {
+            return Err(EngineError::PromotionRefused {
+                workflow: workflow.to_string(),
+                to: to.as_str(),
+                reasons: blockers,
+            });
+        }
+        let path = self
+            .project
+            .root
+            .join(WORKFLOWS_DIR)
+            .join(format!("{workflow}.toml"));
+        let io = |e: std::io::Error| EngineError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let text = std::fs::read_to_string(&path).map_err(io)?;
+        let edited = set_stage(&text, to).map_err(|message| EngineError::Io {
+            path: path.clone(),
+            message,
+        })?;
+        // Write beside, then rename: a crash leaves the old file or the new, never half.
+        let temp = path.with_extension("toml.promote");
+        std::fs::write(&temp, edited).map_err(io)?;
+        std::fs::rename(&temp, &path).map_err(io)?;
+        let entry = self
+            .audit(
+                actor,
+                "workflow.promote",
+                workflow,
+                json!({
+                    "from": loaded.spec.stage.as_str(),
+                    "to": to.as_str(),
+                    "version": loaded.version,
+                    "eval_id": facts.last_eval.map(|e| e.id),
+                }),
+            )
+            .await?;
+        Ok(Promotion {
+            workflow: workflow.to_string(),
+            from: loaded.spec.stage,
+            to,
+            audit_seq: entry.seq,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_only_their_hash_is_derived() {
+        let a = generate_key();
+        let b = generate_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with("sf_") && a.len() == 67, "{a}");
+        assert_eq!(hash_key(&a), hash_key(&a));
+        assert_ne!(hash_key(&a), hash_key(&b));
+        assert!(!hash_key(&a).contains(&a[3..]));
+    }
+}

@@ -1,0 +1,287 @@
+//! Who is calling: a bearer API key, looked up by its SHA-256, gives a key id, a role and a
+//! team. Each route needs one permission ([`ROUTES`]); the role matrix in
+//! `shopfloor_core::access` decides.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderMap, Method};
+use shopfloor_core::access::{Permission, Role};
+use shopfloor_store::{ApiKeyRecord, Caller};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// What a route asks of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No key needed (health checks for load balancers and orchestrators).
+    Public,
+    /// A key whose role has this permission.
+    Needs(Permission),
+    /// A key whose role has this permission; or, for a key that may run workflows or call
+    /// models, only what that key itself made.
+    NeedsOrOwn(Permission),
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    /// As the router writes it, with `{name}` parameters.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+impl Route {
+    pub fn method(&self) -> Method {
+        Method::from_bytes(self.method.as_bytes()).unwrap_or(Method::GET)
+    }
+}
+
+pub const CHAT: Route = Route {
+    method: "POST",
+    path: "/v1/chat/completions",
+    access: Access::Needs(Permission::CallModels),
+};
+pub const MODELS: Route = Route {
+    method: "GET",
+    path: "/v1/models",
+    access: Access::Needs(Permission::CallModels),
+};
+pub const WORKFLOW_RUN: Route = Route {
+    method: "POST",
+    path: "/v1/workflows/{name}/runs",
+    access: Access::Needs(Permission::RunWorkflows),
+};
+pub const WORKFLOW_BATCH: Route = Route {
+    method: "POST",
+    path: "/v1/workflows/{name}/batches",
+    access: Access::Needs(Permission::RunWorkflows),
+};
+pub const BATCH: Route = Route {
+    method: "GET",
+    path: "/v1/batches/{id}",
+    access: Access::NeedsOrOwn(Permission::ReadRuns),
+};
+pub const RUN: Route = Route {
+    method: "GET",
+    path: "/v1/runs/{id}",
+    access: Access::NeedsOrOwn(Permission::ReadRuns),
+};
+pub const METRICS: Route = Route {
+    method: "GET",
+    path: "/metrics",
+    access: Access::Needs(Permission::ReadRuns),
+};
+pub const HEALTHZ: Route = Route {
+    method: "GET",
+    path: "/healthz",
+    access: Access::Public,
+};
+pub const READYZ: Route = Route {
+    method: "GET",
+    path: "/readyz",
+    access: Access::Public,
+};
+
+/// Every route the server has, for the router and the role-matrix test.
+pub const ROUTES: [Route; 9] = [
+    CHAT,
+    MODELS,
+    WORKFLOW_RUN,
+    WORKFLOW_BATCH,
+    BATCH,
+    RUN,
+    METRICS,
+    HEALTHZ,
+    READYZ,
+];
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub key_id: String,
+    /// The key's name (a person or a service).
+    pub name: String,
+    pub role: Role,
+    pub team: Option<String>,
+    /// Granted only because the route lets a key read what it made itself: the handler must
+    /// check that it did.
+    pub own_only: bool,
+}
+
+impl Principal {
+    /// The caller recorded on runs: the end user the client named, else the key's name.
+    pub fn caller(&self, user: Option<&str>) -> Caller {
+        Caller {
+            key_id: self.key_id.clone(),
+            user: Some(
+                user.filter(|u| !u.trim().is_empty())
+                    .unwrap_or(&self.name)
+                    .to_string(),
+            ),
+            team: self.team.clone(),
+        }
+    }
+
+    /// Whether this caller may see something `owner` (a key id) made.
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        !self.own_only || owner == Some(self.key_id.as_str())
+    }
+}
+
+/// Keys recently looked up, so that a busy server does not ask the store on every request.
+/// A revoked key stops working within the cache's time to live.
+pub struct KeyCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<String, (ApiKeyRecord, Instant)>>,
+}
+
+/// Entries kept at most; the cache is cleared when full (keys are few, attackers' guesses many).
+const MAX_CACHED_KEYS: usize = 10_000;
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<ApiKeyRecord> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(key, _)| key.clone())
+    }
+
+    fn put(&self, hash: String, key: ApiKeyRecord) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_CACHED_KEYS {
+            entries.clear();
+        }
+        entries.insert(hash, (key, Instant::now()));
+    }
+}
+
+/// The bearer token of a request: `Authorization: Bearer KEY` (or `x-api-key: KEY`).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().ok()?.trim();
+        let (scheme, token) = text.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+impl AppState {
+    /// Authenticate the request and check that its key may use `route`.
+    pub async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        route: &Route,
+    ) -> Result<Option<Principal>, ApiError> {
+        let permission = match route.access {
+            Access::Public => return Ok(None),
+            Access::Needs(p) | Access::NeedsOrOwn(p) => p,
+        };
+        let Some(secret) = bearer(headers) else {
+            return Err(ApiError::unauthorized(
+                "no API key: send it as `Authorization: Bearer KEY` (create one with `shopfloor keys create`)",
+            ));
+        };
+        let key = self.key_for(secret).await?;
+        let role = Role::parse(&key.role).ok_or_else(|| {
+            ApiError::internal(format!(
+                "API key {} has an unknown role \"{}\"",
+                key.prefix, key.role
+            ))
+        })?;
+        let mut principal = Principal {
+            key_id: key.id,
+            name: key.name,
+            role,
+            team: key.team,
+            own_only: false,
+        };
+        if role.allows(permission) {
+            return Ok(Some(principal));
+        }
+        let makes_things =
+            role.allows(Permission::RunWorkflows) || role.allows(Permission::CallModels);
+        if matches!(route.access, Access::NeedsOrOwn(_)) && makes_things {
+            principal.own_only = true;
+            return Ok(Some(principal));
+        }
+        Err(ApiError::forbidden(format!(
+            "the {role} role may not {} ({} {})",
+            permission.describe(),
+            route.method,
+            route.path
+        )))
+    }
+
+    async fn key_for(&self, secret: &str) -> Result<ApiKeyRecord, ApiError> {
+        let hash = shopfloor_engine::hash_key(secret);
+        let key = match self.keys.get(&hash) {
+            Some(key) => key,
+            None => {
+                let found = self
+                    .store_call(self.engine.store().api_key_by_hash(&hash))
+                    .await?;
+                let Some(key) = found else {
+                    return Err(ApiError::unauthorized("unknown API key"));
+                };
+                self.keys.put(hash, key.clone());
+                key
+            }
+        };
+        if key.revoked_at_ms.is_some() {
+            return Err(ApiError::unauthorized(format!(
+                "API key {}… was revoked",
+                key.prefix
+            )));
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_from_either_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer sf_abc".parse().unwrap());
+        assert_eq!(bearer(&headers), Some("sf_abc"));
+        headers.insert(header::AUTHORIZATION, "Basic xyz".parse().unwrap());
+        assert_eq!(bearer(&headers), None);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", "sf_def".parse().unwrap());
+        assert_eq!(bearer(&headers), Some("sf_def"));
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn every_route_is_listed_once() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(a.method != b.method || a.path != b.path, "{a:?} twice");
+            }
+        }
+    }
+}

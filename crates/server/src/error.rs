@@ -1,0 +1,206 @@
+//! Errors on the wire in OpenAI's format, `{"error": {"message", "type", "param", "code"}}`,
+//! with the status an OpenAI client expects, so that existing SDKs raise the right exception.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shopfloor_engine::{EngineError, GatewayError};
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// OpenAI's error `type`: `invalid_request_error`, `authentication_error`, …
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+    /// The run this error belongs to, when one was recorded.
+    pub run_id: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            run_id: None,
+        }
+    }
+
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    pub fn run(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// 400: the request itself is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 401: no key, or a key that is unknown or revoked.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message).code("invalid_api_key")
+    }
+
+    /// 403: the key's role does not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message).code("insufficient_role")
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found_error", message).code("not_found")
+    }
+
+    /// 413: the body is over the limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than the server's limit of {limit} bytes"),
+        )
+        .code("request_too_large")
+    }
+
+    /// 500: our fault.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+    }
+
+    /// 503: the store did not answer (in time).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+            .code("store_unavailable")
+    }
+
+    /// The body as bytes, built once.
+    fn body(&self) -> Vec<u8> {
+        let mut body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        if let Some(run_id) = &self.run_id {
+            body["run_id"] = json!(run_id);
+        }
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, self.body()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(id) = self.run_id.as_deref().and_then(|id| id.parse().ok()) {
+            response.headers_mut().insert(crate::RUN_ID_HEADER, id);
+        }
+        response
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        match &error {
+            EngineError::UnknownWorkflow { .. } => {
+                ApiError::not_found(error.to_string()).code("workflow_not_found")
+            }
+            EngineError::UnknownModel { .. } => ApiError::bad_request(error.to_string())
+                .param("model")
+                .code("model_not_found"),
+            EngineError::UnknownBatch(_) => ApiError::not_found(error.to_string()),
+            EngineError::InvalidInput(_) => ApiError::bad_request(error.to_string())
+                .param("input")
+                .code("invalid_input"),
+            EngineError::Store(_) => ApiError::unavailable(error.to_string()),
+            _ => ApiError::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
+        let message = error.to_string();
+        match error {
+            GatewayError::UnknownModel { .. } => ApiError::not_found(message)
+                .param("model")
+                .code("model_not_found"),
+            GatewayError::Refused(_) => ApiError::bad_request(message).code("refused_by_policy"),
+            GatewayError::Upstream {
+                timed_out: true, ..
+            } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", message)
+                .code("upstream_timeout"),
+            GatewayError::Upstream {
+                status: Some(429), ..
+            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                .code("rate_limit_exceeded"),
+            GatewayError::Upstream {
+                status: Some(400 | 422),
+                ..
+            } => ApiError::bad_request(message).code("upstream_rejected"),
+            GatewayError::Upstream { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message)
+                    .code("upstream_error")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_openai_shaped() {
+        let error = ApiError::bad_request("no").param("model").run("r1");
+        let body: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": {"message": "no", "type": "invalid_request_error", "param": "model", "code": null}, "run_id": "r1"})
+        );
+    }
+
+    #[test]
+    fn upstream_failures_map_to_gateway_statuses() {
+        let upstream = |status, timed_out| GatewayError::Upstream {
+            message: "x".into(),
+            status,
+            timed_out,
+        };
+        assert_eq!(
+            ApiError::from(upstream(None, true)).status,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ApiError::from(upstream(Some(429), false)).status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            ApiError::from(upstream(Some(503), false)).status,
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            ApiError::from(upstream(Some(400), false)).status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

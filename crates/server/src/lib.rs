@@ -1,0 +1,447 @@
+//! `shopfloor serve`: the production runtime. An OpenAI-compatible gateway
+//! (`/v1/chat/completions`, `/v1/models`), the workflow API (runs, batches), health and
+//! Prometheus metrics, over the same engine as the CLI.
+//!
+//! The app is a value: [`Server::build`] takes an opened [`Engine`] and a bound listener
+//! (port 0 in tests) and [`Server::run`] serves until a shutdown future resolves, then finishes
+//! the requests in flight, lets the batch worker finish its cases and drains the recorder.
+
+mod auth;
+mod error;
+mod gateway;
+mod metrics;
+mod tasks;
+mod worker;
+mod workflows;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde::de::DeserializeOwned;
+use shopfloor_engine::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tracing::Instrument;
+
+pub use auth::{Access, Principal, Route, ROUTES};
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use worker::WorkerConfig;
+
+use auth::KeyCache;
+use tasks::Tasks;
+
+/// The response header that names the run a request recorded.
+pub const RUN_ID_HEADER: &str = "x-shopfloor-run-id";
+/// The request id header: taken from the client when it sends a sane one, else made up.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// How long a looked-up API key is trusted before it is looked up again (a revoked key
+    /// stops working within this time).
+    pub key_cache_ttl: Duration,
+    /// Every call to the store on the request path is cut off after this long (503).
+    pub store_timeout: Duration,
+    /// A client has this long to send a request's head.
+    pub header_read_timeout: Duration,
+    /// On shutdown, requests in flight get this long to finish.
+    pub shutdown_grace: Duration,
+    /// The batch worker; `None` runs no worker (this replica then only queues batches).
+    pub worker: Option<WorkerConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            key_cache_ttl: Duration::from_secs(5),
+            store_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(60),
+            worker: Some(WorkerConfig::default()),
+        }
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+pub struct Shared {
+    pub engine: Arc<Engine>,
+    pub metrics: Metrics,
+    pub config: ServerConfig,
+    keys: KeyCache,
+    /// Work that must outlive the request that started it (a run whose client went away).
+    tasks: Tasks,
+    /// Set when shutting down: `/readyz` answers 503 so that load balancers stop sending.
+    draining: AtomicBool,
+    /// Wakes this replica's batch worker when a batch is queued here.
+    batch_queued: Notify,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, config: ServerConfig) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                engine,
+                metrics: Metrics::new(),
+                keys: KeyCache::new(config.key_cache_ttl),
+                config,
+                tasks: Tasks::default(),
+                draining: AtomicBool::new(false),
+                batch_queued: Notify::new(),
+            }),
+        }
+    }
+
+    /// A store call on the request path, cut off after the configured timeout.
+    pub(crate) async fn store_call<T>(
+        &self,
+        call: impl Future<Output = shopfloor_store::Result<T>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.config.store_timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ApiError::unavailable(e.to_string())),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "the store did not answer within {:?}",
+                self.config.store_timeout
+            ))),
+        }
+    }
+
+    /// An engine call that reaches the store, cut off like [`AppState::store_call`].
+    pub(crate) async fn engine_call<T>(
+        &self,
+        call: impl Future<Output = Result<T, shopfloor_engine::EngineError>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.config.store_timeout, call).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(_) => Err(ApiError::unavailable(format!(
+                "the store did not answer within {:?}",
+                self.config.store_timeout
+            ))),
+        }
+    }
+
+    /// Run `work` in a task of its own, in the request's span, so that it finishes (and
+    /// records its run) even when the client goes away; wait for it.
+    pub(crate) async fn detached<F>(&self, work: F) -> Result<F::Output, ApiError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks
+            .spawn(work.instrument(tracing::Span::current()))
+            .await
+            .map_err(|e| ApiError::internal(format!("the request's task failed: {e}")))
+    }
+}
+
+/// The router: every route of [`ROUTES`], the request observer, the body limit.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route(auth::CHAT.path, post(gateway::chat))
+        .route(auth::MODELS.path, get(gateway::models))
+        .route(auth::WORKFLOW_RUN.path, post(workflows::run))
+        .route(auth::WORKFLOW_BATCH.path, post(workflows::submit_batch))
+        .route(auth::BATCH.path, get(workflows::batch))
+        .route(auth::RUN.path, get(workflows::get_run))
+        .route(auth::METRICS.path, get(metrics_text))
+        .route(auth::HEALTHZ.path, get(healthz))
+        .route(auth::READYZ.path, get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A request body parsed as JSON, with OpenAI-format errors (400, 413).
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = bytes::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large(state.config.max_body_bytes)
+                } else {
+                    ApiError::bad_request(rejection.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes).map(Json).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the request body is not what this endpoint takes: {e}"
+            ))
+        })
+    }
+}
+
+/// A JSON response with a status, serialised in one piece.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Per request: a request id (in the response header and on every log line), the access log
+/// line, and the HTTP metrics.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let _in_flight = state.metrics.request_started();
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| ROUTES.iter().find(|r| r.path == m.as_str()))
+        .map_or("unmatched", |r| r.path);
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.request(route, status, took);
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            route,
+            status,
+            micros = took.as_micros() as u64,
+            "served"
+        )
+    });
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see GET /v1/models, POST /v1/chat/completions, POST /v1/workflows/NAME/runs")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "this endpoint does not take that method",
+    )
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// Ready when the store answers (it was migrated when it was opened) and not shutting down.
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(Ordering::Relaxed) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "shutting down"}),
+        );
+    }
+    let store = state.engine.store();
+    match state.store_call(store.ping()).await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "store": store.backend()}),
+        ),
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "store unavailable", "error": e.message}),
+        ),
+    }
+}
+
+async fn metrics_text(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers, &auth::METRICS).await?;
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(response)
+}
+
+/// A server bound to its listener, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Wrap an opened engine and a bound listener.
+    pub fn build(engine: Engine, listener: TcpListener, config: ServerConfig) -> Self {
+        Self {
+            listener,
+            state: AppState::new(Arc::new(engine), config),
+        }
+    }
+
+    /// The address it listens on (the port chosen when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (metrics, engine), e.g. for tests.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serve until `shutdown` resolves; then stop accepting, let requests in flight finish
+    /// (up to the grace period), stop the batch worker after its cases, and write every
+    /// recorded run before returning.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let Server { listener, state } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = state
+            .config
+            .worker
+            .clone()
+            .map(|config| tokio::spawn(worker::run(state.clone(), config, stop_rx.clone())));
+        let router = app(state.clone());
+        let connections = Tasks::default();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        // Small responses must not wait for the client's delayed ACK.
+                        let _ = stream.set_nodelay(true);
+                        let router = router.clone();
+                        let stop = stop_rx.clone();
+                        let timeout = state.config.header_read_timeout;
+                        connections.spawn(serve_connection(stream, router, stop, timeout));
+                    }
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        state.draining.store(true, Ordering::Relaxed);
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = stop_tx.send(true);
+        let grace = state.config.shutdown_grace;
+        if tokio::time::timeout(grace, connections.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still in flight after {grace:?}; closing them");
+        }
+        if let Some(worker) = worker {
+            if let Err(e) = worker.await {
+                tracing::error!("the batch worker failed: {e}");
+            }
+        }
+        // Runs whose clients went away finish and record themselves.
+        if tokio::time::timeout(grace, state.tasks.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("detached runs still going after {grace:?}");
+        }
+        drop(router);
+        let engine = state.engine.clone();
+        drop(state);
+        match Arc::try_unwrap(engine) {
+            Ok(engine) => engine.close().await,
+            Err(engine) => {
+                tracing::warn!("the engine is still shared at shutdown; writing recorded runs");
+                engine.flush().await;
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// One HTTP/1.1 connection, keep-alive, closed gracefully (after its request in flight) when
+/// `stop` turns true.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+    header_read_timeout: Duration,
+) {
+    let service = TowerToHyperService::new(router);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!("connection ended: {e}");
+            }
+        }
+        () = stopped(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}

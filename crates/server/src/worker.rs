@@ -1,0 +1,192 @@
+//! The batch worker: claims queued cases from the store with a lease (any replica may), renews
+//! the lease while it runs them, records each run (which takes the case off the queue), and
+//! marks batches done once every case is recorded. A replica that dies leaves its leases to
+//! run out; another replica then claims those cases, and the store records each case once.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use shopfloor_engine::RunFacts;
+use shopfloor_store::{Caller, ClaimedCase};
+use tokio::sync::watch;
+
+use crate::AppState;
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This replica's name in leases; unique per process.
+    pub id: String,
+    /// Cases run at once.
+    pub concurrency: usize,
+    /// How long a claim holds a case; renewed every third of it while the case runs.
+    pub lease: Duration,
+    /// How often an idle worker looks for queued cases (a batch queued on this replica
+    /// wakes it at once).
+    pub poll: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            id: format!(
+                "{}-{}",
+                std::process::id(),
+                &uuid::Uuid::now_v7().simple().to_string()[20..]
+            ),
+            concurrency: 4,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the worker remembers of a batch: its version and who submitted it.
+#[derive(Clone)]
+struct BatchInfo {
+    version: String,
+    caller: Option<Caller>,
+}
+
+/// How often finished cases are written and their batches checked for completion.
+const SETTLE_EVERY: Duration = Duration::from_millis(200);
+
+/// Run until `stop` turns true; then finish the cases in hand, record them and return.
+pub(crate) async fn run(state: AppState, config: WorkerConfig, mut stop: watch::Receiver<bool>) {
+    let concurrency = config.concurrency.max(1);
+    let mut running = FuturesUnordered::new();
+    let mut batches: HashMap<String, BatchInfo> = HashMap::new();
+    let mut touched: HashSet<String> = HashSet::new();
+    let mut renew = tokio::time::interval(config.lease / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut settle = tokio::time::interval(SETTLE_EVERY);
+    settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = *stop.borrow();
+    // When the queue was last found empty (or the store failed): wait a poll before asking again.
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let may_claim = idle_since.is_none_or(|at| at.elapsed() >= config.poll);
+        if !stopping && may_claim && running.len() < concurrency {
+            let free = (concurrency - running.len()) as u32;
+            match state
+                .engine
+                .claim_cases(&config.id, free, config.lease)
+                .await
+            {
+                Ok(cases) if cases.is_empty() => idle_since = Some(Instant::now()),
+                Ok(cases) => {
+                    idle_since = None;
+                    for case in cases {
+                        let info = batch_info(&state, &mut batches, &case).await;
+                        running.push(run_case(state.clone(), case, info));
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("claiming batch cases failed: {e}");
+                    idle_since = Some(Instant::now());
+                }
+            }
+        }
+        if stopping && running.is_empty() {
+            break;
+        }
+        let wait = idle_since.map_or(config.poll, |at| config.poll.saturating_sub(at.elapsed()));
+        tokio::select! {
+            Some(batch) = running.next() => {
+                touched.insert(batch);
+            }
+            _ = renew.tick(), if !running.is_empty() => {
+                if let Err(e) = state.engine.extend_leases(&config.id, config.lease).await {
+                    tracing::warn!("renewing batch leases failed: {e}");
+                }
+            }
+            _ = settle.tick(), if !touched.is_empty() => {
+                settle_batches(&state, &mut touched).await;
+            }
+            () = state.batch_queued.notified(), if !stopping => idle_since = None,
+            () = tokio::time::sleep(wait), if !stopping && running.len() < concurrency => {}
+            _ = stop.changed(), if !stopping => stopping = true,
+        }
+    }
+    settle_batches(&state, &mut touched).await;
+}
+
+/// The batch's version (a case runs only on the version it was queued for) and its submitter.
+async fn batch_info(
+    state: &AppState,
+    batches: &mut HashMap<String, BatchInfo>,
+    case: &ClaimedCase,
+) -> BatchInfo {
+    if let Some(info) = batches.get(&case.batch_id) {
+        return info.clone();
+    }
+    let store = state.engine.store();
+    let version = match store.get_batch(&case.batch_id).await {
+        Ok(Some(batch)) => batch.version,
+        Ok(None) => String::new(),
+        Err(e) => {
+            tracing::warn!(batch = %case.batch_id, "reading the batch failed: {e}");
+            // Not cached: the next case asks again.
+            return BatchInfo {
+                version: current_version(state, &case.workflow),
+                caller: None,
+            };
+        }
+    };
+    let caller = state
+        .engine
+        .batch_caller(&case.batch_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(batch = %case.batch_id, "reading the batch's submitter failed: {e}");
+            None
+        });
+    let info = BatchInfo { version, caller };
+    batches.insert(case.batch_id.clone(), info.clone());
+    info
+}
+
+fn current_version(state: &AppState, workflow: &str) -> String {
+    state
+        .engine
+        .project
+        .workflows
+        .get(workflow)
+        .map(|w| w.version.clone())
+        .unwrap_or_default()
+}
+
+/// Run one case and queue its run; returns the batch id.
+async fn run_case(state: AppState, case: ClaimedCase, info: BatchInfo) -> String {
+    let started = Instant::now();
+    let batch = case.batch_id.clone();
+    let span = tracing::info_span!("batch_case", batch = %case.batch_id, case = case.case_index);
+    let run = tracing::Instrument::instrument(
+        state.engine.run_claimed(case, &info.version, info.caller),
+        span,
+    )
+    .await;
+    state
+        .metrics
+        .run(&RunFacts::of_attempts(&run), started.elapsed());
+    batch
+}
+
+/// Write the runs queued so far, then mark the batches whose cases are all recorded done.
+async fn settle_batches(state: &AppState, touched: &mut HashSet<String>) {
+    if touched.is_empty() {
+        return;
+    }
+    state.engine.flush().await;
+    for batch in touched.drain() {
+        match state.engine.batch_progress(&batch).await {
+            Ok(progress) if progress.complete() => {
+                tracing::info!(batch = %batch, total = progress.total, "batch done");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(batch = %batch, "checking the batch's progress failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The workflow API for business systems: run one input, queue a batch, read a batch's
+//! progress and results, read a run.
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shopfloor_engine::{released_output, RunFacts};
+use shopfloor_store::{RunFilter, RunRecord, RunStatus};
+
+use crate::auth::{self, Principal};
+use crate::error::ApiError;
+use crate::{json_response, AppState, Json, RUN_ID_HEADER};
+
+/// Results returned by `GET /v1/batches/{id}` unless `limit` says otherwise, and at most.
+const DEFAULT_RESULTS: u32 = 100;
+const MAX_RESULTS: u32 = 1_000;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunBody {
+    input: Value,
+    #[serde(default)]
+    model: Option<String>,
+    /// The end user, recorded on the run (default: the key's name).
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct BatchBody {
+    inputs: Vec<Value>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct BatchQuery {
+    /// Include results (default true).
+    #[serde(default)]
+    results: Option<bool>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+fn required(principal: Option<Principal>) -> Result<Principal, ApiError> {
+    principal.ok_or_else(|| ApiError::internal("this route needs a key"))
+}
+
+/// `POST /v1/workflows/{name}/runs`: the parsed, validated output with the run id.
+pub(crate) async fn run(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<RunBody>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let principal = required(state.authorize(&headers, &auth::WORKFLOW_RUN).await?)?;
+    let caller = principal.caller(body.user.as_deref());
+    let engine = state.engine.clone();
+    let task_state = state.clone();
+    let run = state
+        .detached(async move {
+            let run = engine
+                .run_workflow(&name, body.input, body.model, Some(caller))
+                .await;
+            if let Ok(run) = &run {
+                task_state
+                    .metrics
+                    .run(&RunFacts::of_attempts(run), started.elapsed());
+            }
+            run
+        })
+        .await??;
+    let status = match run.status {
+        RunStatus::Ok => StatusCode::OK,
+        RunStatus::Held => StatusCode::ACCEPTED,
+        _ => return Err(run_failure(&run)),
+    };
+    let mut response = json_response(status, &run_result(&run));
+    if let Ok(value) = run.id.parse() {
+        response.headers_mut().insert(RUN_ID_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// A run as the workflow API returns it: the output only once released.
+fn run_result(run: &RunRecord) -> Value {
+    json!({
+        "run_id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "status": run.status.as_str(),
+        "pending_review": run.status == RunStatus::Held,
+        "output": released_output(run),
+        "error": run.error,
+        "model": run.model,
+        "latency_ms": run.latency_ms,
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": run.completion_tokens,
+        "cost_usd": run.cost_usd,
+    })
+}
+
+/// The error a run that produced no output answers with; it names the run.
+pub(crate) fn run_failure(run: &RunRecord) -> ApiError {
+    let message = run
+        .error
+        .clone()
+        .unwrap_or_else(|| format!("the run ended {}", run.status.as_str()));
+    let error = match run.status {
+        RunStatus::Invalid => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message).code("invalid_output")
+        }
+        RunStatus::Refused => ApiError::bad_request(message).code("refused_by_policy"),
+        _ => {
+            let last = run
+                .attempts
+                .last()
+                .and_then(|a| a.error.as_deref())
+                .unwrap_or("");
+            if last.starts_with("timed out") {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", message)
+                    .code("upstream_timeout")
+            } else if last.starts_with("HTTP 429") {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                    .code("rate_limit_exceeded")
+            } else {
+                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message)
+                    .code("upstream_error")
+            }
+        }
+    };
+    error.run(run.id.clone())
+}
+
+/// An output as chat text: a label or text as is, JSON as JSON.
+pub(crate) fn output_text(output: &Value) -> String {
+    match output {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `POST /v1/workflows/{name}/batches`: queue many inputs; any replica's worker runs them.
+pub(crate) async fn submit_batch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<BatchBody>,
+) -> Result<Response, ApiError> {
+    let principal = required(state.authorize(&headers, &auth::WORKFLOW_BATCH).await?)?;
+    let caller = principal.caller(body.user.as_deref());
+    let batch = state
+        .engine_call(state.engine.enqueue_batch(
+            &name,
+            body.inputs,
+            body.model,
+            &principal.name,
+            Some(caller),
+        ))
+        .await?;
+    state.batch_queued.notify_one();
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({
+            "batch_id": batch.id,
+            "workflow": batch.workflow,
+            "version": batch.version,
+            "status": batch.status.as_str(),
+            "total": batch.total_cases,
+            "done": 0,
+            "url": format!("/v1/batches/{}", batch.id),
+        }),
+    ))
+}
+
+/// `GET /v1/batches/{id}`: progress, and the results recorded so far.
+pub(crate) async fn batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<BatchQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let principal = required(state.authorize(&headers, &auth::BATCH).await?)?;
+    if principal.own_only {
+        let caller = state.engine_call(state.engine.batch_caller(&id)).await?;
+        if !principal.may_see(caller.as_ref().map(|c| c.key_id.as_str())) {
+            return Err(ApiError::forbidden(
+                "this key may read only the batches it submitted",
+            ));
+        }
+    }
+    let progress = state.engine_call(state.engine.batch_progress(&id)).await?;
+    let mut body = json!({
+        "batch_id": progress.batch.id,
+        "workflow": progress.batch.workflow,
+        "version": progress.batch.version,
+        "status": progress.batch.status.as_str(),
+        "total": progress.total,
+        "done": progress.recorded,
+        "created_at_ms": progress.batch.created_at_ms,
+        "finished_at_ms": progress.batch.finished_at_ms,
+    });
+    if query.results.unwrap_or(true) {
+        let limit = query.limit.unwrap_or(DEFAULT_RESULTS).min(MAX_RESULTS);
+        body["results"] = Value::Array(batch_results(&state, &id, limit).await?);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Up to `limit` recorded results of a batch (the newest, if there are more), by case.
+async fn batch_results(state: &AppState, id: &str, limit: u32) -> Result<Vec<Value>, ApiError> {
+    let store = state.engine.store();
+    let filter = RunFilter {
+        batch_id: Some(id.to_string()),
+        limit: Some(limit),
+        ..RunFilter::default()
+    };
+    let summaries = state.store_call(store.list_runs(&filter)).await?;
+    let runs: Vec<Result<Option<RunRecord>, ApiError>> = stream::iter(summaries)
+        .map(|summary| async move { state.store_call(store.get_run(&summary.id)).await })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut results = Vec::with_capacity(runs.len());
+    for run in runs {
+        if let Some(run) = run? {
+            results.push((run.case_index, case_result(&run)));
+        }
+    }
+    results.sort_by_key(|(case, _)| *case);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+fn case_result(run: &RunRecord) -> Value {
+    json!({
+        "case": run.case_index,
+        "run_id": run.id,
+        "status": run.status.as_str(),
+        "pending_review": run.status == RunStatus::Held,
+        "output": released_output(run),
+        "error": run.error,
+        "model": run.model,
+    })
+}
+
+/// `GET /v1/runs/{id}`: one run with its attempts.
+pub(crate) async fn get_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let principal = required(state.authorize(&headers, &auth::RUN).await?)?;
+    let store = state.engine.store();
+    let mut run = state.store_call(store.get_run(&id)).await?;
+    if run.is_none() {
+        // Runs are written at most 50 ms after they end: one made here a moment ago may still
+        // be queued. Write the queue and look again.
+        state.engine.flush().await;
+        run = state.store_call(store.get_run(&id)).await?;
+    }
+    let run = run.ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
+    if !principal.may_see(run.caller.as_ref().map(|c| c.key_id.as_str())) {
+        return Err(ApiError::forbidden(
+            "this key may read only the runs it made",
+        ));
+    }
+    let held = run.status == RunStatus::Held;
+    let attempts: Vec<Value> = run
+        .attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "n": a.n,
+                "model": a.model,
+                "provider": a.provider,
+                "started_at_ms": a.started_at_ms,
+                "latency_ms": a.latency_ms,
+                "prompt_tokens": a.prompt_tokens,
+                "completion_tokens": a.completion_tokens,
+                "cost_usd": a.cost_usd,
+                "outcome": a.outcome.as_str(),
+                "error": a.error,
+            })
+        })
+        .collect();
+    let mut body = run_result(&run);
+    body["batch_id"] = json!(run.batch_id);
+    body["case_index"] = json!(run.case_index);
+    body["input"] = run.input.clone();
+    body["raw_output"] = if held {
+        Value::Null
+    } else {
+        json!(run.raw_output)
+    };
+    body["created_at_ms"] = json!(run.created_at_ms);
+    body["caller"] = json!(run.caller);
+    body["attempts"] = Value::Array(attempts);
+    Ok(json_response(StatusCode::OK, &body))
+}

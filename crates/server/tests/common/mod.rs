@@ -1,0 +1,310 @@
+//! Shared by the server's integration tests: a project routed to fake OpenAI upstreams, the
+//! real server on 127.0.0.1 port 0 over the real SQLite file, and one API key per role.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shopfloor_core::access::Role;
+use shopfloor_engine::{Engine, EngineOptions, RetryPolicy};
+use shopfloor_server::{AppState, Server, ServerConfig, WorkerConfig};
+use shopfloor_store::{RunRecord, Store};
+use shopfloor_testkit::{openai_completion, openai_stream, ReceivedRequest, Reply};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The answer the default upstream gives to a chat call.
+pub const ANSWER: &str = "Hello from upstream";
+
+/// Two models behind two upstreams (`fast` falls back to `backup`) and three workflows:
+/// `triage` (labels, one text field), `ticket` (two fields), `approve` (high risk: held).
+pub fn write_project(dir: &Path, fast_url: &str, backup_url: &str) {
+    let config = format!(
+        r#"
+[models.fast]
+provider = "openai-compatible"
+model = "fake-fast"
+base_url = "{fast_url}"
+price = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }}
+data_classes = ["public", "internal"]
+
+[models.backup]
+provider = "openai-compatible"
+model = "fake-backup"
+base_url = "{backup_url}"
+price = {{ input_per_mtok = 3.0, output_per_mtok = 4.0 }}
+data_classes = ["public", "internal"]
+
+[models.secret-only]
+provider = "openai-compatible"
+model = "fake-secret"
+base_url = "{fast_url}"
+data_classes = ["public"]
+
+[gateway]
+timeout_ms = 1500
+retries = 1
+fallbacks = {{ fast = ["backup"] }}
+"#
+    );
+    std::fs::write(dir.join("shopfloor.toml"), config).unwrap();
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    let workflow = |risk: &str, schema: &str, user: &str| {
+        format!(
+            r#"description = "test workflow"
+owner = "dana@example.com"
+risk = "{risk}"
+data_class = "internal"
+
+[input]
+schema = {schema}
+
+[prompt]
+user = "{user}"
+
+[output]
+labels = ["billing", "bug", "other"]
+retry_on_invalid = false
+
+[route]
+models = ["fast"]
+timeout_ms = 1500
+retries = 0
+"#
+        )
+    };
+    let one_field =
+        r#"{ type = "object", required = ["text"], properties = { text = { type = "string" } } }"#;
+    let two_fields = r#"{ type = "object", required = ["subject", "body"], properties = { subject = { type = "string" }, body = { type = "string" } } }"#;
+    std::fs::write(
+        dir.join("workflows/triage.toml"),
+        workflow("low", one_field, "Classify: {{ text }}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("workflows/ticket.toml"),
+        workflow("low", two_fields, "Classify: {{ subject }} {{ body }}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("workflows/approve.toml"),
+        workflow("high", one_field, "Classify: {{ text }}"),
+    )
+    .unwrap();
+}
+
+/// The default upstream: a label for workflow prompts (`Classify: …` → the first word after
+/// it), [`ANSWER`] otherwise; streamed when asked.
+pub fn answer(request: &ReceivedRequest) -> Reply {
+    let last = request.body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let text = match last.strip_prefix("Classify: ") {
+        Some(rest) => rest
+            .split_whitespace()
+            .next()
+            .unwrap_or("other")
+            .to_string(),
+        None => ANSWER.to_string(),
+    };
+    if request.body["stream"] == json!(true) {
+        let (a, b) = text.split_at(text.len() / 2);
+        Reply::Sse(openai_stream(&[a, b], 7, 3))
+    } else {
+        Reply::Json(200, openai_completion(&text, 7, 3))
+    }
+}
+
+/// One secret per role.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub admin: String,
+    pub builder: String,
+    pub reviewer: String,
+    pub operator: String,
+    pub viewer: String,
+}
+
+impl Keys {
+    pub fn for_role(&self, role: Role) -> &str {
+        match role {
+            Role::Admin => &self.admin,
+            Role::Builder => &self.builder,
+            Role::Reviewer => &self.reviewer,
+            Role::Operator => &self.operator,
+            Role::Viewer => &self.viewer,
+        }
+    }
+}
+
+/// A running server and what a test needs to talk to it and check its records.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub keys: Keys,
+    pub state: AppState,
+    pub project: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Test defaults: no key cache (revocation is seen at once), a fast worker.
+pub fn test_config() -> ServerConfig {
+    ServerConfig {
+        key_cache_ttl: Duration::ZERO,
+        worker: Some(WorkerConfig {
+            concurrency: 4,
+            lease: Duration::from_secs(5),
+            poll: Duration::from_millis(50),
+            ..WorkerConfig::default()
+        }),
+        ..ServerConfig::default()
+    }
+}
+
+impl TestServer {
+    /// Open the project in `dir` (SQLite under it), create one key per role, serve on port 0.
+    pub async fn start(dir: &Path, config: ServerConfig) -> TestServer {
+        let engine = Engine::open(EngineOptions {
+            project_dir: dir.to_path_buf(),
+            retry: RetryPolicy {
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(50),
+                max_retry_after: Duration::from_millis(100),
+            },
+            ..EngineOptions::default()
+        })
+        .await
+        .expect("open the engine");
+        let secret = |name: &str, role: Role, team: Option<&str>| {
+            let engine = &engine;
+            let name = name.to_string();
+            let team = team.map(str::to_string);
+            async move {
+                engine
+                    .create_key(&name, role, team.as_deref(), "test")
+                    .await
+                    .expect("create key")
+                    .secret
+            }
+        };
+        let keys = Keys {
+            admin: secret("ada", Role::Admin, None).await,
+            builder: secret("bob", Role::Builder, None).await,
+            reviewer: secret("rita", Role::Reviewer, None).await,
+            operator: secret("billing-service", Role::Operator, Some("finance")).await,
+            viewer: secret("vic", Role::Viewer, None).await,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::build(engine, listener, config);
+        let addr = server.local_addr().unwrap();
+        let state = server.state();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            keys,
+            state,
+            project: dir.to_path_buf(),
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn store(&self) -> &std::sync::Arc<dyn Store> {
+        self.state.engine.store()
+    }
+
+    /// A run as recorded, once the recorder has written it.
+    pub async fn recorded(&self, id: &str) -> RunRecord {
+        self.state.engine.flush().await;
+        self.store()
+            .get_run(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("run {id} is not recorded"))
+    }
+
+    /// Shut down gracefully and wait until the server has returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("the server stops within 30 s")
+                .expect("the server task")
+                .expect("the server returns Ok");
+        }
+    }
+}
+
+/// An HTTP client that keeps connections alive.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// POST JSON with a bearer key; the status and the body as JSON (Null if not JSON).
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let mut request = client.post(url).json(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// GET with a bearer key; the status and the body as JSON (Null if not JSON).
+pub async fn get(client: &reqwest::Client, url: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = client.get(url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("send");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A chat request body for `model`.
+pub fn chat_body(model: &str, content: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": content}]})
+}
+
+/// Assert an OpenAI-format error body with this type.
+pub fn assert_openai_error(body: &Value, kind: &str) {
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(error["type"], json!(kind), "{body}");
+    assert!(
+        error.get("param").is_some() && error.get("code").is_some(),
+        "{body}"
+    );
+}
