@@ -1,0 +1,371 @@
+//! Streamed gateway calls: the route is tried (retries, fallbacks) until a model sends its first
+//! event; from then on the client gets that model's stream, placeholders of redacted personal
+//! data are restored as they arrive, and the run is recorded when the stream ends — or when it is
+//! dropped because its client went away.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{BoxStream, StreamExt};
+use serde_json::Value;
+use shopfloor_core::pii::restore;
+use shopfloor_providers::{ChatRequest, FinishReason, Provider, ProviderError, StreamEvent, Usage};
+use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
+
+use super::{
+    finish_totals, status_of, upstream_error, Call, GatewayError, GatewayOutcome, GatewayRequest,
+    RecordSink, RunFacts,
+};
+use crate::runner::{error_attempt, now_ms};
+use crate::Engine;
+
+impl Engine {
+    /// Start a streamed call: the route is tried (with retries and fallbacks) until a model
+    /// sends its first event; from then on the client gets that model's stream. `Err` when no
+    /// model started one (the run is recorded then).
+    pub async fn gateway_stream(
+        &self,
+        request: GatewayRequest,
+    ) -> Result<GatewayStream, GatewayOutcome> {
+        let route = match self.gateway_route(&request.model) {
+            Ok(route) => route,
+            Err(e) => return Err(self.unrouted(&request, e).await),
+        };
+        let mut call = self.start_call(&request);
+        let timeout = self.attempt_timeout();
+        for name in &route {
+            let Some(model) = self.prepare(name, &request, &mut call) else {
+                continue;
+            };
+            let mut retry = 0;
+            loop {
+                let started_at = now_ms();
+                let clock = Instant::now();
+                let opened = open_stream(&*model.provider, &model.request, timeout).await;
+                call.upstream += clock.elapsed();
+                match opened {
+                    Ok((first, rest)) => {
+                        let spec = model.spec;
+                        return Ok(GatewayStream {
+                            sink: self.record_sink(),
+                            call: Some(call),
+                            first: Some(first),
+                            rest,
+                            timeout,
+                            model: spec.name.clone(),
+                            provider: spec.provider.as_str(),
+                            price: spec.price,
+                            attempt_started_at: started_at,
+                            attempt_clock: clock,
+                            text: String::new(),
+                            pending: model.redacting.then(String::new),
+                            usage: Usage::default(),
+                            done: false,
+                            attempt_recorded: false,
+                        });
+                    }
+                    Err(e) => {
+                        let n = call.run.attempts.len();
+                        call.run.attempts.push(error_attempt(
+                            n,
+                            model.spec,
+                            started_at,
+                            clock.elapsed().as_millis() as u64,
+                            e.to_string(),
+                        ));
+                        match self.retry_wait(retry, &e) {
+                            Some(wait) => {
+                                tokio::time::sleep(wait).await;
+                                call.upstream += wait;
+                                retry += 1;
+                            }
+                            None => {
+                                call.last_error = Some(upstream_error(model.spec, &e));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let error = call.final_error();
+        let facts = self.settle(call, Err(&error)).await;
+        Err(GatewayOutcome {
+            result: Err(error),
+            run: facts,
+        })
+    }
+}
+
+/// Open a provider stream and wait for its first event, both within `timeout`: until a model
+/// has sent something, a failure can still be retried or fall back.
+async fn open_stream(
+    provider: &dyn Provider,
+    request: &ChatRequest,
+    timeout: Duration,
+) -> Result<
+    (
+        StreamEvent,
+        BoxStream<'static, Result<StreamEvent, ProviderError>>,
+    ),
+    ProviderError,
+> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut stream = match tokio::time::timeout_at(deadline, provider.stream(request)).await {
+        Ok(opened) => opened?,
+        Err(_) => return Err(ProviderError::Timeout(timeout)),
+    };
+    match tokio::time::timeout_at(deadline, stream.next()).await {
+        Ok(Some(Ok(first))) => Ok((first, stream)),
+        Ok(Some(Err(e))) => Err(e),
+        Ok(None) => Err(ProviderError::Malformed {
+            provider: provider.kind().to_string(),
+            message: "the stream ended before its first event".into(),
+        }),
+        Err(_) => Err(ProviderError::Timeout(timeout)),
+    }
+}
+
+/// One piece of a streamed gateway answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Text(String),
+    Done {
+        usage: Usage,
+        finish_reason: FinishReason,
+    },
+    /// The stream broke after it started; nothing more follows.
+    Error(GatewayError),
+}
+
+/// A streamed answer in progress. Call [`GatewayStream::next`] until it returns `None`, then
+/// [`GatewayStream::finish`] to record the run; a stream dropped before `finish` (its client
+/// went away) still records what happened.
+pub struct GatewayStream {
+    sink: RecordSink,
+    /// `None` once recorded.
+    call: Option<Call>,
+    first: Option<StreamEvent>,
+    rest: BoxStream<'static, Result<StreamEvent, ProviderError>>,
+    timeout: Duration,
+    model: String,
+    provider: &'static str,
+    price: shopfloor_core::spec::Price,
+    attempt_started_at: i64,
+    attempt_clock: Instant,
+    /// The answer so far, restored, for the record.
+    text: String,
+    /// While redacting: text held back because it may end in half a placeholder.
+    pending: Option<String>,
+    usage: Usage,
+    done: bool,
+    attempt_recorded: bool,
+}
+
+/// Longest placeholder text held back while waiting for its closing bracket.
+const MAX_PLACEHOLDER: usize = 48;
+
+impl GatewayStream {
+    /// The name (in `shopfloor.toml`) of the model that is answering.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The id the run will be recorded under.
+    pub fn run_id(&self) -> &str {
+        self.call.as_ref().map_or("", |c| c.run.id.as_str())
+    }
+
+    /// The next piece of the answer; `None` after `Done` or an error.
+    pub async fn next(&mut self) -> Option<StreamItem> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let event = match self.first.take() {
+                Some(first) => Ok(first),
+                None => {
+                    let clock = Instant::now();
+                    let next = tokio::time::timeout(self.timeout, self.rest.next()).await;
+                    if let Some(call) = self.call.as_mut() {
+                        call.upstream += clock.elapsed();
+                    }
+                    match next {
+                        Ok(Some(event)) => event,
+                        Ok(None) => Err(ProviderError::Malformed {
+                            provider: self.model.clone(),
+                            message: "the stream ended without its final event".into(),
+                        }),
+                        Err(_) => Err(ProviderError::Timeout(self.timeout)),
+                    }
+                }
+            };
+            match event {
+                Ok(StreamEvent::Delta(piece)) => {
+                    if let Some(text) = self.release(&piece, false) {
+                        return Some(StreamItem::Text(text));
+                    }
+                }
+                Ok(StreamEvent::Done {
+                    usage,
+                    finish_reason,
+                }) => {
+                    self.usage = usage;
+                    let rest = self.release("", true);
+                    self.done = true;
+                    self.end_attempt(None);
+                    if let Some(text) = rest {
+                        // The held-back tail goes out before the end; `Done` follows next call.
+                        self.done = false;
+                        self.first = Some(StreamEvent::Done {
+                            usage,
+                            finish_reason,
+                        });
+                        return Some(StreamItem::Text(text));
+                    }
+                    return Some(StreamItem::Done {
+                        usage,
+                        finish_reason,
+                    });
+                }
+                Err(e) => {
+                    self.done = true;
+                    let error = GatewayError::Upstream {
+                        message: format!("model \"{}\": {e}", self.model),
+                        status: status_of(&e),
+                        timed_out: matches!(e, ProviderError::Timeout(_)),
+                    };
+                    self.end_attempt(Some(error.to_string()));
+                    return Some(StreamItem::Error(error));
+                }
+            }
+        }
+    }
+
+    /// Restore placeholders in `piece` (when redacting) and return the text that may go to
+    /// the client now.
+    fn release(&mut self, piece: &str, end: bool) -> Option<String> {
+        let out = match (&mut self.pending, self.call.as_ref()) {
+            (Some(pending), Some(call)) => {
+                pending.push_str(piece);
+                let cut = if end {
+                    pending.len()
+                } else {
+                    safe_prefix(pending)
+                };
+                let ready: String = pending.drain(..cut).collect();
+                restore(&ready, &call.redactions)
+            }
+            _ => piece.to_string(),
+        };
+        self.text.push_str(&out);
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Record the streamed attempt once: `error` when it broke off.
+    fn end_attempt(&mut self, error: Option<String>) {
+        if self.attempt_recorded {
+            return;
+        }
+        let Some(call) = self.call.as_mut() else {
+            return;
+        };
+        self.attempt_recorded = true;
+        let prompt_tokens = u64::from(self.usage.prompt_tokens);
+        let completion_tokens = u64::from(self.usage.completion_tokens);
+        call.run.attempts.push(AttemptRecord {
+            n: call.run.attempts.len() as u32 + 1,
+            model: self.model.clone(),
+            provider: self.provider.to_string(),
+            started_at_ms: self.attempt_started_at,
+            latency_ms: self.attempt_clock.elapsed().as_millis() as u64,
+            prompt_tokens,
+            completion_tokens,
+            cost_usd: self.price.cost(prompt_tokens, completion_tokens),
+            outcome: if error.is_some() {
+                AttemptOutcome::Error
+            } else {
+                AttemptOutcome::Ok
+            },
+            error: error.clone(),
+            raw_output: Some(self.text.clone()),
+        });
+        let run = &mut call.run;
+        run.model = Some(self.model.clone());
+        run.raw_output = Some(self.text.clone());
+        match error {
+            None => {
+                run.status = RunStatus::Ok;
+                run.output = Some(Value::String(self.text.clone()));
+            }
+            Some(error) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(error);
+            }
+        }
+    }
+
+    /// Queue the run for recording and return its facts. Call after `next` returned `None`,
+    /// or earlier when the client went away (the run then records that it was cut off).
+    pub async fn finish(mut self) -> RunFacts {
+        let (run, facts) = self.close();
+        self.sink.record(run).await;
+        facts
+    }
+
+    fn close(&mut self) -> (RunRecord, RunFacts) {
+        if !self.done {
+            self.done = true;
+            self.end_attempt(Some(format!(
+                "the client went away after {} characters of the answer; the stream was cut off",
+                self.text.chars().count()
+            )));
+        }
+        let mut call = self.call.take().expect("a gateway stream is closed once");
+        finish_totals(&mut call.run, call.started);
+        let facts = RunFacts::of(&call.run, call.upstream);
+        (call.run, facts)
+    }
+}
+
+impl Drop for GatewayStream {
+    fn drop(&mut self) {
+        if self.call.is_none() {
+            return;
+        }
+        let (run, _) = self.close();
+        let sink = self.sink.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { sink.record(run).await });
+            }
+            Err(_) => {
+                tracing::error!(run = %run.id, "a gateway stream was dropped outside the runtime; its run was not recorded")
+            }
+        }
+    }
+}
+
+/// How much of `pending` can be restored and sent: all of it unless it ends inside what may
+/// be a placeholder (`[EMAIL_1]`) still being streamed.
+fn safe_prefix(pending: &str) -> usize {
+    match pending.rfind('[') {
+        Some(open) if !pending[open..].contains(']') && pending.len() - open < MAX_PLACEHOLDER => {
+            open
+        }
+        _ => pending.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_split_across_pieces_are_held_back() {
+        assert_eq!(safe_prefix("hello [EMA"), 6);
+        assert_eq!(safe_prefix("hello [EMAIL_1] there"), 21);
+        assert_eq!(safe_prefix("no brackets"), 11);
+        let long = format!("[{}", "x".repeat(MAX_PLACEHOLDER));
+        assert_eq!(safe_prefix(&long), long.len());
+    }
+}
