@@ -194,6 +194,7 @@ impl Engine {
                     status: BatchStatus::Running,
                     created_at_ms: now_ms(),
                     finished_at_ms: None,
+                    caller: None,
                 };
                 self.store.create_batch(&batch).await?;
                 (batch, HashSet::new())

@@ -60,9 +60,9 @@ impl Engine {
     /// transaction; any replica's worker may run its cases. Nothing is queued when an input
     /// is invalid: the error names each bad one by its 1-based position.
     ///
-    /// The submission is audited (`batch.submit`, by `actor`) before the cases are queued, with
-    /// the caller, so that the worker that runs a case — on any replica — records the caller on
-    /// its run, and the submitter may read the batch.
+    /// The batch keeps its caller, so that the worker that runs a case — on any replica —
+    /// records the caller on its run, and only the submitter (or a reader of all runs) may read
+    /// it. The submission is audited (`batch.submit`, by `actor`).
     pub async fn enqueue_batch(
         &self,
         workflow: &str,
@@ -103,6 +103,7 @@ impl Engine {
             status: BatchStatus::Running,
             created_at_ms: now_ms(),
             finished_at_ms: None,
+            caller: caller.clone(),
         };
         self.audit(
             actor,
@@ -194,10 +195,14 @@ impl Engine {
         run
     }
 
-    /// Who submitted a batch through the server, from its `batch.submit` audit entry.
+    /// Who submitted a batch through the server.
     pub async fn batch_caller(&self, batch_id: &str) -> Result<Option<Caller>, EngineError> {
-        let entry = self.store.latest_audit(BATCH_SUBMIT, batch_id).await?;
-        Ok(entry.and_then(|e| serde_json::from_value(e.detail["caller"].clone()).ok()))
+        Ok(self
+            .store
+            .get_batch(batch_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownBatch(batch_id.to_string()))?
+            .caller)
     }
 
     /// Wait until every run queued so far is written.

@@ -123,9 +123,9 @@ async fn batch_info(
         return info.clone();
     }
     let store = state.engine.store();
-    let version = match store.get_batch(&case.batch_id).await {
-        Ok(Some(batch)) => batch.version,
-        Ok(None) => String::new(),
+    let (version, caller) = match store.get_batch(&case.batch_id).await {
+        Ok(Some(batch)) => (batch.version, batch.caller),
+        Ok(None) => (String::new(), None),
         Err(e) => {
             tracing::warn!(batch = %case.batch_id, "reading the batch failed: {e}");
             // Not cached: the next case asks again.
@@ -135,14 +135,6 @@ async fn batch_info(
             };
         }
     };
-    let caller = state
-        .engine
-        .batch_caller(&case.batch_id)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(batch = %case.batch_id, "reading the batch's submitter failed: {e}");
-            None
-        });
     let info = BatchInfo { version, caller };
     batches.insert(case.batch_id.clone(), info.clone());
     info

@@ -25,7 +25,7 @@ pub(crate) const ATTEMPT_COLUMNS: &str = "run_id, n, model, provider, started_at
 pub(crate) const ATTEMPT_COLUMN_COUNT: usize = 12;
 /// Columns of `batches`.
 pub(crate) const BATCH_COLUMNS: &str = "id, workflow, version, source, total_cases, \
-     model_override, status, created_at_ms, finished_at_ms";
+     model_override, status, created_at_ms, finished_at_ms, key_id, caller_user, team";
 /// Columns a [`RunSummary`] is read from.
 const SUMMARY_COLUMNS: &str =
     "id, workflow, version, batch_id, status, model, latency_ms, cost_usd, created_at_ms";
@@ -264,16 +264,7 @@ pub(crate) fn run_from_row(row: &impl Columns, attempts: Vec<AttemptRecord>) -> 
         latency_ms: unsigned(row, T, "latency_ms")?,
         created_at_ms: row.int("created_at_ms")?,
         attempts,
-        caller: row
-            .opt_text("key_id")?
-            .map(|key_id| -> Result<crate::Caller> {
-                Ok(crate::Caller {
-                    key_id,
-                    user: row.opt_text("caller_user")?,
-                    team: row.opt_text("team")?,
-                })
-            })
-            .transpose()?,
+        caller: caller_from_row(row)?,
         sampled_for_review: row.boolean("sampled_for_review")?,
     })
 }
@@ -330,7 +321,20 @@ pub(crate) fn batch_from_row(row: &impl Columns) -> Result<BatchRecord> {
         status: enumeration(row, T, "status", BatchStatus::parse)?,
         created_at_ms: row.int("created_at_ms")?,
         finished_at_ms: row.opt_int("finished_at_ms")?,
+        caller: caller_from_row(row)?,
     })
+}
+
+/// The caller columns (`key_id`, `caller_user`, `team`) of a run or batch row.
+fn caller_from_row(row: &impl Columns) -> Result<Option<crate::Caller>> {
+    let Some(key_id) = row.opt_text("key_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(crate::Caller {
+        key_id,
+        user: row.opt_text("caller_user")?,
+        team: row.opt_text("team")?,
+    }))
 }
 
 /// A case index read back from `runs.case_index`.

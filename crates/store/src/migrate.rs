@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "keys_callers_audit_batch_queue",
         sql: Sql::Shared(include_str!("../migrations/0003_access.sql")),
     },
+    Migration {
+        version: 4,
+        name: "batch_caller",
+        sql: Sql::Shared(include_str!("../migrations/0004_batch_caller.sql")),
+    },
 ];
 
 /// The table that records which migrations are applied.

@@ -86,7 +86,7 @@ async fn insert_batch<'c>(
     batch: &BatchRecord,
 ) -> Result<()> {
     let sql = format!(
-        "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
     sqlx::query::<Postgres>(&sql)
         .bind(&batch.id)
@@ -98,6 +98,9 @@ async fn insert_batch<'c>(
         .bind(batch.status.as_str())
         .bind(batch.created_at_ms)
         .bind(batch.finished_at_ms)
+        .bind(batch.caller.as_ref().map(|c| c.key_id.as_str()))
+        .bind(batch.caller.as_ref().and_then(|c| c.user.as_deref()))
+        .bind(batch.caller.as_ref().and_then(|c| c.team.as_deref()))
         .execute(executor)
         .await?;
     Ok(())

@@ -211,4 +211,7 @@ pub struct BatchRecord {
     pub status: BatchStatus,
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    /// Who submitted the batch through the server; `None` for the CLI.
+    #[serde(default)]
+    pub caller: Option<crate::Caller>,
 }

@@ -76,7 +76,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Queued batch inputs are raw text until their run is recorded (redacted); zero
+            // what is deleted instead of leaving it in free pages.
+            .pragma("secure_delete", "on");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -143,7 +146,7 @@ async fn insert_batch<'c>(
     batch: &BatchRecord,
 ) -> Result<()> {
     let sql = format!(
-        "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     );
     sqlx::query::<Sqlite>(&sql)
         .bind(&batch.id)
@@ -155,6 +158,9 @@ async fn insert_batch<'c>(
         .bind(batch.status.as_str())
         .bind(batch.created_at_ms)
         .bind(batch.finished_at_ms)
+        .bind(batch.caller.as_ref().map(|c| c.key_id.as_str()))
+        .bind(batch.caller.as_ref().and_then(|c| c.user.as_deref()))
+        .bind(batch.caller.as_ref().and_then(|c| c.team.as_deref()))
         .execute(executor)
         .await?;
     Ok(())

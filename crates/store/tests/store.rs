@@ -312,6 +312,7 @@ async fn batches_are_created_read_and_finished(db: &Db) {
     let no_override = BatchRecord {
         id: "b2".into(),
         model_override: None,
+        caller: None,
         ..batch("b2", BatchStatus::Running)
     };
     db.store.create_batch(&no_override).await.unwrap();

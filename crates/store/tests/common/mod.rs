@@ -236,6 +236,11 @@ pub fn batch(id: &str, status: BatchStatus) -> BatchRecord {
         status,
         created_at_ms: 1_700_000_000_000,
         finished_at_ms: None,
+        caller: Some(Caller {
+            key_id: "key-2".into(),
+            user: None,
+            team: Some("ops".into()),
+        }),
     }
 }
 
