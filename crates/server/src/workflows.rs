@@ -6,11 +6,10 @@ use std::time::Instant;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shopfloor_engine::{released_output, RunFacts};
-use shopfloor_store::{RunFilter, RunRecord, RunStatus};
+use shopfloor_store::{RunRecord, RunStatus};
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
@@ -46,6 +45,9 @@ pub(crate) struct BatchQuery {
     results: Option<bool>,
     #[serde(default)]
     limit: Option<u32>,
+    /// Results of cases after this 1-based case number (the previous page's `next_after`).
+    #[serde(default)]
+    after: Option<u64>,
 }
 
 fn required(principal: Option<Principal>) -> Result<Principal, ApiError> {
@@ -209,33 +211,28 @@ pub(crate) async fn batch(
     });
     if query.results.unwrap_or(true) {
         let limit = query.limit.unwrap_or(DEFAULT_RESULTS).min(MAX_RESULTS);
-        body["results"] = Value::Array(batch_results(&state, &id, limit).await?);
+        let (results, next_after) =
+            batch_results(&state, &id, query.after.unwrap_or(0), limit).await?;
+        body["results"] = Value::Array(results);
+        body["next_after"] = json!(next_after);
     }
     Ok(json_response(StatusCode::OK, &body))
 }
 
 /// Up to `limit` recorded results of a batch (the newest, if there are more), by case.
-async fn batch_results(state: &AppState, id: &str, limit: u32) -> Result<Vec<Value>, ApiError> {
+/// One page of a batch's results in case order, and where the next page starts.
+async fn batch_results(
+    state: &AppState,
+    id: &str,
+    after: u64,
+    limit: u32,
+) -> Result<(Vec<Value>, Option<u64>), ApiError> {
     let store = state.engine.store();
-    let filter = RunFilter {
-        batch_id: Some(id.to_string()),
-        limit: Some(limit),
-        ..RunFilter::default()
-    };
-    let summaries = state.store_call(store.list_runs(&filter)).await?;
-    let runs: Vec<Result<Option<RunRecord>, ApiError>> = stream::iter(summaries)
-        .map(|summary| async move { state.store_call(store.get_run(&summary.id)).await })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let mut results = Vec::with_capacity(runs.len());
-    for run in runs {
-        if let Some(run) = run? {
-            results.push((run.case_index, case_result(&run)));
-        }
-    }
-    results.sort_by_key(|(case, _)| *case);
-    Ok(results.into_iter().map(|(_, r)| r).collect())
+    let runs = state.store_call(store.batch_runs(id, after, limit)).await?;
+    let next = (runs.len() == limit as usize)
+        .then(|| runs.last().and_then(|r| r.case_index))
+        .flatten();
+    Ok((runs.iter().map(case_result).collect(), next))
 }
 
 fn case_result(run: &RunRecord) -> Value {

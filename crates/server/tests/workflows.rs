@@ -206,6 +206,22 @@ async fn a_batch_is_queued_run_in_the_background_and_read_back() {
         assert_eq!(result["status"], "ok");
         assert_eq!(result["output"], labels[i % 3], "{result}");
     }
+    assert_eq!(done["next_after"], Value::Null);
+    // Results page in case order.
+    let (_, page) = get(
+        &c,
+        &format!("{url}?limit=8&after=20"),
+        Some(&server.keys.operator),
+    )
+    .await;
+    let cases: Vec<u64> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["case"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cases, (21..=28).collect::<Vec<_>>());
+    assert_eq!(page["next_after"], 28);
     let batch = server.store().get_batch(&batch_id).await.unwrap().unwrap();
     assert_eq!(batch.status, BatchStatus::Done);
     assert!(batch.finished_at_ms.is_some());

@@ -415,6 +415,28 @@ macro_rules! shared_access_queries {
                 u64::try_from(recorded).unwrap_or(0),
             ))
         }
+
+        pub(super) async fn batch_runs(
+            store: &$store,
+            batch_id: &str,
+            after_case: u64,
+            limit: u32,
+        ) -> Result<Vec<crate::RunRecord>> {
+            let query = format!(
+                "SELECT {} FROM runs WHERE batch_id = $1 AND case_index > $2 \
+                 ORDER BY case_index LIMIT $3",
+                crate::codec::RUN_COLUMNS
+            );
+            sqlx::query::<$db>(&query)
+                .bind(batch_id)
+                .bind(to_bigint("runs.case_index", after_case)?)
+                .bind(i64::from(limit))
+                .fetch_all(store.$read())
+                .await?
+                .iter()
+                .map(|row| crate::codec::run_from_row(row, Vec::new()))
+                .collect()
+        }
     };
 }
 pub(crate) use shared_access_queries;

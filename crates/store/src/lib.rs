@@ -193,6 +193,15 @@ pub trait Store: Send + Sync {
 
     /// A batch's (total cases, recorded runs). `NotFound` for an unknown batch.
     async fn batch_progress(&self, batch_id: &str) -> Result<(u64, u64)>;
+
+    /// A batch's recorded runs with `case_index > after_case`, in case order, at most
+    /// `limit`, without their attempts (one indexed query per page).
+    async fn batch_runs(
+        &self,
+        batch_id: &str,
+        after_case: u64,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>>;
 }
 
 /// Open a store from a URL (`postgres://…`, `sqlite://PATH`, `sqlite::memory:`) or a plain file

@@ -404,4 +404,13 @@ impl Store for PostgresStore {
     async fn batch_progress(&self, batch_id: &str) -> Result<(u64, u64)> {
         access::batch_progress(self, batch_id).await
     }
+
+    async fn batch_runs(
+        &self,
+        batch_id: &str,
+        after_case: u64,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        access::batch_runs(self, batch_id, after_case, limit).await
+    }
 }

@@ -224,6 +224,12 @@ async fn claimed_cases_are_leased_and_leave_the_queue_when_recorded(db: &Db) {
         .await
         .unwrap();
     assert_eq!(db.store.batch_progress("b1").await.unwrap(), (5, 5));
+    let page = db.store.batch_runs("b1", 1, 3).await.unwrap();
+    let cases: Vec<Option<u64>> = page.iter().map(|r| r.case_index).collect();
+    assert_eq!(cases, [Some(2), Some(3), Some(4)]);
+    assert!(page.iter().all(|r| r.attempts.is_empty()));
+    assert_eq!(page[0].output, recorded("b1", 2).output);
+    assert_eq!(db.store.batch_runs("b1", 5, 3).await.unwrap(), vec![]);
     assert!(db
         .store
         .claim_batch_cases("w3", 10, 300_000, 290_000)
