@@ -74,6 +74,11 @@ enum Command {
     Serve(commands::serve::Args),
 }
 
+/// The server's many small per-request allocations contend on glibc malloc's arena locks across
+/// tokio's worker threads; mimalloc's thread-local heaps do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
