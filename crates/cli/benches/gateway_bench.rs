@@ -189,11 +189,19 @@ fn start_upstream(
     (format!("http://{}", server.addr()), Box::new(server))
 }
 
+/// Stops nginx when dropped: SIGTERM to the master, which stops its workers too (SIGKILL would
+/// leave the workers running, orphaned).
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
