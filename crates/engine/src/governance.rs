@@ -10,7 +10,7 @@ use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::lifecycle::{promotion_blockers, set_stage, EvalFact, PromotionFacts};
 use shopfloor_core::spec::Stage;
 use shopfloor_store::{
-    verify_chain, ApiKeyRecord, AuditEntry, ChainBreak, EvalStatus, NewAuditEntry, RunRecord,
+    ApiKeyRecord, AuditEntry, ChainBreak, ChainVerifier, EvalStatus, NewAuditEntry, RunRecord,
 };
 
 use crate::{now_ms, Engine, EngineError, WORKFLOWS_DIR};
@@ -141,15 +141,19 @@ impl Engine {
 
     /// Walk the whole audit log; the number of entries, or the first that breaks the chain.
     pub async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, EngineError> {
-        let mut checked = Vec::new();
+        let mut verifier = ChainVerifier::default();
         let mut after = 0;
         loop {
             let page = self.store.audit_entries(after, AUDIT_PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            checked.extend(page);
+            for entry in &page {
+                if let Err(broken) = verifier.check(entry) {
+                    return Ok(Err(broken));
+                }
+            }
         }
-        Ok(verify_chain(&checked))
+        Ok(Ok(verifier.checked()))
     }
 
     /// Create an API key for `name` with `role`, audited as done by `actor`.
@@ -309,13 +313,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_random_and_only_their_hash_is_derived() {
+    fn keys_are_random_and_stored_as_their_sha256() {
         let a = generate_key();
         let b = generate_key();
         assert_ne!(a, b);
         assert!(a.starts_with("sf_") && a.len() == 67, "{a}");
-        assert_eq!(hash_key(&a), hash_key(&a));
         assert_ne!(hash_key(&a), hash_key(&b));
-        assert!(!hash_key(&a).contains(&a[3..]));
+        // SHA-256 of the whole key, hex: what a lookup by hash must reproduce.
+        assert_eq!(
+            hash_key("sf_test"),
+            "def55b07d41b2f6c171f7dadc12e4d1e48f21768c7c0695fb06f7867e834d431"
+        );
     }
 }

@@ -90,28 +90,13 @@ impl Runner {
         options: &RunOptions,
     ) -> RunRecord {
         let started = Instant::now();
-        let mut run = RunRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            workflow: workflow.spec.name.to_string(),
-            version: workflow.version.clone(),
-            batch_id: options.batch.as_ref().map(|(id, _)| id.clone()),
-            case_index: options.batch.as_ref().map(|(_, n)| *n),
-            status: RunStatus::Failed,
+        let mut run = new_run(
+            workflow.spec.name.as_str(),
+            &workflow.version,
             input,
-            prompt: Value::Null,
-            raw_output: None,
-            output: None,
-            error: None,
-            model: None,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost_usd: 0.0,
-            latency_ms: 0,
-            created_at_ms: now_ms(),
-            attempts: Vec::new(),
-            caller: options.caller.clone(),
-            sampled_for_review: false,
-        };
+            options.batch.clone(),
+            options.caller.clone(),
+        );
         match workflow.templates.render(&run.input) {
             Ok(prompt) => {
                 run.prompt = prompt_json(&prompt);
@@ -323,6 +308,39 @@ fn apply_review_policy(workflow: &LoadedWorkflow, run: &mut RunRecord) {
             run.sampled_for_review = rand::random::<f64>() < workflow.spec.review.sample_rate;
         }
         RiskTier::Low => {}
+    }
+}
+
+/// A run that has produced nothing yet: failed, with no attempts, until one settles it.
+pub(crate) fn new_run(
+    workflow: &str,
+    version: &str,
+    input: Value,
+    batch: Option<(String, u64)>,
+    caller: Option<shopfloor_store::Caller>,
+) -> RunRecord {
+    let (batch_id, case_index) = batch.unzip();
+    RunRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: workflow.to_string(),
+        version: version.to_string(),
+        batch_id,
+        case_index,
+        status: RunStatus::Failed,
+        input,
+        prompt: Value::Null,
+        raw_output: None,
+        output: None,
+        error: None,
+        model: None,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_usd: 0.0,
+        latency_ms: 0,
+        created_at_ms: now_ms(),
+        attempts: Vec::new(),
+        caller,
+        sampled_for_review: false,
     }
 }
 

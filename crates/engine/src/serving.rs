@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use shopfloor_store::{BatchRecord, BatchStatus, Caller, ClaimedCase, RunRecord};
 
 use crate::batch::validate_input;
-use crate::runner::{now_ms, RunOptions};
+use crate::runner::{new_run, now_ms, RunOptions};
 use crate::{Engine, EngineError};
 
 /// The `source` of batches submitted through the server.
@@ -244,25 +244,13 @@ fn not_run(
     error: String,
 ) -> RunRecord {
     RunRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        workflow: workflow.to_string(),
-        version: version.to_string(),
-        batch_id: Some(batch_id.to_string()),
-        case_index: Some(case_index),
-        status: shopfloor_store::RunStatus::Failed,
-        input,
-        prompt: Value::Null,
-        raw_output: None,
-        output: None,
         error: Some(error),
-        model: None,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        cost_usd: 0.0,
-        latency_ms: 0,
-        created_at_ms: now_ms(),
-        attempts: Vec::new(),
-        caller: None,
-        sampled_for_review: false,
+        ..new_run(
+            workflow,
+            version,
+            input,
+            Some((batch_id.to_string(), case_index)),
+            None,
+        )
     }
 }

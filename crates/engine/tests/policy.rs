@@ -97,7 +97,7 @@ async fn an_external_model_sees_placeholders_the_caller_gets_the_originals_the_s
 }
 
 #[tokio::test]
-async fn block_refuses_naming_the_kinds_never_the_data() {
+async fn block_refuses_naming_the_kinds_never_the_data_and_is_audited() {
     let server = FakeServer::start(echo).await;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &server.base_url(), "block", false);
@@ -112,6 +112,17 @@ async fn block_refuses_naming_the_kinds_never_the_data() {
         "{error}"
     );
     assert!(!error.contains(EMAIL) && !error.contains("4111"), "{error}");
+    // The refusal is audited, naming the kinds and never the data.
+    let entries = engine.store().audit_entries(0, 100).await.unwrap();
+    let refusal = entries
+        .iter()
+        .find(|e| e.action == "policy.refuse")
+        .expect("the refusal is audited");
+    assert_eq!(refusal.subject, "reply");
+    assert_eq!(refusal.detail["run_id"], run.id.as_str());
+    let text = serde_json::to_string(&entries).unwrap();
+    assert!(!text.contains(EMAIL) && !text.contains("4111"), "{text}");
+    assert!(text.contains("credit_card"), "{text}");
     engine.close().await;
 }
 
@@ -240,25 +251,4 @@ async fn medium_risk_outputs_are_released_and_sampled_for_review() {
     let run = unsampled.run_one("reply", input(), None).await.unwrap();
     assert!(!run.sampled_for_review);
     unsampled.close().await;
-}
-
-#[tokio::test]
-async fn a_policy_refusal_is_audited_without_the_data() {
-    let server = FakeServer::start(echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &server.base_url(), "block", false);
-    let engine = engine(dir.path()).await;
-    let run = engine.run_one("reply", input(), None).await.unwrap();
-    assert_eq!(run.status, RunStatus::Refused);
-    let entries = engine.store().audit_entries(0, 100).await.unwrap();
-    let refusal = entries
-        .iter()
-        .find(|e| e.action == "policy.refuse")
-        .expect("the refusal is audited");
-    assert_eq!(refusal.subject, "reply");
-    assert_eq!(refusal.detail["run_id"], run.id.as_str());
-    let text = serde_json::to_string(&entries).unwrap();
-    assert!(!text.contains(EMAIL) && !text.contains("4111"), "{text}");
-    assert!(text.contains("credit_card"), "{text}");
-    engine.close().await;
 }

@@ -118,40 +118,69 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
+/// Checks an audit chain one entry at a time, in `seq` order as stored, so a long log can be
+/// verified page by page.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    expected_seq: u64,
+    prev_hash: String,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self {
+            expected_seq: 1,
+            prev_hash: GENESIS_HASH.to_string(),
+        }
+    }
+}
+
+impl ChainVerifier {
+    /// Check the next entry; the error names it when it was altered, removed or reordered.
+    pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
+        let broken = |reason: String| ChainBreak {
+            seq: entry.seq,
+            reason,
+        };
+        if entry.seq != self.expected_seq {
+            return Err(broken(format!(
+                "expected entry {} here: entries were removed or reordered",
+                self.expected_seq
+            )));
+        }
+        if entry.prev_hash != self.prev_hash {
+            return Err(broken(
+                "its link to the previous entry does not match: the previous entry was \
+                 altered or replaced"
+                    .into(),
+            ));
+        }
+        if entry.compute_hash() != entry.hash {
+            return Err(broken(
+                "its content does not match its hash: the entry was altered".into(),
+            ));
+        }
+        self.prev_hash.clone_from(&entry.hash);
+        self.expected_seq += 1;
+        Ok(())
+    }
+
+    /// How many entries have been checked.
+    pub fn checked(&self) -> u64 {
+        self.expected_seq - 1
+    }
+}
+
 /// Walk `entries` (in `seq` order as stored) and name the first that was altered, removed or
 /// reordered. Returns the number of entries checked.
 pub fn verify_chain<'a>(
     entries: impl IntoIterator<Item = &'a AuditEntry>,
 ) -> Result<u64, ChainBreak> {
-    let mut expected_seq = 1;
-    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut verifier = ChainVerifier::default();
     for entry in entries {
-        if entry.seq != expected_seq {
-            return Err(ChainBreak {
-                seq: entry.seq,
-                reason: format!(
-                    "expected entry {expected_seq} here: entries were removed or reordered"
-                ),
-            });
-        }
-        if entry.prev_hash != prev_hash {
-            return Err(ChainBreak {
-                seq: entry.seq,
-                reason: "its link to the previous entry does not match: the previous entry was \
-                         altered or replaced"
-                    .into(),
-            });
-        }
-        if entry.compute_hash() != entry.hash {
-            return Err(ChainBreak {
-                seq: entry.seq,
-                reason: "its content does not match its hash: the entry was altered".into(),
-            });
-        }
-        prev_hash = entry.hash.clone();
-        expected_seq += 1;
+        verifier.check(entry)?;
     }
-    Ok(expected_seq - 1)
+    Ok(verifier.checked())
 }
 
 /// A batch case claimed by one replica until its lease runs out.

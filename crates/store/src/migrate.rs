@@ -57,6 +57,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "batch_caller",
         sql: Sql::Shared(include_str!("../migrations/0004_batch_caller.sql")),
     },
+    Migration {
+        version: 5,
+        name: "audit_lookup_index",
+        sql: Sql::Shared(include_str!("../migrations/0005_audit_lookup.sql")),
+    },
 ];
 
 /// The table that records which migrations are applied.

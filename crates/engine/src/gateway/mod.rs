@@ -15,7 +15,7 @@ use shopfloor_store::{AttemptOutcome, AttemptRecord, Caller, RunRecord, RunStatu
 
 use crate::recorder::Recorder;
 use crate::redaction::StoreRedactor;
-use crate::runner::{complete_within, error_attempt, now_ms};
+use crate::runner::{complete_within, error_attempt, new_run, now_ms};
 use crate::Engine;
 
 mod stream;
@@ -208,33 +208,18 @@ impl Engine {
 
     fn start_call(&self, request: &GatewayRequest) -> Call {
         Call {
-            run: RunRecord {
-                id: uuid::Uuid::now_v7().to_string(),
-                workflow: GATEWAY_WORKFLOW.to_string(),
-                version: gateway_version(self.project.config.models.get(&request.model)),
-                batch_id: None,
-                case_index: None,
-                status: RunStatus::Failed,
-                input: json!({
+            run: new_run(
+                GATEWAY_WORKFLOW,
+                &gateway_version(self.project.config.models.get(&request.model)),
+                json!({
                     "model": request.model,
                     "messages": request.messages,
                     "max_tokens": request.max_tokens,
                     "temperature": request.temperature,
                 }),
-                prompt: Value::Null,
-                raw_output: None,
-                output: None,
-                error: None,
-                model: None,
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                cost_usd: 0.0,
-                latency_ms: 0,
-                created_at_ms: now_ms(),
-                attempts: Vec::new(),
-                caller: request.caller.clone(),
-                sampled_for_review: false,
-            },
+                None,
+                request.caller.clone(),
+            ),
             started: Instant::now(),
             upstream: Duration::ZERO,
             redactions: Redactions::new(),
@@ -312,6 +297,39 @@ impl Engine {
             .then(|| self.runner.retry.delay(retry, error.retry_after()))
     }
 
+    /// Record the failed attempt at `spec` and wait before retrying it. `false` when the
+    /// error is final for this model (the route moves on), with the error kept on `call`.
+    async fn retry_after_error(
+        &self,
+        call: &mut Call,
+        spec: &ModelSpec,
+        started_at: i64,
+        latency_ms: u64,
+        error: &ProviderError,
+        retry: &mut u32,
+    ) -> bool {
+        let n = call.run.attempts.len();
+        call.run.attempts.push(error_attempt(
+            n,
+            spec,
+            started_at,
+            latency_ms,
+            error.to_string(),
+        ));
+        match self.retry_wait(*retry, error) {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                call.upstream += wait;
+                *retry += 1;
+                true
+            }
+            None => {
+                call.last_error = Some(upstream_error(spec, error));
+                false
+            }
+        }
+    }
+
     fn attempt_timeout(&self) -> Duration {
         Duration::from_millis(self.project.config.gateway.timeout_ms)
     }
@@ -363,24 +381,14 @@ impl Engine {
                         };
                     }
                     Err(e) => {
-                        let n = call.run.attempts.len();
-                        call.run.attempts.push(error_attempt(
-                            n,
-                            model.spec,
-                            started_at,
-                            latency.as_millis() as u64,
-                            e.to_string(),
-                        ));
-                        match self.retry_wait(retry, &e) {
-                            Some(wait) => {
-                                tokio::time::sleep(wait).await;
-                                call.upstream += wait;
-                                retry += 1;
-                            }
-                            None => {
-                                call.last_error = Some(upstream_error(model.spec, &e));
-                                break;
-                            }
+                        let latency_ms = latency.as_millis() as u64;
+                        if !self
+                            .retry_after_error(
+                                &mut call, model.spec, started_at, latency_ms, &e, &mut retry,
+                            )
+                            .await
+                        {
+                            break;
                         }
                     }
                 }

@@ -12,10 +12,10 @@ use shopfloor_providers::{ChatRequest, FinishReason, Provider, ProviderError, St
 use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
 
 use super::{
-    finish_totals, status_of, upstream_error, Call, GatewayError, GatewayOutcome, GatewayRequest,
-    RecordSink, RunFacts,
+    finish_totals, status_of, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink,
+    RunFacts,
 };
-use crate::runner::{error_attempt, now_ms};
+use crate::runner::now_ms;
 use crate::Engine;
 
 impl Engine {
@@ -64,24 +64,14 @@ impl Engine {
                         });
                     }
                     Err(e) => {
-                        let n = call.run.attempts.len();
-                        call.run.attempts.push(error_attempt(
-                            n,
-                            model.spec,
-                            started_at,
-                            clock.elapsed().as_millis() as u64,
-                            e.to_string(),
-                        ));
-                        match self.retry_wait(retry, &e) {
-                            Some(wait) => {
-                                tokio::time::sleep(wait).await;
-                                call.upstream += wait;
-                                retry += 1;
-                            }
-                            None => {
-                                call.last_error = Some(upstream_error(model.spec, &e));
-                                break;
-                            }
+                        let latency_ms = clock.elapsed().as_millis() as u64;
+                        if !self
+                            .retry_after_error(
+                                &mut call, model.spec, started_at, latency_ms, &e, &mut retry,
+                            )
+                            .await
+                        {
+                            break;
                         }
                     }
                 }
