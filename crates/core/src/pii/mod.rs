@@ -46,6 +46,13 @@
 //! the digits before them belong to another finding (a phone number followed by a card), or when
 //! the same value is found elsewhere in the text.
 //!
+//! Settling (see [`rounds`]): context rules look at neighbours that may be values themselves, and
+//! redaction replaces those with placeholders. So after the scan every other occurrence of a
+//! numeric value found is taken wherever a number can start, and the lines holding new findings
+//! are scanned again with the findings masked as placeholders, until nothing new turns up. That
+//! is what makes redaction a fixed point: the redacted text holds nothing left to find, and no
+//! value found once stays in the clear anywhere in the text.
+//!
 //! Overlaps: findings that overlap are merged into one finding covering all of them, so that no
 //! fragment of a detected value stays in the clear (a `+44 …` phone number whose greedy digits run
 //! into a card number next to it becomes one redaction). The merged finding takes the kind of the
@@ -59,6 +66,7 @@ mod financial;
 mod network;
 mod phone;
 mod redact;
+mod rounds;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -70,6 +78,7 @@ use std::str::FromStr;
 use boundary::Anchors;
 
 pub use redact::{redact, restore, Redactions};
+pub use rounds::detect;
 
 /// A kind of personal data or secret that can be detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,8 +229,9 @@ impl Candidate {
     }
 }
 
-/// Find every value of the given kinds in `text`: non-overlapping, sorted by position.
-pub fn detect(text: &str, kinds: &[PiiKind]) -> Vec<Finding> {
+/// One left-to-right scan of `text` for the given kinds (see [`detect`] for the rounds around
+/// it), with the anchors it found.
+fn scan(text: &str, kinds: &[PiiKind]) -> (Vec<Finding>, Anchors) {
     let mut wanted = [false; PiiKind::ALL.len()];
     for kind in kinds {
         wanted[kind.index()] = true;
@@ -251,7 +261,7 @@ pub fn detect(text: &str, kinds: &[PiiKind]) -> Vec<Finding> {
             PiiKind::Secret => secret::find(text, out),
         }
     }
-    resolve_overlaps(text, candidates)
+    (resolve_overlaps(text, candidates), anchors)
 }
 
 /// Merge overlapping candidates into one finding that covers them all, so that no part of a

@@ -73,8 +73,14 @@ fn announced_as_version(text: &str, start: usize) -> bool {
         .take(9)
         .take_while(u8::is_ascii_alphabetic)
         .count();
-    let word = &before[before.len() - word_len..];
-    VERSION_WORDS.iter().any(|v| v.eq_ignore_ascii_case(word))
+    let word_start = before.len() - word_len;
+    let word = &before[word_start..];
+    // The word stands alone: `--v 1.2.3.4` ends a token, and that token may itself be redacted.
+    let alone = match boundary::before(before, word_start) {
+        None => true,
+        Some(byte) => byte.is_ascii_whitespace() || !byte.is_ascii() || b"([{\"',;".contains(&byte),
+    };
+    alone && VERSION_WORDS.iter().any(|v| v.eq_ignore_ascii_case(word))
 }
 
 /// IPv6 addresses: up to eight hex groups joined by colons (empty groups make `::`), optionally
@@ -187,6 +193,10 @@ mod tests {
         // Only the word right before counts.
         assert_eq!(found("version 2 runs on 1.2.3.4"), vec!["1.2.3.4"]);
         assert_eq!(found("subversion 1.2.3.4"), vec!["1.2.3.4"]);
+        // A word that ends a token announces nothing.
+        assert_eq!(found("key--v 1.2.3.4"), vec!["1.2.3.4"]);
+        assert_eq!(found("me@example.build 1.2.3.4"), vec!["1.2.3.4"]);
+        assert!(found("(version 1.2.3.4)").is_empty());
     }
 
     #[test]

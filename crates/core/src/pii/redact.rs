@@ -118,7 +118,7 @@ pub fn redact(text: &str, kinds: &[PiiKind], mapping: &mut Redactions) -> String
 }
 
 /// Append `[TAG_number]`.
-fn push_placeholder(out: &mut String, kind: PiiKind, number: u32) {
+pub(super) fn push_placeholder(out: &mut String, kind: PiiKind, number: u32) {
     out.push('[');
     out.push_str(kind.tag());
     out.push('_');

@@ -267,6 +267,53 @@ fn context_rules_keep_redaction_stable() {
                 (PiiKind::Ip, "181.0.0.0"),
             ],
         ),
+        // The JWT ends in `v`, which is no version word announcing the address.
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.AA0AaAAAaaaa0AAAA--v 0.0.0.0 ",
+            &[
+                (
+                    PiiKind::Secret,
+                    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.AA0AaAAAaaaa0AAAA--v",
+                ),
+                (PiiKind::Ip, "0.0.0.0"),
+            ],
+        ),
+        // After `10293` the number is no value on its own (it may be the middle of a longer
+        // one), but it is found later: a value found once is redacted wherever it occurs.
+        (
+            "order #A-10293 0049 30 1234567 0+ 0049 30 1234567 ",
+            &[
+                (PiiKind::Phone, "0049 30 1234567"),
+                (PiiKind::Phone, "0049 30 1234567"),
+            ],
+        ),
+        // The scan reads `030 123456 020` first and rejects it; the number it overlaps is
+        // found later, so its first occurrence is redacted too.
+        (
+            "order #A-10293 030 123456 020 7946 0958 jane.doe@example.com 020 7946 0958 ",
+            &[
+                (PiiKind::Phone, "020 7946 0958"),
+                (PiiKind::Email, "jane.doe@example.com"),
+                (PiiKind::Phone, "020 7946 0958"),
+            ],
+        ),
+        // Found only once the numbers around them are placeholders, in the masked rounds.
+        (
+            "030 123456 0 030 123456 020 7946 0958 ",
+            &[
+                (PiiKind::Phone, "030 123456"),
+                (PiiKind::Phone, "030 123456"),
+                (PiiKind::Phone, "020 7946 0958"),
+            ],
+        ),
+        (
+            "v1.2.3 0044 20 7946 0958 020 7946 0958\n0044 20 7946 0958 ",
+            &[
+                (PiiKind::Phone, "0044 20 7946 0958"),
+                (PiiKind::Phone, "020 7946 0958"),
+                (PiiKind::Phone, "0044 20 7946 0958"),
+            ],
+        ),
         // Alone, `4567 4111 1111 1111 1111` is one 20-digit number; with the card found on the
         // next line, its copy is redacted too.
         ("ext. 4567 4111 1111 1111 1111", &[]),
@@ -283,6 +330,19 @@ fn context_rules_keep_redaction_stable() {
         if let Err(error) = check_invariants(text) {
             panic!("{text:?}: {error}");
         }
+    }
+}
+
+/// `cases` per test, unless `PROPTEST_CASES` asks for more: a deep search runs as
+/// `PROPTEST_CASES=200000 cargo test --release -p shopfloor-core pii::tests`.
+fn fuzz_config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
     }
 }
 
@@ -542,7 +602,7 @@ fn assemble(parts: &[Part], separators: &[&str]) -> (String, Vec<(PiiKind, Range
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(fuzz_config(256))]
 
     #[test]
     fn invariants_hold_on_arbitrary_text(text in any::<String>()) {
@@ -561,7 +621,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(fuzz_config(128))]
 
     #[test]
     fn planted_values_are_found_exactly_and_nothing_else(parts in ticket()) {
