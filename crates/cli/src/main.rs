@@ -81,9 +81,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve(_)) {
-        commands::serve::init_logging();
-    } else {
+    // `serve` sets up its own: JSON lines, and trace export when asked.
+    if !matches!(cli.command, Command::Serve(_)) {
         tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{keyword_router, scaffold, shopfloor, text};
 use serde_json::{json, Value};
 use shopfloor_store::testing::TestPostgres;
-use shopfloor_testkit::FakeServer;
+use shopfloor_testkit::{FakeServer, Reply};
 
 /// A running `shopfloor serve` and the base URL it printed.
 struct Replica {
@@ -106,7 +106,9 @@ async fn serve_prints_its_address_and_sigterm_finishes_a_request_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     scaffold(dir.path(), &upstream.base_url());
     let key = create_key(dir.path(), None);
-    let mut replica = Replica::start(dir.path(), None, &[], "serve.log");
+    let collector = FakeServer::start(|_| Reply::Json(200, json!({}))).await;
+    let otlp = format!("http://{}", collector.addr());
+    let mut replica = Replica::start(dir.path(), None, &["--otlp-endpoint", &otlp], "serve.log");
     let client = reqwest::Client::new();
     let health = client
         .get(format!("{}/readyz", replica.base))
@@ -168,6 +170,37 @@ async fn serve_prints_its_address_and_sigterm_finishes_a_request_in_flight() {
         served.iter().all(|l| l["span"]["request_id"].is_string()),
         "every request's lines carry its request id: {log}"
     );
+
+    // The spans of the run reached the collector before the process exited.
+    let run_id = body["run_id"].as_str().unwrap();
+    let exported: String = collector
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .map(|r| String::from_utf8_lossy(&r.raw_body).into_owned())
+        .collect();
+    assert!(exported.contains(run_id), "{exported}");
+    assert!(exported.contains(r#""name":"attempt""#), "{exported}");
+}
+
+#[test]
+fn serve_refuses_a_bad_otlp_endpoint_saying_what_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), "http://127.0.0.1:9/v1");
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-endpoint",
+            "ftp://collector",
+        ],
+    );
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("ftp://collector"), "{stderr}");
+    assert!(stderr.contains("http://127.0.0.1:4318"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

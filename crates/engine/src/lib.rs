@@ -12,6 +12,7 @@ mod recorder;
 mod redaction;
 mod runner;
 mod serving;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

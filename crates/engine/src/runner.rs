@@ -13,9 +13,11 @@ use shopfloor_core::spec::{
 use shopfloor_core::template::RenderedPrompt;
 use shopfloor_providers::{ChatRequest, ChatResponse, Message, Provider, ProviderError, Role};
 use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
+use tracing::Instrument;
 
 use crate::models::ModelPool;
 use crate::project::LoadedWorkflow;
+use crate::trace;
 
 /// How long to wait between retries of one model.
 #[derive(Debug, Clone, Copy)]
@@ -97,10 +99,13 @@ impl Runner {
             options.batch.clone(),
             options.caller.clone(),
         );
+        let span = trace::run_span(workflow.spec.name.as_str());
         match workflow.templates.render(&run.input) {
             Ok(prompt) => {
                 run.prompt = prompt_json(&prompt);
-                self.route(workflow, &prompt, options, &mut run).await;
+                self.route(workflow, &prompt, options, &mut run)
+                    .instrument(span.clone())
+                    .await;
             }
             Err(e) => run.error = Some(format!("{}: {}", e.field, e.message)),
         }
@@ -109,6 +114,7 @@ impl Runner {
         run.cost_usd = run.attempts.iter().map(|a| a.cost_usd).sum();
         run.latency_ms = started.elapsed().as_millis() as u64;
         apply_review_policy(workflow, &mut run);
+        trace::record_run(&span, &run);
         run
     }
 
@@ -230,7 +236,8 @@ impl Runner {
         loop {
             let started_at = now_ms();
             let clock = Instant::now();
-            let result = complete_within(&*provider, &request, timeout).await;
+            let result =
+                complete_within(&*provider, spec, run.attempts.len(), &request, timeout).await;
             let latency_ms = clock.elapsed().as_millis() as u64;
             match result {
                 Ok(mut response) => {
@@ -395,7 +402,7 @@ impl Runner {
         };
         let mut retry = 0;
         loop {
-            match complete_within(&*provider, &request, timeout).await {
+            match complete_within(&*provider, spec, retry as usize, &request, timeout).await {
                 Ok(response) => {
                     let prompt_tokens = u64::from(response.usage.prompt_tokens);
                     let completion_tokens = u64::from(response.usage.completion_tokens);
@@ -491,16 +498,25 @@ impl Runner {
     }
 }
 
-/// One call, cut at `timeout` (dropping the future cancels it).
+/// Attempt `attempt` (0-based) at `spec`: one call, cut at `timeout` (dropping the future
+/// cancels it), in an `attempt` span.
 pub(crate) async fn complete_within(
     provider: &dyn Provider,
+    spec: &ModelSpec,
+    attempt: usize,
     request: &ChatRequest,
     timeout: Duration,
 ) -> Result<ChatResponse, ProviderError> {
-    match tokio::time::timeout(timeout, provider.complete(request)).await {
-        Ok(result) => result,
-        Err(_) => Err(ProviderError::Timeout(timeout)),
-    }
+    let span = trace::attempt_span(spec, attempt);
+    let call = async {
+        match tokio::time::timeout(timeout, provider.complete(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout(timeout)),
+        }
+    };
+    let result = call.instrument(span.clone()).await;
+    trace::record_attempt(&span, &result, trace::response_usage);
+    result
 }
 
 /// Why a model gave up on a run, so the route tries the next one.

@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod gateway;
 mod metrics;
+pub mod otlp;
 mod tasks;
 mod worker;
 mod workflows;
@@ -241,13 +242,29 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .and_then(|m| ROUTES.iter().find(|r| r.path == m.as_str()))
         .map_or("unmatched", |r| r.path);
     let method = request.method().clone();
-    let span = tracing::info_span!("request", request_id = %id);
+    // A caller's W3C trace context makes this request part of its trace.
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .map(str::to_string);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        otel.kind = "server",
+        http.route = route,
+        http.request.method = %method,
+        http.response.status_code = tracing::field::Empty,
+        traceparent = traceparent.as_deref(),
+    );
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let took = started.elapsed();
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     state.metrics.request(route, status, took);
     span.in_scope(|| {
         tracing::info!(

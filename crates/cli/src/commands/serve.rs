@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use shopfloor_engine::{Engine, EngineOptions};
+use shopfloor_server::otlp::{self, OtlpConfig, OtlpExporter};
 use shopfloor_server::{Server, ServerConfig, WorkerConfig};
 
 use super::Global;
@@ -33,10 +34,31 @@ pub struct Args {
     /// Seconds requests in flight get to finish on shutdown.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     shutdown_grace_secs: u64,
+    /// Export traces over OTLP/HTTP (JSON) to this collector, e.g. http://127.0.0.1:4318
+    /// (spans carry ids, names and figures, never prompt or answer text).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// Headers for the OTLP collector, as key=value,key2=value2.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_HEADERS",
+        value_name = "HEADERS",
+        default_value = ""
+    )]
+    otlp_headers: String,
+    /// The service name traces are exported under.
+    #[arg(
+        long,
+        env = "OTEL_SERVICE_NAME",
+        default_value = "shopfloor",
+        value_name = "NAME"
+    )]
+    otlp_service_name: String,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let exporter = init_logging(&args)?.map(OtlpExporter::spawn);
     let engine = Engine::open(EngineOptions {
         project_dir: global.project.clone(),
         database_url: global.database_url.clone(),
@@ -67,6 +89,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "listening");
     server.run(shutdown_signal()).await?;
+    if let Some(exporter) = exporter {
+        exporter.shutdown(Duration::from_secs(5)).await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -115,16 +140,40 @@ async fn shutdown_signal() {
 }
 
 /// JSON log lines on stderr (one object per line, with the request id of the request that
-/// logged it), filtered by `SHOPFLOOR_LOG` (default `info`).
-pub fn init_logging() {
-    tracing_subscriber::fmt()
+/// logged it), filtered by `SHOPFLOOR_LOG` (default `info`); and, with an OTLP endpoint, the
+/// layer that exports spans, whose exporter is returned to be started.
+fn init_logging(args: &Args) -> anyhow::Result<Option<OtlpExporter>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
+    // The engine's run and attempt spans are for traces: a log line names its request.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
+        .unwrap_or_else(|_| "info".into())
+        .add_directive(format!("{}=off", shopfloor_engine::trace::TARGET).parse()?);
+    let logs = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
         .with_span_list(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHOPFLOOR_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let (traces, exporter) = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let config = OtlpConfig {
+                endpoint: endpoint.clone(),
+                service_name: args.otlp_service_name.clone(),
+                headers: OtlpConfig::parse_headers(&args.otlp_headers)
+                    .map_err(anyhow::Error::msg)?,
+            };
+            let (layer, exporter) = otlp::pipeline(config).map_err(anyhow::Error::msg)?;
+            let layer = layer.with_filter(tracing_subscriber::filter::filter_fn(otlp::exported));
+            (Some(layer), Some(exporter))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
         .init();
+    Ok(exporter)
 }

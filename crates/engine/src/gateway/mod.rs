@@ -12,10 +12,12 @@ use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
 use shopfloor_providers::{ChatRequest, FinishReason, Message, Provider, ProviderError, Usage};
 use shopfloor_store::{AttemptOutcome, AttemptRecord, Caller, RunRecord, RunStatus};
+use tracing::Instrument;
 
 use crate::recorder::Recorder;
 use crate::redaction::StoreRedactor;
 use crate::runner::{complete_within, error_attempt, new_run, now_ms};
+use crate::trace;
 use crate::Engine;
 
 mod stream;
@@ -337,6 +339,12 @@ impl Engine {
     /// Call a model (and its fallbacks) with the client's messages, record the run, and
     /// return the answer.
     pub async fn gateway_complete(&self, request: GatewayRequest) -> GatewayOutcome {
+        self.complete_routed(request)
+            .instrument(trace::run_span(GATEWAY_WORKFLOW))
+            .await
+    }
+
+    async fn complete_routed(&self, request: GatewayRequest) -> GatewayOutcome {
         let route = match self.gateway_route(&request.model) {
             Ok(route) => route,
             Err(e) => return self.unrouted(&request, e).await,
@@ -351,7 +359,14 @@ impl Engine {
             loop {
                 let started_at = now_ms();
                 let clock = Instant::now();
-                let result = complete_within(&*model.provider, &model.request, timeout).await;
+                let result = complete_within(
+                    &*model.provider,
+                    model.spec,
+                    call.run.attempts.len(),
+                    &model.request,
+                    timeout,
+                )
+                .await;
                 let latency = clock.elapsed();
                 call.upstream += latency;
                 match result {
@@ -435,6 +450,7 @@ impl Engine {
             }
         }
         finish_totals(run, call.started);
+        trace::record_run(&tracing::Span::current(), run);
         let facts = RunFacts::of(run, call.upstream);
         self.record(call.run).await;
         facts

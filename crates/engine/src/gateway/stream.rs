@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 use futures::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use shopfloor_core::pii::restore;
+use shopfloor_core::spec::ModelSpec;
 use shopfloor_providers::{ChatRequest, FinishReason, Provider, ProviderError, StreamEvent, Usage};
 use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
+use tracing::Instrument;
 
 use super::{
     finish_totals, status_of, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink,
-    RunFacts,
+    RunFacts, GATEWAY_WORKFLOW,
 };
 use crate::runner::now_ms;
+use crate::trace;
 use crate::Engine;
 
 impl Engine {
@@ -26,6 +29,13 @@ impl Engine {
         &self,
         request: GatewayRequest,
     ) -> Result<GatewayStream, GatewayOutcome> {
+        // The run's span covers the route until a model answers; the stream outlives it.
+        self.open_routed(request)
+            .instrument(trace::run_span(GATEWAY_WORKFLOW))
+            .await
+    }
+
+    async fn open_routed(&self, request: GatewayRequest) -> Result<GatewayStream, GatewayOutcome> {
         let route = match self.gateway_route(&request.model) {
             Ok(route) => route,
             Err(e) => return Err(self.unrouted(&request, e).await),
@@ -40,11 +50,21 @@ impl Engine {
             loop {
                 let started_at = now_ms();
                 let clock = Instant::now();
-                let opened = open_stream(&*model.provider, &model.request, timeout).await;
+                let opened = open_stream(
+                    &*model.provider,
+                    model.spec,
+                    call.run.attempts.len(),
+                    &model.request,
+                    timeout,
+                )
+                .await;
                 call.upstream += clock.elapsed();
                 match opened {
                     Ok((first, rest)) => {
                         let spec = model.spec;
+                        let span = tracing::Span::current();
+                        span.record("run_id", call.run.id.as_str());
+                        span.record("model", spec.name.as_str());
                         return Ok(GatewayStream {
                             sink: self.record_sink(),
                             call: Some(call),
@@ -86,19 +106,35 @@ impl Engine {
     }
 }
 
-/// Open a provider stream and wait for its first event, both within `timeout`: until a model
-/// has sent something, a failure can still be retried or fall back.
+/// The first event of a stream and the rest of it.
+type OpenedStream = (
+    StreamEvent,
+    BoxStream<'static, Result<StreamEvent, ProviderError>>,
+);
+
+/// Attempt `attempt` (0-based) at `spec`: open a provider stream and wait for its first event,
+/// both within `timeout`, in an `attempt` span: until a model has sent something, a failure can
+/// still be retried or fall back.
 async fn open_stream(
+    provider: &dyn Provider,
+    spec: &ModelSpec,
+    attempt: usize,
+    request: &ChatRequest,
+    timeout: Duration,
+) -> Result<OpenedStream, ProviderError> {
+    let span = trace::attempt_span(spec, attempt);
+    let result = first_event(provider, request, timeout)
+        .instrument(span.clone())
+        .await;
+    trace::record_attempt(&span, &result, |_| None);
+    result
+}
+
+async fn first_event(
     provider: &dyn Provider,
     request: &ChatRequest,
     timeout: Duration,
-) -> Result<
-    (
-        StreamEvent,
-        BoxStream<'static, Result<StreamEvent, ProviderError>>,
-    ),
-    ProviderError,
-> {
+) -> Result<OpenedStream, ProviderError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut stream = match tokio::time::timeout_at(deadline, provider.stream(request)).await {
         Ok(opened) => opened?,
