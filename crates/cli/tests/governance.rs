@@ -146,6 +146,62 @@ async fn promotion_is_gated_and_every_change_is_audited() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_catches_entries_removed_from_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    scaffold(dir, "http://127.0.0.1:9/v1");
+    for name in ["a", "b", "c"] {
+        run_ok(dir, &["keys", "create", "--name", name, "--role", "viewer"]);
+    }
+    let out = run_ok(dir, &["audit", "verify"]);
+    let head = out
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap_or_else(|| panic!("no head in {out}"))
+        .to_string();
+    let count = audit(dir).len();
+    assert!(head.starts_with(&format!("{count}:")), "{out}");
+    assert_eq!(head.len(), format!("{count}:").len() + 64, "{head}");
+
+    // A prefix of the hash will do; the chain reaches the anchor.
+    let short = &head[..format!("{count}:").len() + 12];
+    let out = run_ok(dir, &["audit", "verify", "--anchor", short]);
+    assert!(out.contains(&format!("anchor {count} reached")), "{out}");
+    // An anchor the entry does not match: rewritten.
+    let out = shopfloor(dir, &["audit", "verify", "--anchor", "2:000000000000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("audit entry 2: it does not match the anchor"),
+        "{}",
+        text(&out)
+    );
+
+    // Removing the last entry leaves a chain that is intact on its own...
+    tamper(dir, &format!("DELETE FROM audit_log WHERE seq = {count}")).await;
+    let out = run_ok(dir, &["audit", "verify"]);
+    assert!(
+        out.contains(&format!("intact: {} entries", count - 1)),
+        "{out}"
+    );
+    // ...and the anchor catches it.
+    let out = shopfloor(dir, &["audit", "verify", "--anchor", &head]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "audit entry {count}: the anchored entry is gone (the log now ends at entry {})",
+            count - 1
+        )),
+        "{}",
+        text(&out)
+    );
+
+    // An anchor that is not one is a usage error naming the form.
+    let out = shopfloor(dir, &["audit", "verify", "--anchor", "12"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("SEQ:HASH"), "{}", text(&out));
+}
+
 /// Every kind the detectors know, planted in one ticket.
 const PLANTED: [&str; 7] = [
     "dana.k@client.example",

@@ -10,7 +10,8 @@ use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::lifecycle::{promotion_blockers, set_stage, EvalFact, PromotionFacts};
 use shopfloor_core::spec::Stage;
 use shopfloor_store::{
-    ApiKeyRecord, AuditEntry, ChainBreak, ChainVerifier, EvalStatus, NewAuditEntry, RunRecord,
+    ApiKeyRecord, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, EvalStatus, NewAuditEntry,
+    RunRecord,
 };
 
 use crate::{now_ms, Engine, EngineError, WORKFLOWS_DIR};
@@ -139,8 +140,13 @@ impl Engine {
         }
     }
 
-    /// Walk the whole audit log; the number of entries, or the first that breaks the chain.
-    pub async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, EngineError> {
+    /// Walk the whole audit log: its head (`None` when empty), or the first entry that breaks
+    /// the chain. With an `anchor` (an entry noted earlier, outside the database) the chain must
+    /// still reach that entry unchanged, which shows entries removed from its end.
+    pub async fn verify_audit(
+        &self,
+        anchor: Option<&AuditAnchor>,
+    ) -> Result<Result<Option<AuditAnchor>, ChainBreak>, EngineError> {
         let mut verifier = ChainVerifier::default();
         let mut after = 0;
         loop {
@@ -151,9 +157,28 @@ impl Engine {
                 if let Err(broken) = verifier.check(entry) {
                     return Ok(Err(broken));
                 }
+                if anchor.and_then(|a| a.matches(entry)) == Some(false) {
+                    return Ok(Err(ChainBreak {
+                        seq: entry.seq,
+                        reason: format!(
+                            "it does not match the anchor {}: the log was rewritten from here on",
+                            anchor.map(ToString::to_string).unwrap_or_default()
+                        ),
+                    }));
+                }
             }
         }
-        Ok(Ok(verifier.checked()))
+        if let Some(anchor) = anchor.filter(|a| a.seq > verifier.checked()) {
+            return Ok(Err(ChainBreak {
+                seq: anchor.seq,
+                reason: format!(
+                    "the anchored entry is gone (the log now ends at entry {}): entries were \
+                     removed from its end",
+                    verifier.checked()
+                ),
+            }));
+        }
+        Ok(Ok(verifier.head()))
     }
 
     /// Create an API key for `name` with `role`, audited as done by `actor`.

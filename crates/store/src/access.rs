@@ -118,6 +118,52 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
+/// An entry's number and (a prefix of, at least 12 hex digits) its hash, written `SEQ:HASH` and
+/// kept outside the database. The chain proves everything before an entry; it cannot show that
+/// entries were removed from its end. An anchor can: the chain must still reach it, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditAnchor {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// The shortest hash prefix an anchor may give.
+const MIN_ANCHOR_HEX: usize = 12;
+
+impl AuditAnchor {
+    /// Whether `entry` is the anchored one, unchanged (`None` when it is another entry).
+    pub fn matches(&self, entry: &AuditEntry) -> Option<bool> {
+        (entry.seq == self.seq).then(|| entry.hash.starts_with(&self.hash))
+    }
+}
+
+impl std::fmt::Display for AuditAnchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for AuditAnchor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = || {
+            format!(
+                "{text:?} is not an audit anchor: write it as SEQ:HASH, as `shopfloor audit verify` \
+                 prints it (at least {MIN_ANCHOR_HEX} hex digits of the hash)"
+            )
+        };
+        let (seq, hash) = text.trim().split_once(':').ok_or_else(expected)?;
+        let seq: u64 = seq.parse().ok().filter(|&n| n > 0).ok_or_else(expected)?;
+        let hash = hash.to_ascii_lowercase();
+        let hex = hash.len() >= MIN_ANCHOR_HEX
+            && hash.len() <= 64
+            && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        hex.then_some(AuditAnchor { seq, hash })
+            .ok_or_else(expected)
+    }
+}
+
 /// Checks an audit chain one entry at a time, in `seq` order as stored, so a long log can be
 /// verified page by page.
 #[derive(Debug, Clone)]
@@ -169,6 +215,14 @@ impl ChainVerifier {
     pub fn checked(&self) -> u64 {
         self.expected_seq - 1
     }
+
+    /// The last entry checked, as an anchor with its whole hash.
+    pub fn head(&self) -> Option<AuditAnchor> {
+        (self.expected_seq > 1).then(|| AuditAnchor {
+            seq: self.expected_seq - 1,
+            hash: self.prev_hash.clone(),
+        })
+    }
 }
 
 /// Walk `entries` (in `seq` order as stored) and name the first that was altered, removed or
@@ -198,6 +252,40 @@ pub struct ClaimedCase {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn anchors_parse_from_seq_and_a_hash_prefix() {
+        let anchor: AuditAnchor = "42:3F9A1C0E77B2".parse().unwrap();
+        assert_eq!(anchor.seq, 42);
+        assert_eq!(anchor.hash, "3f9a1c0e77b2");
+        assert_eq!(anchor.to_string(), "42:3f9a1c0e77b2");
+        for bad in [
+            "",
+            "42",
+            "0:3f9a1c0e77b2",
+            "x:3f9a1c0e77b2",
+            "42:3f9a1c",
+            "42:zzzzzzzzzzzz",
+        ] {
+            let error = bad.parse::<AuditAnchor>().unwrap_err();
+            assert!(error.contains("SEQ:HASH"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_head_is_the_last_entry_checked() {
+        let chain = entries(3);
+        let mut verifier = ChainVerifier::default();
+        assert_eq!(verifier.head(), None);
+        for entry in &chain {
+            verifier.check(entry).unwrap();
+        }
+        let head = verifier.head().unwrap();
+        assert_eq!(head.seq, 3);
+        assert_eq!(head.hash, chain[2].hash);
+        assert_eq!(head.matches(&chain[2]), Some(true));
+        assert_eq!(head.matches(&chain[1]), None);
+    }
 
     fn entries(n: usize) -> Vec<AuditEntry> {
         let mut chain: Vec<AuditEntry> = Vec::new();

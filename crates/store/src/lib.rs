@@ -19,8 +19,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use access::{
-    verify_chain, ApiKeyRecord, AuditEntry, Caller, ChainBreak, ChainVerifier, ClaimedCase,
-    NewAuditEntry, GENESIS_HASH,
+    verify_chain, ApiKeyRecord, AuditAnchor, AuditEntry, Caller, ChainBreak, ChainVerifier,
+    ClaimedCase, NewAuditEntry, GENESIS_HASH,
 };
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use location::redact_location;

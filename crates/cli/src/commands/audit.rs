@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use shopfloor_engine::{open_store, Engine, EngineOptions};
+use shopfloor_store::AuditAnchor;
 
 use super::Global;
 
@@ -21,8 +22,14 @@ pub enum Command {
         json: bool,
     },
     /// Walk the whole chain; exit 1 naming the first entry that was altered, removed or
-    /// reordered.
-    Verify,
+    /// reordered. Prints the head (SEQ:HASH): keep it somewhere else and pass it back with
+    /// --anchor, so that entries removed from the end are caught too.
+    Verify {
+        /// An entry noted earlier, as SEQ:HASH (a hash prefix of 12 or more hex digits will
+        /// do): the chain must still reach it, unchanged.
+        #[arg(long, value_name = "SEQ:HASH")]
+        anchor: Option<AuditAnchor>,
+    },
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
@@ -50,7 +57,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify => {
+        Command::Verify { anchor } => {
             // Through the engine: opening audits any new workflow version first, so the
             // verified chain includes what this checkout changed.
             let engine = Engine::open(EngineOptions {
@@ -59,11 +66,27 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                 ..EngineOptions::default()
             })
             .await?;
-            let verdict = engine.verify_audit().await;
+            let verdict = engine.verify_audit(anchor.as_ref()).await;
             engine.close().await;
             match verdict? {
-                Ok(count) => {
-                    println!("audit log intact: {count} entries, every link verified");
+                Ok(None) => {
+                    println!("audit log intact: 0 entries");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(Some(head)) => {
+                    println!(
+                        "audit log intact: {} entries, every link verified{}",
+                        head.seq,
+                        match &anchor {
+                            Some(anchor) => format!(", anchor {} reached", anchor.seq),
+                            None => String::new(),
+                        }
+                    );
+                    println!("head: {head}");
+                    println!(
+                        "(keep the head outside this database; `shopfloor audit verify --anchor \
+                         {head}` then also catches entries removed from the end)"
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(broken) => {
