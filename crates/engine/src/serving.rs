@@ -118,10 +118,17 @@ impl Engine {
             }),
         )
         .await?;
+        // The queue is in the database, so it keeps what the policy lets the database keep: under
+        // `on_store = "redact"` a case waits, and then runs, with placeholders in its input.
         let cases: Vec<(u64, Value)> = inputs
             .into_iter()
             .enumerate()
-            .map(|(i, input)| (i as u64 + 1, input))
+            .map(|(i, mut input)| {
+                if let Some(redactor) = &self.store_redactor {
+                    redactor.json(&mut input);
+                }
+                (i as u64 + 1, input)
+            })
             .collect();
         self.store.enqueue_batch(&batch, &cases).await?;
         Ok(batch)

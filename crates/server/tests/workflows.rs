@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use shopfloor_server::ServerConfig;
 use shopfloor_store::{BatchStatus, RunStatus};
 use shopfloor_testkit::{openai_completion, FakeServer, Reply};
 
@@ -184,20 +185,8 @@ async fn a_batch_is_queued_run_in_the_background_and_read_back() {
 
     // The submitting operator polls its own batch until the worker has recorded every case.
     let url = server.url(&format!("/v1/batches/{batch_id}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let (status, body) = get(&c, &url, Some(&server.keys.operator)).await;
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["total"], 30);
-        if body["status"] == "done" {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the batch did not finish: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = finished_batch(&c, &url, &server.keys.operator).await;
+    assert_eq!(done["total"], 30);
     assert_eq!(done["done"], 30);
     let results = done["results"].as_array().unwrap();
     assert_eq!(results.len(), 30);
@@ -274,4 +263,89 @@ async fn a_batch_with_an_invalid_input_is_refused_whole() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(upstream.request_count(), 0, "nothing was queued");
     server.stop().await;
+}
+
+/// Poll a batch (as `key`) until the worker has recorded every case; its final state.
+async fn finished_batch(c: &reqwest::Client, url: &str, key: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(c, url, Some(key)).await;
+        assert_eq!(status, 200, "{body}");
+        if body["status"] == "done" {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batch did not finish: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every file of the project's SQLite database, as text.
+fn database_text(dir: &std::path::Path) -> String {
+    std::fs::read_dir(dir.join(".shopfloor"))
+        .unwrap()
+        .map(|entry| {
+            String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()).into_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn queued_batch_inputs_keep_only_what_the_store_policy_allows() {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let config = dir.path().join("shopfloor.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[policy.pii]\ndetect = [\"email\"]\non_external = \"redact\"\non_store = \"redact\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let planted = "jane.doe@example.com";
+
+    // No worker here: the cases stay queued, in the database.
+    let queue_only = ServerConfig {
+        worker: None,
+        ..test_config()
+    };
+    let server = TestServer::start(dir.path(), queue_only).await;
+    let c = client();
+    let (status, body) = post(
+        &c,
+        &server.url("/v1/workflows/triage/batches"),
+        Some(&server.keys.operator),
+        &json!({"inputs": [{"text": format!("billing question from {planted}")}]}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let batch_id = body["batch_id"].as_str().unwrap().to_string();
+    let keys = server.keys.clone();
+    server.stop().await;
+    assert!(
+        !database_text(dir.path()).contains(planted),
+        "the queued input is in the database in clear"
+    );
+
+    // A replica with a worker runs the case on its redacted input.
+    let server = TestServer::restart(dir.path(), test_config(), keys.clone()).await;
+    let url = server.url(&format!("/v1/batches/{batch_id}"));
+    let done = finished_batch(&c, &url, &keys.operator).await;
+    assert_eq!(done["results"][0]["output"], "billing", "{done}");
+    let run = server
+        .recorded(done["results"][0]["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        run.input,
+        json!({"text": "billing question from [EMAIL_1]"})
+    );
+    let sent: String = upstream
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .collect();
+    assert!(!sent.contains(planted), "{sent}");
+    server.stop().await;
+    assert!(!database_text(dir.path()).contains(planted));
 }

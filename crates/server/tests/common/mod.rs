@@ -171,6 +171,15 @@ pub fn test_config() -> ServerConfig {
 impl TestServer {
     /// Open the project in `dir` (SQLite under it), create one key per role, serve on port 0.
     pub async fn start(dir: &Path, config: ServerConfig) -> TestServer {
+        Self::serve(dir, config, None).await
+    }
+
+    /// Serve the project in `dir` again, with the keys an earlier server created there.
+    pub async fn restart(dir: &Path, config: ServerConfig, keys: Keys) -> TestServer {
+        Self::serve(dir, config, Some(keys)).await
+    }
+
+    async fn serve(dir: &Path, config: ServerConfig, keys: Option<Keys>) -> TestServer {
         let engine = Engine::open(EngineOptions {
             project_dir: dir.to_path_buf(),
             retry: RetryPolicy {
@@ -194,12 +203,15 @@ impl TestServer {
                     .secret
             }
         };
-        let keys = Keys {
-            admin: secret("ada", Role::Admin, None).await,
-            builder: secret("bob", Role::Builder, None).await,
-            reviewer: secret("rita", Role::Reviewer, None).await,
-            operator: secret("billing-service", Role::Operator, Some("finance")).await,
-            viewer: secret("vic", Role::Viewer, None).await,
+        let keys = match keys {
+            Some(keys) => keys,
+            None => Keys {
+                admin: secret("ada", Role::Admin, None).await,
+                builder: secret("bob", Role::Builder, None).await,
+                reviewer: secret("rita", Role::Reviewer, None).await,
+                operator: secret("billing-service", Role::Operator, Some("finance")).await,
+                viewer: secret("vic", Role::Viewer, None).await,
+            },
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::build(engine, listener, config);
