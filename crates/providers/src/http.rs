@@ -64,6 +64,10 @@ pub(crate) async fn send(
     url: &Url,
     request: reqwest::RequestBuilder,
 ) -> Result<Response, ProviderError> {
+    let request = match crate::trace_context::traceparent() {
+        Some(traceparent) => request.header("traceparent", traceparent),
+        None => request,
+    };
     let response = request
         .send()
         .await

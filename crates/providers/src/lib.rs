@@ -16,6 +16,7 @@ pub mod openai;
 mod registry;
 pub mod replay;
 mod sse;
+pub mod trace_context;
 
 pub use anthropic::Anthropic;
 pub use openai::OpenAi;

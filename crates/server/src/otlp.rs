@@ -5,7 +5,9 @@
 //! engine's `run` and `attempt`, the batch worker's `batch_case`) becomes an OTLP span when it
 //! closes, with its parent, its fields as attributes, and a W3C `traceparent` from the caller as
 //! the remote parent of a root span. [`OtlpExporter`] posts them in batches from a task of its
-//! own; a full queue drops spans (counted and logged) rather than slowing requests down.
+//! own; a full queue drops spans (counted and logged) rather than slowing requests down. It also
+//! marks the span being run on each thread for [`trace_context`], so that calls to models carry
+//! a `traceparent` naming their `attempt` span.
 //!
 //! Spans carry names, ids, statuses and figures, never text: no prompt, output or error message
 //! is a field of any span, so nothing personal reaches the trace backend. The run id on a span
@@ -21,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use shopfloor_providers::trace_context;
 use tokio::sync::{mpsc, watch};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -254,6 +257,20 @@ where
                 values.record(&mut open.fields);
             }
         }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        let context = ctx.span(id).and_then(|span| {
+            let extensions = span.extensions();
+            extensions
+                .get::<OpenSpan>()
+                .map(|open| (open.trace_id, open.span_id))
+        });
+        trace_context::enter(context);
+    }
+
+    fn on_exit(&self, _id: &Id, _ctx: Context<'_, S>) {
+        trace_context::exit();
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

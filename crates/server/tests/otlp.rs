@@ -165,6 +165,19 @@ async fn spans_reach_the_collector_as_one_trace_under_the_callers_context_and_ca
         attribute(&attempt, "prompt_tokens").unwrap()["intValue"],
         "7"
     );
+    // The call to the model carried the attempt as its parent.
+    let carried: Vec<String> = upstream
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("traceparent").map(str::to_string))
+        .collect();
+    assert_eq!(
+        carried.len(),
+        3,
+        "every model call carries one: {carried:?}"
+    );
+    let expected = format!("00-{TRACE_ID}-{}-01", attempt["spanId"].as_str().unwrap());
+    assert!(carried.contains(&expected), "{expected} not in {carried:?}");
 
     // The gateway call: its own trace, with the same shape.
     let gateway_runs: Vec<&Value> = spans
