@@ -187,6 +187,7 @@ async fn spans_reach_the_collector_as_one_trace_under_the_callers_context_and_ca
     assert_eq!(gateway_runs.len(), 2, "one plain, one streamed");
     for run in gateway_runs {
         assert_eq!(text(run, "model"), "fast");
+        assert_eq!(text(run, "status"), "ok");
         assert!(!text(run, "run_id").is_empty());
     }
     let request = find("request", &|s| {

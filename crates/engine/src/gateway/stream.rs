@@ -29,7 +29,7 @@ impl Engine {
         &self,
         request: GatewayRequest,
     ) -> Result<GatewayStream, GatewayOutcome> {
-        // The run's span covers the route until a model answers; the stream outlives it.
+        // The run's span covers the route, then (held by the stream) the answer.
         self.open_routed(request)
             .instrument(trace::run_span(GATEWAY_WORKFLOW))
             .await
@@ -62,10 +62,9 @@ impl Engine {
                 match opened {
                     Ok((first, rest)) => {
                         let spec = model.spec;
-                        let span = tracing::Span::current();
-                        span.record("run_id", call.run.id.as_str());
-                        span.record("model", spec.name.as_str());
                         return Ok(GatewayStream {
+                            // The run's span lives as long as its stream.
+                            span: tracing::Span::current(),
                             sink: self.record_sink(),
                             call: Some(call),
                             first: Some(first),
@@ -167,6 +166,7 @@ pub enum StreamItem {
 /// [`GatewayStream::finish`] to record the run; a stream dropped before `finish` (its client
 /// went away) still records what happened.
 pub struct GatewayStream {
+    span: tracing::Span,
     sink: RecordSink,
     /// `None` once recorded.
     call: Option<Call>,
@@ -348,6 +348,7 @@ impl GatewayStream {
         }
         let mut call = self.call.take().expect("a gateway stream is closed once");
         finish_totals(&mut call.run, call.started);
+        trace::record_run(&self.span, &call.run);
         let facts = RunFacts::of(&call.run, call.upstream);
         (call.run, facts)
     }
