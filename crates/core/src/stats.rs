@@ -251,13 +251,20 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 /// splitmix64: tiny, fast, well mixed; enough for resampling, and keeps `rand` out of core.
 struct SplitMix64(u64);
 
+/// The `n`-th output (from 1) of splitmix64 started at `seed`, without the generator: any
+/// thread can draw from one seed with a shared counter.
+pub fn splitmix64(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl SplitMix64 {
     fn next_u64(&mut self) -> u64 {
+        let value = splitmix64(self.0, 1);
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        value
     }
 
     /// Uniform in `0..n` by multiply-shift (Lemire); the bias is below 2^-32 for any eval size.

@@ -515,7 +515,7 @@ pub(crate) async fn complete_within(
         }
     };
     let result = call.instrument(span.clone()).await;
-    trace::record_attempt(&span, &result, trace::response_usage);
+    trace::record_attempt(&span, result.as_ref().map(|answer| Some(answer.usage)));
     result
 }
 

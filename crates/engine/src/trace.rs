@@ -8,7 +8,7 @@
 //! attempt it was written in.
 
 use shopfloor_core::spec::ModelSpec;
-use shopfloor_providers::{ChatResponse, ProviderError};
+use shopfloor_providers::{ProviderError, Usage};
 use shopfloor_store::RunRecord;
 use tracing::field::Empty;
 use tracing::Span;
@@ -68,18 +68,15 @@ pub(crate) fn attempt_span(spec: &ModelSpec, n: usize) -> Span {
     )
 }
 
-/// How an attempt ended, on its span.
-pub(crate) fn record_attempt<T>(
-    span: &Span,
-    result: &Result<T, ProviderError>,
-    usage: impl Fn(&T) -> Option<(u32, u32)>,
-) {
+/// How an attempt ended, on its span: its usage when the answer is whole (a stream's is not
+/// known yet when its attempt ends), or its error.
+pub(crate) fn record_attempt(span: &Span, result: Result<Option<Usage>, &ProviderError>) {
     match result {
-        Ok(answer) => {
+        Ok(usage) => {
             span.record("outcome", "ok");
-            if let Some((prompt, completion)) = usage(answer) {
-                span.record("prompt_tokens", u64::from(prompt));
-                span.record("completion_tokens", u64::from(completion));
+            if let Some(usage) = usage {
+                span.record("prompt_tokens", u64::from(usage.prompt_tokens));
+                span.record("completion_tokens", u64::from(usage.completion_tokens));
             }
             span.record("otel.status_code", "ok");
         }
@@ -91,14 +88,6 @@ pub(crate) fn record_attempt<T>(
             span.record("otel.status_code", "error");
         }
     }
-}
-
-/// The usage of a whole answer, for [`record_attempt`].
-pub(crate) fn response_usage(response: &ChatResponse) -> Option<(u32, u32)> {
-    Some((
-        response.usage.prompt_tokens,
-        response.usage.completion_tokens,
-    ))
 }
 
 /// A provider error's kind: a name, never its message (which may quote the request).

@@ -23,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
+use shopfloor_core::stats::splitmix64;
 use shopfloor_providers::trace_context;
 use tokio::sync::{mpsc, watch};
 use tracing::field::{Field, Visit};
@@ -397,8 +398,8 @@ fn span_json(span: &FinishedSpan) -> Value {
     let open = &span.open;
     let fields = &open.fields;
     let mut value = json!({
-        "traceId": hex(&open.trace_id),
-        "spanId": hex(&open.span_id),
+        "traceId": hex::encode(open.trace_id),
+        "spanId": hex::encode(open.span_id),
         "name": open.name,
         "kind": fields.kind.unwrap_or(SPAN_KIND_INTERNAL),
         "startTimeUnixNano": open.start_ns.to_string(),
@@ -410,7 +411,7 @@ fn span_json(span: &FinishedSpan) -> Value {
             .collect::<Vec<_>>(),
     });
     if let Some(parent) = open.parent_id {
-        value["parentSpanId"] = json!(hex(&parent));
+        value["parentSpanId"] = json!(hex::encode(parent));
     }
     if let Some(error) = fields.error {
         // STATUS_CODE_OK = 1, STATUS_CODE_ERROR = 2.
@@ -461,24 +462,14 @@ fn parse_traceparent(header: &str) -> Option<([u8; 16], [u8; 8])> {
     (nonzero(&trace) && nonzero(&parent)).then_some((trace, parent))
 }
 
+/// `2 * N` lower-case hex digits, as the W3C format says.
 fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        // Lower case only, as the W3C format says.
-        let pair = text.get(2 * i..2 * i + 2)?;
-        if pair.bytes().any(|b| b.is_ascii_uppercase()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_ns() -> u64 {
@@ -487,8 +478,8 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Span and trace ids: a process-wide random seed and a counter through splitmix64, so ids are
-/// unique in the process and unpredictable across processes, without a random-number crate.
+/// Span and trace ids: a process-wide random seed and a counter through splitmix64 (a bijection
+/// of the counter), so ids are unique in the process and unpredictable across processes.
 fn next_id() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -496,11 +487,7 @@ fn next_id() -> u64 {
         let random = uuid::Uuid::now_v7().as_u64_pair().1;
         random ^ now_ns()
     });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)).max(1)
+    splitmix64(seed, COUNTER.fetch_add(1, Ordering::Relaxed)).max(1)
 }
 
 fn trace_id() -> [u8; 16] {
@@ -518,8 +505,8 @@ mod tests {
     fn traceparent_parses_and_rejects_what_w3c_rejects() {
         let (trace, parent) =
             parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        assert_eq!(hex(&trace), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(hex(&parent), "00f067aa0ba902b7");
+        assert_eq!(hex::encode(trace), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex::encode(parent), "00f067aa0ba902b7");
         for bad in [
             "",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",

@@ -130,13 +130,6 @@ pub struct AuditAnchor {
 /// The shortest hash prefix an anchor may give.
 const MIN_ANCHOR_HEX: usize = 12;
 
-impl AuditAnchor {
-    /// Whether `entry` is the anchored one, unchanged (`None` when it is another entry).
-    pub fn matches(&self, entry: &AuditEntry) -> Option<bool> {
-        (entry.seq == self.seq).then(|| entry.hash.starts_with(&self.hash))
-    }
-}
-
 impl std::fmt::Display for AuditAnchor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.seq, self.hash)
@@ -170,6 +163,7 @@ impl std::str::FromStr for AuditAnchor {
 pub struct ChainVerifier {
     expected_seq: u64,
     prev_hash: String,
+    anchor: Option<AuditAnchor>,
 }
 
 impl Default for ChainVerifier {
@@ -177,11 +171,22 @@ impl Default for ChainVerifier {
         Self {
             expected_seq: 1,
             prev_hash: GENESIS_HASH.to_string(),
+            anchor: None,
         }
     }
 }
 
 impl ChainVerifier {
+    /// A verifier for which the chain must also reach `anchor` unchanged (see [`finish`]).
+    ///
+    /// [`finish`]: ChainVerifier::finish
+    pub fn anchored(anchor: AuditAnchor) -> Self {
+        Self {
+            anchor: Some(anchor),
+            ..Self::default()
+        }
+    }
+
     /// Check the next entry; the error names it when it was altered, removed or reordered.
     pub fn check(&mut self, entry: &AuditEntry) -> Result<(), ChainBreak> {
         let broken = |reason: String| ChainBreak {
@@ -206,6 +211,13 @@ impl ChainVerifier {
                 "its content does not match its hash: the entry was altered".into(),
             ));
         }
+        if let Some(anchor) = self.anchor.as_ref().filter(|a| a.seq == entry.seq) {
+            if !entry.hash.starts_with(&anchor.hash) {
+                return Err(broken(format!(
+                    "it does not match the anchor {anchor}: the log was rewritten from here on"
+                )));
+            }
+        }
         self.prev_hash.clone_from(&entry.hash);
         self.expected_seq += 1;
         Ok(())
@@ -216,12 +228,23 @@ impl ChainVerifier {
         self.expected_seq - 1
     }
 
-    /// The last entry checked, as an anchor with its whole hash.
-    pub fn head(&self) -> Option<AuditAnchor> {
-        (self.expected_seq > 1).then(|| AuditAnchor {
-            seq: self.expected_seq - 1,
-            hash: self.prev_hash.clone(),
-        })
+    /// After the last entry: the head (`None` for an empty log), or the break when the chain
+    /// never reached its anchor, that is when entries were removed from its end.
+    pub fn finish(self) -> Result<Option<AuditAnchor>, ChainBreak> {
+        let checked = self.checked();
+        if let Some(anchor) = self.anchor.filter(|a| a.seq > checked) {
+            return Err(ChainBreak {
+                seq: anchor.seq,
+                reason: format!(
+                    "the anchored entry is gone (the log now ends at entry {checked}): entries \
+                     were removed from its end"
+                ),
+            });
+        }
+        Ok((checked > 0).then_some(AuditAnchor {
+            seq: checked,
+            hash: self.prev_hash,
+        }))
     }
 }
 
@@ -273,18 +296,39 @@ mod tests {
     }
 
     #[test]
-    fn the_head_is_the_last_entry_checked() {
+    fn the_head_is_the_last_entry_checked_and_an_anchor_must_be_reached() {
         let chain = entries(3);
+        assert_eq!(ChainVerifier::default().finish(), Ok(None));
         let mut verifier = ChainVerifier::default();
-        assert_eq!(verifier.head(), None);
         for entry in &chain {
             verifier.check(entry).unwrap();
         }
-        let head = verifier.head().unwrap();
+        let head = verifier.finish().unwrap().unwrap();
         assert_eq!(head.seq, 3);
         assert_eq!(head.hash, chain[2].hash);
-        assert_eq!(head.matches(&chain[2]), Some(true));
-        assert_eq!(head.matches(&chain[1]), None);
+
+        // Reached with a prefix of its hash; gone when the chain stops short of it.
+        let anchor = AuditAnchor {
+            seq: 2,
+            hash: chain[1].hash[..12].to_string(),
+        };
+        let mut verifier = ChainVerifier::anchored(anchor.clone());
+        chain.iter().for_each(|e| verifier.check(e).unwrap());
+        assert!(verifier.finish().is_ok());
+        let mut verifier = ChainVerifier::anchored(anchor.clone());
+        verifier.check(&chain[0]).unwrap();
+        assert_eq!(verifier.finish().unwrap_err().seq, 2);
+        // A different hash at its number: rewritten.
+        let mut verifier = ChainVerifier::anchored(AuditAnchor {
+            seq: 2,
+            hash: "0".repeat(12),
+        });
+        verifier.check(&chain[0]).unwrap();
+        let broken = verifier.check(&chain[1]).unwrap_err();
+        assert!(
+            broken.reason.contains("does not match the anchor"),
+            "{broken}"
+        );
     }
 
     fn entries(n: usize) -> Vec<AuditEntry> {

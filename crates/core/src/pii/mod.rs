@@ -271,21 +271,31 @@ fn resolve_overlaps(text: &str, mut candidates: Vec<Candidate>) -> Vec<Finding> 
     candidates.retain(|c| c.finding.range.start < c.finding.range.end);
     candidates.sort_unstable_by_key(|c| c.finding.range.start);
     drop_uncovered(text, &mut candidates);
-    let mut findings: Vec<Finding> = Vec::with_capacity(candidates.len());
-    let mut winner: Option<Candidate> = None;
-    for candidate in candidates {
-        let range = candidate.finding.range.clone();
+    merge_groups(candidates, |c| &c.finding, beats)
+}
+
+/// Merge `items` (sorted by start) whose ranges overlap into one finding per group, covering
+/// the group and named after the item that `beats` the others.
+fn merge_groups<T>(
+    items: Vec<T>,
+    finding: impl Fn(&T) -> &Finding,
+    beats: impl Fn(&T, &T) -> bool,
+) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = Vec::with_capacity(items.len());
+    let mut winner: Option<T> = None;
+    for item in items {
+        let range = finding(&item).range.clone();
         match findings.last_mut() {
             Some(last) if range.start < last.range.end => {
                 last.range.end = last.range.end.max(range.end);
-                if winner.as_ref().is_some_and(|w| beats(&candidate, w)) {
-                    last.kind = candidate.finding.kind;
-                    winner = Some(candidate);
+                if winner.as_ref().is_some_and(|w| beats(&item, w)) {
+                    last.kind = finding(&item).kind;
+                    winner = Some(item);
                 }
             }
             _ => {
-                findings.push(candidate.finding.clone());
-                winner = Some(candidate);
+                findings.push(finding(&item).clone());
+                winner = Some(item);
             }
         }
     }

@@ -16,11 +16,10 @@
 //! except a PEM key's body, and a PEM key is found from its BEGIN line whatever surrounds it.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
 use super::boundary::Anchors;
-use super::{redact, scan, Finding, PiiKind};
+use super::{merge_groups, redact, scan, Finding, PiiKind};
 
 /// Rounds after the scan; each one that finds something new was caused by the one before, so
 /// more than two is rare outside fuzzing.
@@ -68,8 +67,7 @@ fn copies(text: &str, anchors: &Anchors, findings: &[Finding]) -> Vec<Finding> {
     }
     // Most anchors start no value: their first four bytes tell, with one cheap lookup. Every
     // numeric value is longer than that.
-    let mut lengths_by_prefix: HashMap<u32, Vec<usize>, BuildHasherDefault<PrefixHasher>> =
-        HashMap::default();
+    let mut lengths_by_prefix: HashMap<u32, Vec<usize>> = HashMap::new();
     for value in values.keys() {
         if let Some(key) = prefix(value.as_bytes()) {
             lengths_by_prefix.entry(key).or_default().push(value.len());
@@ -138,27 +136,6 @@ fn prefix(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(first))
 }
 
-/// A multiplicative hash for the `u32` prefixes of [`copies`]: SipHash's resistance to chosen
-/// keys buys nothing for a map that lives for one call, and it would cost a hash per anchor.
-#[derive(Default)]
-struct PrefixHasher(u64);
-
-impl Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u32(u32::from(byte));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
 /// `findings` and `more` in order, those that overlap merged into one that takes the kind of the
 /// longest.
 fn merge_overlapping(mut findings: Vec<Finding>, more: Vec<Finding>) -> Vec<Finding> {
@@ -167,25 +144,7 @@ fn merge_overlapping(mut findings: Vec<Finding>, more: Vec<Finding>) -> Vec<Find
     }
     findings.extend(more);
     findings.sort_unstable_by_key(|f| f.range.start);
-    let mut merged: Vec<Finding> = Vec::with_capacity(findings.len());
-    let mut longest = 0;
-    for finding in findings {
-        let len = finding.range.len();
-        match merged.last_mut() {
-            Some(last) if finding.range.start < last.range.end => {
-                last.range.end = last.range.end.max(finding.range.end);
-                if len > longest {
-                    last.kind = finding.kind;
-                    longest = len;
-                }
-            }
-            _ => {
-                longest = len;
-                merged.push(finding);
-            }
-        }
-    }
-    merged
+    merge_groups(findings, |f| f, |a, b| a.range.len() > b.range.len())
 }
 
 /// The lines of `text` that hold the `fresh` ranges, merged where they meet; a finding that

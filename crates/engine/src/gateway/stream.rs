@@ -125,7 +125,7 @@ async fn open_stream(
     let result = first_event(provider, request, timeout)
         .instrument(span.clone())
         .await;
-    trace::record_attempt(&span, &result, |_| None);
+    trace::record_attempt(&span, result.as_ref().map(|_| None));
     result
 }
 
