@@ -3,58 +3,44 @@
 //! One table ([`Role::allows`]) decides access for the server's routes, the CLI's key
 //! management and the rendered AI usage policy, so the policy a person reads is the one enforced.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-/// The role an API key (and so its holder) has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything, including keys and promotions.
-    Admin,
-    /// Builds workflows: runs them, runs evals, sets baselines, reads runs.
-    Builder,
-    /// Reviews held and sampled outputs; reads runs.
-    Reviewer,
-    /// A business system or person using workflows and models.
-    Operator,
-    /// Reads runs, evals and figures; changes nothing.
-    Viewer,
+crate::text_enum! {
+    /// The role an API key (and so its holder) has.
+    #[derive(PartialOrd, Ord)]
+    pub enum Role {
+        /// Everything, including keys and promotions.
+        Admin => "admin",
+        /// Builds workflows: runs them, runs evals, sets baselines, reads runs.
+        Builder => "builder",
+        /// Reviews held and sampled outputs; reads runs.
+        Reviewer => "reviewer",
+        /// A business system or person using workflows and models.
+        Operator => "operator",
+        /// Reads runs, evals and figures; changes nothing.
+        Viewer => "viewer",
+    }
 }
 
-/// One thing a caller may be allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Permission {
-    /// Call models through the OpenAI-compatible gateway.
-    CallModels,
-    /// Run workflows, one input or a batch.
-    RunWorkflows,
-    /// Read runs, batches, evals and metrics.
-    ReadRuns,
-    /// Approve, reject or correct outputs in the review queue.
-    Review,
-    /// Run evals and set baselines.
-    ManageEvals,
-    /// Move a workflow between lifecycle stages.
-    Promote,
-    /// Create and revoke API keys.
-    ManageKeys,
+crate::text_enum! {
+    /// One thing a caller may be allowed to do; `ALL` is the order the policy lists them.
+    pub enum Permission {
+        /// Call models through the OpenAI-compatible gateway.
+        CallModels => "call_models",
+        /// Run workflows, one input or a batch.
+        RunWorkflows => "run_workflows",
+        /// Read runs, batches, evals and metrics.
+        ReadRuns => "read_runs",
+        /// Approve, reject or correct outputs in the review queue.
+        Review => "review",
+        /// Run evals and set baselines.
+        ManageEvals => "manage_evals",
+        /// Move a workflow between lifecycle stages.
+        Promote => "promote",
+        /// Create and revoke API keys.
+        ManageKeys => "manage_keys",
+    }
 }
 
 impl Permission {
-    /// Every permission, in the order the policy lists them.
-    pub const ALL: [Permission; 7] = [
-        Permission::CallModels,
-        Permission::RunWorkflows,
-        Permission::ReadRuns,
-        Permission::Review,
-        Permission::ManageEvals,
-        Permission::Promote,
-        Permission::ManageKeys,
-    ];
-
     /// What the permission lets a person do, in words for the policy document.
     pub fn describe(self) -> &'static str {
         match self {
@@ -70,30 +56,6 @@ impl Permission {
 }
 
 impl Role {
-    pub const CHOICES: [(&'static str, Role); 5] = [
-        ("admin", Role::Admin),
-        ("builder", Role::Builder),
-        ("reviewer", Role::Reviewer),
-        ("operator", Role::Operator),
-        ("viewer", Role::Viewer),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::CHOICES
-            .iter()
-            .find(|(_, r)| *r == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("viewer")
-    }
-
-    /// The inverse of [`Role::as_str`].
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::CHOICES
-            .iter()
-            .find(|(n, _)| *n == text)
-            .map(|(_, r)| *r)
-    }
-
     /// The role matrix.
     pub fn allows(self, permission: Permission) -> bool {
         use Permission::*;
@@ -110,19 +72,13 @@ impl Role {
     }
 }
 
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names_round_trip() {
-        for (name, role) in Role::CHOICES {
+        for &(name, role) in Role::CHOICES {
             assert_eq!(Role::parse(name), Some(role));
             assert_eq!(role.as_str(), name);
         }
@@ -131,7 +87,7 @@ mod tests {
 
     #[test]
     fn only_admin_manages_keys_and_promotes() {
-        for (_, role) in Role::CHOICES {
+        for &(_, role) in Role::CHOICES {
             assert_eq!(role.allows(Permission::ManageKeys), role == Role::Admin);
             assert_eq!(role.allows(Permission::Promote), role == Role::Admin);
         }
@@ -141,7 +97,8 @@ mod tests {
     fn viewer_only_reads_and_operator_never_reads_runs() {
         let granted = |role: Role| -> Vec<Permission> {
             Permission::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|p| role.allows(*p))
                 .collect()
         };

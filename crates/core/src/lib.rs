@@ -2,6 +2,7 @@
 //! prompt templates, output contracts and version hashing. No I/O: callers hand in text.
 
 pub mod access;
+mod canonical;
 pub mod dataset;
 mod diagnostic;
 pub mod lifecycle;
@@ -12,6 +13,8 @@ pub mod scorers;
 pub mod spec;
 pub mod stats;
 pub mod template;
+mod text_enum;
 pub mod version;
 
+pub use canonical::canonical_json;
 pub use diagnostic::{Diagnostic, LineIndex};

@@ -45,7 +45,6 @@ pub fn workflow_version(workflow: &Workflow, models: &BTreeMap<String, ModelSpec
             "seed": workflow.route.seed,
         },
     });
-    // serde_json's map is ordered by key, so this serialisation is canonical.
-    let digest = Sha256::digest(behaviour.to_string().as_bytes());
+    let digest = Sha256::digest(crate::canonical_json(&behaviour).as_bytes());
     hex::encode(digest)[..VERSION_LEN].to_string()
 }

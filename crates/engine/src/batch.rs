@@ -6,10 +6,10 @@ use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use shopfloor_store::{BatchRecord, BatchStatus, RunRecord, RunStatus};
 
+use crate::concurrency::run_bounded;
 use crate::project::LoadedWorkflow;
 use crate::runner::{now_ms, RunOptions};
 use crate::{Engine, EngineError};
@@ -96,10 +96,7 @@ pub fn read_cases(
     path: &Path,
     workflow: &LoadedWorkflow,
 ) -> Result<(Vec<Case>, Vec<Rejected>), EngineError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EngineError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(EngineError::io(path.to_path_buf()))?;
     let mut cases = Vec::new();
     let mut rejected = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -226,40 +223,31 @@ impl Engine {
             .model_override
             .clone()
             .or(batch.model_override.clone());
-        let concurrency = request.concurrency.max(1);
-        let mut pending = todo.into_iter();
-        let mut running = FuturesUnordered::new();
-        let mut stop = std::pin::pin!(stop);
-        let mut stopping = false;
-        loop {
-            while !stopping && running.len() < concurrency {
-                let Some(case) = pending.next() else { break };
-                let options = RunOptions {
-                    model_override: model_override.clone(),
-                    batch: Some((batch.id.clone(), case.line)),
-                    caller: None,
-                };
-                let workflow = workflow.clone();
-                running.push(async move { self.runner.run(&workflow, case.input, &options).await });
-            }
-            if running.is_empty() {
-                break;
-            }
-            tokio::select! {
-                Some(run) = running.next() => {
-                    report.count(&run);
-                    observer.finished(&run);
-                    if let Some(out) = out.as_mut() {
-                        write_result(out, &run, request.out.as_deref())?;
-                    }
-                    self.record(run).await;
+        let work = |case: Case| {
+            let options = RunOptions {
+                model_override: model_override.clone(),
+                batch: Some((batch.id.clone(), case.line)),
+                caller: None,
+            };
+            let workflow = workflow.clone();
+            async move { self.runner.run(&workflow, case.input, &options).await }
+        };
+        report.interrupted = run_bounded(
+            todo,
+            request.concurrency,
+            stop,
+            work,
+            async |run: RunRecord| {
+                report.count(&run);
+                observer.finished(&run);
+                if let Some(out) = out.as_mut() {
+                    write_result(out, &run, request.out.as_deref())?;
                 }
-                () = &mut stop, if !stopping => {
-                    stopping = true;
-                    report.interrupted = pending.len() > 0;
-                }
-            }
-        }
+                self.record(run).await;
+                Ok::<(), EngineError>(())
+            },
+        )
+        .await?;
         self.recorder.flush().await;
         if !report.interrupted {
             self.store
@@ -307,10 +295,7 @@ fn open_out(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, EngineErro
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| EngineError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        .map_err(EngineError::io(path.to_path_buf()))?;
     Ok(std::io::BufWriter::new(file))
 }
 
@@ -331,8 +316,7 @@ fn write_result(
     });
     writeln!(out, "{line}")
         .and_then(|()| out.flush())
-        .map_err(|e| EngineError::Io {
-            path: path.map(Path::to_path_buf).unwrap_or_default(),
-            message: e.to_string(),
-        })
+        .map_err(EngineError::io(
+            path.map(Path::to_path_buf).unwrap_or_default(),
+        ))
 }

@@ -174,7 +174,7 @@ impl Engine {
     ) -> Result<NewKey, EngineError> {
         if name.trim().is_empty() {
             return Err(EngineError::InvalidInput(
-                "a key needs a non-empty --name".into(),
+                "a key needs a non-empty name".into(),
             ));
         }
         let secret = generate_key();
@@ -281,19 +281,15 @@ impl Engine {
             .root
             .join(WORKFLOWS_DIR)
             .join(format!("{workflow}.toml"));
-        let io = |e: std::io::Error| EngineError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let text = std::fs::read_to_string(&path).map_err(io)?;
-        let edited = set_stage(&text, to).map_err(|message| EngineError::Io {
+        let text = std::fs::read_to_string(&path).map_err(EngineError::io(&path))?;
+        let edited = set_stage(&text, to).map_err(|message| EngineError::WorkflowEdit {
             path: path.clone(),
             message,
         })?;
         // Write beside, then rename: a crash leaves the old file or the new, never half.
         let temp = path.with_extension("toml.promote");
-        std::fs::write(&temp, edited).map_err(io)?;
-        std::fs::rename(&temp, &path).map_err(io)?;
+        std::fs::write(&temp, edited).map_err(EngineError::io(&temp))?;
+        std::fs::rename(&temp, &path).map_err(EngineError::io(&path))?;
         let entry = self
             .audit(
                 actor,

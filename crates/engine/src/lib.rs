@@ -2,16 +2,19 @@
 //! retries and fallbacks → parse and validate → record. The CLI and the server are thin
 //! shells over [`Engine`].
 
+mod attempt;
 mod batch;
+mod concurrency;
 mod eval;
 mod gateway;
 mod governance;
 mod models;
+mod outbound;
 mod project;
+mod queue;
 mod recorder;
 mod redaction;
 mod runner;
-mod serving;
 pub mod trace;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use serde_json::Value;
 use shopfloor_core::Diagnostic;
 use shopfloor_store::{RunRecord, Store, StoreError};
 
+pub use attempt::{failure_kind, kind_of, CallFailure, RetryPolicy};
 pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchRequest, Case};
 pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
@@ -33,9 +37,9 @@ pub use gateway::{
 pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
+pub use queue::{BatchProgress, API_SOURCE, BATCH_SUBMIT};
 pub use recorder::{Recorder, RecorderTask};
-pub use runner::{now_ms, released_output, Answer, RetryPolicy, RunOptions, Runner};
-pub use serving::{BatchProgress, API_SOURCE, BATCH_SUBMIT};
+pub use runner::{now_ms, released_output, Answer, CallBudget, RunOptions, Runner};
 
 /// The folder under the project that holds the embedded database.
 pub const STATE_DIR: &str = ".shopfloor";
@@ -57,9 +61,9 @@ pub enum EngineError {
     UnknownModel { name: String, known: Vec<String> },
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    #[error("the dataset has invalid cases (run the valid ones with --skip-invalid):\n  {}", .0.join("\n  "))]
+    #[error("the dataset has invalid cases:\n  {}", .0.join("\n  "))]
     InvalidDataset(Vec<String>),
-    #[error("workflow \"{0}\" has no eval dataset: add [eval] dataset = \"datasets/….jsonl\" or pass --dataset")]
+    #[error("workflow \"{0}\" has no eval dataset: add [eval] dataset = \"datasets/….jsonl\" to its file")]
     NoDataset(String),
     #[error("no eval with id {0}")]
     UnknownEval(String),
@@ -67,8 +71,15 @@ pub enum EngineError {
     UnknownBatch(String),
     #[error("{0}")]
     BatchMismatch(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A workflow file could not be edited in place (its `stage`, on promotion).
     #[error("{}: {message}", path.display())]
-    Io { path: PathBuf, message: String },
+    WorkflowEdit { path: PathBuf, message: String },
     #[error("cannot promote {workflow} to {to}:\n  - {}", reasons.join("\n  - "))]
     PromotionRefused {
         workflow: String,
@@ -77,6 +88,14 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl EngineError {
+    /// For `map_err`: an I/O error at `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> EngineError {
+        let path = path.into();
+        move |source| EngineError::Io { path, source }
+    }
 }
 
 /// How to open an engine.
@@ -164,24 +183,9 @@ impl Engine {
         input: Value,
         model_override: Option<String>,
     ) -> Result<RunRecord, EngineError> {
-        let workflow = self.project.workflow(workflow)?;
-        if let Some(model) = &model_override {
-            self.check_model(model)?;
-        }
-        validate_input(&workflow, &input).map_err(EngineError::InvalidInput)?;
         let run = self
-            .runner
-            .run(
-                &workflow,
-                input,
-                &RunOptions {
-                    model_override,
-                    batch: None,
-                    caller: None,
-                },
-            )
-            .await;
-        self.record(run.clone()).await;
+            .run_workflow(workflow, input, model_override, None)
+            .await?;
         self.recorder.flush().await;
         Ok(run)
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use shopfloor_core::spec::{ModelSpec, ProviderKind};
-use shopfloor_providers::{Provider, ProviderConfig, ProviderError, Recorder as ExchangeRecorder};
+use shopfloor_providers::{ExchangeRecorder, Provider, ProviderConfig, ProviderError};
 
 /// The providers of a project's models, built lazily so that a model whose key is missing only
 /// fails the runs that reach it (and its fallbacks still answer).

@@ -48,7 +48,7 @@ impl Project {
             } else {
                 EngineError::Io {
                     path: config_path.clone(),
-                    message: e.to_string(),
+                    source: e,
                 }
             }
         })?;
@@ -56,10 +56,7 @@ impl Project {
         let mut workflows = Vec::new();
         for (name, path) in workflow_files(root)? {
             let file = format!("{WORKFLOWS_DIR}/{name}.toml");
-            let text = std::fs::read_to_string(&path).map_err(|e| EngineError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(&path).map_err(EngineError::io(path.clone()))?;
             let (workflow, found) = parse_workflow(&name, &file, &text);
             diagnostics.extend(found);
             workflows.extend(workflow);
@@ -134,18 +131,13 @@ fn workflow_files(root: &Path) -> Result<Vec<(String, PathBuf)>, EngineError> {
         Err(e) => {
             return Err(EngineError::Io {
                 path: dir,
-                message: e.to_string(),
+                source: e,
             })
         }
     };
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry
-            .map_err(|e| EngineError::Io {
-                path: dir.clone(),
-                message: e.to_string(),
-            })?
-            .path();
+        let path = entry.map_err(EngineError::io(dir.clone()))?.path();
         if path.extension().is_some_and(|x| x == "toml") {
             if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
                 files.push((stem.to_string(), path.clone()));

@@ -4,57 +4,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde_json::{json, Value};
-use shopfloor_core::pii::{detect, redact, restore, summarize, Redactions};
-use shopfloor_core::spec::{
-    DataClass, ExternalAction, ModelSpec, PiiPolicy, ProjectConfig, RiskTier,
-};
+use shopfloor_core::pii::{restore, Redactions};
+use shopfloor_core::spec::{DataClass, ModelSpec, ProjectConfig, RiskTier};
 use shopfloor_core::template::RenderedPrompt;
-use shopfloor_providers::{ChatRequest, ChatResponse, Message, Provider, ProviderError, Role};
-use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
+use shopfloor_providers::{ChatRequest, Message, Role};
+use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
+use crate::attempt::{self, Attempts, CallFailure, Ending, RetryPolicy, Route};
 use crate::models::ModelPool;
+use crate::outbound::Guard;
 use crate::project::LoadedWorkflow;
 use crate::trace;
-
-/// How long to wait between retries of one model.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// The first wait; doubled on each retry, with jitter.
-    pub base: Duration,
-    /// No computed wait is longer.
-    pub max: Duration,
-    /// A server's `Retry-After` is honoured up to this long.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(250),
-            max: Duration::from_secs(10),
-            max_retry_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before retry number `retry` (0-based): exponential with full jitter between
-    /// half and all of it, or what the server asked for if that is longer.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << retry.min(16))
-            .min(self.max);
-        let jittered = exp.mul_f64(rand::rng().random_range(0.5..=1.0));
-        match retry_after {
-            Some(asked) => jittered.max(asked.min(self.max_retry_after)),
-            None => jittered,
-        }
-    }
-}
 
 /// Where a run belongs and which model to force.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +42,13 @@ impl Runner {
             config,
             models,
             retry,
+        }
+    }
+
+    /// The outbound policy (data classes, personal data) of this project.
+    pub(crate) fn guard(&self) -> Guard<'_> {
+        Guard {
+            config: &self.config,
         }
     }
 
@@ -109,10 +78,7 @@ impl Runner {
             }
             Err(e) => run.error = Some(format!("{}: {}", e.field, e.message)),
         }
-        run.prompt_tokens = run.attempts.iter().map(|a| a.prompt_tokens).sum();
-        run.completion_tokens = run.attempts.iter().map(|a| a.completion_tokens).sum();
-        run.cost_usd = run.attempts.iter().map(|a| a.cost_usd).sum();
-        run.latency_ms = started.elapsed().as_millis() as u64;
+        attempt::finish_totals(&mut run, started);
         apply_review_policy(workflow, &mut run);
         trace::record_run(&span, &run);
         run
@@ -126,24 +92,26 @@ impl Runner {
         options: &RunOptions,
         run: &mut RunRecord,
     ) {
-        let names: Vec<String> = match &options.model_override {
-            Some(name) => vec![name.clone()],
+        let names: Vec<&str> = match &options.model_override {
+            Some(name) => vec![name.as_str()],
             None => workflow
                 .spec
                 .route
                 .models
                 .iter()
-                .map(|m| m.value.clone())
+                .map(|m| m.value.as_str())
                 .collect(),
         };
-        let mut refused = 0;
-        let mut last_error = None;
+        let mut route = Route::default();
         // One mapping per run: the same value gets the same placeholder in every message and
         // every attempt, and exists only in memory for this run.
         let mut redactions = Redactions::new();
-        for name in &names {
+        for name in names {
             let Some(spec) = self.config.models.get(name) else {
-                last_error = Some(format!("unknown model \"{name}\""));
+                route.failed(CallFailure::new(
+                    ErrorKind::Unavailable,
+                    format!("unknown model \"{name}\""),
+                ));
                 continue;
             };
             match self
@@ -151,27 +119,19 @@ impl Runner {
                 .await
             {
                 Ok(()) => return,
-                Err(Fallback::Failed(message)) => last_error = Some(message),
-                Err(Fallback::Refused(message)) => {
-                    refused += 1;
-                    last_error = Some(message);
-                }
+                Err(failure) => route.failed(failure),
             }
         }
-        if refused == names.len() && refused > 0 {
-            run.status = RunStatus::Refused;
-        } else {
-            run.status = RunStatus::Failed;
-        }
-        run.error = Some(match last_error {
-            Some(e) if names.len() > 1 => format!("every routed model failed; last error: {e}"),
-            Some(e) => e,
-            None => "no model to route to".to_string(),
-        });
+        let failure = route.failure();
+        run.status = match failure.kind {
+            ErrorKind::Refused => RunStatus::Refused,
+            _ => RunStatus::Failed,
+        };
+        run.error = Some(failure.message);
     }
 
-    /// Attempts at one model, with retries. `Ok` when the run is settled (valid or invalid
-    /// output); `Err` when the next model should be tried.
+    /// Attempts at one model, with retries and one re-ask after an invalid answer. `Ok` when
+    /// the run is settled (valid or invalid output); `Err` when the next model should be tried.
     async fn try_model(
         &self,
         workflow: &LoadedWorkflow,
@@ -179,127 +139,112 @@ impl Runner {
         spec: &ModelSpec,
         run: &mut RunRecord,
         redactions: &mut Redactions,
-    ) -> Result<(), Fallback> {
-        let mut outgoing = messages(prompt);
+    ) -> Result<(), CallFailure> {
+        let route = &workflow.spec.route;
+        let (mut request, redacting) = self.prepare(workflow, prompt, spec, run, redactions)?;
+        let provider = self
+            .models
+            .provider(spec)
+            .map_err(|e| CallFailure::from_provider(&spec.name, &e))
+            .inspect_err(|failure| attempt::not_called(&mut run.attempts, spec, failure))?;
+        if !provider.capabilities().assistant_prefix {
+            request.assistant_prefix = None;
+        }
+        if workflow.spec.output.constrained && provider.capabilities().constrained_choice {
+            request.choices = workflow.output.labels().map(<[String]>::to_vec);
+        }
+        let timeout = Duration::from_millis(route.timeout_ms);
+        let mut attempts = Attempts::new(spec, timeout, route.retries, self.retry);
+        let mut asked_again = false;
+        loop {
+            let provider = &*provider;
+            let sent = &request;
+            let answer = attempts
+                .call(&mut run.attempts, move || provider.complete(sent))
+                .await
+                .map_err(|e| CallFailure::from_provider(&spec.name, &e))?;
+            let mut response = answer.value;
+            // The model saw placeholders; the caller gets the originals back.
+            let sent_back = response.text.clone();
+            if redacting {
+                response.text = restore(&response.text, redactions);
+            }
+            let parsed = workflow.output.parse(&response.text);
+            run.attempts.push(attempt::answered(
+                run.attempts.len(),
+                spec,
+                answer.started_at_ms,
+                answer.latency,
+                response.usage,
+                &response.text,
+                match &parsed {
+                    Ok(_) => Ending::Valid,
+                    Err(problem) => Ending::Invalid(problem),
+                },
+            ));
+            run.model = Some(spec.name.clone());
+            run.raw_output = Some(response.text);
+            match parsed {
+                Ok(output) => {
+                    run.output = Some(output);
+                    run.status = RunStatus::Ok;
+                    run.error = None;
+                    return Ok(());
+                }
+                Err(problem) if workflow.spec.output.retry_on_invalid && !asked_again => {
+                    asked_again = true;
+                    let mut problem = correction(&problem);
+                    if redacting {
+                        // The problem quotes the restored answer: redact it again.
+                        problem = self.guard().redact_more(&problem, redactions);
+                    }
+                    request
+                        .messages
+                        .push(Message::new(Role::Assistant, sent_back));
+                    request.messages.push(Message::new(Role::User, problem));
+                }
+                Err(problem) => {
+                    run.status = RunStatus::Invalid;
+                    run.error = Some(problem);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The request for `spec`, with the outbound policy applied (a refusal is recorded as an
+    /// attempt), and whether answers need their placeholders restored.
+    fn prepare(
+        &self,
+        workflow: &LoadedWorkflow,
+        prompt: &RenderedPrompt,
+        spec: &ModelSpec,
+        run: &mut RunRecord,
+        redactions: &mut Redactions,
+    ) -> Result<(ChatRequest, bool), CallFailure> {
+        let mut messages = messages(prompt);
         let mut prefix = prompt.assistant_prefix.clone();
-        let redacting = match self.guard_outbound(
+        let guarded = self.guard().check(
             spec,
             workflow.spec.data_class,
-            &mut outgoing,
+            &mut messages,
             &mut prefix,
             redactions,
-        ) {
-            Ok(redacting) => redacting,
-            Err(refusal) => {
-                run.attempts.push(error_attempt(
-                    run.attempts.len(),
-                    spec,
-                    now_ms(),
-                    0,
-                    refusal.clone(),
-                ));
-                return Err(Fallback::Refused(refusal));
-            }
-        };
-        let provider = match self.models.provider(spec) {
-            Ok(p) => p,
-            Err(e) => {
-                let message = e.to_string();
-                run.attempts.push(error_attempt(
-                    run.attempts.len(),
-                    spec,
-                    now_ms(),
-                    0,
-                    message.clone(),
-                ));
-                return Err(Fallback::Failed(message));
-            }
-        };
-        let capabilities = provider.capabilities();
+        );
+        let redacting =
+            guarded.inspect_err(|refusal| attempt::not_called(&mut run.attempts, spec, refusal))?;
         let route = &workflow.spec.route;
-        let mut request = ChatRequest {
+        let request = ChatRequest {
             model: spec.model.clone(),
-            messages: outgoing,
+            messages,
             max_tokens: route.max_tokens,
             temperature: Some(route.temperature),
             top_p: route.top_p,
             seed: route.seed,
-            assistant_prefix: prefix.filter(|_| capabilities.assistant_prefix),
+            assistant_prefix: prefix,
             choices: None,
         };
-        if workflow.spec.output.constrained && capabilities.constrained_choice {
-            request.choices = workflow.output.labels().map(<[String]>::to_vec);
-        }
-        let timeout = Duration::from_millis(route.timeout_ms);
-        let mut retry = 0;
-        let mut asked_again = false;
-        loop {
-            let started_at = now_ms();
-            let clock = Instant::now();
-            let result =
-                complete_within(&*provider, spec, run.attempts.len(), &request, timeout).await;
-            let latency_ms = clock.elapsed().as_millis() as u64;
-            match result {
-                Ok(mut response) => {
-                    // The model saw placeholders; the caller gets the originals back.
-                    let sent_back = response.text.clone();
-                    if redacting {
-                        response.text = restore(&response.text, redactions);
-                    }
-                    let parsed = workflow.output.parse(&response.text);
-                    let attempt = answered_attempt(
-                        run.attempts.len(),
-                        spec,
-                        started_at,
-                        latency_ms,
-                        &response,
-                        &parsed,
-                    );
-                    run.attempts.push(attempt);
-                    run.model = Some(spec.name.clone());
-                    run.raw_output = Some(response.text.clone());
-                    match parsed {
-                        Ok(output) => {
-                            run.output = Some(output);
-                            run.status = RunStatus::Ok;
-                            run.error = None;
-                            return Ok(());
-                        }
-                        Err(problem) if workflow.spec.output.retry_on_invalid && !asked_again => {
-                            asked_again = true;
-                            let mut problem = correction(&problem);
-                            if redacting {
-                                // The problem quotes the restored answer: redact it again.
-                                problem = self.redact_outbound(&problem, redactions);
-                            }
-                            request
-                                .messages
-                                .push(Message::new(Role::Assistant, sent_back));
-                            request.messages.push(Message::new(Role::User, problem));
-                        }
-                        Err(problem) => {
-                            run.status = RunStatus::Invalid;
-                            run.error = Some(problem);
-                            return Ok(());
-                        }
-                    }
-                }
-                Err(e) => {
-                    run.attempts.push(error_attempt(
-                        run.attempts.len(),
-                        spec,
-                        started_at,
-                        latency_ms,
-                        e.to_string(),
-                    ));
-                    if !e.is_retryable() || retry >= route.retries {
-                        return Err(Fallback::Failed(format!("model \"{}\": {e}", spec.name)));
-                    }
-                    tokio::time::sleep(self.retry.delay(retry, e.retry_after())).await;
-                    retry += 1;
-                }
-            }
-        }
+        Ok((request, redacting))
     }
 }
 
@@ -370,29 +315,30 @@ pub struct Answer {
 
 impl Runner {
     /// Ask one model (a name from `shopfloor.toml`) about data of `data_class`, under the same
-    /// policy (data classes, PII), timeout and retry rules as workflow runs.
+    /// policy (data classes, PII) and attempt loop as workflow runs.
     pub async fn ask(
         &self,
         model: &str,
         data_class: DataClass,
         mut messages: Vec<Message>,
         max_tokens: u32,
-        timeout: Duration,
-    ) -> Result<Answer, String> {
-        let spec = self
-            .config
-            .models
-            .get(model)
-            .ok_or_else(|| format!("unknown model \"{model}\""))?;
+        budget: CallBudget,
+    ) -> Result<Answer, CallFailure> {
+        let spec = self.config.models.get(model).ok_or_else(|| {
+            CallFailure::new(ErrorKind::Unavailable, format!("unknown model \"{model}\""))
+        })?;
         // The answer is a verdict about the text, not the text: nothing to restore.
-        self.guard_outbound(
+        self.guard().check(
             spec,
             data_class,
             &mut messages,
             &mut None,
             &mut Redactions::new(),
         )?;
-        let provider = self.models.provider(spec).map_err(|e| e.to_string())?;
+        let provider = self
+            .models
+            .provider(spec)
+            .map_err(|e| CallFailure::from_provider(model, &e))?;
         let request = ChatRequest {
             model: spec.model.clone(),
             messages,
@@ -400,131 +346,30 @@ impl Runner {
             temperature: Some(0.0),
             ..ChatRequest::default()
         };
-        let mut retry = 0;
-        loop {
-            match complete_within(&*provider, spec, retry as usize, &request, timeout).await {
-                Ok(response) => {
-                    let prompt_tokens = u64::from(response.usage.prompt_tokens);
-                    let completion_tokens = u64::from(response.usage.completion_tokens);
-                    return Ok(Answer {
-                        text: response.text,
-                        prompt_tokens,
-                        completion_tokens,
-                        cost_usd: spec.price.cost(prompt_tokens, completion_tokens),
-                    });
-                }
-                Err(e) if e.is_retryable() && retry < 2 => {
-                    tokio::time::sleep(self.retry.delay(retry, e.retry_after())).await;
-                    retry += 1;
-                }
-                Err(e) => return Err(format!("model \"{model}\": {e}")),
-            }
-        }
+        let mut attempts = Attempts::new(spec, budget.timeout, budget.retries, self.retry);
+        let provider = &*provider;
+        let request = &request;
+        let response = attempts
+            .call(&mut Vec::new(), move || provider.complete(request))
+            .await
+            .map_err(|e| CallFailure::from_provider(model, &e))?
+            .value;
+        let prompt_tokens = u64::from(response.usage.prompt_tokens);
+        let completion_tokens = u64::from(response.usage.completion_tokens);
+        Ok(Answer {
+            text: response.text,
+            prompt_tokens,
+            completion_tokens,
+            cost_usd: spec.price.cost(prompt_tokens, completion_tokens),
+        })
     }
 }
 
-impl Runner {
-    /// Apply the policy to text bound for `spec`: the model must be allowed `data_class`
-    /// (defence in depth: `check` rejects such routes, but an override or an edited config must
-    /// never reach it), and personal data bound for a model outside the building is redacted in
-    /// place, or the call refused. `Ok(true)` when text was redacted and answers need restoring;
-    /// `Err` with the refusal, which names kinds of data, never the data.
-    pub(crate) fn guard_outbound(
-        &self,
-        spec: &ModelSpec,
-        data_class: DataClass,
-        messages: &mut [Message],
-        prefix: &mut Option<String>,
-        redactions: &mut Redactions,
-    ) -> Result<bool, String> {
-        if !spec.data_classes.contains(&data_class) {
-            return Err(format!(
-                "refused by policy: model \"{}\" may not see {data_class} data",
-                spec.name
-            ));
-        }
-        let Some(policy) = self.external_pii(spec) else {
-            return Ok(false);
-        };
-        match policy.on_external {
-            ExternalAction::Allow => Ok(false),
-            ExternalAction::Block => {
-                let texts = messages
-                    .iter()
-                    .map(|m| m.content.as_str())
-                    .chain(prefix.as_deref());
-                let found: Vec<_> = texts
-                    .flat_map(|text| detect(text, &policy.detect))
-                    .collect();
-                if found.is_empty() {
-                    return Ok(false);
-                }
-                let kinds: Vec<String> = summarize(&found)
-                    .into_iter()
-                    .map(|(kind, n)| format!("{n} {}", kind.as_str()))
-                    .collect();
-                Err(format!(
-                    "blocked by policy: the input contains {} and model \"{}\" is not on premises",
-                    kinds.join(", "),
-                    spec.name
-                ))
-            }
-            ExternalAction::Redact => {
-                for m in messages.iter_mut() {
-                    m.content = redact(&m.content, &policy.detect, redactions);
-                }
-                if let Some(p) = prefix.as_mut() {
-                    *p = redact(p, &policy.detect, redactions);
-                }
-                Ok(true)
-            }
-        }
-    }
-
-    /// The PII policy that applies to text bound for `spec`, if any.
-    fn external_pii(&self, spec: &ModelSpec) -> Option<&PiiPolicy> {
-        self.config
-            .pii
-            .as_ref()
-            .filter(|p| !spec.on_premises && !p.detect.is_empty())
-    }
-
-    /// Redact more text of a run already being redacted (same mapping, same placeholders).
-    fn redact_outbound(&self, text: &str, redactions: &mut Redactions) -> String {
-        match self.config.pii.as_ref() {
-            Some(policy) => redact(text, &policy.detect, redactions),
-            None => text.to_string(),
-        }
-    }
-}
-
-/// Attempt `attempt` (0-based) at `spec`: one call, cut at `timeout` (dropping the future
-/// cancels it), in an `attempt` span.
-pub(crate) async fn complete_within(
-    provider: &dyn Provider,
-    spec: &ModelSpec,
-    attempt: usize,
-    request: &ChatRequest,
-    timeout: Duration,
-) -> Result<ChatResponse, ProviderError> {
-    let span = trace::attempt_span(spec, attempt);
-    let call = async {
-        match tokio::time::timeout(timeout, provider.complete(request)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProviderError::Timeout(timeout)),
-        }
-    };
-    let result = call.instrument(span.clone()).await;
-    trace::record_attempt(&span, result.as_ref().map(|answer| Some(answer.usage)));
-    result
-}
-
-/// Why a model gave up on a run, so the route tries the next one.
-enum Fallback {
-    /// Errors, retries exhausted.
-    Failed(String),
-    /// Policy would not send the input to this model.
-    Refused(String),
+/// How long one call may take, and how many times a retryable failure is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallBudget {
+    pub timeout: Duration,
+    pub retries: u32,
 }
 
 fn correction(problem: &str) -> String {
@@ -547,91 +392,10 @@ fn prompt_json(prompt: &RenderedPrompt) -> Value {
     })
 }
 
-pub(crate) fn error_attempt(
-    index: usize,
-    spec: &ModelSpec,
-    started_at_ms: i64,
-    latency_ms: u64,
-    error: String,
-) -> AttemptRecord {
-    AttemptRecord {
-        n: index as u32 + 1,
-        model: spec.name.clone(),
-        provider: spec.provider.as_str().to_string(),
-        started_at_ms,
-        latency_ms,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        cost_usd: 0.0,
-        outcome: AttemptOutcome::Error,
-        error: Some(error),
-        raw_output: None,
-    }
-}
-
-fn answered_attempt(
-    index: usize,
-    spec: &ModelSpec,
-    started_at_ms: i64,
-    latency_ms: u64,
-    response: &ChatResponse,
-    parsed: &Result<Value, String>,
-) -> AttemptRecord {
-    let prompt_tokens = u64::from(response.usage.prompt_tokens);
-    let completion_tokens = u64::from(response.usage.completion_tokens);
-    AttemptRecord {
-        n: index as u32 + 1,
-        model: spec.name.clone(),
-        provider: spec.provider.as_str().to_string(),
-        started_at_ms,
-        latency_ms,
-        prompt_tokens,
-        completion_tokens,
-        cost_usd: spec.price.cost(prompt_tokens, completion_tokens),
-        outcome: if parsed.is_ok() {
-            AttemptOutcome::Ok
-        } else {
-            AttemptOutcome::Invalid
-        },
-        error: parsed.as_ref().err().cloned(),
-        raw_output: Some(response.text.clone()),
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delays_grow_and_honour_retry_after() {
-        let policy = RetryPolicy {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            max_retry_after: Duration::from_secs(5),
-        };
-        for retry in 0..6 {
-            let d = policy.delay(retry, None);
-            let full = Duration::from_millis(100 * (1 << retry)).min(Duration::from_secs(1));
-            assert!(
-                d >= full / 2 && d <= full,
-                "retry {retry}: {d:?} vs {full:?}"
-            );
-        }
-        assert_eq!(
-            policy.delay(0, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            policy.delay(0, Some(Duration::from_secs(30))),
-            Duration::from_secs(5)
-        );
-    }
 }

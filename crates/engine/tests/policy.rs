@@ -164,13 +164,7 @@ async fn a_judge_outside_the_building_sees_placeholders_too() {
         Message::new(Role::User, format!("Draft a reply to: write to {EMAIL}")),
     ];
     runner
-        .ask(
-            "external",
-            DataClass::Internal,
-            grade,
-            50,
-            Duration::from_secs(5),
-        )
+        .ask("external", DataClass::Internal, grade, 50, budget())
         .await
         .unwrap();
     let sent = server.requests()[0].body.to_string();
@@ -185,12 +179,22 @@ async fn a_judge_outside_the_building_sees_placeholders_too() {
             DataClass::Restricted,
             vec![Message::new(Role::User, "x")],
             5,
-            Duration::from_secs(5),
+            budget(),
         )
         .await
         .unwrap_err();
-    assert!(refused.contains("may not see restricted data"), "{refused}");
+    assert!(
+        refused.to_string().contains("may not see restricted data"),
+        "{refused}"
+    );
     assert_eq!(server.request_count(), 1);
+}
+
+fn budget() -> shopfloor_engine::CallBudget {
+    shopfloor_engine::CallBudget {
+        timeout: Duration::from_secs(5),
+        retries: 2,
+    }
 }
 
 /// The workflow of [`write_project`] at another risk tier and review sample rate.

@@ -21,7 +21,7 @@ pub mod trace_context;
 pub use anthropic::Anthropic;
 pub use openai::OpenAi;
 pub use registry::{build, known_kinds, ProviderConfig};
-pub use replay::{request_key, Recorder, Replay};
+pub use replay::{request_key, ExchangeRecorder, Replay};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! Recorded exchanges: [`Recorder`] writes them while a real provider answers, [`Replay`] answers
+//! Recorded exchanges: [`ExchangeRecorder`] writes them while a real provider answers, [`Replay`] answers
 //! from them later, offline and deterministically (tests, CI, demos).
 //!
 //! A recording is JSONL, one exchange a line: `{"key":…,"request":…,"response":…}`, where
@@ -206,18 +206,18 @@ impl Provider for Replay {
 /// Each exchange is written with one `write` call under a mutex on a file opened for appending,
 /// so concurrent calls never interleave lines. Streaming goes through [`Provider::complete`]
 /// (the default `stream`), so streamed answers are recorded too, as one piece.
-pub struct Recorder {
+pub struct ExchangeRecorder {
     inner: Arc<dyn Provider>,
     path: PathBuf,
     file: Mutex<std::fs::File>,
 }
 
-impl Recorder {
+impl ExchangeRecorder {
     /// Record `inner`'s answers to `path`, creating it or appending to it.
     pub fn new(
         inner: Arc<dyn Provider>,
         path: impl AsRef<Path>,
-    ) -> Result<Recorder, ProviderError> {
+    ) -> Result<ExchangeRecorder, ProviderError> {
         let path = path.as_ref().to_path_buf();
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -230,7 +230,7 @@ impl Recorder {
                 path.display()
             ))
             })?;
-        Ok(Recorder {
+        Ok(ExchangeRecorder {
             inner,
             path,
             file: Mutex::new(file),
@@ -258,9 +258,9 @@ impl Recorder {
     }
 }
 
-impl std::fmt::Debug for Recorder {
+impl std::fmt::Debug for ExchangeRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recorder")
+        f.debug_struct("ExchangeRecorder")
             .field("inner", &self.inner.kind())
             .field("path", &self.path)
             .finish()
@@ -268,7 +268,7 @@ impl std::fmt::Debug for Recorder {
 }
 
 #[async_trait]
-impl Provider for Recorder {
+impl Provider for ExchangeRecorder {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shopfloor_engine::{EngineError, GatewayError};
+use shopfloor_store::ErrorKind;
 
 /// An error response.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,25 +140,35 @@ impl From<EngineError> for ApiError {
 
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
-        let message = error.to_string();
         match error {
-            GatewayError::UnknownModel { .. } => ApiError::not_found(message)
+            GatewayError::UnknownModel { .. } => ApiError::not_found(error.to_string())
                 .param("model")
                 .code("model_not_found"),
-            GatewayError::Refused(_) => ApiError::bad_request(message).code("refused_by_policy"),
-            GatewayError::Upstream {
-                timed_out: true, ..
-            } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", message)
-                .code("upstream_timeout"),
-            GatewayError::Upstream {
-                status: Some(429), ..
-            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
-                .code("rate_limit_exceeded"),
-            GatewayError::Upstream {
-                status: Some(400 | 422),
-                ..
-            } => ApiError::bad_request(message).code("upstream_rejected"),
-            GatewayError::Upstream { .. } => {
+            GatewayError::Failed(failure) => ApiError::call_failed(failure.kind, failure.message),
+        }
+    }
+}
+
+impl ApiError {
+    /// A call to a model that gave no answer, by the kind of failure: the one mapping for
+    /// the gateway and the workflow API.
+    pub fn call_failed(kind: ErrorKind, message: String) -> Self {
+        match kind {
+            ErrorKind::Refused => ApiError::bad_request(message).code("refused_by_policy"),
+            ErrorKind::Rejected => ApiError::bad_request(message).code("upstream_rejected"),
+            ErrorKind::Timeout => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", message)
+                    .code("upstream_timeout")
+            }
+            ErrorKind::RateLimited => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                    .code("rate_limit_exceeded")
+            }
+            ErrorKind::Unavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+                    .code("model_unavailable")
+            }
+            ErrorKind::Upstream | ErrorKind::Cancelled => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message)
                     .code("upstream_error")
             }
@@ -180,27 +191,19 @@ mod tests {
     }
 
     #[test]
-    fn upstream_failures_map_to_gateway_statuses() {
-        let upstream = |status, timed_out| GatewayError::Upstream {
-            message: "x".into(),
-            status,
-            timed_out,
-        };
+    fn failures_map_to_gateway_statuses_by_kind() {
+        let status = |kind| ApiError::call_failed(kind, "x".into()).status;
+        assert_eq!(status(ErrorKind::Timeout), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(
-            ApiError::from(upstream(None, true)).status,
-            StatusCode::GATEWAY_TIMEOUT
-        );
-        assert_eq!(
-            ApiError::from(upstream(Some(429), false)).status,
+            status(ErrorKind::RateLimited),
             StatusCode::TOO_MANY_REQUESTS
         );
+        assert_eq!(status(ErrorKind::Upstream), StatusCode::BAD_GATEWAY);
+        assert_eq!(status(ErrorKind::Rejected), StatusCode::BAD_REQUEST);
+        assert_eq!(status(ErrorKind::Refused), StatusCode::BAD_REQUEST);
         assert_eq!(
-            ApiError::from(upstream(Some(503), false)).status,
-            StatusCode::BAD_GATEWAY
-        );
-        assert_eq!(
-            ApiError::from(upstream(Some(400), false)).status,
-            StatusCode::BAD_REQUEST
+            status(ErrorKind::Unavailable),
+            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 }

@@ -309,7 +309,7 @@ async fn stream_chat(
         }
     };
     let run_id = stream.run_id().to_string();
-    let answering = stream.model().to_string();
+    let answering = stream.model_name().to_string();
     let chunks = Chunks {
         id: format!("chatcmpl-{run_id}"),
         created: unix_seconds(),

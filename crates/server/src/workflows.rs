@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shopfloor_engine::{released_output, RunFacts};
-use shopfloor_store::{RunRecord, RunStatus};
+use shopfloor_engine::{failure_kind, released_output, RunFacts};
+use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
@@ -119,24 +119,7 @@ pub(crate) fn run_failure(run: &RunRecord) -> ApiError {
         RunStatus::Invalid => {
             ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message).code("invalid_output")
         }
-        RunStatus::Refused => ApiError::bad_request(message).code("refused_by_policy"),
-        _ => {
-            let last = run
-                .attempts
-                .last()
-                .and_then(|a| a.error.as_deref())
-                .unwrap_or("");
-            if last.starts_with("timed out") {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", message)
-                    .code("upstream_timeout")
-            } else if last.starts_with("HTTP 429") {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
-                    .code("rate_limit_exceeded")
-            } else {
-                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message)
-                    .code("upstream_error")
-            }
-        }
+        _ => ApiError::call_failed(failure_kind(run).unwrap_or(ErrorKind::Upstream), message),
     };
     error.run(run.id.clone())
 }

@@ -92,7 +92,7 @@ async fn every_route_against_every_role() {
                 assert_openai_error(&response, "authentication_error");
             }
         }
-        for (name, role) in Role::CHOICES {
+        for &(name, role) in Role::CHOICES {
             let (status, response) = call(
                 &c,
                 &server,

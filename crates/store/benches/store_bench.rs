@@ -284,6 +284,7 @@ fn attempt(n: u32, started_at_ms: i64, outcome: AttemptOutcome) -> AttemptRecord
         cost_usd: if failed { 0.0 } else { 0.000_022_5 },
         outcome,
         error: failed.then(|| "HTTP 503 from https://api.openai.com/v1/chat/completions".into()),
+        error_kind: None,
         raw_output: (!failed).then(|| "billing".into()),
     }
 }

@@ -288,6 +288,7 @@ pub(crate) fn attempt_from_row(row: &impl Columns) -> Result<AttemptRecord> {
         cost_usd: row.float("cost_usd")?,
         outcome: enumeration(row, T, "outcome", AttemptOutcome::parse)?,
         error: row.opt_text("error")?,
+        error_kind: None,
         raw_output: row.opt_text("raw_output")?,
     })
 }

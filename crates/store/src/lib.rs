@@ -26,8 +26,8 @@ pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use location::redact_location;
 pub use postgres::PostgresStore;
 pub use record::{
-    AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, RunFilter, RunRecord, RunStatus,
-    RunSummary,
+    AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, RunFilter, RunRecord,
+    RunStatus, RunSummary,
 };
 pub use sqlite::SqliteStore;
 

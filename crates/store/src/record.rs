@@ -81,6 +81,59 @@ impl AttemptOutcome {
     }
 }
 
+/// Why an attempt failed, as a kind callers match on; the message beside it is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Policy would not send the text to this model (its data class, personal data).
+    Refused,
+    /// The model cannot be called as configured: a missing key, missing weights, no recording.
+    Unavailable,
+    /// The attempt took longer than its timeout.
+    Timeout,
+    /// The provider asked for fewer requests (HTTP 429).
+    RateLimited,
+    /// The provider refused the request itself as invalid (400, 413, 422): the same request
+    /// fails the same way.
+    Rejected,
+    /// The provider failed: a 5xx (or a 401/403/404 for our own key or model id), a broken
+    /// connection, a malformed answer.
+    Upstream,
+    /// The caller went away before the answer was complete.
+    Cancelled,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Refused,
+        ErrorKind::Unavailable,
+        ErrorKind::Timeout,
+        ErrorKind::RateLimited,
+        ErrorKind::Rejected,
+        ErrorKind::Upstream,
+        ErrorKind::Cancelled,
+    ];
+
+    /// The text stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Upstream => "upstream",
+            ErrorKind::Cancelled => "cancelled",
+        }
+    }
+
+    /// The inverse of [`ErrorKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// One call to one model within a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -98,6 +151,9 @@ pub struct AttemptRecord {
     pub outcome: AttemptOutcome,
     /// The error or validation message, if any.
     pub error: Option<String>,
+    /// What kind of failure `error` is, when the call failed (`None` for an invalid answer).
+    #[serde(default)]
+    pub error_kind: Option<ErrorKind>,
     /// The text the model answered, if it answered.
     pub raw_output: Option<String>,
 }

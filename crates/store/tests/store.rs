@@ -58,6 +58,7 @@ async fn run_without_optional_fields_round_trips(db: &Db) {
     };
     let nulls = AttemptRecord {
         error: None,
+        error_kind: None,
         raw_output: None,
         ..attempt(1, AttemptOutcome::Error)
     };

@@ -176,31 +176,43 @@ pub fn print_scorecard(s: &EvalSummary) {
         );
     }
     if let Some(labels) = &s.labels {
-        println!("  macro-F1         {:.3}", labels.macro_f1);
-        println!(
-            "  {:<12} {:>9} {:>7} {:>6} {:>8}",
-            "label", "precision", "recall", "F1", "support"
-        );
-        for l in &labels.per_label {
-            println!(
-                "  {:<12} {:>9.3} {:>7.3} {:>6.3} {:>8}",
-                l.label, l.precision, l.recall, l.f1, l.support
-            );
-        }
-        let mut header = format!("  {:<12}", "expected ↓");
-        for label in &labels.labels {
-            header.push_str(&format!(" {label:>9}"));
-        }
-        header.push_str(&format!(" {:>9}", shopfloor_core::scorers::INVALID_COLUMN));
-        println!("{header}");
-        for (label, row) in labels.labels.iter().zip(&labels.confusion) {
-            let cells: String = row.iter().map(|c| format!(" {c:>9}")).collect();
-            println!("  {label:<12}{cells}");
-        }
+        print_labels(labels);
     }
-    if !s.worst.is_empty() {
+    print_worst(&s.worst);
+    if let Some(b) = &s.baseline {
+        print_baseline(b);
+    }
+    print_gates(s);
+}
+
+fn print_labels(labels: &shopfloor_core::scorers::LabelReport) {
+    println!("  macro-F1         {:.3}", labels.macro_f1);
+    println!(
+        "  {:<12} {:>9} {:>7} {:>6} {:>8}",
+        "label", "precision", "recall", "F1", "support"
+    );
+    for l in &labels.per_label {
+        println!(
+            "  {:<12} {:>9.3} {:>7.3} {:>6.3} {:>8}",
+            l.label, l.precision, l.recall, l.f1, l.support
+        );
+    }
+    let mut header = format!("  {:<12}", "expected ↓");
+    for label in &labels.labels {
+        header.push_str(&format!(" {label:>9}"));
+    }
+    header.push_str(&format!(" {:>9}", shopfloor_core::scorers::INVALID_COLUMN));
+    println!("{header}");
+    for (label, row) in labels.labels.iter().zip(&labels.confusion) {
+        let cells: String = row.iter().map(|c| format!(" {c:>9}")).collect();
+        println!("  {label:<12}{cells}");
+    }
+}
+
+fn print_worst(worst: &[shopfloor_engine::WorstCase]) {
+    if !worst.is_empty() {
         println!("  worst cases:");
-        for w in &s.worst {
+        for w in worst {
             let answer = match (&w.output, &w.raw_output) {
                 (Some(o), _) => o.to_string(),
                 (None, Some(raw)) => format!("{} {raw:?}", w.status),
@@ -216,35 +228,39 @@ pub fn print_scorecard(s: &EvalSummary) {
             );
         }
     }
-    if let Some(b) = &s.baseline {
+}
+
+fn print_baseline(b: &shopfloor_engine::BaselineComparison) {
+    println!(
+        "  against baseline {} (version {}, {} paired cases):",
+        b.baseline_id, b.baseline_version, b.paired_cases
+    );
+    for d in &b.scores {
         println!(
-            "  against baseline {} (version {}, {} paired cases):",
-            b.baseline_id, b.baseline_version, b.paired_cases
+            "    {:<16} {:.3} → {:.3} ({:+.3}) p={:.3}{} · {} improved, {} regressed",
+            d.scorer,
+            d.baseline,
+            d.current,
+            d.delta,
+            d.p_value,
+            if d.significant {
+                " significant"
+            } else {
+                " not significant"
+            },
+            d.improved,
+            d.regressed
         );
-        for d in &b.scores {
-            println!(
-                "    {:<16} {:.3} → {:.3} ({:+.3}) p={:.3}{} · {} improved, {} regressed",
-                d.scorer,
-                d.baseline,
-                d.current,
-                d.delta,
-                d.p_value,
-                if d.significant {
-                    " significant"
-                } else {
-                    " not significant"
-                },
-                d.improved,
-                d.regressed
-            );
-        }
-        if !b.regressed_cases.is_empty() {
-            println!("    regressed: {}", b.regressed_cases.join(", "));
-        }
-        if !b.improved_cases.is_empty() {
-            println!("    improved:  {}", b.improved_cases.join(", "));
-        }
     }
+    if !b.regressed_cases.is_empty() {
+        println!("    regressed: {}", b.regressed_cases.join(", "));
+    }
+    if !b.improved_cases.is_empty() {
+        println!("    improved:  {}", b.improved_cases.join(", "));
+    }
+}
+
+fn print_gates(s: &EvalSummary) {
     for g in &s.gates {
         println!(
             "  gate {:<10} {} {}",

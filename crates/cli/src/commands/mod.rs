@@ -87,12 +87,25 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
         | EngineError::UnknownEval(_)
         | EngineError::PromotionRefused { .. } => {
             eprintln!("error: {error}");
+            if let Some(hint) = hint(error) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(EXIT_CONFIG)
         }
-        EngineError::Io { .. } | EngineError::Store(_) => {
+        EngineError::Io { .. } | EngineError::WorkflowEdit { .. } | EngineError::Store(_) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What to do next, in the CLI's own terms (the engine's messages do not name flags: they also
+/// reach HTTP clients).
+fn hint(error: &EngineError) -> Option<&'static str> {
+    match error {
+        EngineError::InvalidDataset(_) => Some("run the valid cases with --skip-invalid"),
+        EngineError::NoDataset(_) => Some("or pass a dataset file with --dataset"),
+        _ => None,
     }
 }
 

@@ -360,7 +360,7 @@ fn the_roles_table_is_the_access_matrix() {
         ]
     );
     assert_eq!(table.rows.len(), Permission::ALL.len());
-    for (row, permission) in table.rows.iter().zip(Permission::ALL) {
+    for (row, permission) in table.rows.iter().zip(Permission::ALL.iter().copied()) {
         assert_eq!(
             row[0].to_plain().to_lowercase(),
             permission.describe().to_lowercase()

@@ -8,34 +8,18 @@ use super::reader::{parse, Located, Source, TableReader};
 use super::types::DataClass;
 use crate::Diagnostic;
 
-/// Which wire protocol (or in-process engine) a model speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    OpenAi,
-    OpenAiCompatible,
-    Anthropic,
-    Local,
-    Replay,
+crate::text_enum! {
+    /// Which wire protocol (or in-process engine) a model speaks.
+    pub enum ProviderKind {
+        OpenAi => "openai",
+        OpenAiCompatible => "openai-compatible",
+        Anthropic => "anthropic",
+        Local => "local",
+        Replay => "replay",
+    }
 }
 
 impl ProviderKind {
-    pub const CHOICES: [(&'static str, ProviderKind); 5] = [
-        ("openai", ProviderKind::OpenAi),
-        ("openai-compatible", ProviderKind::OpenAiCompatible),
-        ("anthropic", ProviderKind::Anthropic),
-        ("local", ProviderKind::Local),
-        ("replay", ProviderKind::Replay),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::CHOICES
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("openai")
-    }
-
     /// The environment variable a key is read from when the config names none.
     pub fn default_api_key_env(self) -> Option<&'static str> {
         match self {
@@ -191,7 +175,7 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
 }
 
 fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSpec> {
-    let provider = t.choice("provider", &ProviderKind::CHOICES);
+    let provider = t.choice("provider", ProviderKind::CHOICES);
     if t.line_of("provider").is_none() {
         t.missing(
             "provider",
@@ -289,7 +273,7 @@ fn read_pii(t: &TableReader<'_, '_>) -> PiiPolicy {
 fn read_gateway(t: &TableReader<'_, '_>, models: &BTreeMap<String, ModelSpec>) -> GatewaySpec {
     let defaults = GatewaySpec::default();
     let data_class = t
-        .choice("data_class", &DataClass::CHOICES)
+        .choice("data_class", DataClass::CHOICES)
         .unwrap_or(defaults.data_class);
     let timeout_ms = t.unsigned("timeout_ms").unwrap_or(defaults.timeout_ms);
     if timeout_ms == 0 {

@@ -4,95 +4,35 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A workflow's lifecycle stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    Draft,
-    Pilot,
-    Production,
-    Retired,
-}
-
-impl Stage {
-    pub const CHOICES: [(&'static str, Stage); 4] = [
-        ("draft", Stage::Draft),
-        ("pilot", Stage::Pilot),
-        ("production", Stage::Production),
-        ("retired", Stage::Retired),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::CHOICES
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("draft")
+crate::text_enum! {
+    /// A workflow's lifecycle stage.
+    #[derive(PartialOrd, Ord)]
+    pub enum Stage {
+        Draft => "draft",
+        Pilot => "pilot",
+        Production => "production",
+        Retired => "retired",
     }
 }
 
-/// How much harm a wrong output can do; decides the review path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RiskTier {
-    Low,
-    Medium,
-    High,
-}
-
-impl RiskTier {
-    pub const CHOICES: [(&'static str, RiskTier); 3] = [
-        ("low", RiskTier::Low),
-        ("medium", RiskTier::Medium),
-        ("high", RiskTier::High),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::CHOICES
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("low")
+crate::text_enum! {
+    /// How much harm a wrong output can do; decides the review path.
+    #[derive(PartialOrd, Ord)]
+    pub enum RiskTier {
+        Low => "low",
+        Medium => "medium",
+        High => "high",
     }
 }
 
-/// How sensitive a workflow's data is; decides which models may see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DataClass {
-    Public,
-    Internal,
-    Confidential,
-    Restricted,
-}
-
-impl DataClass {
-    pub const CHOICES: [(&'static str, DataClass); 4] = [
-        ("public", DataClass::Public),
-        ("internal", DataClass::Internal),
-        ("confidential", DataClass::Confidential),
-        ("restricted", DataClass::Restricted),
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        Self::CHOICES
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("restricted")
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::CHOICES
-            .iter()
-            .find(|(n, _)| *n == text)
-            .map(|(_, c)| *c)
-    }
-}
-
-impl fmt::Display for DataClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+crate::text_enum! {
+    /// How sensitive a workflow's data is; decides which models may see it.
+    #[derive(PartialOrd, Ord)]
+    pub enum DataClass {
+        Public => "public",
+        Internal => "internal",
+        Confidential => "confidential",
+        Restricted => "restricted",
     }
 }
 
@@ -146,10 +86,10 @@ mod tests {
 
     #[test]
     fn enum_names_round_trip() {
-        for (name, stage) in Stage::CHOICES {
+        for &(name, stage) in Stage::CHOICES {
             assert_eq!(stage.as_str(), name);
         }
-        for (name, class) in DataClass::CHOICES {
+        for &(name, class) in DataClass::CHOICES {
             assert_eq!(DataClass::parse(name), Some(class));
         }
     }

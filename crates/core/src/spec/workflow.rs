@@ -147,105 +147,41 @@ fn read_workflow(name: &str, file: &str, root: &TableReader<'_, '_>) -> Option<W
         .map(|d| d.value)
         .unwrap_or_default();
     let owner = root.string("owner");
-    let stage = root
-        .choice("stage", &Stage::CHOICES)
-        .unwrap_or(Stage::Draft);
+    let stage = root.choice("stage", Stage::CHOICES).unwrap_or(Stage::Draft);
     let risk = root
-        .choice("risk", &RiskTier::CHOICES)
+        .choice("risk", RiskTier::CHOICES)
         .unwrap_or(RiskTier::Low);
     let data_class = root
-        .choice("data_class", &DataClass::CHOICES)
+        .choice("data_class", DataClass::CHOICES)
         .unwrap_or(DataClass::Internal);
-    let outcome = root.table("outcome").and_then(|t| {
-        let outcome = read_outcome(&t);
-        t.finish();
-        outcome
-    });
-    if stage != Stage::Draft {
-        if owner.as_ref().is_none_or(|o| o.value.trim().is_empty()) {
-            root.source().report(
-                None,
-                "owner",
-                format!("a {} workflow needs an owner: the person accountable for its outcome, e.g. owner = \"dana@example.com\"", stage.as_str()),
-            );
-        }
-        if outcome.is_none() {
-            root.source().report(
-                None,
-                "outcome",
-                format!("a {} workflow needs an [outcome] with a kpi, baseline, target and minutes_saved_per_accepted", stage.as_str()),
-            );
-        }
-    }
-    let input_schema = match root.table("input") {
-        Some(t) => {
-            let schema = t.json("schema");
-            if schema.is_none() && t.line_of("schema").is_none() {
-                t.missing(
-                    "schema",
-                    "a JSON Schema for the input, e.g. { type = \"object\", properties = { … } }",
-                );
-            }
-            t.finish();
-            schema
-        }
-        None => {
-            root.missing("input", "an [input] table with a schema");
-            None
-        }
-    };
-    let prompt = match root.table("prompt") {
-        Some(t) => {
-            let prompt = read_prompt(&t);
-            t.finish();
-            prompt
-        }
-        None => {
-            root.missing("prompt", "a [prompt] table with a user template");
-            None
-        }
-    };
-    let output = match root.table("output") {
-        Some(t) => {
-            let output = read_output(&t);
-            t.finish();
-            output
-        }
-        None => {
-            root.missing(
-                "output",
-                "an [output] table with labels, json_schema or text",
-            );
-            None
-        }
-    };
-    let route = match root.table("route") {
-        Some(t) => {
-            let route = read_route(&t);
-            t.finish();
-            route
-        }
-        None => {
-            root.missing("route", "a [route] table with models = [\"…\"]");
-            None
-        }
-    };
-    let eval = root.table("eval").map(|t| {
-        let eval = read_eval(&t);
-        t.finish();
-        eval
-    });
-    let review = root.table("review").map(|t| {
-        let rate = t.number("sample_rate").unwrap_or(0.0);
-        if !(0.0..=1.0).contains(&rate) {
-            t.invalid(
-                "sample_rate",
-                format!("{rate} is not a rate; expected a number from 0 to 1"),
-            );
-        }
-        t.finish();
-        ReviewSpec { sample_rate: rate }
-    });
+    let outcome = optional_table(root, "outcome", read_outcome).flatten();
+    check_accountable(
+        root,
+        stage,
+        owner.as_ref().map(|o| o.value.as_str()),
+        outcome.is_some(),
+    );
+    let input_schema = required_table(root, "input", "an [input] table with a schema", read_input);
+    let prompt = required_table(
+        root,
+        "prompt",
+        "a [prompt] table with a user template",
+        read_prompt,
+    );
+    let output = required_table(
+        root,
+        "output",
+        "an [output] table with labels, json_schema or text",
+        read_output,
+    );
+    let route = required_table(
+        root,
+        "route",
+        "a [route] table with models = [\"…\"]",
+        read_route,
+    );
+    let eval = optional_table(root, "eval", read_eval);
+    let review = optional_table(root, "review", read_review);
     Some(Workflow {
         name: name?,
         file: file.to_string(),
@@ -262,6 +198,83 @@ fn read_workflow(name: &str, file: &str, root: &TableReader<'_, '_>) -> Option<W
         eval,
         review: review.unwrap_or(ReviewSpec { sample_rate: 0.0 }),
     })
+}
+
+/// The sub-table `key`, read by `read`; reported missing (`expected`) when absent.
+fn required_table<T>(
+    root: &TableReader<'_, '_>,
+    key: &'static str,
+    expected: &str,
+    read: impl FnOnce(&TableReader<'_, '_>) -> Option<T>,
+) -> Option<T> {
+    let Some(table) = root.table(key) else {
+        root.missing(key, expected);
+        return None;
+    };
+    let value = read(&table);
+    table.finish();
+    value
+}
+
+/// The sub-table `key`, read by `read`, if the file has one.
+fn optional_table<T>(
+    root: &TableReader<'_, '_>,
+    key: &'static str,
+    read: impl FnOnce(&TableReader<'_, '_>) -> T,
+) -> Option<T> {
+    root.table(key).map(|table| {
+        let value = read(&table);
+        table.finish();
+        value
+    })
+}
+
+/// Past draft, a workflow needs someone accountable and an outcome to be accountable for.
+fn check_accountable(
+    root: &TableReader<'_, '_>,
+    stage: Stage,
+    owner: Option<&str>,
+    has_outcome: bool,
+) {
+    if stage == Stage::Draft {
+        return;
+    }
+    if owner.is_none_or(|o| o.trim().is_empty()) {
+        root.source().report(
+            None,
+            "owner",
+            format!("a {} workflow needs an owner: the person accountable for its outcome, e.g. owner = \"dana@example.com\"", stage.as_str()),
+        );
+    }
+    if !has_outcome {
+        root.source().report(
+            None,
+            "outcome",
+            format!("a {} workflow needs an [outcome] with a kpi, baseline, target and minutes_saved_per_accepted", stage.as_str()),
+        );
+    }
+}
+
+fn read_input(t: &TableReader<'_, '_>) -> Option<Json> {
+    let schema = t.json("schema");
+    if schema.is_none() && t.line_of("schema").is_none() {
+        t.missing(
+            "schema",
+            "a JSON Schema for the input, e.g. { type = \"object\", properties = { … } }",
+        );
+    }
+    schema
+}
+
+fn read_review(t: &TableReader<'_, '_>) -> ReviewSpec {
+    let rate = t.number("sample_rate").unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&rate) {
+        t.invalid(
+            "sample_rate",
+            format!("{rate} is not a rate; expected a number from 0 to 1"),
+        );
+    }
+    ReviewSpec { sample_rate: rate }
 }
 
 fn read_outcome(t: &TableReader<'_, '_>) -> Option<Outcome> {

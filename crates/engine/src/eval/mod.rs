@@ -6,7 +6,6 @@ mod aggregate;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shopfloor_core::dataset::{parse_dataset, DatasetCase, DatasetFormat};
@@ -20,6 +19,7 @@ pub use aggregate::{
 };
 
 use crate::batch::validate_input;
+use crate::concurrency::run_bounded;
 use crate::project::LoadedWorkflow;
 use crate::runner::{now_ms, RunOptions};
 use crate::{Engine, EngineError};
@@ -78,9 +78,11 @@ pub trait EvalObserver: Send + Sync {
     fn finished(&self, case: &EvalCaseRecord);
 }
 
-/// The SHA-256 of a value's canonical JSON (object keys sorted): the eval cache key's half.
+/// The SHA-256 of a value's canonical JSON: the eval cache key's half.
 pub fn input_hash(input: &Value) -> String {
-    hex::encode(Sha256::digest(input.to_string().as_bytes()))
+    hex::encode(Sha256::digest(
+        shopfloor_core::canonical_json(input).as_bytes(),
+    ))
 }
 
 impl Engine {
@@ -98,10 +100,7 @@ impl Engine {
         let spec = workflow.spec.eval.as_ref();
         let scorers = scorers_for(&workflow)?;
         let (relative, path) = self.dataset_path(&workflow, request.dataset.as_deref())?;
-        let bytes = std::fs::read(&path).map_err(|e| EngineError::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let bytes = std::fs::read(&path).map_err(EngineError::io(path.clone()))?;
         let text = String::from_utf8_lossy(&bytes);
         let (mut cases, bad) = load_cases(&text, &relative, &workflow);
         if !bad.is_empty() && !request.skip_invalid {
@@ -131,40 +130,29 @@ impl Engine {
         let metrics: Vec<aggregate::Metric> = scorers.iter().map(EvalScorer::metric).collect();
         let mut acc = aggregate::Accumulator::new(&metrics);
         let mut buffer = Vec::with_capacity(FLUSH_CASES);
-        let mut pending = cases.into_iter();
-        let mut running = FuturesUnordered::new();
-        let mut stop = std::pin::pin!(stop);
-        let mut stopping = false;
-        let concurrency = request.concurrency.max(1);
-        loop {
-            while !stopping && running.len() < concurrency {
-                let Some(case) = pending.next() else { break };
-                running.push(self.eval_case(&workflow, &eval, &scorers, case, use_cache));
-            }
-            if running.is_empty() {
-                break;
-            }
-            tokio::select! {
-                Some(result) = running.next() => {
-                    let record = result?;
-                    acc.add(&record);
-                    observer.finished(&record);
-                    let mut record = record;
-                    if let Some(redactor) = &self.store_redactor {
-                        redactor.eval_case(&mut record);
-                    }
-                    buffer.push(record);
-                    if buffer.len() >= FLUSH_CASES {
-                        self.store.insert_eval_cases(&buffer).await?;
-                        buffer.clear();
-                    }
+        let interrupted = run_bounded(
+            cases,
+            request.concurrency,
+            stop,
+            |case| self.eval_case(&workflow, &eval, &scorers, case, use_cache),
+            async |result: Result<EvalCaseRecord, EngineError>| {
+                let mut record = result?;
+                acc.add(&record);
+                observer.finished(&record);
+                if let Some(redactor) = &self.store_redactor {
+                    redactor.eval_case(&mut record);
                 }
-                () = &mut stop, if !stopping => stopping = true,
-            }
-        }
+                buffer.push(record);
+                if buffer.len() >= FLUSH_CASES {
+                    self.store.insert_eval_cases(&buffer).await?;
+                    buffer.clear();
+                }
+                Ok::<(), EngineError>(())
+            },
+        )
+        .await?;
         self.store.insert_eval_cases(&buffer).await?;
         self.recorder.flush().await;
-        let interrupted = stopping && pending.len() > 0;
 
         let baseline = self
             .compare_with_baseline(&workflow, &eval.id, &acc)
@@ -357,7 +345,10 @@ impl Engine {
                 format!("RUBRIC:\n{}\n\nINPUT:\n{input}\n\nEXPECTED:\n{}\n\nOUTPUT:\n{output}", judge.rubric, record.expected),
             ),
         ];
-        let timeout = std::time::Duration::from_millis(workflow.spec.route.timeout_ms);
+        let budget = crate::CallBudget {
+            timeout: std::time::Duration::from_millis(workflow.spec.route.timeout_ms),
+            retries: workflow.spec.route.retries,
+        };
         match self
             .runner
             .ask(
@@ -365,7 +356,7 @@ impl Engine {
                 workflow.spec.data_class,
                 messages,
                 JUDGE_MAX_TOKENS,
-                timeout,
+                budget,
             )
             .await
         {
@@ -402,7 +393,7 @@ impl Engine {
         if !path.is_file() {
             return Err(EngineError::Io {
                 path,
-                message: "dataset file not found".into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "dataset file not found"),
             });
         }
         Ok((relative, path))

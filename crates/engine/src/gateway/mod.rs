@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
-use shopfloor_providers::{ChatRequest, FinishReason, Message, Provider, ProviderError, Usage};
-use shopfloor_store::{AttemptOutcome, AttemptRecord, Caller, RunRecord, RunStatus};
+use shopfloor_providers::{ChatRequest, FinishReason, Message, Provider, Usage};
+use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
+use crate::attempt::{self, Attempts, CallFailure, Ending, Route};
 use crate::recorder::Recorder;
 use crate::redaction::StoreRedactor;
-use crate::runner::{complete_within, error_attempt, new_run, now_ms};
+use crate::runner::new_run;
 use crate::trace;
 use crate::Engine;
 
@@ -55,17 +56,20 @@ pub struct GatewayAnswer {
 pub enum GatewayError {
     #[error("unknown model \"{name}\"; models: {}", known.join(", "))]
     UnknownModel { name: String, known: Vec<String> },
-    /// Policy would not send the messages to any model of the route.
-    #[error("{0}")]
-    Refused(String),
-    /// Every model of the route failed; the last error.
-    #[error("{message}")]
-    Upstream {
-        message: String,
-        /// The last HTTP status a provider answered with, if it answered.
-        status: Option<u16>,
-        timed_out: bool,
-    },
+    /// No model of the route answered: refused by policy when every one refused, else the
+    /// last model's failure.
+    #[error(transparent)]
+    Failed(CallFailure),
+}
+
+impl GatewayError {
+    /// The kind of failure, for statuses and metrics.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            GatewayError::UnknownModel { .. } => ErrorKind::Unavailable,
+            GatewayError::Failed(failure) => failure.kind,
+        }
+    }
 }
 
 /// What the caller needs to know about a recorded run (for responses and metrics) without
@@ -157,9 +161,7 @@ struct Call {
     started: Instant,
     upstream: Duration,
     redactions: Redactions,
-    refused: usize,
-    tried: usize,
-    last_error: Option<GatewayError>,
+    route: Route,
 }
 
 /// A model of the route, ready to be called.
@@ -225,9 +227,7 @@ impl Engine {
             started: Instant::now(),
             upstream: Duration::ZERO,
             redactions: Redactions::new(),
-            refused: 0,
-            tried: 0,
-            last_error: None,
+            route: Route::default(),
         }
     }
 
@@ -239,10 +239,15 @@ impl Engine {
         request: &GatewayRequest,
         call: &mut Call,
     ) -> Option<Prepared<'a>> {
-        call.tried += 1;
-        let spec = self.project.config.models.get(name)?;
+        let Some(spec) = self.project.config.models.get(name) else {
+            call.route.failed(CallFailure::new(
+                ErrorKind::Unavailable,
+                format!("unknown model \"{name}\""),
+            ));
+            return None;
+        };
         let mut messages = request.messages.clone();
-        let guarded = self.runner.guard_outbound(
+        let guarded = self.runner.guard().check(
             spec,
             self.project.config.gateway.data_class,
             &mut messages,
@@ -252,12 +257,7 @@ impl Engine {
         let redacting = match guarded {
             Ok(redacting) => redacting,
             Err(refusal) => {
-                let n = call.run.attempts.len();
-                call.run
-                    .attempts
-                    .push(error_attempt(n, spec, now_ms(), 0, refusal.clone()));
-                call.refused += 1;
-                call.last_error = Some(GatewayError::Refused(refusal));
+                call.fail_before_calling(spec, refusal);
                 return None;
             }
         };
@@ -267,11 +267,7 @@ impl Engine {
         let provider = match self.runner.models.provider(spec) {
             Ok(provider) => provider,
             Err(e) => {
-                let n = call.run.attempts.len();
-                call.run
-                    .attempts
-                    .push(error_attempt(n, spec, now_ms(), 0, e.to_string()));
-                call.last_error = Some(upstream_error(spec, &e));
+                call.fail_before_calling(spec, CallFailure::from_provider(&spec.name, &e));
                 return None;
             }
         };
@@ -292,48 +288,15 @@ impl Engine {
         })
     }
 
-    /// The wait before retry `retry` of `spec` after `error`, or `None` when the route should
-    /// move on.
-    fn retry_wait(&self, retry: u32, error: &ProviderError) -> Option<Duration> {
-        (error.is_retryable() && retry < self.project.config.gateway.retries)
-            .then(|| self.runner.retry.delay(retry, error.retry_after()))
-    }
-
-    /// Record the failed attempt at `spec` and wait before retrying it. `false` when the
-    /// error is final for this model (the route moves on), with the error kept on `call`.
-    async fn retry_after_error(
-        &self,
-        call: &mut Call,
-        spec: &ModelSpec,
-        started_at: i64,
-        latency_ms: u64,
-        error: &ProviderError,
-        retry: &mut u32,
-    ) -> bool {
-        let n = call.run.attempts.len();
-        call.run.attempts.push(error_attempt(
-            n,
+    /// The attempt loop for one model of a gateway route.
+    fn attempts<'a>(&self, spec: &'a ModelSpec) -> Attempts<'a> {
+        let gateway = &self.project.config.gateway;
+        Attempts::new(
             spec,
-            started_at,
-            latency_ms,
-            error.to_string(),
-        ));
-        match self.retry_wait(*retry, error) {
-            Some(wait) => {
-                tokio::time::sleep(wait).await;
-                call.upstream += wait;
-                *retry += 1;
-                true
-            }
-            None => {
-                call.last_error = Some(upstream_error(spec, error));
-                false
-            }
-        }
-    }
-
-    fn attempt_timeout(&self) -> Duration {
-        Duration::from_millis(self.project.config.gateway.timeout_ms)
+            Duration::from_millis(gateway.timeout_ms),
+            gateway.retries,
+            self.runner.retry,
+        )
     }
 
     /// Call a model (and its fallbacks) with the client's messages, record the run, and
@@ -350,76 +313,60 @@ impl Engine {
             Err(e) => return self.unrouted(&request, e).await,
         };
         let mut call = self.start_call(&request);
-        let timeout = self.attempt_timeout();
         for name in &route {
             let Some(model) = self.prepare(name, &request, &mut call) else {
                 continue;
             };
-            let mut retry = 0;
-            loop {
-                let started_at = now_ms();
-                let clock = Instant::now();
-                let result = complete_within(
-                    &*model.provider,
-                    model.spec,
-                    call.run.attempts.len(),
-                    &model.request,
-                    timeout,
-                )
+            let mut attempts = self.attempts(model.spec);
+            let (provider, sent) = (&*model.provider, &model.request);
+            let result = attempts
+                .call(&mut call.run.attempts, move || provider.complete(sent))
                 .await;
-                let latency = clock.elapsed();
-                call.upstream += latency;
-                match result {
-                    Ok(mut response) => {
-                        if model.redacting {
-                            response.text = restore(&response.text, &call.redactions);
-                        }
-                        let attempt = answered(
-                            call.run.attempts.len(),
-                            model.spec,
-                            started_at,
-                            latency,
-                            response.usage,
-                            &response.text,
-                        );
-                        call.run.attempts.push(attempt);
-                        let answer = GatewayAnswer {
-                            text: response.text,
-                            usage: response.usage,
-                            finish_reason: response.finish_reason,
-                            model: model.spec.name.clone(),
-                        };
-                        let facts = self.settle(call, Ok(&answer)).await;
-                        return GatewayOutcome {
-                            result: Ok(answer),
-                            run: facts,
-                        };
-                    }
-                    Err(e) => {
-                        let latency_ms = latency.as_millis() as u64;
-                        if !self
-                            .retry_after_error(
-                                &mut call, model.spec, started_at, latency_ms, &e, &mut retry,
-                            )
-                            .await
-                        {
-                            break;
-                        }
-                    }
+            call.upstream += attempts.upstream();
+            let answer = match result {
+                Ok(answer) => answer,
+                Err(e) => {
+                    call.route
+                        .failed(CallFailure::from_provider(&model.spec.name, &e));
+                    continue;
                 }
+            };
+            let mut response = answer.value;
+            if model.redacting {
+                response.text = restore(&response.text, &call.redactions);
             }
+            call.run.attempts.push(attempt::answered(
+                call.run.attempts.len(),
+                model.spec,
+                answer.started_at_ms,
+                answer.latency,
+                response.usage,
+                &response.text,
+                Ending::Valid,
+            ));
+            let answer = GatewayAnswer {
+                text: response.text,
+                usage: response.usage,
+                finish_reason: response.finish_reason,
+                model: model.spec.name.clone(),
+            };
+            let facts = self.settle(call, Ok(&answer)).await;
+            return GatewayOutcome {
+                result: Ok(answer),
+                run: facts,
+            };
         }
-        let error = call.final_error();
+        let error = GatewayError::Failed(std::mem::take(&mut call.route).failure());
         let facts = self.settle(call, Err(&error)).await;
         GatewayOutcome {
             result: Err(error),
             run: facts,
         }
     }
+
     /// A call to a model that does not exist is recorded too: someone tried.
     async fn unrouted(&self, request: &GatewayRequest, error: GatewayError) -> GatewayOutcome {
-        let mut call = self.start_call(request);
-        call.last_error = Some(error.clone());
+        let call = self.start_call(request);
         let facts = self.settle(call, Err(&error)).await;
         GatewayOutcome {
             result: Err(error),
@@ -442,14 +389,14 @@ impl Engine {
                 run.output = Some(Value::String(answer.text.clone()));
             }
             Err(error) => {
-                run.status = match error {
-                    GatewayError::Refused(_) => RunStatus::Refused,
+                run.status = match error.kind() {
+                    ErrorKind::Refused => RunStatus::Refused,
                     _ => RunStatus::Failed,
                 };
                 run.error = Some(error.to_string());
             }
         }
-        finish_totals(run, call.started);
+        attempt::finish_totals(run, call.started);
         trace::record_run(&tracing::Span::current(), run);
         let facts = RunFacts::of(run, call.upstream);
         self.record(call.run).await;
@@ -458,72 +405,11 @@ impl Engine {
 }
 
 impl Call {
-    fn final_error(&mut self) -> GatewayError {
-        if self.refused > 0 && self.refused == self.tried {
-            if let Some(e @ GatewayError::Refused(_)) = self.last_error.take() {
-                return e;
-            }
-        }
-        match self.last_error.take() {
-            Some(GatewayError::Refused(message)) => GatewayError::Upstream {
-                message,
-                status: None,
-                timed_out: false,
-            },
-            Some(e) => e,
-            None => GatewayError::Upstream {
-                message: "no model to route to".into(),
-                status: None,
-                timed_out: false,
-            },
-        }
-    }
-}
-
-fn finish_totals(run: &mut RunRecord, started: Instant) {
-    run.prompt_tokens = run.attempts.iter().map(|a| a.prompt_tokens).sum();
-    run.completion_tokens = run.attempts.iter().map(|a| a.completion_tokens).sum();
-    run.cost_usd = run.attempts.iter().map(|a| a.cost_usd).sum();
-    run.latency_ms = started.elapsed().as_millis() as u64;
-}
-
-fn answered(
-    index: usize,
-    spec: &ModelSpec,
-    started_at_ms: i64,
-    latency: Duration,
-    usage: Usage,
-    text: &str,
-) -> AttemptRecord {
-    let prompt_tokens = u64::from(usage.prompt_tokens);
-    let completion_tokens = u64::from(usage.completion_tokens);
-    AttemptRecord {
-        n: index as u32 + 1,
-        model: spec.name.clone(),
-        provider: spec.provider.as_str().to_string(),
-        started_at_ms,
-        latency_ms: latency.as_millis() as u64,
-        prompt_tokens,
-        completion_tokens,
-        cost_usd: spec.price.cost(prompt_tokens, completion_tokens),
-        outcome: AttemptOutcome::Ok,
-        error: None,
-        raw_output: Some(text.to_string()),
-    }
-}
-
-fn status_of(error: &ProviderError) -> Option<u16> {
-    match error {
-        ProviderError::Status { status, .. } => Some(*status),
-        _ => None,
-    }
-}
-
-fn upstream_error(spec: &ModelSpec, error: &ProviderError) -> GatewayError {
-    GatewayError::Upstream {
-        message: format!("model \"{}\": {error}", spec.name),
-        status: status_of(error),
-        timed_out: matches!(error, ProviderError::Timeout(_)),
+    /// `spec` could not be called at all (policy, configuration): record it as an attempt
+    /// that took no time, and move on.
+    fn fail_before_calling(&mut self, spec: &ModelSpec, failure: CallFailure) {
+        attempt::not_called(&mut self.run.attempts, spec, &failure);
+        self.route.failed(failure);
     }
 }
 

@@ -10,14 +10,13 @@ use serde_json::Value;
 use shopfloor_core::pii::restore;
 use shopfloor_core::spec::ModelSpec;
 use shopfloor_providers::{ChatRequest, FinishReason, Provider, ProviderError, StreamEvent, Usage};
-use shopfloor_store::{AttemptOutcome, AttemptRecord, RunRecord, RunStatus};
+use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
 use super::{
-    finish_totals, status_of, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink,
-    RunFacts, GATEWAY_WORKFLOW,
+    Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink, RunFacts, GATEWAY_WORKFLOW,
 };
-use crate::runner::now_ms;
+use crate::attempt::{self, Answered, CallFailure, Ending};
 use crate::trace;
 use crate::Engine;
 
@@ -41,62 +40,43 @@ impl Engine {
             Err(e) => return Err(self.unrouted(&request, e).await),
         };
         let mut call = self.start_call(&request);
-        let timeout = self.attempt_timeout();
         for name in &route {
             let Some(model) = self.prepare(name, &request, &mut call) else {
                 continue;
             };
-            let mut retry = 0;
-            loop {
-                let started_at = now_ms();
-                let clock = Instant::now();
-                let opened = open_stream(
-                    &*model.provider,
-                    model.spec,
-                    call.run.attempts.len(),
-                    &model.request,
-                    timeout,
-                )
+            let mut attempts = self.attempts(model.spec);
+            let (provider, sent) = (&*model.provider, &model.request);
+            let opened = attempts
+                .call(&mut call.run.attempts, move || open(provider, sent))
                 .await;
-                call.upstream += clock.elapsed();
-                match opened {
-                    Ok((first, rest)) => {
-                        let spec = model.spec;
-                        return Ok(GatewayStream {
-                            // The run's span lives as long as its stream.
-                            span: tracing::Span::current(),
-                            sink: self.record_sink(),
-                            call: Some(call),
-                            first: Some(first),
-                            rest,
-                            timeout,
-                            model: spec.name.clone(),
-                            provider: spec.provider.as_str(),
-                            price: spec.price,
-                            attempt_started_at: started_at,
-                            attempt_clock: clock,
-                            text: String::new(),
-                            pending: model.redacting.then(String::new),
-                            usage: Usage::default(),
-                            done: false,
-                            attempt_recorded: false,
-                        });
-                    }
-                    Err(e) => {
-                        let latency_ms = clock.elapsed().as_millis() as u64;
-                        if !self
-                            .retry_after_error(
-                                &mut call, model.spec, started_at, latency_ms, &e, &mut retry,
-                            )
-                            .await
-                        {
-                            break;
-                        }
-                    }
+            call.upstream += attempts.upstream();
+            match opened {
+                Ok(opened) => {
+                    let Opened(first, rest) = opened.value;
+                    return Ok(GatewayStream {
+                        // The run's span lives as long as its stream.
+                        span: tracing::Span::current(),
+                        sink: self.record_sink(),
+                        call: Some(call),
+                        first: Some(first),
+                        rest,
+                        timeout: Duration::from_millis(self.project.config.gateway.timeout_ms),
+                        spec: model.spec.clone(),
+                        attempt_started_at: opened.started_at_ms,
+                        attempt_clock: Instant::now() - opened.latency,
+                        text: String::new(),
+                        pending: model.redacting.then(String::new),
+                        usage: Usage::default(),
+                        done: false,
+                        attempt_recorded: false,
+                    });
                 }
+                Err(e) => call
+                    .route
+                    .failed(CallFailure::from_provider(&model.spec.name, &e)),
             }
         }
-        let error = call.final_error();
+        let error = GatewayError::Failed(std::mem::take(&mut call.route).failure());
         let facts = self.settle(call, Err(&error)).await;
         Err(GatewayOutcome {
             result: Err(error),
@@ -105,48 +85,29 @@ impl Engine {
     }
 }
 
-/// The first event of a stream and the rest of it.
-type OpenedStream = (
+/// A provider stream whose first event has arrived, and the rest of it: until a model has sent
+/// something, a failure can still be retried or fall back.
+struct Opened(
     StreamEvent,
     BoxStream<'static, Result<StreamEvent, ProviderError>>,
 );
 
-/// Attempt `attempt` (0-based) at `spec`: open a provider stream and wait for its first event,
-/// both within `timeout`, in an `attempt` span: until a model has sent something, a failure can
-/// still be retried or fall back.
-async fn open_stream(
-    provider: &dyn Provider,
-    spec: &ModelSpec,
-    attempt: usize,
-    request: &ChatRequest,
-    timeout: Duration,
-) -> Result<OpenedStream, ProviderError> {
-    let span = trace::attempt_span(spec, attempt);
-    let result = first_event(provider, request, timeout)
-        .instrument(span.clone())
-        .await;
-    trace::record_attempt(&span, result.as_ref().map(|_| None));
-    result
+impl Answered for Opened {
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
 }
 
-async fn first_event(
-    provider: &dyn Provider,
-    request: &ChatRequest,
-    timeout: Duration,
-) -> Result<OpenedStream, ProviderError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut stream = match tokio::time::timeout_at(deadline, provider.stream(request)).await {
-        Ok(opened) => opened?,
-        Err(_) => return Err(ProviderError::Timeout(timeout)),
-    };
-    match tokio::time::timeout_at(deadline, stream.next()).await {
-        Ok(Some(Ok(first))) => Ok((first, stream)),
-        Ok(Some(Err(e))) => Err(e),
-        Ok(None) => Err(ProviderError::Malformed {
+/// Open a provider stream and wait for its first event (the attempt loop times both).
+async fn open(provider: &dyn Provider, request: &ChatRequest) -> Result<Opened, ProviderError> {
+    let mut stream = provider.stream(request).await?;
+    match stream.next().await {
+        Some(Ok(first)) => Ok(Opened(first, stream)),
+        Some(Err(e)) => Err(e),
+        None => Err(ProviderError::Malformed {
             provider: provider.kind().to_string(),
             message: "the stream ended before its first event".into(),
         }),
-        Err(_) => Err(ProviderError::Timeout(timeout)),
     }
 }
 
@@ -173,9 +134,8 @@ pub struct GatewayStream {
     first: Option<StreamEvent>,
     rest: BoxStream<'static, Result<StreamEvent, ProviderError>>,
     timeout: Duration,
-    model: String,
-    provider: &'static str,
-    price: shopfloor_core::spec::Price,
+    /// The model answering.
+    spec: ModelSpec,
     attempt_started_at: i64,
     attempt_clock: Instant,
     /// The answer so far, restored, for the record.
@@ -192,8 +152,8 @@ const MAX_PLACEHOLDER: usize = 48;
 
 impl GatewayStream {
     /// The name (in `shopfloor.toml`) of the model that is answering.
-    pub fn model(&self) -> &str {
-        &self.model
+    pub fn model_name(&self) -> &str {
+        &self.spec.name
     }
 
     /// The id the run will be recorded under.
@@ -218,7 +178,7 @@ impl GatewayStream {
                     match next {
                         Ok(Some(event)) => event,
                         Ok(None) => Err(ProviderError::Malformed {
-                            provider: self.model.clone(),
+                            provider: self.spec.provider.as_str().to_string(),
                             message: "the stream ended without its final event".into(),
                         }),
                         Err(_) => Err(ProviderError::Timeout(self.timeout)),
@@ -255,13 +215,9 @@ impl GatewayStream {
                 }
                 Err(e) => {
                     self.done = true;
-                    let error = GatewayError::Upstream {
-                        message: format!("model \"{}\": {e}", self.model),
-                        status: status_of(&e),
-                        timed_out: matches!(e, ProviderError::Timeout(_)),
-                    };
-                    self.end_attempt(Some(error.to_string()));
-                    return Some(StreamItem::Error(error));
+                    let failure = CallFailure::from_provider(&self.spec.name, &e);
+                    self.end_attempt(Some(&failure));
+                    return Some(StreamItem::Error(GatewayError::Failed(failure)));
                 }
             }
         }
@@ -287,8 +243,8 @@ impl GatewayStream {
         (!out.is_empty()).then_some(out)
     }
 
-    /// Record the streamed attempt once: `error` when it broke off.
-    fn end_attempt(&mut self, error: Option<String>) {
+    /// Record the streamed attempt once: `broken` when it broke off.
+    fn end_attempt(&mut self, broken: Option<&CallFailure>) {
         if self.attempt_recorded {
             return;
         }
@@ -296,36 +252,29 @@ impl GatewayStream {
             return;
         };
         self.attempt_recorded = true;
-        let prompt_tokens = u64::from(self.usage.prompt_tokens);
-        let completion_tokens = u64::from(self.usage.completion_tokens);
-        call.run.attempts.push(AttemptRecord {
-            n: call.run.attempts.len() as u32 + 1,
-            model: self.model.clone(),
-            provider: self.provider.to_string(),
-            started_at_ms: self.attempt_started_at,
-            latency_ms: self.attempt_clock.elapsed().as_millis() as u64,
-            prompt_tokens,
-            completion_tokens,
-            cost_usd: self.price.cost(prompt_tokens, completion_tokens),
-            outcome: if error.is_some() {
-                AttemptOutcome::Error
-            } else {
-                AttemptOutcome::Ok
+        call.run.attempts.push(attempt::answered(
+            call.run.attempts.len(),
+            &self.spec,
+            self.attempt_started_at,
+            self.attempt_clock.elapsed(),
+            self.usage,
+            &self.text,
+            match broken {
+                None => Ending::Valid,
+                Some(failure) => Ending::BrokenOff(failure),
             },
-            error: error.clone(),
-            raw_output: Some(self.text.clone()),
-        });
+        ));
         let run = &mut call.run;
-        run.model = Some(self.model.clone());
+        run.model = Some(self.spec.name.clone());
         run.raw_output = Some(self.text.clone());
-        match error {
+        match broken {
             None => {
                 run.status = RunStatus::Ok;
                 run.output = Some(Value::String(self.text.clone()));
             }
-            Some(error) => {
+            Some(failure) => {
                 run.status = RunStatus::Failed;
-                run.error = Some(error);
+                run.error = Some(failure.message.clone());
             }
         }
     }
@@ -341,13 +290,17 @@ impl GatewayStream {
     fn close(&mut self) -> (RunRecord, RunFacts) {
         if !self.done {
             self.done = true;
-            self.end_attempt(Some(format!(
-                "the client went away after {} characters of the answer; the stream was cut off",
-                self.text.chars().count()
-            )));
+            let cut = CallFailure::new(
+                ErrorKind::Cancelled,
+                format!(
+                    "the client went away after {} characters of the answer; the stream was cut off",
+                    self.text.chars().count()
+                ),
+            );
+            self.end_attempt(Some(&cut));
         }
         let mut call = self.call.take().expect("a gateway stream is closed once");
-        finish_totals(&mut call.run, call.started);
+        attempt::finish_totals(&mut call.run, call.started);
         trace::record_run(&self.span, &call.run);
         let facts = RunFacts::of(&call.run, call.upstream);
         (call.run, facts)

@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use shopfloor_providers::{
-    request_key, ChatRequest, ChatResponse, FinishReason, Message, OpenAi, Provider, ProviderError,
-    Recorder, Replay, Role, Usage,
+    request_key, ChatRequest, ChatResponse, ExchangeRecorder, FinishReason, Message, OpenAi,
+    Provider, ProviderError, Replay, Role, Usage,
 };
 use shopfloor_testkit::{openai_completion, openai_error, FakeServer, Reply};
 
@@ -117,7 +117,7 @@ async fn recorded_answers_replay_identically_without_the_server() {
     })
     .await;
     let upstream = OpenAi::new("gpt-mini", Some(server.base_url()), None).expect("provider");
-    let recorder = Recorder::new(Arc::new(upstream), &path).expect("recorder");
+    let recorder = ExchangeRecorder::new(Arc::new(upstream), &path).expect("recorder");
     assert_eq!(recorder.kind(), "openai");
 
     let requests: Vec<ChatRequest> = ["refund", "crash", "password"]
@@ -160,7 +160,7 @@ async fn the_recorder_skips_failures_and_never_interleaves_concurrent_lines() {
     })
     .await;
     let upstream = OpenAi::new("gpt-mini", Some(server.base_url()), None).expect("provider");
-    let recorder = Arc::new(Recorder::new(Arc::new(upstream), &path).expect("recorder"));
+    let recorder = Arc::new(ExchangeRecorder::new(Arc::new(upstream), &path).expect("recorder"));
 
     let mut tasks = Vec::new();
     for index in 0..40 {

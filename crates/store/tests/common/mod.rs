@@ -188,6 +188,7 @@ pub fn attempt(n: u32, outcome: AttemptOutcome) -> AttemptRecord {
         cost_usd: 0.000_123_4,
         outcome,
         error: (outcome != AttemptOutcome::Ok).then(|| format!("attempt {n}: HTTP 503")),
+        error_kind: None,
         raw_output: (outcome != AttemptOutcome::Error).then(|| "billing".into()),
     }
 }
