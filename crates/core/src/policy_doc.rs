@@ -14,15 +14,17 @@ mod gaps;
 mod render;
 #[cfg(test)]
 mod tests;
+mod wording;
+mod workflows;
 
 pub use document::{Block, PolicyDocument, Section, Span, Table, Text};
 
 use crate::access::{Permission, Role};
-use crate::pii::PiiKind;
 use crate::spec::{
-    DataClass, ExternalAction, ModelSpec, ProjectConfig, ProviderKind, RiskTier, StoreAction,
-    Workflow,
+    DataClass, ExternalAction, ModelSpec, ProjectConfig, ProviderKind, StoreAction, Workflow,
 };
+use wording::{capitalise, class_list, code_list, external_action, join_or, number, pii_kind};
+use workflows::{lifecycle, owner, review, workflow_list};
 
 /// Build the policy for `config` and its `workflows`. `date` is printed as given (the caller
 /// reads the clock), e.g. `2025-03-14`.
@@ -308,73 +310,6 @@ fn personal_data(config: &ProjectConfig) -> Section {
     }
 }
 
-fn review(workflows: &[Workflow]) -> Section {
-    let of_tier = |tier: RiskTier| -> Vec<&Workflow> {
-        workflows.iter().filter(|w| w.risk == tier).collect()
-    };
-    let names = |list: &[&Workflow]| code_list(list.iter().map(|w| w.name.as_str()), "none");
-    let medium = of_tier(RiskTier::Medium);
-    let mut medium_cell = Text::new();
-    if medium.is_empty() {
-        medium_cell = medium_cell.plain("none");
-    }
-    for (i, w) in medium.iter().enumerate() {
-        if i > 0 {
-            medium_cell = medium_cell.plain(", ");
-        }
-        medium_cell = medium_cell
-            .code(w.name.as_str())
-            .plain(format!(" ({} sampled)", percent(w.review.sample_rate)));
-    }
-    let reviewers: Vec<&str> = Role::CHOICES
-        .iter()
-        .filter(|(_, r)| r.allows(Permission::Review))
-        .map(|(n, _)| *n)
-        .collect();
-    Section {
-        id: "review",
-        heading: "Human review by risk tier".into(),
-        blocks: vec![
-            Block::Paragraph(
-                "Each workflow has a risk tier: how much harm a wrong output can do. The tier decides the review path of its outputs."
-                    .into(),
-            ),
-            Block::Table(Table {
-                header: ["Risk tier", "What happens to outputs", "Workflows"]
-                    .map(String::from)
-                    .to_vec(),
-                rows: vec![
-                    vec![
-                        "low".into(),
-                        "Outputs go straight out; no person reviews them.".into(),
-                        names(&of_tier(RiskTier::Low)),
-                    ],
-                    vec![
-                        "medium".into(),
-                        Text::new()
-                            .plain("Outputs go out; a sample of them (the workflow's ")
-                            .code("[review] sample_rate")
-                            .plain(") is queued for review after release."),
-                        medium_cell,
-                    ],
-                    vec![
-                        "high".into(),
-                        "Every output is held until a reviewer approves it; nothing goes out unreviewed."
-                            .into(),
-                        names(&of_tier(RiskTier::High)),
-                    ],
-                ],
-            }),
-            Block::Paragraph(
-                Text::new()
-                    .plain("Reviews are done by people whose role grants review: ")
-                    .plain(reviewers.join(", "))
-                    .plain(". Every output that breaks the workflow's output contract is recorded as invalid and never released as an answer."),
-            ),
-        ],
-    }
-}
-
 fn roles() -> Section {
     let mut header = vec!["Permission".to_string()];
     header.extend(Role::CHOICES.iter().map(|(n, _)| n.to_string()));
@@ -403,172 +338,6 @@ fn roles() -> Section {
     }
 }
 
-fn owner(w: &Workflow) -> Option<&str> {
-    w.owner.as_deref().filter(|o| !o.trim().is_empty())
-}
-
-fn workflow_list(workflows: &[Workflow]) -> Section {
-    if workflows.is_empty() {
-        return Section {
-            id: "workflows",
-            heading: "Workflows".into(),
-            blocks: vec![Block::Paragraph("No workflows are defined.".into())],
-        };
-    }
-    let rows = workflows
-        .iter()
-        .map(|w| {
-            vec![
-                Text::new().code(w.name.as_str()),
-                match owner(w) {
-                    Some(o) => Text::from(o),
-                    None => Text::from("none — cannot be promoted"),
-                },
-                Text::from(w.stage.as_str()),
-                Text::from(w.risk.as_str()),
-                Text::from(w.data_class.as_str()),
-                route(w),
-            ]
-        })
-        .collect();
-    let purposes = workflows
-        .iter()
-        .map(|w| {
-            let mut item = Text::new().code(w.name.as_str()).plain(": ");
-            item = if w.description.trim().is_empty() {
-                item.plain("no description.")
-            } else {
-                let description = w.description.trim();
-                let stop = if description.ends_with(['.', '!', '?']) {
-                    ""
-                } else {
-                    "."
-                };
-                item.plain(format!("{description}{stop}"))
-            };
-            match &w.outcome {
-                Some(o) => {
-                    let mut measure = format!(" Measured by {}", o.kpi);
-                    if let Some(b) = o.baseline {
-                        measure.push_str(&format!(", baseline {}", number(b)));
-                    }
-                    if let Some(t) = o.target {
-                        measure.push_str(&format!(", target {}", number(t)));
-                    }
-                    item.plain(format!(
-                        "{measure}; {} minutes saved per accepted output.",
-                        number(o.minutes_saved_per_accepted)
-                    ))
-                }
-                None => item.plain(" No outcome KPI is set."),
-            }
-        })
-        .collect();
-    Section {
-        id: "workflows",
-        heading: "Workflows".into(),
-        blocks: vec![
-            Block::Paragraph(
-                "Every workflow in the project. Models are listed in fallback order.".into(),
-            ),
-            Block::Table(Table {
-                header: ["Workflow", "Owner", "Stage", "Risk", "Data class", "Models"]
-                    .map(String::from)
-                    .to_vec(),
-                rows,
-            }),
-            Block::Paragraph("What each workflow is for, and how its outcome is measured:".into()),
-            Block::List(purposes),
-        ],
-    }
-}
-
-fn route(w: &Workflow) -> Text {
-    let mut text = Text::new();
-    for (i, m) in w.route.models.iter().enumerate() {
-        if i > 0 {
-            text = text.plain(" → ");
-        }
-        text = text.code(&m.value);
-    }
-    text
-}
-
-fn lifecycle(workflows: &[Workflow]) -> Section {
-    let rows = workflows
-        .iter()
-        .map(|w| {
-            vec![
-                Text::new().code(w.name.as_str()),
-                Text::from(w.stage.as_str()),
-                gates(w),
-            ]
-        })
-        .collect();
-    let mut blocks = vec![
-        Block::Paragraph(
-            "A workflow moves draft → pilot → production, and is retired when it is no longer used. Promotion is gated, and refused with every reason at once:"
-                .into(),
-        ),
-        Block::List(vec![
-            Text::new()
-                .plain("leaving draft needs an owner, the person accountable for the outcome, and an ")
-                .code("[outcome]")
-                .plain(" with a KPI (")
-                .code("shopfloor check")
-                .plain(" rejects a pilot or production workflow without them);"),
-            "production is reached from pilot, and needs a passing evaluation of the current version against the workflow's eval gates;".into(),
-            "a high-risk workflow needs a review path (someone whose role may review) before it goes to production;".into(),
-            "a retired workflow does not come back.".into(),
-        ]),
-        Block::Paragraph(
-            "Any change to the prompt, output contract, route or model parameters makes a new version; every run and evaluation records the version it used."
-                .into(),
-        ),
-    ];
-    if !workflows.is_empty() {
-        blocks.push(Block::Table(Table {
-            header: ["Workflow", "Stage", "Eval gates"]
-                .map(String::from)
-                .to_vec(),
-            rows,
-        }));
-    }
-    Section {
-        id: "lifecycle",
-        heading: "Lifecycle and promotion".into(),
-        blocks,
-    }
-}
-
-fn gates(w: &Workflow) -> Text {
-    let Some(eval) = w
-        .eval
-        .as_ref()
-        .filter(|e| !e.gate.is_empty() || !e.max_regression.is_empty())
-    else {
-        return "none: cannot pass an evaluation for production".into();
-    };
-    let absolute = eval
-        .gate
-        .iter()
-        .map(|(scorer, min)| (scorer, format!(" at least {}", number(*min))));
-    let relative = eval.max_regression.iter().map(|(scorer, drop)| {
-        (
-            scorer,
-            format!(" at most {} below the baseline", number(*drop)),
-        )
-    });
-    let mut text = Text::new();
-    for (i, (scorer, rule)) in absolute.chain(relative).enumerate() {
-        if i > 0 {
-            text = text.plain("; ");
-        }
-        text = text.code(scorer).plain(rule);
-    }
-    text
-}
-
 fn records() -> Section {
     Section {
         id: "records",
@@ -585,86 +354,5 @@ fn records() -> Section {
                 .code("shopfloor audit verify")
                 .plain(" names any entry altered, removed or reordered after the fact."),
         ])],
-    }
-}
-
-fn pii_kind(kind: PiiKind) -> Text {
-    let words = match kind {
-        PiiKind::Email => "email addresses",
-        PiiKind::Phone => "phone numbers",
-        PiiKind::Card => "payment card numbers, Luhn-checked",
-        PiiKind::Iban => "IBANs, checksum-checked",
-        PiiKind::Ssn => "US social security numbers",
-        PiiKind::Ip => "IP addresses",
-        PiiKind::Secret => "secrets: API keys, tokens and private keys",
-    };
-    Text::new()
-        .plain(format!("{words} ("))
-        .code(kind.as_str())
-        .plain(")")
-}
-
-fn external_action(action: ExternalAction) -> &'static str {
-    match action {
-        ExternalAction::Redact => "redact",
-        ExternalAction::Block => "block",
-        ExternalAction::Allow => "allow",
-    }
-}
-
-fn class_list(classes: &[DataClass]) -> String {
-    if classes.is_empty() {
-        return "nothing".into();
-    }
-    classes
-        .iter()
-        .map(|c| c.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn code_list<'a>(names: impl Iterator<Item = &'a str>, empty: &str) -> Text {
-    let mut text = Text::new();
-    for (i, name) in names.enumerate() {
-        if i > 0 {
-            text = text.plain(", ");
-        }
-        text = text.code(name);
-    }
-    if text.0.is_empty() {
-        text = text.plain(empty);
-    }
-    text
-}
-
-fn join_or<'a>(names: impl Iterator<Item = &'a str>, empty: &str) -> String {
-    let names: Vec<&str> = names.collect();
-    if names.is_empty() {
-        empty.to_string()
-    } else {
-        names.join(", ")
-    }
-}
-
-/// A number as a person writes it: `0.5`, `42`, `0.15`.
-fn number(value: f64) -> String {
-    let text = format!("{value:.4}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".into()
-    } else {
-        text.to_string()
-    }
-}
-
-fn percent(rate: f64) -> String {
-    format!("{}%", number(rate * 100.0))
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
