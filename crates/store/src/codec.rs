@@ -197,7 +197,11 @@ pub(crate) fn unsigned(
     table: &'static str,
     column: &'static str,
 ) -> Result<u64> {
-    let value = row.int(column)?;
+    non_negative(table, column, row.int(column)?)
+}
+
+/// `value`, read from `table.column`, as the count or index it must be.
+pub(crate) fn non_negative(table: &'static str, column: &'static str, value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt {
         table,
         column,
@@ -340,11 +344,7 @@ fn caller_from_row(row: &impl Columns) -> Result<Option<crate::Caller>> {
 
 /// A case index read back from `runs.case_index`.
 pub(crate) fn case_index(value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt {
-        table: "runs",
-        column: "case_index",
-        message: format!("{value} is negative"),
-    })
+    non_negative("runs", "case_index", value)
 }
 
 /// The listing query for `filter`, newest first. Only the filters that are set become

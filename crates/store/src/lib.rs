@@ -2,13 +2,16 @@
 //!
 //! Nothing outside this crate writes SQL. Records are plain data; the engine builds them.
 
-mod access;
+mod audit;
 mod codec;
 mod eval_codec;
 mod eval_record;
+mod keys;
 mod location;
 mod migrate;
 mod postgres;
+mod queries;
+mod queue;
 mod record;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -18,13 +21,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use access::{
-    verify_chain, ApiKeyRecord, AuditAnchor, AuditEntry, Caller, ChainBreak, ChainVerifier,
-    ClaimedCase, NewAuditEntry, GENESIS_HASH,
+pub use audit::{
+    verify_chain, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry, GENESIS_HASH,
 };
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
+pub use keys::{ApiKeyRecord, Caller};
 pub use location::redact_location;
 pub use postgres::PostgresStore;
+pub use queue::ClaimedCase;
 pub use record::{
     AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, RunFilter, RunRecord,
     RunStatus, RunSummary,

@@ -2,9 +2,9 @@
 //! recorded in `schema_migrations`, so opening a database twice changes nothing.
 //!
 //! To change the schema, add a file under `migrations/` and append it to [`MIGRATIONS`] with the
-//! next version; never edit one that has shipped. Use [`Sql::Shared`] where one text suits both
-//! databases, [`Sql::PerBackend`] where the dialects differ (e.g. `FOR UPDATE SKIP LOCKED`
-//! leases exist only in PostgreSQL).
+//! next version; never edit one that has shipped. Every migration so far is one text that both
+//! databases accept; the first one whose dialects must differ gives [`Migration`] a text per
+//! backend.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,54 +14,48 @@ use sqlx::{Executor, PgConnection, Postgres, Sqlite, SqliteConnection};
 
 use crate::{Result, StoreError};
 
-/// The SQL of one migration.
-#[derive(Debug)]
-enum Sql {
-    /// One text for both databases.
-    Shared(&'static str),
-    /// Texts that differ by dialect.
-    #[allow(dead_code)] // No migration needs it yet; schema changes to come will.
-    PerBackend {
-        sqlite: &'static str,
-        postgres: &'static str,
-    },
-}
-
 /// One schema change.
 #[derive(Debug)]
 struct Migration {
     version: i64,
     name: &'static str,
-    sql: Sql,
+    /// The SQL, for both databases.
+    sql: &'static str,
+}
+
+impl Migration {
+    const fn new(version: i64, name: &'static str, sql: &'static str) -> Self {
+        Self { version, name, sql }
+    }
 }
 
 /// Every migration, oldest first; versions are consecutive from 1.
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "runs_attempts_batches",
-        sql: Sql::Shared(include_str!("../migrations/0001_runs.sql")),
-    },
-    Migration {
-        version: 2,
-        name: "evals_cases_baselines",
-        sql: Sql::Shared(include_str!("../migrations/0002_evals.sql")),
-    },
-    Migration {
-        version: 3,
-        name: "keys_callers_audit_batch_queue",
-        sql: Sql::Shared(include_str!("../migrations/0003_access.sql")),
-    },
-    Migration {
-        version: 4,
-        name: "batch_caller",
-        sql: Sql::Shared(include_str!("../migrations/0004_batch_caller.sql")),
-    },
-    Migration {
-        version: 5,
-        name: "audit_lookup_index",
-        sql: Sql::Shared(include_str!("../migrations/0005_audit_lookup.sql")),
-    },
+    Migration::new(
+        1,
+        "runs_attempts_batches",
+        include_str!("../migrations/0001_runs.sql"),
+    ),
+    Migration::new(
+        2,
+        "evals_cases_baselines",
+        include_str!("../migrations/0002_evals.sql"),
+    ),
+    Migration::new(
+        3,
+        "keys_callers_audit_batch_queue",
+        include_str!("../migrations/0003_access.sql"),
+    ),
+    Migration::new(
+        4,
+        "batch_caller",
+        include_str!("../migrations/0004_batch_caller.sql"),
+    ),
+    Migration::new(
+        5,
+        "audit_lookup_index",
+        include_str!("../migrations/0005_audit_lookup.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.
@@ -119,6 +113,38 @@ fn bookkeeping(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// Apply the migrations `tx` (a transaction on `$db`) has not applied yet, and record them.
+/// A macro because generic sqlx code over both databases makes `open()`'s future fail the
+/// `Send` check servers need (see `queries.rs`).
+macro_rules! apply_pending {
+    ($tx:ident, $db:ty) => {{
+        $tx.execute(sqlx::raw_sql(CREATE_SCHEMA_MIGRATIONS))
+            .await
+            .map_err(bookkeeping)?;
+        let applied: Vec<i64> =
+            sqlx::query_scalar::<$db, i64>("SELECT version FROM schema_migrations")
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(bookkeeping)?;
+        for migration in pending(&applied)? {
+            let version = migration.version;
+            $tx.execute(sqlx::raw_sql(migration.sql))
+                .await
+                .map_err(|e| failed(version, e))?;
+            sqlx::query::<$db>(
+                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+            )
+            .bind(version)
+            .bind(migration.name)
+            .bind(now_ms())
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| failed(version, e))?;
+        }
+        $tx.commit().await.map_err(bookkeeping)
+    }};
+}
+
 /// Apply pending migrations to a SQLite database, all in one write transaction.
 pub(crate) async fn apply_sqlite(conn: &mut SqliteConnection) -> Result<()> {
     use sqlx::Connection;
@@ -128,33 +154,7 @@ pub(crate) async fn apply_sqlite(conn: &mut SqliteConnection) -> Result<()> {
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(bookkeeping)?;
-    tx.execute(sqlx::raw_sql(CREATE_SCHEMA_MIGRATIONS))
-        .await
-        .map_err(bookkeeping)?;
-    let applied: Vec<i64> =
-        sqlx::query_scalar::<Sqlite, i64>("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(bookkeeping)?;
-    for migration in pending(&applied)? {
-        let sql = match migration.sql {
-            Sql::Shared(sql) | Sql::PerBackend { sqlite: sql, .. } => sql,
-        };
-        let version = migration.version;
-        tx.execute(sqlx::raw_sql(sql))
-            .await
-            .map_err(|e| failed(version, e))?;
-        sqlx::query::<Sqlite>(
-            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
-        )
-        .bind(version)
-        .bind(migration.name)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| failed(version, e))?;
-    }
-    tx.commit().await.map_err(bookkeeping)
+    apply_pending!(tx, Sqlite)
 }
 
 /// Apply pending migrations to a PostgreSQL database, all in one transaction.
@@ -167,33 +167,7 @@ pub(crate) async fn apply_postgres(conn: &mut PgConnection) -> Result<()> {
         .execute(&mut *tx)
         .await
         .map_err(bookkeeping)?;
-    tx.execute(sqlx::raw_sql(CREATE_SCHEMA_MIGRATIONS))
-        .await
-        .map_err(bookkeeping)?;
-    let applied: Vec<i64> =
-        sqlx::query_scalar::<Postgres, i64>("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(bookkeeping)?;
-    for migration in pending(&applied)? {
-        let sql = match migration.sql {
-            Sql::Shared(sql) | Sql::PerBackend { postgres: sql, .. } => sql,
-        };
-        let version = migration.version;
-        tx.execute(sqlx::raw_sql(sql))
-            .await
-            .map_err(|e| failed(version, e))?;
-        sqlx::query::<Postgres>(
-            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
-        )
-        .bind(version)
-        .bind(migration.name)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| failed(version, e))?;
-    }
-    tx.commit().await.map_err(bookkeeping)
+    apply_pending!(tx, Postgres)
 }
 
 #[cfg(test)]

@@ -1,26 +1,23 @@
 //! The SQLite store: one file in WAL mode, one writer connection, a few readers.
 
-mod access;
-mod eval;
-
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use crate::codec::{
-    self, ATTEMPT_COLUMNS, ATTEMPT_COLUMN_COUNT, BATCH_COLUMNS, RUN_COLUMNS, RUN_COLUMN_COUNT,
+    self, to_bigint, ATTEMPT_COLUMNS, ATTEMPT_COLUMN_COUNT, RUN_COLUMNS, RUN_COLUMN_COUNT,
 };
-use crate::{
-    migrate, ApiKeyRecord, AuditEntry, BatchRecord, BatchStatus, ClaimedCase, EvalCaseRecord,
-    EvalRecord, EvalStatus, NewAuditEntry, Result, RunFilter, RunRecord, RunSummary, Store,
-    StoreError,
-};
+use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
+use crate::queries::{store_impl, TxLock};
+use crate::queue::{self, CLAIMED_COLUMNS};
+use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
 /// SQLite accepts at most this many bind parameters per statement (the default since 3.32).
 const MAX_BINDS: usize = 32_766;
@@ -32,6 +29,9 @@ const RUNS_PER_INSERT: usize = 128;
 const ATTEMPTS_PER_INSERT: usize = 256;
 const _: () = assert!(RUNS_PER_INSERT * RUN_COLUMN_COUNT <= MAX_BINDS);
 const _: () = assert!(ATTEMPTS_PER_INSERT * ATTEMPT_COLUMN_COUNT <= MAX_BINDS);
+/// Eval cases per multi-row INSERT: one engine flush, cached the same way.
+const CASES_PER_INSERT: usize = 256;
+const _: () = assert!(CASES_PER_INSERT * EVAL_CASE_INSERT_COLUMN_COUNT <= MAX_BINDS);
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,11 +126,11 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn read_pool(&self) -> &SqlitePool {
+    fn reader(&self) -> &SqlitePool {
         &self.readers
     }
 
-    fn write_pool(&self) -> &SqlitePool {
+    fn writer(&self) -> &SqlitePool {
         &self.writer
     }
 
@@ -138,46 +138,17 @@ impl SqliteStore {
         let mut conn = self.writer.acquire().await?;
         migrate::apply_sqlite(&mut conn).await
     }
-}
 
-/// Insert a batch's row.
-async fn insert_batch<'c>(
-    executor: impl sqlx::Executor<'c, Database = Sqlite>,
-    batch: &BatchRecord,
-) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO batches ({BATCH_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    );
-    sqlx::query::<Sqlite>(&sql)
-        .bind(&batch.id)
-        .bind(&batch.workflow)
-        .bind(&batch.version)
-        .bind(&batch.source)
-        .bind(codec::to_bigint("batches.total_cases", batch.total_cases)?)
-        .bind(&batch.model_override)
-        .bind(batch.status.as_str())
-        .bind(batch.created_at_ms)
-        .bind(batch.finished_at_ms)
-        .bind(batch.caller.as_ref().map(|c| c.key_id.as_str()))
-        .bind(batch.caller.as_ref().and_then(|c| c.user.as_deref()))
-        .bind(batch.caller.as_ref().and_then(|c| c.team.as_deref()))
-        .execute(executor)
-        .await?;
-    Ok(())
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
+    /// A write transaction. The one writer connection and `BEGIN IMMEDIATE` (the write lock up
+    /// front, against other processes) serialise every write, so no lock needs more.
+    async fn begin_write(&self, _lock: TxLock) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    async fn insert_runs(&self, runs: &[RunRecord]) -> Result<()> {
-        if runs.is_empty() {
-            return Ok(());
-        }
+    /// Record runs with multi-row `VALUES` statements of fixed sizes, in one transaction.
+    async fn write_runs(&self, runs: &[RunRecord]) -> Result<()> {
         let (run_rows, attempt_rows) = codec::rows(runs)?;
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write(TxLock::Rows).await?;
         let mut inserted = std::collections::HashSet::with_capacity(run_rows.len());
         for chunk in run_rows.chunks(RUNS_PER_INSERT) {
             let mut query =
@@ -256,210 +227,110 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        let Some(row) = sqlx::query::<Sqlite>(&sql)
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = $1 ORDER BY n");
-        let attempts = sqlx::query::<Sqlite>(&sql)
-            .bind(id)
-            .fetch_all(&self.readers)
-            .await?
-            .iter()
-            .map(codec::attempt_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        codec::run_from_row(&row, attempts).map(Some)
-    }
-
-    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        codec::list_runs_query::<Sqlite>(filter)
-            .build()
-            .fetch_all(&self.readers)
-            .await?
-            .iter()
-            .map(codec::summary_from_row)
-            .collect()
-    }
-
-    async fn create_batch(&self, batch: &BatchRecord) -> Result<()> {
-        insert_batch(&self.writer, batch).await
-    }
-
-    async fn get_batch(&self, id: &str) -> Result<Option<BatchRecord>> {
-        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1");
-        sqlx::query::<Sqlite>(&sql)
-            .bind(id)
-            .fetch_optional(&self.readers)
-            .await?
-            .map(|row| codec::batch_from_row(&row))
-            .transpose()
-    }
-
-    async fn set_batch_status(&self, id: &str, status: BatchStatus, at_ms: i64) -> Result<()> {
-        let finished = (status != BatchStatus::Running).then_some(at_ms);
-        let done = sqlx::query::<Sqlite>(
-            "UPDATE batches SET status = $1, finished_at_ms = $2 WHERE id = $3",
-        )
-        .bind(status.as_str())
-        .bind(finished)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                kind: "batch",
-                id: id.to_owned(),
+    /// Record eval case rows with multi-row `VALUES` statements, in one transaction.
+    async fn write_eval_cases(&self, rows: &[EvalCaseRow<'_>]) -> Result<()> {
+        let mut tx = self.begin_write(TxLock::Rows).await?;
+        for chunk in rows.chunks(CASES_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO eval_cases ({EVAL_CASE_INSERT_COLUMNS}) "
+            ));
+            query.push_values(chunk, |mut row, c| {
+                row.push_bind(c.eval_id)
+                    .push_bind(c.case_id)
+                    .push_bind(c.line)
+                    .push_bind(c.run_id)
+                    .push_bind(c.input_hash)
+                    .push_bind(c.status)
+                    .push_bind(c.output.as_deref())
+                    .push_bind(c.raw_output)
+                    .push_bind(c.expected.as_str())
+                    .push_bind(c.scores.as_str())
+                    .push_bind(c.tags.as_str())
+                    .push_bind(c.latency_ms)
+                    .push_bind(c.cost_usd)
+                    .push_bind(c.prompt_tokens)
+                    .push_bind(c.completion_tokens)
+                    .push_bind(c.cached)
+                    .push_bind(c.workflow)
+                    .push_bind(c.version)
+                    .push_bind(c.model_override);
             });
+            // Only a repeated case is skipped; a second case on a recorded line is an error.
+            query.push(" ON CONFLICT (eval_id, case_id) DO NOTHING");
+            query
+                .build()
+                .persistent(chunk.len() == CASES_PER_INSERT)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queue a batch's cases, one statement each (they run inside one transaction).
+    async fn queue_cases(
+        tx: &mut SqliteConnection,
+        batch_id: &str,
+        cases: &[(u64, Value)],
+    ) -> Result<()> {
+        for (index, input) in cases {
+            sqlx::query::<Sqlite>(queue::INSERT_CASE)
+                .bind(batch_id)
+                .bind(to_bigint("batch_cases.case_index", *index)?)
+                .bind(codec::json_text(input))
+                .execute(&mut *tx)
+                .await?;
         }
         Ok(())
     }
 
-    async fn batch_recorded_cases(&self, batch_id: &str) -> Result<Vec<u64>> {
-        sqlx::query_scalar::<Sqlite, i64>(
-            "SELECT case_index FROM runs WHERE batch_id = $1 AND case_index IS NOT NULL \
-             ORDER BY case_index",
-        )
-        .bind(batch_id)
-        .fetch_all(&self.readers)
-        .await?
-        .into_iter()
-        .map(codec::case_index)
-        .collect()
-    }
-
-    async fn create_eval(&self, eval: &EvalRecord) -> Result<()> {
-        eval::create(self, eval).await
-    }
-
-    async fn finish_eval(
-        &self,
-        id: &str,
-        status: EvalStatus,
-        summary: &serde_json::Value,
-        passed: Option<bool>,
-        at_ms: i64,
-    ) -> Result<()> {
-        eval::finish(self, id, status, summary, passed, at_ms).await
-    }
-
-    async fn get_eval(&self, id: &str) -> Result<Option<EvalRecord>> {
-        eval::get(self, id).await
-    }
-
-    async fn list_evals(&self, workflow: Option<&str>, limit: u32) -> Result<Vec<EvalRecord>> {
-        eval::list(self, workflow, limit).await
-    }
-
-    async fn insert_eval_cases(&self, cases: &[EvalCaseRecord]) -> Result<()> {
-        eval::insert_cases(self, cases).await
-    }
-
-    async fn eval_cases(
-        &self,
-        eval_id: &str,
-        after_line: u64,
-        limit: u32,
-    ) -> Result<Vec<EvalCaseRecord>> {
-        eval::cases(self, eval_id, after_line, limit).await
-    }
-
-    async fn cached_eval_case(
-        &self,
-        workflow: &str,
-        version: &str,
-        model_override: Option<&str>,
-        input_hash: &str,
-    ) -> Result<Option<EvalCaseRecord>> {
-        eval::cached_case(self, workflow, version, model_override, input_hash).await
-    }
-
-    async fn set_baseline(&self, workflow: &str, eval_id: &str, at_ms: i64) -> Result<()> {
-        eval::set_baseline(self, workflow, eval_id, at_ms).await
-    }
-
-    async fn baseline(&self, workflow: &str) -> Result<Option<String>> {
-        eval::baseline(self, workflow).await
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query::<Sqlite>("SELECT 1")
-            .execute(&self.readers)
-            .await?;
-        Ok(())
-    }
-
-    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        access::create_api_key(self, key).await
-    }
-
-    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        access::api_key_by_hash(self, key_hash).await
-    }
-
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        access::list_api_keys(self).await
-    }
-
-    async fn revoke_api_key(&self, name_or_id: &str, at_ms: i64) -> Result<ApiKeyRecord> {
-        access::revoke_api_key(self, name_or_id, at_ms).await
-    }
-
-    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
-        access::append_audit(self, entry).await
-    }
-
-    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
-        access::audit_entries(self, after_seq, limit).await
-    }
-
-    async fn latest_audit(&self, action: &str, subject: &str) -> Result<Option<AuditEntry>> {
-        access::latest_audit(self, action, subject).await
-    }
-
-    async fn enqueue_batch(
-        &self,
-        batch: &BatchRecord,
-        cases: &[(u64, serde_json::Value)],
-    ) -> Result<()> {
-        access::enqueue_batch(self, batch, cases).await
-    }
-
-    async fn claim_batch_cases(
+    /// Lease queued cases: pick them, then mark them, in one write transaction (which no other
+    /// writer can interleave with).
+    async fn claim_cases(
         &self,
         worker: &str,
         limit: u32,
         lease_until_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<ClaimedCase>> {
-        access::claim_batch_cases(self, worker, limit, lease_until_ms, now_ms).await
-    }
-
-    async fn extend_batch_leases(&self, worker: &str, lease_until_ms: i64) -> Result<u64> {
-        access::extend_batch_leases(self, worker, lease_until_ms).await
-    }
-
-    async fn batch_progress(&self, batch_id: &str) -> Result<(u64, u64)> {
-        access::batch_progress(self, batch_id).await
-    }
-
-    async fn batch_runs(
-        &self,
-        batch_id: &str,
-        after_case: u64,
-        limit: u32,
-    ) -> Result<Vec<RunRecord>> {
-        access::batch_runs(self, batch_id, after_case, limit).await
+        let mut tx = self.begin_write(TxLock::Rows).await?;
+        let sql = format!(
+            "SELECT {CLAIMED_COLUMNS} FROM batch_cases c JOIN batches b ON b.id = c.batch_id \
+             WHERE c.lease_until_ms < $1 AND b.status = $2 \
+             ORDER BY c.batch_id, c.case_index LIMIT $3"
+        );
+        let claimed = sqlx::query::<Sqlite>(&sql)
+            .bind(now_ms)
+            .bind(BatchStatus::Running.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(queue::claimed_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        for case in &claimed {
+            sqlx::query::<Sqlite>(
+                "UPDATE batch_cases SET lease_owner = $1, lease_until_ms = $2 \
+                 WHERE batch_id = $3 AND case_index = $4",
+            )
+            .bind(worker)
+            .bind(lease_until_ms)
+            .bind(&case.batch_id)
+            .bind(to_bigint("batch_cases.case_index", case.case_index)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 }
+
+store_impl!(SqliteStore, Sqlite, "sqlite");
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval_codec::{CACHED_CASE_WITHOUT_OVERRIDE, CACHED_CASE_WITH_OVERRIDE};
 
     #[tokio::test]
     async fn connections_enforce_foreign_keys_and_wait_when_busy() {
@@ -482,6 +353,27 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(sync, 1, "synchronous=NORMAL");
+        }
+    }
+
+    /// The cache lookup must probe its partial index, not scan every case: SQLite uses a
+    /// partial index only when the query repeats the index's `WHERE`.
+    #[tokio::test]
+    async fn cache_lookup_uses_its_index() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        for sql in [&*CACHED_CASE_WITH_OVERRIDE, &*CACHED_CASE_WITHOUT_OVERRIDE] {
+            let plan = sqlx::query::<Sqlite>(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&store.readers)
+                .await
+                .unwrap_or_else(|e| panic!("{e}: {sql}"))
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                plan.contains("USING INDEX eval_cases_cache"),
+                "{plan}\n{sql}"
+            );
         }
     }
 }

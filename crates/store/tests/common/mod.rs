@@ -53,6 +53,30 @@ pub enum Backend {
     Postgres(TestPostgres),
 }
 
+/// `$body` with `$conn` a direct connection to `$db`'s database (not the store's), closed after.
+macro_rules! direct {
+    ($db:expr, $conn:ident => $body:expr) => {
+        match &$db.backend {
+            Backend::Sqlite { path, .. } => {
+                let mut $conn = SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .unwrap();
+                let value = $body;
+                $conn.close().await.unwrap();
+                value
+            }
+            Backend::Postgres(db) => {
+                let mut $conn = PgConnection::connect(db.url()).await.unwrap();
+                let value = $body;
+                $conn.close().await.unwrap();
+                value
+            }
+        }
+    };
+}
+
 impl Db {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("a temporary folder");
@@ -119,60 +143,20 @@ impl Db {
 
     /// Text values from a query run directly against the database.
     pub async fn texts(&self, sql: &str) -> Vec<String> {
-        match &self.backend {
-            Backend::Sqlite { path, .. } => {
-                let mut conn = SqliteConnectOptions::new()
-                    .filename(path)
-                    .connect()
-                    .await
-                    .unwrap();
-                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
-            }
-            Backend::Postgres(db) => {
-                let mut conn = PgConnection::connect(db.url()).await.unwrap();
-                sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
-            }
-        }
+        direct!(self, conn => sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap())
     }
 
     /// Run a statement directly against the database (as an intruder or an operator would).
     #[allow(dead_code)] // Not every test binary tampers with tables.
     pub async fn execute(&self, sql: &str) {
-        match &self.backend {
-            Backend::Sqlite { path, .. } => {
-                let mut conn = SqliteConnectOptions::new()
-                    .filename(path)
-                    .connect()
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-            }
-            Backend::Postgres(db) => {
-                let mut conn = PgConnection::connect(db.url()).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-            }
-        }
+        direct!(self, conn => {
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        })
     }
 
     /// One integer from a query run directly against the database.
     pub async fn int(&self, sql: &str) -> i64 {
-        match &self.backend {
-            Backend::Sqlite { path, .. } => {
-                let mut conn = SqliteConnectOptions::new()
-                    .filename(path)
-                    .connect()
-                    .await
-                    .unwrap();
-                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-            }
-            Backend::Postgres(db) => {
-                let mut conn = PgConnection::connect(db.url()).await.unwrap();
-                let value = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
-                conn.close().await.unwrap();
-                value
-            }
-        }
+        direct!(self, conn => sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap())
     }
 }
 

@@ -1,36 +1,12 @@
-//! Records for access and accountability: API keys, the caller of a run, the hash-chained
-//! audit log, and cases of the persistent batch queue.
+//! The audit log: entries chained to the previous by SHA-256, the verifier that names the first
+//! broken entry, anchors kept outside the database, and the log's SQL and row decoding.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// An API key as stored: never the key, only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKeyRecord {
-    pub id: String,
-    /// Who or what holds the key (a person, a service); unique among live keys.
-    pub name: String,
-    /// A role name from `shopfloor_core::access::Role`.
-    pub role: String,
-    pub team: Option<String>,
-    /// Hex SHA-256 of the key.
-    pub key_hash: String,
-    /// The key's first characters, to recognise it in listings.
-    pub prefix: String,
-    pub created_at_ms: i64,
-    pub revoked_at_ms: Option<i64>,
-}
-
-/// Who made a run through the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Caller {
-    /// The API key's id.
-    pub key_id: String,
-    /// The end user the caller named (OpenAI's `user` field), else the key's name.
-    pub user: Option<String>,
-    pub team: Option<String>,
-}
+use crate::codec::{self, Columns};
+use crate::Result;
 
 /// One audit entry to append; the store numbers and chains it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,15 +236,32 @@ pub fn verify_chain<'a>(
     Ok(verifier.checked())
 }
 
-/// A batch case claimed by one replica until its lease runs out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClaimedCase {
-    pub batch_id: String,
-    pub workflow: String,
-    /// 1-based position in the batch's input.
-    pub case_index: u64,
-    pub input: Value,
-    pub model_override: Option<String>,
+/// Columns of `audit_log`, in [`INSERT_AUDIT`] order.
+pub(crate) const AUDIT_COLUMNS: &str =
+    "seq, at_ms, actor, action, subject, detail, prev_hash, hash";
+/// Insert one entry.
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at_ms, actor, action, \
+     subject, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The newest entry's number and hash, to chain the next one to.
+pub(crate) const LAST_AUDIT: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+
+/// An entry from a row of [`AUDIT_COLUMNS`].
+pub(crate) fn audit_from_row(row: &impl Columns) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: codec::unsigned(row, "audit_log", "seq")?,
+        at_ms: row.int("at_ms")?,
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        subject: row.text("subject")?,
+        detail: codec::json(row, "audit_log", "detail")?,
+        prev_hash: row.text("prev_hash")?,
+        hash: row.text("hash")?,
+    })
+}
+
+/// The newest entry's `(seq, hash)` from a row of [`LAST_AUDIT`].
+pub(crate) fn last_from_row(row: &impl Columns) -> Result<(u64, String)> {
+    Ok((codec::unsigned(row, "audit_log", "seq")?, row.text("hash")?))
 }
 
 #[cfg(test)]
@@ -391,213 +384,3 @@ mod tests {
         assert_ne!(a.compute_hash(), b.compute_hash());
     }
 }
-
-/// SQL both databases share, and row decoding.
-pub(crate) mod sql {
-    use super::{ApiKeyRecord, AuditEntry, ClaimedCase};
-    use crate::codec::{self, Columns};
-    use crate::{Result, StoreError};
-
-    pub const KEY_COLUMNS: &str =
-        "id, name, role, team, key_hash, prefix, created_at_ms, revoked_at_ms";
-    pub const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, role, team, key_hash, prefix, \
-         created_at_ms, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    pub const LIVE_KEY_NAMED: &str =
-        "SELECT id FROM api_keys WHERE name = $1 AND revoked_at_ms IS NULL";
-    pub const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at_ms = $1 \
-         WHERE (id = $2 OR name = $2) AND revoked_at_ms IS NULL";
-
-    pub const AUDIT_COLUMNS: &str = "seq, at_ms, actor, action, subject, detail, prev_hash, hash";
-    pub const INSERT_AUDIT: &str = "INSERT INTO audit_log (seq, at_ms, actor, action, subject, \
-         detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-    pub const LAST_AUDIT: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
-
-    pub const INSERT_CASE: &str = "INSERT INTO batch_cases (batch_id, case_index, input, \
-         lease_owner, lease_until_ms) VALUES ($1, $2, $3, NULL, 0)";
-    pub const EXTEND_LEASES: &str =
-        "UPDATE batch_cases SET lease_until_ms = $1 WHERE lease_owner = $2";
-    pub const BATCH_TOTAL: &str = "SELECT total_cases FROM batches WHERE id = $1";
-    pub const BATCH_RECORDED: &str = "SELECT COUNT(*) FROM runs WHERE batch_id = $1";
-
-    pub fn key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
-        Ok(ApiKeyRecord {
-            id: row.text("id")?,
-            name: row.text("name")?,
-            role: row.text("role")?,
-            team: row.opt_text("team")?,
-            key_hash: row.text("key_hash")?,
-            prefix: row.text("prefix")?,
-            created_at_ms: row.int("created_at_ms")?,
-            revoked_at_ms: row.opt_int("revoked_at_ms")?,
-        })
-    }
-
-    pub fn audit_from_row(row: &impl Columns) -> Result<AuditEntry> {
-        Ok(AuditEntry {
-            seq: codec::unsigned(row, "audit_log", "seq")?,
-            at_ms: row.int("at_ms")?,
-            actor: row.text("actor")?,
-            action: row.text("action")?,
-            subject: row.text("subject")?,
-            detail: codec::json(row, "audit_log", "detail")?,
-            prev_hash: row.text("prev_hash")?,
-            hash: row.text("hash")?,
-        })
-    }
-
-    pub fn claimed_from_row(row: &impl Columns) -> Result<ClaimedCase> {
-        Ok(ClaimedCase {
-            batch_id: row.text("batch_id")?,
-            workflow: row.text("workflow")?,
-            case_index: codec::unsigned(row, "batch_cases", "case_index")?,
-            input: codec::json(row, "batch_cases", "input")?,
-            model_override: row.opt_text("model_override")?,
-        })
-    }
-
-    pub fn duplicate_key(name: &str) -> StoreError {
-        StoreError::Duplicate {
-            kind: "live API key",
-            name: name.to_string(),
-        }
-    }
-
-    pub fn no_live_key(name_or_id: &str) -> StoreError {
-        StoreError::NotFound {
-            kind: "live API key",
-            id: name_or_id.to_string(),
-        }
-    }
-}
-
-/// The queries that read the same in both dialects, written once and expanded into each
-/// backend's module (generic sqlx code over both databases cannot satisfy `async_trait`'s
-/// `Send` bounds). `$read` and `$write` name the store's methods returning its reader and
-/// writer pools.
-macro_rules! shared_access_queries {
-    ($store:ty, $db:ty, $read:ident, $write:ident) => {
-        pub(super) async fn api_key_by_hash(
-            store: &$store,
-            key_hash: &str,
-        ) -> Result<Option<ApiKeyRecord>> {
-            let query = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1");
-            sqlx::query::<$db>(&query)
-                .bind(key_hash)
-                .fetch_optional(store.$read())
-                .await?
-                .map(|row| sql::key_from_row(&row))
-                .transpose()
-        }
-        pub(super) async fn list_api_keys(store: &$store) -> Result<Vec<ApiKeyRecord>> {
-            let query = format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, id");
-            sqlx::query::<$db>(&query)
-                .fetch_all(store.$read())
-                .await?
-                .iter()
-                .map(sql::key_from_row)
-                .collect()
-        }
-        pub(super) async fn revoke_api_key(
-            store: &$store,
-            name_or_id: &str,
-            at_ms: i64,
-        ) -> Result<ApiKeyRecord> {
-            let query = format!("{} RETURNING {KEY_COLUMNS}", sql::REVOKE_KEY);
-            sqlx::query::<$db>(&query)
-                .bind(at_ms)
-                .bind(name_or_id)
-                .fetch_optional(store.$write())
-                .await?
-                .map(|row| sql::key_from_row(&row))
-                .transpose()?
-                .ok_or_else(|| sql::no_live_key(name_or_id))
-        }
-        pub(super) async fn audit_entries(
-            store: &$store,
-            after_seq: u64,
-            limit: u32,
-        ) -> Result<Vec<AuditEntry>> {
-            let query = format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-            );
-            sqlx::query::<$db>(&query)
-                .bind(to_bigint("audit_log.seq", after_seq)?)
-                .bind(i64::from(limit))
-                .fetch_all(store.$read())
-                .await?
-                .iter()
-                .map(sql::audit_from_row)
-                .collect()
-        }
-        pub(super) async fn latest_audit(
-            store: &$store,
-            action: &str,
-            subject: &str,
-        ) -> Result<Option<AuditEntry>> {
-            let query = format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE action = $1 AND subject = $2 \
-                 ORDER BY seq DESC LIMIT 1"
-            );
-            sqlx::query::<$db>(&query)
-                .bind(action)
-                .bind(subject)
-                .fetch_optional(store.$read())
-                .await?
-                .map(|row| sql::audit_from_row(&row))
-                .transpose()
-        }
-        pub(super) async fn extend_batch_leases(
-            store: &$store,
-            worker: &str,
-            lease_until_ms: i64,
-        ) -> Result<u64> {
-            Ok(sqlx::query::<$db>(sql::EXTEND_LEASES)
-                .bind(lease_until_ms)
-                .bind(worker)
-                .execute(store.$write())
-                .await?
-                .rows_affected())
-        }
-        pub(super) async fn batch_progress(store: &$store, batch_id: &str) -> Result<(u64, u64)> {
-            let total = sqlx::query_scalar::<$db, i64>(sql::BATCH_TOTAL)
-                .bind(batch_id)
-                .fetch_optional(store.$read())
-                .await?
-                .ok_or_else(|| StoreError::NotFound {
-                    kind: "batch",
-                    id: batch_id.to_string(),
-                })?;
-            let recorded = sqlx::query_scalar::<$db, i64>(sql::BATCH_RECORDED)
-                .bind(batch_id)
-                .fetch_one(store.$read())
-                .await?;
-            Ok((
-                u64::try_from(total).unwrap_or(0),
-                u64::try_from(recorded).unwrap_or(0),
-            ))
-        }
-
-        pub(super) async fn batch_runs(
-            store: &$store,
-            batch_id: &str,
-            after_case: u64,
-            limit: u32,
-        ) -> Result<Vec<crate::RunRecord>> {
-            let query = format!(
-                "SELECT {} FROM runs WHERE batch_id = $1 AND case_index > $2 \
-                 ORDER BY case_index LIMIT $3",
-                crate::codec::RUN_COLUMNS
-            );
-            sqlx::query::<$db>(&query)
-                .bind(batch_id)
-                .bind(to_bigint("runs.case_index", after_case)?)
-                .bind(i64::from(limit))
-                .fetch_all(store.$read())
-                .await?
-                .iter()
-                .map(|row| crate::codec::run_from_row(row, Vec::new()))
-                .collect()
-        }
-    };
-}
-pub(crate) use shared_access_queries;

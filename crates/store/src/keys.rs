@@ -1,0 +1,77 @@
+//! API keys (only a SHA-256 of each is kept) and the caller of a run: the records, their SQL
+//! and their row decoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Columns;
+use crate::{Result, StoreError};
+
+/// An API key as stored: never the key, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    /// Who or what holds the key (a person, a service); unique among live keys.
+    pub name: String,
+    /// A role name from `shopfloor_core::access::Role`.
+    pub role: String,
+    pub team: Option<String>,
+    /// Hex SHA-256 of the key.
+    pub key_hash: String,
+    /// The key's first characters, to recognise it in listings.
+    pub prefix: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Who made a run through the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The API key's id.
+    pub key_id: String,
+    /// The end user the caller named (OpenAI's `user` field), else the key's name.
+    pub user: Option<String>,
+    pub team: Option<String>,
+}
+
+/// Columns of `api_keys`, in [`INSERT_KEY`] order.
+pub(crate) const KEY_COLUMNS: &str =
+    "id, name, role, team, key_hash, prefix, created_at_ms, revoked_at_ms";
+/// Insert one key.
+pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, role, team, key_hash, \
+     prefix, created_at_ms, revoked_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The live key with a name, if any.
+pub(crate) const LIVE_KEY_NAMED: &str =
+    "SELECT id FROM api_keys WHERE name = $1 AND revoked_at_ms IS NULL";
+/// Revoke the live key with a name or id: binds the time, then the name or id.
+pub(crate) const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at_ms = $1 \
+     WHERE (id = $2 OR name = $2) AND revoked_at_ms IS NULL";
+
+/// A key from a row of [`KEY_COLUMNS`].
+pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        role: row.text("role")?,
+        team: row.opt_text("team")?,
+        key_hash: row.text("key_hash")?,
+        prefix: row.text("prefix")?,
+        created_at_ms: row.int("created_at_ms")?,
+        revoked_at_ms: row.opt_int("revoked_at_ms")?,
+    })
+}
+
+/// The error for a second live key of one name.
+pub(crate) fn duplicate_key(name: &str) -> StoreError {
+    StoreError::Duplicate {
+        kind: "live API key",
+        name: name.to_string(),
+    }
+}
+
+/// The error for revoking a key that is not live.
+pub(crate) fn no_live_key(name_or_id: &str) -> StoreError {
+    StoreError::NotFound {
+        kind: "live API key",
+        id: name_or_id.to_string(),
+    }
+}
