@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shopfloor_engine::{Engine, EngineOptions, EvalObserver, EvalRequest};
 use shopfloor_store::EvalCaseRecord;
-use shopfloor_testkit::{openai_completion, FakeServer, Reply};
+use shopfloor_testkit::{
+    self as testkit, openai_completion, FakeServer, OpenAiModel, Reply, WorkflowToml,
+};
 
 const DEFAULT_CASES: usize = 10_000;
 const CONCURRENCIES: [usize; 3] = [1, 8, 64];
@@ -31,24 +33,6 @@ const PROJECT: &str = "SHOPFLOOR_BENCH_PROJECT";
 const CONCURRENCY: &str = "SHOPFLOOR_BENCH_CONCURRENCY";
 /// Linux's USER_HZ: /proc's CPU times are in these ticks.
 const TICKS_PER_SECOND: f64 = 100.0;
-
-const WORKFLOW: &str = r#"
-stage = "draft"
-data_class = "internal"
-[input]
-schema = { type = "object", required = ["subject", "body"], properties = { subject = { type = "string" }, body = { type = "string" } } }
-[prompt]
-system = "You sort support tickets."
-user = "Subject: {{ subject }}\n\n{{ body }}\n\nAnswer with one label."
-[output]
-labels = ["billing", "bug", "account"]
-[route]
-models = ["fake"]
-[eval]
-dataset = "cases.jsonl"
-scorers = ["label_accuracy", "latency_ms"]
-gate = { label_accuracy = 0.3 }
-"#;
 
 const WORDS: [&str; 16] = [
     "invoice", "refund", "login", "crash", "password", "charged", "twice", "error", "screen",
@@ -222,18 +206,22 @@ fn write_dataset(path: &Path, cases: usize) -> usize {
     written
 }
 
+/// A labels workflow over subject and body on the one model `fake`, with its eval.
 fn write_project(dir: &Path, base_url: &str, dataset: &Path) {
-    std::fs::create_dir_all(dir.join("workflows")).expect("project folder");
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!(
-            "[models.fake]\nprovider = \"openai-compatible\"\nmodel = \"m\"\n\
-             base_url = \"{base_url}\"\ndata_classes = [\"internal\"]\n\
-             price = {{ input_per_mtok = 1.0, output_per_mtok = 1.0 }}\n"
-        ),
+    let fake = OpenAiModel::new("fake", base_url)
+        .classes(&["internal"])
+        .price(1.0, 1.0);
+    let triage = WorkflowToml::new(
+        &["subject", "body"],
+        "Subject: {{ subject }}\n\n{{ body }}\n\nAnswer with one label.",
     )
-    .expect("shopfloor.toml");
-    std::fs::write(dir.join("workflows/triage.toml"), WORKFLOW).expect("workflow");
+    .system("You sort support tickets.")
+    .then(
+        "[output]\nlabels = [\"billing\", \"bug\", \"account\"]\n[route]\nmodels = [\"fake\"]\n\
+         [eval]\ndataset = \"cases.jsonl\"\nscorers = [\"label_accuracy\", \"latency_ms\"]\n\
+         gate = { label_accuracy = 0.3 }\n",
+    );
+    testkit::write_project(dir, &fake.to_string(), &[("triage", &triage)]);
     std::fs::hard_link(dataset, dir.join("cases.jsonl"))
         .or_else(|_| std::fs::copy(dataset, dir.join("cases.jsonl")).map(|_| ()))
         .expect("dataset in the project");

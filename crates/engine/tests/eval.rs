@@ -11,25 +11,19 @@ use std::sync::Arc;
 use serde_json::json;
 use shopfloor_engine::{Engine, EngineError, EngineOptions, EvalObserver, EvalRequest};
 use shopfloor_store::EvalCaseRecord;
-use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
+use shopfloor_testkit::{
+    self as testkit, openai_completion, FakeServer, OpenAiModel, ReceivedRequest, Reply,
+    WorkflowToml,
+};
 
-const WORKFLOW: &str = r#"
-stage = "draft"
-data_class = "internal"
-[input]
-schema = { type = "object", required = ["subject"], properties = { subject = { type = "string" } } }
-[prompt]
-user = "Subject: {{ subject }}"
-[output]
-labels = ["billing", "bug", "account"]
-[route]
-models = ["fake"]
-[eval]
-dataset = "cases.jsonl"
-scorers = ["label_accuracy", "latency_ms"]
-gate = { label_accuracy = 0.7 }
-max_regression = { label_accuracy = 0.1 }
-"#;
+/// A labels workflow on `fake` with an eval: label accuracy gated at 0.7, a 0.1 regression.
+fn workflow() -> String {
+    WorkflowToml::new(&["subject"], "Subject: {{ subject }}").then(
+        "[output]\nlabels = [\"billing\", \"bug\", \"account\"]\n[route]\nmodels = [\"fake\"]\n\
+         [eval]\ndataset = \"cases.jsonl\"\nscorers = [\"label_accuracy\", \"latency_ms\"]\n\
+         gate = { label_accuracy = 0.7 }\nmax_regression = { label_accuracy = 0.1 }\n",
+    )
+}
 
 struct Quiet;
 impl EvalObserver for Quiet {
@@ -38,13 +32,10 @@ impl EvalObserver for Quiet {
 }
 
 fn write_project(dir: &Path, base_url: &str, cases: &[(&str, &str)]) {
-    std::fs::create_dir_all(dir.join("workflows")).unwrap();
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!("[models.fake]\nprovider = \"openai-compatible\"\nmodel = \"m\"\nbase_url = \"{base_url}\"\ndata_classes = [\"internal\"]\nprice = {{ input_per_mtok = 1.0, output_per_mtok = 1.0 }}\n"),
-    )
-    .unwrap();
-    std::fs::write(dir.join("workflows/triage.toml"), WORKFLOW).unwrap();
+    let fake = OpenAiModel::new("fake", base_url)
+        .classes(&["internal"])
+        .price(1.0, 1.0);
+    testkit::write_project(dir, &fake.to_string(), &[("triage", &workflow())]);
     let lines: Vec<String> = cases
         .iter()
         .enumerate()
@@ -216,22 +207,14 @@ async fn an_invalid_dataset_is_refused_unless_skipped() {
     engine.close().await;
 }
 
-const JUDGED: &str = r#"
-stage = "draft"
-data_class = "internal"
-[input]
-schema = { type = "object", required = ["subject"], properties = { subject = { type = "string" } } }
-[prompt]
-user = "Summarise: {{ subject }}"
-[output]
-text = { max_chars = 200 }
-[route]
-models = ["fake"]
-[eval]
-dataset = "cases.jsonl"
-scorers = ["llm_judge"]
-judge = { model = "judge", rubric = "The summary is short and faithful.", scale = "five" }
-"#;
+/// A text workflow on `fake` graded by the LLM judge `judge`.
+fn judged() -> String {
+    WorkflowToml::new(&["subject"], "Summarise: {{ subject }}").then(
+        "[output]\ntext = { max_chars = 200 }\n[route]\nmodels = [\"fake\"]\n\
+         [eval]\ndataset = \"cases.jsonl\"\nscorers = [\"llm_judge\"]\n\
+         judge = { model = \"judge\", rubric = \"The summary is short and faithful.\", scale = \"five\" }\n",
+    )
+}
 
 #[tokio::test]
 async fn the_judge_grades_and_unparseable_verdicts_count_as_errors() {
@@ -264,13 +247,12 @@ async fn the_judge_grades_and_unparseable_verdicts_count_as_errors() {
             ("garbled text", "Garbled."),
         ],
     );
-    let config = std::fs::read_to_string(dir.path().join("shopfloor.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("shopfloor.toml"),
-        format!("{config}\n[models.judge]\nprovider = \"openai-compatible\"\nmodel = \"judge-1\"\nbase_url = \"{}\"\ndata_classes = [\"internal\"]\nprice = {{ input_per_mtok = 1.0, output_per_mtok = 1.0 }}\n", judge.base_url()),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("workflows/triage.toml"), JUDGED).unwrap();
+    let judge_model = OpenAiModel::new("judge", &judge.base_url())
+        .id("judge-1")
+        .classes(&["internal"])
+        .price(1.0, 1.0);
+    testkit::append(&dir.path().join("shopfloor.toml"), &judge_model.to_string());
+    std::fs::write(dir.path().join("workflows/triage.toml"), judged()).unwrap();
     let engine = engine(dir.path()).await;
 
     let summary = engine
@@ -311,12 +293,10 @@ async fn an_eval_recorded_once_replays_with_the_upstream_gone() {
     let server = FakeServer::start(router(Arc::new(AtomicBool::new(false)))).await;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &server.base_url(), &CASES);
-    let config = std::fs::read_to_string(dir.path().join("shopfloor.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("shopfloor.toml"),
-        format!("{config}\n[models.recorded]\nprovider = \"replay\"\nmodel = \"m\"\nfile = \"recording.jsonl\"\ndata_classes = [\"internal\"]\n"),
-    )
-    .unwrap();
+    testkit::append(
+        &dir.path().join("shopfloor.toml"),
+        "[models.recorded]\nprovider = \"replay\"\nmodel = \"m\"\nfile = \"recording.jsonl\"\ndata_classes = [\"internal\"]\n",
+    );
     let recording = Engine::open(EngineOptions {
         record_to: Some(dir.path().join("recording.jsonl")),
         ..common::options(dir.path())

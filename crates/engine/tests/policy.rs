@@ -9,36 +9,27 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use shopfloor_store::RunStatus;
-use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
-
-const WORKFLOW: &str = r#"
-stage = "draft"
-data_class = "internal"
-[input]
-schema = { type = "object", required = ["message"], properties = { message = { type = "string" } } }
-[prompt]
-user = "Draft a reply to: {{ message }}"
-[output]
-text = { max_chars = 500 }
-[route]
-models = ["external"]
-"#;
+use shopfloor_engine::Engine;
+use shopfloor_store::{RunRecord, RunStatus};
+use shopfloor_testkit::{
+    self as testkit, openai_completion, FakeServer, OpenAiModel, ReceivedRequest, Reply,
+    WorkflowToml,
+};
 
 const EMAIL: &str = "dana.k@client.example";
 const CARD: &str = "4111 1111 1111 1111";
 
+/// `[policy.pii]` with `on_external`, and a text workflow `reply` on the model `external`.
 fn write_project(dir: &Path, base_url: &str, on_external: &str, on_premises: bool) {
-    std::fs::create_dir_all(dir.join("workflows")).unwrap();
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!(
-            "[policy.pii]\ndetect = [\"email\", \"credit_card\"]\non_external = \"{on_external}\"\non_store = \"redact\"\n\n\
-             [models.external]\nprovider = \"openai-compatible\"\nmodel = \"m\"\nbase_url = \"{base_url}\"\non_premises = {on_premises}\ndata_classes = [\"internal\"]\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("workflows/reply.toml"), WORKFLOW).unwrap();
+    let policy = format!(
+        "[policy.pii]\ndetect = [\"email\", \"credit_card\"]\non_external = \"{on_external}\"\non_store = \"redact\"\n"
+    );
+    let external = OpenAiModel::new("external", base_url)
+        .classes(&["internal"])
+        .line(&format!("on_premises = {on_premises}"));
+    let reply = WorkflowToml::new(&["message"], "Draft a reply to: {{ message }}")
+        .then("[output]\ntext = { max_chars = 500 }\n[route]\nmodels = [\"external\"]\n");
+    testkit::write_project(dir, &format!("{policy}\n{external}"), &[("reply", &reply)]);
 }
 
 /// Echoes the placeholder or address it was given, as a model drafting a reply would.
@@ -62,15 +53,46 @@ fn input() -> serde_json::Value {
     json!({"message": format!("Please email {EMAIL}, my card {CARD} was charged twice.")})
 }
 
+/// The project of [`write_project`] on `server`, its workflow at `risk` (tier, review sample
+/// rate) when given, opened; keep the folder alive with the engine.
+async fn open(
+    server: &FakeServer,
+    on_external: &str,
+    on_premises: bool,
+    risk: Option<(&str, f64)>,
+) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &server.base_url(), on_external, on_premises);
+    if let Some((risk, sample_rate)) = risk {
+        set_risk(dir.path(), risk, sample_rate);
+    }
+    let engine = engine(dir.path()).await;
+    (dir, engine)
+}
+
+/// Run `reply` on [`input`].
+async fn reply(engine: &Engine) -> RunRecord {
+    engine.run_one("reply", input(), None).await.unwrap()
+}
+
+/// The workflow of [`write_project`] at another risk tier and review sample rate.
+fn set_risk(dir: &Path, risk: &str, sample_rate: f64) {
+    let path = dir.join("workflows/reply.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        path,
+        format!("risk = \"{risk}\"\n{text}\n[review]\nsample_rate = {sample_rate}\n"),
+    )
+    .unwrap();
+}
+
 #[tokio::test]
 async fn an_external_model_sees_placeholders_the_caller_gets_the_originals_the_store_keeps_neither()
 {
     let server = FakeServer::start(echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &server.base_url(), "redact", false);
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = open(&server, "redact", false, None).await;
 
-    let run = engine.run_one("reply", input(), None).await.unwrap();
+    let run = reply(&engine).await;
     assert_eq!(run.status, RunStatus::Ok, "{run:#?}");
     let sent = server.requests()[0].body.to_string();
     assert!(
@@ -99,11 +121,9 @@ async fn an_external_model_sees_placeholders_the_caller_gets_the_originals_the_s
 #[tokio::test]
 async fn block_refuses_naming_the_kinds_never_the_data_and_is_audited() {
     let server = FakeServer::start(echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &server.base_url(), "block", false);
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = open(&server, "block", false, None).await;
 
-    let run = engine.run_one("reply", input(), None).await.unwrap();
+    let run = reply(&engine).await;
     assert_eq!(run.status, RunStatus::Refused);
     assert_eq!(server.request_count(), 0);
     let error = run.error.unwrap();
@@ -129,11 +149,9 @@ async fn block_refuses_naming_the_kinds_never_the_data_and_is_audited() {
 #[tokio::test]
 async fn an_on_premises_model_sees_the_raw_text_but_the_store_still_redacts() {
     let server = FakeServer::start(echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &server.base_url(), "block", true);
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = open(&server, "block", true, None).await;
 
-    let run = engine.run_one("reply", input(), None).await.unwrap();
+    let run = reply(&engine).await;
     assert_eq!(run.status, RunStatus::Ok);
     assert!(server.requests()[0].body.to_string().contains(EMAIL));
     let stored =
@@ -197,26 +215,12 @@ fn budget() -> shopfloor_engine::CallBudget {
     }
 }
 
-/// The workflow of [`write_project`] at another risk tier and review sample rate.
-fn set_risk(dir: &Path, risk: &str, sample_rate: f64) {
-    let path = dir.join("workflows/reply.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        path,
-        format!("risk = \"{risk}\"\n{text}\n[review]\nsample_rate = {sample_rate}\n"),
-    )
-    .unwrap();
-}
-
 #[tokio::test]
 async fn a_high_risk_output_is_held_and_never_released() {
     let server = FakeServer::start(echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &server.base_url(), "redact", false);
-    set_risk(dir.path(), "high", 0.0);
-    let engine = engine(dir.path()).await;
+    let (_dir, engine) = open(&server, "redact", false, Some(("high", 0.0))).await;
 
-    let run = engine.run_one("reply", input(), None).await.unwrap();
+    let run = reply(&engine).await;
     assert_eq!(run.status, RunStatus::Held, "{run:#?}");
     assert!(run.output.is_some(), "the reviewer needs the output");
     assert_eq!(shopfloor_engine::released_output(&run), None);
@@ -228,11 +232,8 @@ async fn a_high_risk_output_is_held_and_never_released() {
 #[tokio::test]
 async fn medium_risk_outputs_are_released_and_sampled_for_review() {
     let server = FakeServer::start(echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &server.base_url(), "redact", false);
-    set_risk(dir.path(), "medium", 1.0);
-    let engine = engine(dir.path()).await;
-    let run = engine.run_one("reply", input(), None).await.unwrap();
+    let (_dir, engine) = open(&server, "redact", false, Some(("medium", 1.0))).await;
+    let run = reply(&engine).await;
     assert_eq!(run.status, RunStatus::Ok);
     assert!(shopfloor_engine::released_output(&run).is_some());
     assert!(run.sampled_for_review);
@@ -248,11 +249,8 @@ async fn medium_risk_outputs_are_released_and_sampled_for_review() {
     engine.close().await;
 
     // At rate 0 nothing is sampled.
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &server.base_url(), "redact", false);
-    set_risk(dir.path(), "medium", 0.0);
-    let unsampled = common::engine(dir.path()).await;
-    let run = unsampled.run_one("reply", input(), None).await.unwrap();
+    let (_dir, unsampled) = open(&server, "redact", false, Some(("medium", 0.0))).await;
+    let run = reply(&unsampled).await;
     assert!(!run.sampled_for_review);
     unsampled.close().await;
 }

@@ -6,43 +6,20 @@ mod common;
 use serde_json::json;
 use shopfloor_engine::{Engine, EngineOptions};
 use shopfloor_store::RunStatus;
-use shopfloor_testkit::{openai_completion, FakeServer, Reply};
+use shopfloor_testkit::{
+    self as testkit, openai_completion, FakeServer, OpenAiModel, Reply, WorkflowToml,
+};
 
-const WORKFLOW: &str = r#"
-stage = "draft"
-data_class = "internal"
-[input]
-schema = { type = "object", required = ["subject"], properties = { subject = { type = "string" } } }
-[prompt]
-user = "Subject: {{ subject }}"
-[output]
-labels = ["billing", "bug"]
-[route]
-models = ["live"]
-"#;
-
+/// Labels routed to `live` at `base_url`; `recorded` replays `recordings/triage.jsonl`.
 fn write_project(dir: &std::path::Path, base_url: &str) {
-    std::fs::create_dir_all(dir.join("workflows")).unwrap();
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!(
-            r#"
-[models.live]
-provider = "openai-compatible"
-model = "vendor-model-1"
-base_url = "{base_url}"
-data_classes = ["internal"]
-
-[models.recorded]
-provider = "replay"
-model = "vendor-model-1"
-file = "recordings/triage.jsonl"
-data_classes = ["internal"]
-"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("workflows/triage.toml"), WORKFLOW).unwrap();
+    let live = OpenAiModel::new("live", base_url)
+        .id("vendor-model-1")
+        .classes(&["internal"]);
+    let recorded = "[models.recorded]\nprovider = \"replay\"\nmodel = \"vendor-model-1\"\n\
+                    file = \"recordings/triage.jsonl\"\ndata_classes = [\"internal\"]\n";
+    let triage = WorkflowToml::new(&["subject"], "Subject: {{ subject }}")
+        .then("[output]\nlabels = [\"billing\", \"bug\"]\n[route]\nmodels = [\"live\"]\n");
+    testkit::write_project(dir, &format!("{live}\n{recorded}"), &[("triage", &triage)]);
 }
 
 fn options(dir: &std::path::Path, record: bool) -> EngineOptions {

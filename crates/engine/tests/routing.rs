@@ -9,87 +9,76 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use shopfloor_engine::Engine;
-use shopfloor_store::{AttemptOutcome, RunStatus};
-use shopfloor_testkit::{openai_completion, openai_error, FakeServer, Reply, Script};
+use shopfloor_store::{AttemptOutcome, RunRecord, RunStatus};
+use shopfloor_testkit::{
+    openai_completion, openai_error, write_project, FakeServer, OpenAiModel, ReceivedRequest,
+    Reply, Script, WorkflowToml,
+};
 
-const WORKFLOW: &str = r#"
-description = "Route tickets"
-stage = "draft"
-data_class = "internal"
+/// A labels workflow routed to `primary` then `backup`, with two retries of 300 ms each.
+fn workflow() -> String {
+    WorkflowToml::new(&["subject"], "Subject: {{ subject }}")
+        .line("description = \"Route tickets\"")
+        .system("Route the ticket.")
+        .then(
+            "[output]\nlabels = [\"billing\", \"bug\", \"account\", \"other\"]\n\
+             [route]\nmodels = [\"primary\", \"backup\"]\ntimeout_ms = 300\nretries = 2\n",
+        )
+}
 
-[input]
-schema = { type = "object", required = ["subject"], properties = { subject = { type = "string" } } }
-
-[prompt]
-system = "Route the ticket."
-user = "Subject: {{ subject }}"
-
-[output]
-labels = ["billing", "bug", "account", "other"]
-
-[route]
-models = ["primary", "backup"]
-timeout_ms = 300
-retries = 2
-"#;
-
-/// A project routed to `primary` then `backup`, opened; keep the folder alive with the engine.
-async fn project(primary: &FakeServer, backup: &FakeServer) -> (tempfile::TempDir, Engine) {
+/// Two servers, `primary` and `backup`, answering with these handlers, and the project routed
+/// to them, opened.
+async fn servers<P, B>(primary: P, backup: B) -> (FakeServer, FakeServer, tempfile::TempDir, Engine)
+where
+    P: Fn(&ReceivedRequest) -> Reply + Send + Sync + 'static,
+    B: Fn(&ReceivedRequest) -> Reply + Send + Sync + 'static,
+{
+    let primary = FakeServer::start(primary).await;
+    let backup = FakeServer::start(backup).await;
     let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &backup.base_url());
+    write_triage(dir.path(), &primary.base_url(), &backup.base_url());
     let engine = engine(dir.path()).await;
-    (dir, engine)
+    (primary, backup, dir, engine)
 }
 
-fn write_project(dir: &Path, primary: &str, backup: &str) {
-    std::fs::create_dir_all(dir.join("workflows")).unwrap();
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!(
-            r#"
-[models.primary]
-provider = "openai-compatible"
-model = "primary-model"
-base_url = "{primary}"
-price = {{ input_per_mtok = 1.0, output_per_mtok = 2.0 }}
-data_classes = ["public", "internal"]
-
-[models.backup]
-provider = "openai-compatible"
-model = "backup-model"
-base_url = "{backup}"
-data_classes = ["public", "internal"]
-
-[models.public-only]
-provider = "openai-compatible"
-model = "p"
-base_url = "{backup}"
-data_classes = ["public"]
-"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("workflows/triage.toml"), WORKFLOW).unwrap();
+/// Run `triage` on a ticket with this subject, on its route or on `model`.
+async fn triage(engine: &Engine, subject: impl Into<Value>, model: Option<&str>) -> RunRecord {
+    engine
+        .run_one(
+            "triage",
+            json!({"subject": subject.into()}),
+            model.map(Into::into),
+        )
+        .await
+        .unwrap()
 }
 
-fn always(
-    text: &'static str,
-) -> impl Fn(&shopfloor_testkit::ReceivedRequest) -> Reply + Send + Sync + 'static {
+fn write_triage(dir: &Path, primary: &str, backup: &str) {
+    let config = [
+        OpenAiModel::new("primary", primary)
+            .id("primary-model")
+            .price(1.0, 2.0),
+        OpenAiModel::new("backup", backup).id("backup-model"),
+        OpenAiModel::new("public-only", backup)
+            .id("p")
+            .classes(&["public"]),
+    ]
+    .map(|m| m.to_string())
+    .join("\n");
+    write_project(dir, &config, &[("triage", &workflow())]);
+}
+
+fn always(text: &'static str) -> impl Fn(&ReceivedRequest) -> Reply + Send + Sync + 'static {
     move |_| Reply::Json(200, openai_completion(text, 100, 5))
 }
 
 #[tokio::test]
 async fn a_valid_answer_is_parsed_priced_and_recorded() {
-    let primary = FakeServer::start(always("Billing.")).await;
-    let backup = FakeServer::start(always("bug")).await;
-    let (_dir, engine) = project(&primary, &backup).await;
+    let (primary, backup, _dir, engine) = servers(always("Billing."), always("bug")).await;
 
-    let run = engine
-        .run_one("triage", json!({"subject": "refund please"}), None)
-        .await
-        .unwrap();
+    let run = triage(&engine, "refund please", None).await;
     assert_eq!(run.status, RunStatus::Ok);
     assert_eq!(run.output, Some(json!("billing")));
     assert_eq!(run.model.as_deref(), Some("primary"));
@@ -124,14 +113,9 @@ async fn retryable_errors_are_retried_then_succeed() {
         ],
         Reply::Json(200, openai_completion("bug", 10, 1)),
     );
-    let primary = FakeServer::start(script.handler()).await;
-    let backup = FakeServer::start(always("other")).await;
-    let (_dir, engine) = project(&primary, &backup).await;
+    let (_primary, backup, _dir, engine) = servers(script.handler(), always("other")).await;
 
-    let run = engine
-        .run_one("triage", json!({"subject": "crash"}), None)
-        .await
-        .unwrap();
+    let run = triage(&engine, "crash", None).await;
     assert_eq!(run.status, RunStatus::Ok, "{run:#?}");
     assert_eq!(run.output, Some(json!("bug")));
     let outcomes: Vec<_> = run.attempts.iter().map(|a| a.outcome).collect();
@@ -150,15 +134,13 @@ async fn retryable_errors_are_retried_then_succeed() {
 
 #[tokio::test]
 async fn non_retryable_errors_fall_back_at_once() {
-    let primary =
-        FakeServer::start(|_| Reply::Json(401, openai_error("bad key", "invalid_api_key"))).await;
-    let backup = FakeServer::start(always("account")).await;
-    let (_dir, engine) = project(&primary, &backup).await;
+    let (primary, _backup, _dir, engine) = servers(
+        |_| Reply::Json(401, openai_error("bad key", "invalid_api_key")),
+        always("account"),
+    )
+    .await;
 
-    let run = engine
-        .run_one("triage", json!({"subject": "login"}), None)
-        .await
-        .unwrap();
+    let run = triage(&engine, "login", None).await;
     assert_eq!(run.status, RunStatus::Ok);
     assert_eq!(run.model.as_deref(), Some("backup"));
     assert_eq!(primary.request_count(), 1, "401 must not be retried");
@@ -168,17 +150,13 @@ async fn non_retryable_errors_fall_back_at_once() {
 
 #[tokio::test]
 async fn timeouts_are_retried_then_the_next_model_answers() {
-    let primary = FakeServer::start(|_| {
-        Reply::Json(200, openai_completion("bug", 1, 1)).delayed(Duration::from_secs(2))
-    })
+    let (_primary, _backup, _dir, engine) = servers(
+        |_| Reply::Json(200, openai_completion("bug", 1, 1)).delayed(Duration::from_secs(2)),
+        always("other"),
+    )
     .await;
-    let backup = FakeServer::start(always("other")).await;
-    let (_dir, engine) = project(&primary, &backup).await;
 
-    let run = engine
-        .run_one("triage", json!({"subject": "?"}), None)
-        .await
-        .unwrap();
+    let run = triage(&engine, "?", None).await;
     assert_eq!(run.status, RunStatus::Ok);
     assert_eq!(run.model.as_deref(), Some("backup"));
     // 1 try + 2 retries on the primary, each cut at timeout_ms, then the backup.
@@ -193,15 +171,13 @@ async fn timeouts_are_retried_then_the_next_model_answers() {
 
 #[tokio::test]
 async fn every_model_failing_records_a_failed_run() {
-    let primary =
-        FakeServer::start(|_| Reply::Json(500, openai_error("boom", "server_error"))).await;
-    let backup = FakeServer::start(|_| Reply::Raw(200, "{not json".into())).await;
-    let (_dir, engine) = project(&primary, &backup).await;
+    let (primary, backup, _dir, engine) = servers(
+        |_| Reply::Json(500, openai_error("boom", "server_error")),
+        |_| Reply::Raw(200, "{not json".into()),
+    )
+    .await;
 
-    let run = engine
-        .run_one("triage", json!({"subject": "?"}), None)
-        .await
-        .unwrap();
+    let run = triage(&engine, "?", None).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(primary.request_count(), 3);
     assert_eq!(backup.request_count(), 1, "malformed JSON is not retried");
@@ -222,22 +198,17 @@ async fn every_model_failing_records_a_failed_run() {
 async fn an_invalid_answer_is_asked_again_once_with_the_problem() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
-    let primary = FakeServer::start(move |_| {
+    let first_invalid = move |_: &ReceivedRequest| {
         let text = if counter.fetch_add(1, Ordering::SeqCst) == 0 {
             "I think it is about payments"
         } else {
             "billing"
         };
         Reply::Json(200, openai_completion(text, 10, 3))
-    })
-    .await;
-    let backup = FakeServer::start(always("other")).await;
-    let (_dir, engine) = project(&primary, &backup).await;
+    };
+    let (primary, _backup, _dir, engine) = servers(first_invalid, always("other")).await;
 
-    let run = engine
-        .run_one("triage", json!({"subject": "refund"}), None)
-        .await
-        .unwrap();
+    let run = triage(&engine, "refund", None).await;
     assert_eq!(run.status, RunStatus::Ok);
     assert_eq!(
         run.attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(),
@@ -260,14 +231,10 @@ async fn an_invalid_answer_is_asked_again_once_with_the_problem() {
 
 #[tokio::test]
 async fn an_answer_that_stays_invalid_is_recorded_invalid_never_guessed() {
-    let primary = FakeServer::start(always("billing or maybe bug")).await;
-    let backup = FakeServer::start(always("other")).await;
-    let (_dir, engine) = project(&primary, &backup).await;
+    let (primary, backup, _dir, engine) =
+        servers(always("billing or maybe bug"), always("other")).await;
 
-    let run = engine
-        .run_one("triage", json!({"subject": "?"}), None)
-        .await
-        .unwrap();
+    let run = triage(&engine, "?", None).await;
     assert_eq!(run.status, RunStatus::Invalid);
     assert_eq!(run.output, None);
     assert_eq!(run.raw_output.as_deref(), Some("billing or maybe bug"));
@@ -282,18 +249,9 @@ async fn an_answer_that_stays_invalid_is_recorded_invalid_never_guessed() {
 
 #[tokio::test]
 async fn a_model_that_may_not_see_the_data_is_never_called() {
-    let primary = FakeServer::start(always("bug")).await;
-    let backup = FakeServer::start(always("bug")).await;
-    let (_dir, engine) = project(&primary, &backup).await;
+    let (_primary, backup, _dir, engine) = servers(always("bug"), always("bug")).await;
 
-    let run = engine
-        .run_one(
-            "triage",
-            json!({"subject": "?"}),
-            Some("public-only".into()),
-        )
-        .await
-        .unwrap();
+    let run = triage(&engine, "?", Some("public-only")).await;
     assert_eq!(run.status, RunStatus::Refused);
     assert!(run
         .error
@@ -312,7 +270,7 @@ async fn a_model_that_may_not_see_the_data_is_never_called() {
 async fn input_that_breaks_the_schema_is_rejected_before_any_call() {
     let primary = FakeServer::start(always("bug")).await;
     let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &primary.base_url(), &primary.base_url());
+    write_triage(dir.path(), &primary.base_url(), &primary.base_url());
     let engine = engine(dir.path()).await;
     let err = engine
         .run_one("triage", json!({"subject": 42}), None)

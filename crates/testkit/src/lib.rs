@@ -1,5 +1,6 @@
 //! A fake model vendor for tests and benchmarks: a real HTTP/1.1 server on 127.0.0.1 that speaks
-//! just enough of the OpenAI Chat Completions and Anthropic Messages wire protocols.
+//! just enough of the OpenAI Chat Completions and Anthropic Messages wire protocols; and the
+//! project folders (`shopfloor.toml`, workflow files) that route to it.
 //!
 //! It is written on raw tokio TCP rather than a web framework because tests need responses that
 //! no well-behaved framework would send: bodies cut off before their `Content-Length`, invalid
@@ -15,6 +16,7 @@
 //! ```
 
 mod payloads;
+mod project;
 mod reply;
 mod server;
 
@@ -22,5 +24,6 @@ pub use payloads::{
     anthropic_error, anthropic_message, anthropic_stream, openai_completion, openai_error,
     openai_stream,
 };
+pub use project::{append, write_project, OpenAiModel, WorkflowToml};
 pub use reply::{Reply, Script};
 pub use server::{refused_base_url, FakeServer, ReceivedRequest};
