@@ -15,7 +15,7 @@ use crate::codec::{self, to_bigint, ATTEMPT_COLUMNS, RUN_COLUMNS};
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
 use crate::location::redact_location;
 use crate::queries::{store_impl, TxLock};
-use crate::queue::{self, CLAIMED_COLUMNS};
+use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
 /// One array per column of `rows`, for binding to an `UNNEST`.
@@ -209,19 +209,13 @@ impl PostgresStore {
 
     /// Lease queued cases in one statement. SKIP LOCKED: replicas claiming at once each take
     /// rows the others have not locked, instead of waiting for them or taking the same ones.
-    async fn claim_cases(
-        &self,
-        worker: &str,
-        limit: u32,
-        lease_until_ms: i64,
-        now_ms: i64,
-    ) -> Result<Vec<ClaimedCase>> {
+    async fn claim_cases(&self, claim: Claim<'_>) -> Result<Vec<ClaimedCase>> {
         sqlx::query::<Postgres>(&CLAIM_CASES)
-            .bind(now_ms)
+            .bind(claim.now_ms)
             .bind(BatchStatus::Running.as_str())
-            .bind(i64::from(limit))
-            .bind(worker)
-            .bind(lease_until_ms)
+            .bind(i64::from(claim.limit))
+            .bind(claim.worker)
+            .bind(claim.lease_until_ms)
             .fetch_all(&self.pool)
             .await?
             .iter()

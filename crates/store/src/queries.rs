@@ -34,8 +34,8 @@ pub(crate) enum TxLock {
 ///   [`Store::insert_eval_cases`], in one transaction;
 /// - `async fn queue_cases(tx: &mut $db::Connection, batch_id: &str, cases: &[(u64, Value)])
 ///   -> Result<()>`: the queue rows of [`Store::enqueue_batch`];
-/// - `async fn claim_cases(&self, worker, limit, lease_until_ms, now_ms)
-///   -> Result<Vec<ClaimedCase>>`: [`Store::claim_batch_cases`].
+/// - `async fn claim_cases(&self, claim: Claim<'_>) -> Result<Vec<ClaimedCase>>`:
+///   [`Store::claim_batch_cases`].
 ///
 /// [`Store::insert_runs`]: crate::Store::insert_runs
 /// [`Store::insert_eval_cases`]: crate::Store::insert_eval_cases
@@ -518,8 +518,13 @@ macro_rules! store_impl {
                 lease_until_ms: i64,
                 now_ms: i64,
             ) -> $crate::Result<Vec<$crate::ClaimedCase>> {
-                self.claim_cases(worker, limit, lease_until_ms, now_ms)
-                    .await
+                let claim = $crate::queue::Claim {
+                    worker,
+                    limit,
+                    lease_until_ms,
+                    now_ms,
+                };
+                self.claim_cases(claim).await
             }
 
             async fn extend_batch_leases(

@@ -19,6 +19,16 @@ pub struct ClaimedCase {
     pub model_override: Option<String>,
 }
 
+/// What a replica asks for when it claims cases: up to `limit` whose lease ran out before
+/// `now_ms`, leased to `worker` until `lease_until_ms`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim<'a> {
+    pub worker: &'a str,
+    pub limit: u32,
+    pub lease_until_ms: i64,
+    pub now_ms: i64,
+}
+
 /// Queue one case, never leased: binds batch id, case index, input.
 pub(crate) const INSERT_CASE: &str = "INSERT INTO batch_cases (batch_id, case_index, input, \
      lease_owner, lease_until_ms) VALUES ($1, $2, $3, NULL, 0)";

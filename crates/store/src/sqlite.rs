@@ -16,7 +16,7 @@ use crate::codec::{
 };
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
 use crate::queries::{store_impl, TxLock};
-use crate::queue::{self, CLAIMED_COLUMNS};
+use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
 /// SQLite accepts at most this many bind parameters per statement (the default since 3.32).
@@ -286,13 +286,7 @@ impl SqliteStore {
 
     /// Lease queued cases: pick them, then mark them, in one write transaction (which no other
     /// writer can interleave with).
-    async fn claim_cases(
-        &self,
-        worker: &str,
-        limit: u32,
-        lease_until_ms: i64,
-        now_ms: i64,
-    ) -> Result<Vec<ClaimedCase>> {
+    async fn claim_cases(&self, claim: Claim<'_>) -> Result<Vec<ClaimedCase>> {
         let mut tx = self.begin_write(TxLock::Rows).await?;
         let sql = format!(
             "SELECT {CLAIMED_COLUMNS} FROM batch_cases c JOIN batches b ON b.id = c.batch_id \
@@ -300,9 +294,9 @@ impl SqliteStore {
              ORDER BY c.batch_id, c.case_index LIMIT $3"
         );
         let claimed = sqlx::query::<Sqlite>(&sql)
-            .bind(now_ms)
+            .bind(claim.now_ms)
             .bind(BatchStatus::Running.as_str())
-            .bind(i64::from(limit))
+            .bind(i64::from(claim.limit))
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -313,8 +307,8 @@ impl SqliteStore {
                 "UPDATE batch_cases SET lease_owner = $1, lease_until_ms = $2 \
                  WHERE batch_id = $3 AND case_index = $4",
             )
-            .bind(worker)
-            .bind(lease_until_ms)
+            .bind(claim.worker)
+            .bind(claim.lease_until_ms)
             .bind(&case.batch_id)
             .bind(to_bigint("batch_cases.case_index", case.case_index)?)
             .execute(&mut *tx)
