@@ -5,25 +5,23 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{scaffold, shopfloor, text};
+use common::{label_by_keywords, scaffold, shopfloor, text};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shopfloor_testkit::{openai_completion, FakeServer, ReceivedRequest, Reply};
+use shopfloor_testkit::{assert_contains, openai_completion, FakeServer, ReceivedRequest, Reply};
 
 /// Answers like a decent ticket router: a keyword lookup on the rendered prompt.
 fn router(request: &ReceivedRequest) -> Reply {
     let prompt = request.body["messages"].to_string().to_lowercase();
-    let label =
-        if prompt.contains("invoice") || prompt.contains("charge") || prompt.contains("refund") {
-            "billing"
-        } else if prompt.contains("error") || prompt.contains("crash") {
-            "Bug."
-        } else if prompt.contains("password") || prompt.contains("login") {
-            "account"
-        } else {
-            "other"
-        };
+    let label = label_by_keywords(
+        &prompt,
+        &[
+            ("billing", &["invoice", "charge", "refund"]),
+            ("Bug.", &["error", "crash"]),
+            ("account", &["password", "login"]),
+        ],
+    );
     Reply::Json(200, openai_completion(label, 120, 2))
 }
 
@@ -43,6 +41,37 @@ fn write_inputs(path: &Path, n: usize, bad_lines: &[usize]) {
         }
     }
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// `shopfloor run ticket-triage --input cases.jsonl` in `dir` as a child process, its output
+/// piped.
+fn spawn_batch(dir: &Path, concurrency: usize) -> std::process::Child {
+    let concurrency = concurrency.to_string();
+    Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+        .arg("-C")
+        .arg(dir)
+        .args(["run", "ticket-triage", "--input", "cases.jsonl"])
+        .args(["--concurrency", &concurrency])
+        .env_remove("SHOPFLOOR_DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The project's SQLite store, opened beside the binary's.
+async fn open_store(dir: &Path) -> std::sync::Arc<dyn shopfloor_store::Store> {
+    let path = dir.join(".shopfloor/shopfloor.db");
+    shopfloor_store::open(path.to_str().unwrap()).await.unwrap()
+}
+
+/// Up to 1000 runs, newest first.
+async fn all_runs(store: &dyn shopfloor_store::Store) -> Vec<shopfloor_store::RunSummary> {
+    let filter = shopfloor_store::RunFilter {
+        limit: Some(1000),
+        ..Default::default()
+    };
+    store.list_runs(&filter).await.unwrap()
 }
 
 #[test]
@@ -191,14 +220,18 @@ async fn a_batch_reports_bad_lines_and_writes_results() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stderr.contains("cases.jsonl:3: skipped"), "{stderr}");
-    assert!(stderr.contains("cases.jsonl:7: skipped"), "{stderr}");
-    assert!(
-        stdout.contains("ran 10: ok 10 · invalid output 0 · failed 0"),
-        "{stdout}"
+    assert_contains(
+        &stderr,
+        &["cases.jsonl:3: skipped", "cases.jsonl:7: skipped"],
     );
-    assert!(stdout.contains("latency p50"), "{stdout}");
-    assert!(stdout.contains("tokens 1200 in / 20 out"), "{stdout}");
+    assert_contains(
+        &stdout,
+        &[
+            "ran 10: ok 10 · invalid output 0 · failed 0",
+            "latency p50",
+            "tokens 1200 in / 20 out",
+        ],
+    );
     assert_eq!(server.request_count(), 10);
     let lines: Vec<Value> = std::fs::read_to_string(&results)
         .unwrap()
@@ -219,33 +252,10 @@ async fn a_batch_killed_mid_way_resumes_without_running_recorded_cases_again() {
     let cases = 60;
     write_inputs(&dir.path().join("cases.jsonl"), cases, &[]);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopfloor"))
-        .arg("-C")
-        .arg(dir.path())
-        .args([
-            "run",
-            "ticket-triage",
-            "--input",
-            "cases.jsonl",
-            "--concurrency",
-            "2",
-        ])
-        .env_remove("SHOPFLOOR_DATABASE_URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let store = shopfloor_store::open(dir.path().join(".shopfloor/shopfloor.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let mut child = spawn_batch(dir.path(), 2);
+    let store = open_store(dir.path()).await;
     let batch_id = loop {
-        let runs = store
-            .list_runs(&shopfloor_store::RunFilter {
-                limit: Some(1000),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let runs = all_runs(store.as_ref()).await;
         if runs.len() >= 10 {
             break runs[0].batch_id.clone().expect("batch run");
         }
@@ -352,22 +362,7 @@ async fn ctrl_c_records_everything_that_finished() {
     let dir = tempfile::tempdir().unwrap();
     scaffold(dir.path(), &server.base_url());
     write_inputs(&dir.path().join("cases.jsonl"), 200, &[]);
-    let child = Command::new(env!("CARGO_BIN_EXE_shopfloor"))
-        .arg("-C")
-        .arg(dir.path())
-        .args([
-            "run",
-            "ticket-triage",
-            "--input",
-            "cases.jsonl",
-            "--concurrency",
-            "4",
-        ])
-        .env_remove("SHOPFLOOR_DATABASE_URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_batch(dir.path(), 4);
     while server.request_count() < 20 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -390,16 +385,8 @@ async fn ctrl_c_records_everything_that_finished() {
         })
         .expect("summary line");
     assert!(ran < 200, "stopped early: {stdout}");
-    let store = shopfloor_store::open(dir.path().join(".shopfloor/shopfloor.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let runs = store
-        .list_runs(&shopfloor_store::RunFilter {
-            limit: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let store = open_store(dir.path()).await;
+    let runs = all_runs(store.as_ref()).await;
     assert_eq!(runs.len(), ran, "every finished case is recorded");
     assert_eq!(
         server.request_count(),

@@ -7,7 +7,7 @@ mod common;
 use common::{keyword_router as router, scaffold, shopfloor};
 
 use serde_json::Value;
-use shopfloor_testkit::FakeServer;
+use shopfloor_testkit::{assert_contains, FakeServer};
 
 fn text(out: &Output) -> String {
     let (stdout, stderr) = common::text(out);
@@ -81,9 +81,14 @@ async fn eval_baseline_change_compare_gate() {
         60,
         "a new version is not served from the cache"
     );
-    assert!(report.contains("against baseline"), "{report}");
-    assert!(report.contains("gate absolute   FAIL"), "{report}");
-    assert!(report.contains("gate regression FAIL"), "{report}");
+    assert_contains(
+        &report,
+        &[
+            "against baseline",
+            "gate absolute   FAIL",
+            "gate regression FAIL",
+        ],
+    );
     let second: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("second.json")).unwrap())
             .unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{keyword_router, scaffold, shopfloor, text};
 use serde_json::{json, Value};
 use shopfloor_store::testing::TestPostgres;
-use shopfloor_testkit::{FakeServer, Reply};
+use shopfloor_testkit::{assert_contains, FakeServer, Reply};
 
 /// A running `shopfloor serve` and the base URL it printed.
 struct Replica {
@@ -199,8 +199,7 @@ fn serve_refuses_a_bad_otlp_endpoint_saying_what_it_takes() {
     );
     assert!(!out.status.success());
     let (_, stderr) = text(&out);
-    assert!(stderr.contains("ftp://collector"), "{stderr}");
-    assert!(stderr.contains("http://127.0.0.1:4318"), "{stderr}");
+    assert_contains(&stderr, &["ftp://collector", "http://127.0.0.1:4318"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
-use shopfloor_engine::{Engine, EngineError, EngineOptions, EvalObserver, EvalRequest};
+use shopfloor_engine::{
+    Engine, EngineError, EngineOptions, EvalObserver, EvalRequest, EvalSummary,
+};
 use shopfloor_store::EvalCaseRecord;
 use shopfloor_testkit::{
     self as testkit, openai_completion, FakeServer, OpenAiModel, ReceivedRequest, Reply,
@@ -83,6 +85,13 @@ fn router(broken: Arc<AtomicBool>) -> impl Fn(&ReceivedRequest) -> Reply + Send 
     }
 }
 
+/// Run the eval of `request` to the end, observed by no one.
+async fn eval(engine: &Engine, request: &EvalRequest) -> Result<EvalSummary, EngineError> {
+    engine
+        .run_eval(request, &Quiet, std::future::pending())
+        .await
+}
+
 fn request() -> EvalRequest {
     EvalRequest {
         workflow: "triage".into(),
@@ -100,10 +109,7 @@ async fn an_eval_scores_stores_caches_and_compares_with_its_baseline() {
     let engine = engine(dir.path()).await;
 
     // "refund for crash" is answered billing but expected bug: 9 of 10.
-    let first = engine
-        .run_eval(&request(), &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let first = eval(&engine, &request()).await.unwrap();
     assert_eq!(first.cases, 10);
     let accuracy = &first.scores[0];
     assert_eq!(accuracy.scorer, "label_accuracy");
@@ -120,10 +126,7 @@ async fn an_eval_scores_stores_caches_and_compares_with_its_baseline() {
     assert_eq!(stored[9].scores["label_accuracy"]["passed"], false);
 
     // Same version, temperature 0: every case comes from the cache.
-    let cached = engine
-        .run_eval(&request(), &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let cached = eval(&engine, &request()).await.unwrap();
     assert_eq!(cached.cached_cases, 10);
     assert_eq!(server.request_count(), 10, "no model call for cached cases");
     assert!((cached.scores[0].mean - 0.9).abs() < 1e-9);
@@ -137,10 +140,7 @@ async fn an_eval_scores_stores_caches_and_compares_with_its_baseline() {
     broken.store(true, Ordering::SeqCst);
     let mut no_cache = request();
     no_cache.no_cache = true;
-    let worse = engine
-        .run_eval(&no_cache, &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let worse = eval(&engine, &no_cache).await.unwrap();
     assert!((worse.scores[0].mean - 0.6).abs() < 1e-9);
     let baseline = worse.baseline.as_ref().expect("compared with the baseline");
     assert_eq!(baseline.baseline_id, first.eval_id);
@@ -179,10 +179,7 @@ async fn an_invalid_dataset_is_refused_unless_skipped() {
     std::fs::write(dir.path().join("cases.jsonl"), text).unwrap();
     let engine = engine(dir.path()).await;
 
-    let err = engine
-        .run_eval(&request(), &Quiet, std::future::pending())
-        .await
-        .unwrap_err();
+    let err = eval(&engine, &request()).await.unwrap_err();
     let EngineError::InvalidDataset(problems) = &err else {
         panic!("{err}")
     };
@@ -199,10 +196,7 @@ async fn an_invalid_dataset_is_refused_unless_skipped() {
 
     let mut skip = request();
     skip.skip_invalid = true;
-    let summary = engine
-        .run_eval(&skip, &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let summary = eval(&engine, &skip).await.unwrap();
     assert_eq!(summary.cases, 3);
     engine.close().await;
 }
@@ -255,10 +249,7 @@ async fn the_judge_grades_and_unparseable_verdicts_count_as_errors() {
     std::fs::write(dir.path().join("workflows/triage.toml"), judged()).unwrap();
     let engine = engine(dir.path()).await;
 
-    let summary = engine
-        .run_eval(&request(), &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let summary = eval(&engine, &request()).await.unwrap();
     assert_eq!(summary.scores[0].scorer, "llm_judge");
     assert!(
         (summary.scores[0].mean - 0.5).abs() < 1e-9,
@@ -303,20 +294,14 @@ async fn an_eval_recorded_once_replays_with_the_upstream_gone() {
     })
     .await
     .unwrap();
-    let live = recording
-        .run_eval(&request(), &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let live = eval(&recording, &request()).await.unwrap();
     recording.close().await;
     drop(server);
 
     let engine = engine(dir.path()).await;
     let mut replay = request();
     replay.model_override = Some("recorded".into());
-    let replayed = engine
-        .run_eval(&replay, &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let replayed = eval(&engine, &replay).await.unwrap();
     assert_eq!(
         replayed.cached_cases, 0,
         "another model override never reuses cached answers"
@@ -343,10 +328,7 @@ async fn a_csv_dataset_evaluates_like_jsonl() {
     let engine = engine(dir.path()).await;
     let mut csv = request();
     csv.dataset = Some("cases.csv".into());
-    let summary = engine
-        .run_eval(&csv, &Quiet, std::future::pending())
-        .await
-        .unwrap();
+    let summary = eval(&engine, &csv).await.unwrap();
     assert_eq!(summary.cases, 3);
     assert_eq!(summary.dataset, "cases.csv");
     assert!((summary.scores[0].mean - 2.0 / 3.0).abs() < 1e-9);

@@ -70,6 +70,12 @@ async fn open(
     (dir, engine)
 }
 
+/// The run as the store keeps it, as JSON text.
+async fn stored_text(engine: &Engine, run: &RunRecord) -> String {
+    let stored = engine.store().get_run(&run.id).await.unwrap();
+    serde_json::to_string(&stored.expect("the run is recorded")).unwrap()
+}
+
 /// Run `reply` on [`input`].
 async fn reply(engine: &Engine) -> RunRecord {
     engine.run_one("reply", input(), None).await.unwrap()
@@ -108,8 +114,7 @@ async fn an_external_model_sees_placeholders_the_caller_gets_the_originals_the_s
         Some(json!(format!("Hello, we will write to {EMAIL} today.")))
     );
 
-    let stored =
-        serde_json::to_string(&engine.store().get_run(&run.id).await.unwrap().unwrap()).unwrap();
+    let stored = stored_text(&engine, &run).await;
     assert!(
         !stored.contains(EMAIL) && !stored.contains("4111"),
         "raw PII stored: {stored}"
@@ -154,8 +159,7 @@ async fn an_on_premises_model_sees_the_raw_text_but_the_store_still_redacts() {
     let run = reply(&engine).await;
     assert_eq!(run.status, RunStatus::Ok);
     assert!(server.requests()[0].body.to_string().contains(EMAIL));
-    let stored =
-        serde_json::to_string(&engine.store().get_run(&run.id).await.unwrap().unwrap()).unwrap();
+    let stored = stored_text(&engine, &run).await;
     assert!(!stored.contains(EMAIL), "{stored}");
     engine.close().await;
 }

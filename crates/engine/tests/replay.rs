@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::json;
 use shopfloor_engine::{Engine, EngineOptions};
-use shopfloor_store::RunStatus;
+use shopfloor_store::{RunRecord, RunStatus};
 use shopfloor_testkit::{
     self as testkit, openai_completion, FakeServer, OpenAiModel, Reply, WorkflowToml,
 };
@@ -27,6 +27,18 @@ fn options(dir: &std::path::Path, record: bool) -> EngineOptions {
         record_to: record.then(|| dir.join("recordings/triage.jsonl")),
         ..common::options(dir)
     }
+}
+
+/// Run `triage` on this subject with the model `recorded`.
+async fn replayed(engine: &Engine, subject: &str) -> RunRecord {
+    engine
+        .run_one(
+            "triage",
+            json!({"subject": subject}),
+            Some("recorded".into()),
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -56,36 +68,15 @@ async fn recorded_answers_replay_without_the_upstream() {
     drop(server);
 
     let engine = Engine::open(options(dir.path(), false)).await.unwrap();
-    let billing = engine
-        .run_one(
-            "triage",
-            json!({"subject": "refund please"}),
-            Some("recorded".into()),
-        )
-        .await
-        .unwrap();
+    let billing = replayed(&engine, "refund please").await;
     assert_eq!(billing.status, RunStatus::Ok, "{billing:#?}");
     assert_eq!(billing.output, Some(json!("billing")));
     assert_eq!(billing.prompt_tokens, 7);
-    let bug = engine
-        .run_one(
-            "triage",
-            json!({"subject": "it crashes"}),
-            Some("recorded".into()),
-        )
-        .await
-        .unwrap();
+    let bug = replayed(&engine, "it crashes").await;
     assert_eq!(bug.output, Some(json!("bug")));
 
     // An input that was never recorded fails clearly, and is not retried.
-    let missing = engine
-        .run_one(
-            "triage",
-            json!({"subject": "new ticket"}),
-            Some("recorded".into()),
-        )
-        .await
-        .unwrap();
+    let missing = replayed(&engine, "new ticket").await;
     assert_eq!(missing.status, RunStatus::Failed);
     assert_eq!(missing.attempts.len(), 1);
     assert!(

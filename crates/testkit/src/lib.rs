@@ -24,6 +24,6 @@ pub use payloads::{
     anthropic_error, anthropic_message, anthropic_stream, openai_completion, openai_error,
     openai_stream,
 };
-pub use project::{append, write_project, OpenAiModel, WorkflowToml};
+pub use project::{append, assert_contains, write_project, OpenAiModel, WorkflowToml};
 pub use reply::{Reply, Script};
 pub use server::{refused_base_url, FakeServer, ReceivedRequest};

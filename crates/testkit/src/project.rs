@@ -154,3 +154,11 @@ impl WorkflowToml {
         text
     }
 }
+
+/// Assert that every one of `expected` is in `text`, naming the first one missing.
+#[track_caller]
+pub fn assert_contains(text: &str, expected: &[&str]) {
+    for expected in expected {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

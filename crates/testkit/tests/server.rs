@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shopfloor_testkit::{openai_completion, FakeServer, Reply, Script};
+use shopfloor_testkit::{assert_contains, openai_completion, FakeServer, Reply, Script};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -158,11 +158,13 @@ async fn sse_sends_each_event_as_a_chunk() {
         .await
         .expect("read to the close");
     let text = String::from_utf8(received).expect("UTF-8");
-    assert!(
-        text.contains("content-type: text/event-stream\r\n"),
-        "{text}"
+    assert_contains(
+        &text,
+        &[
+            "content-type: text/event-stream\r\n",
+            "transfer-encoding: chunked\r\n",
+        ],
     );
-    assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
     assert!(
         text.ends_with("\r\n\r\nf\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"),
         "{text:?}"

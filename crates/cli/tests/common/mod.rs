@@ -1,10 +1,12 @@
 //! Shared by the CLI's end-to-end tests: run the real binary, and scaffold the example project
 //! routed to a fake OpenAI-compatible server instead of the embedded model.
 
+#![allow(dead_code)] // Each test binary compiles this module; not all of them use every item.
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-use shopfloor_testkit::{openai_completion, ReceivedRequest, Reply};
+use shopfloor_testkit::{append, openai_completion, OpenAiModel, ReceivedRequest, Reply};
 
 /// Run `shopfloor -C dir ARGS…` to completion, never recording into a developer's PostgreSQL.
 pub fn shopfloor(dir: &Path, args: &[&str]) -> Output {
@@ -29,14 +31,10 @@ pub fn text(out: &Output) -> (String, String) {
 pub fn scaffold(dir: &Path, base_url: &str) {
     let out = shopfloor(dir, &["init"]);
     assert!(out.status.success(), "{:?}", text(&out));
-    let config = std::fs::read_to_string(dir.join("shopfloor.toml")).unwrap();
-    std::fs::write(
-        dir.join("shopfloor.toml"),
-        format!(
-            "{config}\n[models.fake]\nprovider = \"openai-compatible\"\nmodel = \"fake-1\"\nbase_url = \"{base_url}\"\nprice = {{ input_per_mtok = 0.5, output_per_mtok = 1.5 }}\ndata_classes = [\"public\", \"internal\"]\n"
-        ),
-    )
-    .unwrap();
+    let fake = OpenAiModel::new("fake", base_url)
+        .id("fake-1")
+        .price(0.5, 1.5);
+    append(&dir.join("shopfloor.toml"), &fake.to_string());
     let workflow = dir.join("workflows/ticket-triage.toml");
     let text = std::fs::read_to_string(&workflow)
         .unwrap()
@@ -44,27 +42,27 @@ pub fn scaffold(dir: &Path, base_url: &str) {
     std::fs::write(workflow, text).unwrap();
 }
 
+/// The label of the first `(label, keywords)` entry with a keyword in `prompt`, else `other`.
+pub fn label_by_keywords<'a>(prompt: &str, table: &[(&'a str, &[&str])]) -> &'a str {
+    table
+        .iter()
+        .find(|(_, keywords)| keywords.iter().any(|k| prompt.contains(k)))
+        .map_or("other", |(label, _)| label)
+}
+
 /// A router that answers from the ticket text when the prompt asks for "queue", and says
 /// "other" to everything when it does not (the changed prompt in the test).
-#[allow(dead_code)] // Not every test binary routes by keyword.
 pub fn keyword_router(request: &ReceivedRequest) -> Reply {
     let prompt = request.body["messages"].to_string().to_lowercase();
-    let label = if !prompt.contains("queue") {
-        "other"
-    } else if prompt.contains("invoice")
-        || prompt.contains("charge")
-        || prompt.contains("refund")
-        || prompt.contains("vat")
-    {
-        "billing"
-    } else if prompt.contains("error") || prompt.contains("crash") || prompt.contains("broken") {
-        "bug"
-    } else if prompt.contains("password")
-        || prompt.contains("login")
-        || prompt.contains("sso")
-        || prompt.contains("2fa")
-    {
-        "account"
+    let label = if prompt.contains("queue") {
+        label_by_keywords(
+            &prompt,
+            &[
+                ("billing", &["invoice", "charge", "refund", "vat"]),
+                ("bug", &["error", "crash", "broken"]),
+                ("account", &["password", "login", "sso", "2fa"]),
+            ],
+        )
     } else {
         "other"
     };

@@ -25,6 +25,14 @@ price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }
 data_classes = ["public", "internal"]
 "#;
 
+/// Every one of `expected` is in `text`.
+#[track_caller]
+fn assert_contains(text: &str, expected: &[&str]) {
+    for expected in expected {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
 fn config(text: &str) -> ProjectConfig {
     let (config, diags) = parse_config("shopfloor.toml", text);
     assert!(diags.is_empty(), "{diags:?}");
@@ -111,8 +119,7 @@ fn every_section_is_present_in_order_with_the_generated_line() {
     );
     assert_eq!(doc.title, "AI usage policy: acme-support");
     let generated = doc.generated.to_plain();
-    assert!(generated.contains("2025-03-14"), "{generated}");
-    assert!(generated.contains("acme-support"), "{generated}");
+    assert_contains(&generated, &["2025-03-14", "acme-support"]);
     let md = doc.to_markdown();
     assert!(md.starts_with("# AI usage policy: acme-support\n"), "{md}");
     for heading in [
@@ -128,29 +135,27 @@ fn every_section_is_present_in_order_with_the_generated_line() {
     ] {
         assert!(md.contains(heading), "{heading} missing:\n{md}");
     }
-    assert!(
-        md.contains("run records are kept until an administrator deletes them; no automatic retention period is configured"),
-        "{md}"
+    assert_contains(
+        &md,
+        &[
+            "run records are kept until an administrator deletes them; no automatic retention period is configured",
+            "append-only and hash-chained",
+        ],
     );
-    assert!(md.contains("append-only and hash-chained"), "{md}");
 }
 
 #[test]
 fn models_show_where_they_run_and_what_they_may_see() {
     let doc = build(&config(CONFIG), &[triage()], "d");
     let md = doc.to_markdown();
-    assert!(
-        md.contains("| `gpt-mini` | openai | `gpt-4o-mini` | OpenAI's API | no | public, internal | 0.15 / 0.6 |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("| `local` | local | `smollm2` | embedded in shopfloor, on its own CPU | yes | public, internal, confidential, restricted | not priced |"),
-        "{md}"
-    );
-    // Restricted data: only the local model, which is on premises.
-    assert!(
-        md.contains("| restricted | `local` | none | none |"),
-        "{md}"
+    assert_contains(
+        &md,
+        &[
+            "| `gpt-mini` | openai | `gpt-4o-mini` | OpenAI's API | no | public, internal | 0.15 / 0.6 |",
+            "| `local` | local | `smollm2` | embedded in shopfloor, on its own CPU | yes | public, internal, confidential, restricted | not priced |",
+            // Restricted data: only the local model, which is on premises.
+            "| restricted | `local` | none | none |",
+        ],
     );
     assert!(
         md.contains("| internal | `local`, `gpt-mini` | `gpt-mini` | `ticket-triage` |")
@@ -158,13 +163,12 @@ fn models_show_where_they_run_and_what_they_may_see() {
         "{md}"
     );
     let classes = words(section(&doc, "data-classes"));
-    assert!(
-        classes.contains("shopfloor check rejects a route"),
-        "{classes}"
-    );
-    assert!(
-        classes.contains("a fallback never goes to a model that may not see it"),
-        "{classes}"
+    assert_contains(
+        &classes,
+        &[
+            "shopfloor check rejects a route",
+            "a fallback never goes to a model that may not see it",
+        ],
     );
 }
 
@@ -172,21 +176,22 @@ fn models_show_where_they_run_and_what_they_may_see() {
 fn redact_wording_names_the_external_models_and_the_store() {
     let doc = build(&config(CONFIG), &[triage()], "d");
     let pii = words(section(&doc, "personal-data"));
-    assert!(pii.contains("email addresses (email)"), "{pii}");
-    assert!(
-        pii.contains("payment card numbers, Luhn-checked (credit_card)"),
-        "{pii}"
+    assert_contains(
+        &pii,
+        &[
+            "email addresses (email)",
+            "payment card numbers, Luhn-checked (credit_card)",
+        ],
     );
     assert!(!pii.contains("phone"), "only the configured kinds: {pii}");
-    assert!(
-        pii.contains("Before text goes to a model outside the premises (gpt-mini), with on_external = \"redact\": each finding is redacted"),
-        "{pii}"
+    assert_contains(
+        &pii,
+        &[
+            "Before text goes to a model outside the premises (gpt-mini), with on_external = \"redact\": each finding is redacted",
+            "Models on the premises (local) see the text as is",
+            "only redacted copies are kept",
+        ],
     );
-    assert!(
-        pii.contains("Models on the premises (local) see the text as is"),
-        "{pii}"
-    );
-    assert!(pii.contains("only redacted copies are kept"), "{pii}");
     assert!(doc.gaps.is_empty(), "{:?}", gap_words(&doc));
 }
 
@@ -195,11 +200,13 @@ fn block_and_allow_say_what_the_runner_does() {
     let blocking = CONFIG.replace("on_external = \"redact\"", "on_external = \"block\"");
     let doc = build(&config(&blocking), &[triage()], "d");
     let pii = words(section(&doc, "personal-data"));
-    assert!(
-        pii.contains("the call to that model is blocked and the reason names the kinds found, never the data"),
-        "{pii}"
+    assert_contains(
+        &pii,
+        &[
+            "the call to that model is blocked and the reason names the kinds found, never the data",
+            "recorded as refused",
+        ],
     );
-    assert!(pii.contains("recorded as refused"), "{pii}");
     assert!(!pii.contains("each finding is redacted"), "{pii}");
     assert!(doc.gaps.is_empty(), "{:?}", gap_words(&doc));
 
@@ -208,13 +215,12 @@ fn block_and_allow_say_what_the_runner_does() {
         .replace("on_store = \"redact\"", "on_store = \"allow\"");
     let doc = build(&config(&allowing), &[triage()], "d");
     let pii = words(section(&doc, "personal-data"));
-    assert!(
-        pii.contains("the text is sent as is, personal data included"),
-        "{pii}"
-    );
-    assert!(
-        pii.contains("kept as they are, personal data included"),
-        "{pii}"
+    assert_contains(
+        &pii,
+        &[
+            "the text is sent as is, personal data included",
+            "kept as they are, personal data included",
+        ],
     );
     let gaps = gap_words(&doc);
     assert!(
@@ -263,15 +269,14 @@ fn an_external_model_that_may_see_restricted_data_is_flagged() {
         "the on-premises local model, also allowed restricted data, is not flagged"
     );
     let md = doc.to_markdown();
-    assert!(
-        md.contains("- Model `claude` may see restricted data but is not on premises."),
-        "{md}"
+    assert_contains(
+        &md,
+        &[
+            "- Model `claude` may see restricted data but is not on premises.",
+            "| restricted | `claude`, `local` | `claude` | none |",
+            "One open point is listed at the end.",
+        ],
     );
-    assert!(
-        md.contains("| restricted | `claude`, `local` | `claude` | none |"),
-        "{md}"
-    );
-    assert!(md.contains("One open point is listed at the end."), "{md}");
 }
 
 #[test]
@@ -290,27 +295,22 @@ fn workflows_table_review_tiers_and_gaps() {
     );
     let doc = build(&config(CONFIG), &[triage(), orphan, unsampled], "d");
     let md = doc.to_markdown();
-    assert!(
-        md.contains("| `ticket-triage` | dana@acme.example | pilot | medium | internal | `gpt-mini` → `local` |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("| `contract-check` | none — cannot be promoted | draft | high | confidential | `local` |"),
-        "{md}"
+    assert_contains(
+        &md,
+        &[
+            "| `ticket-triage` | dana@acme.example | pilot | medium | internal | `gpt-mini` → `local` |",
+            "| `contract-check` | none — cannot be promoted | draft | high | confidential | `local` |",
+        ],
     );
     let review = words(section(&doc, "review"));
-    assert!(
-        review.contains("ticket-triage (10% sampled), faq-draft (0% sampled)"),
-        "{review}"
-    );
-    assert!(
-        review.contains("Every output is held until a reviewer approves it"),
-        "{review}"
-    );
-    assert!(review.contains("Outputs go straight out"), "{review}");
-    assert!(
-        review.contains("role grants review: admin, reviewer."),
-        "{review}"
+    assert_contains(
+        &review,
+        &[
+            "ticket-triage (10% sampled), faq-draft (0% sampled)",
+            "Every output is held until a reviewer approves it",
+            "Outputs go straight out",
+            "role grants review: admin, reviewer.",
+        ],
     );
     let lifecycle = words(section(&doc, "lifecycle"));
     assert!(
@@ -320,13 +320,12 @@ fn workflows_table_review_tiers_and_gaps() {
         "{lifecycle}"
     );
     let list = words(section(&doc, "workflows"));
-    assert!(
-        list.contains("ticket-triage: Route tickets. Measured by minutes to first response, baseline 42, target 15; 3 minutes saved per accepted output."),
-        "{list}"
-    );
-    assert!(
-        list.contains("contract-check: no description. No outcome KPI is set."),
-        "{list}"
+    assert_contains(
+        &list,
+        &[
+            "ticket-triage: Route tickets. Measured by minutes to first response, baseline 42, target 15; 3 minutes saved per accepted output.",
+            "contract-check: no description. No outcome KPI is set.",
+        ],
     );
     assert_eq!(
         gap_words(&doc),
@@ -371,11 +370,13 @@ fn the_roles_table_is_the_access_matrix() {
         }
     }
     let md = doc.to_markdown();
-    assert!(
-        md.contains("| Create and revoke API keys | yes | no | no | no | no |"),
-        "{md}"
+    assert_contains(
+        &md,
+        &[
+            "| Create and revoke API keys | yes | no | no | no | no |",
+            "No workflows are defined.",
+        ],
     );
-    assert!(md.contains("No workflows are defined."), "{md}");
 }
 
 #[test]
@@ -390,17 +391,13 @@ fn markdown_escapes_pipes_and_markup_from_the_config() {
         "",
     );
     let md = build(&config(&odd), &[w], "d").to_markdown();
-    assert!(
-        md.contains("| `odd` | ops\\|team | draft | low | public | a\\|b |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("| a\\|b | openai-compatible | m\\`x\\|y | `http://h/v1` | no |"),
-        "{md}"
-    );
-    assert!(
-        md.contains("- `odd`: \\*bold\\* \\<script\\>x\\</script\\> \\[link\\](http://e) \\&amp; R&D second line"),
-        "{md}"
+    assert_contains(
+        &md,
+        &[
+            "| `odd` | ops\\|team | draft | low | public | a\\|b |",
+            "| a\\|b | openai-compatible | m\\`x\\|y | `http://h/v1` | no |",
+            "- `odd`: \\*bold\\* \\<script\\>x\\</script\\> \\[link\\](http://e) \\&amp; R&D second line",
+        ],
     );
     // Every table line has exactly as many unescaped pipes as its header.
     for table in md.split("\n\n").filter(|b| b.starts_with('|')) {
@@ -444,21 +441,17 @@ fn html_is_one_escaped_self_contained_page() {
         !html.contains("<link") && !html.contains(" src="),
         "no external assets"
     );
-    assert!(
-        html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;"),
-        "{html}"
+    assert_contains(
+        &html,
+        &[
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;",
+            "<td>&lt;b&gt;ops&lt;/b&gt;</td>",
+            "<tr><td><code>ticket-triage</code></td><td>dana@acme.example</td><td>pilot</td><td>medium</td><td>internal</td><td><code>gpt-mini</code> → <code>local</code></td></tr>",
+            "<section id=\"roles\">",
+            "<a href=\"#open-points\">Open points</a>",
+            "<strong>2025-03-14</strong>",
+        ],
     );
-    assert!(html.contains("<td>&lt;b&gt;ops&lt;/b&gt;</td>"), "{html}");
-    assert!(
-        html.contains("<tr><td><code>ticket-triage</code></td><td>dana@acme.example</td><td>pilot</td><td>medium</td><td>internal</td><td><code>gpt-mini</code> → <code>local</code></td></tr>"),
-        "{html}"
-    );
-    assert!(html.contains("<section id=\"roles\">"), "{html}");
-    assert!(
-        html.contains("<a href=\"#open-points\">Open points</a>"),
-        "{html}"
-    );
-    assert!(html.contains("<strong>2025-03-14</strong>"), "{html}");
     assert!(html.trim_end().ends_with("</html>"));
 }
 
@@ -484,8 +477,10 @@ fn code_spans_hold_backticks_and_block_starts_are_escaped() {
         gaps: vec![],
     };
     let md = doc.to_markdown();
-    assert!(md.contains("\n\\# not a heading\n"), "{md}");
-    assert!(md.contains("- 1\\. not a list\n- \\- no"), "{md}");
+    assert_contains(
+        &md,
+        &["\n\\# not a heading\n", "- 1\\. not a list\n- \\- no"],
+    );
 }
 
 proptest! {

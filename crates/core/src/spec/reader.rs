@@ -276,23 +276,30 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
-    /// A table of numbers (`gate = { label_accuracy = 0.8 }`), each with its line.
-    pub(crate) fn numbers(&self, key: &'static str) -> Option<Vec<(Located<String>, f64)>> {
+    /// The entries of the table at `key`, each key with its line; anything but a table is
+    /// reported as not being `expected`.
+    fn keyed(
+        &self,
+        key: &'static str,
+        expected: &str,
+    ) -> Option<Vec<(Located<String>, &'a Spanned<DeValue<'i>>)>> {
         let value = self.get(key)?;
         let DeValue::Table(t) = value.get_ref() else {
-            self.mismatch(
-                key,
-                value,
-                "a table of numbers, e.g. { label_accuracy = 0.8 }",
-            );
+            self.mismatch(key, value, expected);
             return None;
         };
+        let entries = t.iter().map(|(k, v)| {
+            let line = self.source.line_of(&k.span());
+            (Located::new(k.get_ref().to_string(), Some(line)), v)
+        });
+        Some(entries.collect())
+    }
+
+    /// A table of numbers (`gate = { label_accuracy = 0.8 }`), each with its line.
+    pub(crate) fn numbers(&self, key: &'static str) -> Option<Vec<(Located<String>, f64)>> {
+        let entries = self.keyed(key, "a table of numbers, e.g. { label_accuracy = 0.8 }")?;
         let mut out = Vec::new();
-        for (k, v) in t.iter() {
-            let name = Located::new(
-                k.get_ref().to_string(),
-                Some(self.source.line_of(&k.span())),
-            );
+        for (name, v) in entries {
             match number_of(v.get_ref()) {
                 Some(n) => out.push((name, n)),
                 None => self.source.report(
@@ -308,21 +315,12 @@ impl<'a, 'i> TableReader<'a, 'i> {
     /// A table of string arrays (`fallbacks = { gpt = ["local"] }`): each key with its line
     /// and its strings.
     pub(crate) fn string_lists(&self, key: &'static str) -> Option<Vec<NamedStrings>> {
-        let value = self.get(key)?;
-        let DeValue::Table(t) = value.get_ref() else {
-            self.mismatch(
-                key,
-                value,
-                "a table of string arrays, e.g. { gpt-mini = [\"local\"] }",
-            );
-            return None;
-        };
+        let entries = self.keyed(
+            key,
+            "a table of string arrays, e.g. { gpt-mini = [\"local\"] }",
+        )?;
         let mut out = Vec::new();
-        for (k, v) in t.iter() {
-            let name = Located::new(
-                k.get_ref().to_string(),
-                Some(self.source.line_of(&k.span())),
-            );
+        for (name, v) in entries {
             let field = format!("{}.{}", self.field(key), name.value);
             let DeValue::Array(items) = v.get_ref() else {
                 self.source.report(

@@ -1,5 +1,5 @@
 use shopfloor_providers::{build, known_kinds, ChatRequest, OpenAi, ProviderConfig, ProviderError};
-use shopfloor_testkit::{openai_completion, FakeServer, Reply};
+use shopfloor_testkit::{assert_contains, openai_completion, FakeServer, Reply};
 
 use crate::triage_request;
 
@@ -26,12 +26,14 @@ fn an_unset_key_variable_says_which_variable_to_set_for_which_model() {
         ..config("openai")
     };
     let message = config_error(&config);
-    assert!(message.contains("model 'gpt-mini'"), "{message}");
-    assert!(
-        message.contains("set SHOPFLOOR_TEST_KEY_THAT_IS_NEVER_SET"),
-        "{message}"
+    assert_contains(
+        &message,
+        &[
+            "model 'gpt-mini'",
+            "set SHOPFLOOR_TEST_KEY_THAT_IS_NEVER_SET",
+            "is not set",
+        ],
     );
-    assert!(message.contains("is not set"), "{message}");
 }
 
 #[tokio::test]
