@@ -1,13 +1,14 @@
 //! The gateway's own cost: wrk against a fast upstream directly, then through
 //! `shopfloor serve` (recording every call to SQLite) at 1, 8 and 32 connections, side by side;
-//! plus the server's start-up time and peak RSS.
+//! plus the server's start-up time and peak RSS, and the latency of calls in turn on one
+//! keep-alive connection with Nagle on at the client (where a Nagle/delayed-ACK stall shows).
 //!
 //! `cargo bench -p shopfloor --bench gateway_bench`. Needs `wrk` (`apt-get install -y wrk`);
 //! the upstream is nginx when it is installed (`apt-get install -y nginx`), else the testkit's
 //! fake server. Each run lasts `SHOPFLOOR_BENCH_SECS` seconds (default 5; 20 for figures to
 //! quote).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -102,6 +103,12 @@ fn main() {
             gateway.p99_ms - direct.p99_ms,
         );
     }
+    let (median, p90) = keep_alive_latency(&base, &key, 200);
+    println!(
+        "one keep-alive connection, Nagle on at the client, 200 calls in turn: median {:.3} ms, p90 {:.3} ms (a Nagle/delayed-ACK stall would add ~40 ms each)",
+        median.as_secs_f64() * 1e3,
+        p90.as_secs_f64() * 1e3
+    );
     let metrics = Command::new("curl")
         .args(["-s", "-H", &format!("Authorization: Bearer {key}")])
         .arg(format!("{base}/metrics"))
@@ -307,6 +314,57 @@ fn wrk(url: &str, script: &Path, connections: usize, seconds: u64) -> Figures {
         p50_ms: field("50%").map(|v| millis(&v)).unwrap_or(f64::NAN),
         p99_ms: field("99%").map(|v| millis(&v)).unwrap_or(f64::NAN),
     }
+}
+
+/// Median and p90 latency of `calls` chat calls made one after another on one keep-alive
+/// connection that leaves Nagle on, as many clients do: a response written in two segments
+/// would wait for the client's delayed ACK.
+fn keep_alive_latency(base: &str, key: &str, calls: usize) -> (Duration, Duration) {
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the gateway");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = r#"{"model":"fast","messages":[{"role":"user","content":"Hi"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut latencies: Vec<Duration> = (0..calls)
+        .map(|_| {
+            let started = Instant::now();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut got = Vec::new();
+            while response_length(&got).is_none_or(|length| got.len() < length) {
+                let n = stream.read(&mut buffer).unwrap();
+                assert!(n > 0, "the gateway closed the keep-alive connection");
+                got.extend_from_slice(&buffer[..n]);
+            }
+            assert!(
+                got.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&got)
+            );
+            started.elapsed()
+        })
+        .collect();
+    latencies.sort();
+    (latencies[calls / 2], latencies[calls * 9 / 10])
+}
+
+/// The length of the HTTP response at the start of `bytes` (Content-Length framed), once its
+/// head is complete.
+fn response_length(bytes: &[u8]) -> Option<usize> {
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(head_end + length)
 }
 
 /// wrk's `123.45us`, `1.23ms`, `1.05s` in milliseconds.

@@ -166,19 +166,24 @@ fn luhn_digit(body: &str) -> u32 {
     (10 - sum % 10) % 10
 }
 
-fn card(rng: &mut Rng) -> String {
-    let body = format!("4{}", rng.digits(14));
-    let number = format!("{body}{}", luhn_digit(&body));
+/// `value` as printed in groups of four one time in two, else as one run.
+fn maybe_grouped(rng: &mut Rng, value: String) -> String {
     if rng.below(2) == 0 {
-        number
+        let groups: Vec<&str> = value
             .as_bytes()
             .chunks(4)
             .map(|c| std::str::from_utf8(c).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(" ")
+            .collect();
+        groups.join(" ")
     } else {
-        number
+        value
     }
+}
+
+fn card(rng: &mut Rng) -> String {
+    let body = format!("4{}", rng.digits(14));
+    let number = format!("{body}{}", luhn_digit(&body));
+    maybe_grouped(rng, number)
 }
 
 fn iban(rng: &mut Rng) -> String {
@@ -188,16 +193,7 @@ fn iban(rng: &mut Rng) -> String {
         .bytes()
         .fold(0u32, |r, b| (r * 10 + u32::from(b - b'0')) % 97);
     let compact = format!("DE{:02}{bban}", 98 - remainder);
-    if rng.below(2) == 0 {
-        compact
-            .as_bytes()
-            .chunks(4)
-            .map(|c| std::str::from_utf8(c).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        compact
-    }
+    maybe_grouped(rng, compact)
 }
 
 fn phone(rng: &mut Rng) -> String {

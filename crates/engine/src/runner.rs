@@ -160,7 +160,9 @@ impl Runner {
             let provider = &*provider;
             let sent = &request;
             let answer = attempts
-                .call(&mut run.attempts, move || provider.complete(sent))
+                .call(&mut run.attempts, move || async move {
+                    provider.complete(&trace::traced(sent)).await
+                })
                 .await
                 .map_err(|e| CallFailure::from_provider(&spec.name, &e))?;
             let mut response = answer.value;
@@ -243,6 +245,7 @@ impl Runner {
             seed: route.seed,
             assistant_prefix: prefix,
             choices: None,
+            traceparent: None,
         };
         Ok((request, redacting))
     }
@@ -350,7 +353,9 @@ impl Runner {
         let provider = &*provider;
         let request = &request;
         let response = attempts
-            .call(&mut Vec::new(), move || provider.complete(request))
+            .call(&mut Vec::new(), move || async move {
+                provider.complete(&trace::traced(request)).await
+            })
             .await
             .map_err(|e| CallFailure::from_provider(model, &e))?
             .value;

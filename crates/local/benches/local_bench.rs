@@ -3,11 +3,15 @@
 //! (threads: `SHOPFLOOR_THREADS`, default 2). The same prompt is in crates/local/llama-bench for
 //! llama.cpp's figures on the same file.
 
+mod common;
+
 use std::time::Instant;
 
 use futures::StreamExt;
 use shopfloor_local::LocalProvider;
 use shopfloor_providers::{ChatRequest, Message, Provider, Role, StreamEvent};
+
+use common::{peak_rss_kib, report_message};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("SHOPFLOOR_THREADS").is_none() {
@@ -33,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         let mut best: Option<Run> = None;
         for _ in 0..3 {
-            let run = measure(&provider, bench_user_message()).await?;
+            let run = measure(&provider, report_message()).await?;
             if best
                 .as_ref()
                 .is_none_or(|b| run.decode_tok_s > b.decode_tok_s)
@@ -110,24 +114,4 @@ fn request(user: String, max_tokens: u32) -> ChatRequest {
         max_tokens: Some(max_tokens),
         ..ChatRequest::default()
     }
-}
-
-/// About 200 tokens once in the chat template; the same text as the llama.cpp bench.
-fn bench_user_message() -> String {
-    let body = "The warehouse in Leeds received 40 pallets of packaging on Monday, but the delivery note listed 42. \
-        The supplier says two pallets were sent to the Sheffield site by mistake and will be moved this week. \
-        Meanwhile the packing line is short of medium boxes and the night shift had to pause for an hour. ";
-    format!("Summarise this report for the operations lead in three sentences.\n\n{body}{body}")
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
 }

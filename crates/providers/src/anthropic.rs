@@ -223,7 +223,8 @@ impl Provider for Anthropic {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let prepared = prepare(request, false);
-        let response = http::send(&self.name, &self.url, self.post(&prepared.wire)).await?;
+        let response =
+            http::send(&self.name, &self.url, request, self.post(&prepared.wire)).await?;
         let body: WireResponse = http::read_json(
             &self.name,
             &self.url,
@@ -265,7 +266,8 @@ impl Provider for Anthropic {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, ProviderError>>, ProviderError> {
         let prepared = prepare(request, true);
-        let response = http::send(&self.name, &self.url, self.post(&prepared.wire)).await?;
+        let response =
+            http::send(&self.name, &self.url, request, self.post(&prepared.wire)).await?;
         let parser = EventsParser {
             provider: self.name.clone(),
             trim_answer_start: prepared.trim_answer_start,

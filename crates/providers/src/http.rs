@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::ProviderError;
+use crate::{ChatRequest, ProviderError};
 
 /// How long to wait for a TCP (and TLS) connection before giving up on the attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,13 +58,15 @@ pub(crate) fn secret_header(
     Ok(value)
 }
 
-/// Send a request and insist on a 2xx status; anything else becomes the matching error.
+/// Send the HTTP request made for `chat`, with its trace context when it has one, and insist
+/// on a 2xx status; anything else becomes the matching error.
 pub(crate) async fn send(
     provider: &str,
     url: &Url,
+    chat: &ChatRequest,
     request: reqwest::RequestBuilder,
 ) -> Result<Response, ProviderError> {
-    let request = match crate::trace_context::traceparent() {
+    let request = match &chat.traceparent {
         Some(traceparent) => request.header("traceparent", traceparent),
         None => request,
     };

@@ -16,7 +16,6 @@ pub mod openai;
 mod registry;
 pub mod replay;
 mod sse;
-pub mod trace_context;
 
 pub use anthropic::Anthropic;
 pub use openai::OpenAi;
@@ -65,6 +64,11 @@ pub struct ChatRequest {
     /// Constrained choice: answer with exactly one of these strings. Only for providers with
     /// [`Capabilities::constrained_choice`]; others get a normal prompt.
     pub choices: Option<Vec<String>>,
+    /// The W3C `traceparent` of the span the call is made in, sent as that header so that a
+    /// provider which traces joins the caller's trace. Not part of what is asked: left out of
+    /// the replay key and of recorded exchanges.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 /// Token counts as the provider reported them.

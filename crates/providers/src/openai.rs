@@ -213,7 +213,7 @@ impl Provider for OpenAi {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let wire = WireRequest::new(request, false);
-        let response = http::send(&self.name, &self.url, self.post(&wire)).await?;
+        let response = http::send(&self.name, &self.url, request, self.post(&wire)).await?;
         let body: WireResponse = http::read_json(
             &self.name,
             &self.url,
@@ -251,7 +251,7 @@ impl Provider for OpenAi {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, ProviderError>>, ProviderError> {
         let wire = WireRequest::new(request, true);
-        let response = http::send(&self.name, &self.url, self.post(&wire)).await?;
+        let response = http::send(&self.name, &self.url, request, self.post(&wire)).await?;
         let parser = ChunkParser {
             provider: self.name.clone(),
             ..ChunkParser::default()

@@ -37,6 +37,8 @@ pub fn request_key(request: &ChatRequest) -> String {
         seed,
         assistant_prefix,
         choices,
+        // Where the call sits in a trace does not change what is asked.
+        traceparent: _,
     } = request;
     let mut json = String::with_capacity(256);
     json.push_str("{\"model\":");

@@ -6,8 +6,8 @@
 //! closes, with its parent, its fields as attributes, and a W3C `traceparent` from the caller as
 //! the remote parent of a root span. [`OtlpExporter`] posts them in batches from a task of its
 //! own; a full queue drops spans (counted and logged) rather than slowing requests down. It also
-//! marks the span being run on each thread for [`trace_context`], so that calls to models carry
-//! a `traceparent` naming their `attempt` span.
+//! answers the engine's [`ContextLookup`], so that calls to models carry a `traceparent` naming
+//! their `attempt` span ([`shopfloor_engine::trace::traced`]).
 //!
 //! Spans carry names, ids, statuses and figures, never text: no prompt, output or error message
 //! is a field of any span, so nothing personal reaches the trace backend. The run id on a span
@@ -17,6 +17,7 @@
 //! `otel.kind` (`server`, `client`, `internal`), `otel.status_code` (`error`, `ok`), and
 //! `traceparent` (not an attribute: the remote parent).
 
+use std::any::TypeId;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use shopfloor_core::stats::splitmix64;
-use shopfloor_providers::trace_context;
+use shopfloor_engine::trace::{ContextLookup, SpanContext};
 use tokio::sync::{mpsc, watch};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -118,6 +119,7 @@ pub fn pipeline(config: OtlpConfig) -> Result<(OtlpLayer, OtlpExporter), String>
     let layer = OtlpLayer {
         sender,
         dropped: dropped.clone(),
+        lookup: None,
     };
     let exporter = OtlpExporter {
         receiver,
@@ -138,6 +140,22 @@ pub fn pipeline(config: OtlpConfig) -> Result<(OtlpLayer, OtlpExporter), String>
 pub struct OtlpLayer {
     sender: mpsc::Sender<FinishedSpan>,
     dropped: Arc<AtomicU64>,
+    /// Set when the layer joins its subscriber, whose type the lookup needs.
+    lookup: Option<ContextLookup>,
+}
+
+/// The ids of span `id`, or of the nearest span around it that this layer exports.
+fn span_context<S>(dispatch: &tracing::Dispatch, id: &Id) -> Option<SpanContext>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let subscriber = dispatch.downcast_ref::<S>()?;
+    subscriber.span(id)?.scope().find_map(|span| {
+        let extensions = span.extensions();
+        extensions
+            .get::<OpenSpan>()
+            .map(|open| (open.trace_id, open.span_id))
+    })
 }
 
 /// What the layer keeps on an open span.
@@ -260,18 +278,22 @@ where
         }
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let context = ctx.span(id).and_then(|span| {
-            let extensions = span.extensions();
-            extensions
-                .get::<OpenSpan>()
-                .map(|open| (open.trace_id, open.span_id))
-        });
-        trace_context::enter(context);
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        self.lookup = Some(ContextLookup(span_context::<S>));
     }
 
-    fn on_exit(&self, _id: &Id, _ctx: Context<'_, S>) {
-        trace_context::exit();
+    /// Hands the engine its [`ContextLookup`] (as `tracing-opentelemetry` hands out its
+    /// context getter).
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<ContextLookup>() {
+            self.lookup
+                .as_ref()
+                .map(|lookup| lookup as *const ContextLookup as *const ())
+        } else {
+            None
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

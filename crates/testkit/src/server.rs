@@ -331,30 +331,10 @@ async fn write_reply(
     match reply {
         Reply::Json(status, value) => {
             let body = serde_json::to_vec(&value).map_err(io::Error::other)?;
-            write_head(
-                output,
-                status,
-                "application/json",
-                &extra,
-                Some(body.len()),
-                keep_alive,
-            );
-            output.extend_from_slice(&body);
-            stream.write_all(output).await?;
-            Ok(keep_alive)
+            write_json(stream, output, status, &extra, &body, keep_alive).await
         }
         Reply::Raw(status, body) => {
-            write_head(
-                output,
-                status,
-                "application/json",
-                &extra,
-                Some(body.len()),
-                keep_alive,
-            );
-            output.extend_from_slice(body.as_bytes());
-            stream.write_all(output).await?;
-            Ok(keep_alive)
+            write_json(stream, output, status, &extra, body.as_bytes(), keep_alive).await
         }
         Reply::CutOff => {
             write_head(
@@ -389,6 +369,28 @@ async fn write_reply(
 }
 
 /// Status line and headers; `content_length: None` means a chunked body.
+/// A complete `application/json` response with `body`; whether the connection stays open.
+async fn write_json(
+    stream: &mut TcpStream,
+    output: &mut Vec<u8>,
+    status: u16,
+    extra: &[(String, String)],
+    body: &[u8],
+    keep_alive: bool,
+) -> io::Result<bool> {
+    write_head(
+        output,
+        status,
+        "application/json",
+        extra,
+        Some(body.len()),
+        keep_alive,
+    );
+    output.extend_from_slice(body);
+    stream.write_all(output).await?;
+    Ok(keep_alive)
+}
+
 fn write_head(
     output: &mut Vec<u8>,
     status: u16,

@@ -88,12 +88,11 @@ async fn answers_pipelined_requests_in_order() {
     assert_eq!(requests[1].raw_body, b"not json");
 }
 
-#[tokio::test]
-async fn cut_off_promises_more_body_than_it_sends_then_closes() {
-    let server = FakeServer::start(|_| Reply::CutOff).await;
-    let mut stream = connect(&server).await;
+/// POST `{}` to `path` on a new connection and read until the server closes it.
+async fn post_until_closed(server: &FakeServer, path: &str) -> Vec<u8> {
+    let mut stream = connect(server).await;
     stream
-        .write_all(post("/v1/chat/completions", "{}").as_bytes())
+        .write_all(post(path, "{}").as_bytes())
         .await
         .expect("write");
     let mut received = Vec::new();
@@ -101,6 +100,13 @@ async fn cut_off_promises_more_body_than_it_sends_then_closes() {
         .read_to_end(&mut received)
         .await
         .expect("read to the close");
+    received
+}
+
+#[tokio::test]
+async fn cut_off_promises_more_body_than_it_sends_then_closes() {
+    let server = FakeServer::start(|_| Reply::CutOff).await;
+    let received = post_until_closed(&server, "/v1/chat/completions").await;
     let text = String::from_utf8(received).expect("UTF-8");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head");
     assert!(head.contains("content-length: 4096"), "{head}");
@@ -110,16 +116,7 @@ async fn cut_off_promises_more_body_than_it_sends_then_closes() {
 #[tokio::test]
 async fn close_hangs_up_without_a_byte() {
     let server = FakeServer::start(|_| Reply::Close).await;
-    let mut stream = connect(&server).await;
-    stream
-        .write_all(post("/v1/messages", "{}").as_bytes())
-        .await
-        .expect("write");
-    let mut received = Vec::new();
-    stream
-        .read_to_end(&mut received)
-        .await
-        .expect("read to the close");
+    let received = post_until_closed(&server, "/v1/messages").await;
     assert!(received.is_empty());
     assert_eq!(server.request_count(), 1);
 }

@@ -283,6 +283,7 @@ impl Engine {
                 seed: request.seed,
                 assistant_prefix: None,
                 choices: None,
+                traceparent: None,
             },
             redacting,
         })
@@ -320,7 +321,9 @@ impl Engine {
             let mut attempts = self.attempts(model.spec);
             let (provider, sent) = (&*model.provider, &model.request);
             let result = attempts
-                .call(&mut call.run.attempts, move || provider.complete(sent))
+                .call(&mut call.run.attempts, move || async move {
+                    provider.complete(&trace::traced(sent)).await
+                })
                 .await;
             call.upstream += attempts.upstream();
             let answer = match result {

@@ -47,7 +47,9 @@ impl Engine {
             let mut attempts = self.attempts(model.spec);
             let (provider, sent) = (&*model.provider, &model.request);
             let opened = attempts
-                .call(&mut call.run.attempts, move || open(provider, sent))
+                .call(&mut call.run.attempts, move || async move {
+                    open(provider, &trace::traced(sent)).await
+                })
                 .await;
             call.upstream += attempts.upstream();
             match opened {

@@ -1,5 +1,8 @@
 //! llama.cpp's figures and token ids for the embedded model, to hold candle's up against.
 
+#[path = "../../benches/common/mod.rs"]
+mod common;
+
 use std::num::NonZeroU32;
 use std::time::Instant;
 
@@ -9,6 +12,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+
+use common::{peak_rss_kib, report_message};
 
 /// Strings whose ids the tokenizer tests pin; keep in step with crates/local/tests/tokenizer.rs.
 const SAMPLES: &[&str] = &[
@@ -108,26 +113,11 @@ fn argmax(logits: &[f32]) -> LlamaToken {
     LlamaToken(best.0 as i32)
 }
 
-/// The same ~200-token chat prompt as crates/local/benches/local_bench.rs.
+/// The chat prompt of crates/local/benches/local_bench.rs, in SmolLM2's template.
 fn bench_prompt() -> String {
-    let body = "The warehouse in Leeds received 40 pallets of packaging on Monday, but the delivery note listed 42. \
-        The supplier says two pallets were sent to the Sheffield site by mistake and will be moved this week. \
-        Meanwhile the packing line is short of medium boxes and the night shift had to pause for an hour. ";
     format!(
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
-         <|im_start|>user\nSummarise this report for the operations lead in three sentences.\n\n{body}{body}<|im_end|>\n\
-         <|im_start|>assistant\n"
+         <|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+        report_message()
     )
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
 }
