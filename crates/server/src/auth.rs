@@ -1,16 +1,22 @@
 //! Who is calling: a bearer API key, looked up by its SHA-256, gives a key id, a role and a
-//! team. Each route needs one permission ([`ROUTES`]); the role matrix in
-//! `shopfloor_core::access` decides.
+//! team. Each route declares what it asks of the caller (its [`Access`] in
+//! [`ROUTES`](crate::ROUTES)); the router checks it with [`guard`] before the handler runs, and
+//! the role matrix in `shopfloor_core::access` decides.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use axum::http::{header, HeaderMap, Method};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use shopfloor_core::access::{Permission, Role};
 use shopfloor_store::{ApiKeyRecord, Caller};
 
 use crate::error::ApiError;
+use crate::routes::Route;
 use crate::AppState;
 
 /// What a route asks of the caller.
@@ -25,79 +31,15 @@ pub enum Access {
     NeedsOrOwn(Permission),
 }
 
-/// One route of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    pub method: &'static str,
-    /// As the router writes it, with `{name}` parameters.
-    pub path: &'static str,
-    pub access: Access,
-}
-
-impl Route {
-    pub fn method(&self) -> Method {
-        Method::from_bytes(self.method.as_bytes()).unwrap_or(Method::GET)
+impl Access {
+    /// The permission asked for; `None` for a public route.
+    pub fn permission(self) -> Option<Permission> {
+        match self {
+            Access::Public => None,
+            Access::Needs(p) | Access::NeedsOrOwn(p) => Some(p),
+        }
     }
 }
-
-pub const CHAT: Route = Route {
-    method: "POST",
-    path: "/v1/chat/completions",
-    access: Access::Needs(Permission::CallModels),
-};
-pub const MODELS: Route = Route {
-    method: "GET",
-    path: "/v1/models",
-    access: Access::Needs(Permission::CallModels),
-};
-pub const WORKFLOW_RUN: Route = Route {
-    method: "POST",
-    path: "/v1/workflows/{name}/runs",
-    access: Access::Needs(Permission::RunWorkflows),
-};
-pub const WORKFLOW_BATCH: Route = Route {
-    method: "POST",
-    path: "/v1/workflows/{name}/batches",
-    access: Access::Needs(Permission::RunWorkflows),
-};
-pub const BATCH: Route = Route {
-    method: "GET",
-    path: "/v1/batches/{id}",
-    access: Access::NeedsOrOwn(Permission::ReadRuns),
-};
-pub const RUN: Route = Route {
-    method: "GET",
-    path: "/v1/runs/{id}",
-    access: Access::NeedsOrOwn(Permission::ReadRuns),
-};
-pub const METRICS: Route = Route {
-    method: "GET",
-    path: "/metrics",
-    access: Access::Needs(Permission::ReadRuns),
-};
-pub const HEALTHZ: Route = Route {
-    method: "GET",
-    path: "/healthz",
-    access: Access::Public,
-};
-pub const READYZ: Route = Route {
-    method: "GET",
-    path: "/readyz",
-    access: Access::Public,
-};
-
-/// Every route the server has, for the router and the role-matrix test.
-pub const ROUTES: [Route; 9] = [
-    CHAT,
-    MODELS,
-    WORKFLOW_RUN,
-    WORKFLOW_BATCH,
-    BATCH,
-    RUN,
-    METRICS,
-    HEALTHZ,
-    READYZ,
-];
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,14 +131,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 impl AppState {
     /// Authenticate the request and check that its key may use `route`.
-    pub async fn authorize(
-        &self,
-        headers: &HeaderMap,
-        route: &Route,
-    ) -> Result<Option<Principal>, ApiError> {
-        let permission = match route.access {
-            Access::Public => return Ok(None),
-            Access::Needs(p) | Access::NeedsOrOwn(p) => p,
+    async fn authorize(&self, headers: &HeaderMap, route: &Route) -> Result<Principal, ApiError> {
+        let Some(permission) = route.access.permission() else {
+            return Err(ApiError::internal(format!(
+                "{route:?} is public: nobody is authorized for it"
+            )));
         };
         let Some(secret) = bearer(headers) else {
             return Err(ApiError::unauthorized(
@@ -218,13 +157,13 @@ impl AppState {
             own_only: false,
         };
         if role.allows(permission) {
-            return Ok(Some(principal));
+            return Ok(principal);
         }
         let makes_things =
             role.allows(Permission::RunWorkflows) || role.allows(Permission::CallModels);
         if matches!(route.access, Access::NeedsOrOwn(_)) && makes_things {
             principal.own_only = true;
-            return Ok(Some(principal));
+            return Ok(principal);
         }
         Err(ApiError::forbidden(format!(
             "the {role} role may not {} ({} {})",
@@ -259,6 +198,36 @@ impl AppState {
     }
 }
 
+/// The router's check in front of every route that asks for a permission: authorize, and
+/// hand the [`Principal`] to the handler.
+pub(crate) async fn guard(
+    State((state, route)): State<(AppState, &'static Route)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match state.authorize(request.headers(), route).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The caller, as [`guard`] authorized it.
+impl<S: Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts.extensions.remove::<Principal>().ok_or_else(|| {
+            ApiError::internal(
+                "this route is public, so its handler cannot ask who is calling; \
+                 declare its permission in ROUTES",
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,14 +243,5 @@ mod tests {
         headers.insert("x-api-key", "sf_def".parse().unwrap());
         assert_eq!(bearer(&headers), Some("sf_def"));
         assert_eq!(bearer(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn every_route_is_listed_once() {
-        for (i, a) in ROUTES.iter().enumerate() {
-            for b in &ROUTES[i + 1..] {
-                assert!(a.method != b.method || a.path != b.path, "{a:?} twice");
-            }
-        }
     }
 }

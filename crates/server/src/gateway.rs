@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use shopfloor_store::{RunRecord, RunStatus};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::workflows::{output_text, run_failure};
 use crate::{json_response, AppState, Json, RUN_ID_HEADER};
@@ -129,14 +129,10 @@ fn messages(wire: Vec<WireMessage>) -> Result<Vec<Message>, ApiError> {
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    principal: Principal,
     Json(body): Json<ChatBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let principal = state
-        .authorize(&headers, &auth::CHAT)
-        .await?
-        .ok_or_else(|| ApiError::internal("the chat route needs a key"))?;
     if body.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("only n = 1 is supported").param("n"));
     }
@@ -496,12 +492,8 @@ fn held_completion(requested: &str, run: &RunRecord) -> Response {
 /// it may run them.
 pub(crate) async fn models(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    principal: Principal,
 ) -> Result<Response, ApiError> {
-    let principal: Principal = state
-        .authorize(&headers, &auth::MODELS)
-        .await?
-        .ok_or_else(|| ApiError::internal("the models route needs a key"))?;
     let mut data: Vec<Value> = state
         .engine
         .gateway_models()

@@ -11,6 +11,7 @@ mod error;
 mod gateway;
 mod metrics;
 pub mod otlp;
+mod routes;
 mod tasks;
 mod worker;
 mod workflows;
@@ -26,7 +27,6 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -36,9 +36,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 
-pub use auth::{Access, Principal, Route, ROUTES};
+pub use auth::{Access, Principal};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use routes::{Route, ROUTES};
 pub use worker::WorkerConfig;
 
 use auth::KeyCache;
@@ -164,22 +165,19 @@ impl AppState {
     }
 }
 
-/// The router: every route of [`ROUTES`], the request observer, the body limit.
+/// The router: every route of [`ROUTES`] behind its access check, and in front of every
+/// response, the unmatched included, the request observer; then the body limit.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route(auth::CHAT.path, post(gateway::chat))
-        .route(auth::MODELS.path, get(gateway::models))
-        .route(auth::WORKFLOW_RUN.path, post(workflows::run))
-        .route(auth::WORKFLOW_BATCH.path, post(workflows::submit_batch))
-        .route(auth::BATCH.path, get(workflows::batch))
-        .route(auth::RUN.path, get(workflows::get_run))
-        .route(auth::METRICS.path, get(metrics_text))
-        .route(auth::HEALTHZ.path, get(healthz))
-        .route(auth::READYZ.path, get(readyz))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+    let mut router = Router::new();
+    for route in &ROUTES {
+        router = router.route(route.path, route.method_router(&state));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // `layer`, not `route_layer`: the fallbacks are observed too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -239,7 +237,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|m| ROUTES.iter().find(|r| r.path == m.as_str()))
+        .and_then(|m| routes::by_path(m.as_str()))
         .map_or("unmatched", |r| r.path);
     let method = request.method().clone();
     // A caller's W3C trace context makes this request part of its trace.
@@ -290,12 +288,12 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-async fn healthz() -> Response {
+pub(crate) async fn healthz() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
 /// Ready when the store answers (it was migrated when it was opened) and not shutting down.
-async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.draining.load(Ordering::Relaxed) {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -315,17 +313,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics_text(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
-    state.authorize(&headers, &auth::METRICS).await?;
+/// `GET /metrics`.
+pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
-    Ok(response)
+    response
 }
 
 /// A server bound to its listener, ready to run.

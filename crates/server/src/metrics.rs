@@ -1,325 +1,337 @@
-//! Counters and histograms kept in atomics, rendered as Prometheus text at `GET /metrics`.
-//! Every name starts with `shopfloor_`.
+//! The server's metrics, in a `prometheus-client` registry rendered as Prometheus text at
+//! `GET /metrics`. Every name starts with `shopfloor_`. A new metric is one field, registered
+//! once in [`Metrics::new`], and updated where it happens.
 //!
-//! Hand-rolled rather than a metrics crate: a handful of series, no registry to configure, and
-//! recording a request costs a few atomic adds.
+//! The request path stays cheap: a run's series are looked up once per (workflow, model) and
+//! kept as handles, so recording a run is a map lookup by `&str` and a few atomic adds — no
+//! label set is built per request.
 
 use std::collections::HashMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
 use shopfloor_engine::RunFacts;
 use shopfloor_store::RunStatus;
 
-/// Upper bounds of the histogram buckets, in microseconds: fine at the low end, where the
+mod process;
+
+/// Upper bounds of the histogram buckets, in seconds: fine at the low end, where the
 /// gateway's own overhead lives, and up to a minute for slow models.
-const BUCKETS_US: [u64; 20] = [
-    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000,
+const BUCKETS: [f64; 20] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// A latency histogram.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS_US.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-}
+/// Makes the latency histograms of a family, all with [`BUCKETS`].
+#[derive(Clone, Copy, Default)]
+struct Latency;
 
-impl Histogram {
-    pub fn observe(&self, value: Duration) {
-        let us = value.as_micros().min(u128::from(u64::MAX)) as u64;
-        if let Some(i) = BUCKETS_US.iter().position(|b| us <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, bound) in BUCKETS_US.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let le = *bound as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+impl MetricConstructor<Histogram> for Latency {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(BUCKETS)
     }
 }
 
-/// Everything measured about the runs of one (workflow, model) pair.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatusLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    workflow: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunStatusLabels {
+    workflow: String,
+    model: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    workflow: String,
+    model: String,
+    kind: &'static str,
+}
+
+/// Cost adds up in a float counter (US dollars).
+type CostCounter = Counter<f64, AtomicU64>;
+
+/// The families of the runs' metrics, labelled by workflow and model.
+struct RunFamilies {
+    runs: Family<RunStatusLabels, Counter>,
+    duration: Family<RunLabels, Histogram, Latency>,
+    overhead: Family<RunLabels, Histogram, Latency>,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<RunLabels, CostCounter>,
+    provider_errors: Family<RunLabels, Counter>,
+    fallbacks: Family<RunLabels, Counter>,
+}
+
+/// The handles of one (workflow, model) pair's series, looked up once.
 struct RunSeries {
-    by_status: [AtomicU64; RunStatus::ALL.len()],
+    labels: RunLabels,
+    /// Created on the first run of each status, so that only statuses seen are exported.
+    by_status: [OnceLock<Counter>; RunStatus::ALL.len()],
     duration: Histogram,
     overhead: Histogram,
-    prompt_tokens: AtomicU64,
-    completion_tokens: AtomicU64,
-    /// US dollars × 10⁹, so that cost adds up in an integer.
-    cost_nano_usd: AtomicU64,
-    provider_errors: AtomicU64,
-    fallbacks: AtomicU64,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
+    cost: CostCounter,
+    provider_errors: Counter,
+    fallbacks: Counter,
 }
 
-/// HTTP requests of one route.
-#[derive(Default)]
-struct RouteSeries {
-    duration: Histogram,
-    by_status: RwLock<HashMap<u16, Arc<AtomicU64>>>,
+impl RunSeries {
+    fn new(families: &RunFamilies, workflow: &str, model: &str) -> Self {
+        let labels = RunLabels {
+            workflow: workflow.to_string(),
+            model: model.to_string(),
+        };
+        let tokens = |kind| {
+            families.tokens.get_or_create_owned(&TokenLabels {
+                workflow: labels.workflow.clone(),
+                model: labels.model.clone(),
+                kind,
+            })
+        };
+        Self {
+            by_status: Default::default(),
+            duration: families.duration.get_or_create_owned(&labels),
+            overhead: families.overhead.get_or_create_owned(&labels),
+            prompt_tokens: tokens("prompt"),
+            completion_tokens: tokens("completion"),
+            cost: families.cost.get_or_create_owned(&labels),
+            provider_errors: families.provider_errors.get_or_create_owned(&labels),
+            fallbacks: families.fallbacks.get_or_create_owned(&labels),
+            labels,
+        }
+    }
+
+    fn status(&self, families: &RunFamilies, status: RunStatus) -> &Counter {
+        let i = RunStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(0);
+        self.by_status[i].get_or_init(|| {
+            families.runs.get_or_create_owned(&RunStatusLabels {
+                workflow: self.labels.workflow.clone(),
+                model: self.labels.model.clone(),
+                status: status.as_str(),
+            })
+        })
+    }
+}
+
+/// A new metric, registered under `name`; the registry keeps a handle to the same series.
+/// prometheus-client ends every help text with a full stop and counters' names with `_total`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A family of latency histograms.
+fn latency<S: Clone + std::hash::Hash + Eq>() -> Family<S, Histogram, Latency> {
+    Family::new_with_constructor(Latency)
 }
 
 /// The server's metrics.
-#[derive(Default)]
 pub struct Metrics {
-    routes: RwLock<HashMap<&'static str, Arc<RouteSeries>>>,
+    registry: Registry,
+    requests: Family<RouteStatusLabels, Counter>,
+    request_duration: Family<RouteLabels, Histogram, Latency>,
+    in_flight: Gauge,
+    run_families: RunFamilies,
+    /// workflow → model → handles.
     runs: RwLock<HashMap<String, HashMap<String, Arc<RunSeries>>>>,
-    in_flight: AtomicI64,
-    started_at_s: AtomicU64,
 }
 
-/// Get or create the value at `key` of a read-mostly map.
-fn entry<K, V>(map: &RwLock<HashMap<K, Arc<V>>>, key: &K, make: impl FnOnce() -> K) -> Arc<V>
-where
-    K: std::hash::Hash + Eq,
-    V: Default,
-{
-    if let Some(v) = map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
-        return v.clone();
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
-    map.write()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(make())
-        .or_default()
-        .clone()
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        let metrics = Self::default();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        metrics.started_at_s.store(now, Ordering::Relaxed);
-        metrics
+        let mut registry = Registry::default();
+        let r = &mut registry;
+        let requests = registered(
+            r,
+            "shopfloor_http_requests",
+            "HTTP requests by route and status",
+            Default::default(),
+        );
+        let request_duration = registered(
+            r,
+            "shopfloor_http_request_duration_seconds",
+            "Time from request to response head (a stream counts until its first byte)",
+            latency(),
+        );
+        let run_families = RunFamilies {
+            runs: registered(
+                r,
+                "shopfloor_runs",
+                "Runs (workflow runs, batch cases and gateway calls) by workflow, model and status",
+                Default::default(),
+            ),
+            duration: registered(
+                r,
+                "shopfloor_run_duration_seconds",
+                "Wall time of each run, provider time included",
+                latency(),
+            ),
+            overhead: registered(
+                r,
+                "shopfloor_gateway_overhead_seconds",
+                "Time the server itself added to each run: wall time minus time waiting on providers (calls and retry waits)",
+                latency(),
+            ),
+            tokens: registered(
+                r,
+                "shopfloor_tokens",
+                "Tokens by workflow, model and kind",
+                Default::default(),
+            ),
+            cost: registered(
+                r,
+                "shopfloor_cost_usd",
+                "Cost in US dollars at the configured prices",
+                Default::default(),
+            ),
+            provider_errors: registered(
+                r,
+                "shopfloor_provider_errors",
+                "Attempts that ended in an error (timeouts, HTTP errors, broken connections, refusals)",
+                Default::default(),
+            ),
+            fallbacks: registered(
+                r,
+                "shopfloor_fallbacks",
+                "Times a run moved on to the next model of its route",
+                Default::default(),
+            ),
+        };
+        let in_flight = registered(
+            r,
+            "shopfloor_http_requests_in_flight",
+            "Requests being served now",
+            Default::default(),
+        );
+        let started: Gauge = registered(
+            r,
+            "shopfloor_start_time_seconds",
+            "When the server started, in Unix seconds",
+            Default::default(),
+        );
+        started.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        );
+        registry.register_collector(Box::new(process::Process));
+        Self {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            run_families,
+            runs: RwLock::default(),
+        }
     }
 
     /// A request started; the guard counts it out when dropped.
     pub fn request_started(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.inc();
         InFlight(self)
     }
 
     /// An HTTP request to `route` ended with `status` after `took`.
     pub fn request(&self, route: &'static str, status: u16, took: Duration) {
-        let series = entry(&self.routes, &route, || route);
-        series.duration.observe(took);
-        entry(&series.by_status, &status, || status).fetch_add(1, Ordering::Relaxed);
+        self.requests
+            .get_or_create(&RouteStatusLabels { route, status })
+            .inc();
+        self.request_duration
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
     }
 
     /// A run ended. `took` is the wall time of the request (or case) that made it; the
     /// gateway's own overhead is that minus the time spent waiting on providers.
     pub fn run(&self, facts: &RunFacts, took: Duration) {
         let model = facts.model.as_deref().unwrap_or("none");
-        let series = {
-            let found = self
-                .runs
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(facts.workflow.as_str())
-                .and_then(|m| m.get(model))
-                .cloned();
-            match found {
-                Some(series) => series,
-                None => self
-                    .runs
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(facts.workflow.clone())
-                    .or_default()
-                    .entry(model.to_string())
-                    .or_default()
-                    .clone(),
-            }
-        };
-        let status = RunStatus::ALL
-            .iter()
-            .position(|s| *s == facts.status)
-            .unwrap_or(0);
-        series.by_status[status].fetch_add(1, Ordering::Relaxed);
-        series.duration.observe(took);
-        series.overhead.observe(took.saturating_sub(facts.upstream));
+        let series = self.series(&facts.workflow, model);
+        series.status(&self.run_families, facts.status).inc();
+        series.duration.observe(took.as_secs_f64());
         series
-            .prompt_tokens
-            .fetch_add(facts.prompt_tokens, Ordering::Relaxed);
-        series
-            .completion_tokens
-            .fetch_add(facts.completion_tokens, Ordering::Relaxed);
-        series
-            .cost_nano_usd
-            .fetch_add((facts.cost_usd * 1e9).round() as u64, Ordering::Relaxed);
+            .overhead
+            .observe(took.saturating_sub(facts.upstream).as_secs_f64());
+        series.prompt_tokens.inc_by(facts.prompt_tokens);
+        series.completion_tokens.inc_by(facts.completion_tokens);
+        series.cost.inc_by(facts.cost_usd);
         series
             .provider_errors
-            .fetch_add(u64::from(facts.failed_attempts), Ordering::Relaxed);
-        series
-            .fallbacks
-            .fetch_add(u64::from(facts.fallbacks), Ordering::Relaxed);
+            .inc_by(u64::from(facts.failed_attempts));
+        series.fallbacks.inc_by(u64::from(facts.fallbacks));
     }
 
-    /// The Prometheus text exposition.
+    /// The handles of a (workflow, model) pair: looked up under a read lock, created once.
+    fn series(&self, workflow: &str, model: &str) -> Arc<RunSeries> {
+        let found = self
+            .runs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(workflow)
+            .and_then(|models| models.get(model))
+            .cloned();
+        if let Some(series) = found {
+            return series;
+        }
+        self.runs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(workflow.to_string())
+            .or_default()
+            .entry(model.to_string())
+            .or_insert_with(|| Arc::new(RunSeries::new(&self.run_families, workflow, model)))
+            .clone()
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        self.render_http(&mut out);
-        self.render_runs(&mut out);
-        let _ = writeln!(
-            out,
-            "# HELP shopfloor_http_requests_in_flight Requests being served now.\n# TYPE shopfloor_http_requests_in_flight gauge\nshopfloor_http_requests_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP shopfloor_start_time_seconds When the server started, in Unix seconds.\n# TYPE shopfloor_start_time_seconds gauge\nshopfloor_start_time_seconds {}",
-            self.started_at_s.load(Ordering::Relaxed)
-        );
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
-
-    fn render_http(&self, out: &mut String) {
-        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<&&'static str> = routes.keys().collect();
-        names.sort();
-        out.push_str("# HELP shopfloor_http_requests_total HTTP requests by route and status.\n# TYPE shopfloor_http_requests_total counter\n");
-        for route in &names {
-            let statuses = routes[**route]
-                .by_status
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            let mut codes: Vec<_> = statuses.iter().collect();
-            codes.sort_by_key(|(code, _)| **code);
-            for (code, count) in codes {
-                let _ = writeln!(
-                    out,
-                    "shopfloor_http_requests_total{{route=\"{}\",status=\"{code}\"}} {}",
-                    escape(route),
-                    count.load(Ordering::Relaxed)
-                );
-            }
-        }
-        out.push_str("# HELP shopfloor_http_request_duration_seconds Time from request to response head (a stream counts until its first byte).\n# TYPE shopfloor_http_request_duration_seconds histogram\n");
-        for route in &names {
-            let labels = format!("route=\"{}\"", escape(route));
-            routes[**route].duration.render(
-                out,
-                "shopfloor_http_request_duration_seconds",
-                &labels,
-            );
-        }
-    }
-
-    fn render_runs(&self, out: &mut String) {
-        let runs = self.runs.read().unwrap_or_else(|e| e.into_inner());
-        let mut series: Vec<(String, &RunSeries)> = Vec::new();
-        for (workflow, models) in runs.iter() {
-            for (model, s) in models {
-                series.push((
-                    format!(
-                        "workflow=\"{}\",model=\"{}\"",
-                        escape(workflow),
-                        escape(model)
-                    ),
-                    s,
-                ));
-            }
-        }
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-        out.push_str("# HELP shopfloor_runs_total Runs (workflow runs, batch cases and gateway calls) by workflow, model and status.\n# TYPE shopfloor_runs_total counter\n");
-        for (labels, s) in &series {
-            for (i, status) in RunStatus::ALL.iter().enumerate() {
-                let n = s.by_status[i].load(Ordering::Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "shopfloor_runs_total{{{labels},status=\"{}\"}} {n}",
-                        status.as_str()
-                    );
-                }
-            }
-        }
-        out.push_str("# HELP shopfloor_run_duration_seconds Wall time of each run, provider time included.\n# TYPE shopfloor_run_duration_seconds histogram\n");
-        for (labels, s) in &series {
-            s.duration
-                .render(out, "shopfloor_run_duration_seconds", labels);
-        }
-        out.push_str("# HELP shopfloor_gateway_overhead_seconds Time the server itself added to each run: wall time minus time waiting on providers (calls and retry waits).\n# TYPE shopfloor_gateway_overhead_seconds histogram\n");
-        for (labels, s) in &series {
-            s.overhead
-                .render(out, "shopfloor_gateway_overhead_seconds", labels);
-        }
-        out.push_str("# HELP shopfloor_tokens_total Tokens by workflow, model and kind.\n# TYPE shopfloor_tokens_total counter\n");
-        for (labels, s) in &series {
-            let _ = writeln!(
-                out,
-                "shopfloor_tokens_total{{{labels},kind=\"prompt\"}} {}\nshopfloor_tokens_total{{{labels},kind=\"completion\"}} {}",
-                s.prompt_tokens.load(Ordering::Relaxed),
-                s.completion_tokens.load(Ordering::Relaxed)
-            );
-        }
-        let counters = [
-            (
-                "shopfloor_cost_usd_total",
-                "Cost in US dollars at the configured prices.",
-            ),
-            (
-                "shopfloor_provider_errors_total",
-                "Attempts that ended in an error (timeouts, HTTP errors, broken connections, refusals).",
-            ),
-            (
-                "shopfloor_fallbacks_total",
-                "Times a run moved on to the next model of its route.",
-            ),
-        ];
-        for (name, help) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (labels, s) in &series {
-                let value = match name {
-                    "shopfloor_cost_usd_total" => {
-                        (s.cost_nano_usd.load(Ordering::Relaxed) as f64 / 1e9).to_string()
-                    }
-                    "shopfloor_provider_errors_total" => {
-                        s.provider_errors.load(Ordering::Relaxed).to_string()
-                    }
-                    _ => s.fallbacks.load(Ordering::Relaxed).to_string(),
-                };
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        }
-    }
 }
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Counts a request in flight until dropped.
 pub struct InFlight<'a>(&'a Metrics);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.dec();
     }
-}
-
-/// A label value as the exposition format wants it.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -343,24 +355,27 @@ mod tests {
 
     #[test]
     fn histograms_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(30));
-        h.observe(Duration::from_micros(700));
-        h.observe(Duration::from_secs(120));
-        let mut out = String::new();
-        h.render(&mut out, "x", "a=\"b\"");
-        assert!(
-            out.contains("x_bucket{a=\"b\",le=\"0.000025\"} 0\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("x_bucket{a=\"b\",le=\"0.00005\"} 1\n"),
-            "{out}"
-        );
-        assert!(out.contains("x_bucket{a=\"b\",le=\"0.001\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"60\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
+        let m = Metrics::new();
+        for took in [
+            Duration::from_micros(30),
+            Duration::from_micros(700),
+            Duration::from_secs(120),
+        ] {
+            m.request("/x", 200, took);
+        }
+        let out = m.render();
+        let name = "shopfloor_http_request_duration_seconds";
+        // Bounds are written as Go's clients write them (`strconv.FormatFloat(v, 'g', -1)`).
+        for line in [
+            format!("{name}_bucket{{route=\"/x\",le=\"2.5e-05\"}} 0\n"),
+            format!("{name}_bucket{{route=\"/x\",le=\"5e-05\"}} 1\n"),
+            format!("{name}_bucket{{route=\"/x\",le=\"0.001\"}} 2\n"),
+            format!("{name}_bucket{{route=\"/x\",le=\"60\"}} 2\n"),
+            format!("{name}_bucket{{route=\"/x\",le=\"+Inf\"}} 3\n"),
+            format!("{name}_count{{route=\"/x\"}} 3\n"),
+        ] {
+            assert!(out.contains(&line), "missing {line} in\n{out}");
+        }
     }
 
     #[test]
@@ -388,6 +403,8 @@ mod tests {
                 "missing {line} in\n{text}"
             );
         }
+        // Only statuses that happened are exported.
+        assert!(!text.contains("status=\"invalid\""), "{text}");
         assert!(text
             .lines()
             .all(|l| l.starts_with('#') || l.starts_with("shopfloor_")));
@@ -395,6 +412,25 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let m = Metrics::new();
+        let mut f = facts(RunStatus::Ok);
+        f.workflow = "a\"b\\c\nd".into();
+        m.run(&f, Duration::from_millis(1));
+        let text = m.render();
+        assert!(
+            text.contains(
+                "shopfloor_fallbacks_total{workflow=\"a\\\"b\\\\c\\nd\",model=\"fast\"} 1\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn in_flight_requests_are_counted_out() {
+        let m = Metrics::new();
+        let guard = m.request_started();
+        assert!(m.render().contains("shopfloor_http_requests_in_flight 1\n"));
+        drop(guard);
+        assert!(m.render().contains("shopfloor_http_requests_in_flight 0\n"));
     }
 }

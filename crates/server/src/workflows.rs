@@ -4,14 +4,14 @@
 use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shopfloor_engine::{failure_kind, released_output, RunFacts};
 use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::{json_response, AppState, Json, RUN_ID_HEADER};
 
@@ -50,19 +50,14 @@ pub(crate) struct BatchQuery {
     after: Option<u64>,
 }
 
-fn required(principal: Option<Principal>) -> Result<Principal, ApiError> {
-    principal.ok_or_else(|| ApiError::internal("this route needs a key"))
-}
-
 /// `POST /v1/workflows/{name}/runs`: the parsed, validated output with the run id.
 pub(crate) async fn run(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    principal: Principal,
     Json(body): Json<RunBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let principal = required(state.authorize(&headers, &auth::WORKFLOW_RUN).await?)?;
     let caller = principal.caller(body.user.as_deref());
     let engine = state.engine.clone();
     let task_state = state.clone();
@@ -136,10 +131,9 @@ pub(crate) fn output_text(output: &Value) -> String {
 pub(crate) async fn submit_batch(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    principal: Principal,
     Json(body): Json<BatchBody>,
 ) -> Result<Response, ApiError> {
-    let principal = required(state.authorize(&headers, &auth::WORKFLOW_BATCH).await?)?;
     let caller = principal.caller(body.user.as_deref());
     let batch = state
         .engine_call(state.engine.enqueue_batch(
@@ -170,9 +164,8 @@ pub(crate) async fn batch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<BatchQuery>,
-    headers: HeaderMap,
+    principal: Principal,
 ) -> Result<Response, ApiError> {
-    let principal = required(state.authorize(&headers, &auth::BATCH).await?)?;
     if principal.own_only {
         let caller = state.engine_call(state.engine.batch_caller(&id)).await?;
         if !principal.may_see(caller.as_ref().map(|c| c.key_id.as_str())) {
@@ -234,9 +227,8 @@ fn case_result(run: &RunRecord) -> Value {
 pub(crate) async fn get_run(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    principal: Principal,
 ) -> Result<Response, ApiError> {
-    let principal = required(state.authorize(&headers, &auth::RUN).await?)?;
     let store = state.engine.store();
     let mut run = state.store_call(store.get_run(&id)).await?;
     if run.is_none() {

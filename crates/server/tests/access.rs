@@ -1,5 +1,6 @@
-//! Who may call what: every route against every role, missing, unknown and revoked keys, a key
-//! that may read only what it made, and the request body limit.
+//! Who may call what: every route the router serves against every role, missing, unknown and
+//! revoked keys, a key that may read only what it made, the request body limit, and requests
+//! that match no route.
 
 mod common;
 
@@ -39,7 +40,7 @@ async fn call(
     key: Option<&str>,
 ) -> (u16, Value) {
     let url = server.url(path);
-    match (route.method, body) {
+    match (route.method.as_str(), body) {
         ("POST", Some(body)) => post(c, &url, key, body).await,
         ("GET", None) => get(c, &url, key).await,
         other => panic!("no request for {other:?}"),
@@ -73,9 +74,19 @@ async fn every_route_against_every_role() {
     let batch_id = batch["batch_id"].as_str().unwrap().to_string();
     server.state.engine.flush().await;
 
+    // The router is built from ROUTES and nothing else (`shopfloor_server::app`), so these are
+    // the routes it serves; each answers its method and refuses any other with 405, which
+    // only a route the router serves does (a path it does not serve is a 404).
     let mut checked = 0;
     for route in ROUTES.iter() {
         let (path, body) = request_for(route, &run_id, &batch_id);
+        let other = if route.method == reqwest::Method::GET {
+            c.delete(server.url(&path))
+        } else {
+            c.get(server.url(&path))
+        };
+        let response = other.send().await.unwrap();
+        assert_eq!(response.status(), 405, "{route:?} is not served at {path}");
         let (status, response) = call(&c, &server, route, &path, &body, None).await;
         match route.access {
             Access::Public => assert_eq!(
@@ -257,5 +268,49 @@ async fn bodies_over_the_limit_are_refused_with_413() {
     )
     .await;
     assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_matches_no_route_is_observed_like_any_other() {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let c = client();
+    let response = c
+        .get(server.url("/v1/no-such-thing"))
+        .header("x-request-id", "lost-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-request-id"], "lost-123");
+    let body: Value = response.json().await.unwrap();
+    assert_openai_error(&body, "not_found_error");
+    let response = c.get(server.url("/nowhere")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "a made-up request id"
+    );
+    let (status, _) = get(&c, &server.url("/healthz"), None).await;
+    assert_eq!(status, 200);
+    let metrics = c
+        .get(server.url("/metrics"))
+        .bearer_auth(&server.keys.viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "shopfloor_http_requests_total{route=\"unmatched\",status=\"404\"} 2\n",
+        "shopfloor_http_requests_total{route=\"/healthz\",status=\"200\"} 1\n",
+        "shopfloor_http_request_duration_seconds_count{route=\"unmatched\"} 2\n",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
     server.stop().await;
 }

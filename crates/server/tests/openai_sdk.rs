@@ -1,6 +1,7 @@
 //! The official OpenAI Python SDK as the client, streamed and not: an existing application
-//! changes only its base URL and key. Skipped, saying why, only where the SDK is not installed
-//! (`pip install openai`; CI installs it).
+//! changes only its base URL and key. Without the SDK this test fails, saying how to install
+//! it (`pip install openai`; `.ci/run` installs it): a client test that passes without its
+//! client proves nothing.
 
 mod common;
 
@@ -11,21 +12,25 @@ use serde_json::{json, Value};
 use shopfloor_store::RunStatus;
 use shopfloor_testkit::FakeServer;
 
-fn sdk_available() -> bool {
-    Command::new("python3")
+/// Why the SDK cannot be imported, if it cannot.
+fn sdk_missing() -> Option<String> {
+    match Command::new("python3")
         .args(["-c", "import openai"])
         .output()
-        .is_ok_and(|out| out.status.success())
+    {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+        Err(e) => Some(format!("cannot run python3: {e}")),
+    }
 }
 
 #[tokio::test]
 async fn the_official_python_sdk_works_against_the_gateway() {
-    if !sdk_available() {
-        eprintln!(
-            "SKIPPED: the OpenAI Python SDK is not installed (`python3 -c \"import openai\"` fails); \
-             `pip install openai` to run this test"
+    if let Some(why) = sdk_missing() {
+        panic!(
+            "the OpenAI Python SDK is not installed (`python3 -c \"import openai\"` fails); \
+             `python3 -m pip install openai` and run this test again:\n{why}"
         );
-        return;
     }
     let upstream = FakeServer::start(answer).await;
     let dir = tempfile::tempdir().unwrap();
