@@ -56,6 +56,12 @@ enum Command {
     /// Show recorded runs.
     #[command(subcommand)]
     Runs(commands::runs::Command),
+    /// The review queue: list, claim the next item, show, approve, edit, reject, figures.
+    #[command(subcommand)]
+    Review(commands::review::Command),
+    /// Eval datasets: grow them from reviewers' decisions.
+    #[command(subcommand)]
+    Datasets(commands::datasets::Command),
     /// The embedded local models: list them, pull their weights.
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -120,6 +126,8 @@ fn main() -> ExitCode {
             Command::Eval(args) => commands::eval::run(&global, args).await,
             Command::Evals(command) => commands::evals::run(&global, command).await,
             Command::Runs(command) => commands::runs::run(&global, command).await,
+            Command::Review(command) => commands::review::run(&global, command).await,
+            Command::Datasets(command) => commands::datasets::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),
             Command::Policy(command) => commands::policy::run(&global, command),
             Command::Promote(args) => commands::promote::run(&global, args).await,

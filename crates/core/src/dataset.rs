@@ -16,6 +16,12 @@ pub struct DatasetCase {
     pub tags: Vec<String>,
 }
 
+/// Fields a JSONL case may carry about where it came from.
+pub const PROVENANCE: &[&str] = &["source", "reviewer", "reviewed_at"];
+
+/// The tag of cases that came from review decisions.
+pub const REVIEW_SOURCE_TAG: &str = "source:review";
+
 /// A line that is not a valid case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BadCase {
@@ -129,9 +135,29 @@ fn case_from_object(mut map: Map<String, Value>, line: u64) -> Result<DatasetCas
             ))
         }
     };
+    let mut tags = tags;
+    // Provenance of cases that came from somewhere (a review decision): kept with the case,
+    // and `source` as a `source:…` tag, so evals can report those cases as their own slice.
+    for field in PROVENANCE {
+        match map.remove(*field) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) => {
+                if *field == "source" {
+                    tags.push(format!("source:{text}"));
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "\"{field}\" must be a string, found {}",
+                    kind(&other)
+                ))
+            }
+        }
+    }
     if let Some(extra) = map.keys().next() {
         return Err(format!(
-            "unknown field \"{extra}\"; a case has id, input, expected and tags"
+            "unknown field \"{extra}\"; a case has id, input, expected, tags and optionally {}",
+            PROVENANCE.join(", ")
         ));
     }
     Ok(DatasetCase {

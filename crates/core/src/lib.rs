@@ -2,6 +2,7 @@
 //! prompt templates, output contracts and version hashing. No I/O: callers hand in text.
 
 pub mod access;
+pub mod calendar;
 mod canonical;
 pub mod dataset;
 mod diagnostic;
@@ -9,6 +10,7 @@ pub mod lifecycle;
 pub mod output;
 pub mod pii;
 pub mod policy_doc;
+pub mod review;
 pub mod scorers;
 pub mod spec;
 pub mod stats;

@@ -72,6 +72,8 @@ impl BatchReport {
             RunStatus::Failed => self.failed += 1,
             RunStatus::Refused => self.refused += 1,
             RunStatus::Held => self.held += 1,
+            // A batch's runs are only just recorded: no reviewer has seen them yet.
+            RunStatus::Rejected => self.held += 1,
         }
         self.latencies_ms.push(run.latency_ms);
         self.prompt_tokens += run.prompt_tokens;
@@ -228,6 +230,7 @@ impl Engine {
                 model_override: model_override.clone(),
                 batch: Some((batch.id.clone(), case.line)),
                 caller: None,
+                evaluation: false,
             };
             let workflow = workflow.clone();
             async move { self.runner.run(&workflow, case.input, &options).await }

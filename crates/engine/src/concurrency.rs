@@ -31,8 +31,10 @@ where
             break;
         }
         tokio::select! {
-            Some(result) = running.next() => finish(result).await?,
+            // A stop is seen before the next result, so none starts after it has come.
+            biased;
             () = &mut stop, if !stopping => stopping = true,
+            Some(result) = running.next() => finish(result).await?,
         }
     }
     Ok(stopping && pending.peek().is_some())

@@ -5,6 +5,7 @@
 mod attempt;
 mod batch;
 mod concurrency;
+mod corrections;
 mod eval;
 mod gateway;
 mod governance;
@@ -14,6 +15,7 @@ mod project;
 mod queue;
 mod recorder;
 mod redaction;
+mod review;
 mod runner;
 pub mod trace;
 
@@ -26,6 +28,7 @@ use shopfloor_store::{RunRecord, Store, StoreError};
 
 pub use attempt::{failure_kind, kind_of, CallFailure, RetryPolicy};
 pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchRequest, Case};
+pub use corrections::AddedCases;
 pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
     GateResult, ScoreDelta, ScoreSummary, WorstCase,
@@ -39,6 +42,7 @@ pub use models::ModelPool;
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use queue::{BatchProgress, API_SOURCE, BATCH_SUBMIT};
 pub use recorder::{Recorder, RecorderTask};
+pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
 pub use runner::{now_ms, released_output, Answer, CallBudget, RunOptions, Runner};
 
 /// The folder under the project that holds the embedded database.
@@ -86,6 +90,8 @@ pub enum EngineError {
         to: &'static str,
         reasons: Vec<String>,
     },
+    #[error(transparent)]
+    Review(review::ReviewError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

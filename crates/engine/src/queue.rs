@@ -50,6 +50,7 @@ impl Engine {
             model_override,
             batch: None,
             caller,
+            evaluation: false,
         };
         let run = self.runner.run(&workflow, input, &options).await;
         self.record(run.clone()).await;
@@ -169,6 +170,7 @@ impl Engine {
             model_override: case.model_override.clone(),
             batch: Some((case.batch_id.clone(), case.case_index)),
             caller: caller.clone(),
+            evaluation: false,
         };
         let run = match self.project.workflow(&case.workflow) {
             Ok(workflow) if workflow.version == batch_version => {

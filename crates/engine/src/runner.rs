@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shopfloor_core::pii::{restore, Redactions};
-use shopfloor_core::spec::{DataClass, ModelSpec, ProjectConfig, RiskTier};
+use shopfloor_core::review::entry_reason;
+use shopfloor_core::spec::{DataClass, ModelSpec, ProjectConfig};
 use shopfloor_core::template::RenderedPrompt;
 use shopfloor_providers::{ChatRequest, Message, Role};
-use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
+use shopfloor_store::{ErrorKind, ReviewTicket, RunRecord, RunStatus};
 use tracing::Instrument;
 
 use crate::attempt::{self, Attempts, CallFailure, Ending, RetryPolicy, Route};
@@ -27,6 +28,8 @@ pub struct RunOptions {
     pub batch: Option<(String, u64)>,
     /// Who asked for the run (through the server).
     pub caller: Option<shopfloor_store::Caller>,
+    /// A run of an eval: its output is held as any other, but never queued for review.
+    pub evaluation: bool,
 }
 
 /// Runs workflows against the project's models.
@@ -79,7 +82,7 @@ impl Runner {
             Err(e) => run.error = Some(format!("{}: {}", e.field, e.message)),
         }
         attempt::finish_totals(&mut run, started);
-        apply_review_policy(workflow, &mut run);
+        apply_review_policy(workflow, &mut run, !options.evaluation);
         trace::record_run(&span, &run);
         run
     }
@@ -189,6 +192,7 @@ impl Runner {
             match parsed {
                 Ok(output) => {
                     run.output = Some(output);
+                    run.confidence = response.choice_probability;
                     run.status = RunStatus::Ok;
                     run.error = None;
                     return Ok(());
@@ -251,18 +255,37 @@ impl Runner {
     }
 }
 
-/// The risk tier's review path: a high-risk output is held until a reviewer approves it; a
-/// medium-risk output is released and, at `[review] sample_rate`, picked for review after.
-fn apply_review_policy(workflow: &LoadedWorkflow, run: &mut RunRecord) {
-    if run.status != RunStatus::Ok {
+/// The review path (`shopfloor_core::review::entry_reason`): a high-risk output, one with a
+/// held label or one below the confidence threshold is held until a reviewer decides; a
+/// medium-risk output is released and, at `[review] sample_rate` (decided by the run id),
+/// queued for a look after. An eval's runs are held alike but never queued: nobody reviews a
+/// test set's answers.
+fn apply_review_policy(workflow: &LoadedWorkflow, run: &mut RunRecord, queue: bool) {
+    let (RunStatus::Ok, Some(output)) = (run.status, &run.output) else {
         return;
+    };
+    let spec = &workflow.spec.review;
+    let Some(reason) = entry_reason(spec, workflow.spec.risk, &run.id, output, run.confidence)
+    else {
+        return;
+    };
+    if reason.holds() {
+        run.status = RunStatus::Held;
+    } else {
+        run.sampled_for_review = true;
     }
-    match workflow.spec.risk {
-        RiskTier::High => run.status = RunStatus::Held,
-        RiskTier::Medium => {
-            run.sampled_for_review = rand::random::<f64>() < workflow.spec.review.sample_rate;
-        }
-        RiskTier::Low => {}
+    if queue {
+        run.review = Some(ReviewTicket {
+            reason,
+            approvals_required: if reason.holds() {
+                spec.approvals_required
+            } else {
+                1
+            },
+            due_at_ms: spec
+                .sla_minutes
+                .map(|minutes| run.created_at_ms + i64::from(minutes) * 60_000),
+        });
     }
 }
 
@@ -296,13 +319,15 @@ pub(crate) fn new_run(
         attempts: Vec::new(),
         caller,
         sampled_for_review: false,
+        confidence: None,
+        review: None,
     }
 }
 
 /// The output a caller may see: none while the run is held for review.
 pub fn released_output(run: &RunRecord) -> Option<&Value> {
     match run.status {
-        RunStatus::Held => None,
+        RunStatus::Held | RunStatus::Rejected => None,
         _ => run.output.as_ref(),
     }
 }

@@ -4,7 +4,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use shopfloor_engine::{EngineError, GatewayError};
+use shopfloor_core::review::DecisionError;
+use shopfloor_engine::{EngineError, GatewayError, ReviewError};
 use shopfloor_store::ErrorKind;
 
 /// An error response.
@@ -133,9 +134,42 @@ impl From<EngineError> for ApiError {
                 .param("input")
                 .code("invalid_input"),
             EngineError::Store(_) => ApiError::unavailable(error.to_string()),
+            EngineError::Review(review) => ApiError::review(review),
             _ => ApiError::internal(error.to_string()),
         }
     }
+}
+
+impl ApiError {
+    /// A refused review action: 404 for no item, 403 for a reviewer's own run, 409 when
+    /// someone else holds or already took the item, 400 for a bad reason or correction.
+    fn review(error: &ReviewError) -> Self {
+        let message = error.to_string();
+        match error {
+            ReviewError::NotFound(_) => ApiError::not_found(message).code("review_not_found"),
+            ReviewError::Decision(DecisionError::OwnRun) => {
+                ApiError::forbidden(message).code("own_run")
+            }
+            ReviewError::Claimed { .. } => conflict(message, "claimed_by_other"),
+            ReviewError::Conflict(_) => conflict(message, "decided_meanwhile"),
+            ReviewError::Decision(DecisionError::AlreadyDecided(_)) => {
+                conflict(message, "already_decided")
+            }
+            ReviewError::Decision(DecisionError::Closed(_)) => conflict(message, "already_closed"),
+            ReviewError::Decision(DecisionError::UnknownReason { .. }) => {
+                ApiError::bad_request(message)
+                    .param("reason")
+                    .code("unknown_reason")
+            }
+            ReviewError::InvalidEdit(_) => ApiError::bad_request(message)
+                .param("output")
+                .code("invalid_output"),
+        }
+    }
+}
+
+fn conflict(message: String, code: &'static str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "invalid_request_error", message).code(code)
 }
 
 impl From<GatewayError> for ApiError {

@@ -11,6 +11,7 @@ mod error;
 mod gateway;
 mod metrics;
 pub mod otlp;
+mod reviews;
 mod routes;
 mod tasks;
 mod worker;

@@ -10,7 +10,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use shopfloor_core::access::Permission;
 
 use crate::auth::Access;
-use crate::{gateway, workflows, AppState};
+use crate::{gateway, reviews, workflows, AppState};
 
 /// One route of the API.
 pub struct Route {
@@ -29,7 +29,7 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 9] = [
+pub static ROUTES: [Route; 17] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
@@ -65,6 +65,54 @@ pub static ROUTES: [Route; 9] = [
         path: "/v1/runs/{id}",
         access: Access::NeedsOrOwn(Permission::ReadRuns),
         serve: |m| on(m, workflows::get_run),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/reviews",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::list),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/reviews/stats",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::stats),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/reviews/next",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::next),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/reviews/{run_id}",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::show),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/reviews/{run_id}/claim",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::claim),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/reviews/{run_id}/approve",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::approve),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/reviews/{run_id}/edit",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::edit),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/reviews/{run_id}/reject",
+        access: Access::Needs(Permission::Review),
+        serve: |m| on(m, reviews::reject),
     },
     Route {
         method: Method::GET,

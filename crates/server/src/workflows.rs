@@ -195,7 +195,6 @@ pub(crate) async fn batch(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// Up to `limit` recorded results of a batch (the newest, if there are more), by case.
 /// One page of a batch's results in case order, and where the next page starts.
 async fn batch_results(
     state: &AppState,
@@ -274,5 +273,32 @@ pub(crate) async fn get_run(
     body["created_at_ms"] = json!(run.created_at_ms);
     body["caller"] = json!(run.caller);
     body["attempts"] = Value::Array(attempts);
+    body["review"] = review_summary(&state, &run).await?;
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Where a run stands in review: `null` when it never entered the queue, else its status and
+/// the last decision (`decision`, `by`, `at`).
+async fn review_summary(state: &AppState, run: &RunRecord) -> Result<Value, ApiError> {
+    if run.review.is_none() {
+        return Ok(Value::Null);
+    }
+    let store = state.engine.store();
+    let Some(item) = state.store_call(store.get_review(&run.id)).await? else {
+        return Ok(Value::Null);
+    };
+    let decisions = state
+        .store_call(store.review_decisions(Some(&run.id), None))
+        .await?;
+    let last = decisions.last();
+    Ok(json!({
+        "status": item.status,
+        "reason": item.reason,
+        "approvals_required": item.approvals_required,
+        "decisions": decisions.len(),
+        "decision": last.map(|d| d.decision),
+        "by": last.map(|d| d.reviewer.as_str()),
+        "at": last.map(|d| d.decided_at_ms),
+        "reject_reason": last.and_then(|d| d.reason.as_deref()),
+    }))
 }

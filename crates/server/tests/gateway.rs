@@ -470,7 +470,7 @@ async fn wait_for_gateway_run(server: &TestServer, model: &str) -> shopfloor_sto
 }
 
 #[tokio::test]
-async fn keep_alive_responses_have_no_nagle_stall() {
+async fn a_keep_alive_connection_gets_one_whole_response_per_request() {
     let upstream =
         FakeServer::start_without_recording(|_| Reply::Json(200, openai_completion("ok", 1, 1)))
             .await;
@@ -514,14 +514,9 @@ async fn keep_alive_responses_have_no_nagle_stall() {
     })
     .await
     .unwrap();
-    let mut sorted = latencies.clone();
-    sorted.sort();
-    let median = sorted[sorted.len() / 2];
-    let p90 = sorted[sorted.len() * 9 / 10];
-    eprintln!("keep-alive through the gateway: median {median:?}, p90 {p90:?}");
-    // A Nagle/delayed-ACK stall costs ~40 ms per response; a loaded CI machine does not.
-    assert!(median < Duration::from_millis(10), "median {median:?}");
-    assert!(p90 < Duration::from_millis(35), "p90 {p90:?}");
+    // Whether a response stalls on Nagle and delayed ACKs is a figure: the gateway bench
+    // measures it (keep-alive median and p90). Here: every request got its one response.
+    assert_eq!(latencies.len(), 200);
     assert_eq!(upstream.request_count(), 200);
     server.stop().await;
 }

@@ -238,6 +238,8 @@ fn records(count: usize) -> Vec<RunRecord> {
                 attempts,
                 caller: None,
                 sampled_for_review: false,
+                confidence: None,
+                review: None,
             }
         })
         .collect()

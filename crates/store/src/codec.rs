@@ -15,14 +15,16 @@ use crate::{
 /// Columns of `runs`, in [`RunRow`] order.
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, version, batch_id, case_index, status, \
      input, prompt, raw_output, output, error, model, prompt_tokens, completion_tokens, \
-     cost_usd, latency_ms, created_at_ms, key_id, caller_user, team, sampled_for_review";
+     cost_usd, latency_ms, created_at_ms, key_id, caller_user, team, sampled_for_review, \
+     confidence";
 /// Number of columns in [`RUN_COLUMNS`].
-pub(crate) const RUN_COLUMN_COUNT: usize = 21;
+pub(crate) const RUN_COLUMN_COUNT: usize = 22;
 /// Columns of `attempts`, in [`AttemptRow`] order.
 pub(crate) const ATTEMPT_COLUMNS: &str = "run_id, n, model, provider, started_at_ms, \
-     latency_ms, prompt_tokens, completion_tokens, cost_usd, outcome, error, raw_output";
+     latency_ms, prompt_tokens, completion_tokens, cost_usd, outcome, error, raw_output, \
+     error_kind";
 /// Number of columns in [`ATTEMPT_COLUMNS`].
-pub(crate) const ATTEMPT_COLUMN_COUNT: usize = 12;
+pub(crate) const ATTEMPT_COLUMN_COUNT: usize = 13;
 /// Columns of `batches`.
 pub(crate) const BATCH_COLUMNS: &str = "id, workflow, version, source, total_cases, \
      model_override, status, created_at_ms, finished_at_ms, key_id, caller_user, team";
@@ -55,6 +57,7 @@ pub(crate) struct RunRow<'a> {
     pub caller_user: Option<&'a str>,
     pub team: Option<&'a str>,
     pub sampled_for_review: bool,
+    pub confidence: Option<f64>,
 }
 
 impl<'a> RunRow<'a> {
@@ -85,6 +88,7 @@ impl<'a> RunRow<'a> {
             caller_user: run.caller.as_ref().and_then(|c| c.user.as_deref()),
             team: run.caller.as_ref().and_then(|c| c.team.as_deref()),
             sampled_for_review: run.sampled_for_review,
+            confidence: run.confidence,
         })
     }
 }
@@ -103,6 +107,7 @@ pub(crate) struct AttemptRow<'a> {
     pub outcome: &'static str,
     pub error: Option<&'a str>,
     pub raw_output: Option<&'a str>,
+    pub error_kind: Option<&'static str>,
 }
 
 impl<'a> AttemptRow<'a> {
@@ -121,6 +126,7 @@ impl<'a> AttemptRow<'a> {
             outcome: attempt.outcome.as_str(),
             error: attempt.error.as_deref(),
             raw_output: attempt.raw_output.as_deref(),
+            error_kind: attempt.error_kind.map(crate::ErrorKind::as_str),
         })
     }
 }
@@ -157,6 +163,7 @@ pub(crate) trait Columns {
     fn int(&self, column: &'static str) -> Result<i64>;
     fn opt_int(&self, column: &'static str) -> Result<Option<i64>>;
     fn float(&self, column: &'static str) -> Result<f64>;
+    fn opt_float(&self, column: &'static str) -> Result<Option<f64>>;
     fn boolean(&self, column: &'static str) -> Result<bool>;
     fn opt_boolean(&self, column: &'static str) -> Result<Option<bool>>;
 }
@@ -177,6 +184,9 @@ macro_rules! impl_columns {
                 Ok(self.try_get(column)?)
             }
             fn float(&self, column: &'static str) -> Result<f64> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_float(&self, column: &'static str) -> Result<Option<f64>> {
                 Ok(self.try_get(column)?)
             }
             fn boolean(&self, column: &'static str) -> Result<bool> {
@@ -247,7 +257,11 @@ pub(crate) fn enumeration<T>(
 }
 
 /// A run from a row of [`RUN_COLUMNS`], with its already decoded attempts.
-pub(crate) fn run_from_row(row: &impl Columns, attempts: Vec<AttemptRecord>) -> Result<RunRecord> {
+pub(crate) fn run_from_row(
+    row: &impl Columns,
+    attempts: Vec<AttemptRecord>,
+    review: Option<crate::ReviewTicket>,
+) -> Result<RunRecord> {
     const T: &str = "runs";
     Ok(RunRecord {
         id: row.text("id")?,
@@ -270,6 +284,8 @@ pub(crate) fn run_from_row(row: &impl Columns, attempts: Vec<AttemptRecord>) -> 
         attempts,
         caller: caller_from_row(row)?,
         sampled_for_review: row.boolean("sampled_for_review")?,
+        confidence: row.opt_float("confidence")?,
+        review,
     })
 }
 
@@ -292,7 +308,16 @@ pub(crate) fn attempt_from_row(row: &impl Columns) -> Result<AttemptRecord> {
         cost_usd: row.float("cost_usd")?,
         outcome: enumeration(row, T, "outcome", AttemptOutcome::parse)?,
         error: row.opt_text("error")?,
-        error_kind: None,
+        error_kind: row
+            .opt_text("error_kind")?
+            .map(|text| {
+                crate::ErrorKind::parse(&text).ok_or_else(|| StoreError::Corrupt {
+                    table: T,
+                    column: "error_kind",
+                    message: format!("unknown value {text:?}"),
+                })
+            })
+            .transpose()?,
         raw_output: row.opt_text("raw_output")?,
     })
 }

@@ -13,6 +13,7 @@ mod postgres;
 mod queries;
 mod queue;
 mod record;
+mod reviews;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -32,6 +33,10 @@ pub use queue::ClaimedCase;
 pub use record::{
     AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, RunFilter, RunRecord,
     RunStatus, RunSummary,
+};
+pub use reviews::{
+    ReviewClaim, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore, ReviewTicket,
+    ReviewUpdate,
 };
 pub use sqlite::SqliteStore;
 
@@ -69,7 +74,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: ReviewStore + Send + Sync {
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

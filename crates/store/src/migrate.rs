@@ -56,6 +56,11 @@ const MIGRATIONS: &[Migration] = &[
         "audit_lookup_index",
         include_str!("../migrations/0005_audit_lookup.sql"),
     ),
+    Migration::new(
+        6,
+        "reviews_error_kinds_confidence",
+        include_str!("../migrations/0006_reviews.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

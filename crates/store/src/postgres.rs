@@ -16,6 +16,7 @@ use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
 use crate::location::redact_location;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
+use crate::reviews::review_store_impl;
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
 /// One array per column of `rows`, for binding to an `UNNEST`.
@@ -116,6 +117,7 @@ impl PostgresStore {
             .bind(column!(run_rows, |r| r.caller_user))
             .bind(column!(run_rows, |r| r.team))
             .bind(column!(run_rows, |r| r.sampled_for_review))
+            .bind(column!(run_rows, |r| r.confidence))
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -138,9 +140,12 @@ impl PostgresStore {
                 .bind(column!(attempts, |a| a.outcome))
                 .bind(column!(attempts, |a| a.error))
                 .bind(column!(attempts, |a| a.raw_output))
+                .bind(column!(attempts, |a| a.error_kind))
                 .execute(&mut *tx)
                 .await?;
         }
+        let reviewed: Vec<&RunRecord> = runs.iter().filter(|r| inserted.contains(&r.id)).collect();
+        insert_review_rows(&mut tx, &reviewed).await?;
         // A queued case is done once its run is recorded.
         let queued: Vec<_> = run_rows.iter().filter(|r| r.batch_id.is_some()).collect();
         if !queued.is_empty() {
@@ -225,6 +230,7 @@ impl PostgresStore {
 }
 
 store_impl!(PostgresStore, Postgres, "postgres");
+review_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;
@@ -238,7 +244,7 @@ static INSERT_RUNS: LazyLock<String> = LazyLock::new(|| {
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
          $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::bigint[], \
-         $18::text[], $19::text[], $20::text[], $21::bool[]) \
+         $18::text[], $19::text[], $20::text[], $21::bool[], $22::float8[]) \
          ON CONFLICT DO NOTHING RETURNING id"
     )
 });
@@ -249,7 +255,7 @@ static INSERT_ATTEMPTS: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO attempts ({ATTEMPT_COLUMNS}) \
          SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
          $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[], $10::text[], $11::text[], \
-         $12::text[])"
+         $12::text[], $13::text[])"
     )
 });
 

@@ -106,7 +106,15 @@ macro_rules! store_impl {
                     .iter()
                     .map(codec::attempt_from_row)
                     .collect::<$crate::Result<Vec<_>>>()?;
-                codec::run_from_row(&row, attempts).map(Some)
+                let review = sqlx::query::<$db>(
+                    "SELECT reason, approvals_required, due_at_ms FROM reviews WHERE run_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.reader())
+                .await?
+                .map(|row| $crate::reviews::ticket_from_row(&row))
+                .transpose()?;
+                codec::run_from_row(&row, attempts, review).map(Some)
             }
 
             async fn list_runs(
@@ -578,7 +586,7 @@ macro_rules! store_impl {
                     .fetch_all(self.reader())
                     .await?
                     .iter()
-                    .map(|row| $crate::codec::run_from_row(row, Vec::new()))
+                    .map(|row| $crate::codec::run_from_row(row, Vec::new(), None))
                     .collect()
             }
         }

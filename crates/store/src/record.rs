@@ -17,16 +17,19 @@ pub enum RunStatus {
     Refused,
     /// A valid output held back for review before release.
     Held,
+    /// A reviewer decided the output must not be released.
+    Rejected,
 }
 
 impl RunStatus {
     /// Every status, in declaration order.
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 6] = [
         RunStatus::Ok,
         RunStatus::Invalid,
         RunStatus::Failed,
         RunStatus::Refused,
         RunStatus::Held,
+        RunStatus::Rejected,
     ];
 
     /// The text stored in the database and shown to users.
@@ -37,6 +40,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Refused => "refused",
             RunStatus::Held => "held",
+            RunStatus::Rejected => "rejected",
         }
     }
 
@@ -194,6 +198,13 @@ pub struct RunRecord {
     /// A released output picked for review after the fact (medium risk, `[review] sample_rate`).
     #[serde(default)]
     pub sampled_for_review: bool,
+    /// How sure the model was of the output, where the provider says (the chosen label's
+    /// probability under constrained choice).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Why and how the run waits for a reviewer, when it does.
+    #[serde(default)]
+    pub review: Option<crate::ReviewTicket>,
 }
 
 /// A run as listed (no prompt, input or attempts).

@@ -17,6 +17,7 @@ use crate::codec::{
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
+use crate::reviews::review_store_impl;
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
 /// SQLite accepts at most this many bind parameters per statement (the default since 3.32).
@@ -174,7 +175,8 @@ impl SqliteStore {
                     .push_bind(r.key_id)
                     .push_bind(r.caller_user)
                     .push_bind(r.team)
-                    .push_bind(r.sampled_for_review);
+                    .push_bind(r.sampled_for_review)
+                    .push_bind(r.confidence);
             });
             // Skips runs whose id or (batch_id, case_index) is already recorded; RETURNING
             // names the ones actually written, whose attempts are the only ones to write.
@@ -205,7 +207,8 @@ impl SqliteStore {
                     .push_bind(a.cost_usd)
                     .push_bind(a.outcome)
                     .push_bind(a.error)
-                    .push_bind(a.raw_output);
+                    .push_bind(a.raw_output)
+                    .push_bind(a.error_kind);
             });
             query
                 .build()
@@ -213,6 +216,8 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let reviewed: Vec<&RunRecord> = runs.iter().filter(|r| inserted.contains(&r.id)).collect();
+        insert_review_rows(&mut tx, &reviewed).await?;
         // A queued case is done once its run is recorded.
         for run in run_rows.iter().filter(|r| r.batch_id.is_some()) {
             sqlx::query::<Sqlite>(
@@ -320,6 +325,7 @@ impl SqliteStore {
 }
 
 store_impl!(SqliteStore, Sqlite, "sqlite");
+review_store_impl!(SqliteStore, Sqlite, "");
 
 #[cfg(test)]
 mod tests {

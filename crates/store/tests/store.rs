@@ -54,6 +54,8 @@ async fn run_without_optional_fields_round_trips(db: &Db) {
         prompt: json!(null),
         caller: None,
         sampled_for_review: false,
+        confidence: None,
+        review: None,
         ..run("r-bare", "ticket-triage", 5, None)
     };
     let nulls = AttemptRecord {

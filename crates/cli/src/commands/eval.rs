@@ -182,6 +182,23 @@ pub fn print_scorecard(s: &EvalSummary) {
     if let Some(b) = &s.baseline {
         print_baseline(b);
     }
+    if let Some(slice) = &s.review_slice {
+        println!("  cases from reviews ({} of them):", slice.cases);
+        for score in &slice.scores {
+            println!(
+                "    {:<16} {:.3}  (pass rate {:.1}%)",
+                score.scorer,
+                score.mean,
+                score.pass_rate * 100.0
+            );
+        }
+    }
+    if s.unanswered_cases > 0 {
+        println!(
+            "  {} case(s) left out: their expected answer is still to be filled in",
+            s.unanswered_cases
+        );
+    }
     print_gates(s);
 }
 

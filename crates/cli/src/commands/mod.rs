@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod datasets;
 pub mod eval;
 pub mod evals;
 pub mod init;
@@ -10,6 +11,7 @@ pub mod models;
 pub mod policy;
 pub mod promote;
 pub mod quickstart;
+pub mod review;
 pub mod run;
 pub mod runs;
 pub mod serve;
@@ -37,24 +39,7 @@ pub fn actor() -> String {
 
 /// A Unix time in milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    shopfloor_core::calendar::utc_datetime(ms)
 }
 
 /// Print an error the way a user needs it, and choose the exit code: 2 for a bad project,
@@ -85,7 +70,8 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
         | EngineError::InvalidDataset(_)
         | EngineError::NoDataset(_)
         | EngineError::UnknownEval(_)
-        | EngineError::PromotionRefused { .. } => {
+        | EngineError::PromotionRefused { .. }
+        | EngineError::Review(_) => {
             eprintln!("error: {error}");
             if let Some(hint) = hint(error) {
                 eprintln!("hint: {hint}");
@@ -106,15 +92,5 @@ fn hint(error: &EngineError) -> Option<&'static str> {
         EngineError::InvalidDataset(_) => Some("run the valid cases with --skip-invalid"),
         EngineError::NoDataset(_) => Some("or pass a dataset file with --dataset"),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
-        assert_eq!(super::format_time(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(super::format_time(1_795_000_000_123), "2026-11-18 11:06:40");
     }
 }

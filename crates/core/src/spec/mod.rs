@@ -5,6 +5,7 @@
 
 mod config;
 mod reader;
+mod review;
 mod types;
 mod validate;
 mod workflow;
@@ -14,9 +15,12 @@ pub use config::{
     ProviderKind, StoreAction,
 };
 pub use reader::Located;
+pub use review::{
+    ReviewSpec, SlaAction, WebhookSpec, DEFAULT_REJECT_REASONS, DEFAULT_RESERVATION_MINUTES,
+};
 pub use types::{DataClass, RiskTier, Stage, WorkflowName};
 pub use validate::{validate_project, ProjectFiles};
 pub use workflow::{
     parse_workflow, EvalSpec, JudgeSpec, Outcome, OutputContract, OutputSpec, PromptSpec,
-    ReviewSpec, RouteSpec, Workflow, KNOWN_SCORERS,
+    RouteSpec, Workflow, KNOWN_SCORERS,
 };

@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::reader::{parse, Located, Source, TableReader};
+use super::review::{read_review, ReviewSpec};
 use super::types::{DataClass, RiskTier, Stage, WorkflowName};
 use crate::Diagnostic;
 
@@ -95,12 +96,6 @@ pub struct JudgeSpec {
     pub scale: crate::scorers::JudgeScale,
 }
 
-/// `[review]`: how outputs reach a person.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ReviewSpec {
-    pub sample_rate: f64,
-}
-
 /// A parsed workflow. Cross-file checks (models, datasets) are in [`super::validate_project`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Workflow {
@@ -182,6 +177,20 @@ fn read_workflow(name: &str, file: &str, root: &TableReader<'_, '_>) -> Option<W
     );
     let eval = optional_table(root, "eval", read_eval);
     let review = optional_table(root, "review", read_review);
+    if let (Some(review), Some(OutputContract::Labels(labels))) =
+        (&review, output.as_ref().map(|o| &o.contract))
+    {
+        for held in review.hold_labels.iter().filter(|h| !labels.contains(h)) {
+            root.source().report(
+                None,
+                "review.hold_labels",
+                format!(
+                    "\"{held}\" is not one of the output labels: {}",
+                    labels.join(", ")
+                ),
+            );
+        }
+    }
     Some(Workflow {
         name: name?,
         file: file.to_string(),
@@ -196,7 +205,7 @@ fn read_workflow(name: &str, file: &str, root: &TableReader<'_, '_>) -> Option<W
         output: output?,
         route: route?,
         eval,
-        review: review.unwrap_or(ReviewSpec { sample_rate: 0.0 }),
+        review: review.unwrap_or_default(),
     })
 }
 
@@ -264,17 +273,6 @@ fn read_input(t: &TableReader<'_, '_>) -> Option<Json> {
         );
     }
     schema
-}
-
-fn read_review(t: &TableReader<'_, '_>) -> ReviewSpec {
-    let rate = t.number("sample_rate").unwrap_or(0.0);
-    if !(0.0..=1.0).contains(&rate) {
-        t.invalid(
-            "sample_rate",
-            format!("{rate} is not a rate; expected a number from 0 to 1"),
-        );
-    }
-    ReviewSpec { sample_rate: rate }
 }
 
 fn read_outcome(t: &TableReader<'_, '_>) -> Option<Outcome> {

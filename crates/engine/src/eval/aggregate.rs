@@ -118,6 +118,31 @@ pub struct EvalSummary {
     pub passed: bool,
     /// Stopped before every case ran.
     pub interrupted: bool,
+    /// The cases that came from review decisions (`source: review`), scored on their own:
+    /// how a change does on what people corrected.
+    #[serde(default)]
+    pub review_slice: Option<SliceSummary>,
+    /// Cases left out because their `expected` is still to be filled in.
+    #[serde(default)]
+    pub unanswered_cases: u64,
+}
+
+/// The scores of one slice of an eval's cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceSummary {
+    /// The tag that selects the slice.
+    pub tag: String,
+    pub cases: u64,
+    /// Per scorer: its mean and pass rate over the slice.
+    pub scores: Vec<SliceScore>,
+}
+
+/// A scorer's figures on a slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceScore {
+    pub scorer: String,
+    pub mean: f64,
+    pub pass_rate: f64,
 }
 
 /// What the aggregation needs to know of a scorer.
@@ -137,6 +162,8 @@ pub struct Accumulator {
     passed: Vec<Vec<bool>>,
     case_index: HashMap<String, usize>,
     latencies: Vec<u64>,
+    /// Positions of the cases from review decisions.
+    review_cases: Vec<usize>,
     label_pairs: Vec<(String, Option<String>)>,
     worst: Vec<WorstCase>,
     pub cases: u64,
@@ -167,10 +194,17 @@ impl Accumulator {
         self.case_index.insert(case.case_id.clone(), index);
         self.cases += 1;
         self.cached += u64::from(case.cached);
+        if case
+            .tags
+            .iter()
+            .any(|t| t == shopfloor_core::dataset::REVIEW_SOURCE_TAG)
+        {
+            self.review_cases.push(index);
+        }
         match case.status {
             RunStatus::Invalid => self.invalid += 1,
             RunStatus::Failed | RunStatus::Refused => self.failed += 1,
-            RunStatus::Ok | RunStatus::Held => {}
+            RunStatus::Ok | RunStatus::Held | RunStatus::Rejected => {}
         }
         self.latencies.push(case.latency_ms);
         self.prompt_tokens += case.prompt_tokens;
@@ -237,6 +271,39 @@ impl Accumulator {
     }
 
     /// Per-scorer aggregates.
+    /// The review-derived cases' figures, when there are any.
+    pub fn review_slice(&self) -> Option<SliceSummary> {
+        if self.review_cases.is_empty() {
+            return None;
+        }
+        let n = self.review_cases.len() as f64;
+        let scores = self
+            .scorers
+            .iter()
+            .enumerate()
+            .map(|(i, scorer)| SliceScore {
+                scorer: scorer.name.clone(),
+                mean: self
+                    .review_cases
+                    .iter()
+                    .map(|&c| self.values[i][c])
+                    .sum::<f64>()
+                    / n,
+                pass_rate: self
+                    .review_cases
+                    .iter()
+                    .filter(|&&c| self.passed[i][c])
+                    .count() as f64
+                    / n,
+            })
+            .collect();
+        Some(SliceSummary {
+            tag: shopfloor_core::dataset::REVIEW_SOURCE_TAG.to_string(),
+            cases: self.review_cases.len() as u64,
+            scores,
+        })
+    }
+
     pub fn scores(&self) -> Vec<ScoreSummary> {
         self.scorers
             .iter()

@@ -106,6 +106,10 @@ impl Engine {
         if !bad.is_empty() && !request.skip_invalid {
             return Err(EngineError::InvalidDataset(bad));
         }
+        // A case from a rejected review waits for a person to write its answer.
+        let before = cases.len();
+        cases.retain(|c| !c.expected.is_null());
+        let unanswered = (before - cases.len()) as u64;
         if let Some(limit) = request.limit {
             cases.truncate(limit);
         }
@@ -195,6 +199,8 @@ impl Engine {
             judge_errors: acc.judge_errors,
             judge_cost_usd: acc.judge_cost_usd,
             interrupted,
+            review_slice: acc.review_slice(),
+            unanswered_cases: unanswered,
         };
         let status = if interrupted {
             EvalStatus::Cancelled
@@ -260,6 +266,7 @@ impl Engine {
             model_override: eval.model_override.clone(),
             batch: Some((eval.id.clone(), case.line)),
             caller: None,
+            evaluation: true,
         };
         let run = self.runner.run(workflow, case.input, &options).await;
         let mut record = EvalCaseRecord {

@@ -172,7 +172,8 @@ pub fn attempt(n: u32, outcome: AttemptOutcome) -> AttemptRecord {
         cost_usd: 0.000_123_4,
         outcome,
         error: (outcome != AttemptOutcome::Ok).then(|| format!("attempt {n}: HTTP 503")),
-        error_kind: None,
+        error_kind: (outcome == AttemptOutcome::Error)
+            .then_some(shopfloor_store::ErrorKind::Upstream),
         raw_output: (outcome != AttemptOutcome::Error).then(|| "billing".into()),
     }
 }
@@ -207,6 +208,8 @@ pub fn run(id: &str, workflow: &str, created_at_ms: i64, batch: Option<(&str, u6
             team: Some("support".into()),
         }),
         sampled_for_review: true,
+        confidence: Some(0.875),
+        review: None,
     }
 }
 

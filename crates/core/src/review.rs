@@ -1,0 +1,362 @@
+//! The review loop's rules, as pure functions: which outputs a person must see, what a
+//! decision does to an item, how reviewers agree, and how review events are signed. The engine
+//! hands in the facts (the run, the prior decisions) and stores what comes out.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::spec::{ReviewSpec, RiskTier};
+
+crate::text_enum! {
+    /// Why an output is in the review queue.
+    pub enum ReviewReason {
+        /// A high-risk workflow: every valid output waits for a person.
+        HighRisk => "high_risk",
+        /// Its confidence is below `[review] hold_below_confidence`.
+        LowConfidence => "low_confidence",
+        /// Its label is one of `[review] hold_labels`.
+        HeldLabel => "held_label",
+        /// Medium risk: released, and picked at `[review] sample_rate` for a look after.
+        Sampled => "sampled",
+    }
+}
+
+crate::text_enum! {
+    /// Where an item of the queue stands.
+    pub enum ReviewStatus {
+        Pending => "pending",
+        /// Released as the model wrote it.
+        Approved => "approved",
+        /// Released with a reviewer's correction.
+        Edited => "edited",
+        /// Not released.
+        Rejected => "rejected",
+    }
+}
+
+crate::text_enum! {
+    /// What one reviewer decided about one item.
+    pub enum Decision {
+        Approve => "approve",
+        Edit => "edit",
+        Reject => "reject",
+    }
+}
+
+impl ReviewReason {
+    /// Whether the output waits for a decision before the caller gets it.
+    pub fn holds(self) -> bool {
+        self != ReviewReason::Sampled
+    }
+}
+
+/// Whether and why a valid output enters the review queue. A held reason wins over sampling;
+/// risk first, then labels, then confidence.
+pub fn entry_reason(
+    spec: &ReviewSpec,
+    risk: RiskTier,
+    run_id: &str,
+    output: &Json,
+    confidence: Option<f64>,
+) -> Option<ReviewReason> {
+    if risk == RiskTier::High {
+        return Some(ReviewReason::HighRisk);
+    }
+    if let Some(label) = output.as_str() {
+        if spec.hold_labels.iter().any(|held| held == label) {
+            return Some(ReviewReason::HeldLabel);
+        }
+    }
+    if let (Some(threshold), Some(confidence)) = (spec.hold_below_confidence, confidence) {
+        if confidence < threshold {
+            return Some(ReviewReason::LowConfidence);
+        }
+    }
+    (risk == RiskTier::Medium && sampled(run_id, spec.sample_rate)).then_some(ReviewReason::Sampled)
+}
+
+/// Whether the run `run_id` is in the sample: decided by a hash of the id, so that the same
+/// run is always in or out (replays agree) and the share over many runs is `rate`.
+pub fn sampled(run_id: &str, rate: f64) -> bool {
+    if rate <= 0.0 {
+        return false;
+    }
+    let digest = Sha256::digest(run_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // The top 53 bits as a uniform number in [0, 1).
+    let unit = (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64;
+    unit < rate
+}
+
+/// A decision already recorded on an item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorDecision {
+    pub reviewer: String,
+    pub decision: Decision,
+}
+
+/// Why a decision cannot be taken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecisionError {
+    #[error("this item is already {0}")]
+    Closed(ReviewStatus),
+    #[error("a reviewer may not decide a run their own key requested")]
+    OwnRun,
+    #[error("{0} has already decided this item; another reviewer must")]
+    AlreadyDecided(String),
+    #[error("unknown reject reason \"{reason}\"; expected one of: {}", known.join(", "))]
+    UnknownReason { reason: String, known: Vec<String> },
+}
+
+/// What deciding does to an item: its status afterwards, or why the decision is refused.
+///
+/// A reject by anyone ends the item. An approval or an edit counts towards
+/// `approvals_required` (each by a different person); once enough are in, the item is released:
+/// `edited` when any of them corrected the output, else `approved`. Until then it stays pending,
+/// and a later approval approves the output as corrected so far.
+pub fn decide(
+    status: ReviewStatus,
+    approvals_required: u32,
+    prior: &[PriorDecision],
+    reviewer: &str,
+    decision: Decision,
+    requested_by_reviewer: bool,
+) -> Result<ReviewStatus, DecisionError> {
+    if status != ReviewStatus::Pending {
+        return Err(DecisionError::Closed(status));
+    }
+    if requested_by_reviewer {
+        return Err(DecisionError::OwnRun);
+    }
+    if prior.iter().any(|p| p.reviewer == reviewer) {
+        return Err(DecisionError::AlreadyDecided(reviewer.to_string()));
+    }
+    if decision == Decision::Reject {
+        return Ok(ReviewStatus::Rejected);
+    }
+    let approvals = prior.len() as u32 + 1;
+    if approvals < approvals_required.max(1) {
+        return Ok(ReviewStatus::Pending);
+    }
+    let edited = decision == Decision::Edit || prior.iter().any(|p| p.decision == Decision::Edit);
+    Ok(if edited {
+        ReviewStatus::Edited
+    } else {
+        ReviewStatus::Approved
+    })
+}
+
+/// `reason` if it is one the workflow allows.
+pub fn check_reason(spec: &ReviewSpec, reason: &str) -> Result<(), DecisionError> {
+    if spec.reasons.iter().any(|r| r == reason) {
+        Ok(())
+    } else {
+        Err(DecisionError::UnknownReason {
+            reason: reason.to_string(),
+            known: spec.reasons.clone(),
+        })
+    }
+}
+
+/// Cohen's κ of two raters over the same items: agreement beyond what chance predicts.
+/// `None` with no items, or when chance agreement is total (both always gave one answer).
+pub fn cohens_kappa<T: Eq + Hash>(pairs: &[(T, T)]) -> Option<f64> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let n = pairs.len() as f64;
+    let observed = pairs.iter().filter(|(a, b)| a == b).count() as f64 / n;
+    let mut first: HashMap<&T, f64> = HashMap::new();
+    let mut second: HashMap<&T, f64> = HashMap::new();
+    for (a, b) in pairs {
+        *first.entry(a).or_default() += 1.0;
+        *second.entry(b).or_default() += 1.0;
+    }
+    let expected: f64 = first
+        .iter()
+        .map(|(label, count)| count / n * second.get(label).copied().unwrap_or(0.0) / n)
+        .sum();
+    if (1.0 - expected).abs() < f64::EPSILON {
+        return None;
+    }
+    Some((observed - expected) / (1.0 - expected))
+}
+
+/// The hash of an output written into the audit chain (SHA-256 of its canonical JSON), so the
+/// chain shows what was released without holding the text.
+pub fn output_hash(output: Option<&Json>) -> String {
+    match output {
+        Some(value) => hex::encode(Sha256::digest(crate::canonical_json(value).as_bytes())),
+        None => "none".to_string(),
+    }
+}
+
+/// The `X-Shopfloor-Signature` header of a webhook body sent at `timestamp` (Unix seconds):
+/// `t=TIMESTAMP,v1=HEX`, HEX being HMAC-SHA256 of `"{t}.{body}"` under `secret`.
+pub fn webhook_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut message = format!("{timestamp}.").into_bytes();
+    message.extend_from_slice(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(hmac_sha256(secret, &message))
+    )
+}
+
+/// HMAC-SHA256 (RFC 2104): 20 lines over the `sha2` the project already has, instead of a
+/// crate for it.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> ReviewSpec {
+        ReviewSpec {
+            sample_rate: 0.1,
+            hold_below_confidence: Some(0.7),
+            hold_labels: vec!["legal".into()],
+            ..ReviewSpec::default()
+        }
+    }
+
+    #[test]
+    fn the_sample_rate_holds_over_many_runs_and_is_the_same_every_time() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("0190-run-{i}")).collect();
+        let picked = ids.iter().filter(|id| sampled(id, 0.10)).count();
+        assert!((900..=1100).contains(&picked), "{picked} of 10000");
+        assert!(ids.iter().all(|id| sampled(id, 0.10) == sampled(id, 0.10)));
+        assert!(!ids.iter().any(|id| sampled(id, 0.0)));
+        assert!(ids.iter().all(|id| sampled(id, 1.0)));
+    }
+
+    #[test]
+    fn entry_reasons_in_order_of_precedence() {
+        let s = spec();
+        let reason =
+            |risk, output: Json, confidence| entry_reason(&s, risk, "r1", &output, confidence);
+        assert_eq!(
+            reason(RiskTier::High, json!("billing"), Some(0.99)),
+            Some(ReviewReason::HighRisk)
+        );
+        assert_eq!(
+            reason(RiskTier::Low, json!("legal"), Some(0.99)),
+            Some(ReviewReason::HeldLabel)
+        );
+        assert_eq!(
+            reason(RiskTier::Low, json!("billing"), Some(0.5)),
+            Some(ReviewReason::LowConfidence)
+        );
+        assert_eq!(reason(RiskTier::Low, json!("billing"), Some(0.9)), None);
+        assert_eq!(reason(RiskTier::Low, json!("billing"), None), None);
+        assert!(ReviewReason::LowConfidence.holds() && !ReviewReason::Sampled.holds());
+    }
+
+    fn prior(reviewer: &str, decision: Decision) -> PriorDecision {
+        PriorDecision {
+            reviewer: reviewer.into(),
+            decision,
+        }
+    }
+
+    #[test]
+    fn two_person_rule() {
+        use ReviewStatus::*;
+        let pending = |prior: &[PriorDecision], who, decision| {
+            decide(Pending, 2, prior, who, decision, false)
+        };
+        assert_eq!(pending(&[], "ann", Decision::Approve), Ok(Pending));
+        let first = [prior("ann", Decision::Approve)];
+        assert_eq!(
+            pending(&first, "ann", Decision::Approve),
+            Err(DecisionError::AlreadyDecided("ann".into()))
+        );
+        assert_eq!(pending(&first, "bob", Decision::Approve), Ok(Approved));
+        assert_eq!(pending(&first, "bob", Decision::Reject), Ok(Rejected));
+        assert_eq!(pending(&first, "bob", Decision::Edit), Ok(Edited));
+        let edited = [prior("ann", Decision::Edit)];
+        assert_eq!(pending(&edited, "bob", Decision::Approve), Ok(Edited));
+        assert_eq!(
+            decide(Approved, 1, &[], "bob", Decision::Reject, false),
+            Err(DecisionError::Closed(Approved))
+        );
+        assert_eq!(
+            decide(Pending, 1, &[], "bob", Decision::Approve, true),
+            Err(DecisionError::OwnRun)
+        );
+        assert_eq!(
+            decide(Pending, 1, &[], "bob", Decision::Approve, false),
+            Ok(Approved)
+        );
+    }
+
+    #[test]
+    fn reject_reasons_come_from_the_workflow() {
+        let s = spec();
+        assert!(check_reason(&s, "unsafe").is_ok());
+        let error = check_reason(&s, "boring").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown reject reason \"boring\"; expected one of: wrong_label, unsafe, hallucination, other"
+        );
+    }
+
+    #[test]
+    fn kappa_matches_a_hand_computed_example() {
+        // 10 items: both approve 4, both reject 3, they disagree on 3 (2 A/R, 1 R/A).
+        // observed 0.7; rater 1 approves 6/10, rater 2 5/10 → expected 0.3 + 0.2 = 0.5.
+        let mut pairs = vec![("a", "a"); 4];
+        pairs.extend(vec![("r", "r"); 3]);
+        pairs.extend(vec![("a", "r"); 2]);
+        pairs.push(("r", "a"));
+        let kappa = cohens_kappa(&pairs).unwrap();
+        assert!((kappa - 0.4).abs() < 1e-12, "{kappa}");
+        assert_eq!(cohens_kappa::<&str>(&[]), None);
+        assert_eq!(cohens_kappa(&[("a", "a"), ("a", "a")]), None);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2 of RFC 4231.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block is hashed first.
+        let mac = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex::encode(mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        assert_eq!(
+            webhook_signature(b"s", 10, b"{}"),
+            format!("t=10,v1={}", hex::encode(hmac_sha256(b"s", b"10.{}")))
+        );
+    }
+}

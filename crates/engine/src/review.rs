@@ -1,0 +1,512 @@
+//! The review loop as the CLI and the API both drive it: list the queue, claim an item (a
+//! lease, so two reviewers never get the same one), show it, decide it (approve, edit with a
+//! correction checked against the output contract, reject with one of the workflow's reasons),
+//! and the figures of the queue. The rules are `shopfloor_core::review`; the state is the
+//! store's; every decision is an entry in the audit chain.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use shopfloor_core::review::{
+    check_reason, cohens_kappa, decide, output_hash, Decision, PriorDecision, ReviewStatus,
+};
+use shopfloor_store::{
+    ReviewClaim, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewUpdate, RunRecord,
+};
+
+use crate::{now_ms, Engine, EngineError};
+
+/// Who decides: a person's name, and on the API the key they use (a reviewer may not decide a
+/// run their own key requested).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reviewer {
+    pub name: String,
+    pub key_id: Option<String>,
+}
+
+/// What a reviewer decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionRequest {
+    Approve {
+        note: Option<String>,
+    },
+    /// The corrected output: a label as a string, JSON as JSON, text as a string.
+    Edit {
+        output: Value,
+        note: Option<String>,
+    },
+    Reject {
+        reason: String,
+        note: Option<String>,
+    },
+}
+
+/// Why a review action was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no review item for run {0}")]
+    NotFound(String),
+    #[error("run {run_id} is claimed by {holder} until their reservation ends")]
+    Claimed { run_id: String, holder: String },
+    #[error(transparent)]
+    Decision(#[from] shopfloor_core::review::DecisionError),
+    #[error("the correction does not meet the output contract: {0}")]
+    InvalidEdit(String),
+    #[error("run {0} was decided by someone else meanwhile; read it again")]
+    Conflict(String),
+}
+
+/// An item with everything a reviewer reads: the run (input, output, confidence) and the
+/// decisions taken so far.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewView {
+    pub item: ReviewItem,
+    pub run: RunRecord,
+    pub decisions: Vec<ReviewDecisionRecord>,
+}
+
+/// The figures of a review queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReviewStats {
+    pub pending: u64,
+    pub overdue: u64,
+    /// Age of the oldest pending item, in minutes.
+    pub oldest_pending_minutes: Option<f64>,
+    pub approved: u64,
+    pub edited: u64,
+    pub rejected: u64,
+    /// Released unchanged ÷ decided.
+    pub acceptance_rate: Option<f64>,
+    /// Corrected ÷ decided.
+    pub edit_rate: Option<f64>,
+    /// Reject reasons and how often each was given, most given first.
+    pub reasons: Vec<(String, u64)>,
+    /// Per reviewer: decisions, and claim → decision minutes at p50 and p95.
+    pub reviewers: Vec<ReviewerStats>,
+    /// Cohen's κ over items that two reviewers decided (approve/edit/reject).
+    pub agreement_kappa: Option<f64>,
+    pub agreement_items: u64,
+}
+
+/// One reviewer's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewerStats {
+    pub reviewer: String,
+    pub decisions: u64,
+    pub p50_minutes: Option<f64>,
+    pub p95_minutes: Option<f64>,
+}
+
+impl From<ReviewError> for EngineError {
+    fn from(error: ReviewError) -> Self {
+        EngineError::Review(error)
+    }
+}
+
+impl Engine {
+    /// Queue items, oldest first.
+    pub async fn reviews(&self, filter: &ReviewFilter) -> Result<Vec<ReviewItem>, EngineError> {
+        // Runs are written at most 50 ms after they end: a held one may still be queued.
+        self.flush().await;
+        Ok(self.store.list_reviews(filter).await?)
+    }
+
+    /// Claim the oldest pending item (of `workflow`) that `reviewer` may decide, for the
+    /// workflow's `[review] reservation_minutes`.
+    pub async fn review_next(
+        &self,
+        workflow: Option<&str>,
+        reviewer: &Reviewer,
+    ) -> Result<Option<ReviewView>, EngineError> {
+        if let Some(name) = workflow {
+            self.project.workflow(name)?;
+        }
+        self.flush().await;
+        let minutes = match workflow {
+            Some(name) => self.project.workflow(name)?.spec.review.reservation_minutes,
+            None => shopfloor_core::spec::DEFAULT_RESERVATION_MINUTES,
+        };
+        let claimed = self
+            .store
+            .claim_review(&self.claim(None, workflow, reviewer, minutes))
+            .await?;
+        match claimed {
+            Some(item) => Ok(Some(self.view(item).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Claim one item by its run id.
+    pub async fn review_claim(
+        &self,
+        run_id: &str,
+        reviewer: &Reviewer,
+    ) -> Result<ReviewView, EngineError> {
+        self.flush().await;
+        let item = self.review_item(run_id).await?;
+        let minutes = self.reservation_minutes(&item.workflow);
+        match self
+            .store
+            .claim_review(&self.claim(Some(run_id), None, reviewer, minutes))
+            .await?
+        {
+            Some(item) => self.view(item).await,
+            None => Err(self.why_not_claimable(item, reviewer).await),
+        }
+    }
+
+    /// An item with its run and decisions.
+    pub async fn review_show(&self, run_id: &str) -> Result<ReviewView, EngineError> {
+        self.flush().await;
+        let item = self.review_item(run_id).await?;
+        self.view(item).await
+    }
+
+    /// Decide an item. Refused (and nothing written) when someone else holds a live claim,
+    /// the reviewer already decided it or requested the run, the reason is not one of the
+    /// workflow's, or a correction breaks the output contract.
+    pub async fn review_decide(
+        &self,
+        run_id: &str,
+        reviewer: &Reviewer,
+        request: DecisionRequest,
+    ) -> Result<ReviewItem, EngineError> {
+        self.flush().await;
+        let item = self.review_item(run_id).await?;
+        let now = now_ms();
+        if let Some(holder) = item.claimed_by_other(&reviewer.name, now) {
+            return Err(ReviewError::Claimed {
+                run_id: run_id.to_string(),
+                holder: holder.to_string(),
+            }
+            .into());
+        }
+        let workflow = self.project.workflow(&item.workflow)?;
+        let spec = &workflow.spec.review;
+        let (decision, output, reason, note) = match request {
+            DecisionRequest::Approve { note } => (Decision::Approve, None, None, note),
+            DecisionRequest::Edit { output, note } => {
+                let text = match &output {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                let checked = workflow
+                    .output
+                    .parse(&text)
+                    .map_err(ReviewError::InvalidEdit)?;
+                (Decision::Edit, Some(checked), None, note)
+            }
+            DecisionRequest::Reject { reason, note } => {
+                check_reason(spec, &reason).map_err(ReviewError::from)?;
+                (Decision::Reject, None, Some(reason), note)
+            }
+        };
+        let prior: Vec<PriorDecision> = self
+            .store
+            .review_decisions(Some(run_id), None)
+            .await?
+            .into_iter()
+            .map(|d| PriorDecision {
+                reviewer: d.reviewer,
+                decision: d.decision,
+            })
+            .collect();
+        let own_run = reviewer.key_id.is_some() && reviewer.key_id == item.requested_by_key;
+        let status = decide(
+            item.status,
+            item.approvals_required,
+            &prior,
+            &reviewer.name,
+            decision,
+            own_run,
+        )
+        .map_err(ReviewError::from)?;
+        let mut output = output;
+        if let (Some(redactor), Some(value)) = (&self.store_redactor, output.as_mut()) {
+            // A correction is kept like every output: as the store policy says.
+            redactor.json(value);
+        }
+        let record = ReviewDecisionRecord {
+            run_id: run_id.to_string(),
+            reviewer: reviewer.name.clone(),
+            decision,
+            output,
+            reason,
+            note,
+            claimed_at_ms: item
+                .claimed_by
+                .as_deref()
+                .filter(|holder| *holder == reviewer.name)
+                .and(item.claimed_at_ms),
+            decided_at_ms: now,
+        };
+        let update = ReviewUpdate {
+            decision: record.clone(),
+            status,
+            seen_decisions: item.decisions,
+        };
+        if !self.store.decide_review(&update).await? {
+            return Err(ReviewError::Conflict(run_id.to_string()).into());
+        }
+        let before = item.corrected_output.as_ref().or(item.output.as_ref());
+        let after = record.output.as_ref().or(before);
+        self.audit(
+            &reviewer.name,
+            &format!("review.{}", decision.as_str()),
+            run_id,
+            json!({
+                "workflow": item.workflow,
+                "status": status.as_str(),
+                "reason": record.reason,
+                "output_before": output_hash(before),
+                "output_after": output_hash(after),
+            }),
+        )
+        .await?;
+        self.review_item(run_id).await
+    }
+
+    /// The queue's figures, over one workflow or all.
+    pub async fn review_stats(&self, workflow: Option<&str>) -> Result<ReviewStats, EngineError> {
+        self.flush().await;
+        let items = self
+            .store
+            .list_reviews(&ReviewFilter {
+                workflow: workflow.map(str::to_string),
+                status: None,
+                limit: Some(u32::MAX),
+            })
+            .await?;
+        let decisions = self.store.review_decisions(None, workflow).await?;
+        Ok(stats(&items, &decisions, now_ms()))
+    }
+
+    async fn review_item(&self, run_id: &str) -> Result<ReviewItem, EngineError> {
+        self.store
+            .get_review(run_id)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(run_id.to_string()).into())
+    }
+
+    async fn view(&self, item: ReviewItem) -> Result<ReviewView, EngineError> {
+        let run = self
+            .store
+            .get_run(&item.run_id)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(item.run_id.clone()))?;
+        let decisions = self
+            .store
+            .review_decisions(Some(&item.run_id), None)
+            .await?;
+        Ok(ReviewView {
+            item,
+            run,
+            decisions,
+        })
+    }
+
+    fn reservation_minutes(&self, workflow: &str) -> u32 {
+        self.project
+            .workflow(workflow)
+            .map(|w| w.spec.review.reservation_minutes)
+            .unwrap_or(shopfloor_core::spec::DEFAULT_RESERVATION_MINUTES)
+    }
+
+    fn claim(
+        &self,
+        run_id: Option<&str>,
+        workflow: Option<&str>,
+        reviewer: &Reviewer,
+        minutes: u32,
+    ) -> ReviewClaim {
+        let now = now_ms();
+        ReviewClaim {
+            run_id: run_id.map(str::to_string),
+            workflow: workflow.map(str::to_string),
+            reviewer: reviewer.name.clone(),
+            reviewer_key: reviewer.key_id.clone(),
+            now_ms: now,
+            until_ms: now + i64::from(minutes) * 60_000,
+        }
+    }
+
+    /// Why `reviewer` could not claim `item`, in the terms of the decision rules.
+    async fn why_not_claimable(&self, item: ReviewItem, reviewer: &Reviewer) -> EngineError {
+        if let Some(holder) = item.claimed_by_other(&reviewer.name, now_ms()) {
+            return ReviewError::Claimed {
+                holder: holder.to_string(),
+                run_id: item.run_id.clone(),
+            }
+            .into();
+        }
+        let prior = match self.store.review_decisions(Some(&item.run_id), None).await {
+            Ok(decisions) => decisions
+                .into_iter()
+                .map(|d| PriorDecision {
+                    reviewer: d.reviewer,
+                    decision: d.decision,
+                })
+                .collect::<Vec<_>>(),
+            Err(e) => return e.into(),
+        };
+        let own_run = reviewer.key_id.is_some() && reviewer.key_id == item.requested_by_key;
+        match decide(
+            item.status,
+            item.approvals_required,
+            &prior,
+            &reviewer.name,
+            Decision::Approve,
+            own_run,
+        ) {
+            Err(e) => ReviewError::Decision(e).into(),
+            Ok(_) => ReviewError::Conflict(item.run_id).into(),
+        }
+    }
+}
+
+/// The figures of `items` and their `decisions` at `now_ms`.
+fn stats(items: &[ReviewItem], decisions: &[ReviewDecisionRecord], now_ms: i64) -> ReviewStats {
+    let mut s = ReviewStats::default();
+    for item in items {
+        match item.status {
+            ReviewStatus::Pending => {
+                s.pending += 1;
+                s.overdue += u64::from(item.overdue(now_ms));
+                let age = (now_ms - item.created_at_ms) as f64 / 60_000.0;
+                s.oldest_pending_minutes =
+                    Some(s.oldest_pending_minutes.map_or(age, |a| a.max(age)));
+            }
+            ReviewStatus::Approved => s.approved += 1,
+            ReviewStatus::Edited => s.edited += 1,
+            ReviewStatus::Rejected => s.rejected += 1,
+        }
+    }
+    let decided = s.approved + s.edited + s.rejected;
+    if decided > 0 {
+        s.acceptance_rate = Some(s.approved as f64 / decided as f64);
+        s.edit_rate = Some(s.edited as f64 / decided as f64);
+    }
+    let mut reasons: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut per_reviewer: std::collections::BTreeMap<&str, (u64, Vec<f64>)> = Default::default();
+    let mut per_item: std::collections::BTreeMap<&str, Vec<Decision>> = Default::default();
+    for d in decisions {
+        if let Some(reason) = &d.reason {
+            *reasons.entry(reason).or_default() += 1;
+        }
+        let entry = per_reviewer.entry(&d.reviewer).or_default();
+        entry.0 += 1;
+        if let Some(claimed) = d.claimed_at_ms {
+            entry
+                .1
+                .push((d.decided_at_ms - claimed).max(0) as f64 / 60_000.0);
+        }
+        per_item.entry(&d.run_id).or_default().push(d.decision);
+    }
+    s.reasons = reasons
+        .into_iter()
+        .map(|(r, n)| (r.to_string(), n))
+        .collect();
+    s.reasons
+        .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    s.reviewers = per_reviewer
+        .into_iter()
+        .map(|(reviewer, (n, mut minutes))| {
+            minutes.sort_by(f64::total_cmp);
+            ReviewerStats {
+                reviewer: reviewer.to_string(),
+                decisions: n,
+                p50_minutes: percentile(&minutes, 0.50),
+                p95_minutes: percentile(&minutes, 0.95),
+            }
+        })
+        .collect();
+    let pairs: Vec<(Decision, Decision)> = per_item
+        .values()
+        .filter(|d| d.len() >= 2)
+        .map(|d| (d[0], d[1]))
+        .collect();
+    s.agreement_items = pairs.len() as u64;
+    s.agreement_kappa = cohens_kappa(&pairs);
+    s
+}
+
+/// The nearest-rank percentile `q` of sorted `values`.
+fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(run_id: &str, status: ReviewStatus, created_at_ms: i64) -> ReviewItem {
+        ReviewItem {
+            run_id: run_id.into(),
+            workflow: "w".into(),
+            version: "v".into(),
+            reason: shopfloor_core::review::ReviewReason::HighRisk,
+            status,
+            approvals_required: 1,
+            decisions: 0,
+            requested_by_key: None,
+            output: None,
+            corrected_output: None,
+            created_at_ms,
+            due_at_ms: Some(created_at_ms + 60_000),
+            claimed_by: None,
+            claimed_at_ms: None,
+            claim_expires_at_ms: None,
+            decided_at_ms: None,
+        }
+    }
+
+    fn decision(
+        run_id: &str,
+        reviewer: &str,
+        decision: Decision,
+        minutes: i64,
+    ) -> ReviewDecisionRecord {
+        ReviewDecisionRecord {
+            run_id: run_id.into(),
+            reviewer: reviewer.into(),
+            decision,
+            output: None,
+            reason: (decision == Decision::Reject).then(|| "unsafe".into()),
+            note: None,
+            claimed_at_ms: Some(0),
+            decided_at_ms: minutes * 60_000,
+        }
+    }
+
+    #[test]
+    fn figures_by_hand() {
+        let items = vec![
+            item("a", ReviewStatus::Pending, 0),
+            item("b", ReviewStatus::Pending, 3 * 60_000),
+            item("c", ReviewStatus::Approved, 0),
+            item("d", ReviewStatus::Approved, 0),
+            item("e", ReviewStatus::Edited, 0),
+            item("f", ReviewStatus::Rejected, 0),
+        ];
+        let decisions = vec![
+            decision("c", "ann", Decision::Approve, 2),
+            decision("d", "ann", Decision::Approve, 4),
+            decision("e", "bob", Decision::Edit, 6),
+            decision("f", "bob", Decision::Reject, 8),
+        ];
+        let s = stats(&items, &decisions, 5 * 60_000);
+        assert_eq!((s.pending, s.overdue), (2, 2));
+        assert_eq!(s.oldest_pending_minutes, Some(5.0));
+        assert_eq!((s.approved, s.edited, s.rejected), (2, 1, 1));
+        assert_eq!(s.acceptance_rate, Some(0.5));
+        assert_eq!(s.edit_rate, Some(0.25));
+        assert_eq!(s.reasons, vec![("unsafe".to_string(), 1)]);
+        assert_eq!(s.reviewers[0].reviewer, "ann");
+        assert_eq!(s.reviewers[0].p50_minutes, Some(2.0));
+        assert_eq!(s.reviewers[0].p95_minutes, Some(4.0));
+        assert_eq!(s.agreement_items, 0);
+    }
+}
