@@ -286,6 +286,15 @@ fn csv_expected(cell: String) -> Value {
 
 /// Records of RFC 4180 CSV: quoted fields may hold commas, doubled quotes and newlines.
 /// Each record comes with the line it starts on.
+/// The column names of a CSV dataset's header, read as the parser reads them (quoted names
+/// included); `None` for an empty file.
+pub fn csv_header(text: &str) -> Option<Vec<String>> {
+    csv_records(text)
+        .next()
+        .and_then(Result::ok)
+        .map(|(_, names)| names)
+}
+
 fn csv_records(text: &str) -> impl Iterator<Item = Result<(u64, Vec<String>), BadCase>> + '_ {
     let mut chars = text.chars().peekable();
     let mut line: u64 = 1;

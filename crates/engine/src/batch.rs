@@ -50,6 +50,8 @@ pub struct BatchReport {
     pub failed: u64,
     pub refused: u64,
     pub held: u64,
+    /// Rejected by a reviewer: never so for a run just made, counted for completeness.
+    pub review_rejected: u64,
     /// Latency of each case run now, in milliseconds, sorted.
     pub latencies_ms: Vec<u64>,
     pub prompt_tokens: u64,
@@ -72,8 +74,7 @@ impl BatchReport {
             RunStatus::Failed => self.failed += 1,
             RunStatus::Refused => self.refused += 1,
             RunStatus::Held => self.held += 1,
-            // A batch's runs are only just recorded: no reviewer has seen them yet.
-            RunStatus::Rejected => self.held += 1,
+            RunStatus::Rejected => self.review_rejected += 1,
         }
         self.latencies_ms.push(run.latency_ms);
         self.prompt_tokens += run.prompt_tokens;

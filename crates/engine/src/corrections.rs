@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use shopfloor_core::dataset::{parse_dataset, DatasetFormat, REVIEW_SOURCE_TAG};
+use shopfloor_core::dataset::{csv_header, parse_dataset, DatasetFormat, REVIEW_SOURCE_TAG};
 use shopfloor_core::review::{Decision, ReviewStatus};
 use shopfloor_store::ReviewFilter;
 
@@ -131,18 +131,11 @@ fn append(
             }
         }
         DatasetFormat::Csv => {
-            let header: Vec<String> = text
-                .lines()
-                .next()
-                .map(|h| h.split(',').map(|c| c.trim().to_string()).collect())
-                .unwrap_or_else(|| {
-                    vec![
-                        "id".into(),
-                        "input".into(),
-                        "expected".into(),
-                        "tags".into(),
-                    ]
-                });
+            let header = csv_header(text).unwrap_or_else(|| {
+                ["id", "input", "expected", "tags"]
+                    .map(String::from)
+                    .to_vec()
+            });
             if text.is_empty() {
                 out.push_str(&header.join(","));
                 out.push('\n');

@@ -91,7 +91,7 @@ pub enum EngineError {
         reasons: Vec<String>,
     },
     #[error(transparent)]
-    Review(review::ReviewError),
+    Review(#[from] review::ReviewError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

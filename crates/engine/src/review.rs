@@ -96,12 +96,6 @@ pub struct ReviewerStats {
     pub p95_minutes: Option<f64>,
 }
 
-impl From<ReviewError> for EngineError {
-    fn from(error: ReviewError) -> Self {
-        EngineError::Review(error)
-    }
-}
-
 impl Engine {
     /// Queue items, oldest first.
     pub async fn reviews(&self, filter: &ReviewFilter) -> Result<Vec<ReviewItem>, EngineError> {
@@ -117,14 +111,11 @@ impl Engine {
         workflow: Option<&str>,
         reviewer: &Reviewer,
     ) -> Result<Option<ReviewView>, EngineError> {
-        if let Some(name) = workflow {
-            self.project.workflow(name)?;
-        }
-        self.flush().await;
         let minutes = match workflow {
             Some(name) => self.project.workflow(name)?.spec.review.reservation_minutes,
             None => shopfloor_core::spec::DEFAULT_RESERVATION_MINUTES,
         };
+        self.flush().await;
         let claimed = self
             .store
             .claim_review(&self.claim(None, workflow, reviewer, minutes))
@@ -200,26 +191,7 @@ impl Engine {
                 (Decision::Reject, None, Some(reason), note)
             }
         };
-        let prior: Vec<PriorDecision> = self
-            .store
-            .review_decisions(Some(run_id), None)
-            .await?
-            .into_iter()
-            .map(|d| PriorDecision {
-                reviewer: d.reviewer,
-                decision: d.decision,
-            })
-            .collect();
-        let own_run = reviewer.key_id.is_some() && reviewer.key_id == item.requested_by_key;
-        let status = decide(
-            item.status,
-            item.approvals_required,
-            &prior,
-            &reviewer.name,
-            decision,
-            own_run,
-        )
-        .map_err(ReviewError::from)?;
+        let status = self.rule_on(&item, reviewer, decision).await??;
         let mut output = output;
         if let (Some(redactor), Some(value)) = (&self.store_redactor, output.as_mut()) {
             // A correction is kept like every output: as the store policy says.
@@ -338,28 +310,41 @@ impl Engine {
             }
             .into();
         }
-        let prior = match self.store.review_decisions(Some(&item.run_id), None).await {
-            Ok(decisions) => decisions
-                .into_iter()
-                .map(|d| PriorDecision {
-                    reviewer: d.reviewer,
-                    decision: d.decision,
-                })
-                .collect::<Vec<_>>(),
-            Err(e) => return e.into(),
-        };
+        match self.rule_on(&item, reviewer, Decision::Approve).await {
+            Err(e) => e,
+            Ok(Err(e)) => e.into(),
+            Ok(Ok(_)) => ReviewError::Conflict(item.run_id).into(),
+        }
+    }
+
+    /// What the decision rules say of `reviewer` taking `decision` on `item`, given the
+    /// decisions already on it: the store error, or the rules' verdict.
+    async fn rule_on(
+        &self,
+        item: &ReviewItem,
+        reviewer: &Reviewer,
+        decision: Decision,
+    ) -> Result<Result<ReviewStatus, ReviewError>, EngineError> {
+        let prior: Vec<PriorDecision> = self
+            .store
+            .review_decisions(Some(&item.run_id), None)
+            .await?
+            .into_iter()
+            .map(|d| PriorDecision {
+                reviewer: d.reviewer,
+                decision: d.decision,
+            })
+            .collect();
         let own_run = reviewer.key_id.is_some() && reviewer.key_id == item.requested_by_key;
-        match decide(
+        Ok(decide(
             item.status,
             item.approvals_required,
             &prior,
             &reviewer.name,
-            Decision::Approve,
+            decision,
             own_run,
-        ) {
-            Err(e) => ReviewError::Decision(e).into(),
-            Ok(_) => ReviewError::Conflict(item.run_id).into(),
-        }
+        )
+        .map_err(ReviewError::from))
     }
 }
 

@@ -9,6 +9,15 @@ use common::*;
 use serde_json::{json, Value};
 use shopfloor_testkit::FakeServer;
 
+/// A server over the test project, with the upstream and folder it needs kept alive.
+async fn start() -> (FakeServer, tempfile::TempDir, TestServer) {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    (upstream, dir, server)
+}
+
 async fn held_run(server: &TestServer, key: &str, text: &str) -> String {
     let (status, body) = post(
         &client(),
@@ -39,10 +48,7 @@ async fn act(
 
 #[tokio::test]
 async fn a_held_output_is_approved_by_a_reviewer_and_then_read_by_its_caller() {
-    let upstream = FakeServer::start(answer).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
-    let server = TestServer::start(dir.path(), test_config()).await;
+    let (_upstream, _dir, server) = start().await;
     let keys = server.keys.clone();
     let c = client();
     let run_id = held_run(&server, &keys.operator, "billing question").await;
@@ -136,10 +142,7 @@ async fn a_held_output_is_approved_by_a_reviewer_and_then_read_by_its_caller() {
 
 #[tokio::test]
 async fn edits_release_the_correction_and_rejects_release_nothing() {
-    let upstream = FakeServer::start(answer).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
-    let server = TestServer::start(dir.path(), test_config()).await;
+    let (_upstream, _dir, server) = start().await;
     let keys = server.keys.clone();
     let c = client();
     let edited = held_run(&server, &keys.operator, "billing wrongly").await;
@@ -213,10 +216,7 @@ async fn edits_release_the_correction_and_rejects_release_nothing() {
 
 #[tokio::test]
 async fn a_reviewer_never_decides_a_run_their_own_key_requested() {
-    let upstream = FakeServer::start(answer).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
-    let server = TestServer::start(dir.path(), test_config()).await;
+    let (_upstream, _dir, server) = start().await;
     let keys = server.keys.clone();
     // The admin key may run workflows and review: not its own run.
     let run_id = held_run(&server, &keys.admin, "billing").await;

@@ -144,7 +144,10 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let reviewed: Vec<&RunRecord> = runs.iter().filter(|r| inserted.contains(&r.id)).collect();
+        let reviewed: Vec<&RunRecord> = runs
+            .iter()
+            .filter(|r| r.review.is_some() && inserted.contains(&r.id))
+            .collect();
         insert_review_rows(&mut tx, &reviewed).await?;
         // A queued case is done once its run is recorded.
         let queued: Vec<_> = run_rows.iter().filter(|r| r.batch_id.is_some()).collect();

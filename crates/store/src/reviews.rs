@@ -61,12 +61,17 @@ pub struct ReviewItem {
 }
 
 impl ReviewItem {
-    /// Whether someone other than `reviewer` holds a live claim at `now_ms`.
-    pub fn claimed_by_other(&self, reviewer: &str, now_ms: i64) -> Option<&str> {
+    /// Who holds a live claim on the item at `now_ms`, if anyone.
+    pub fn holder(&self, now_ms: i64) -> Option<&str> {
         match (&self.claimed_by, self.claim_expires_at_ms) {
-            (Some(holder), Some(until)) if holder != reviewer && until > now_ms => Some(holder),
+            (Some(holder), Some(until)) if until > now_ms => Some(holder),
             _ => None,
         }
+    }
+
+    /// Whether someone other than `reviewer` holds a live claim at `now_ms`.
+    pub fn claimed_by_other(&self, reviewer: &str, now_ms: i64) -> Option<&str> {
+        self.holder(now_ms).filter(|holder| *holder != reviewer)
     }
 
     /// Pending past its SLA at `now_ms`.
@@ -258,6 +263,7 @@ macro_rules! review_store_impl {
             runs: &[&$crate::RunRecord],
         ) -> $crate::Result<()> {
             use $crate::reviews::json_column;
+            // The writer passes only inserted runs that carry a ticket.
             for run in runs {
                 let Some(ticket) = run.review else { continue };
                 sqlx::query::<$db>(

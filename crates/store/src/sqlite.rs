@@ -216,7 +216,10 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let reviewed: Vec<&RunRecord> = runs.iter().filter(|r| inserted.contains(&r.id)).collect();
+        let reviewed: Vec<&RunRecord> = runs
+            .iter()
+            .filter(|r| r.review.is_some() && inserted.contains(&r.id))
+            .collect();
         insert_review_rows(&mut tx, &reviewed).await?;
         // A queued case is done once its run is recorded.
         for run in run_rows.iter().filter(|r| r.batch_id.is_some()) {

@@ -202,7 +202,7 @@ fn print_list(items: &[ReviewItem], json: bool) {
             item.status.as_str(),
             item.reason.as_str(),
             format_time(item.created_at_ms),
-            item.claimed_by_other("", now).unwrap_or("-"),
+            item.holder(now).unwrap_or("-"),
             if item.overdue(now) { "  OVERDUE" } else { "" }
         );
     }

@@ -132,7 +132,12 @@ async fn run_batch(engine: &Engine, args: &Args, input: PathBuf) -> anyhow::Resu
 }
 
 fn print_summary(report: &BatchReport, workflow: &str, input: &std::path::Path) {
-    let ran = report.ok + report.invalid + report.failed + report.refused + report.held;
+    let ran = report.ok
+        + report.invalid
+        + report.failed
+        + report.refused
+        + report.held
+        + report.review_rejected;
     println!("batch {}", report.batch_id);
     if report.resumed {
         println!("  already recorded before: {}", report.already_done);
