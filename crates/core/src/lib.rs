@@ -2,6 +2,7 @@
 //! prompt templates, output contracts and version hashing. No I/O: callers hand in text.
 
 pub mod access;
+pub mod audit;
 pub mod calendar;
 mod canonical;
 pub mod dataset;

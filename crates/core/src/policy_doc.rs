@@ -148,14 +148,12 @@ fn models(config: &ProjectConfig) -> Section {
 
 fn where_it_runs(m: &ModelSpec) -> Text {
     match (m.provider, &m.base_url) {
-        (ProviderKind::Local, _) => Text::new().plain("embedded in shopfloor, on its own CPU"),
+        (ProviderKind::Local, _) => Text::new().plain(m.provider.facts().runs_on),
         (ProviderKind::Replay, _) => Text::new()
             .plain("replays recorded answers from ")
             .code(m.file.as_deref().unwrap_or("a file")),
         (_, Some(url)) => Text::new().code(url),
-        (ProviderKind::OpenAi, None) => Text::new().plain("OpenAI's API"),
-        (ProviderKind::Anthropic, None) => Text::new().plain("Anthropic's API"),
-        (ProviderKind::OpenAiCompatible, None) => Text::new().plain("an OpenAI-compatible server"),
+        (kind, None) => Text::new().plain(kind.facts().runs_on),
     }
 }
 

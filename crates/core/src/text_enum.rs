@@ -63,7 +63,7 @@ macro_rules! text_enum {
 
         impl ::core::fmt::Display for $name {
             fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -108,6 +108,8 @@ mod tests {
             assert_eq!(serde_json::from_value::<Shade>(json).unwrap(), shade);
         }
         assert_eq!(Shade::CHOICES[1], ("dark-grey", Shade::DarkGrey));
+        // Widths apply, as they do to the text itself: listings line up.
+        assert_eq!(format!("[{:<7}]", Shade::Light), "[light  ]");
         let error = serde_json::from_value::<Shade>(serde_json::json!("dark")).unwrap_err();
         assert_eq!(
             error.to_string(),

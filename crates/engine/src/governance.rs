@@ -10,8 +10,8 @@ use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::lifecycle::{promotion_blockers, set_stage, EvalFact, PromotionFacts};
 use shopfloor_core::spec::Stage;
 use shopfloor_store::{
-    ApiKeyRecord, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, EvalStatus, NewAuditEntry,
-    RunRecord,
+    ApiKeyRecord, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, EvalStatus,
+    NewAuditEntry, RunRecord,
 };
 
 use crate::{now_ms, Engine, EngineError, WORKFLOWS_DIR};
@@ -55,7 +55,7 @@ impl Engine {
     pub async fn audit(
         &self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         subject: &str,
         detail: Value,
     ) -> Result<AuditEntry, EngineError> {
@@ -64,7 +64,7 @@ impl Engine {
             .append_audit(NewAuditEntry {
                 at_ms: now_ms(),
                 actor: actor.to_string(),
-                action: action.to_string(),
+                action,
                 subject: subject.to_string(),
                 detail,
             })
@@ -84,7 +84,7 @@ impl Engine {
         }
         let config_version = hex::encode(&Sha256::digest(config.to_string().as_bytes())[..8]);
         self.audit_version(
-            "config.version",
+            AuditAction::ConfigVersion,
             crate::CONFIG_FILE,
             &config_version,
             json!({}),
@@ -92,7 +92,7 @@ impl Engine {
         .await?;
         for (name, workflow) in &self.project.workflows {
             self.audit_version(
-                "workflow.version",
+                AuditAction::WorkflowVersion,
                 name,
                 &workflow.version,
                 json!({"file": workflow.spec.file, "stage": workflow.spec.stage.as_str()}),
@@ -105,7 +105,7 @@ impl Engine {
     /// Append `action` for `subject` unless the last such entry already has this `version`.
     async fn audit_version(
         &self,
-        action: &str,
+        action: AuditAction,
         subject: &str,
         version: &str,
         mut detail: Value,
@@ -133,7 +133,12 @@ impl Engine {
             "reason": run.error,
         });
         if let Err(e) = self
-            .audit(SYSTEM_ACTOR, "policy.refuse", &run.workflow, detail)
+            .audit(
+                SYSTEM_ACTOR,
+                AuditAction::PolicyRefuse,
+                &run.workflow,
+                detail,
+            )
             .await
         {
             tracing::error!(run_id = %run.id, error = %e, "could not audit a policy refusal");
@@ -191,7 +196,7 @@ impl Engine {
         self.store.create_api_key(&record).await?;
         self.audit(
             actor,
-            "key.create",
+            AuditAction::KeyCreate,
             name,
             json!({"key_id": record.id, "role": record.role, "team": record.team, "prefix": record.prefix}),
         )
@@ -208,7 +213,7 @@ impl Engine {
         let record = self.store.revoke_api_key(name_or_id, now_ms()).await?;
         self.audit(
             actor,
-            "key.revoke",
+            AuditAction::KeyRevoke,
             &record.name,
             json!({"key_id": record.id, "role": record.role}),
         )
@@ -229,7 +234,7 @@ impl Engine {
             .await?;
         self.audit(
             actor,
-            "baseline.set",
+            AuditAction::BaselineSet,
             &eval.workflow,
             json!({"eval_id": eval_id, "previous": previous, "version": eval.version}),
         )
@@ -293,7 +298,7 @@ impl Engine {
         let entry = self
             .audit(
                 actor,
-                "workflow.promote",
+                AuditAction::WorkflowPromote,
                 workflow,
                 json!({
                     "from": loaded.spec.stage.as_str(),

@@ -40,7 +40,7 @@ pub use gateway::{
 pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
-pub use queue::{BatchProgress, API_SOURCE, BATCH_SUBMIT};
+pub use queue::{BatchProgress, API_SOURCE};
 pub use recorder::{Recorder, RecorderTask};
 pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
 pub use runner::{now_ms, released_output, Answer, CallBudget, RunOptions, Runner};
@@ -71,6 +71,9 @@ pub enum EngineError {
     NoDataset(String),
     #[error("no eval with id {0}")]
     UnknownEval(String),
+    /// A case result lacks a score of one of its eval's scorers; its figures would be a guess.
+    #[error("eval case {case} has no {scorer} score")]
+    Unscored { case: String, scorer: String },
     #[error("no batch with id {0}")]
     UnknownBatch(String),
     #[error("{0}")]

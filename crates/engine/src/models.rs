@@ -43,7 +43,8 @@ fn poisoned() -> ProviderError {
     ProviderError::Config("internal error: the model pool lock was poisoned".into())
 }
 
-/// The one registration point: a provider kind from the config to its implementation.
+/// A provider kind from the config to its implementation: `local` here, every other kind in
+/// the providers' registry (a test below checks that each kind has one).
 fn build(spec: &ModelSpec, root: &std::path::Path) -> Result<Arc<dyn Provider>, ProviderError> {
     match spec.provider {
         ProviderKind::Local => build_local(spec),
@@ -70,4 +71,20 @@ fn build_local(spec: &ModelSpec) -> Result<Arc<dyn Provider>, ProviderError> {
         "model \"{}\" uses the embedded local provider, but this build of shopfloor was made without it (cargo feature `local`)",
         spec.name
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_provider_kind_of_the_config_can_be_built() {
+        let registered: Vec<&str> = shopfloor_providers::known_kinds().collect();
+        for kind in ProviderKind::ALL {
+            assert!(
+                *kind == ProviderKind::Local || registered.contains(&kind.as_str()),
+                "provider kind {kind} is in the config but not in the providers' registry"
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shopfloor_store::{BatchRecord, BatchStatus, Caller, ClaimedCase, RunRecord};
+use shopfloor_store::{AuditAction, BatchRecord, BatchStatus, Caller, ClaimedCase, RunRecord};
 
 use crate::batch::validate_input;
 use crate::runner::{new_run, now_ms, RunOptions};
@@ -13,8 +13,6 @@ use crate::{Engine, EngineError};
 
 /// The `source` of batches submitted through the server.
 pub const API_SOURCE: &str = "api";
-/// The audit action of a batch submitted through the server; its subject is the batch id.
-pub const BATCH_SUBMIT: &str = "batch.submit";
 
 /// How far a batch has got.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +106,7 @@ impl Engine {
         };
         self.audit(
             actor,
-            BATCH_SUBMIT,
+            AuditAction::BatchSubmit,
             &batch.id,
             json!({
                 "workflow": batch.workflow,

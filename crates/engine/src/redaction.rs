@@ -54,7 +54,10 @@ impl StoreRedactor {
         if let Some(raw) = case.raw_output.as_mut() {
             *raw = redact(raw, &self.kinds, &mut mapping);
         }
-        redact_json(&mut case.scores, &self.kinds, &mut mapping);
+        // A score's detail may quote the output; its other fields are figures.
+        for detail in case.scores.values_mut().filter_map(|s| s.detail.as_mut()) {
+            *detail = redact(detail, &self.kinds, &mut mapping);
+        }
     }
 }
 

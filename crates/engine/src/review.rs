@@ -10,7 +10,8 @@ use shopfloor_core::review::{
     check_reason, cohens_kappa, decide, output_hash, Decision, PriorDecision, ReviewStatus,
 };
 use shopfloor_store::{
-    ReviewClaim, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewUpdate, RunRecord,
+    AuditAction, ReviewClaim, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewUpdate,
+    RunRecord,
 };
 
 use crate::{now_ms, Engine, EngineError};
@@ -223,7 +224,7 @@ impl Engine {
         let after = record.output.as_ref().or(before);
         self.audit(
             &reviewer.name,
-            &format!("review.{}", decision.as_str()),
+            AuditAction::review(decision),
             run_id,
             json!({
                 "workflow": item.workflow,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use shopfloor_engine::Engine;
-use shopfloor_store::{RunRecord, RunStatus};
+use shopfloor_store::{AuditAction, RunRecord, RunStatus};
 use shopfloor_testkit::{
     self as testkit, openai_completion, FakeServer, OpenAiModel, ReceivedRequest, Reply,
     WorkflowToml,
@@ -141,7 +141,7 @@ async fn block_refuses_naming_the_kinds_never_the_data_and_is_audited() {
     let entries = engine.store().audit_entries(0, 100).await.unwrap();
     let refusal = entries
         .iter()
-        .find(|e| e.action == "policy.refuse")
+        .find(|e| e.action == AuditAction::PolicyRefuse)
         .expect("the refusal is audited");
     assert_eq!(refusal.subject, "reply");
     assert_eq!(refusal.detail["run_id"], run.id.as_str());

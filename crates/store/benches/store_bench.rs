@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use shopfloor_core::scorers::Score;
 use shopfloor_store::testing::TestPostgres;
 use shopfloor_store::{
     open, AttemptOutcome, AttemptRecord, EvalCaseRecord, EvalRecord, EvalStatus, RunRecord,
@@ -260,8 +261,11 @@ fn eval_cases(count: usize) -> Vec<EvalCaseRecord> {
                 output: Some(json!("billing")),
                 raw_output: Some("billing".into()),
                 expected: json!(if i % 5 == 0 { "bug" } else { "billing" }),
-                scores: json!({"label_accuracy": {"value": if i % 5 == 0 { 0.0 } else { 1.0 },
-                    "passed": i % 5 != 0, "detail": null}}),
+                scores: [(
+                    "label_accuracy".to_string(),
+                    Score::binary(i % 5 != 0, None),
+                )]
+                .into(),
                 tags: vec!["billing".into()],
                 latency_ms: 640,
                 cost_usd: 0.000_022_5,

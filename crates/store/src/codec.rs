@@ -219,7 +219,12 @@ pub(crate) fn non_negative(table: &'static str, column: &'static str, value: i64
     })
 }
 
-pub(crate) fn json(row: &impl Columns, table: &'static str, column: &'static str) -> Result<Value> {
+/// A JSON column read as `T` (a `Value`, or a typed record such as an eval case's scores).
+pub(crate) fn json<T: serde::de::DeserializeOwned>(
+    row: &impl Columns,
+    table: &'static str,
+    column: &'static str,
+) -> Result<T> {
     parse_json(table, column, &row.text(column)?)
 }
 
@@ -233,11 +238,15 @@ pub(crate) fn opt_json(
         .transpose()
 }
 
-pub(crate) fn parse_json(table: &'static str, column: &'static str, text: &str) -> Result<Value> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    column: &'static str,
+    text: &str,
+) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         table,
         column,
-        message: format!("not valid JSON: {e}"),
+        message: format!("not valid JSON of its kind: {e}"),
     })
 }
 

@@ -173,8 +173,8 @@ pub(crate) fn case_rows<'a>(
                 output: case.output.as_ref().map(json_text),
                 raw_output: case.raw_output.as_deref(),
                 expected: json_text(&case.expected),
-                scores: json_text(&case.scores),
-                tags: tags_text(&case.tags),
+                scores: typed_json_text(&case.scores),
+                tags: typed_json_text(&case.tags),
                 latency_ms: to_bigint("eval_cases.latency_ms", case.latency_ms)?,
                 cost_usd: case.cost_usd,
                 prompt_tokens: to_bigint("eval_cases.prompt_tokens", case.prompt_tokens)?,
@@ -191,9 +191,11 @@ pub(crate) fn case_rows<'a>(
         .collect()
 }
 
-fn tags_text(tags: &[String]) -> String {
-    // A list of strings always serialises.
-    serde_json::to_string(tags).unwrap_or_else(|_| "[]".to_owned())
+/// A typed value as the JSON text its column keeps.
+fn typed_json_text(value: &impl serde::Serialize) -> String {
+    // Lists of strings and maps of scores keyed by name always serialise (serde_json writes a
+    // non-finite figure as null), so the fallback is never taken.
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
 /// `after_line` as a bind, or `None` when it is past every line the database can hold.
@@ -228,7 +230,6 @@ pub(crate) fn eval_from_row(row: &impl Columns) -> Result<EvalRecord> {
 /// A case from a row of [`EVAL_CASE_COLUMNS`].
 pub(crate) fn eval_case_from_row(row: &impl Columns) -> Result<EvalCaseRecord> {
     const T: &str = "eval_cases";
-    let tags = row.text("tags")?;
     Ok(EvalCaseRecord {
         eval_id: row.text("eval_id")?,
         case_id: row.text("case_id")?,
@@ -240,11 +241,7 @@ pub(crate) fn eval_case_from_row(row: &impl Columns) -> Result<EvalCaseRecord> {
         raw_output: row.opt_text("raw_output")?,
         expected: json(row, T, "expected")?,
         scores: json(row, T, "scores")?,
-        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt {
-            table: T,
-            column: "tags",
-            message: format!("not a JSON list of strings: {e}"),
-        })?,
+        tags: json(row, T, "tags")?,
         latency_ms: unsigned(row, T, "latency_ms")?,
         cost_usd: row.float("cost_usd")?,
         prompt_tokens: unsigned(row, T, "prompt_tokens")?,

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use shopfloor_core::scorers::CaseScores;
 
 use crate::RunStatus;
 
@@ -77,8 +78,8 @@ pub struct EvalCaseRecord {
     pub output: Option<Value>,
     pub raw_output: Option<String>,
     pub expected: Value,
-    /// Per scorer: `{"value": f64, "passed": bool, "detail": string|null}`, keyed by scorer name.
-    pub scores: Value,
+    /// Every scorer's verdict, keyed by scorer name.
+    pub scores: CaseScores,
     pub tags: Vec<String>,
     pub latency_ms: u64,
     pub cost_usd: f64,

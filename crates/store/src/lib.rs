@@ -23,7 +23,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use audit::{
-    verify_chain, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry, GENESIS_HASH,
+    verify_chain, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry,
+    GENESIS_HASH,
 };
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use keys::{ApiKeyRecord, Caller};
@@ -176,7 +177,11 @@ pub trait Store: ReviewStore + Send + Sync {
     async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
 
     /// The newest audit entry with this action and subject.
-    async fn latest_audit(&self, action: &str, subject: &str) -> Result<Option<AuditEntry>>;
+    async fn latest_audit(
+        &self,
+        action: AuditAction,
+        subject: &str,
+    ) -> Result<Option<AuditEntry>>;
 
     /// Create a batch and queue its cases (1-based index, input) in one transaction.
     async fn enqueue_batch(

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use shopfloor_store::{
-    verify_chain, ApiKeyRecord, BatchStatus, NewAuditEntry, RunRecord, StoreError,
+    verify_chain, ApiKeyRecord, AuditAction, BatchStatus, NewAuditEntry, RunRecord, StoreError,
 };
 
 use common::{batch, both_backends, run, Db};
@@ -87,7 +87,7 @@ fn entry(i: usize) -> NewAuditEntry {
     NewAuditEntry {
         at_ms: 10_000 + i as i64,
         actor: "dana".into(),
-        action: "workflow.promote".into(),
+        action: AuditAction::WorkflowPromote,
         subject: "ticket-triage".into(),
         detail: json!({"from": "draft", "to": "pilot", "note": format!("entry {i} ✓")}),
     }
@@ -104,13 +104,16 @@ async fn audit_entries_chain_and_verify(db: &Db) {
     assert_eq!(db.store.audit_entries(3, 100).await.unwrap().len(), 2);
     let latest = db
         .store
-        .latest_audit("workflow.promote", "ticket-triage")
+        .latest_audit(AuditAction::WorkflowPromote, "ticket-triage")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(latest.seq, 5);
     assert_eq!(
-        db.store.latest_audit("key.create", "x").await.unwrap(),
+        db.store
+            .latest_audit(AuditAction::KeyCreate, "x")
+            .await
+            .unwrap(),
         None
     );
 }

@@ -49,7 +49,7 @@ async fn eval_and_cases_round_trip_with_every_field(db: &Db) {
             output: None,
             raw_output: None,
             expected: json!({"label": null, "fields": [1, 2.5, "x"]}),
-            scores: json!({}),
+            scores: Default::default(),
             tags: vec![],
             cached: true,
             ..eval_case("e-full", &format!("t{n}"), n)

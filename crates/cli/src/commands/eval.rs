@@ -335,7 +335,7 @@ fn write_junit(path: &Path, summary: &EvalSummary, cases: &[EvalCaseRecord]) -> 
                 escape(&format!("{first} failed")),
                 escape(&case.expected.to_string()),
                 escape(&actual),
-                escape(&case.scores.to_string())
+                escape(&serde_json::to_string(&case.scores)?)
             ));
         }
         xml.push_str("</testcase>\n");
@@ -346,7 +346,8 @@ fn write_junit(path: &Path, summary: &EvalSummary, cases: &[EvalCaseRecord]) -> 
 }
 
 fn case_passed(case: &EvalCaseRecord, scorer: &str) -> bool {
-    case.status != RunStatus::Failed && case.scores[scorer]["passed"].as_bool().unwrap_or(false)
+    // A case its first scorer did not score did not pass it.
+    case.status != RunStatus::Failed && case.scores.get(scorer).is_some_and(|s| s.passed)
 }
 
 fn escape(text: &str) -> String {

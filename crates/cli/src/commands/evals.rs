@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use shopfloor_engine::{open_store, EvalSummary};
-use shopfloor_store::{EvalCaseRecord, Store};
+use shopfloor_engine::{open_store, EvalSummary, ScoreSummary};
+use shopfloor_store::{EvalCaseRecord, EvalRecord, Store};
 
 use super::Global;
 
@@ -59,17 +59,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                 }
                 let is_baseline =
                     baselines.get(&e.workflow).and_then(|b| b.as_deref()) == Some(e.id.as_str());
-                let headline = e
-                    .summary
-                    .as_ref()
-                    .and_then(|s| s["scores"].get(0).cloned())
-                    .map(|s| {
-                        format!(
-                            "{} {:.3}",
-                            s["scorer"].as_str().unwrap_or(""),
-                            s["mean"].as_f64().unwrap_or(0.0)
-                        )
-                    })
+                let headline = summary_of(&e)?
+                    .and_then(|s| s.scores.first().map(score_text))
                     .unwrap_or_default();
                 println!(
                     "{:<36}  {:<22} {:<12} {:>6} {:<9} {:<6} {headline}{}",
@@ -92,9 +83,9 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                 .get_eval(&id)
                 .await?
                 .ok_or_else(|| anyhow!("no eval with id {id}"))?;
-            match eval.summary.map(serde_json::from_value::<EvalSummary>) {
-                Some(Ok(summary)) => super::eval::print_scorecard(&summary),
-                _ => println!(
+            match summary_of(&eval)? {
+                Some(summary) => super::eval::print_scorecard(&summary),
+                None => println!(
                     "eval {id} of {} is {} (no summary yet)",
                     eval.workflow,
                     eval.status.as_str()
@@ -132,17 +123,8 @@ async fn compare(store: &dyn Store, a: &str, b: &str) -> anyhow::Result<()> {
         left.workflow, left.version, right.workflow, right.version
     );
     for (label, eval) in [("A", &left), ("B", &right)] {
-        if let Some(scores) = eval.summary.as_ref().and_then(|s| s["scores"].as_array()) {
-            let line: Vec<String> = scores
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} {:.3}",
-                        s["scorer"].as_str().unwrap_or(""),
-                        s["mean"].as_f64().unwrap_or(0.0)
-                    )
-                })
-                .collect();
+        if let Some(summary) = summary_of(eval)? {
+            let line: Vec<String> = summary.scores.iter().map(score_text).collect();
             println!("  {label}: {}", line.join(" · "));
         }
     }
@@ -173,4 +155,18 @@ async fn compare(store: &dyn Store, a: &str, b: &str) -> anyhow::Result<()> {
     }
     println!("{differing} of {shared} shared case(s) differ");
     Ok(())
+}
+
+/// An eval's stored summary; `None` while the eval has none yet.
+fn summary_of(eval: &EvalRecord) -> anyhow::Result<Option<EvalSummary>> {
+    eval.summary
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| anyhow!("eval {}: its stored summary cannot be read: {e}", eval.id))
+}
+
+/// A scorer's mean, as the listings show it.
+fn score_text(score: &ScoreSummary) -> String {
+    format!("{} {:.3}", score.scorer, score.mean)
 }

@@ -78,7 +78,10 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
             }
             ExitCode::from(EXIT_CONFIG)
         }
-        EngineError::Io { .. } | EngineError::WorkflowEdit { .. } | EngineError::Store(_) => {
+        EngineError::Io { .. }
+        | EngineError::WorkflowEdit { .. }
+        | EngineError::Unscored { .. }
+        | EngineError::Store(_) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::Score;
 use crate::output::extract_json;
 
 /// The scorer name whose model call the engine makes.
@@ -87,6 +88,25 @@ pub fn parse_judge_verdict(text: &str, scale: JudgeScale) -> Result<JudgeVerdict
         pass: *pass,
         reason,
     })
+}
+
+impl Score {
+    /// The judge's verdict as a score, with what asking it cost.
+    pub fn judged(verdict: JudgeVerdict, cost_usd: f64) -> Score {
+        Score {
+            cost_usd: Some(cost_usd),
+            ..Score::measured(verdict.score, verdict.pass, Some(verdict.reason))
+        }
+    }
+
+    /// The judge could not grade the case: an error, scored 0 and never a pass.
+    pub fn judge_error(detail: String, cost_usd: f64) -> Score {
+        Score {
+            error: true,
+            cost_usd: Some(cost_usd),
+            ..Score::binary(false, Some(detail))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ mod numeric;
 mod text;
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value as Json;
 
 pub use judge::{parse_judge_verdict, JudgeScale, JudgeVerdict, JUDGE_SCORER};
@@ -37,24 +38,42 @@ pub struct CaseFacts<'a> {
 }
 
 /// The result of scoring one case with one scorer.
+///
+/// Stored per case as JSON, `{"value": 1.0, "passed": true, "detail": null}`, with `error` and
+/// `cost_usd` only where the judge set them; rows written before those fields existed read the
+/// same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Score {
     /// In `0..=1` for rates; the measured figure (ms, USD) for budgets.
+    #[serde(deserialize_with = "figure")]
     pub value: f64,
     /// Whether this case counts as a success (used by paired comparisons and case listings).
     pub passed: bool,
     /// Why, when the value alone does not say (mismatched fields, a bad pattern, …).
+    #[serde(default)]
     pub detail: Option<String>,
+    /// The judge could not grade the case (a failed call or an unparseable verdict); pure
+    /// scorers never set it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub error: bool,
+    /// What scoring the case cost: the judge's model call. `None` for pure scorers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// Every scorer's verdict on one eval case, keyed by scorer name: what the store keeps per case.
+pub type CaseScores = BTreeMap<String, Score>;
+
+/// JSON has no NaN: serde_json writes a non-finite figure as `null`, so `null` reads back as NaN
+/// rather than as a made-up number.
+fn figure<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 impl Score {
     /// A 1-or-0 score.
     pub fn binary(passed: bool, detail: Option<String>) -> Score {
-        Score {
-            value: if passed { 1.0 } else { 0.0 },
-            passed,
-            detail,
-        }
+        Score::measured(if passed { 1.0 } else { 0.0 }, passed, detail)
     }
 
     /// A fractional rate, clamped to `0..=1` (NaN becomes 0) so aggregates never see garbage.
@@ -64,10 +83,17 @@ impl Score {
         } else {
             value.clamp(0.0, 1.0)
         };
+        Score::measured(value, passed, detail)
+    }
+
+    /// A figure as measured (a budget's ms or USD), unclamped.
+    pub fn measured(value: f64, passed: bool, detail: Option<String>) -> Score {
         Score {
             value,
             passed,
             detail,
+            error: false,
+            cost_usd: None,
         }
     }
 }
@@ -79,46 +105,98 @@ pub const DEFAULT_JSON_TOLERANCE: f64 = 1e-6;
 /// Default token F1 from which a `similarity` case counts as passed.
 pub const DEFAULT_SIMILARITY_PASS: f64 = 0.8;
 
-/// A pure scorer, with its parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Scorer {
-    /// Output equals expected: strings after trim, JSON structurally (numbers by value).
-    Exact,
-    /// The output label equals the expected one after [`crate::output::normalize_label`].
-    LabelAccuracy,
-    /// The expected text (or each of a list of texts) occurs in the output, ignoring case.
-    Contains,
-    /// The expected value is a regular expression the output text must match.
-    Regex,
-    /// The run produced an output that passed its contract.
-    JsonValid,
-    /// Fraction of the expected object's fields the output matches.
-    JsonMatch {
-        /// Absolute tolerance for numbers.
-        tolerance: f64,
-    },
-    /// Output and expected as numbers, equal within `abs` or within `rel` of expected.
-    Numeric {
-        /// Absolute tolerance.
-        abs: f64,
-        /// Tolerance relative to `|expected|`.
-        rel: f64,
-    },
-    /// Token F1 between output and expected text (Levenshtein similarity in the detail).
-    Similarity {
-        /// Token F1 from which the case counts as passed.
-        pass_at: f64,
-    },
-    /// Latency of the run in ms; passed within the budget.
-    LatencyMs {
-        /// Per-case budget in ms.
-        budget: u64,
-    },
-    /// Cost of the run in USD; passed within the budget.
-    Cost {
-        /// Per-case budget in USD.
-        budget_usd: f64,
-    },
+/// How a scorer turns a case into a score.
+#[derive(Clone, Copy)]
+enum Rule {
+    /// A rate of a valid output against the expected value, given the scorer's parameter (a
+    /// tolerance or a pass mark; most ignore it). A case without a valid output scores 0.
+    Rate(fn(&Json, &Json, f64) -> Score),
+    /// A measured figure of the run (ms, USD), passed within a per-case budget (the parameter)
+    /// taken from the workflow's gate. Budgets are gated from above: lower is better.
+    Budget(fn(&CaseFacts) -> f64),
+}
+
+/// One pure scorer: its `[eval] scorers` name, its rule and its parameter's default.
+struct Registration {
+    name: &'static str,
+    rule: Rule,
+    default: f64,
+}
+
+/// Every pure scorer. A new scorer is its function, in a module of this folder, and one line
+/// here; the config check, the engine and the messages all read this table.
+const SCORERS: &[Registration] = &[
+    rate("exact", |o, e, _| text::exact(o, e), 0.0),
+    rate(
+        "label_accuracy",
+        |o, e, _| labels::label_accuracy(o, e),
+        0.0,
+    ),
+    rate("contains", |o, e, _| text::contains(o, e), 0.0),
+    rate("regex", |o, e, _| text::regex_match(o, e), 0.0),
+    rate("json_valid", |_, _, _| Score::binary(true, None), 0.0),
+    rate("json_match", json::json_match, DEFAULT_JSON_TOLERANCE),
+    rate(
+        "numeric",
+        |o, e, abs| numeric::numeric(o, e, abs, 0.0),
+        DEFAULT_NUMERIC_ABS,
+    ),
+    rate("similarity", text::similarity, DEFAULT_SIMILARITY_PASS),
+    // Budgets are unlimited until a gate sets one: every case passes, the figure is kept.
+    budget("latency_ms", |case| case.latency_ms as f64),
+    budget("cost", |case| case.cost_usd),
+];
+
+const fn rate(
+    name: &'static str,
+    rule: fn(&Json, &Json, f64) -> Score,
+    default: f64,
+) -> Registration {
+    Registration {
+        name,
+        rule: Rule::Rate(rule),
+        default,
+    }
+}
+
+const fn budget(name: &'static str, figure: fn(&CaseFacts) -> f64) -> Registration {
+    Registration {
+        name,
+        rule: Rule::Budget(figure),
+        default: f64::INFINITY,
+    }
+}
+
+/// Every name an `[eval] scorers` list may hold: the pure scorers, then the judge.
+pub fn known_scorers() -> impl Iterator<Item = &'static str> {
+    SCORERS.iter().map(|r| r.name).chain([JUDGE_SCORER])
+}
+
+/// The message for a scorer name that is not one of [`known_scorers`].
+pub fn unknown_scorer(name: &str) -> String {
+    format!(
+        "unknown scorer \"{name}\"; expected one of: {}",
+        known_scorers().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// A pure scorer, with its parameter.
+#[derive(Clone, Copy)]
+pub struct Scorer {
+    registration: &'static Registration,
+    param: f64,
+}
+
+impl PartialEq for Scorer {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name() && self.param.to_bits() == other.param.to_bits()
+    }
+}
+
+impl std::fmt::Debug for Scorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}({})", self.name(), self.param)
+    }
 }
 
 impl Scorer {
@@ -127,110 +205,62 @@ impl Scorer {
     /// Budgets default to unlimited (every case passes, the figure is still recorded); use
     /// [`Scorer::with_gate`] to take the budget from the workflow's gate.
     pub fn parse(name: &str) -> Result<Scorer, String> {
-        Ok(match name {
-            "exact" => Scorer::Exact,
-            "label_accuracy" => Scorer::LabelAccuracy,
-            "contains" => Scorer::Contains,
-            "regex" => Scorer::Regex,
-            "json_valid" => Scorer::JsonValid,
-            "json_match" => Scorer::JsonMatch {
-                tolerance: DEFAULT_JSON_TOLERANCE,
-            },
-            "numeric" => Scorer::Numeric {
-                abs: DEFAULT_NUMERIC_ABS,
-                rel: 0.0,
-            },
-            "similarity" => Scorer::Similarity {
-                pass_at: DEFAULT_SIMILARITY_PASS,
-            },
-            "latency_ms" => Scorer::LatencyMs { budget: u64::MAX },
-            "cost" => Scorer::Cost {
-                budget_usd: f64::INFINITY,
-            },
-            JUDGE_SCORER => {
-                return Err(format!(
-                    "\"{JUDGE_SCORER}\" needs a model call and is scored by the engine; \
-                     core only parses its verdict (parse_judge_verdict)"
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "unknown scorer \"{other}\"; expected one of: {}",
-                    crate::spec::KNOWN_SCORERS.join(", ")
-                ))
-            }
-        })
+        if name == JUDGE_SCORER {
+            return Err(format!(
+                "\"{JUDGE_SCORER}\" needs a model call and is scored by the engine; \
+                 core only parses its verdict (parse_judge_verdict)"
+            ));
+        }
+        SCORERS
+            .iter()
+            .find(|r| r.name == name)
+            .map(|registration| Scorer {
+                registration,
+                param: registration.default,
+            })
+            .ok_or_else(|| unknown_scorer(name))
     }
 
     /// The name used in `[eval] scorers`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Scorer::Exact => "exact",
-            Scorer::LabelAccuracy => "label_accuracy",
-            Scorer::Contains => "contains",
-            Scorer::Regex => "regex",
-            Scorer::JsonValid => "json_valid",
-            Scorer::JsonMatch { .. } => "json_match",
-            Scorer::Numeric { .. } => "numeric",
-            Scorer::Similarity { .. } => "similarity",
-            Scorer::LatencyMs { .. } => "latency_ms",
-            Scorer::Cost { .. } => "cost",
-        }
+        self.registration.name
     }
 
     /// Budgets are gated from above (lower is better); rates from below.
     pub fn higher_is_better(&self) -> bool {
-        !matches!(self, Scorer::LatencyMs { .. } | Scorer::Cost { .. })
+        matches!(self.registration.rule, Rule::Rate(_))
+    }
+
+    /// A budget's per-case limit; `None` for rates.
+    pub fn budget(&self) -> Option<f64> {
+        (!self.higher_is_better()).then_some(self.param)
     }
 
     /// Take a per-case budget from the workflow's gate value; rates are gated on their
     /// aggregate, so they are returned unchanged. Negative or NaN gates become a zero budget.
     pub fn with_gate(self, gate: f64) -> Scorer {
+        if self.higher_is_better() {
+            return self;
+        }
         let gate = if gate.is_nan() { 0.0 } else { gate.max(0.0) };
-        match self {
-            // `as` saturates, so a huge gate becomes u64::MAX rather than wrapping.
-            Scorer::LatencyMs { .. } => Scorer::LatencyMs {
-                budget: gate.floor() as u64,
-            },
-            Scorer::Cost { .. } => Scorer::Cost { budget_usd: gate },
-            other => other,
+        Scorer {
+            param: gate,
+            ..self
         }
     }
 
     /// Score one case. Never panics; rates without a valid output score 0.
     pub fn score(&self, case: &CaseFacts) -> Score {
-        match *self {
-            Scorer::LatencyMs { budget } => {
-                return Score {
-                    value: case.latency_ms as f64,
-                    passed: case.latency_ms <= budget,
-                    detail: None,
-                }
+        match self.registration.rule {
+            Rule::Budget(figure) => {
+                let figure = figure(case);
+                // A NaN figure compares false: an unknown cost never passes a budget.
+                Score::measured(figure, figure <= self.param, None)
             }
-            Scorer::Cost { budget_usd } => {
-                return Score {
-                    value: case.cost_usd,
-                    // A NaN cost compares false: an unknown cost never passes a budget.
-                    passed: case.cost_usd <= budget_usd,
-                    detail: None,
-                };
-            }
-            _ => {}
-        }
-        let Some(output) = case.output else {
-            return Score::binary(false, Some(invalid_detail(case.raw_output)));
-        };
-        match *self {
-            Scorer::Exact => text::exact(output, case.expected),
-            Scorer::LabelAccuracy => labels::label_accuracy(output, case.expected),
-            Scorer::Contains => text::contains(output, case.expected),
-            Scorer::Regex => text::regex_match(output, case.expected),
-            Scorer::JsonValid => Score::binary(true, None),
-            Scorer::JsonMatch { tolerance } => json::json_match(output, case.expected, tolerance),
-            Scorer::Numeric { abs, rel } => numeric::numeric(output, case.expected, abs, rel),
-            Scorer::Similarity { pass_at } => text::similarity(output, case.expected, pass_at),
-            // Handled above; kept so the match stays exhaustive without a wildcard.
-            Scorer::LatencyMs { .. } | Scorer::Cost { .. } => Score::binary(false, None),
+            Rule::Rate(rate) => match case.output {
+                Some(output) => rate(output, case.expected, self.param),
+                None => Score::binary(false, Some(invalid_detail(case.raw_output))),
+            },
         }
     }
 }
@@ -261,7 +291,6 @@ fn shorten(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::KNOWN_SCORERS;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -276,15 +305,14 @@ mod tests {
     }
 
     fn all_scorers() -> Vec<Scorer> {
-        KNOWN_SCORERS
-            .iter()
+        known_scorers()
             .filter_map(|n| Scorer::parse(n).ok())
             .collect()
     }
 
     #[test]
     fn every_known_scorer_but_the_judge_parses_and_round_trips() {
-        for name in KNOWN_SCORERS {
+        for name in known_scorers() {
             match Scorer::parse(name) {
                 Ok(scorer) => assert_eq!(scorer.name(), name),
                 Err(e) => {
@@ -300,18 +328,22 @@ mod tests {
     #[test]
     fn budgets_come_from_gates() {
         let latency = Scorer::parse("latency_ms").unwrap().with_gate(100.0);
-        assert_eq!(latency, Scorer::LatencyMs { budget: 100 });
+        assert_eq!(latency.budget(), Some(100.0));
         let out = json!("x");
         let score = latency.score(&facts(Some(&out), &out));
         assert_eq!((score.value, score.passed), (120.0, false));
         let cost = Scorer::parse("cost").unwrap().with_gate(0.01);
         let score = cost.score(&facts(None, &out));
         assert_eq!((score.value, score.passed), (0.002, true));
-        assert_eq!(Scorer::Exact.with_gate(0.5), Scorer::Exact);
-        assert!(!cost.higher_is_better() && Scorer::Exact.higher_is_better());
+        let exact = Scorer::parse("exact").unwrap();
+        assert_eq!(exact.with_gate(0.5), exact);
+        assert!(!cost.higher_is_better() && exact.higher_is_better());
         assert_eq!(
-            Scorer::parse("latency_ms").unwrap().with_gate(f64::NAN),
-            Scorer::LatencyMs { budget: 0 }
+            Scorer::parse("latency_ms")
+                .unwrap()
+                .with_gate(f64::NAN)
+                .budget(),
+            Some(0.0)
         );
     }
 
@@ -345,7 +377,43 @@ mod tests {
     #[test]
     fn json_valid_is_one_for_any_output() {
         let out = json!(null);
-        assert_eq!(Scorer::JsonValid.score(&facts(Some(&out), &out)).value, 1.0);
+        let json_valid = Scorer::parse("json_valid").unwrap();
+        assert_eq!(json_valid.score(&facts(Some(&out), &out)).value, 1.0);
+    }
+
+    #[test]
+    fn stored_scores_read_back_as_written_and_as_older_rows_wrote_them() {
+        let mut scores = CaseScores::new();
+        scores.insert("exact".into(), Score::binary(true, None));
+        let verdict = JudgeVerdict {
+            score: 0.5,
+            raw_score: 3.0,
+            pass: false,
+            reason: "vague".into(),
+        };
+        scores.insert(JUDGE_SCORER.into(), Score::judged(verdict, 0.25));
+        scores.insert("cost".into(), Score::measured(f64::NAN, false, None));
+        let text = serde_json::to_string(&scores).unwrap();
+        assert_eq!(
+            text,
+            r#"{"cost":{"value":null,"passed":false,"detail":null},"exact":{"value":1.0,"passed":true,"detail":null},"llm_judge":{"value":0.5,"passed":false,"detail":"vague","cost_usd":0.25}}"#
+        );
+        let back: CaseScores = serde_json::from_str(&text).unwrap();
+        assert!(back["cost"].value.is_nan());
+        assert_eq!(back["exact"], scores["exact"]);
+        assert_eq!(back[JUDGE_SCORER], scores[JUDGE_SCORER]);
+
+        // As the engine wrote them before scores were typed.
+        let old = r#"{"label_accuracy": {"detail": null, "passed": false, "value": 0.0},
+            "llm_judge": {"detail": "judge error: timed out", "error": true, "passed": false, "value": 0.0, "cost_usd": 0.0}}"#;
+        let old: CaseScores = serde_json::from_str(old).unwrap();
+        assert_eq!(old["label_accuracy"], Score::binary(false, None));
+        assert_eq!(
+            old[JUDGE_SCORER],
+            Score::judge_error("judge error: timed out".into(), 0.0)
+        );
+        // A score without its verdict is refused, never read as 0.
+        assert!(serde_json::from_str::<CaseScores>(r#"{"exact": {"value": 1.0}}"#).is_err());
     }
 
     #[test]

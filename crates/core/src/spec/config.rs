@@ -19,14 +19,68 @@ crate::text_enum! {
     }
 }
 
+/// What the config check and the policy document know of a provider kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProviderFacts {
+    /// The environment variable a key is read from when the config names none.
+    pub default_api_key_env: Option<&'static str>,
+    /// The field a model of this kind cannot work without.
+    pub requires: Option<RequiredField>,
+    /// Whether its models run inside the organisation unless the config says otherwise.
+    pub on_premises: bool,
+    /// Where its models run when no `base_url` says, in the policy document's words.
+    pub runs_on: &'static str,
+}
+
+/// A model field some provider kinds require, with an example for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequiredField {
+    BaseUrl(&'static str),
+    File(&'static str),
+}
+
 impl ProviderKind {
+    /// Everything config knows of a kind, in one place: a new kind is a variant above, its arm
+    /// here, and its module with one line in the providers' registry (`local` is the engine's).
+    pub const fn facts(self) -> ProviderFacts {
+        const REMOTE: ProviderFacts = ProviderFacts {
+            default_api_key_env: None,
+            requires: None,
+            on_premises: false,
+            runs_on: "",
+        };
+        match self {
+            ProviderKind::OpenAi => ProviderFacts {
+                default_api_key_env: Some("OPENAI_API_KEY"),
+                runs_on: "OpenAI's API",
+                ..REMOTE
+            },
+            ProviderKind::OpenAiCompatible => ProviderFacts {
+                requires: Some(RequiredField::BaseUrl("http://127.0.0.1:8000/v1")),
+                runs_on: "an OpenAI-compatible server",
+                ..REMOTE
+            },
+            ProviderKind::Anthropic => ProviderFacts {
+                default_api_key_env: Some("ANTHROPIC_API_KEY"),
+                runs_on: "Anthropic's API",
+                ..REMOTE
+            },
+            ProviderKind::Local => ProviderFacts {
+                on_premises: true,
+                runs_on: "embedded in shopfloor, on its own CPU",
+                ..REMOTE
+            },
+            ProviderKind::Replay => ProviderFacts {
+                requires: Some(RequiredField::File("recordings/ticket-triage.jsonl")),
+                runs_on: "recorded answers",
+                ..REMOTE
+            },
+        }
+    }
+
     /// The environment variable a key is read from when the config names none.
     pub fn default_api_key_env(self) -> Option<&'static str> {
-        match self {
-            ProviderKind::OpenAi => Some("OPENAI_API_KEY"),
-            ProviderKind::Anthropic => Some("ANTHROPIC_API_KEY"),
-            _ => None,
-        }
+        self.facts().default_api_key_env
     }
 }
 
@@ -177,10 +231,7 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
 fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSpec> {
     let provider = t.choice("provider", ProviderKind::CHOICES);
     if t.line_of("provider").is_none() {
-        t.missing(
-            "provider",
-            "one of: openai, openai-compatible, anthropic, local, replay",
-        );
+        t.missing("provider", &format!("one of: {}", ProviderKind::expected()));
     }
     let model = t.required_string("model", "the provider's model id, e.g. \"gpt-4o-mini\"");
     let base_url = t.string("base_url").map(|u| u.value);
@@ -200,14 +251,14 @@ fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSp
     });
     let data_classes = read_data_classes(t);
     let provider = provider?;
-    match provider {
-        ProviderKind::OpenAiCompatible if base_url.is_none() => t.missing(
+    match provider.facts().requires {
+        Some(RequiredField::BaseUrl(example)) if base_url.is_none() => t.missing(
             "base_url",
-            "the server's OpenAI-compatible base URL, e.g. \"http://127.0.0.1:8000/v1\"",
+            &format!("the server's OpenAI-compatible base URL, e.g. \"{example}\""),
         ),
-        ProviderKind::Replay if file.is_none() => t.missing(
+        Some(RequiredField::File(example)) if file.is_none() => t.missing(
             "file",
-            "the recorded-responses file, e.g. \"recordings/ticket-triage.jsonl\"",
+            &format!("the recorded-responses file, e.g. \"{example}\""),
         ),
         _ => {}
     }
@@ -228,7 +279,7 @@ fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSp
         file,
         price: price.unwrap_or_default(),
         data_classes: data_classes.unwrap_or_else(|| vec![DataClass::Public]),
-        on_premises: on_premises.unwrap_or(provider == ProviderKind::Local),
+        on_premises: on_premises.unwrap_or(provider.facts().on_premises),
         line: name.line,
     })
 }

@@ -12,7 +12,7 @@ mod workflow;
 
 pub use config::{
     parse_config, ExternalAction, GatewaySpec, ModelSpec, PiiPolicy, Price, ProjectConfig,
-    ProviderKind, StoreAction,
+    ProviderFacts, ProviderKind, RequiredField, StoreAction,
 };
 pub use reader::Located;
 pub use review::{
@@ -22,5 +22,5 @@ pub use types::{DataClass, RiskTier, Stage, WorkflowName};
 pub use validate::{validate_project, ProjectFiles};
 pub use workflow::{
     parse_workflow, EvalSpec, JudgeSpec, Outcome, OutputContract, OutputSpec, PromptSpec,
-    RouteSpec, Workflow, KNOWN_SCORERS,
+    RouteSpec, Workflow,
 };

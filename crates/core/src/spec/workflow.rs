@@ -6,22 +6,8 @@ use serde_json::Value as Json;
 use super::reader::{parse, Located, Source, TableReader};
 use super::review::{read_review, ReviewSpec};
 use super::types::{DataClass, RiskTier, Stage, WorkflowName};
+use crate::scorers::{known_scorers, unknown_scorer};
 use crate::Diagnostic;
-
-/// Scorer names an `[eval]` may use.
-pub const KNOWN_SCORERS: [&str; 11] = [
-    "exact",
-    "label_accuracy",
-    "contains",
-    "regex",
-    "json_valid",
-    "json_match",
-    "numeric",
-    "similarity",
-    "llm_judge",
-    "latency_ms",
-    "cost",
-];
 
 /// The business outcome a workflow is measured against.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -436,14 +422,8 @@ fn read_eval(t: &TableReader<'_, '_>) -> EvalSpec {
         .map(|s| s.value)
         .collect();
     for scorer in &scorers {
-        if !KNOWN_SCORERS.contains(&scorer.as_str()) {
-            t.invalid(
-                "scorers",
-                format!(
-                    "unknown scorer \"{scorer}\"; expected one of: {}",
-                    KNOWN_SCORERS.join(", ")
-                ),
-            );
+        if !known_scorers().any(|known| known == scorer) {
+            t.invalid("scorers", unknown_scorer(scorer));
         }
     }
     let read_gates = |key: &'static str| -> Vec<(String, f64)> {

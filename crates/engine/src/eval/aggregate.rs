@@ -5,13 +5,15 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shopfloor_core::scorers::LabelReport;
+use shopfloor_core::scorers::{LabelReport, Score};
 use shopfloor_core::spec::EvalSpec;
 use shopfloor_core::stats::{
     bootstrap_mean_interval, mean, paired_binary, paired_continuous, percentile, wilson_interval,
     Z_95,
 };
 use shopfloor_store::{EvalCaseRecord, RunStatus};
+
+use crate::EngineError;
 
 /// Bootstrap resamples for non-binary scores; fixed seed so reports are reproducible.
 const BOOTSTRAP_RESAMPLES: usize = 1000;
@@ -188,8 +190,20 @@ impl Accumulator {
         }
     }
 
-    /// Take in one scored case.
-    pub fn add(&mut self, case: &EvalCaseRecord) {
+    /// Take in one scored case; it must carry a score of every scorer of the eval.
+    pub fn add(&mut self, case: &EvalCaseRecord) -> Result<(), EngineError> {
+        let scores = self
+            .scorers
+            .iter()
+            .map(|scorer| {
+                case.scores
+                    .get(&scorer.name)
+                    .ok_or_else(|| EngineError::Unscored {
+                        case: case.case_id.clone(),
+                        scorer: scorer.name.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let index = self.latencies.len();
         self.case_index.insert(case.case_id.clone(), index);
         self.cases += 1;
@@ -210,14 +224,11 @@ impl Accumulator {
         self.prompt_tokens += case.prompt_tokens;
         self.completion_tokens += case.completion_tokens;
         self.cost_usd += case.cost_usd;
-        for (i, scorer) in self.scorers.iter().enumerate() {
-            let score = &case.scores[scorer.name.as_str()];
-            self.values[i].push(score["value"].as_f64().unwrap_or(0.0));
-            self.passed[i].push(score["passed"].as_bool().unwrap_or(false));
-        }
-        if let Some(judge) = case.scores.get(shopfloor_core::scorers::JUDGE_SCORER) {
-            self.judge_errors += u64::from(judge["error"].as_bool().unwrap_or(false));
-            self.judge_cost_usd += judge["cost_usd"].as_f64().unwrap_or(0.0);
+        for (i, score) in scores.iter().enumerate() {
+            self.values[i].push(score.value);
+            self.passed[i].push(score.passed);
+            self.judge_errors += u64::from(score.error);
+            self.judge_cost_usd += score.cost_usd.unwrap_or_default();
         }
         if self.labels {
             let expected = case.expected.as_str().unwrap_or_default().to_string();
@@ -228,17 +239,15 @@ impl Accumulator {
                 .map(String::from);
             self.label_pairs.push((expected, predicted));
         }
-        self.track_worst(case);
+        if let Some(first) = scores.first() {
+            self.track_worst(case, first.value);
+        }
+        Ok(())
     }
 
-    fn track_worst(&mut self, case: &EvalCaseRecord) {
-        let Some(first) = self.scorers.first() else {
-            return;
-        };
-        let score = case.scores[first.name.as_str()]["value"]
-            .as_f64()
-            .unwrap_or(0.0);
-        let higher = first.higher_is_better;
+    /// `score` is the case's value on the first scorer.
+    fn track_worst(&mut self, case: &EvalCaseRecord, score: f64) {
+        let higher = self.scorers[0].higher_is_better;
         let badness = if higher { -score } else { score };
         let entry = WorstCase {
             case_id: case.case_id.clone(),
@@ -386,24 +395,27 @@ impl Accumulator {
         let mut improved_cases = Vec::new();
         for (s, scorer) in self.scorers.iter().enumerate() {
             let name = scorer.name.as_str();
-            let before_values: Vec<f64> = pairs
+            // Paired only where the baseline scored this scorer too: a scorer added since
+            // has nothing to be compared with.
+            let scored: Vec<(usize, &EvalCaseRecord, &Score)> = pairs
                 .iter()
-                .map(|(_, c)| c.scores[name]["value"].as_f64().unwrap_or(0.0))
+                .filter_map(|&(i, c)| c.scores.get(name).map(|score| (i, c, score)))
                 .collect();
-            let after_values: Vec<f64> = pairs.iter().map(|(i, _)| self.values[s][*i]).collect();
+            if scored.is_empty() {
+                continue;
+            }
+            let before_values: Vec<f64> = scored.iter().map(|(_, _, b)| b.value).collect();
+            let after_values: Vec<f64> = scored.iter().map(|(i, ..)| self.values[s][*i]).collect();
             let binary = before_values
                 .iter()
                 .chain(&after_values)
                 .all(|v| *v == 0.0 || *v == 1.0);
             let result = if binary {
-                let before: Vec<bool> = pairs
-                    .iter()
-                    .map(|(_, c)| c.scores[name]["passed"].as_bool().unwrap_or(false))
-                    .collect();
-                let after: Vec<bool> = pairs.iter().map(|(i, _)| self.passed[s][*i]).collect();
+                let before: Vec<bool> = scored.iter().map(|(_, _, b)| b.passed).collect();
+                let after: Vec<bool> = scored.iter().map(|(i, ..)| self.passed[s][*i]).collect();
                 if s == 0 {
                     for (k, (b, a)) in before.iter().zip(&after).enumerate() {
-                        let id = &pairs[k].1.case_id;
+                        let id = &scored[k].1.case_id;
                         if *b && !*a && regressed_cases.len() < 20 {
                             regressed_cases.push(id.clone());
                         } else if !*b && *a && improved_cases.len() < 20 {

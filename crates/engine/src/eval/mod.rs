@@ -6,10 +6,12 @@ mod aggregate;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shopfloor_core::dataset::{parse_dataset, DatasetCase, DatasetFormat};
-use shopfloor_core::scorers::{parse_judge_verdict, CaseFacts, Scorer, JUDGE_SCORER};
+use shopfloor_core::scorers::{
+    parse_judge_verdict, CaseFacts, CaseScores, Score, Scorer, JUDGE_SCORER,
+};
 use shopfloor_core::spec::JudgeSpec;
 use shopfloor_providers::{Message, Role};
 use shopfloor_store::{EvalCaseRecord, EvalRecord, EvalStatus};
@@ -141,7 +143,7 @@ impl Engine {
             |case| self.eval_case(&workflow, &eval, &scorers, case, use_cache),
             async |result: Result<EvalCaseRecord, EngineError>| {
                 let mut record = result?;
-                acc.add(&record);
+                acc.add(&record)?;
                 observer.finished(&record);
                 if let Some(redactor) = &self.store_redactor {
                     redactor.eval_case(&mut record);
@@ -279,7 +281,7 @@ impl Engine {
             output: run.output.clone(),
             raw_output: run.raw_output.clone(),
             expected: case.expected,
-            scores: Value::Null,
+            scores: CaseScores::new(),
             tags: case.tags,
             latency_ms: run.latency_ms,
             cost_usd: run.cost_usd,
@@ -301,7 +303,7 @@ impl Engine {
         scorers: &[EvalScorer],
         record: &EvalCaseRecord,
         input: &Value,
-    ) -> Value {
+    ) -> CaseScores {
         let facts = CaseFacts {
             output: record.output.as_ref(),
             raw_output: record.raw_output.as_deref(),
@@ -309,18 +311,15 @@ impl Engine {
             latency_ms: record.latency_ms,
             cost_usd: record.cost_usd,
         };
-        let mut map = serde_json::Map::new();
+        let mut scores = CaseScores::new();
         for scorer in scorers {
-            let verdict = match scorer {
-                EvalScorer::Pure(s) => {
-                    let score = s.score(&facts);
-                    json!({"value": score.value, "passed": score.passed, "detail": score.detail})
-                }
+            let score = match scorer {
+                EvalScorer::Pure(s) => s.score(&facts),
                 EvalScorer::Judge(judge) => self.judge(workflow, judge, record, input).await,
             };
-            map.insert(scorer.metric().name, verdict);
+            scores.insert(scorer.metric().name, score);
         }
-        Value::Object(map)
+        scores
     }
 
     /// Ask the judge model; an unparseable verdict or a failed call is an error, never a pass.
@@ -330,14 +329,12 @@ impl Engine {
         judge: &JudgeSpec,
         record: &EvalCaseRecord,
         input: &Value,
-    ) -> Value {
+    ) -> Score {
         let (low, high) = judge.scale.bounds();
         let output = match (&record.output, &record.raw_output) {
             (Some(o), _) => o.to_string(),
             (None, Some(raw)) => raw.clone(),
-            (None, None) => {
-                return json!({"value": 0.0, "passed": false, "detail": "no output to judge", "error": false})
-            }
+            (None, None) => return Score::binary(false, Some("no output to judge".into())),
         };
         let messages = vec![
             Message::new(
@@ -368,16 +365,13 @@ impl Engine {
             .await
         {
             Ok(answer) => match parse_judge_verdict(&answer.text, judge.scale) {
-                Ok(v) => {
-                    json!({"value": v.score, "passed": v.pass, "detail": v.reason, "error": false, "cost_usd": answer.cost_usd})
-                }
-                Err(e) => {
-                    json!({"value": 0.0, "passed": false, "detail": format!("judge error: unparseable verdict: {e}"), "error": true, "cost_usd": answer.cost_usd})
-                }
+                Ok(verdict) => Score::judged(verdict, answer.cost_usd),
+                Err(e) => Score::judge_error(
+                    format!("judge error: unparseable verdict: {e}"),
+                    answer.cost_usd,
+                ),
             },
-            Err(e) => {
-                json!({"value": 0.0, "passed": false, "detail": format!("judge error: {e}"), "error": true, "cost_usd": 0.0})
-            }
+            Err(e) => Score::judge_error(format!("judge error: {e}"), 0.0),
         }
     }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
+use shopfloor_core::scorers::Score;
 use shopfloor_store::testing::TestPostgres;
 use shopfloor_store::{
     open, AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, Caller, EvalCaseRecord,
@@ -262,10 +263,15 @@ pub fn eval_case(eval_id: &str, case_id: &str, line: u64) -> EvalCaseRecord {
         output: Some(serde_json::json!({"label": "billing", "why": "«charged twice»"})),
         raw_output: Some("billing\n".into()),
         expected: serde_json::json!("billing"),
-        scores: serde_json::json!({
-            "label_accuracy": {"value": 1.0, "passed": true, "detail": null},
-            "similarity": {"value": 0.875, "passed": false, "detail": "below 0.9"},
-        }),
+        scores: [
+            ("label_accuracy", Score::binary(true, None)),
+            (
+                "similarity",
+                Score::rate(0.875, false, Some("below 0.9".into())),
+            ),
+        ]
+        .map(|(name, score)| (name.to_string(), score))
+        .into(),
         tags: vec!["refund".into(), "edge case ✓".into()],
         latency_ms: 640 + line,
         cost_usd: 0.000_022_5,
