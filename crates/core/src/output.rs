@@ -102,18 +102,7 @@ impl OutputValidator {
                 let value = extract_json(answer)
                     .ok_or_else(|| "the answer contains no JSON value".to_string())?;
                 if let Some(schema) = &self.schema {
-                    let errors: Vec<String> = schema
-                        .iter_errors(&value)
-                        .take(5)
-                        .map(|e| {
-                            let path = e.instance_path.to_string();
-                            if path.is_empty() {
-                                e.to_string()
-                            } else {
-                                format!("{path}: {e}")
-                            }
-                        })
-                        .collect();
+                    let errors = schema_problems(schema, &value);
                     if !errors.is_empty() {
                         return Err(format!(
                             "the JSON does not match the schema: {}",
@@ -140,6 +129,23 @@ impl OutputValidator {
             }
         }
     }
+}
+
+/// What is wrong with `value` against `schema`: at most the first five problems, each with the
+/// JSON path it is at.
+pub fn schema_problems(schema: &jsonschema::Validator, value: &Json) -> Vec<String> {
+    schema
+        .iter_errors(value)
+        .take(5)
+        .map(|e| {
+            let path = e.instance_path.to_string();
+            if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("{path}: {e}")
+            }
+        })
+        .collect()
 }
 
 /// `text` cut to at most `max` characters, with an ellipsis when cut (for messages and tables).

@@ -142,19 +142,7 @@ fn case_input(value: Value, workflow: &LoadedWorkflow) -> Result<Value, String> 
 
 /// Check an input against the workflow's input schema; the message lists what is wrong.
 pub fn validate_input(workflow: &LoadedWorkflow, input: &Value) -> Result<(), String> {
-    let errors: Vec<String> = workflow
-        .input_schema
-        .iter_errors(input)
-        .take(5)
-        .map(|e| {
-            let path = e.instance_path.to_string();
-            if path.is_empty() {
-                e.to_string()
-            } else {
-                format!("{path}: {e}")
-            }
-        })
-        .collect();
+    let errors = shopfloor_core::output::schema_problems(&workflow.input_schema, input);
     if errors.is_empty() {
         Ok(())
     } else {

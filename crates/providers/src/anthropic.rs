@@ -4,12 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use reqwest::header::HeaderValue;
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::ProviderConfig;
-use crate::sse::{self, EventParser};
+use crate::sse::EventParser;
 use crate::{
     http, Capabilities, ChatRequest, ChatResponse, FinishReason, Provider, ProviderError, Role,
     StreamEvent, Usage,
@@ -23,11 +21,9 @@ pub const API_VERSION: &str = "2023-06-01";
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 /// A Messages API endpoint. Cheap to share; one connection pool per instance.
+#[derive(Debug)]
 pub struct Anthropic {
-    name: String,
-    url: Url,
-    api_key: Option<HeaderValue>,
-    client: reqwest::Client,
+    endpoint: http::Endpoint,
 }
 
 impl Anthropic {
@@ -38,49 +34,22 @@ impl Anthropic {
         base_url: Option<String>,
         api_key: Option<String>,
     ) -> Result<Anthropic, ProviderError> {
-        let name = name.into();
+        let key = http::KeyHeader {
+            name: "x-api-key",
+            prefix: "",
+        };
         let base_url = base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let url = http::endpoint(&name, base_url, "messages")?;
-        let api_key = api_key
-            .map(|key| http::secret_header(&name, "", &key))
-            .transpose()?;
-        let client = http::client(&name)?;
+        let headers = &[("anthropic-version", API_VERSION)];
         Ok(Anthropic {
-            name,
-            url,
-            api_key,
-            client,
+            endpoint: http::Endpoint::new(
+                name.into(),
+                base_url,
+                "messages",
+                api_key,
+                key,
+                headers,
+            )?,
         })
-    }
-
-    fn post(&self, body: &WireRequest<'_>) -> reqwest::RequestBuilder {
-        let request = self
-            .client
-            .post(self.url.clone())
-            .header("anthropic-version", API_VERSION)
-            .json(body);
-        match &self.api_key {
-            Some(value) => request.header("x-api-key", value.clone()),
-            None => request,
-        }
-    }
-
-    fn malformed(&self, message: impl Into<String>) -> ProviderError {
-        ProviderError::Malformed {
-            provider: self.name.clone(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Anthropic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key stays out of debug output.
-        f.debug_struct("Anthropic")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("has_api_key", &self.api_key.is_some())
-            .finish()
     }
 }
 
@@ -222,20 +191,16 @@ impl Provider for Anthropic {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let endpoint = &self.endpoint;
         let prepared = prepare(request, false);
-        let response =
-            http::send(&self.name, &self.url, request, self.post(&prepared.wire)).await?;
-        let body: WireResponse = http::read_json(
-            &self.name,
-            &self.url,
-            response,
-            "a Messages API JSON object",
-        )
-        .await?;
+        let response = endpoint.post(request, &prepared.wire).await?;
+        let body: WireResponse = endpoint
+            .read_json(response, "a Messages API JSON object")
+            .await?;
         if !body.content.iter().any(|block| block.kind == "text") && body.stop_reason.is_none() {
-            return Err(self.malformed(format!(
+            return Err(endpoint.malformed(format!(
                 "POST {} answered with no text content and no stop_reason",
-                self.url
+                endpoint.url
             )));
         }
         let text: String = body
@@ -266,20 +231,14 @@ impl Provider for Anthropic {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, ProviderError>>, ProviderError> {
         let prepared = prepare(request, true);
-        let response =
-            http::send(&self.name, &self.url, request, self.post(&prepared.wire)).await?;
+        let response = self.endpoint.post(request, &prepared.wire).await?;
         let parser = EventsParser {
-            provider: self.name.clone(),
+            provider: self.endpoint.name.clone(),
             trim_answer_start: prepared.trim_answer_start,
             usage: Usage::default(),
             stop_reason: None,
         };
-        Ok(sse::drive(
-            &self.name,
-            &self.url,
-            Box::pin(response.bytes_stream()),
-            parser,
-        ))
+        Ok(self.endpoint.events(response, parser))
     }
 }
 

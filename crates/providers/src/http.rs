@@ -7,7 +7,110 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use crate::{ChatRequest, ProviderError};
+use futures::stream::BoxStream;
+
+use crate::sse::{self, EventParser};
+use crate::{ChatRequest, ProviderError, StreamEvent};
+
+/// One HTTP endpoint of a provider: the model's config name (for messages), the URL, the key
+/// header and a pooled client. What the OpenAI and Anthropic modules share, written once.
+pub(crate) struct Endpoint {
+    pub(crate) name: String,
+    pub(crate) url: Url,
+    key: Option<(&'static str, HeaderValue)>,
+    headers: &'static [(&'static str, &'static str)],
+    client: reqwest::Client,
+}
+
+/// How an API key travels: its header and what precedes the key in it (`Bearer `).
+pub(crate) struct KeyHeader {
+    pub(crate) name: &'static str,
+    pub(crate) prefix: &'static str,
+}
+
+impl Endpoint {
+    /// `{base_url}/{path}` for the model `name`, sending `api_key` in `key` and the fixed
+    /// `headers` with every request.
+    pub(crate) fn new(
+        name: String,
+        base_url: &str,
+        path: &str,
+        api_key: Option<String>,
+        key: KeyHeader,
+        headers: &'static [(&'static str, &'static str)],
+    ) -> Result<Endpoint, ProviderError> {
+        let url = endpoint(&name, base_url, path)?;
+        let key = api_key
+            .map(|api_key| secret_header(&name, key.prefix, &api_key).map(|v| (key.name, v)))
+            .transpose()?;
+        let client = client(&name)?;
+        Ok(Endpoint {
+            name,
+            url,
+            key,
+            headers,
+            client,
+        })
+    }
+
+    /// POST `body` as JSON for `chat`; anything but a 2xx status is the matching error.
+    pub(crate) async fn post(
+        &self,
+        chat: &ChatRequest,
+        body: &impl serde::Serialize,
+    ) -> Result<Response, ProviderError> {
+        let mut request = self.client.post(self.url.clone()).json(body);
+        for (name, value) in self.headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((name, value)) = &self.key {
+            request = request.header(*name, value.clone());
+        }
+        send(&self.name, &self.url, chat, request).await
+    }
+
+    /// Read a whole 2xx body as `T`; `what` names the expected shape for messages.
+    pub(crate) async fn read_json<T: DeserializeOwned>(
+        &self,
+        response: Response,
+        what: &str,
+    ) -> Result<T, ProviderError> {
+        read_json(&self.name, &self.url, response, what).await
+    }
+
+    /// The response body as a stream of events read by `parser`.
+    pub(crate) fn events(
+        &self,
+        response: Response,
+        parser: impl EventParser,
+    ) -> BoxStream<'static, Result<StreamEvent, ProviderError>> {
+        sse::drive(
+            &self.name,
+            &self.url,
+            Box::pin(response.bytes_stream()),
+            parser,
+        )
+    }
+
+    /// A 2xx answer that is not what the API promises.
+    pub(crate) fn malformed(&self, message: impl Into<String>) -> ProviderError {
+        ProviderError::Malformed {
+            provider: self.name.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of debug output.
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("has_api_key", &self.key.is_some())
+            .finish()
+    }
+}
 
 /// How long to wait for a TCP (and TLS) connection before giving up on the attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

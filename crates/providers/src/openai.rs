@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use reqwest::header::{HeaderValue, AUTHORIZATION};
-use reqwest::Url;
+use reqwest::header::AUTHORIZATION;
 use serde::{Deserialize, Serialize};
 
 use crate::registry::ProviderConfig;
-use crate::sse::{self, EventParser};
+use crate::sse::EventParser;
 use crate::{
     http, Capabilities, ChatRequest, ChatResponse, FinishReason, Message, Provider, ProviderError,
     StreamEvent, Usage,
@@ -20,12 +19,10 @@ use crate::{
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// A Chat Completions endpoint. Cheap to share; one connection pool per instance.
+#[derive(Debug)]
 pub struct OpenAi {
     kind: &'static str,
-    name: String,
-    url: Url,
-    authorization: Option<HeaderValue>,
-    client: reqwest::Client,
+    endpoint: http::Endpoint,
 }
 
 impl OpenAi {
@@ -36,19 +33,21 @@ impl OpenAi {
         base_url: Option<String>,
         api_key: Option<String>,
     ) -> Result<OpenAi, ProviderError> {
-        let name = name.into();
+        let key = http::KeyHeader {
+            name: AUTHORIZATION.as_str(),
+            prefix: "Bearer ",
+        };
         let base_url = base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let url = http::endpoint(&name, base_url, "chat/completions")?;
-        let authorization = api_key
-            .map(|key| http::secret_header(&name, "Bearer ", &key))
-            .transpose()?;
-        let client = http::client(&name)?;
         Ok(OpenAi {
             kind: "openai",
-            name,
-            url,
-            authorization,
-            client,
+            endpoint: http::Endpoint::new(
+                name.into(),
+                base_url,
+                "chat/completions",
+                api_key,
+                key,
+                &[],
+            )?,
         })
     }
 
@@ -56,33 +55,6 @@ impl OpenAi {
     pub fn with_kind(mut self, kind: &'static str) -> OpenAi {
         self.kind = kind;
         self
-    }
-
-    fn post(&self, body: &WireRequest<'_>) -> reqwest::RequestBuilder {
-        let request = self.client.post(self.url.clone()).json(body);
-        match &self.authorization {
-            Some(value) => request.header(AUTHORIZATION, value.clone()),
-            None => request,
-        }
-    }
-
-    fn malformed(&self, message: impl Into<String>) -> ProviderError {
-        ProviderError::Malformed {
-            provider: self.name.clone(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Debug for OpenAi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key stays out of debug output.
-        f.debug_struct("OpenAi")
-            .field("kind", &self.kind)
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("has_api_key", &self.authorization.is_some())
-            .finish()
     }
 }
 
@@ -212,17 +184,16 @@ impl Provider for OpenAi {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let endpoint = &self.endpoint;
         let wire = WireRequest::new(request, false);
-        let response = http::send(&self.name, &self.url, request, self.post(&wire)).await?;
-        let body: WireResponse = http::read_json(
-            &self.name,
-            &self.url,
-            response,
-            "a Chat Completions JSON object",
-        )
-        .await?;
+        let response = endpoint.post(request, &wire).await?;
+        let body: WireResponse = endpoint
+            .read_json(response, "a Chat Completions JSON object")
+            .await?;
         let Some(choice) = body.choices.into_iter().next() else {
-            return Err(self.malformed(format!("POST {} answered with no choices", self.url)));
+            return Err(
+                endpoint.malformed(format!("POST {} answered with no choices", endpoint.url))
+            );
         };
         let reason = choice.finish_reason.as_deref();
         let text = match (choice.message.content, choice.message.refusal) {
@@ -230,9 +201,9 @@ impl Provider for OpenAi {
             // A refusal is an answer the user should see, not a broken response.
             (None, Some(refusal)) => refusal,
             (None, None) => {
-                return Err(self.malformed(format!(
+                return Err(endpoint.malformed(format!(
                     "POST {} answered without choices[0].message.content (finish_reason {:?})",
-                    self.url,
+                    endpoint.url,
                     reason.unwrap_or("missing")
                 )))
             }
@@ -251,17 +222,12 @@ impl Provider for OpenAi {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, ProviderError>>, ProviderError> {
         let wire = WireRequest::new(request, true);
-        let response = http::send(&self.name, &self.url, request, self.post(&wire)).await?;
+        let response = self.endpoint.post(request, &wire).await?;
         let parser = ChunkParser {
-            provider: self.name.clone(),
+            provider: self.endpoint.name.clone(),
             ..ChunkParser::default()
         };
-        Ok(sse::drive(
-            &self.name,
-            &self.url,
-            Box::pin(response.bytes_stream()),
-            parser,
-        ))
+        Ok(self.endpoint.events(response, parser))
     }
 }
 

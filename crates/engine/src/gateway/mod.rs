@@ -5,16 +5,17 @@
 //!
 //! Nothing here waits for the store: runs are queued to the recorder.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
-use shopfloor_providers::{ChatRequest, FinishReason, Message, Provider, Usage};
+use shopfloor_providers::{ChatRequest, FinishReason, Message, Provider, ProviderError, Usage};
 use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
-use crate::attempt::{self, Attempts, CallFailure, Ending, Route};
+use crate::attempt::{self, Answered, Attempts, CallFailure, Ending, Route, Timed};
 use crate::recorder::Recorder;
 use crate::redaction::StoreRedactor;
 use crate::runner::new_run;
@@ -152,6 +153,31 @@ impl RecordSink {
             None => run,
         };
         self.recorder.record(run).await;
+    }
+}
+
+/// How a gateway path asks a model: for a whole answer, or for the start of a stream. A trait
+/// rather than a closure, so that the futures stay `Send` for the server's tasks.
+trait Ask {
+    type Answer: Answered;
+
+    fn ask<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+    ) -> impl Future<Output = Result<Self::Answer, ProviderError>> + Send + 'a;
+}
+
+/// A whole answer.
+struct Complete;
+
+impl Ask for Complete {
+    type Answer = shopfloor_providers::ChatResponse;
+
+    fn ask<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+    ) -> impl Future<Output = Result<Self::Answer, ProviderError>> + Send + 'a {
+        provider.complete(request)
     }
 }
 
@@ -311,65 +337,80 @@ impl Engine {
     async fn complete_routed(&self, request: GatewayRequest) -> GatewayOutcome {
         let route = match self.gateway_route(&request.model) {
             Ok(route) => route,
-            Err(e) => return self.unrouted(&request, e).await,
+            Err(e) => return self.unanswered(self.start_call(&request), e).await,
         };
         let mut call = self.start_call(&request);
-        for name in &route {
-            let Some(model) = self.prepare(name, &request, &mut call) else {
+        let Some((model, answer)) = self
+            .first_answer::<Complete>(&route, &request, &mut call)
+            .await
+        else {
+            return self.route_failed(call).await;
+        };
+        let mut response = answer.value;
+        if model.redacting {
+            response.text = restore(&response.text, &call.redactions);
+        }
+        call.run.attempts.push(attempt::answered(
+            call.run.attempts.len(),
+            model.spec,
+            answer.started_at_ms,
+            answer.latency,
+            response.usage,
+            &response.text,
+            Ending::Valid,
+        ));
+        let answer = GatewayAnswer {
+            text: response.text,
+            usage: response.usage,
+            finish_reason: response.finish_reason,
+            model: model.spec.name.clone(),
+        };
+        let facts = self.settle(call, Ok(&answer)).await;
+        GatewayOutcome {
+            result: Ok(answer),
+            run: facts,
+        }
+    }
+
+    /// Try the route's models in turn, each through its attempt loop, until one answers `A`;
+    /// the failures are tallied on the call's route. `None` when no model answered.
+    async fn first_answer<'a, A: Ask>(
+        &'a self,
+        route: &[String],
+        request: &GatewayRequest,
+        call: &mut Call,
+    ) -> Option<(Prepared<'a>, Timed<A::Answer>)> {
+        for name in route {
+            let Some(model) = self.prepare(name, request, call) else {
                 continue;
             };
             let mut attempts = self.attempts(model.spec);
             let (provider, sent) = (&*model.provider, &model.request);
             let result = attempts
                 .call(&mut call.run.attempts, move || async move {
-                    provider.complete(&trace::traced(sent)).await
+                    A::ask(provider, &trace::traced(sent)).await
                 })
                 .await;
             call.upstream += attempts.upstream();
-            let answer = match result {
-                Ok(answer) => answer,
-                Err(e) => {
-                    call.route
-                        .failed(CallFailure::from_provider(&model.spec.name, &e));
-                    continue;
-                }
-            };
-            let mut response = answer.value;
-            if model.redacting {
-                response.text = restore(&response.text, &call.redactions);
+            match result {
+                Ok(answer) => return Some((model, answer)),
+                Err(e) => call
+                    .route
+                    .failed(CallFailure::from_provider(&model.spec.name, &e)),
             }
-            call.run.attempts.push(attempt::answered(
-                call.run.attempts.len(),
-                model.spec,
-                answer.started_at_ms,
-                answer.latency,
-                response.usage,
-                &response.text,
-                Ending::Valid,
-            ));
-            let answer = GatewayAnswer {
-                text: response.text,
-                usage: response.usage,
-                finish_reason: response.finish_reason,
-                model: model.spec.name.clone(),
-            };
-            let facts = self.settle(call, Ok(&answer)).await;
-            return GatewayOutcome {
-                result: Ok(answer),
-                run: facts,
-            };
         }
-        let error = GatewayError::Failed(std::mem::take(&mut call.route).failure());
-        let facts = self.settle(call, Err(&error)).await;
-        GatewayOutcome {
-            result: Err(error),
-            run: facts,
-        }
+        None
     }
 
-    /// A call to a model that does not exist is recorded too: someone tried.
-    async fn unrouted(&self, request: &GatewayRequest, error: GatewayError) -> GatewayOutcome {
-        let call = self.start_call(request);
+    /// Every model of the route failed: the call is recorded with the route's failure.
+    async fn route_failed(&self, mut call: Call) -> GatewayOutcome {
+        let error = GatewayError::Failed(std::mem::take(&mut call.route).failure());
+        self.unanswered(call, error).await
+    }
+
+    /// A call that got no answer is recorded too, a call to a model that does not exist
+    /// included: someone tried.
+    async fn unanswered(&self, call: Call, error: GatewayError) -> GatewayOutcome {
         let facts = self.settle(call, Err(&error)).await;
         GatewayOutcome {
             result: Err(error),

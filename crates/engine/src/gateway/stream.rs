@@ -3,6 +3,7 @@
 //! data are restored as they arrive, and the run is recorded when the stream ends — or when it is
 //! dropped because its client went away.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
@@ -14,7 +15,7 @@ use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
 use super::{
-    Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink, RunFacts, GATEWAY_WORKFLOW,
+    Ask, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink, RunFacts, GATEWAY_WORKFLOW,
 };
 use crate::attempt::{self, Answered, CallFailure, Ending};
 use crate::trace;
@@ -37,52 +38,32 @@ impl Engine {
     async fn open_routed(&self, request: GatewayRequest) -> Result<GatewayStream, GatewayOutcome> {
         let route = match self.gateway_route(&request.model) {
             Ok(route) => route,
-            Err(e) => return Err(self.unrouted(&request, e).await),
+            Err(e) => return Err(self.unanswered(self.start_call(&request), e).await),
         };
         let mut call = self.start_call(&request);
-        for name in &route {
-            let Some(model) = self.prepare(name, &request, &mut call) else {
-                continue;
-            };
-            let mut attempts = self.attempts(model.spec);
-            let (provider, sent) = (&*model.provider, &model.request);
-            let opened = attempts
-                .call(&mut call.run.attempts, move || async move {
-                    open(provider, &trace::traced(sent)).await
-                })
-                .await;
-            call.upstream += attempts.upstream();
-            match opened {
-                Ok(opened) => {
-                    let Opened(first, rest) = opened.value;
-                    return Ok(GatewayStream {
-                        // The run's span lives as long as its stream.
-                        span: tracing::Span::current(),
-                        sink: self.record_sink(),
-                        call: Some(call),
-                        first: Some(first),
-                        rest,
-                        timeout: Duration::from_millis(self.project.config.gateway.timeout_ms),
-                        spec: model.spec.clone(),
-                        attempt_started_at: opened.started_at_ms,
-                        attempt_clock: Instant::now() - opened.latency,
-                        text: String::new(),
-                        pending: model.redacting.then(String::new),
-                        usage: Usage::default(),
-                        done: false,
-                        attempt_recorded: false,
-                    });
-                }
-                Err(e) => call
-                    .route
-                    .failed(CallFailure::from_provider(&model.spec.name, &e)),
-            }
-        }
-        let error = GatewayError::Failed(std::mem::take(&mut call.route).failure());
-        let facts = self.settle(call, Err(&error)).await;
-        Err(GatewayOutcome {
-            result: Err(error),
-            run: facts,
+        let Some((model, opened)) = self
+            .first_answer::<StreamStart>(&route, &request, &mut call)
+            .await
+        else {
+            return Err(self.route_failed(call).await);
+        };
+        let Opened(first, rest) = opened.value;
+        Ok(GatewayStream {
+            // The run's span lives as long as its stream.
+            span: tracing::Span::current(),
+            sink: self.record_sink(),
+            call: Some(call),
+            first: Some(first),
+            rest,
+            timeout: Duration::from_millis(self.project.config.gateway.timeout_ms),
+            spec: model.spec.clone(),
+            attempt_started_at: opened.started_at_ms,
+            attempt_clock: Instant::now() - opened.latency,
+            text: String::new(),
+            pending: model.redacting.then(String::new),
+            usage: Usage::default(),
+            done: false,
+            attempt_recorded: false,
         })
     }
 }
@@ -97,6 +78,20 @@ struct Opened(
 impl Answered for Opened {
     fn usage(&self) -> Option<Usage> {
         None
+    }
+}
+
+/// The start of a stream: its first event.
+struct StreamStart;
+
+impl Ask for StreamStart {
+    type Answer = Opened;
+
+    fn ask<'a>(
+        provider: &'a dyn Provider,
+        request: &'a ChatRequest,
+    ) -> impl Future<Output = Result<Opened, ProviderError>> + Send + 'a {
+        open(provider, request)
     }
 }
 
