@@ -18,6 +18,7 @@ pub mod stats;
 pub mod template;
 mod text_enum;
 pub mod version;
+pub mod webhook;
 
 pub use canonical::canonical_json;
 pub use diagnostic::{Diagnostic, LineIndex};

@@ -1,5 +1,5 @@
 //! The review loop's rules, as pure functions: which outputs a person must see, what a
-//! decision does to an item, how reviewers agree, and how review events are signed. The engine
+//! decision does to an item, and how reviewers agree. The engine
 //! hands in the facts (the run, the prior decisions) and stores what comes out.
 
 use std::collections::HashMap;
@@ -195,39 +195,6 @@ pub fn output_hash(output: Option<&Json>) -> String {
     }
 }
 
-/// The `X-Shopfloor-Signature` header of a webhook body sent at `timestamp` (Unix seconds):
-/// `t=TIMESTAMP,v1=HEX`, HEX being HMAC-SHA256 of `"{t}.{body}"` under `secret`.
-pub fn webhook_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut message = format!("{timestamp}.").into_bytes();
-    message.extend_from_slice(body);
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(hmac_sha256(secret, &message))
-    )
-}
-
-/// HMAC-SHA256 (RFC 2104): 20 lines over the `sha2` the project already has, instead of a
-/// crate for it.
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,28 +302,5 @@ mod tests {
         assert!((kappa - 0.4).abs() < 1e-12, "{kappa}");
         assert_eq!(cohens_kappa::<&str>(&[]), None);
         assert_eq!(cohens_kappa(&[("a", "a"), ("a", "a")]), None);
-    }
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        // Test case 2 of RFC 4231.
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            hex::encode(mac),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        // Test case 6: a key longer than the block is hashed first.
-        let mac = hmac_sha256(
-            &[0xaa; 131],
-            b"Test Using Larger Than Block-Size Key - Hash Key First",
-        );
-        assert_eq!(
-            hex::encode(mac),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
-        assert_eq!(
-            webhook_signature(b"s", 10, b"{}"),
-            format!("t=10,v1={}", hex::encode(hmac_sha256(b"s", b"10.{}")))
-        );
     }
 }

@@ -18,6 +18,7 @@ mod redaction;
 mod review;
 mod runner;
 pub mod trace;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use queue::{BatchProgress, API_SOURCE};
 pub use recorder::{Recorder, RecorderTask};
 pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
 pub use runner::{now_ms, released_output, Answer, CallBudget, RunOptions, Runner};
+pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};
 
 /// The folder under the project that holds the embedded database.
 pub const STATE_DIR: &str = ".shopfloor";
@@ -95,6 +97,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Review(#[from] review::ReviewError),
+    #[error("webhook delivery: {0}")]
+    Webhook(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

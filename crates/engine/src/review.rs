@@ -10,8 +10,8 @@ use shopfloor_core::review::{
     check_reason, cohens_kappa, decide, output_hash, Decision, PriorDecision, ReviewStatus,
 };
 use shopfloor_store::{
-    AuditAction, ReviewClaim, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewUpdate,
-    RunRecord,
+    AuditAction, ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem,
+    ReviewUpdate, RunRecord,
 };
 
 use crate::{now_ms, Engine, EngineError};
@@ -213,6 +213,7 @@ impl Engine {
             decided_at_ms: now,
         };
         let update = ReviewUpdate {
+            events: self.decision_events(&item, status, &record),
             decision: record.clone(),
             status,
             seen_decisions: item.decisions,
@@ -241,16 +242,10 @@ impl Engine {
     /// The queue's figures, over one workflow or all.
     pub async fn review_stats(&self, workflow: Option<&str>) -> Result<ReviewStats, EngineError> {
         self.flush().await;
-        let items = self
-            .store
-            .list_reviews(&ReviewFilter {
-                workflow: workflow.map(str::to_string),
-                status: None,
-                limit: Some(u32::MAX),
-            })
-            .await?;
+        let now = now_ms();
+        let counts = self.store.review_counts(workflow, now).await?;
         let decisions = self.store.review_decisions(None, workflow).await?;
-        Ok(stats(&items, &decisions, now_ms()))
+        Ok(stats(&counts, &decisions, now))
     }
 
     async fn review_item(&self, run_id: &str) -> Result<ReviewItem, EngineError> {
@@ -349,21 +344,21 @@ impl Engine {
     }
 }
 
-/// The figures of `items` and their `decisions` at `now_ms`.
-fn stats(items: &[ReviewItem], decisions: &[ReviewDecisionRecord], now_ms: i64) -> ReviewStats {
+/// The figures of the queue's `counts` and its `decisions` at `now_ms`.
+fn stats(counts: &[ReviewCount], decisions: &[ReviewDecisionRecord], now_ms: i64) -> ReviewStats {
     let mut s = ReviewStats::default();
-    for item in items {
-        match item.status {
+    for count in counts {
+        match count.status {
             ReviewStatus::Pending => {
-                s.pending += 1;
-                s.overdue += u64::from(item.overdue(now_ms));
-                let age = (now_ms - item.created_at_ms) as f64 / 60_000.0;
+                s.pending += count.items;
+                s.overdue += count.overdue;
+                let age = (now_ms - count.oldest_created_at_ms) as f64 / 60_000.0;
                 s.oldest_pending_minutes =
                     Some(s.oldest_pending_minutes.map_or(age, |a| a.max(age)));
             }
-            ReviewStatus::Approved => s.approved += 1,
-            ReviewStatus::Edited => s.edited += 1,
-            ReviewStatus::Rejected => s.rejected += 1,
+            ReviewStatus::Approved => s.approved += count.items,
+            ReviewStatus::Edited => s.edited += count.items,
+            ReviewStatus::Rejected => s.rejected += count.items,
         }
     }
     let decided = s.approved + s.edited + s.rejected;
@@ -428,24 +423,13 @@ fn percentile(values: &[f64], q: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
-    fn item(run_id: &str, status: ReviewStatus, created_at_ms: i64) -> ReviewItem {
-        ReviewItem {
-            run_id: run_id.into(),
+    fn count(status: ReviewStatus, items: u64, overdue: u64, oldest: i64) -> ReviewCount {
+        ReviewCount {
             workflow: "w".into(),
-            version: "v".into(),
-            reason: shopfloor_core::review::ReviewReason::HighRisk,
             status,
-            approvals_required: 1,
-            decisions: 0,
-            requested_by_key: None,
-            output: None,
-            corrected_output: None,
-            created_at_ms,
-            due_at_ms: Some(created_at_ms + 60_000),
-            claimed_by: None,
-            claimed_at_ms: None,
-            claim_expires_at_ms: None,
-            decided_at_ms: None,
+            items,
+            overdue,
+            oldest_created_at_ms: oldest,
         }
     }
 
@@ -469,13 +453,11 @@ mod tests {
 
     #[test]
     fn figures_by_hand() {
-        let items = vec![
-            item("a", ReviewStatus::Pending, 0),
-            item("b", ReviewStatus::Pending, 3 * 60_000),
-            item("c", ReviewStatus::Approved, 0),
-            item("d", ReviewStatus::Approved, 0),
-            item("e", ReviewStatus::Edited, 0),
-            item("f", ReviewStatus::Rejected, 0),
+        let counts = vec![
+            count(ReviewStatus::Pending, 2, 2, 0),
+            count(ReviewStatus::Approved, 2, 0, 0),
+            count(ReviewStatus::Edited, 1, 0, 0),
+            count(ReviewStatus::Rejected, 1, 0, 0),
         ];
         let decisions = vec![
             decision("c", "ann", Decision::Approve, 2),
@@ -483,7 +465,7 @@ mod tests {
             decision("e", "bob", Decision::Edit, 6),
             decision("f", "bob", Decision::Reject, 8),
         ];
-        let s = stats(&items, &decisions, 5 * 60_000);
+        let s = stats(&counts, &decisions, 5 * 60_000);
         assert_eq!((s.pending, s.overdue), (2, 2));
         assert_eq!(s.oldest_pending_minutes, Some(5.0));
         assert_eq!((s.approved, s.edited, s.rejected), (2, 1, 1));

@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The batch worker; `None` runs no worker (this replica then only queues batches).
     pub worker: Option<WorkerConfig>,
+    /// How often this replica applies the review SLAs and sends due webhook events; `None`
+    /// does neither (another replica, or `shopfloor review sweep`, must).
+    pub review_every: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(60),
             worker: Some(WorkerConfig::default()),
+            review_every: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -316,6 +320,20 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
+    let store = state.engine.store();
+    let now = shopfloor_engine::now_ms();
+    let queue = state
+        .store_call(async {
+            Ok((
+                store.review_counts(None, now).await?,
+                store.event_counts().await?,
+            ))
+        })
+        .await;
+    match queue {
+        Ok((counts, events)) => state.metrics.review_queue(&counts, &events, now),
+        Err(e) => tracing::warn!("metrics: cannot read the review queue: {}", e.message),
+    }
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -360,6 +378,10 @@ impl Server {
             .worker
             .clone()
             .map(|config| tokio::spawn(worker::run(state.clone(), config, stop_rx.clone())));
+        let review_loop = state
+            .config
+            .review_every
+            .map(|every| tokio::spawn(reviews::run_loop(state.clone(), every, stop_rx.clone())));
         let router = app(state.clone());
         let connections = Tasks::default();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -398,6 +420,11 @@ impl Server {
         if let Some(worker) = worker {
             if let Err(e) = worker.await {
                 tracing::error!("the batch worker failed: {e}");
+            }
+        }
+        if let Some(review_loop) = review_loop {
+            if let Err(e) = review_loop.await {
+                tracing::error!("the review loop failed: {e}");
             }
         }
         // Runs whose clients went away finish and record themselves.

@@ -17,8 +17,9 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
-use shopfloor_engine::RunFacts;
-use shopfloor_store::RunStatus;
+use shopfloor_core::review::ReviewStatus;
+use shopfloor_engine::{DeliveryPass, RunFacts, SweepReport};
+use shopfloor_store::{DeliveryState, ReviewCount, RunStatus};
 
 mod process;
 
@@ -68,6 +69,33 @@ struct TokenLabels {
     workflow: String,
     model: String,
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReviewLabels {
+    workflow: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkflowLabels {
+    workflow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// The review queue and its webhook outbox: gauges read from the store at each scrape (so
+/// every replica reports the one shared queue), counters of what this replica did.
+struct ReviewFamilies {
+    items: Family<ReviewLabels, Gauge>,
+    overdue: Family<WorkflowLabels, Gauge>,
+    oldest_pending: Family<WorkflowLabels, Gauge>,
+    events: Family<StateLabels, Gauge>,
+    deliveries: Family<StateLabels, Counter>,
+    sla_actions: Family<StateLabels, Counter>,
 }
 
 /// Cost adds up in a float counter (US dollars).
@@ -158,6 +186,7 @@ pub struct Metrics {
     request_duration: Family<RouteLabels, Histogram, Latency>,
     in_flight: Gauge,
     run_families: RunFamilies,
+    review: ReviewFamilies,
     /// workflow → model → handles.
     runs: RwLock<HashMap<String, HashMap<String, Arc<RunSeries>>>>,
 }
@@ -245,6 +274,44 @@ impl Metrics {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64),
         );
+        let review = ReviewFamilies {
+            items: registered(
+                r,
+                "shopfloor_review_items",
+                "Review queue items by workflow and status (pending, approved, edited, rejected)",
+                Default::default(),
+            ),
+            overdue: registered(
+                r,
+                "shopfloor_review_overdue",
+                "Pending review items past their workflow's sla_minutes",
+                Default::default(),
+            ),
+            oldest_pending: registered(
+                r,
+                "shopfloor_review_oldest_pending_seconds",
+                "Age of the oldest pending review item",
+                Default::default(),
+            ),
+            events: registered(
+                r,
+                "shopfloor_webhook_events",
+                "Webhook events in the outbox by delivery state (pending, delivered, failed)",
+                Default::default(),
+            ),
+            deliveries: registered(
+                r,
+                "shopfloor_webhook_deliveries",
+                "Webhook delivery tries by this server, by outcome (delivered, retrying, given_up)",
+                Default::default(),
+            ),
+            sla_actions: registered(
+                r,
+                "shopfloor_review_sla_actions",
+                "Review items past their SLA acted on by this server (escalated, rejected)",
+                Default::default(),
+            ),
+        };
         registry.register_collector(Box::new(process::Process));
         Self {
             registry,
@@ -252,6 +319,7 @@ impl Metrics {
             request_duration,
             in_flight,
             run_families,
+            review,
             runs: RwLock::default(),
         }
     }
@@ -291,6 +359,65 @@ impl Metrics {
         series.fallbacks.inc_by(u64::from(facts.fallbacks));
     }
 
+    /// The review queue and the outbox as the store counts them at `now_ms`: replaces what the
+    /// last scrape set, so a workflow whose items are all gone reads 0 no more.
+    pub fn review_queue(
+        &self,
+        counts: &[ReviewCount],
+        events: &[(DeliveryState, u64)],
+        now_ms: i64,
+    ) {
+        let r = &self.review;
+        r.items.clear();
+        r.overdue.clear();
+        r.oldest_pending.clear();
+        r.events.clear();
+        for count in counts {
+            let workflow = count.workflow.clone();
+            r.items
+                .get_or_create(&ReviewLabels {
+                    workflow: workflow.clone(),
+                    status: count.status.as_str(),
+                })
+                .set(gauge_value(count.items));
+            if count.status == ReviewStatus::Pending {
+                let labels = WorkflowLabels { workflow };
+                r.overdue
+                    .get_or_create(&labels)
+                    .set(gauge_value(count.overdue));
+                r.oldest_pending
+                    .get_or_create(&labels)
+                    .set(((now_ms - count.oldest_created_at_ms) / 1000).max(0));
+            }
+        }
+        for (state, n) in events {
+            r.events
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(gauge_value(*n));
+        }
+    }
+
+    /// What one delivery pass and one SLA sweep of this server did.
+    pub fn review_work(&self, pass: &DeliveryPass, sweep: &SweepReport) {
+        let r = &self.review;
+        for (state, n) in [
+            ("delivered", pass.delivered),
+            ("retrying", pass.retrying),
+            ("given_up", pass.given_up),
+        ] {
+            r.deliveries
+                .get_or_create(&StateLabels { state })
+                .inc_by(u64::from(n));
+        }
+        for (state, n) in [("escalated", sweep.escalated), ("rejected", sweep.rejected)] {
+            r.sla_actions
+                .get_or_create(&StateLabels { state })
+                .inc_by(u64::from(n));
+        }
+    }
+
     /// The handles of a (workflow, model) pair: looked up under a read lock, created once.
     fn series(&self, workflow: &str, model: &str) -> Arc<RunSeries> {
         let found = self
@@ -320,6 +447,10 @@ impl Metrics {
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
@@ -421,6 +552,61 @@ mod tests {
             text.contains(
                 "shopfloor_fallbacks_total{workflow=\"a\\\"b\\\\c\\nd\",model=\"fast\"} 1\n"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_review_queue_is_what_the_last_scrape_counted() {
+        let m = Metrics::new();
+        let count = |workflow: &str, status, items, overdue| ReviewCount {
+            workflow: workflow.into(),
+            status,
+            items,
+            overdue,
+            oldest_created_at_ms: 40_000,
+        };
+        m.review_queue(
+            &[
+                count("a", ReviewStatus::Pending, 3, 1),
+                count("a", ReviewStatus::Approved, 2, 0),
+                count("b", ReviewStatus::Pending, 1, 0),
+            ],
+            &[(DeliveryState::Delivered, 4), (DeliveryState::Failed, 1)],
+            100_000,
+        );
+        let text = m.render();
+        for line in [
+            "shopfloor_review_items{workflow=\"a\",status=\"pending\"} 3\n",
+            "shopfloor_review_items{workflow=\"a\",status=\"approved\"} 2\n",
+            "shopfloor_review_overdue{workflow=\"a\"} 1\n",
+            "shopfloor_review_oldest_pending_seconds{workflow=\"a\"} 60\n",
+            "shopfloor_webhook_events{state=\"failed\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // b's item was decided: the next scrape no longer reports it pending.
+        m.review_queue(&[count("a", ReviewStatus::Pending, 3, 1)], &[], 100_000);
+        let text = m.render();
+        assert!(!text.contains("workflow=\"b\""), "{text}");
+        m.review_work(
+            &DeliveryPass {
+                delivered: 2,
+                retrying: 1,
+                given_up: 0,
+            },
+            &SweepReport {
+                escalated: 1,
+                rejected: 0,
+            },
+        );
+        let text = m.render();
+        assert!(
+            text.contains("shopfloor_webhook_deliveries_total{state=\"delivered\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shopfloor_review_sla_actions_total{state=\"escalated\"} 1\n"),
             "{text}"
         );
     }

@@ -2,18 +2,21 @@
 //! dashboard. The reviewer is the key's name; a reviewer may not decide a run their own key
 //! requested.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shopfloor_core::review::ReviewStatus;
-use shopfloor_engine::{DecisionRequest, Reviewer};
+use std::time::Duration;
+
+use shopfloor_engine::{DecisionRequest, DeliveryPass, Reviewer, SweepReport};
 use shopfloor_store::ReviewFilter;
+use tokio::sync::watch;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::{json_response, AppState, Json};
+use crate::{json_response, AppState, Json, Query};
 
 /// Items returned by `GET /v1/reviews` unless `limit` says otherwise, and at most.
 const DEFAULT_ITEMS: u32 = 100;
@@ -202,4 +205,34 @@ pub(crate) async fn stats(
         .engine_call(state.engine.review_stats(query.workflow.as_deref()))
         .await?;
     Ok(json_response(StatusCode::OK, &json!(stats)))
+}
+
+/// Until `stop` turns true, every `every`: apply the review SLAs and send the webhook events
+/// that are due. Every replica may run it: items and events are leased or guarded in the
+/// store, so none is acted on twice. A store error is logged and tried again next time.
+pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = tick.tick() => {}
+        }
+        let sweep = match state.engine.review_sweep().await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::warn!("review SLA sweep failed: {e}");
+                SweepReport::default()
+            }
+        };
+        let pass = match state.engine.deliver_due().await {
+            Ok(pass) => pass,
+            Err(e) => {
+                tracing::warn!("webhook delivery pass failed: {e}");
+                DeliveryPass::default()
+            }
+        };
+        state.metrics.review_work(&pass, &sweep);
+    }
 }

@@ -9,6 +9,7 @@ mod eval_record;
 mod keys;
 mod location;
 mod migrate;
+mod outbox;
 mod postgres;
 mod queries;
 mod queue;
@@ -29,6 +30,9 @@ pub use audit::{
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use keys::{ApiKeyRecord, Caller};
 pub use location::redact_location;
+pub use outbox::{
+    DeliveryOutcome, DeliveryState, EventFilter, EventKind, OutboxEvent, OutboxStore,
+};
 pub use postgres::PostgresStore;
 pub use queue::ClaimedCase;
 pub use record::{
@@ -36,8 +40,8 @@ pub use record::{
     RunStatus, RunSummary,
 };
 pub use reviews::{
-    ReviewClaim, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore, ReviewTicket,
-    ReviewUpdate,
+    ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore,
+    ReviewTicket, ReviewUpdate,
 };
 pub use sqlite::SqliteStore;
 
@@ -75,7 +79,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
-pub trait Store: ReviewStore + Send + Sync {
+pub trait Store: ReviewStore + OutboxStore + Send + Sync {
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -177,11 +181,7 @@ pub trait Store: ReviewStore + Send + Sync {
     async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
 
     /// The newest audit entry with this action and subject.
-    async fn latest_audit(
-        &self,
-        action: AuditAction,
-        subject: &str,
-    ) -> Result<Option<AuditEntry>>;
+    async fn latest_audit(&self, action: AuditAction, subject: &str) -> Result<Option<AuditEntry>>;
 
     /// Create a batch and queue its cases (1-based index, input) in one transaction.
     async fn enqueue_batch(

@@ -61,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         "reviews_error_kinds_confidence",
         include_str!("../migrations/0006_reviews.sql"),
     ),
+    Migration::new(
+        7,
+        "webhook_outbox",
+        include_str!("../migrations/0007_outbox.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

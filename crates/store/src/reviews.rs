@@ -18,7 +18,7 @@ use crate::Result;
 /// Columns of `reviews`, in [`item_from_row`] order.
 pub(crate) const REVIEW_COLUMNS: &str = "run_id, workflow, version, reason, status, \
      approvals_required, decisions, requested_by_key, output, corrected_output, created_at_ms, \
-     due_at_ms, claimed_by, claimed_at_ms, claim_expires_at_ms, decided_at_ms";
+     due_at_ms, claimed_by, claimed_at_ms, claim_expires_at_ms, decided_at_ms, escalated_at_ms";
 /// Columns of `review_decisions`.
 pub(crate) const DECISION_COLUMNS: &str =
     "run_id, n, reviewer, decision, output, reason, note, claimed_at_ms, decided_at_ms";
@@ -58,6 +58,8 @@ pub struct ReviewItem {
     pub claimed_at_ms: Option<i64>,
     pub claim_expires_at_ms: Option<i64>,
     pub decided_at_ms: Option<i64>,
+    /// When the item was escalated for being past its SLA.
+    pub escalated_at_ms: Option<i64>,
 }
 
 impl ReviewItem {
@@ -127,6 +129,20 @@ pub struct ReviewUpdate {
     pub status: ReviewStatus,
     /// The decisions the caller saw on the item: the write happens only if it still has them.
     pub seen_decisions: u32,
+    /// Webhook events the decision sends, written with it.
+    pub events: Vec<crate::OutboxEvent>,
+}
+
+/// How many items of one workflow are in one status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReviewCount {
+    pub workflow: String,
+    pub status: ReviewStatus,
+    pub items: u64,
+    /// Pending items past their SLA.
+    pub overdue: u64,
+    /// When the oldest item of the group was queued.
+    pub oldest_created_at_ms: i64,
 }
 
 /// The review queue's part of the store.
@@ -154,6 +170,21 @@ pub trait ReviewStore {
     /// A final status releases the run: approved → `ok`; edited → `ok` with the correction as
     /// its output (the original stays on the item); rejected → `rejected` with the reason.
     async fn decide_review(&self, update: &ReviewUpdate) -> Result<bool>;
+
+    /// Pending items past their SLA at `now_ms` and not escalated yet, most overdue first.
+    async fn overdue_reviews(&self, now_ms: i64, limit: u32) -> Result<Vec<ReviewItem>>;
+
+    /// Mark a pending item escalated at `at_ms` and write `events` with it; `false` (and
+    /// nothing written) when it was escalated or decided meanwhile.
+    async fn escalate_review(
+        &self,
+        run_id: &str,
+        at_ms: i64,
+        events: &[crate::OutboxEvent],
+    ) -> Result<bool>;
+
+    /// Items per workflow and status (of one workflow, or all), counted in the database.
+    async fn review_counts(&self, workflow: Option<&str>, now_ms: i64) -> Result<Vec<ReviewCount>>;
 }
 
 /// The text of `value` for a JSON column.
@@ -185,6 +216,7 @@ pub(crate) fn item_from_row(row: &impl crate::codec::Columns) -> Result<ReviewIt
         claimed_at_ms: row.opt_int("claimed_at_ms")?,
         claim_expires_at_ms: row.opt_int("claim_expires_at_ms")?,
         decided_at_ms: row.opt_int("decided_at_ms")?,
+        escalated_at_ms: row.opt_int("escalated_at_ms")?,
     })
 }
 
@@ -445,6 +477,7 @@ macro_rules! review_store_impl {
                 .bind(decision.decided_at_ms)
                 .execute(&mut *tx)
                 .await?;
+                insert_outbox_rows(&mut *tx, &update.events).await?;
                 let release = match update.status {
                     ReviewStatus::Pending => None,
                     ReviewStatus::Approved => Some((
@@ -482,6 +515,84 @@ macro_rules! review_store_impl {
                 }
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn overdue_reviews(
+                &self,
+                now_ms: i64,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::reviews::ReviewItem>> {
+                sqlx::query::<$db>(&format!(
+                    "SELECT {} FROM reviews WHERE status = 'pending' AND due_at_ms < $1 \
+                     AND escalated_at_ms IS NULL ORDER BY due_at_ms, run_id LIMIT $2",
+                    $crate::reviews::REVIEW_COLUMNS
+                ))
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map($crate::reviews::item_from_row)
+                .collect()
+            }
+
+            async fn escalate_review(
+                &self,
+                run_id: &str,
+                at_ms: i64,
+                events: &[$crate::OutboxEvent],
+            ) -> $crate::Result<bool> {
+                let mut tx = self.begin_write($crate::queries::TxLock::Rows).await?;
+                let changed = sqlx::query::<$db>(
+                    "UPDATE reviews SET escalated_at_ms = $1 \
+                     WHERE run_id = $2 AND status = 'pending' AND escalated_at_ms IS NULL",
+                )
+                .bind(at_ms)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(false);
+                }
+                insert_outbox_rows(&mut *tx, events).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn review_counts(
+                &self,
+                workflow: Option<&str>,
+                now_ms: i64,
+            ) -> $crate::Result<Vec<$crate::reviews::ReviewCount>> {
+                use $crate::codec::{enumeration, non_negative, Columns};
+                const T: &str = "reviews";
+                let filter = if workflow.is_some() { "WHERE workflow = $2" } else { "" };
+                let sql = format!(
+                    "SELECT workflow, status, COUNT(*) AS items, \
+                     CAST(SUM(CASE WHEN status = 'pending' AND due_at_ms < $1 THEN 1 ELSE 0 END) \
+                          AS BIGINT) AS overdue, \
+                     MIN(created_at_ms) AS oldest FROM reviews {filter} \
+                     GROUP BY workflow, status ORDER BY workflow, status"
+                );
+                let mut query = sqlx::query::<$db>(&sql).bind(now_ms);
+                if let Some(workflow) = workflow {
+                    query = query.bind(workflow);
+                }
+                query
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok($crate::reviews::ReviewCount {
+                            workflow: row.text("workflow")?,
+                            status: enumeration(row, T, "status", $crate::reviews::ReviewStatus::parse)?,
+                            items: non_negative(T, "items", row.int("items")?)?,
+                            overdue: non_negative(T, "overdue", row.int("overdue")?)?,
+                            oldest_created_at_ms: row.int("oldest")?,
+                        })
+                    })
+                    .collect()
             }
         }
     };

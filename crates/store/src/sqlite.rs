@@ -15,6 +15,7 @@ use crate::codec::{
     self, to_bigint, ATTEMPT_COLUMNS, ATTEMPT_COLUMN_COUNT, RUN_COLUMNS, RUN_COLUMN_COUNT,
 };
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
+use crate::outbox::outbox_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::reviews::review_store_impl;
@@ -329,6 +330,7 @@ impl SqliteStore {
 
 store_impl!(SqliteStore, Sqlite, "sqlite");
 review_store_impl!(SqliteStore, Sqlite, "");
+outbox_store_impl!(SqliteStore, Sqlite, "");
 
 #[cfg(test)]
 mod tests {

@@ -81,6 +81,7 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
         EngineError::Io { .. }
         | EngineError::WorkflowEdit { .. }
         | EngineError::Unscored { .. }
+        | EngineError::Webhook(_)
         | EngineError::Store(_) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

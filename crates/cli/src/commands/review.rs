@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use serde_json::Value;
 use shopfloor_core::review::ReviewStatus;
 use shopfloor_engine::{DecisionRequest, Engine, EngineOptions, ReviewView, Reviewer};
-use shopfloor_store::{ReviewFilter, ReviewItem};
+use shopfloor_store::{DeliveryState, EventFilter, OutboxEvent, ReviewFilter, ReviewItem};
 
 use super::{format_time, Global};
 
@@ -78,6 +78,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Webhook events ([review] webhook) and how their delivery stands, newest first.
+    Deliveries {
+        #[arg(long, value_name = "W")]
+        workflow: Option<String>,
+        /// pending, delivered, failed or all.
+        #[arg(long, default_value = "all", value_name = "STATE")]
+        state: String,
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply each workflow's SLA once (on_sla: escalate or reject items past sla_minutes) and
+    /// send the webhook events that are due. `shopfloor serve` does this continuously; run
+    /// this from a scheduler where no server runs.
+    Sweep,
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
@@ -107,15 +123,12 @@ async fn dispatch(engine: &Engine, command: Command) -> anyhow::Result<ExitCode>
             limit,
             json,
         } => {
-            let status = match status.as_str() {
-                "all" => None,
-                other => Some(ReviewStatus::parse(other).ok_or_else(|| {
-                    anyhow!(
-                        "unknown status \"{other}\"; expected one of: {}, all",
-                        ReviewStatus::expected()
-                    )
-                })?),
-            };
+            let status = one_or_all(
+                "status",
+                &status,
+                ReviewStatus::parse,
+                ReviewStatus::expected(),
+            )?;
             let items = engine
                 .reviews(&ReviewFilter {
                     workflow,
@@ -138,6 +151,7 @@ async fn dispatch(engine: &Engine, command: Command) -> anyhow::Result<ExitCode>
                 .review_decide(&run_id, &reviewer(), DecisionRequest::Approve { note })
                 .await?;
             print_decided(&item);
+            deliver(engine).await?;
         }
         Command::Edit {
             run_id,
@@ -150,6 +164,7 @@ async fn dispatch(engine: &Engine, command: Command) -> anyhow::Result<ExitCode>
                 .review_decide(&run_id, &reviewer(), DecisionRequest::Edit { output, note })
                 .await?;
             print_decided(&item);
+            deliver(engine).await?;
         }
         Command::Reject {
             run_id,
@@ -164,6 +179,36 @@ async fn dispatch(engine: &Engine, command: Command) -> anyhow::Result<ExitCode>
                 )
                 .await?;
             print_decided(&item);
+            deliver(engine).await?;
+        }
+        Command::Deliveries {
+            workflow,
+            state,
+            limit,
+            json,
+        } => {
+            let state = one_or_all(
+                "state",
+                &state,
+                DeliveryState::parse,
+                DeliveryState::expected(),
+            )?;
+            let events = engine
+                .deliveries(&EventFilter {
+                    state,
+                    workflow,
+                    limit: Some(limit),
+                })
+                .await?;
+            print_deliveries(&events, json);
+        }
+        Command::Sweep => {
+            let report = engine.review_sweep().await?;
+            println!(
+                "SLA: {} item(s) escalated, {} rejected",
+                report.escalated, report.rejected
+            );
+            deliver(engine).await?;
         }
         Command::Stats { workflow, json } => {
             let stats = engine.review_stats(workflow.as_deref()).await?;
@@ -175,6 +220,76 @@ async fn dispatch(engine: &Engine, command: Command) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `all` as `None`, else the value `parse` reads from `text`, refused naming what was expected.
+fn one_or_all<T>(
+    what: &str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: String,
+) -> anyhow::Result<Option<T>> {
+    match text {
+        "all" => Ok(None),
+        other => parse(other)
+            .map(Some)
+            .ok_or_else(|| anyhow!("unknown {what} \"{other}\"; expected one of: {expected}, all")),
+    }
+}
+
+/// Send the webhook events a decision (or the sweep) wrote, once; what fails stays in the
+/// outbox for `serve` or the next `review sweep`.
+async fn deliver(engine: &Engine) -> anyhow::Result<()> {
+    let pass = engine.deliver_due().await?;
+    if pass.delivered > 0 {
+        println!("webhook: {} event(s) delivered", pass.delivered);
+    }
+    if pass.retrying + pass.given_up > 0 {
+        eprintln!(
+            "warning: webhook: {} event(s) not delivered; see `shopfloor review deliveries`",
+            pass.retrying + pass.given_up
+        );
+    }
+    Ok(())
+}
+
+fn print_deliveries(events: &[OutboxEvent], json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(events).unwrap_or_default()
+        );
+        return;
+    }
+    if events.is_empty() {
+        println!("no webhook events (set [review] webhook = {{ url = \"…\", secret_env = \"NAME\" }} in a workflow)");
+        return;
+    }
+    println!(
+        "{:<36} {:<16} {:<20} {:<9} {:>5}  last",
+        "event", "type", "workflow", "state", "tries"
+    );
+    for e in events {
+        let last = match (e.delivered_at_ms, &e.last_error, e.next_attempt_at_ms) {
+            (Some(at), _, _) => format!(
+                "delivered {} (HTTP {})",
+                format_time(at),
+                e.last_status.map_or("-".to_string(), |s| s.to_string())
+            ),
+            (None, Some(error), Some(next)) => format!("{error}; next try {}", format_time(next)),
+            (None, Some(error), None) => format!("{error}; given up"),
+            (None, None, Some(next)) => format!("due {}", format_time(next)),
+            (None, None, None) => "-".to_string(),
+        };
+        println!(
+            "{:<36} {:<16} {:<20} {:<9} {:>5}  {last}",
+            e.id,
+            e.kind.as_str(),
+            e.workflow,
+            e.state().as_str(),
+            e.attempts
+        );
+    }
 }
 
 fn print_list(items: &[ReviewItem], json: bool) {
@@ -203,7 +318,11 @@ fn print_list(items: &[ReviewItem], json: bool) {
             item.reason.as_str(),
             format_time(item.created_at_ms),
             item.holder(now).unwrap_or("-"),
-            if item.overdue(now) { "  OVERDUE" } else { "" }
+            match (item.overdue(now), item.escalated_at_ms) {
+                (true, Some(_)) => "  OVERDUE (escalated)",
+                (true, None) => "  OVERDUE",
+                _ => "",
+            }
         );
     }
 }

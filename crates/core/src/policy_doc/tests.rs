@@ -338,6 +338,25 @@ fn workflows_table_review_tiers_and_gaps() {
 }
 
 #[test]
+fn each_workflow_has_its_review_path() {
+    let strict = workflow(
+        "contract-check",
+        "risk = \"high\"\ndata_class = \"confidential\"",
+        "[\"local\"]",
+        "[review]\napprovals_required = 2\nsla_minutes = 240\non_sla = \"reject\"\nhold_below_confidence = 0.7\nreasons = [\"unsafe\", \"other\"]\nwebhook = { url = \"http://127.0.0.1:9/h\", secret_env = \"HOOK_SECRET\" }\n",
+    );
+    let doc = build(&config(CONFIG), &[triage(), strict], "d");
+    assert_contains(
+        &doc.to_markdown(),
+        &[
+            "| Workflow | Reviewed | Approvals | Time limit | Reject reasons | Events |",
+            "| `ticket-triage` | 10% of outputs, after release | one reviewer | none | `wrong_label`, `unsafe`, `hallucination`, `other` | none |",
+            "| `contract-check` | every output, held until approved; outputs with confidence below 0.7, held | 2 different reviewers; a reject by any ends it | 240 min, then rejected | `unsafe`, `other` | decisions and overdue items sent to a webhook, signed with `HOOK_SECRET` |",
+        ],
+    );
+}
+
+#[test]
 fn the_roles_table_is_the_access_matrix() {
     let doc = build(&config(CONFIG), &[], "d");
     let Some(Block::Table(table)) = section(&doc, "roles")

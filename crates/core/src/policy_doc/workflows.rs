@@ -4,7 +4,7 @@
 use super::wording::{code_list, number, percent};
 use super::{Block, Section, Table, Text};
 use crate::access::{Permission, Role};
-use crate::spec::{RiskTier, Workflow};
+use crate::spec::{RiskTier, SlaAction, Workflow};
 
 pub(super) fn review(workflows: &[Workflow]) -> Section {
     let of_tier = |tier: RiskTier| -> Vec<&Workflow> {
@@ -69,8 +69,74 @@ pub(super) fn review(workflows: &[Workflow]) -> Section {
                     .plain(reviewers.join(", "))
                     .plain(". Every output that breaks the workflow's output contract is recorded as invalid and never released as an answer."),
             ),
+            Block::Paragraph(
+                "The review path of each workflow, from its [review] table: what waits for a person, how many must approve, how long an item may wait, and why an output may be rejected. Every decision is an entry in the audit log."
+                    .into(),
+            ),
+            Block::Table(Table {
+                header: ["Workflow", "Reviewed", "Approvals", "Time limit", "Reject reasons", "Events"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: workflows.iter().map(review_path).collect(),
+            }),
         ],
     }
+}
+
+/// One workflow's row of the review path table.
+fn review_path(w: &Workflow) -> Vec<Text> {
+    let r = &w.review;
+    let mut reviewed: Vec<String> = Vec::new();
+    match w.risk {
+        RiskTier::High => reviewed.push("every output, held until approved".into()),
+        RiskTier::Medium if r.sample_rate > 0.0 => reviewed.push(format!(
+            "{} of outputs, after release",
+            percent(r.sample_rate)
+        )),
+        _ => {}
+    }
+    if !r.hold_labels.is_empty() {
+        reviewed.push(format!(
+            "outputs labelled {}, held",
+            r.hold_labels.join(" or ")
+        ));
+    }
+    if let Some(below) = r.hold_below_confidence {
+        reviewed.push(format!(
+            "outputs with confidence below {}, held",
+            number(below)
+        ));
+    }
+    let reviewed = if reviewed.is_empty() {
+        "none".to_string()
+    } else {
+        reviewed.join("; ")
+    };
+    let approvals = match r.approvals_required {
+        1 => "one reviewer".to_string(),
+        n => format!("{n} different reviewers; a reject by any ends it"),
+    };
+    let limit = match r.sla_minutes {
+        None => "none".to_string(),
+        Some(m) => match r.on_sla {
+            SlaAction::Escalate => format!("{m} min, then escalated"),
+            SlaAction::Reject => format!("{m} min, then rejected"),
+        },
+    };
+    let events = match &r.webhook {
+        None => Text::from("none"),
+        Some(hook) => Text::new()
+            .plain("decisions and overdue items sent to a webhook, signed with ")
+            .code(hook.secret_env.as_str()),
+    };
+    vec![
+        Text::new().code(w.name.as_str()),
+        Text::from(reviewed.as_str()),
+        Text::from(approvals.as_str()),
+        Text::from(limit.as_str()),
+        code_list(r.reasons.iter().map(String::as_str), "none"),
+        events,
+    ]
 }
 
 pub(super) fn owner(w: &Workflow) -> Option<&str> {
