@@ -8,7 +8,7 @@
 //! fake server. Each run lasts `SHOPFLOOR_BENCH_SECS` seconds (default 5; 20 for figures to
 //! quote).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -335,12 +335,7 @@ fn keep_alive_latency(base: &str, key: &str, calls: usize) -> (Duration, Duratio
         .map(|_| {
             let started = Instant::now();
             stream.write_all(request.as_bytes()).unwrap();
-            let mut got = Vec::new();
-            while response_length(&got).is_none_or(|length| got.len() < length) {
-                let n = stream.read(&mut buffer).unwrap();
-                assert!(n > 0, "the gateway closed the keep-alive connection");
-                got.extend_from_slice(&buffer[..n]);
-            }
+            let got = shopfloor_testkit::read_response(&mut stream, &mut buffer);
             assert!(
                 got.starts_with(b"HTTP/1.1 200"),
                 "{}",
@@ -351,20 +346,6 @@ fn keep_alive_latency(base: &str, key: &str, calls: usize) -> (Duration, Duratio
         .collect();
     latencies.sort();
     (latencies[calls / 2], latencies[calls * 9 / 10])
-}
-
-/// The length of the HTTP response at the start of `bytes` (Content-Length framed), once its
-/// head is complete.
-fn response_length(bytes: &[u8]) -> Option<usize> {
-    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(head_end + length)
 }
 
 /// wrk's `123.45us`, `1.23ms`, `1.05s` in milliseconds.

@@ -284,15 +284,9 @@ impl Provider for LocalProvider {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, ProviderError>>, ProviderError> {
         if request.choices.is_some() {
-            let response = self.complete(request).await?;
-            let events = vec![
-                Ok(StreamEvent::Delta(response.text)),
-                Ok(StreamEvent::Done {
-                    usage: response.usage,
-                    finish_reason: response.finish_reason,
-                }),
-            ];
-            return Ok(futures::stream::iter(events).boxed());
+            return Ok(shopfloor_providers::whole_answer(
+                self.complete(request).await?,
+            ));
         }
         let (prompt_tokens, events) = self.start_generation(request)?;
         // Dropping the stream drops the receiver, which cancels the generation.

@@ -193,14 +193,20 @@ pub trait Provider: Send + Sync {
         &self,
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, ProviderError>>, ProviderError> {
-        let response = self.complete(request).await?;
-        let events = vec![
-            Ok(StreamEvent::Delta(response.text)),
-            Ok(StreamEvent::Done {
-                usage: response.usage,
-                finish_reason: response.finish_reason,
-            }),
-        ];
-        Ok(Box::pin(futures::stream::iter(events)))
+        Ok(whole_answer(self.complete(request).await?))
     }
+}
+
+/// A whole answer as a stream: its text as one piece, then [`StreamEvent::Done`].
+pub fn whole_answer(
+    response: ChatResponse,
+) -> BoxStream<'static, Result<StreamEvent, ProviderError>> {
+    let events = vec![
+        Ok(StreamEvent::Delta(response.text)),
+        Ok(StreamEvent::Done {
+            usage: response.usage,
+            finish_reason: response.finish_reason,
+        }),
+    ];
+    Box::pin(futures::stream::iter(events))
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -32,10 +32,7 @@ async fn a_chat_call_is_answered_and_recorded_with_caller_tokens_and_cost() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let run_id = response.headers()["x-shopfloor-run-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let run_id = run_id(&response);
     assert!(response.headers().contains_key("x-request-id"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
@@ -95,10 +92,7 @@ async fn a_streamed_call_sends_chunks_then_done_and_is_recorded() {
         response.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
-    let run_id = response.headers()["x-shopfloor-run-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let run_id = run_id(&response);
     let text = response.text().await.unwrap();
     let events: Vec<&str> = text
         .split("\n\n")
@@ -160,10 +154,7 @@ async fn a_failing_model_is_retried_then_falls_back_and_every_attempt_is_recorde
             .unwrap();
         assert_eq!(response.status(), 200, "stream={stream}");
         assert_eq!(response.headers()["x-shopfloor-model"], "backup");
-        let run_id = response.headers()["x-shopfloor-run-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let run_id = run_id(&response);
         let text = response.text().await.unwrap();
         assert!(text.contains("Hello"), "{text}");
         let run = server.recorded(&run_id).await;
@@ -420,10 +411,7 @@ async fn a_client_that_leaves_does_not_lose_the_run() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let run_id = response.headers()["x-shopfloor-run-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let run_id = run_id(&response);
     drop(response);
     let deadline = Instant::now() + Duration::from_secs(10);
     let run = loop {
@@ -497,16 +485,7 @@ async fn a_keep_alive_connection_gets_one_whole_response_per_request() {
         for _ in 0..200 {
             let started = Instant::now();
             stream.write_all(request.as_bytes()).unwrap();
-            let mut got = Vec::new();
-            loop {
-                let n = stream.read(&mut buffer).unwrap();
-                assert!(n > 0, "the server closed the keep-alive connection");
-                got.extend_from_slice(&buffer[..n]);
-                if let Some(length) = complete_response(&got) {
-                    assert_eq!(got.len(), length, "one response per request");
-                    break;
-                }
-            }
+            let got = shopfloor_testkit::read_response(&mut stream, &mut buffer);
             latencies.push(started.elapsed());
             assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
         }
@@ -519,21 +498,6 @@ async fn a_keep_alive_connection_gets_one_whole_response_per_request() {
     assert_eq!(latencies.len(), 200);
     assert_eq!(upstream.request_count(), 200);
     server.stop().await;
-}
-
-/// The length of the first complete HTTP response in `bytes` (Content-Length framed).
-fn complete_response(bytes: &[u8]) -> Option<usize> {
-    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = std::str::from_utf8(&bytes[..head_end])
-        .ok()?
-        .to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    (bytes.len() >= head_end + length).then_some(head_end + length)
 }
 
 /// Answers with the last message echoed back, streamed five characters at a time when asked.
@@ -579,10 +543,7 @@ async fn personal_data_is_redacted_for_the_provider_and_restored_for_the_client(
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        let run_id = response.headers()["x-shopfloor-run-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let run_id = run_id(&response);
         let body = response.text().await.unwrap();
         let answer: String = if stream {
             body.split("\n\n")

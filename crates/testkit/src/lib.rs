@@ -26,4 +26,4 @@ pub use payloads::{
 };
 pub use project::{append, assert_contains, write_project, OpenAiModel, WorkflowToml};
 pub use reply::{Reply, Script};
-pub use server::{refused_base_url, FakeServer, ReceivedRequest};
+pub use server::{read_response, refused_base_url, FakeServer, ReceivedRequest};

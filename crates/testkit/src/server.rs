@@ -260,6 +260,32 @@ async fn read_head(
     }
 }
 
+/// Read one Content-Length-framed HTTP response, head and body, from a blocking keep-alive
+/// connection, with `buffer` as scratch space. Panics when the peer closes first or sends more
+/// than the one response a client with one request in flight should get: it is for tests and
+/// benches that talk raw HTTP to measure the server, not the client.
+pub fn read_response(stream: &mut impl std::io::Read, buffer: &mut [u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    loop {
+        let n = stream.read(buffer).expect("read from the server");
+        assert!(n > 0, "the server closed the keep-alive connection");
+        got.extend_from_slice(&buffer[..n]);
+        let Some(head_end) = find_head_end(&got, 0) else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("a Content-Length framed response");
+        if got.len() >= head_end + length {
+            assert_eq!(got.len(), head_end + length, "one response per request");
+            return got;
+        }
+    }
+}
+
 fn find_head_end(input: &[u8], from: usize) -> Option<usize> {
     input[from..]
         .windows(4)

@@ -280,19 +280,24 @@ pub async fn post(
     key: Option<&str>,
     body: &Value,
 ) -> (u16, Value) {
-    let mut request = client.post(url).json(body);
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.expect("send");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    send(client.post(url).json(body), key).await
 }
 
 /// GET with a bearer key; the status and the body as JSON (Null if not JSON).
 pub async fn get(client: &reqwest::Client, url: &str, key: Option<&str>) -> (u16, Value) {
-    let mut request = client.get(url);
+    send(client.get(url), key).await
+}
+
+/// The id of the run a response names in `x-shopfloor-run-id`.
+pub fn run_id(response: &reqwest::Response) -> String {
+    response.headers()["x-shopfloor-run-id"]
+        .to_str()
+        .expect("a run id")
+        .to_string()
+}
+
+/// Send `request` with a bearer key; the status and the body as JSON (Null if not JSON).
+async fn send(mut request: reqwest::RequestBuilder, key: Option<&str>) -> (u16, Value) {
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
