@@ -31,10 +31,12 @@
 //!   `version 1.2.3.4`, `build 1.2.3.4`: a bare `1.2.3.4` is taken as an address); IPv6 as `std`
 //!   parses it, including `::` forms and an embedded IPv4, but only when it holds at least one
 //!   decimal digit, so that code such as `dead::beef` stays.
-//! - `secret`: API keys by prefix (`sk-`/`sk-ant-`, `AKIA`/`ASIA`, `ghp_`/`gho_`/`ghu_`/`ghs_`/
+//! - `secret`: API keys by prefix (shopfloor's own `sf_` + hex, `sk-`/`sk-ant-`, `AKIA`/`ASIA`, `ghp_`/`gho_`/`ghu_`/`ghs_`/
 //!   `ghr_`, `github_pat_`, `xoxb-`/`xoxp-`/`xoxa-`/`xoxr-`/`xoxs-`), JWTs whose header decodes
 //!   to a JSON object with `"alg"`, PEM private-key blocks (to the end of the text when the END
-//!   line is missing), and unprefixed high-entropy tokens (see [`secret`] for the calibration).
+//!   line is missing), unprefixed high-entropy tokens (see [`secret`] for the calibration),
+//!   values after credential names (`password=…`, `passwd: …`, `api_key=…`, `DB_TOKEN=…`) and
+//!   URLs with a password (`postgres://u:pw@…`), see [`credentials`].
 //!   Hex-only tokens — UUIDs, git SHAs, content hashes — are identifiers, not credentials, and are
 //!   left alone; a hex-only API key is therefore only caught when it carries a known prefix.
 //!
@@ -61,6 +63,7 @@
 //! secret, card, IBAN, SSN, email, IP, phone, entropy token.
 
 mod boundary;
+mod credentials;
 mod email;
 mod financial;
 mod network;
@@ -258,7 +261,10 @@ fn scan(text: &str, kinds: &[PiiKind]) -> (Vec<Finding>, Anchors) {
             PiiKind::Iban => financial::find_ibans(text, &anchors.letter_pairs, out),
             PiiKind::Ssn => financial::find_ssns(text, &anchors.numbers, out),
             PiiKind::Ip => network::find(text, &anchors.numbers, out),
-            PiiKind::Secret => secret::find(text, out),
+            PiiKind::Secret => {
+                secret::find(text, out);
+                credentials::find(text, out);
+            }
         }
     }
     (resolve_overlaps(text, candidates), anchors)

@@ -1,4 +1,4 @@
-//! Secrets: API keys by prefix, JWTs, PEM private keys and unprefixed high-entropy tokens.
+//! Secrets: API keys by prefix (shopfloor's own `sf_` keys among them), JWTs, PEM private keys and unprefixed high-entropy tokens.
 //!
 //! Calibration of the high-entropy rule. A token is a maximal run of at least 32 characters of
 //! `[A-Za-z0-9+/_-]` (plus `=` padding) that holds a digit, an upper-case and a lower-case letter,
@@ -162,7 +162,7 @@ fn run_len(bytes: &[u8], from: usize, max: usize, class: fn(u8) -> bool) -> usiz
         .count()
 }
 
-/// An API key by prefix at `start` (a word start): `sk-`/`sk-ant-`, `AKIA`/`ASIA`,
+/// An API key by prefix at `start` (a word start): shopfloor's `sf_`, `sk-`/`sk-ant-`, `AKIA`/`ASIA`,
 /// `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_`, `github_pat_`, `xoxb-`/`xoxp-`/`xoxa-`/`xoxr-`/`xoxs-`,
 /// each with a body long enough to be a key: its range, and whether it is taken. Free-text slugs
 /// like `sk-the-long-hyphenated-name` are not: a key has digits and letters, and is not glued to
@@ -175,7 +175,11 @@ fn prefixed_key(text: &str, start: usize) -> Option<(Range<usize>, bool)> {
     let upper_or_digit = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
     let alphanumeric_or_dash = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
     let one_of = |at: usize, set: &[u8]| rest.get(at).is_some_and(|b| set.contains(b));
-    let (prefix, body, min) = if rest.starts_with(b"sk-") {
+    let hex = |b: u8| b.is_ascii_hexdigit();
+    let (prefix, body, min) = if rest.starts_with(b"sf_") {
+        // shopfloor's own keys: `sf_` and 64 hex digits; a shortened one is still a key.
+        (3, run_len(bytes, start + 3, usize::MAX, hex), 32)
+    } else if rest.starts_with(b"sk-") {
         (3, run_len(bytes, start + 3, usize::MAX, is_url_safe), 20)
     } else if rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA") {
         (4, run_len(bytes, start + 4, 16, upper_or_digit), 16)
@@ -410,6 +414,7 @@ mod tests {
     #[test]
     fn finds_prefixed_keys() {
         for key in [
+            "sf_4f1c0b9e2d3a4b5c6d7e8f90123456789abcdef0123456789abcdef012345678",
             "sk-proj-4f9Xk2LmQ8rT1vWz7YbN3cD5eF6gH0jK",
             "sk-ant-api03-AbC123dEf456GhI789jKl012MnO345pQr",
             "AKIAIOSFODNN7EXAMPLE",
@@ -464,7 +469,8 @@ mod tests {
             "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5bC7dE9f",
             "q9W8e7R6t5Y4u3I2o1PaSdFgHjKlZxCvBnM0987654321QwErTyUiOp",
         ] {
-            let text = format!("token={token}&x=1");
+            // `id=`, not `token=`: a value named as a credential is taken with its name.
+            let text = format!("id={token}&x=1");
             assert_eq!(found(&text), vec![token], "{token}");
         }
     }

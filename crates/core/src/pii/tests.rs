@@ -39,6 +39,12 @@ const POSITIVES: &[(PiiKind, &str)] = &[
     (PiiKind::Ip, "2001:db8::1"),
     (PiiKind::Secret, "sk-ant-api03-AbC123dEf456GhI789jKl012MnO345pQr"),
     (PiiKind::Secret, "AKIAIOSFODNN7EXAMPLE"),
+    (
+        PiiKind::Secret,
+        "sf_4f1c0b9e2d3a4b5c6d7e8f90123456789abcdef0123456789abcdef012345678",
+    ),
+    (PiiKind::Secret, "password=hunter2"),
+    (PiiKind::Secret, "postgres://u:pw@db.internal:5432"),
     (PiiKind::Secret, "ghp_1234567890abcdefghijABCDEFGHIJ123456"),
     (PiiKind::Secret, "xoxb-123456789012-1234567890123-AbCdEfGhIjKl"),
     (PiiKind::Secret, "Zq8xK2mN4vB7cR1tY6wP3sL9hJ5gF0dA"),

@@ -192,6 +192,22 @@ fn secret() -> impl Strategy<Value = String> {
         "[A-Za-z0-9_-]{20,43}".prop_map(|signature| {
             format!("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.{signature}")
         }),
+        "[0-9a-f]{64}".prop_map(|body| format!("sf_{body}")),
+        (
+            "(password|passwd|api_key|token|DB_PASSWORD|client_secret)",
+            "(=|: | = )",
+            "[A-Za-z0-9!%*+/-]{1,16}",
+        )
+            .prop_map(|(name, separator, value)| format!("{name}{separator}{value}")),
+        (
+            "(postgres|mysql|redis|amqp)",
+            "[a-z]{0,8}",
+            "[A-Za-z0-9!%*]{1,12}",
+            "[a-z]{1,8}\\.(internal|example\\.com)(:[0-9]{4})?",
+        )
+            .prop_map(|(scheme, user, password, host)| {
+                format!("{scheme}://{user}:{password}@{host}")
+            }),
     ]
 }
 
