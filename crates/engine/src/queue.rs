@@ -74,6 +74,12 @@ impl Engine {
         if let Some(model) = &model_override {
             self.check_model(model)?;
         }
+        // The batch, its audit entry and its runs keep the caller as the policy lets the
+        // store keep it.
+        let caller = match (&self.store_redactor, caller) {
+            (Some(redactor), Some(caller)) => Some(redactor.caller(caller)),
+            (_, caller) => caller,
+        };
         if inputs.is_empty() {
             return Err(EngineError::InvalidInput(
                 "a batch needs at least one input".into(),

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use shopfloor_core::pii::{redact, PiiKind, Redactions};
 use shopfloor_core::spec::{ProjectConfig, StoreAction};
-use shopfloor_store::{EvalCaseRecord, RunRecord};
+use shopfloor_store::{Caller, EvalCaseRecord, RunRecord};
 
 /// Redacts records for storage; absent when the policy lets the store keep raw text.
 #[derive(Debug, Clone)]
@@ -33,6 +33,9 @@ impl StoreRedactor {
         }
         for text in [&mut run.raw_output, &mut run.error].into_iter().flatten() {
             *text = redact(text, kinds, &mut mapping);
+        }
+        if let Some(caller) = run.caller.as_mut() {
+            self.caller_with(caller, &mut mapping);
         }
         for attempt in &mut run.attempts {
             for text in [&mut attempt.raw_output, &mut attempt.error]
@@ -62,6 +65,19 @@ impl StoreRedactor {
 }
 
 impl StoreRedactor {
+    /// A caller as the store may keep it: the end user a client names (OpenAI's `user`) is
+    /// free text and often an email. The key id is the store's own and stays.
+    pub(crate) fn caller(&self, mut caller: Caller) -> Caller {
+        self.caller_with(&mut caller, &mut Redactions::new());
+        caller
+    }
+
+    fn caller_with(&self, caller: &mut Caller, mapping: &mut Redactions) {
+        for text in [&mut caller.user, &mut caller.team].into_iter().flatten() {
+            *text = redact(text, &self.kinds, mapping);
+        }
+    }
+
     /// Any JSON document the store keeps (e.g. an eval summary).
     pub(crate) fn json(&self, value: &mut Value) {
         redact_json(value, &self.kinds, &mut Redactions::new());

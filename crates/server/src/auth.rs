@@ -198,15 +198,20 @@ impl AppState {
     }
 }
 
-/// The router's check in front of every route that asks for a permission: authorize, and
-/// hand the [`Principal`] to the handler.
+/// The router's check in front of every route that asks for a permission: authorize from the
+/// headers alone, then read the body (see [`crate::body`]), and hand the [`Principal`] to the
+/// handler. A caller that is refused never has its body read.
 pub(crate) async fn guard(
     State((state, route)): State<(AppState, &'static Route)>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
-    match state.authorize(request.headers(), route).await {
-        Ok(principal) => {
+    let principal = match state.authorize(request.headers(), route).await {
+        Ok(principal) => principal,
+        Err(error) => return error.into_response(),
+    };
+    match crate::body::buffer(&state, request).await {
+        Ok(mut request) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }

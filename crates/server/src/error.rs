@@ -178,15 +178,53 @@ impl From<GatewayError> for ApiError {
             GatewayError::UnknownModel { .. } => ApiError::not_found(error.to_string())
                 .param("model")
                 .code("model_not_found"),
-            GatewayError::Failed(failure) => ApiError::call_failed(failure.kind, failure.message),
+            GatewayError::Failed(failure) => {
+                ApiError::call_failed(failure.kind, None, &failure.message)
+            }
         }
     }
 }
 
 impl ApiError {
+    /// The error of a gateway call whose route ended at `model`.
+    pub fn gateway(error: GatewayError, model: Option<&str>) -> Self {
+        match error {
+            GatewayError::Failed(failure) => {
+                ApiError::call_failed(failure.kind, model, &failure.message)
+            }
+            other => ApiError::from(other),
+        }
+    }
+
     /// A call to a model that gave no answer, by the kind of failure: the one mapping for
-    /// the gateway and the workflow API.
-    pub fn call_failed(kind: ErrorKind, message: String) -> Self {
+    /// the gateway and the workflow API. A refusal by policy or a model that cannot be
+    /// called as configured is explained; for a failure at the provider the client learns
+    /// the model and the kind of failure only, since `detail` names internal addresses,
+    /// and the server log gets `detail`.
+    pub fn call_failed(kind: ErrorKind, model: Option<&str>, detail: &str) -> Self {
+        let model_name = model.map_or_else(|| "the model".to_string(), |m| format!("model {m}"));
+        let what = match kind {
+            ErrorKind::Refused | ErrorKind::Unavailable => None,
+            ErrorKind::Timeout => Some("did not answer in time"),
+            ErrorKind::RateLimited => Some("is rate limited by its provider; retry later"),
+            ErrorKind::Rejected => Some("was called with a request its provider rejected"),
+            ErrorKind::Upstream => Some("failed at its provider"),
+            ErrorKind::Cancelled => Some("was cancelled before it answered"),
+        };
+        let message = match what {
+            Some(what) => {
+                tracing::warn!(model, kind = kind.as_str(), detail, "model call failed");
+                format!("{model_name} {what}")
+            }
+            None => {
+                if kind == ErrorKind::Unavailable {
+                    tracing::warn!(model, kind = kind.as_str(), detail, "model not called");
+                } else {
+                    tracing::info!(model, kind = kind.as_str(), detail, "refused by policy");
+                }
+                detail.to_string()
+            }
+        };
         match kind {
             ErrorKind::Refused => ApiError::bad_request(message).code("refused_by_policy"),
             ErrorKind::Rejected => ApiError::bad_request(message).code("upstream_rejected"),
@@ -226,7 +264,7 @@ mod tests {
 
     #[test]
     fn failures_map_to_gateway_statuses_by_kind() {
-        let status = |kind| ApiError::call_failed(kind, "x".into()).status;
+        let status = |kind| ApiError::call_failed(kind, None, "x").status;
         assert_eq!(status(ErrorKind::Timeout), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(
             status(ErrorKind::RateLimited),
@@ -239,5 +277,27 @@ mod tests {
             status(ErrorKind::Unavailable),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn provider_failures_name_the_model_and_the_kind_not_the_detail() {
+        let detail = "cannot connect to http://10.1.2.3:18103/v1/chat/completions: refused";
+        for kind in [
+            ErrorKind::Timeout,
+            ErrorKind::RateLimited,
+            ErrorKind::Rejected,
+            ErrorKind::Upstream,
+            ErrorKind::Cancelled,
+        ] {
+            let error = ApiError::call_failed(kind, Some("fast"), detail);
+            assert!(
+                error.message.starts_with("model fast "),
+                "{}",
+                error.message
+            );
+            assert!(!error.message.contains("10.1.2.3"), "{}", error.message);
+        }
+        let refused = ApiError::call_failed(ErrorKind::Refused, Some("fast"), "policy says no");
+        assert_eq!(refused.message, "policy says no");
     }
 }

@@ -174,7 +174,10 @@ pub(crate) async fn chat(
         .await?;
     match outcome.result {
         Ok(answer) => Ok(completion(&model, &outcome.run.id, &answer)),
-        Err(e) => Err(ApiError::from(e).run(outcome.run.id)),
+        Err(e) => {
+            let model = outcome.run.model.as_deref();
+            Err(ApiError::gateway(e, model).run(outcome.run.id))
+        }
     }
 }
 
@@ -296,10 +299,11 @@ async fn stream_chat(
     let stream = match opened {
         Ok(stream) => stream,
         Err(outcome) => {
+            let model = outcome.run.model.as_deref();
             let error = outcome
                 .result
                 .err()
-                .map(ApiError::from)
+                .map(|e| ApiError::gateway(e, model))
                 .unwrap_or_else(|| ApiError::internal("the stream ended before it began"));
             return Err(error.run(outcome.run.id));
         }
@@ -355,7 +359,7 @@ async fn pump(
                 ok
             }
             StreamItem::Error(e) => {
-                let error = ApiError::from(e);
+                let error = ApiError::gateway(e, Some(stream.model_name()));
                 tx.send(sse(&json!({"error": {
                     "message": error.message,
                     "type": error.kind,
@@ -368,7 +372,12 @@ async fn pump(
         client_here = sent.is_ok();
     }
     if !client_here {
-        tracing::info!(run = stream.run_id(), "the client went away mid-stream");
+        tracing::warn!(
+            run_id = stream.run_id(),
+            workflow = "gateway",
+            model = stream.model_name(),
+            "the client went away mid-stream"
+        );
     }
     let facts = stream.finish().await;
     state.metrics.run(&facts, started.elapsed());

@@ -7,6 +7,7 @@
 //! the requests in flight, lets the batch worker finish its cases and drains the recorder.
 
 mod auth;
+mod body;
 mod error;
 mod gateway;
 mod metrics;
@@ -56,6 +57,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct ServerConfig {
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// A request's body must arrive within this long after its head (408 otherwise).
+    pub body_timeout: Duration,
+    /// Bodies being read and requests holding theirs count against this many bytes in all;
+    /// past it a request is refused with 503 before its body is read.
+    pub body_budget_bytes: usize,
     /// How long a looked-up API key is trusted before it is looked up again (a revoked key
     /// stops working within this time).
     pub key_cache_ttl: Duration,
@@ -76,6 +82,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            body_budget_bytes: 256 * 1024 * 1024,
             key_cache_ttl: Duration::from_secs(5),
             store_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
@@ -103,6 +111,8 @@ pub struct Shared {
     draining: AtomicBool,
     /// Wakes this replica's batch worker when a batch is queued here.
     batch_queued: Notify,
+    /// What is left of [`ServerConfig::body_budget_bytes`], in KiB.
+    bodies: body::Budget,
 }
 
 impl Deref for AppState {
@@ -119,6 +129,7 @@ impl AppState {
                 engine,
                 metrics: Metrics::new(),
                 keys: KeyCache::new(config.key_cache_ttl),
+                bodies: body::Budget::new(config.body_budget_bytes),
                 config,
                 tasks: Tasks::default(),
                 draining: AtomicBool::new(false),
@@ -194,6 +205,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(value) = request.headers().get(header::CONTENT_TYPE) {
+            if !is_json(value) {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "invalid_request_error",
+                    format!(
+                        "the request body is sent as {}; this endpoint takes application/json",
+                        value.to_str().unwrap_or("an unreadable Content-Type")
+                    ),
+                )
+                .code("unsupported_media_type"));
+            }
+        }
         let bytes = bytes::Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -208,6 +232,39 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
                 "the request body is not what this endpoint takes: {e}"
             ))
         })
+    }
+}
+
+/// `application/json`, or a `+json` type such as `application/merge-patch+json`, with any
+/// parameters (`; charset=utf-8`).
+fn is_json(content_type: &HeaderValue) -> bool {
+    let Ok(text) = content_type.to_str() else {
+        return false;
+    };
+    let essence = text.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// A query string parsed into `T`, with OpenAI-format errors (400 naming what is wrong).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| {
+                ApiError::bad_request(format!("invalid query string: {}", rejection.body_text()))
+            })
     }
 }
 
@@ -269,14 +326,43 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     state.metrics.request(route, status, took);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let run_id = header(RUN_ID_HEADER);
+    let model = header("x-shopfloor-model");
+    // The W3C trace id: the second field of `traceparent`.
+    let trace_id = traceparent
+        .as_deref()
+        .and_then(|t| t.split('-').nth(1))
+        .filter(|id| id.len() == 32);
+    let micros = took.as_micros() as u64;
     span.in_scope(|| {
-        tracing::info!(
-            method = %method,
-            route,
-            status,
-            micros = took.as_micros() as u64,
-            "served"
-        )
+        macro_rules! served {
+            ($level:ident) => {
+                tracing::$level!(
+                    method = %method,
+                    route,
+                    status,
+                    micros,
+                    run_id,
+                    model,
+                    trace_id,
+                    "served"
+                )
+            };
+        }
+        // A failure of ours is an error; one of a model's provider a warning; a client's
+        // mistake is the client's, and routine.
+        match status {
+            500 => served!(error),
+            501.. => served!(warn),
+            _ => served!(info),
+        }
     });
     response
 }

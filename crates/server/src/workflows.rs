@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::{json_response, AppState, Json, RUN_ID_HEADER};
+use crate::{json_response, AppState, Json, Query, RUN_ID_HEADER};
 
 /// Results returned by `GET /v1/batches/{id}` unless `limit` says otherwise, and at most.
 const DEFAULT_RESULTS: u32 = 100;
@@ -114,9 +114,21 @@ pub(crate) fn run_failure(run: &RunRecord) -> ApiError {
         RunStatus::Invalid => {
             ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message).code("invalid_output")
         }
-        _ => ApiError::call_failed(failure_kind(run).unwrap_or(ErrorKind::Upstream), message),
+        _ => ApiError::call_failed(
+            failure_kind(run).unwrap_or(ErrorKind::Upstream),
+            last_model(run),
+            &message,
+        ),
     };
     error.run(run.id.clone())
+}
+
+/// The model a run tried last: the one its failure is about.
+pub(crate) fn last_model(run: &RunRecord) -> Option<&str> {
+    run.attempts
+        .last()
+        .map(|a| a.model.as_str())
+        .or(run.model.as_deref())
 }
 
 /// An output as chat text: a label or text as is, JSON as JSON.
@@ -168,10 +180,11 @@ pub(crate) async fn batch(
 ) -> Result<Response, ApiError> {
     if principal.own_only {
         let caller = state.engine_call(state.engine.batch_caller(&id)).await?;
+        // Another key's batch is answered like a missing one, so ids cannot be probed.
         if !principal.may_see(caller.as_ref().map(|c| c.key_id.as_str())) {
-            return Err(ApiError::forbidden(
-                "this key may read only the batches it submitted",
-            ));
+            return Err(ApiError::from(shopfloor_engine::EngineError::UnknownBatch(
+                id,
+            )));
         }
     }
     let progress = state.engine_call(state.engine.batch_progress(&id)).await?;
@@ -186,7 +199,13 @@ pub(crate) async fn batch(
         "finished_at_ms": progress.batch.finished_at_ms,
     });
     if query.results.unwrap_or(true) {
-        let limit = query.limit.unwrap_or(DEFAULT_RESULTS).min(MAX_RESULTS);
+        let limit = query.limit.unwrap_or(DEFAULT_RESULTS);
+        if !(1..=MAX_RESULTS).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "limit {limit} is out of range; expected 1 to {MAX_RESULTS}"
+            ))
+            .param("limit"));
+        }
         let (results, next_after) =
             batch_results(&state, &id, query.after.unwrap_or(0), limit).await?;
         body["results"] = Value::Array(results);
@@ -203,8 +222,13 @@ async fn batch_results(
     limit: u32,
 ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
     let store = state.engine.store();
-    let runs = state.store_call(store.batch_runs(id, after, limit)).await?;
-    let next = (runs.len() == limit as usize)
+    // One more than the page: whether it exists says whether there is a next page.
+    let mut runs = state
+        .store_call(store.batch_runs(id, after, limit.saturating_add(1)))
+        .await?;
+    let more = runs.len() > limit as usize;
+    runs.truncate(limit as usize);
+    let next = more
         .then(|| runs.last().and_then(|r| r.case_index))
         .flatten();
     Ok((runs.iter().map(case_result).collect(), next))
@@ -236,12 +260,10 @@ pub(crate) async fn get_run(
         state.engine.flush().await;
         run = state.store_call(store.get_run(&id)).await?;
     }
-    let run = run.ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
-    if !principal.may_see(run.caller.as_ref().map(|c| c.key_id.as_str())) {
-        return Err(ApiError::forbidden(
-            "this key may read only the runs it made",
-        ));
-    }
+    // Another key's run is answered like a missing one, so ids cannot be probed.
+    let run = run
+        .filter(|run| principal.may_see(run.caller.as_ref().map(|c| c.key_id.as_str())))
+        .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
     let held = run.status == RunStatus::Held;
     let attempts: Vec<Value> = run
         .attempts

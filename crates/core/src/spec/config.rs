@@ -175,6 +175,24 @@ impl Default for GatewaySpec {
     }
 }
 
+/// `[server]`: limits of `shopfloor serve` that belong with the project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerSpec {
+    /// `body_timeout`: seconds a request's body has to arrive after its head.
+    pub body_timeout_secs: u64,
+    /// `body_budget_mb`: MiB of request bodies held at once, in all; past it, 503.
+    pub body_budget_mb: u64,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        Self {
+            body_timeout_secs: 30,
+            body_budget_mb: 256,
+        }
+    }
+}
+
 /// `shopfloor.toml` as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProjectConfig {
@@ -183,6 +201,7 @@ pub struct ProjectConfig {
     /// `None` when the config has no `[policy.pii]`: nothing is detected.
     pub pii: Option<PiiPolicy>,
     pub gateway: GatewaySpec,
+    pub server: ServerSpec,
 }
 
 /// Parse `shopfloor.toml`. Returns the config (possibly partial) and every problem found.
@@ -215,6 +234,10 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
         if let Some(gateway) = root.table("gateway") {
             config.gateway = read_gateway(&gateway, &config.models);
             gateway.finish();
+        }
+        if let Some(server) = root.table("server") {
+            config.server = read_server(&server);
+            server.finish();
         }
         if let Some(policy) = root.table("policy") {
             if let Some(pii) = policy.table("pii") {
@@ -321,12 +344,34 @@ fn read_pii(t: &TableReader<'_, '_>) -> PiiPolicy {
     }
 }
 
+fn read_server(t: &TableReader<'_, '_>) -> ServerSpec {
+    let defaults = ServerSpec::default();
+    let body_timeout_secs = t
+        .unsigned_at_most("body_timeout", 3600)
+        .unwrap_or(defaults.body_timeout_secs);
+    if body_timeout_secs == 0 {
+        t.invalid("body_timeout", "must be at least 1 (seconds)".into());
+    }
+    let body_budget_mb = t
+        .unsigned_at_most("body_budget_mb", 1 << 20)
+        .unwrap_or(defaults.body_budget_mb);
+    if body_budget_mb == 0 {
+        t.invalid("body_budget_mb", "must be at least 1 (MiB)".into());
+    }
+    ServerSpec {
+        body_timeout_secs: body_timeout_secs.max(1),
+        body_budget_mb: body_budget_mb.max(1),
+    }
+}
+
 fn read_gateway(t: &TableReader<'_, '_>, models: &BTreeMap<String, ModelSpec>) -> GatewaySpec {
     let defaults = GatewaySpec::default();
     let data_class = t
         .choice("data_class", DataClass::CHOICES)
         .unwrap_or(defaults.data_class);
-    let timeout_ms = t.unsigned("timeout_ms").unwrap_or(defaults.timeout_ms);
+    let timeout_ms = t
+        .unsigned_at_most("timeout_ms", super::MAX_TIMEOUT_MS)
+        .unwrap_or(defaults.timeout_ms);
     if timeout_ms == 0 {
         t.invalid("timeout_ms", "must be at least 1".into());
     }
@@ -529,6 +574,36 @@ price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }
         assert!(
             text.iter()
                 .any(|t| t.contains("gateway.retry: unknown key")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn reads_the_server_table_and_refuses_out_of_range_limits() {
+        let models = "[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n";
+        let (config, _) = parse_config("shopfloor.toml", models);
+        assert_eq!(config.server, ServerSpec::default());
+        assert_eq!(config.server.body_timeout_secs, 30);
+
+        let text = format!("{models}\n[server]\nbody_timeout = 5\nbody_budget_mb = 64\n");
+        let (config, diags) = parse_config("shopfloor.toml", &text);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(config.server.body_timeout_secs, 5);
+        assert_eq!(config.server.body_budget_mb, 64);
+
+        let text = format!(
+            "{models}\n[server]\nbody_timeout = 0\n\n[gateway]\ntimeout_ms = 99999999999\n"
+        );
+        let (_, diags) = parse_config("shopfloor.toml", &text);
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("server.body_timeout") && t.contains("at least 1")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("gateway.timeout_ms")
+                && t.contains("99999999999 is too large; expected at most 3600000")),
             "{text:?}"
         );
     }

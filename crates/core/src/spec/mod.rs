@@ -12,9 +12,12 @@ mod workflow;
 
 pub use config::{
     parse_config, ExternalAction, GatewaySpec, ModelSpec, PiiPolicy, Price, ProjectConfig,
-    ProviderFacts, ProviderKind, RequiredField, StoreAction,
+    ProviderFacts, ProviderKind, RequiredField, ServerSpec, StoreAction,
 };
 pub use reader::Located;
+
+/// The longest timeout a model call may be given: an hour.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 pub use review::{
     ReviewSpec, SlaAction, WebhookSpec, DEFAULT_REJECT_REASONS, DEFAULT_RESERVATION_MINUTES,
 };

@@ -195,6 +195,13 @@ impl<'a, 'i> TableReader<'a, 'i> {
     pub(crate) fn number(&self, key: &'static str) -> Option<f64> {
         let value = self.get(key)?;
         match number_of(value.get_ref()) {
+            Some(n) if !n.is_finite() => {
+                self.invalid(
+                    key,
+                    "is out of range; expected a finite number (at most about 1.8e308)".into(),
+                );
+                None
+            }
             Some(n) => Some(n),
             None => {
                 self.mismatch(key, value, "a number");
@@ -211,7 +218,12 @@ impl<'a, 'i> TableReader<'a, 'i> {
                 match u64::from_str_radix(&i.as_str().replace('_', ""), i.radix()) {
                     Ok(n) => Some(n),
                     Err(_) => {
-                        self.mismatch(key, value, "a non-negative integer");
+                        let expected = if i.as_str().starts_with('-') {
+                            "a non-negative integer".to_string()
+                        } else {
+                            format!("a non-negative integer of at most {}", u64::MAX)
+                        };
+                        self.mismatch(key, value, &expected);
                         None
                     }
                 }
@@ -221,6 +233,16 @@ impl<'a, 'i> TableReader<'a, 'i> {
                 None
             }
         }
+    }
+
+    /// A non-negative integer of at most `max`.
+    pub(crate) fn unsigned_at_most(&self, key: &'static str, max: u64) -> Option<u64> {
+        let n = self.unsigned(key)?;
+        if n > max {
+            self.invalid(key, format!("{n} is too large; expected at most {max}"));
+            return None;
+        }
+        Some(n)
     }
 
     /// An array of strings, each with its line.

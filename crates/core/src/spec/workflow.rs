@@ -376,7 +376,9 @@ fn read_route(t: &TableReader<'_, '_>) -> Option<RouteSpec> {
             "expected at least one model name from shopfloor.toml, in fallback order".into(),
         );
     }
-    let timeout_ms = t.unsigned("timeout_ms").unwrap_or(30_000);
+    let timeout_ms = t
+        .unsigned_at_most("timeout_ms", super::MAX_TIMEOUT_MS)
+        .unwrap_or(30_000);
     if timeout_ms == 0 {
         t.invalid("timeout_ms", "must be more than 0".into());
     }
@@ -395,8 +397,8 @@ fn read_route(t: &TableReader<'_, '_>) -> Option<RouteSpec> {
         );
     }
     let max_tokens = t
-        .unsigned("max_tokens")
-        .map(|n| n.min(u32::MAX as u64) as u32);
+        .unsigned_at_most("max_tokens", u64::from(u32::MAX))
+        .map(|n| n as u32);
     let top_p = t.number("top_p");
     if top_p.is_some_and(|p| !(0.0..=1.0).contains(&p) || p == 0.0) {
         t.invalid("top_p", "expected a number above 0 and at most 1".into());
