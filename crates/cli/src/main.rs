@@ -113,8 +113,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
+    // `init` makes a project here; every other command works on the project this folder is
+    // in, found as git finds a repository.
+    let project = match &cli.command {
+        Command::Init(_) => PathBuf::from("."),
+        _ => find_project().unwrap_or_else(|| PathBuf::from(".")),
+    };
     let global = commands::Global {
-        project: PathBuf::from("."),
+        project,
         database_url: cli.database_url,
     };
     let result = runtime.block_on(async {
@@ -140,4 +146,19 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => commands::report_error(&e),
     }
+}
+
+/// The nearest folder, from the current one up, that holds `shopfloor.toml`: `.` when it is the
+/// current folder, else its absolute path (so relative paths in arguments still mean what
+/// they mean from here).
+fn find_project() -> Option<PathBuf> {
+    let here = std::env::current_dir().ok()?;
+    let found = here
+        .ancestors()
+        .find(|dir| dir.join(shopfloor_engine::CONFIG_FILE).is_file())?;
+    Some(if found == here {
+        PathBuf::from(".")
+    } else {
+        found.to_path_buf()
+    })
 }

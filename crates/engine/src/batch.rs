@@ -99,11 +99,25 @@ pub fn read_cases(
     path: &Path,
     workflow: &LoadedWorkflow,
 ) -> Result<(Vec<Case>, Vec<Rejected>), EngineError> {
-    let text = std::fs::read_to_string(path).map_err(EngineError::io(path.to_path_buf()))?;
+    let bytes = std::fs::read(path).map_err(EngineError::io(path.to_path_buf()))?;
+    // Editors on Windows start UTF-8 files with a byte order mark; it is not part of line 1.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut cases = Vec::new();
     let mut rejected = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let number = i as u64 + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // A line that is not UTF-8 is one bad line, not a bad file.
+        let line = match std::str::from_utf8(line) {
+            Ok(line) => line,
+            Err(e) => {
+                rejected.push((
+                    number,
+                    format!("not valid UTF-8 (byte {})", e.valid_up_to() + 1),
+                ));
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }

@@ -56,7 +56,7 @@ pub const DATABASE_FILE: &str = "shopfloor.db";
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "no shopfloor project in {dir}: {CONFIG_FILE} not found (create one with `shopfloor init`)"
+        "no shopfloor project in {dir} or a folder above it: {CONFIG_FILE} not found (create one with `shopfloor init`)"
     )]
     NoProject { dir: PathBuf },
     #[error("the project has {} problem(s)", .0.len())]
@@ -139,6 +139,12 @@ pub async fn open_store(
 ) -> Result<Arc<dyn Store>, EngineError> {
     let location = match database_url {
         Some(url) => url.to_string(),
+        // The embedded store lives in a project: never made in a folder that is not one.
+        None if !project_dir.join(CONFIG_FILE).is_file() => {
+            return Err(EngineError::NoProject {
+                dir: project_dir.to_path_buf(),
+            })
+        }
         None => project_dir
             .join(STATE_DIR)
             .join(DATABASE_FILE)

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     model: Option<String>,
     /// How many cases run at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = super::concurrency())]
     concurrency: usize,
     /// Only the first N cases.
     #[arg(long, value_name = "N")]

@@ -24,6 +24,11 @@ use shopfloor_engine::EngineError;
 use crate::EXIT_CONFIG;
 
 /// Options every subcommand shares.
+/// `--concurrency N`: at least 1 (0 would run nothing), at most 1024.
+pub fn concurrency() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=1024)
+}
+
 pub struct Global {
     pub project: PathBuf,
     pub database_url: Option<String>,

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "JSON")]
     json: Option<String>,
     /// How many cases run at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = super::concurrency())]
     concurrency: usize,
     /// Append one JSON line per finished case to this file.
     #[arg(long, value_name = "FILE", requires = "input")]
@@ -99,8 +99,14 @@ fn result_json(run: &RunRecord) -> Value {
 async fn run_batch(engine: &Engine, args: &Args, input: PathBuf) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         input.is_file(),
-        "input file {} does not exist",
-        input.display()
+        "input file {} {}; --input takes a JSONL file, one input object per line",
+        input.display(),
+        match std::fs::metadata(&input) {
+            Ok(meta) if meta.is_dir() => "is a folder",
+            Ok(_) => "is not a regular file (a device or a pipe)",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+            Err(_) => "cannot be read",
+        }
     );
     let request = BatchRequest {
         workflow: args.workflow.clone(),

@@ -3,10 +3,13 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use shopfloor_engine::open_store;
+use shopfloor_engine::{open_store, released_output};
 use shopfloor_store::{RunFilter, RunStatus};
 
 use super::Global;
+
+/// What `runs show` says in place of an output that is not released.
+const HELD: &str = "held for review";
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -83,8 +86,23 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             let Some(run) = store.get_run(&id).await? else {
                 bail!("no run with id {id} (list runs with `shopfloor runs list`)");
             };
+            // A held (or rejected) output is not handed out here: `shopfloor review show` is
+            // where a reviewer reads it.
+            let withheld = run.output.is_some() && released_output(&run).is_none();
+            let mut run = run;
+            if withheld {
+                run.output = None;
+                run.raw_output = None;
+                for attempt in &mut run.attempts {
+                    attempt.raw_output = None;
+                }
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&run)?);
+                let mut value = serde_json::to_value(&run)?;
+                if withheld {
+                    value["output_withheld"] = serde_json::json!(HELD);
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
                 return Ok(ExitCode::SUCCESS);
             }
             println!("run       {}", run.id);
@@ -132,6 +150,13 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                 if let Some(raw) = &a.raw_output {
                     println!("      answer: {raw:?}");
                 }
+            }
+            if withheld {
+                println!(
+                    "\noutput\n  {HELD} (a reviewer reads it with `shopfloor review show {}`)",
+                    run.id
+                );
+                return Ok(ExitCode::SUCCESS);
             }
             println!(
                 "\nraw output\n  {}",

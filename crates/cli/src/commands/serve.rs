@@ -15,11 +15,12 @@ use super::Global;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on (port 0 picks a free port; the line printed at start-up names it).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    listen: SocketAddr,
+    /// Address to listen on, HOST:PORT with an IP address or a host name such as localhost
+    /// (port 0 picks a free port; the line printed at start-up names it).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT", value_parser = listen_address)]
+    listen: String,
     /// Batch cases this replica runs at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = super::concurrency())]
     batch_concurrency: usize,
     /// Run no batch worker here (batches queued here are run by other replicas).
     #[arg(long)]
@@ -66,16 +67,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     })
     .await?;
     warn_unpulled(&engine);
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(args.listen.as_str())
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let defaults = WorkerConfig::default();
+    let limits = &engine.project.config.server;
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
+        body_timeout: Duration::from_secs(limits.body_timeout_secs),
+        body_budget_bytes: usize::try_from(limits.body_budget_mb << 20).unwrap_or(usize::MAX),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         worker: (!args.no_worker).then(|| WorkerConfig {
-            concurrency: args.batch_concurrency.max(1),
+            concurrency: args.batch_concurrency,
             lease: Duration::from_secs(args.lease_secs.max(1)),
             ..defaults
         }),
@@ -93,6 +97,30 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         exporter.shutdown(Duration::from_secs(5)).await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `HOST:PORT`, where HOST is an IP address (IPv6 in brackets) or a host name; the name is
+/// resolved when the server binds.
+fn listen_address(text: &str) -> Result<String, String> {
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(text.to_string());
+    }
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:8080, [::1]:8080 or localhost:8080";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("\"{text}\" has no port; {expected}"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("\"{port}\" is not a port (0 to 65535); {expected}"))?;
+    let name_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !name_ok {
+        return Err(format!(
+            "\"{host}\" is not an IP address or host name; {expected}"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// The embedded model is loaded on first use, not at start-up; say so now if its weights are
