@@ -1,5 +1,6 @@
-//! `shopfloor serve` as a process: the address line at start-up, a graceful SIGTERM, and two
-//! replicas on one PostgreSQL sharing a batch, one of them killed with SIGKILL mid-batch.
+//! `shopfloor serve` as a process: the address line at start-up, a graceful SIGTERM, two
+//! replicas on one PostgreSQL sharing a batch, one of them killed with SIGKILL mid-batch, and
+//! the whole review loop (API, CLI, webhook, dataset, eval).
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{keyword_router, scaffold, shopfloor, text};
 use serde_json::{json, Value};
+use shopfloor_core::webhook::{verify_signature, EVENT_ID_HEADER, SIGNATURE_HEADER};
 use shopfloor_store::testing::TestPostgres;
 use shopfloor_testkit::{assert_contains, FakeServer, Reply};
 
@@ -78,11 +80,15 @@ impl Drop for Replica {
 }
 
 fn create_key(dir: &Path, database_url: Option<&str>) -> String {
+    create_named_key(dir, database_url, "ops", "operator")
+}
+
+fn create_named_key(dir: &Path, database_url: Option<&str>, name: &str, role: &str) -> String {
     let mut args = Vec::new();
     if let Some(url) = database_url {
         args.extend(["--database-url", url]);
     }
-    args.extend(["keys", "create", "--name", "ops", "--role", "operator"]);
+    args.extend(["keys", "create", "--name", name, "--role", role]);
     let out = shopfloor(dir, &args);
     assert!(out.status.success(), "{:?}", text(&out));
     text(&out).0.trim().to_string()
@@ -326,4 +332,190 @@ async fn replicas_on_postgres_finish_a_batch_when_one_is_killed_each_case_once()
     b.signal("-TERM");
     let mut b = b;
     assert!(b.wait(Duration::from_secs(20)).success());
+}
+
+const HOOK_ENV: &str = "SHOPFLOOR_E2E_REVIEW_HOOK_SECRET";
+const HOOK_SECRET: &str = "whsec-e2e-51c9";
+
+/// Wait until `server` has received `n` requests, at most 15 s.
+async fn received(server: &FakeServer, n: usize) -> Vec<shopfloor_testkit::ReceivedRequest> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.request_count() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} requests arrived",
+            server.request_count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.requests()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_review_loop_end_to_end_api_cli_webhook_dataset_and_eval() {
+    // The server and the CLI read the signing secret from the environment they inherit.
+    std::env::set_var(HOOK_ENV, HOOK_SECRET);
+    let upstream = FakeServer::start(keyword_router).await;
+    let receiver = FakeServer::start(|_| Reply::Json(200, json!({}))).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &upstream.base_url());
+    let workflow = dir.path().join("workflows/ticket-triage.toml");
+    let toml = std::fs::read_to_string(&workflow)
+        .unwrap()
+        .replace("risk = \"medium\"", "risk = \"high\"")
+        .replace(
+            "sample_rate = 0.10",
+            &format!(
+                "webhook = {{ url = \"http://{}/hooks\", secret_env = \"{HOOK_ENV}\" }}",
+                receiver.addr()
+            ),
+        );
+    std::fs::write(&workflow, toml).unwrap();
+    let ops = create_key(dir.path(), None);
+    let rita = create_named_key(dir.path(), None, "rita", "reviewer");
+    let viewer = create_named_key(dir.path(), None, "vic", "viewer");
+    let replica = Replica::start(dir.path(), None, &[], "serve.log");
+    let client = reqwest::Client::new();
+    let submit = |i: usize| {
+        client
+            .post(format!("{}/v1/workflows/ticket-triage/runs", replica.base))
+            .bearer_auth(&ops)
+            .json(&json!({"input": ticket(i)}))
+            .send()
+    };
+
+    // A high-risk run is pending review; its caller gets no output yet.
+    let response = submit(0).await.unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["pending_review"], true, "{body}");
+    let approved = body["run_id"].as_str().unwrap().to_string();
+    let read = |key: &str, run_id: &str| {
+        client
+            .get(format!("{}/v1/runs/{run_id}", replica.base))
+            .bearer_auth(key)
+            .send()
+    };
+    let run: Value = read(&ops, &approved).await.unwrap().json().await.unwrap();
+    assert_eq!(run["status"], "held", "{run}");
+    assert!(run["output"].is_null(), "{run}");
+
+    // The operator may not decide; the reviewer approves through the API.
+    let approve = |key: &str| {
+        client
+            .post(format!("{}/v1/reviews/{approved}/approve", replica.base))
+            .bearer_auth(key)
+            .json(&json!({"note": "checked"}))
+            .send()
+    };
+    assert_eq!(approve(&ops).await.unwrap().status(), 403);
+    assert_eq!(approve(&rita).await.unwrap().status(), 200);
+    let run: Value = read(&ops, &approved).await.unwrap().json().await.unwrap();
+    assert_eq!(run["output"], "billing", "{run}");
+    assert_eq!(run["review"]["by"], "rita", "{run}");
+
+    // The webhook receiver gets review.released, signed under the secret.
+    let hooks = received(&receiver, 1).await;
+    let hook = &hooks[0];
+    assert_eq!(hook.path, "/hooks");
+    verify_signature(
+        HOOK_SECRET.as_bytes(),
+        hook.header(SIGNATURE_HEADER).unwrap(),
+        &hook.raw_body,
+        shopfloor_engine::now_ms() / 1000,
+        300,
+    )
+    .expect("the signature verifies");
+    let event: Value = serde_json::from_slice(&hook.raw_body).unwrap();
+    assert_eq!(event["type"], "review.released");
+    assert_eq!(event["run_id"], approved.as_str());
+    assert_eq!(hook.header(EVENT_ID_HEADER), event["id"].as_str());
+
+    // A second run is corrected from the CLI by another reviewer.
+    let body: Value = submit(2).await.unwrap().json().await.unwrap();
+    let edited = body["run_id"].as_str().unwrap().to_string();
+    // The reviewer looks at the item first (the server writes runs within 50 ms of their end;
+    // reading the queue through it waits for that).
+    let item = client
+        .get(format!("{}/v1/reviews/{edited}", replica.base))
+        .bearer_auth(&rita)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(item.status(), 200);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+        .arg("-C")
+        .arg(dir.path())
+        .args([
+            "review",
+            "edit",
+            &edited,
+            "--output",
+            "bug",
+            "--note",
+            "not a login issue",
+        ])
+        .env("SHOPFLOOR_ACTOR", "carl")
+        .env_remove("SHOPFLOOR_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_contains(&text(&out).0, &["edited: the correction is released"]);
+    let run: Value = read(&ops, &edited).await.unwrap().json().await.unwrap();
+    assert_eq!(run["output"], "bug", "{run}");
+    let hooks = received(&receiver, 2).await;
+    let ids: std::collections::HashSet<&str> = hooks
+        .iter()
+        .map(|h| h.header(EVENT_ID_HEADER).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "two events, each delivered once");
+
+    // /metrics counts the queue as the database has it.
+    let metrics = client
+        .get(format!("{}/metrics", replica.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_contains(
+        &metrics,
+        &[
+            "shopfloor_review_items{workflow=\"ticket-triage\",status=\"approved\"} 1\n",
+            "shopfloor_review_items{workflow=\"ticket-triage\",status=\"edited\"} 1\n",
+            "shopfloor_webhook_events{state=\"delivered\"} 2\n",
+        ],
+    );
+    let out = shopfloor(dir.path(), &["review", "deliveries", "--json"]);
+    let deliveries: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(deliveries.as_array().unwrap().len(), 2, "{deliveries}");
+    assert!(deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["delivered_at_ms"].is_i64() && d["last_status"] == 200));
+
+    // The corrections grow the dataset; the next eval shows them as their own slice.
+    let dataset = dir.path().join("datasets/ticket-triage.jsonl");
+    let before = std::fs::read_to_string(&dataset).unwrap().lines().count();
+    let out = shopfloor(
+        dir.path(),
+        &["datasets", "add-from-reviews", "ticket-triage"],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let lines = std::fs::read_to_string(&dataset).unwrap();
+    assert_eq!(lines.lines().count(), before + 2, "{:?}", text(&out));
+    assert_contains(
+        &lines,
+        &[
+            &format!("\"id\":\"review-{approved}\""),
+            &format!("\"id\":\"review-{edited}\""),
+            "\"expected\":\"bug\"",
+        ],
+    );
+    let out = shopfloor(dir.path(), &["eval", "ticket-triage"]);
+    assert_contains(&text(&out).0, &["cases from reviews (2 of them)"]);
+    drop(replica);
 }
