@@ -32,7 +32,7 @@ pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchReq
 pub use corrections::AddedCases;
 pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
-    GateResult, ScoreDelta, ScoreSummary, WorstCase,
+    GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use gateway::{
     last_user_text, workflow_input, GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest,

@@ -34,12 +34,21 @@ pub struct ScoreSummary {
     pub higher_is_better: bool,
 }
 
+shopfloor_core::text_enum! {
+    /// What a gate compares.
+    pub enum GateKind {
+        /// `[eval] gate`: the mean against a fixed threshold.
+        Absolute => "absolute",
+        /// `[eval] max_regression`: the drop against the baseline.
+        Regression => "regression",
+    }
+}
+
 /// A gate's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
     pub scorer: String,
-    /// `absolute` (`[eval] gate`) or `regression` (`[eval] max_regression`, against the baseline).
-    pub kind: String,
+    pub kind: GateKind,
     pub threshold: f64,
     /// The measured mean (absolute) or the drop against the baseline (regression).
     pub actual: Option<f64>,
@@ -471,7 +480,7 @@ pub fn gates(
         };
         out.push(GateResult {
             scorer: scorer.clone(),
-            kind: "absolute".into(),
+            kind: GateKind::Absolute,
             threshold: *threshold,
             actual,
             passed,
@@ -503,7 +512,7 @@ pub fn gates(
         };
         out.push(GateResult {
             scorer: scorer.clone(),
-            kind: "regression".into(),
+            kind: GateKind::Regression,
             threshold: *max_drop,
             actual,
             passed,

@@ -17,7 +17,7 @@ use shopfloor_providers::{Message, Role};
 use shopfloor_store::{EvalCaseRecord, EvalRecord, EvalStatus};
 
 pub use aggregate::{
-    BaselineComparison, EvalSummary, GateResult, ScoreDelta, ScoreSummary, WorstCase,
+    BaselineComparison, EvalSummary, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 
 use crate::batch::validate_input;
