@@ -169,6 +169,26 @@ fn empty_and_duplicated_labels() {
 }
 
 #[test]
+fn a_confidence_threshold_needs_a_model_that_gives_one() {
+    // The embedded model on the route chooses among the labels: it gives a confidence.
+    let held = format!("{GOOD}\n[review]\nhold_below_confidence = 0.7\n");
+    assert!(check(&held).is_empty(), "{:#?}", check(&held));
+    let openai_only = held.replace(
+        r#"models = ["gpt-mini", "local"]"#,
+        r#"models = ["gpt-mini"]"#,
+    );
+    assert_has(
+        &check(&openai_only),
+        "workflows/ticket-triage.toml: review.hold_below_confidence: no model of this route gives a confidence",
+    );
+    let free_choice = held.replace(
+        r#"labels = ["billing", "bug", "account", "other"]"#,
+        "labels = [\"billing\", \"bug\", \"account\", \"other\"]\nconstrained = false",
+    );
+    assert_has(&check(&free_choice), "review.hold_below_confidence");
+}
+
+#[test]
 fn missing_eval_dataset() {
     let diags = check(&GOOD.replace("datasets/ticket-triage.jsonl", "datasets/missing.jsonl"));
     assert_has(

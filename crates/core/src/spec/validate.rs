@@ -4,7 +4,8 @@
 use serde_json::Value as Json;
 
 use super::config::ProjectConfig;
-use super::workflow::Workflow;
+use super::config::ProviderKind;
+use super::workflow::{OutputContract, Workflow};
 use crate::template::PromptTemplates;
 use crate::Diagnostic;
 
@@ -21,6 +22,7 @@ pub fn validate_project(project: &ProjectFiles<'_>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for workflow in project.workflows {
         check_route(project.config, workflow, &mut out);
+        check_confidence(project.config, workflow, &mut out);
         check_input_and_templates(workflow, &mut out);
         check_eval(project, workflow, &mut out);
     }
@@ -63,6 +65,30 @@ fn check_route(config: &ProjectConfig, workflow: &Workflow, out: &mut Vec<Diagno
             }
             Some(_) => {}
         }
+    }
+}
+
+/// `[review] hold_below_confidence` needs a model that reports a confidence: today only the
+/// embedded model choosing among labels does. Without one nothing would ever be held for it.
+fn check_confidence(config: &ProjectConfig, workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    if workflow.review.hold_below_confidence.is_none() {
+        return;
+    }
+    let choice = workflow.output.constrained
+        && matches!(workflow.output.contract, OutputContract::Labels(_));
+    let local = workflow.route.models.iter().any(|name| {
+        config
+            .models
+            .get(&name.value)
+            .is_some_and(|m| m.provider == ProviderKind::Local)
+    });
+    if !(choice && local) {
+        out.push(Diagnostic::new(
+            &workflow.file,
+            None,
+            "review.hold_below_confidence",
+            "no model of this route gives a confidence, so nothing would be held by it: a confidence comes from the embedded model (provider = \"local\") choosing among [output] labels (constrained, the default); route the workflow to such a model or remove hold_below_confidence",
+        ));
     }
 }
 
