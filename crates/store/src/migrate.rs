@@ -66,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         "webhook_outbox",
         include_str!("../migrations/0007_outbox.sql"),
     ),
+    Migration::new(
+        8,
+        "kpi_values",
+        include_str!("../migrations/0008_outcomes.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.
