@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -193,10 +194,14 @@ impl SqliteStore {
             .into_iter()
             .filter(|a| inserted.contains(a.run_id))
             .collect();
-        for chunk in attempts.chunks(ATTEMPTS_PER_INSERT) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new(format!("INSERT INTO attempts ({ATTEMPT_COLUMNS}) "));
-            query.push_values(chunk, |mut row, a| {
+        let into = format!("INSERT INTO attempts ({ATTEMPT_COLUMNS}) ");
+        insert_chunked(
+            &mut tx,
+            &into,
+            "",
+            &attempts,
+            ATTEMPTS_PER_INSERT,
+            |mut row, a| {
                 row.push_bind(a.run_id)
                     .push_bind(a.n)
                     .push_bind(a.model)
@@ -210,13 +215,9 @@ impl SqliteStore {
                     .push_bind(a.error)
                     .push_bind(a.raw_output)
                     .push_bind(a.error_kind);
-            });
-            query
-                .build()
-                .persistent(chunk.len() == ATTEMPTS_PER_INSERT)
-                .execute(&mut *tx)
-                .await?;
-        }
+            },
+        )
+        .await?;
         let reviewed: Vec<&RunRecord> = runs
             .iter()
             .filter(|r| r.review.is_some() && inserted.contains(&r.id))
@@ -239,11 +240,16 @@ impl SqliteStore {
     /// Record eval case rows with multi-row `VALUES` statements, in one transaction.
     async fn write_eval_cases(&self, rows: &[EvalCaseRow<'_>]) -> Result<()> {
         let mut tx = self.begin_write(TxLock::Rows).await?;
-        for chunk in rows.chunks(CASES_PER_INSERT) {
-            let mut query = QueryBuilder::<Sqlite>::new(format!(
-                "INSERT INTO eval_cases ({EVAL_CASE_INSERT_COLUMNS}) "
-            ));
-            query.push_values(chunk, |mut row, c| {
+        let into = format!("INSERT INTO eval_cases ({EVAL_CASE_INSERT_COLUMNS}) ");
+        // Only a repeated case is skipped; a second case on a recorded line is an error.
+        let skip_repeats = " ON CONFLICT (eval_id, case_id) DO NOTHING";
+        insert_chunked(
+            &mut tx,
+            &into,
+            skip_repeats,
+            rows,
+            CASES_PER_INSERT,
+            |mut row, c| {
                 row.push_bind(c.eval_id)
                     .push_bind(c.case_id)
                     .push_bind(c.line)
@@ -263,15 +269,9 @@ impl SqliteStore {
                     .push_bind(c.workflow)
                     .push_bind(c.version)
                     .push_bind(c.model_override);
-            });
-            // Only a repeated case is skipped; a second case on a recorded line is an error.
-            query.push(" ON CONFLICT (eval_id, case_id) DO NOTHING");
-            query
-                .build()
-                .persistent(chunk.len() == CASES_PER_INSERT)
-                .execute(&mut *tx)
-                .await?;
-        }
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -331,6 +331,30 @@ impl SqliteStore {
 store_impl!(SqliteStore, Sqlite, "sqlite");
 review_store_impl!(SqliteStore, Sqlite, "");
 outbox_store_impl!(SqliteStore, Sqlite, "");
+/// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
+/// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are
+/// prepared once and cached; the shorter last one is not, so flushes of every size do not fill
+/// the statement cache.
+async fn insert_chunked<'a, T>(
+    tx: &mut SqliteConnection,
+    into: &str,
+    suffix: &str,
+    rows: &'a [T],
+    per_insert: usize,
+    mut bind: impl FnMut(Separated<'_, 'a, Sqlite, &'static str>, &'a T),
+) -> Result<()> {
+    for chunk in rows.chunks(per_insert) {
+        let mut query = QueryBuilder::<Sqlite>::new(into);
+        query.push_values(chunk, &mut bind);
+        query.push(suffix);
+        query
+            .build()
+            .persistent(chunk.len() == per_insert)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
