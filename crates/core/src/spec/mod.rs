@@ -4,6 +4,7 @@
 //! ([`crate::Diagnostic`]); a value of these types that exists is valid.
 
 mod config;
+mod provider;
 mod reader;
 mod review;
 mod types;
@@ -12,8 +13,9 @@ mod workflow;
 
 pub use config::{
     parse_config, ExternalAction, GatewaySpec, ModelSpec, PiiPolicy, Price, ProjectConfig,
-    ProviderFacts, ProviderKind, RequiredField, ServerSpec, StoreAction,
+    ServerSpec, StoreAction,
 };
+pub use provider::{ProviderFacts, ProviderKind, RequiredField};
 pub use reader::Located;
 
 /// The longest timeout a model call may be given: an hour.

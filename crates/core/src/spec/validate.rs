@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 
 use super::config::ProjectConfig;
-use super::config::ProviderKind;
+use super::provider::ProviderKind;
 use super::workflow::{OutputContract, Workflow};
 use crate::template::PromptTemplates;
 use crate::Diagnostic;
