@@ -62,6 +62,9 @@ enum Command {
     /// Eval datasets: grow them from reviewers' decisions.
     #[command(subcommand)]
     Datasets(commands::datasets::Command),
+    /// A workflow's outcomes per week: accepted outputs, minutes saved, cost per accepted,
+    /// the KPI against its target, adoption; `outcomes record` records the KPI.
+    Outcomes(commands::outcomes::Args),
     /// The embedded local models: list them, pull their weights.
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
             Command::Runs(command) => commands::runs::run(&global, command).await,
             Command::Review(command) => commands::review::run(&global, command).await,
             Command::Datasets(command) => commands::datasets::run(&global, command).await,
+            Command::Outcomes(args) => commands::outcomes::run(&global, args).await,
             Command::Models(command) => commands::models::run(command),
             Command::Policy(command) => commands::policy::run(&global, command),
             Command::Promote(args) => commands::promote::run(&global, args).await,

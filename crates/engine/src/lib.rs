@@ -11,6 +11,7 @@ mod gateway;
 mod governance;
 mod models;
 mod outbound;
+mod outcomes;
 mod project;
 mod queue;
 mod recorder;
@@ -40,6 +41,9 @@ pub use gateway::{
 };
 pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;
+pub use outcomes::{
+    KpiStatus, NewKpiValue, OutcomeFigures, OutcomeReport, OutcomeWeek, VersionWeek,
+};
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use queue::{BatchProgress, API_SOURCE};
 pub use recorder::{Recorder, RecorderTask};

@@ -12,6 +12,7 @@ mod error;
 mod gateway;
 mod metrics;
 pub mod otlp;
+mod outcomes;
 mod reviews;
 mod routes;
 mod tasks;

@@ -10,7 +10,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use shopfloor_core::access::Permission;
 
 use crate::auth::Access;
-use crate::{gateway, reviews, workflows, AppState};
+use crate::{gateway, outcomes, reviews, workflows, AppState};
 
 /// One route of the API.
 pub struct Route {
@@ -29,7 +29,7 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 17] = [
+pub static ROUTES: [Route; 19] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
@@ -119,6 +119,18 @@ pub static ROUTES: [Route; 17] = [
         path: "/metrics",
         access: Access::Needs(Permission::ReadRuns),
         serve: |m| on(m, crate::metrics_text),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/workflows/{name}/outcomes",
+        access: Access::Needs(Permission::ReadRuns),
+        serve: |m| on(m, outcomes::show),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/workflows/{name}/outcomes",
+        access: Access::Needs(Permission::ManageEvals),
+        serve: |m| on(m, outcomes::record),
     },
     Route {
         method: Method::GET,

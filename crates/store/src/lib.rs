@@ -10,6 +10,7 @@ mod keys;
 mod location;
 mod migrate;
 mod outbox;
+mod outcomes;
 mod postgres;
 mod queries;
 mod queue;
@@ -32,6 +33,9 @@ pub use keys::{ApiKeyRecord, Caller};
 pub use location::redact_location;
 pub use outbox::{
     DeliveryOutcome, DeliveryState, EventFilter, EventKind, OutboxEvent, OutboxStore,
+};
+pub use outcomes::{
+    week_of_ms, week_start_ms, CallerWeek, KpiValue, OutcomeStore, ReviewWeek, RunWeek, Window,
 };
 pub use postgres::PostgresStore;
 pub use queue::ClaimedCase;
@@ -79,7 +83,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
-pub trait Store: ReviewStore + OutboxStore + Send + Sync {
+pub trait Store: ReviewStore + OutboxStore + OutcomeStore + Send + Sync {
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

@@ -15,6 +15,7 @@ use crate::codec::{self, to_bigint, ATTEMPT_COLUMNS, RUN_COLUMNS};
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
 use crate::location::redact_location;
 use crate::outbox::outbox_store_impl;
+use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::reviews::review_store_impl;
@@ -236,6 +237,7 @@ impl PostgresStore {
 store_impl!(PostgresStore, Postgres, "postgres");
 review_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 outbox_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
+outcome_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;

@@ -17,6 +17,7 @@ use crate::codec::{
 };
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
 use crate::outbox::outbox_store_impl;
+use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::reviews::review_store_impl;
@@ -331,6 +332,7 @@ impl SqliteStore {
 store_impl!(SqliteStore, Sqlite, "sqlite");
 review_store_impl!(SqliteStore, Sqlite, "");
 outbox_store_impl!(SqliteStore, Sqlite, "");
+outcome_store_impl!(SqliteStore, Sqlite);
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are
 /// prepared once and cached; the shorter last one is not, so flushes of every size do not fill

@@ -8,6 +8,7 @@ pub mod evals;
 pub mod init;
 pub mod keys;
 pub mod models;
+pub mod outcomes;
 pub mod policy;
 pub mod promote;
 pub mod quickstart;

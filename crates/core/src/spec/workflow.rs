@@ -16,6 +16,9 @@ pub struct Outcome {
     pub baseline: Option<f64>,
     pub target: Option<f64>,
     pub minutes_saved_per_accepted: f64,
+    /// What an hour of a reviewer's time costs (in the currency of model prices, US dollars),
+    /// for the cost per accepted output; 0 when unset.
+    pub reviewer_cost_per_hour: f64,
 }
 
 /// The prompt templates (minijinja over the input object).
@@ -278,11 +281,16 @@ fn read_outcome(t: &TableReader<'_, '_>) -> Option<Outcome> {
     if minutes.is_some_and(|m| m < 0.0) {
         t.invalid("minutes_saved_per_accepted", "cannot be negative".into());
     }
+    let reviewer_cost = t.number("reviewer_cost_per_hour");
+    if reviewer_cost.is_some_and(|c| c < 0.0) {
+        t.invalid("reviewer_cost_per_hour", "cannot be negative".into());
+    }
     Some(Outcome {
         kpi: kpi?.value,
         baseline,
         target,
         minutes_saved_per_accepted: minutes?,
+        reviewer_cost_per_hour: reviewer_cost.unwrap_or(0.0),
     })
 }
 

@@ -1,0 +1,289 @@
+//! What the outcome figures are made of, counted in SQL per version and week over indexed
+//! columns (`runs (workflow, created_at_ms)`, `reviews (workflow, created_at_ms)`): runs by
+//! status with their cost, reviewed acceptances, reviewer time, distinct callers, and the
+//! business KPI as people record it. Eval runs (a run whose batch is an eval) are not use of the
+//! workflow and are left out. Weeks are numbered from Monday 1970-01-05 00:00 UTC: `week_start_ms` gives a
+//! week's first millisecond back.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::{Result, RunStatus};
+
+/// Milliseconds from the Unix epoch (a Thursday) to the first Monday.
+const FIRST_MONDAY_MS: i64 = 4 * 86_400_000;
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+/// The SQL expression of the week a `column` of Unix milliseconds falls in.
+pub(crate) fn week_of(column: &str) -> String {
+    format!("(({column} - {FIRST_MONDAY_MS}) / {WEEK_MS})")
+}
+
+/// The first millisecond of week number `week`.
+pub fn week_start_ms(week: i64) -> i64 {
+    FIRST_MONDAY_MS + week * WEEK_MS
+}
+
+/// The week number of `ms`.
+pub fn week_of_ms(ms: i64) -> i64 {
+    (ms - FIRST_MONDAY_MS).div_euclid(WEEK_MS)
+}
+
+/// From `from_ms` (included) to `to_ms` (excluded), in Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+impl Window {
+    /// Everything from `from_ms` on.
+    pub fn since(from_ms: i64) -> Self {
+        Self {
+            from_ms,
+            to_ms: i64::MAX,
+        }
+    }
+}
+
+/// Runs of one version, week and status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunWeek {
+    pub version: String,
+    pub week: i64,
+    pub status: RunStatus,
+    pub runs: u64,
+    pub cost_usd: f64,
+}
+
+/// Review work on runs of one version and week.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReviewWeek {
+    pub version: String,
+    pub week: i64,
+    /// Held or sampled outputs a reviewer approved or corrected.
+    pub accepted: u64,
+    /// Decisions whose reviewer had claimed the item, and the time from claim to decision.
+    pub timed_decisions: u64,
+    pub reviewer_ms: i64,
+}
+
+/// Distinct callers in one week.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallerWeek {
+    pub week: i64,
+    pub users: u64,
+    pub teams: u64,
+    pub keys: u64,
+    /// Runs made without a caller (the CLI).
+    pub anonymous_runs: u64,
+}
+
+/// One recorded value of a workflow's business KPI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KpiValue {
+    pub id: String,
+    pub workflow: String,
+    pub value: f64,
+    /// When the value was measured.
+    pub at_ms: i64,
+    pub note: Option<String>,
+    pub recorded_by: String,
+    pub recorded_at_ms: i64,
+}
+
+/// The outcome figures' part of the store.
+#[async_trait]
+pub trait OutcomeStore {
+    /// Runs of `workflow` made in `window` per version, week and status (eval runs left out).
+    async fn run_weeks(&self, workflow: &str, window: Window) -> Result<Vec<RunWeek>>;
+
+    /// Reviewed acceptances and reviewer time per version and week of runs made in `window`.
+    async fn review_weeks(&self, workflow: &str, window: Window) -> Result<Vec<ReviewWeek>>;
+
+    /// Distinct callers per week of runs made in `window`.
+    async fn caller_weeks(&self, workflow: &str, window: Window) -> Result<Vec<CallerWeek>>;
+
+    /// Record a KPI value.
+    async fn insert_kpi(&self, value: &KpiValue) -> Result<()>;
+
+    /// The KPI values of `workflow`, oldest measurement first.
+    async fn kpi_values(&self, workflow: &str) -> Result<Vec<KpiValue>>;
+}
+
+/// Runs that are not eval cases.
+pub(crate) const NOT_EVAL: &str =
+    "(runs.batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM evals e WHERE e.id = runs.batch_id))";
+
+/// `impl OutcomeStore for $store` over `$db`.
+macro_rules! outcome_store_impl {
+    ($store:ty, $db:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::outcomes::OutcomeStore for $store {
+            async fn run_weeks(
+                &self,
+                workflow: &str,
+                window: $crate::outcomes::Window,
+            ) -> $crate::Result<Vec<$crate::outcomes::RunWeek>> {
+                use $crate::codec::{enumeration, non_negative, Columns};
+                let sql = format!(
+                    "SELECT version, {week} AS week, status, COUNT(*) AS runs, \
+                     SUM(cost_usd) AS cost FROM runs \
+                     WHERE workflow = $1 AND created_at_ms >= $2 AND created_at_ms < $3 AND {not_eval} \
+                     GROUP BY version, week, status ORDER BY week, version, status",
+                    week = $crate::outcomes::week_of("created_at_ms"),
+                    not_eval = $crate::outcomes::NOT_EVAL,
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(workflow)
+                    .bind(window.from_ms)
+                    .bind(window.to_ms)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok($crate::outcomes::RunWeek {
+                            version: row.text("version")?,
+                            week: row.int("week")?,
+                            status: enumeration(row, "runs", "status", $crate::RunStatus::parse)?,
+                            runs: non_negative("runs", "runs", row.int("runs")?)?,
+                            cost_usd: row.float("cost")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn review_weeks(
+                &self,
+                workflow: &str,
+                window: $crate::outcomes::Window,
+            ) -> $crate::Result<Vec<$crate::outcomes::ReviewWeek>> {
+                use $crate::codec::{non_negative, Columns};
+                let week = $crate::outcomes::week_of("r.created_at_ms");
+                let accepted = format!(
+                    "SELECT r.version AS version, {week} AS week, COUNT(*) AS n FROM reviews r \
+                     WHERE r.workflow = $1 AND r.created_at_ms >= $2 AND r.created_at_ms < $3 \
+                     AND r.status IN ('approved', 'edited') GROUP BY r.version, week"
+                );
+                let timed = format!(
+                    "SELECT r.version AS version, {week} AS week, COUNT(*) AS n, \
+                     CAST(SUM(d.decided_at_ms - d.claimed_at_ms) AS BIGINT) AS ms \
+                     FROM review_decisions d JOIN reviews r ON r.run_id = d.run_id \
+                     WHERE r.workflow = $1 AND r.created_at_ms >= $2 AND r.created_at_ms < $3 \
+                     AND d.claimed_at_ms IS NOT NULL GROUP BY r.version, week"
+                );
+                let mut weeks: std::collections::BTreeMap<(i64, String), $crate::outcomes::ReviewWeek> =
+                    Default::default();
+                for row in sqlx::query::<$db>(&accepted)
+                    .bind(workflow)
+                    .bind(window.from_ms)
+                    .bind(window.to_ms)
+                    .fetch_all(self.reader())
+                    .await?
+                {
+                    let (version, week) = (row.text("version")?, row.int("week")?);
+                    let entry = weeks.entry((week, version.clone())).or_insert_with(|| {
+                        $crate::outcomes::ReviewWeek { version, week, ..Default::default() }
+                    });
+                    entry.accepted = non_negative("reviews", "n", row.int("n")?)?;
+                }
+                for row in sqlx::query::<$db>(&timed)
+                    .bind(workflow)
+                    .bind(window.from_ms)
+                    .bind(window.to_ms)
+                    .fetch_all(self.reader())
+                    .await?
+                {
+                    let (version, week) = (row.text("version")?, row.int("week")?);
+                    let entry = weeks.entry((week, version.clone())).or_insert_with(|| {
+                        $crate::outcomes::ReviewWeek { version, week, ..Default::default() }
+                    });
+                    entry.timed_decisions = non_negative("review_decisions", "n", row.int("n")?)?;
+                    entry.reviewer_ms = row.int("ms")?.max(0);
+                }
+                Ok(weeks.into_values().collect())
+            }
+
+            async fn caller_weeks(
+                &self,
+                workflow: &str,
+                window: $crate::outcomes::Window,
+            ) -> $crate::Result<Vec<$crate::outcomes::CallerWeek>> {
+                use $crate::codec::{non_negative, Columns};
+                let sql = format!(
+                    "SELECT {week} AS week, COUNT(DISTINCT caller_user) AS users, \
+                     COUNT(DISTINCT team) AS teams, COUNT(DISTINCT key_id) AS keys, \
+                     CAST(SUM(CASE WHEN key_id IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS anonymous \
+                     FROM runs WHERE workflow = $1 AND created_at_ms >= $2 AND created_at_ms < $3 AND {not_eval} \
+                     GROUP BY week ORDER BY week",
+                    week = $crate::outcomes::week_of("created_at_ms"),
+                    not_eval = $crate::outcomes::NOT_EVAL,
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(workflow)
+                    .bind(window.from_ms)
+                    .bind(window.to_ms)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        let count = |c: &'static str| non_negative("runs", c, row.int(c)?);
+                        Ok($crate::outcomes::CallerWeek {
+                            week: row.int("week")?,
+                            users: count("users")?,
+                            teams: count("teams")?,
+                            keys: count("keys")?,
+                            anonymous_runs: count("anonymous")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_kpi(&self, value: &$crate::outcomes::KpiValue) -> $crate::Result<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO kpi_values (id, workflow, value, at_ms, note, recorded_by, \
+                     recorded_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&value.id)
+                .bind(&value.workflow)
+                .bind(value.value)
+                .bind(value.at_ms)
+                .bind(&value.note)
+                .bind(&value.recorded_by)
+                .bind(value.recorded_at_ms)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn kpi_values(
+                &self,
+                workflow: &str,
+            ) -> $crate::Result<Vec<$crate::outcomes::KpiValue>> {
+                use $crate::codec::Columns;
+                sqlx::query::<$db>(
+                    "SELECT id, workflow, value, at_ms, note, recorded_by, recorded_at_ms \
+                     FROM kpi_values WHERE workflow = $1 ORDER BY at_ms, id",
+                )
+                .bind(workflow)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok($crate::outcomes::KpiValue {
+                        id: row.text("id")?,
+                        workflow: row.text("workflow")?,
+                        value: row.float("value")?,
+                        at_ms: row.int("at_ms")?,
+                        note: row.opt_text("note")?,
+                        recorded_by: row.text("recorded_by")?,
+                        recorded_at_ms: row.int("recorded_at_ms")?,
+                    })
+                })
+                .collect()
+            }
+        }
+    };
+}
+
+pub(crate) use outcome_store_impl;
