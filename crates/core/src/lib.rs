@@ -6,6 +6,7 @@ pub mod audit;
 pub mod calendar;
 mod canonical;
 pub mod dataset;
+pub mod drift;
 mod diagnostic;
 pub mod lifecycle;
 pub mod output;

@@ -4,6 +4,7 @@
 
 mod audit;
 mod codec;
+mod drift;
 mod eval_codec;
 mod eval_record;
 mod keys;
@@ -28,6 +29,7 @@ pub use audit::{
     verify_chain, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry,
     GENESIS_HASH,
 };
+pub use drift::{DriftStore, RunWindow, SampledRun, WindowCounts};
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use keys::{ApiKeyRecord, Caller};
 pub use location::redact_location;
@@ -83,7 +85,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
-pub trait Store: ReviewStore + OutboxStore + OutcomeStore + Send + Sync {
+pub trait Store: ReviewStore + OutboxStore + OutcomeStore + DriftStore + Send + Sync {
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

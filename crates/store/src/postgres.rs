@@ -14,6 +14,7 @@ use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use crate::codec::{self, to_bigint, ATTEMPT_COLUMNS, RUN_COLUMNS};
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
 use crate::location::redact_location;
+use crate::drift::drift_store_impl;
 use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
@@ -237,6 +238,7 @@ impl PostgresStore {
 store_impl!(PostgresStore, Postgres, "postgres");
 review_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 outbox_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
+drift_store_impl!(PostgresStore, Postgres);
 outcome_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.

@@ -16,6 +16,7 @@ use crate::codec::{
     self, to_bigint, ATTEMPT_COLUMNS, ATTEMPT_COLUMN_COUNT, RUN_COLUMNS, RUN_COLUMN_COUNT,
 };
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
+use crate::drift::drift_store_impl;
 use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
@@ -332,6 +333,7 @@ impl SqliteStore {
 store_impl!(SqliteStore, Sqlite, "sqlite");
 review_store_impl!(SqliteStore, Sqlite, "");
 outbox_store_impl!(SqliteStore, Sqlite, "");
+drift_store_impl!(SqliteStore, Sqlite);
 outcome_store_impl!(SqliteStore, Sqlite);
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are

@@ -118,6 +118,15 @@ impl Default for ServerSpec {
     }
 }
 
+/// `[monitoring]`: drift checks (`shopfloor drift`, and `serve` on a schedule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MonitoringSpec {
+    /// `every`: seconds between the drift checks `serve` runs (`"1h"`, `"30m"`); `None`: never.
+    pub every_secs: Option<u64>,
+    /// `min_runs` and the rest of how drift is judged.
+    pub drift: crate::drift::checks::DriftSettings,
+}
+
 /// `shopfloor.toml` as a whole.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProjectConfig {
@@ -127,6 +136,7 @@ pub struct ProjectConfig {
     pub pii: Option<PiiPolicy>,
     pub gateway: GatewaySpec,
     pub server: ServerSpec,
+    pub monitoring: MonitoringSpec,
 }
 
 /// Parse `shopfloor.toml`. Returns the config (possibly partial) and every problem found.
@@ -163,6 +173,10 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
         if let Some(server) = root.table("server") {
             config.server = read_server(&server);
             server.finish();
+        }
+        if let Some(monitoring) = root.table("monitoring") {
+            config.monitoring = read_monitoring(&monitoring);
+            monitoring.finish();
         }
         if let Some(policy) = root.table("policy") {
             if let Some(pii) = policy.table("pii") {
@@ -287,6 +301,45 @@ fn read_server(t: &TableReader<'_, '_>) -> ServerSpec {
         body_timeout_secs: body_timeout_secs.max(1),
         body_budget_mb: body_budget_mb.max(1),
     }
+}
+
+fn read_monitoring(t: &TableReader<'_, '_>) -> MonitoringSpec {
+    let mut spec = MonitoringSpec::default();
+    if let Some(min_runs) = t.unsigned_at_most("min_runs", 1_000_000) {
+        if min_runs == 0 {
+            t.invalid("min_runs", "must be at least 1 (runs)".into());
+        } else {
+            spec.drift.min_runs = min_runs;
+        }
+    }
+    if let Some(every) = t.string("every") {
+        match parse_interval(&every.value) {
+            Some(secs) => spec.every_secs = Some(secs),
+            None => t.invalid(
+                "every",
+                format!(
+                    "\"{}\" is not an interval; expected a whole number of s, m, h or d of at least 1 minute, e.g. \"1h\"",
+                    every.value
+                ),
+            ),
+        }
+    }
+    spec
+}
+
+/// `"90s"`, `"30m"`, `"1h"`, `"1d"` in seconds; `None` for anything else or under a minute.
+pub fn parse_interval(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let count: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    count.checked_mul(scale).filter(|secs| *secs >= 60)
 }
 
 fn read_gateway(t: &TableReader<'_, '_>, models: &BTreeMap<String, ModelSpec>) -> GatewaySpec {
@@ -531,5 +584,38 @@ price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }
                 && t.contains("99999999999 is too large; expected at most 3600000")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn monitoring_reads_an_interval_and_min_runs_and_names_bad_values() {
+        let models = "[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n";
+        let (config, diags) = parse_config(
+            "shopfloor.toml",
+            &format!("{models}[monitoring]\nevery = \"1h\"\nmin_runs = 50\n"),
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(config.monitoring.every_secs, Some(3600));
+        assert_eq!(config.monitoring.drift.min_runs, 50);
+        let (config, _) = parse_config("shopfloor.toml", models);
+        assert_eq!(config.monitoring, MonitoringSpec::default());
+        assert_eq!(config.monitoring.drift.min_runs, 200);
+        let (_, diags) = parse_config(
+            "shopfloor.toml",
+            &format!("{models}[monitoring]\nevery = \"10s\"\nmin_runs = 0\n"),
+        );
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains("monitoring.min_runs: must be at least 1"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("monitoring.every: \"10s\" is not an interval"),
+            "{text:?}"
+        );
+        assert_eq!(parse_interval("30m"), Some(1800));
+        assert_eq!(parse_interval("1d"), Some(86_400));
+        assert_eq!(parse_interval("h"), None);
+        assert_eq!(parse_interval("5x"), None);
     }
 }
