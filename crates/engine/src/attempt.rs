@@ -110,7 +110,7 @@ pub(crate) trait Answered {
 
 impl Answered for ChatResponse {
     fn usage(&self) -> Option<Usage> {
-        Some(self.usage)
+        self.usage
     }
 }
 

@@ -46,7 +46,10 @@ impl Guard<'_> {
             ExternalAction::Block => {
                 let texts = messages
                     .iter()
-                    .map(|m| m.content.as_str())
+                    .flat_map(|m| {
+                        std::iter::once(m.content.as_str())
+                            .chain(m.tool_calls.iter().map(|c| c.arguments.as_str()))
+                    })
                     .chain(prefix.as_deref());
                 let found: Vec<_> = texts
                     .flat_map(|text| detect(text, &policy.detect))
@@ -70,12 +73,32 @@ impl Guard<'_> {
             ExternalAction::Redact => {
                 for m in messages.iter_mut() {
                     m.content = redact(&m.content, &policy.detect, redactions);
+                    for call in &mut m.tool_calls {
+                        call.arguments = redact(&call.arguments, &policy.detect, redactions);
+                    }
                 }
                 if let Some(p) = prefix.as_mut() {
                     *p = redact(p, &policy.detect, redactions);
                 }
                 Ok(true)
             }
+        }
+    }
+
+    /// A field that names someone rather than says something (OpenAI's `user`), bound for
+    /// `spec`: redacted whenever personal data may not leave as it is (`redact` or `block`),
+    /// since refusing a call for its caller's id would refuse every call of that caller.
+    pub fn redact_field(
+        &self,
+        spec: &ModelSpec,
+        text: &str,
+        redactions: &mut Redactions,
+    ) -> String {
+        match self.external_pii(spec) {
+            Some(policy) if policy.on_external != ExternalAction::Allow => {
+                redact(text, &policy.detect, redactions)
+            }
+            _ => text.to_string(),
         }
     }
 

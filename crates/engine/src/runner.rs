@@ -180,7 +180,7 @@ impl Runner {
                 spec,
                 answer.started_at_ms,
                 answer.latency,
-                response.usage,
+                response.usage.unwrap_or_default(),
                 &response.text,
                 match &parsed {
                     Ok(_) => Ending::Valid,
@@ -250,6 +250,7 @@ impl Runner {
             assistant_prefix: prefix,
             choices: None,
             traceparent: None,
+            extras: None,
         };
         Ok((request, redacting))
     }
@@ -384,8 +385,9 @@ impl Runner {
             .await
             .map_err(|e| CallFailure::from_provider(model, &e))?
             .value;
-        let prompt_tokens = u64::from(response.usage.prompt_tokens);
-        let completion_tokens = u64::from(response.usage.completion_tokens);
+        let usage = response.usage.unwrap_or_default();
+        let prompt_tokens = u64::from(usage.prompt_tokens);
+        let completion_tokens = u64::from(usage.completion_tokens);
         Ok(Answer {
             text: response.text,
             prompt_tokens,

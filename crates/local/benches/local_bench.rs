@@ -90,7 +90,9 @@ async fn measure(
             StreamEvent::Delta(_) => {
                 first.get_or_insert_with(Instant::now);
             }
+            StreamEvent::ToolCall(_) => {}
             StreamEvent::Done { usage, .. } => {
+                let usage = usage.unwrap_or_default();
                 let end = Instant::now();
                 let first = first.unwrap_or(end);
                 // The first token comes with the prompt; the rest are pure decode.

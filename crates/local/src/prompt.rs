@@ -33,6 +33,9 @@ fn pieces<'a>(messages: &'a [Message], assistant_prefix: Option<&'a str>) -> Vec
             Role::System => "<|im_start|>system\n",
             Role::User => "<|im_start|>user\n",
             Role::Assistant => "<|im_start|>assistant\n",
+            // Refused before a call (`Provider::unsupported`); the template's tool turn if
+            // one arrives anyway.
+            Role::Tool => "<|im_start|>tool\n",
         }));
         out.push(Piece::Text(&message.content));
         out.push(Piece::Markup("<|im_end|>\n"));

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use shopfloor_providers::{
-    Capabilities, ChatRequest, ChatResponse, FinishReason, Provider, ProviderError, StreamEvent,
-    Usage,
+    plain_only, Capabilities, ChatRequest, ChatResponse, FinishReason, Provider, ProviderError,
+    StreamEvent, Unsupported, Usage,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -225,13 +225,15 @@ impl LocalProvider {
         let outcome = answer.await.map_err(|_| LocalError::WorkerGone)??;
         Ok(ChatResponse {
             text: choices[outcome.index].clone(),
-            usage: Usage {
+            usage: Some(Usage {
                 prompt_tokens,
                 completion_tokens: lengths[outcome.index],
-            },
+            }),
             finish_reason: FinishReason::Stop,
             model: self.model.name.to_owned(),
             choice_probability: Some(outcome.probability),
+            tool_calls: Vec::new(),
+            logprobs: None,
         })
     }
 }
@@ -249,6 +251,22 @@ impl Provider for LocalProvider {
         }
     }
 
+    /// Plain chat only, said in the embedded model's terms.
+    fn unsupported(&self, request: &ChatRequest) -> Option<Unsupported> {
+        let mut unsupported = plain_only("local", request)?;
+        let reason = match unsupported.param.as_str() {
+            "tools" | "tool_choice" | "parallel_tool_calls" | "messages" => {
+                "the embedded model cannot call tools (it has no constrained decoding of tool calls); route tool calls to an openai, openai-compatible or anthropic model"
+            }
+            "response_format" => {
+                "the embedded model has no JSON-constrained decoding, so it cannot promise a response_format; route it to an openai, openai-compatible or anthropic model"
+            }
+            _ => return Some(unsupported),
+        };
+        unsupported.reason = reason.to_string();
+        Some(unsupported)
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         if let Some(choices) = &request.choices {
             return self.choose(request, choices).await;
@@ -264,13 +282,15 @@ impl Provider for LocalProvider {
                 } => {
                     return Ok(ChatResponse {
                         text,
-                        usage: Usage {
+                        usage: Some(Usage {
                             prompt_tokens,
                             completion_tokens,
-                        },
+                        }),
                         finish_reason,
                         model: self.model.name.to_owned(),
                         choice_probability: None,
+                        tool_calls: Vec::new(),
+                        logprobs: None,
                     });
                 }
                 GenEvent::Failed(error) => return Err(error.into()),
@@ -304,7 +324,7 @@ impl Provider for LocalProvider {
                     };
                     return Some((
                         Ok(StreamEvent::Done {
-                            usage,
+                            usage: Some(usage),
                             finish_reason,
                         }),
                         None,

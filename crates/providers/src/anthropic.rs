@@ -9,9 +9,15 @@ use serde::{Deserialize, Serialize};
 use crate::registry::ProviderConfig;
 use crate::sse::EventParser;
 use crate::{
-    http, Capabilities, ChatRequest, ChatResponse, FinishReason, Provider, ProviderError, Role,
-    StreamEvent, Usage,
+    http, Capabilities, ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Provider,
+    ProviderError, ResponseFormat, Role, StreamEvent, ToolCall, ToolCallDelta, ToolChoice,
+    Unsupported, Usage,
 };
+use serde_json::{json, Value};
+
+/// The tool a `response_format` is asked through: the model is made to call it, and its
+/// input is the answer.
+const ANSWER_TOOL: &str = "json_answer";
 
 /// The official endpoint, used when no base URL is configured.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
@@ -76,17 +82,172 @@ struct WireRequest<'a> {
     top_p: Option<f32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_sequences: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
 }
 
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: WireContent<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<Value>),
+}
+
+/// The OpenAI-style fields this API has no counterpart for.
+const NOT_CARRIED: &[&str] = &[
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+];
+
+/// The first field of `request` this API cannot carry.
+fn unsupported(request: &ChatRequest) -> Option<Unsupported> {
+    if request.seed.is_some() {
+        return Some(Unsupported::field("seed", "anthropic"));
+    }
+    let extras = request.extras.as_deref()?;
+    let set = extras.set_fields();
+    if let Some(field) = set
+        .iter()
+        .find(|f| NOT_CARRIED.contains(f) || extras.passthrough.contains_key(**f))
+    {
+        return Some(Unsupported::field(field, "anthropic"));
+    }
+    if matches!(
+        extras.response_format,
+        Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+    ) && (!extras.tools.is_empty() || extras.tool_choice.is_some())
+    {
+        return Some(Unsupported {
+            param: "response_format".into(),
+            reason: "response_format together with tools is not supported for anthropic models: the format is asked for as a forced tool call".into(),
+        });
+    }
+    None
+}
+
+/// The messages after the system turns: tool results are `tool_result` blocks of a user
+/// turn (consecutive results share one), tool calls `tool_use` blocks of the assistant's.
+fn wire_messages(messages: &[Message]) -> Vec<WireMessage<'_>> {
+    let mut out: Vec<WireMessage<'_>> = Vec::with_capacity(messages.len());
+    for message in messages {
+        match message.role {
+            Role::System => {}
+            Role::User => out.push(WireMessage {
+                role: "user",
+                content: WireContent::Text(&message.content),
+            }),
+            Role::Assistant if message.tool_calls.is_empty() => out.push(WireMessage {
+                role: "assistant",
+                content: WireContent::Text(&message.content),
+            }),
+            Role::Assistant => {
+                let mut blocks = Vec::with_capacity(1 + message.tool_calls.len());
+                if !message.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": message.content}));
+                }
+                blocks.extend(message.tool_calls.iter().map(|call| {
+                    // The API takes the input as an object; arguments a model wrote that do
+                    // not parse are sent as the one string they are.
+                    let input = serde_json::from_str::<Value>(&call.arguments)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| json!({ "arguments": call.arguments }));
+                    json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input})
+                }));
+                out.push(WireMessage {
+                    role: "assistant",
+                    content: WireContent::Blocks(blocks),
+                });
+            }
+            Role::Tool => {
+                let block = json!({
+                    "type": "tool_result",
+                    "tool_use_id": message.tool_call_id.as_deref().unwrap_or_default(),
+                    "content": message.content,
+                });
+                match out.last_mut() {
+                    Some(WireMessage {
+                        role: "user",
+                        content: WireContent::Blocks(blocks),
+                    }) if blocks.iter().all(|b| b["type"] == "tool_result") => blocks.push(block),
+                    _ => out.push(WireMessage {
+                        role: "user",
+                        content: WireContent::Blocks(vec![block]),
+                    }),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Tools, tool choice and a requested format in this API's form; the name of the forced
+/// answer tool when a format is asked for.
+fn wire_tools(extras: &ChatExtras) -> (Vec<Value>, Option<Value>, Option<&'static str>) {
+    let mut tools: Vec<Value> = extras
+        .tools
+        .iter()
+        .map(|tool| {
+            let mut wire = json!({
+                "name": tool.name,
+                "input_schema": tool.parameters.clone().unwrap_or_else(|| json!({"type": "object"})),
+            });
+            if let Some(description) = &tool.description {
+                wire["description"] = json!(description);
+            }
+            wire
+        })
+        .collect();
+    let mut choice = extras.tool_choice.as_ref().map(|choice| match choice {
+        ToolChoice::Auto => json!({"type": "auto"}),
+        ToolChoice::None => json!({"type": "none"}),
+        ToolChoice::Required => json!({"type": "any"}),
+        ToolChoice::Named(name) => json!({"type": "tool", "name": name}),
+    });
+    let mut answer_tool = None;
+    let schema = match &extras.response_format {
+        Some(ResponseFormat::JsonObject) => Some(json!({"type": "object"})),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            Some(schema.clone().unwrap_or_else(|| json!({"type": "object"})))
+        }
+        Some(ResponseFormat::Text) | None => None,
+    };
+    if let Some(schema) = schema {
+        tools.push(json!({
+            "name": ANSWER_TOOL,
+            "description": "Give the answer as this tool's input.",
+            "input_schema": schema,
+        }));
+        choice = Some(json!({"type": "tool", "name": ANSWER_TOOL}));
+        answer_tool = Some(ANSWER_TOOL);
+    }
+    if extras.parallel_tool_calls == Some(false) {
+        let choice = choice.get_or_insert_with(|| json!({"type": "auto"}));
+        choice["disable_parallel_tool_use"] = json!(true);
+    }
+    (tools, choice, answer_tool)
 }
 
 /// How a request goes on the wire, and what that means for the answer's first characters.
 struct Prepared<'a> {
     wire: WireRequest<'a>,
+    /// The forced tool whose input is the answer, when a format was asked for.
+    answer_tool: Option<&'static str>,
     /// The API rejects a prefill that ends in whitespace, so that whitespace is cut off the
     /// prefix; the model then usually starts its answer with it, and it is cut from there too,
     /// so the text still reads as what follows the whole prefix.
@@ -94,7 +255,8 @@ struct Prepared<'a> {
 }
 
 /// The wire form: system messages join into the top-level `system` field; the assistant prefix
-/// becomes a final assistant turn. `seed` and `choices` have no counterpart in this API.
+/// becomes a final assistant turn. `choices` has no counterpart in this API (and `seed` is
+/// refused by [`Provider::unsupported`] where a gateway client asks for it).
 fn prepare(request: &ChatRequest, stream: bool) -> Prepared<'_> {
     let system: Vec<&str> = request
         .messages
@@ -102,21 +264,7 @@ fn prepare(request: &ChatRequest, stream: bool) -> Prepared<'_> {
         .filter(|message| message.role == Role::System)
         .map(|message| message.content.as_str())
         .collect();
-    let mut messages: Vec<WireMessage<'_>> = request
-        .messages
-        .iter()
-        .filter_map(|message| match message.role {
-            Role::System => None,
-            Role::User => Some(WireMessage {
-                role: "user",
-                content: &message.content,
-            }),
-            Role::Assistant => Some(WireMessage {
-                role: "assistant",
-                content: &message.content,
-            }),
-        })
-        .collect();
+    let mut messages = wire_messages(&request.messages);
     let mut trim_answer_start = false;
     if let Some(prefix) = request.assistant_prefix.as_deref() {
         let kept = prefix.trim_end();
@@ -124,10 +272,12 @@ fn prepare(request: &ChatRequest, stream: bool) -> Prepared<'_> {
         if !kept.is_empty() {
             messages.push(WireMessage {
                 role: "assistant",
-                content: kept,
+                content: WireContent::Text(kept),
             });
         }
     }
+    let extras = request.extras.as_deref();
+    let (tools, tool_choice, answer_tool) = extras.map(wire_tools).unwrap_or_default();
     let wire = WireRequest {
         model: &request.model,
         max_tokens: request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -136,9 +286,18 @@ fn prepare(request: &ChatRequest, stream: bool) -> Prepared<'_> {
         temperature: request.temperature,
         top_p: request.top_p,
         stream,
+        stop_sequences: extras
+            .filter(|e| !e.stop.is_empty())
+            .map(|e| e.stop.as_slice()),
+        metadata: extras
+            .and_then(|e| e.user.as_deref())
+            .map(|user| json!({ "user_id": user })),
+        tools,
+        tool_choice,
     };
     Prepared {
         wire,
+        answer_tool,
         trim_answer_start,
     }
 }
@@ -159,6 +318,12 @@ struct WireBlock {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -173,6 +338,8 @@ fn finish_reason(reason: Option<&str>) -> FinishReason {
     match reason {
         Some("end_turn" | "stop_sequence") => FinishReason::Stop,
         Some("max_tokens") => FinishReason::Length,
+        Some("tool_use") => FinishReason::ToolCalls,
+        Some("refusal") => FinishReason::ContentFilter,
         _ => FinishReason::Other,
     }
 }
@@ -190,6 +357,10 @@ impl Provider for Anthropic {
         }
     }
 
+    fn unsupported(&self, request: &ChatRequest) -> Option<Unsupported> {
+        unsupported(request)
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let endpoint = &self.endpoint;
         let prepared = prepare(request, false);
@@ -203,26 +374,49 @@ impl Provider for Anthropic {
                 endpoint.url
             )));
         }
-        let text: String = body
+        let mut text: String = body
             .content
             .iter()
             .filter(|block| block.kind == "text")
             .filter_map(|block| block.text.as_deref())
             .collect();
+        let mut tool_calls = Vec::new();
+        let mut finish = finish_reason(body.stop_reason.as_deref());
+        for block in body.content.into_iter().filter(|b| b.kind == "tool_use") {
+            let input = block.input.unwrap_or_else(|| json!({}));
+            let name = block.name.unwrap_or_default();
+            if prepared.answer_tool == Some(name.as_str()) {
+                // The forced format tool: its input is the answer, and the answer is whole.
+                text = input.to_string();
+                finish = FinishReason::Stop;
+                continue;
+            }
+            tool_calls.push(ToolCall {
+                id: block.id.unwrap_or_default(),
+                name,
+                arguments: input.to_string(),
+            });
+        }
         let text = if prepared.trim_answer_start {
             text.trim_start().to_owned()
         } else {
             text
         };
+        let usage =
+            (body.usage.input_tokens.is_some() || body.usage.output_tokens.is_some()).then(|| {
+                Usage {
+                    prompt_tokens: body.usage.input_tokens.unwrap_or(0),
+                    completion_tokens: body.usage.output_tokens.unwrap_or(0),
+                }
+            });
         Ok(ChatResponse {
             text,
-            usage: Usage {
-                prompt_tokens: body.usage.input_tokens.unwrap_or(0),
-                completion_tokens: body.usage.output_tokens.unwrap_or(0),
-            },
-            finish_reason: finish_reason(body.stop_reason.as_deref()),
+            usage,
+            finish_reason: finish,
             model: body.model.unwrap_or_else(|| request.model.clone()),
             choice_probability: None,
+            tool_calls,
+            logprobs: None,
         })
     }
 
@@ -235,8 +429,11 @@ impl Provider for Anthropic {
         let parser = EventsParser {
             provider: self.endpoint.name.clone(),
             trim_answer_start: prepared.trim_answer_start,
-            usage: Usage::default(),
+            usage: None,
             stop_reason: None,
+            answer_tool: prepared.answer_tool,
+            answer_block: None,
+            tool_blocks: Vec::new(),
         };
         Ok(self.endpoint.events(response, parser))
     }
@@ -246,14 +443,23 @@ impl Provider for Anthropic {
 struct EventsParser {
     provider: String,
     trim_answer_start: bool,
-    usage: Usage,
+    usage: Option<Usage>,
     stop_reason: Option<String>,
+    answer_tool: Option<&'static str>,
+    /// The content block that is the forced format tool's input: streamed as text.
+    answer_block: Option<u32>,
+    /// Content block index → tool call index, for the tool_use blocks so far.
+    tool_blocks: Vec<(u32, u32)>,
 }
 
 #[derive(Deserialize)]
 struct WireEvent {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    content_block: Option<WireBlock>,
     #[serde(default)]
     message: Option<WireStartMessage>,
     #[serde(default)]
@@ -274,6 +480,8 @@ struct WireStartMessage {
 struct WireEventDelta {
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
     #[serde(default)]
     stop_reason: Option<String>,
 }
@@ -303,8 +511,56 @@ impl EventParser for EventsParser {
                 }
                 Ok(Vec::new())
             }
+            "content_block_start" => {
+                let (Some(index), Some(block)) = (event.index, event.content_block) else {
+                    return Ok(Vec::new());
+                };
+                if block.kind != "tool_use" {
+                    return Ok(Vec::new());
+                }
+                let name = block.name.unwrap_or_default();
+                if self.answer_tool == Some(name.as_str()) {
+                    self.answer_block = Some(index);
+                    return Ok(Vec::new());
+                }
+                let call = self.tool_blocks.len() as u32;
+                self.tool_blocks.push((index, call));
+                Ok(vec![StreamEvent::ToolCall(ToolCallDelta {
+                    index: call,
+                    id: block.id,
+                    name: Some(name),
+                    arguments: String::new(),
+                })])
+            }
             "content_block_delta" => {
-                let mut text = event.delta.and_then(|delta| delta.text).unwrap_or_default();
+                let index = event.index;
+                let delta = event.delta;
+                if let Some(json) = delta.as_ref().and_then(|d| d.partial_json.clone()) {
+                    if index.is_some() && index == self.answer_block {
+                        return Ok(if json.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![StreamEvent::Delta(json)]
+                        });
+                    }
+                    let call = self
+                        .tool_blocks
+                        .iter()
+                        .find(|(block, _)| Some(*block) == index)
+                        .map(|(_, call)| *call);
+                    return Ok(match call {
+                        Some(call) if !json.is_empty() => {
+                            vec![StreamEvent::ToolCall(ToolCallDelta {
+                                index: call,
+                                id: None,
+                                name: None,
+                                arguments: json,
+                            })]
+                        }
+                        _ => Vec::new(),
+                    });
+                }
+                let mut text = delta.and_then(|delta| delta.text).unwrap_or_default();
                 if self.trim_answer_start {
                     text = text.trim_start().to_owned();
                     self.trim_answer_start = text.is_empty();
@@ -324,10 +580,16 @@ impl EventParser for EventsParser {
                 }
                 Ok(Vec::new())
             }
-            "message_stop" => Ok(vec![StreamEvent::Done {
-                usage: self.usage,
-                finish_reason: finish_reason(self.stop_reason.as_deref()),
-            }]),
+            "message_stop" => {
+                let finish = match finish_reason(self.stop_reason.as_deref()) {
+                    FinishReason::ToolCalls if self.answer_block.is_some() => FinishReason::Stop,
+                    finish => finish,
+                };
+                Ok(vec![StreamEvent::Done {
+                    usage: self.usage,
+                    finish_reason: finish,
+                }])
+            }
             "error" => Err(stream_error(&self.provider, event.error)),
             // ping, content_block_start/stop, and event types added after this was written.
             _ => Ok(Vec::new()),
@@ -337,11 +599,15 @@ impl EventParser for EventsParser {
 
 impl EventsParser {
     fn update_usage(&mut self, usage: WireUsage) {
+        if usage.input_tokens.is_none() && usage.output_tokens.is_none() {
+            return;
+        }
+        let known = self.usage.get_or_insert_with(Usage::default);
         if let Some(input) = usage.input_tokens {
-            self.usage.prompt_tokens = input;
+            known.prompt_tokens = input;
         }
         if let Some(output) = usage.output_tokens {
-            self.usage.completion_tokens = output;
+            known.completion_tokens = output;
         }
     }
 }

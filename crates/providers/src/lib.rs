@@ -29,13 +29,22 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// The result of a tool call, answering the assistant's call `tool_call_id`.
+    Tool,
 }
 
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
+    /// The text; empty for an assistant turn that only calls tools.
     pub content: String,
+    /// An assistant turn's calls of the request's tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A [`Role::Tool`] message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -44,6 +53,132 @@ impl Message {
         Self {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+/// A model's call of one of the request's tools.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments as the model wrote them: JSON text, not necessarily valid.
+    pub arguments: String,
+}
+
+/// A piece of a streamed tool call: the first piece of a call has its id and name, the
+/// rest add to its arguments. `index` counts the answer's tool calls from 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// The JSON Schema of the arguments.
+    pub parameters: Option<serde_json::Value>,
+    pub strict: Option<bool>,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    /// This tool, by name.
+    Named(String),
+}
+
+/// The form the answer must take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON that matches `schema`.
+    JsonSchema {
+        name: String,
+        description: Option<String>,
+        schema: Option<serde_json::Value>,
+        strict: Option<bool>,
+    },
+}
+
+/// What a gateway client may ask beyond plain chat. Boxed and optional on [`ChatRequest`], so
+/// that a plain request carries none of it. Each provider carries these in its own form or
+/// says it cannot ([`Provider::unsupported`]); none is dropped silently.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatExtras {
+    pub stop: Vec<String>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// Token id (as text) → bias.
+    pub logit_bias: Option<serde_json::Map<String, serde_json::Value>>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    /// The end user, as the client named it (already redacted where the policy says so).
+    pub user: Option<String>,
+    pub response_format: Option<ResponseFormat>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    /// Fields the gateway does not know, sent as they came to OpenAI-compatible servers
+    /// (vLLM, Ollama and llama.cpp take extra fields) and refused by every other provider.
+    pub passthrough: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ChatExtras {
+    /// The names (as in OpenAI's request) of the fields that are set, in a fixed order.
+    pub fn set_fields(&self) -> Vec<&str> {
+        let flags = [
+            ("stop", !self.stop.is_empty()),
+            ("presence_penalty", self.presence_penalty.is_some()),
+            ("frequency_penalty", self.frequency_penalty.is_some()),
+            ("logit_bias", self.logit_bias.is_some()),
+            ("logprobs", self.logprobs.is_some()),
+            ("top_logprobs", self.top_logprobs.is_some()),
+            ("user", self.user.is_some()),
+            ("response_format", self.response_format.is_some()),
+            ("tools", !self.tools.is_empty()),
+            ("tool_choice", self.tool_choice.is_some()),
+            ("parallel_tool_calls", self.parallel_tool_calls.is_some()),
+        ];
+        let mut set: Vec<&str> = flags
+            .into_iter()
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect();
+        set.extend(self.passthrough.keys().map(String::as_str));
+        set
+    }
+}
+
+/// A field of a request that a provider cannot carry: the gateway answers 400 naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The field, as named in OpenAI's request (`tools`, `logit_bias`, `messages`).
+    pub param: String,
+    pub reason: String,
+}
+
+impl Unsupported {
+    /// `param` cannot be carried to a `kind` model.
+    pub fn field(param: &str, kind: &str) -> Unsupported {
+        Unsupported {
+            param: param.to_string(),
+            reason: format!(
+                "{param} is not supported by {kind} models: the provider has no counterpart for it"
+            ),
         }
     }
 }
@@ -69,6 +204,9 @@ pub struct ChatRequest {
     /// the replay key and of recorded exchanges.
     #[serde(skip)]
     pub traceparent: Option<String>,
+    /// What a gateway client asked beyond plain chat; `None` for plain requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<Box<ChatExtras>>,
 }
 
 /// Token counts as the provider reported them.
@@ -84,6 +222,10 @@ pub struct Usage {
 pub enum FinishReason {
     Stop,
     Length,
+    /// The model called tools.
+    ToolCalls,
+    /// The provider's content filter stopped the answer.
+    ContentFilter,
     Other,
 }
 
@@ -92,12 +234,19 @@ pub enum FinishReason {
 pub struct ChatResponse {
     /// The answer text (without any assistant prefix that was sent).
     pub text: String,
-    pub usage: Usage,
+    /// `None` when the provider reported none.
+    pub usage: Option<Usage>,
     pub finish_reason: FinishReason,
     /// The model id the provider says answered.
     pub model: String,
     /// For constrained choice: the probability of the chosen option among the choices.
     pub choice_probability: Option<f64>,
+    /// The tools the model called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Token log probabilities, in OpenAI's `choices[].logprobs` form, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<serde_json::Value>,
 }
 
 /// One piece of a streamed answer.
@@ -105,9 +254,11 @@ pub struct ChatResponse {
 pub enum StreamEvent {
     /// More text; never ends in half a UTF-8 character.
     Delta(String),
-    /// The end, with totals.
+    /// A piece of a tool call.
+    ToolCall(ToolCallDelta),
+    /// The end, with totals (`None` when the provider reported none).
     Done {
-        usage: Usage,
+        usage: Option<Usage>,
         finish_reason: FinishReason,
     },
 }
@@ -184,6 +335,12 @@ pub trait Provider: Send + Sync {
         Capabilities::default()
     }
 
+    /// The first field of `request` this provider cannot carry, if any. The default carries
+    /// no [`ChatExtras`] and no tool turns; a provider overrides it for what it can carry.
+    fn unsupported(&self, request: &ChatRequest) -> Option<Unsupported> {
+        plain_only(self.kind(), request)
+    }
+
     /// Answer a request in one piece.
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
 
@@ -197,16 +354,49 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// The check of a provider that carries nothing beyond plain chat. `user` passes: it names
+/// the caller, whom the gateway records on the run whatever the provider.
+pub fn plain_only(kind: &str, request: &ChatRequest) -> Option<Unsupported> {
+    if let Some(field) = request.extras.as_deref().and_then(|extras| {
+        extras
+            .set_fields()
+            .into_iter()
+            .find(|f| *f != "user")
+            .map(str::to_string)
+    }) {
+        return Some(Unsupported::field(&field, kind));
+    }
+    request
+        .messages
+        .iter()
+        .any(|m| m.role == Role::Tool || !m.tool_calls.is_empty())
+        .then(|| Unsupported {
+            param: "messages".into(),
+            reason: format!(
+                "{kind} models cannot call tools: messages hold tool calls or tool results"
+            ),
+        })
+}
+
 /// A whole answer as a stream: its text as one piece, then [`StreamEvent::Done`].
 pub fn whole_answer(
     response: ChatResponse,
 ) -> BoxStream<'static, Result<StreamEvent, ProviderError>> {
-    let events = vec![
-        Ok(StreamEvent::Delta(response.text)),
-        Ok(StreamEvent::Done {
-            usage: response.usage,
-            finish_reason: response.finish_reason,
-        }),
-    ];
+    let mut events = Vec::with_capacity(2 + response.tool_calls.len());
+    if !response.text.is_empty() || response.tool_calls.is_empty() {
+        events.push(Ok(StreamEvent::Delta(response.text)));
+    }
+    for (index, call) in response.tool_calls.into_iter().enumerate() {
+        events.push(Ok(StreamEvent::ToolCall(ToolCallDelta {
+            index: index as u32,
+            id: Some(call.id),
+            name: Some(call.name),
+            arguments: call.arguments,
+        })));
+    }
+    events.push(Ok(StreamEvent::Done {
+        usage: response.usage,
+        finish_reason: response.finish_reason,
+    }));
     Box::pin(futures::stream::iter(events))
 }

@@ -11,9 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::registry::ProviderConfig;
 use crate::sse::EventParser;
 use crate::{
-    http, Capabilities, ChatRequest, ChatResponse, FinishReason, Message, Provider, ProviderError,
-    StreamEvent, Usage,
+    http, Capabilities, ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Provider,
+    ProviderError, ResponseFormat, Role, StreamEvent, ToolCall, ToolCallDelta, ToolChoice,
+    Unsupported, Usage,
 };
+use serde::ser::SerializeSeq;
+use serde_json::{json, Map, Value};
 
 /// The official endpoint, used when no base URL is configured.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -81,7 +84,7 @@ pub(crate) fn compatible_from_config(
 #[derive(Serialize)]
 struct WireRequest<'a> {
     model: &'a str,
-    messages: &'a [Message],
+    messages: WireMessages<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,6 +97,162 @@ struct WireRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extras: Option<WireExtras<'a>>,
+}
+
+/// [`ChatExtras`] in this API's form: most fields are this API's own, tools and
+/// `response_format` are rebuilt from their typed form, and unknown fields go as they came.
+#[derive(Serialize)]
+struct WireExtras<'a> {
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logit_bias: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(flatten)]
+    passthrough: &'a Map<String, Value>,
+}
+
+impl<'a> WireExtras<'a> {
+    fn new(extras: &'a ChatExtras) -> Self {
+        WireExtras {
+            stop: &extras.stop,
+            presence_penalty: extras.presence_penalty,
+            frequency_penalty: extras.frequency_penalty,
+            logit_bias: extras.logit_bias.as_ref(),
+            logprobs: extras.logprobs,
+            top_logprobs: extras.top_logprobs,
+            user: extras.user.as_deref(),
+            response_format: extras.response_format.as_ref().map(response_format),
+            tools: extras
+                .tools
+                .iter()
+                .map(|tool| {
+                    let mut function = json!({ "name": tool.name });
+                    if let Some(description) = &tool.description {
+                        function["description"] = json!(description);
+                    }
+                    if let Some(parameters) = &tool.parameters {
+                        function["parameters"] = parameters.clone();
+                    }
+                    if let Some(strict) = tool.strict {
+                        function["strict"] = json!(strict);
+                    }
+                    json!({ "type": "function", "function": function })
+                })
+                .collect(),
+            tool_choice: extras.tool_choice.as_ref().map(|choice| match choice {
+                ToolChoice::Auto => json!("auto"),
+                ToolChoice::None => json!("none"),
+                ToolChoice::Required => json!("required"),
+                ToolChoice::Named(name) => {
+                    json!({ "type": "function", "function": { "name": name } })
+                }
+            }),
+            parallel_tool_calls: extras.parallel_tool_calls,
+            passthrough: &extras.passthrough,
+        }
+    }
+}
+
+fn response_format(format: &ResponseFormat) -> Value {
+    match format {
+        ResponseFormat::Text => json!({ "type": "text" }),
+        ResponseFormat::JsonObject => json!({ "type": "json_object" }),
+        ResponseFormat::JsonSchema {
+            name,
+            description,
+            schema,
+            strict,
+        } => {
+            let mut inner = json!({ "name": name });
+            if let Some(description) = description {
+                inner["description"] = json!(description);
+            }
+            if let Some(schema) = schema {
+                inner["schema"] = schema.clone();
+            }
+            if let Some(strict) = strict {
+                inner["strict"] = json!(strict);
+            }
+            json!({ "type": "json_schema", "json_schema": inner })
+        }
+    }
+}
+
+/// The messages in this API's form, written straight from the request's (no copies).
+struct WireMessages<'a>(&'a [Message]);
+
+impl Serialize for WireMessages<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for message in self.0 {
+            seq.serialize_element(&WireOutMessage {
+                role: match message.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                    Role::Tool => "tool",
+                },
+                // An assistant turn that only calls tools has no content (`null`).
+                content: (!message.content.is_empty() || message.tool_calls.is_empty())
+                    .then_some(message.content.as_str()),
+                tool_calls: WireToolCalls(&message.tool_calls),
+                tool_call_id: message.tool_call_id.as_deref(),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct WireOutMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "WireToolCalls::is_empty")]
+    tool_calls: WireToolCalls<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+struct WireToolCalls<'a>(&'a [ToolCall]);
+
+impl WireToolCalls<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for WireToolCalls<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for call in self.0 {
+            seq.serialize_element(&json!({
+                "id": call.id,
+                "type": "function",
+                "function": { "name": call.name, "arguments": call.arguments },
+            }))?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -107,7 +266,7 @@ impl<'a> WireRequest<'a> {
     fn new(request: &'a ChatRequest, stream: bool) -> Self {
         WireRequest {
             model: &request.model,
-            messages: &request.messages,
+            messages: WireMessages(&request.messages),
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             top_p: request.top_p,
@@ -116,6 +275,7 @@ impl<'a> WireRequest<'a> {
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,
             }),
+            extras: request.extras.as_deref().map(WireExtras::new),
         }
     }
 }
@@ -135,6 +295,8 @@ struct WireChoice {
     message: WireMessage,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +305,26 @@ struct WireMessage {
     content: Option<String>,
     #[serde(default)]
     refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCall>,
+    /// The legacy form of a single call.
+    #[serde(default)]
+    function_call: Option<WireFunction>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: String,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: String,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -166,6 +348,8 @@ fn finish_reason(reason: Option<&str>) -> FinishReason {
     match reason {
         Some("stop") => FinishReason::Stop,
         Some("length") => FinishReason::Length,
+        Some("tool_calls" | "function_call") => FinishReason::ToolCalls,
+        Some("content_filter") => FinishReason::ContentFilter,
         _ => FinishReason::Other,
     }
 }
@@ -183,6 +367,12 @@ impl Provider for OpenAi {
         }
     }
 
+    /// This API takes every field of its own request, and an OpenAI-compatible server the
+    /// extra fields it knows.
+    fn unsupported(&self, _request: &ChatRequest) -> Option<Unsupported> {
+        None
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
         let endpoint = &self.endpoint;
         let wire = WireRequest::new(request, false);
@@ -196,10 +386,28 @@ impl Provider for OpenAi {
             );
         };
         let reason = choice.finish_reason.as_deref();
+        let mut tool_calls: Vec<ToolCall> = choice
+            .message
+            .tool_calls
+            .into_iter()
+            .map(|call| ToolCall {
+                id: call.id,
+                name: call.function.name,
+                arguments: call.function.arguments,
+            })
+            .collect();
+        if let Some(function) = choice.message.function_call {
+            tool_calls.push(ToolCall {
+                id: format!("call_{}", tool_calls.len()),
+                name: function.name,
+                arguments: function.arguments,
+            });
+        }
         let text = match (choice.message.content, choice.message.refusal) {
             (Some(text), _) => text,
             // A refusal is an answer the user should see, not a broken response.
             (None, Some(refusal)) => refusal,
+            (None, None) if !tool_calls.is_empty() => String::new(),
             (None, None) => {
                 return Err(endpoint.malformed(format!(
                     "POST {} answered without choices[0].message.content (finish_reason {:?})",
@@ -210,10 +418,12 @@ impl Provider for OpenAi {
         };
         Ok(ChatResponse {
             text,
-            usage: body.usage.unwrap_or_default().into(),
+            usage: body.usage.map(Usage::from),
             finish_reason: finish_reason(reason),
             model: body.model.unwrap_or_else(|| request.model.clone()),
             choice_probability: None,
+            tool_calls,
+            logprobs: choice.logprobs.filter(|l| !l.is_null()),
         })
     }
 
@@ -235,7 +445,7 @@ impl Provider for OpenAi {
 #[derive(Default)]
 struct ChunkParser {
     provider: String,
-    usage: WireUsage,
+    usage: Option<WireUsage>,
     finish_reason: Option<String>,
 }
 
@@ -261,6 +471,26 @@ struct WireChunkChoice {
 struct WireDelta {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<WireToolCallPiece>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCallPiece {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunctionPiece>,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionPiece {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 impl EventParser for ChunkParser {
@@ -268,7 +498,7 @@ impl EventParser for ChunkParser {
         if data.trim() == "[DONE]" {
             let finish_reason = finish_reason(self.finish_reason.as_deref());
             return Ok(vec![StreamEvent::Done {
-                usage: self.usage.into(),
+                usage: self.usage.map(Usage::from),
                 finish_reason,
             }]);
         }
@@ -290,17 +520,33 @@ impl EventParser for ChunkParser {
             });
         }
         if let Some(usage) = chunk.usage {
-            self.usage = usage;
+            self.usage = Some(usage);
         }
         let mut events = Vec::new();
         for choice in chunk.choices.into_iter().take(1) {
             if let Some(reason) = choice.finish_reason {
                 self.finish_reason = Some(reason);
             }
-            if let Some(text) = choice.delta.and_then(|delta| delta.content) {
+            let Some(delta) = choice.delta else {
+                continue;
+            };
+            if let Some(text) = delta.content {
                 if !text.is_empty() {
                     events.push(StreamEvent::Delta(text));
                 }
+            }
+            for piece in delta.tool_calls {
+                let function = piece.function;
+                let (name, arguments) = match function {
+                    Some(f) => (f.name, f.arguments.unwrap_or_default()),
+                    None => (None, String::new()),
+                };
+                events.push(StreamEvent::ToolCall(ToolCallDelta {
+                    index: piece.index,
+                    id: piece.id,
+                    name,
+                    arguments,
+                }));
             }
         }
         Ok(events)

@@ -39,12 +39,15 @@ pub fn request_key(request: &ChatRequest) -> String {
         choices,
         // Where the call sits in a trace does not change what is asked.
         traceparent: _,
+        // Refused before a call (`Provider::unsupported`): replay answers plain chat only.
+        extras: _,
     } = request;
     let mut json = String::with_capacity(256);
     json.push_str("{\"model\":");
     push_string(&mut json, model);
     json.push_str(",\"messages\":[");
-    for (index, Message { role, content }) in messages.iter().enumerate() {
+    for (index, message) in messages.iter().enumerate() {
+        let Message { role, content, .. } = message;
         if index > 0 {
             json.push(',');
         }
@@ -52,6 +55,7 @@ pub fn request_key(request: &ChatRequest) -> String {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         };
         let _ = write!(json, "{{\"role\":\"{role}\",\"content\":");
         push_string(&mut json, content);

@@ -15,7 +15,7 @@ pub struct ApiError {
     pub message: String,
     /// OpenAI's error `type`: `invalid_request_error`, `authentication_error`, …
     pub kind: &'static str,
-    pub param: Option<&'static str>,
+    pub param: Option<std::borrow::Cow<'static, str>>,
     pub code: Option<&'static str>,
     /// The run this error belongs to, when one was recorded.
     pub run_id: Option<String>,
@@ -38,8 +38,8 @@ impl ApiError {
         self
     }
 
-    pub fn param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+    pub fn param(mut self, param: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.param = Some(param.into());
         self
     }
 
@@ -181,6 +181,12 @@ impl From<GatewayError> for ApiError {
             GatewayError::Failed(failure) => {
                 ApiError::call_failed(failure.kind, None, &failure.message)
             }
+            GatewayError::Unsupported { model, unsupported } => ApiError::bad_request(format!(
+                "model \"{model}\" cannot take {}: {}",
+                unsupported.param, unsupported.reason
+            ))
+            .param(unsupported.param)
+            .code("unsupported_parameter"),
         }
     }
 }

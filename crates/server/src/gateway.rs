@@ -10,19 +10,19 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use shopfloor_core::access::Permission;
 use shopfloor_engine::{
     last_user_text, workflow_input, GatewayAnswer, GatewayRequest, GatewayStream, RunFacts,
     StreamItem,
 };
-use shopfloor_providers::{FinishReason, Message, Role, Usage};
+use shopfloor_providers::{FinishReason, ToolCall, ToolCallDelta, Usage};
 use shopfloor_store::{RunRecord, RunStatus};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::auth::Principal;
+use crate::chat_body::{messages, ChatBody};
 use crate::error::ApiError;
 use crate::workflows::{output_text, run_failure};
 use crate::{json_response, AppState, Json, RUN_ID_HEADER};
@@ -30,138 +30,44 @@ use crate::{json_response, AppState, Json, RUN_ID_HEADER};
 /// The prefix that makes `model` name a workflow.
 const WORKFLOW_PREFIX: &str = "workflow:";
 
-/// The request body, as OpenAI's SDKs send it. Fields this gateway does not act on are ignored.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ChatBody {
-    model: String,
-    messages: Vec<WireMessage>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-    max_tokens: Option<u32>,
-    max_completion_tokens: Option<u32>,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    seed: Option<u64>,
-    user: Option<String>,
-    n: Option<u32>,
-    #[serde(default)]
-    tools: Option<Vec<Value>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct WireMessage {
-    role: String,
-    #[serde(default)]
-    content: Option<Content>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<Part>),
-}
-
-#[derive(Debug, Deserialize)]
-struct Part {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
-}
-
-/// The messages as the engine takes them; 400 for what this gateway cannot pass on.
-fn messages(wire: Vec<WireMessage>) -> Result<Vec<Message>, ApiError> {
-    if wire.is_empty() {
-        return Err(ApiError::bad_request("messages is empty").param("messages"));
-    }
-    wire.into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let role = match m.role.as_str() {
-                "system" | "developer" => Role::System,
-                "user" => Role::User,
-                "assistant" => Role::Assistant,
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "messages[{i}].role \"{other}\" is not supported; use system, developer, user or assistant"
-                    ))
-                    .param("messages"))
-                }
-            };
-            let content = match m.content {
-                Some(Content::Text(text)) => text,
-                Some(Content::Parts(parts)) => {
-                    let mut text = String::new();
-                    for part in parts {
-                        match (part.kind.as_str(), part.text) {
-                            ("text", Some(t)) => text.push_str(&t),
-                            (kind, _) => {
-                                return Err(ApiError::bad_request(format!(
-                                    "messages[{i}] has a content part of type \"{kind}\"; only text parts are supported"
-                                ))
-                                .param("messages"))
-                            }
-                        }
-                    }
-                    text
-                }
-                None => {
-                    return Err(ApiError::bad_request(format!(
-                        "messages[{i}] has no content"
-                    ))
-                    .param("messages"))
-                }
-            };
-            Ok(Message::new(role, content))
-        })
-        .collect()
-}
-
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat(
     State(state): State<AppState>,
     principal: Principal,
-    Json(body): Json<ChatBody>,
+    Json(mut body): Json<ChatBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    if let Some((field, why)) = body.refused.take() {
+        return Err(ApiError::bad_request(why).param(field));
+    }
     if body.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("only n = 1 is supported").param("n"));
     }
-    if body.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(
-            ApiError::bad_request("tools are not supported by this gateway").param("tools"),
-        );
-    }
-    let include_usage = body
-        .stream_options
-        .as_ref()
-        .is_some_and(|o| o.include_usage);
+    let include_usage = body.include_usage;
     let stream = body.stream;
-    let caller = principal.caller(body.user.as_deref());
-    let model = body.model.clone();
+    let legacy = body.legacy_functions;
+    let caller = principal.caller(body.user());
+    let model = std::mem::take(&mut body.model);
+    let workflow = model.strip_prefix(WORKFLOW_PREFIX).map(str::to_string);
+    if workflow.is_some() {
+        refuse_beyond_plain(&body)?;
+    }
     let request = GatewayRequest {
-        model: body.model,
+        model: model.clone(),
         messages: messages(body.messages)?,
         max_tokens: body.max_completion_tokens.or(body.max_tokens),
         temperature: body.temperature,
         top_p: body.top_p,
         seed: body.seed,
         caller: Some(caller),
+        extras: body.extras,
+        recorded: body.recorded.map(Value::Object),
     };
-    if let Some(workflow) = model.strip_prefix(WORKFLOW_PREFIX) {
-        return workflow_chat(state, workflow, request, stream, include_usage, started).await;
+    if let Some(workflow) = workflow {
+        return workflow_chat(state, &workflow, request, stream, include_usage, started).await;
     }
     if stream {
-        return stream_chat(state, request, include_usage, started).await;
+        return stream_chat(state, request, include_usage, legacy, started).await;
     }
     let engine = state.engine.clone();
     let metrics_state = state.clone();
@@ -173,16 +79,67 @@ pub(crate) async fn chat(
         })
         .await?;
     match outcome.result {
-        Ok(answer) => Ok(completion(&model, &outcome.run.id, &answer)),
+        Ok(answer) => Ok(completion(&model, &outcome.run.id, &answer, legacy)),
         Err(e) => {
             let model = outcome.run.model.as_deref();
-            Err(ApiError::gateway(e, model).run(outcome.run.id))
+            Err(in_callers_terms(ApiError::gateway(e, model), legacy).run(outcome.run.id))
         }
     }
 }
 
-/// A `chat.completion` body.
-fn completion(requested: &str, run_id: &str, answer: &GatewayAnswer) -> Response {
+/// A refusal of `tools` / `tool_choice` names what a client of the legacy API sent
+/// (`functions` / `function_call`).
+fn in_callers_terms(mut error: ApiError, legacy: bool) -> ApiError {
+    let renamed = match error.param.as_deref() {
+        Some("tools") if legacy => "functions",
+        Some("tool_choice") if legacy => "function_call",
+        _ => return error,
+    };
+    let old = error.param.take().unwrap_or_default();
+    error.message = error.message.replace(old.as_ref(), renamed);
+    error.param(renamed)
+}
+
+/// A workflow takes its input from the last user message: what else a client asks for has
+/// no place in its run, so it is refused rather than dropped (`user` names the caller).
+fn refuse_beyond_plain(body: &ChatBody) -> Result<(), ApiError> {
+    let extra = body
+        .extras
+        .as_deref()
+        .and_then(|e| e.set_fields().into_iter().find(|f| *f != "user"))
+        .map(str::to_string)
+        .or_else(|| {
+            body.recorded
+                .as_ref()
+                .and_then(|r| r.keys().next().cloned())
+        });
+    match extra {
+        Some(field) => Err(ApiError::bad_request(format!(
+            "{field} is not supported for {WORKFLOW_PREFIX}NAME models: a workflow's prompt, contract and route say how it is asked"
+        ))
+        .param(field)),
+        None => Ok(()),
+    }
+}
+
+/// A `chat.completion` body; `legacy` answers tool calls as the legacy `function_call`.
+fn completion(requested: &str, run_id: &str, answer: &GatewayAnswer, legacy: bool) -> Response {
+    let mut message = json!({
+        "role": "assistant",
+        "content": answer.text,
+        "refusal": Value::Null,
+    });
+    if !answer.tool_calls.is_empty() {
+        if answer.text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        if legacy {
+            let call = &answer.tool_calls[0];
+            message["function_call"] = json!({"name": call.name, "arguments": call.arguments});
+        } else {
+            message["tool_calls"] = answer.tool_calls.iter().map(tool_call).collect();
+        }
+    }
     let body = json!({
         "id": format!("chatcmpl-{run_id}"),
         "object": "chat.completion",
@@ -190,8 +147,9 @@ fn completion(requested: &str, run_id: &str, answer: &GatewayAnswer) -> Response
         "model": requested,
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": answer.text },
-            "finish_reason": finish_reason(answer.finish_reason),
+            "message": message,
+            "logprobs": answer.logprobs,
+            "finish_reason": finish_reason(answer.finish_reason, legacy),
         }],
         "usage": usage(answer.usage),
         "system_fingerprint": Value::Null,
@@ -213,18 +171,47 @@ fn with_run(mut response: Response, run_id: &str, model: Option<&str>) -> Respon
     response
 }
 
-fn usage(usage: Usage) -> Value {
+fn tool_call(call: &ToolCall) -> Value {
     json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "id": call.id,
+        "type": "function",
+        "function": { "name": call.name, "arguments": call.arguments },
     })
 }
 
-fn finish_reason(reason: FinishReason) -> &'static str {
+/// A streamed piece of a tool call: its first piece has the id, type and name.
+fn tool_call_delta(piece: &ToolCallDelta) -> Value {
+    let mut function = json!({ "arguments": piece.arguments });
+    if let Some(name) = &piece.name {
+        function["name"] = json!(name);
+    }
+    let mut call = json!({ "index": piece.index, "function": function });
+    if let Some(id) = &piece.id {
+        call["id"] = json!(id);
+        call["type"] = json!("function");
+    }
+    json!({ "tool_calls": [call] })
+}
+
+/// Usage as OpenAI writes it; `null` when the provider reported none (never made-up zeros).
+fn usage(usage: Option<Usage>) -> Value {
+    match usage {
+        Some(usage) => json!({
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        }),
+        None => Value::Null,
+    }
+}
+
+fn finish_reason(reason: FinishReason, legacy: bool) -> &'static str {
     match reason {
         FinishReason::Stop | FinishReason::Other => "stop",
         FinishReason::Length => "length",
+        FinishReason::ToolCalls if legacy => "function_call",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
     }
 }
 
@@ -239,6 +226,8 @@ struct Chunks {
     id: String,
     created: u64,
     model: String,
+    /// Tool calls go out as the legacy `function_call`.
+    legacy: bool,
 }
 
 impl Chunks {
@@ -253,7 +242,7 @@ impl Chunks {
         sse(&chunk)
     }
 
-    fn usage(&self, usage: Usage) -> Bytes {
+    fn usage(&self, usage: Option<Usage>) -> Bytes {
         sse(&json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -282,6 +271,7 @@ async fn stream_chat(
     state: AppState,
     request: GatewayRequest,
     include_usage: bool,
+    legacy: bool,
     started: Instant,
 ) -> Result<Response, ApiError> {
     let requested = request.model.clone();
@@ -305,7 +295,7 @@ async fn stream_chat(
                 .err()
                 .map(|e| ApiError::gateway(e, model))
                 .unwrap_or_else(|| ApiError::internal("the stream ended before it began"));
-            return Err(error.run(outcome.run.id));
+            return Err(in_callers_terms(error, legacy).run(outcome.run.id));
         }
     };
     let run_id = stream.run_id().to_string();
@@ -314,6 +304,7 @@ async fn stream_chat(
         id: format!("chatcmpl-{run_id}"),
         created: unix_seconds(),
         model: requested,
+        legacy,
     };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let task_state = state.clone();
@@ -343,13 +334,24 @@ async fn pump(
         };
         let sent = match item {
             StreamItem::Text(text) => tx.send(chunks.event(json!({"content": text}), None)).await,
+            StreamItem::ToolCall(piece) => {
+                let delta = if chunks.legacy {
+                    let mut call = json!({ "arguments": piece.arguments });
+                    if let Some(name) = &piece.name {
+                        call["name"] = json!(name);
+                    }
+                    json!({ "function_call": call })
+                } else {
+                    tool_call_delta(&piece)
+                };
+                tx.send(chunks.event(delta, None)).await
+            }
             StreamItem::Done {
                 usage,
                 finish_reason: reason,
             } => {
-                let mut ok = tx
-                    .send(chunks.event(json!({}), Some(finish_reason(reason))))
-                    .await;
+                let reason = finish_reason(reason, chunks.legacy);
+                let mut ok = tx.send(chunks.event(json!({}), Some(reason))).await;
                 if ok.is_ok() && include_usage {
                     ok = tx.send(chunks.usage(usage)).await;
                 }
@@ -444,20 +446,23 @@ async fn workflow_chat(
     }
     let answer = GatewayAnswer {
         text: run.output.as_ref().map(output_text).unwrap_or_default(),
-        usage: Usage {
+        usage: Some(Usage {
             prompt_tokens: run.prompt_tokens as u32,
             completion_tokens: run.completion_tokens as u32,
-        },
+        }),
+        tool_calls: Vec::new(),
+        logprobs: None,
         finish_reason: FinishReason::Stop,
         model: run.model.clone().unwrap_or_default(),
     };
     if !stream {
-        return Ok(completion(&requested, &run.id, &answer));
+        return Ok(completion(&requested, &run.id, &answer, false));
     }
     let chunks = Chunks {
         id: format!("chatcmpl-{}", run.id),
         created: unix_seconds(),
         model: requested,
+        legacy: false,
     };
     let mut events = vec![
         chunks.event(json!({"role": "assistant", "content": ""}), None),
@@ -488,10 +493,10 @@ fn held_completion(requested: &str, run: &RunRecord) -> Response {
             "message": { "role": "assistant", "content": null },
             "finish_reason": "content_filter",
         }],
-        "usage": usage(Usage {
+        "usage": usage(Some(Usage {
             prompt_tokens: run.prompt_tokens as u32,
             completion_tokens: run.completion_tokens as u32,
-        }),
+        })),
         "shopfloor": { "run_id": run.id, "status": "held", "pending_review": true },
     });
     with_run(json_response(StatusCode::ACCEPTED, &body), &run.id, None)

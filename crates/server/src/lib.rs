@@ -8,6 +8,7 @@
 
 mod auth;
 mod body;
+mod chat_body;
 mod error;
 mod gateway;
 mod metrics;

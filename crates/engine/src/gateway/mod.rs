@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
-use shopfloor_providers::{ChatRequest, FinishReason, Message, Provider, ProviderError, Usage};
+use shopfloor_providers::{
+    ChatExtras, ChatRequest, FinishReason, Message, Provider, ProviderError, ToolCall, Unsupported,
+    Usage,
+};
 use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
@@ -40,13 +43,23 @@ pub struct GatewayRequest {
     pub top_p: Option<f32>,
     pub seed: Option<u64>,
     pub caller: Option<Caller>,
+    /// What the client asked beyond plain chat; `None` for plain requests.
+    pub extras: Option<Box<ChatExtras>>,
+    /// Fields recorded on the run and not sent to any model (OpenAI's `metadata`, `store`),
+    /// as a JSON object; `None` when the client sent none.
+    pub recorded: Option<Value>,
 }
 
 /// A model's answer through the gateway.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayAnswer {
     pub text: String,
-    pub usage: Usage,
+    /// `None` when the provider reported none.
+    pub usage: Option<Usage>,
+    /// The tools the model called.
+    pub tool_calls: Vec<ToolCall>,
+    /// Token log probabilities in OpenAI's form, when asked for.
+    pub logprobs: Option<Value>,
     pub finish_reason: FinishReason,
     /// The name (in `shopfloor.toml`) of the model that answered: a fallback, maybe.
     pub model: String,
@@ -61,6 +74,12 @@ pub enum GatewayError {
     /// last model's failure.
     #[error(transparent)]
     Failed(CallFailure),
+    /// The named model's provider cannot carry a field the client asked for.
+    #[error("model \"{model}\" cannot take {}: {}", .unsupported.param, .unsupported.reason)]
+    Unsupported {
+        model: String,
+        unsupported: Unsupported,
+    },
 }
 
 impl GatewayError {
@@ -69,6 +88,7 @@ impl GatewayError {
         match self {
             GatewayError::UnknownModel { .. } => ErrorKind::Unavailable,
             GatewayError::Failed(failure) => failure.kind,
+            GatewayError::Unsupported { .. } => ErrorKind::Rejected,
         }
     }
 }
@@ -188,6 +208,8 @@ struct Call {
     upstream: Duration,
     redactions: Redactions,
     route: Route,
+    /// The model the client named cannot carry what it asked: nothing is called.
+    unsupported: Option<GatewayError>,
 }
 
 /// A model of the route, ready to be called.
@@ -237,16 +259,22 @@ impl Engine {
     }
 
     fn start_call(&self, request: &GatewayRequest) -> Call {
+        let mut input = json!({
+            "model": request.model,
+            "messages": request.messages,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        });
+        if let Some(Value::Object(recorded)) = &request.recorded {
+            for (field, value) in recorded {
+                input[field] = value.clone();
+            }
+        }
         Call {
             run: new_run(
                 GATEWAY_WORKFLOW,
                 &gateway_version(self.project.config.models.get(&request.model)),
-                json!({
-                    "model": request.model,
-                    "messages": request.messages,
-                    "max_tokens": request.max_tokens,
-                    "temperature": request.temperature,
-                }),
+                input,
                 None,
                 request.caller.clone(),
             ),
@@ -254,14 +282,18 @@ impl Engine {
             upstream: Duration::ZERO,
             redactions: Redactions::new(),
             route: Route::default(),
+            unsupported: None,
         }
     }
 
     /// Apply the policy to the messages for `name` and build its provider and request; `None`
-    /// (with the reason recorded) when this model cannot be called.
+    /// (with the reason recorded) when this model cannot be called. A model that cannot carry
+    /// a field the client asked for is not called: for the model the client `named`, that
+    /// ends the call (a 400 naming the field); a fallback is skipped.
     fn prepare<'a>(
         &'a self,
         name: &str,
+        named: bool,
         request: &GatewayRequest,
         call: &mut Call,
     ) -> Option<Prepared<'a>> {
@@ -273,7 +305,9 @@ impl Engine {
             return None;
         };
         let mut messages = request.messages.clone();
-        let guarded = self.runner.guard().check(
+        let mut extras = request.extras.clone();
+        let guard = self.runner.guard();
+        let guarded = guard.check(
             spec,
             self.project.config.gateway.data_class,
             &mut messages,
@@ -287,6 +321,9 @@ impl Engine {
                 return None;
             }
         };
+        if let Some(user) = extras.as_mut().and_then(|e| e.user.as_mut()) {
+            *user = guard.redact_field(spec, user, &mut call.redactions);
+        }
         if call.run.prompt.is_null() {
             call.run.prompt = json!({ "messages": messages });
         }
@@ -297,20 +334,36 @@ impl Engine {
                 return None;
             }
         };
+        let request = ChatRequest {
+            model: spec.model.clone(),
+            messages,
+            max_tokens: request.max_tokens,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            seed: request.seed,
+            assistant_prefix: None,
+            choices: None,
+            traceparent: None,
+            extras,
+        };
+        if let Some(unsupported) = provider.unsupported(&request) {
+            let error = GatewayError::Unsupported {
+                model: spec.name.clone(),
+                unsupported,
+            };
+            call.fail_before_calling(
+                spec,
+                CallFailure::new(ErrorKind::Rejected, error.to_string()),
+            );
+            if named {
+                call.unsupported = Some(error);
+            }
+            return None;
+        }
         Some(Prepared {
             spec,
             provider,
-            request: ChatRequest {
-                model: spec.model.clone(),
-                messages,
-                max_tokens: request.max_tokens,
-                temperature: request.temperature,
-                top_p: request.top_p,
-                seed: request.seed,
-                assistant_prefix: None,
-                choices: None,
-                traceparent: None,
-            },
+            request,
             redacting,
         })
     }
@@ -349,19 +402,24 @@ impl Engine {
         let mut response = answer.value;
         if model.redacting {
             response.text = restore(&response.text, &call.redactions);
+            for tool_call in &mut response.tool_calls {
+                tool_call.arguments = restore(&tool_call.arguments, &call.redactions);
+            }
         }
         call.run.attempts.push(attempt::answered(
             call.run.attempts.len(),
             model.spec,
             answer.started_at_ms,
             answer.latency,
-            response.usage,
+            response.usage.unwrap_or_default(),
             &response.text,
             Ending::Valid,
         ));
         let answer = GatewayAnswer {
             text: response.text,
             usage: response.usage,
+            tool_calls: response.tool_calls,
+            logprobs: response.logprobs,
             finish_reason: response.finish_reason,
             model: model.spec.name.clone(),
         };
@@ -380,8 +438,11 @@ impl Engine {
         request: &GatewayRequest,
         call: &mut Call,
     ) -> Option<(Prepared<'a>, Timed<A::Answer>)> {
-        for name in route {
-            let Some(model) = self.prepare(name, request, call) else {
+        for (index, name) in route.iter().enumerate() {
+            let Some(model) = self.prepare(name, index == 0, request, call) else {
+                if call.unsupported.is_some() {
+                    return None;
+                }
                 continue;
             };
             let mut attempts = self.attempts(model.spec);
@@ -404,7 +465,10 @@ impl Engine {
 
     /// Every model of the route failed: the call is recorded with the route's failure.
     async fn route_failed(&self, mut call: Call) -> GatewayOutcome {
-        let error = GatewayError::Failed(std::mem::take(&mut call.route).failure());
+        let error = match call.unsupported.take() {
+            Some(unsupported) => unsupported,
+            None => GatewayError::Failed(std::mem::take(&mut call.route).failure()),
+        };
         self.unanswered(call, error).await
     }
 
@@ -430,7 +494,7 @@ impl Engine {
                 run.status = RunStatus::Ok;
                 run.model = Some(answer.model.clone());
                 run.raw_output = Some(answer.text.clone());
-                run.output = Some(Value::String(answer.text.clone()));
+                run.output = Some(answer_output(&answer.text, &answer.tool_calls));
             }
             Err(error) => {
                 run.status = match error.kind() {
@@ -455,6 +519,14 @@ impl Call {
         attempt::not_called(&mut self.run.attempts, spec, &failure);
         self.route.failed(failure);
     }
+}
+
+/// A gateway answer as its run records it: the text, or with tool calls an object of both.
+pub(crate) fn answer_output(text: &str, tool_calls: &[ToolCall]) -> Value {
+    if tool_calls.is_empty() {
+        return Value::String(text.to_string());
+    }
+    json!({ "content": text, "tool_calls": tool_calls })
 }
 
 /// What a gateway run's `version` says: which endpoint the named model was, as a short hash

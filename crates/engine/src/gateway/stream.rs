@@ -7,15 +7,17 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
-use serde_json::Value;
 use shopfloor_core::pii::restore;
 use shopfloor_core::spec::ModelSpec;
-use shopfloor_providers::{ChatRequest, FinishReason, Provider, ProviderError, StreamEvent, Usage};
+use shopfloor_providers::{
+    ChatRequest, FinishReason, Provider, ProviderError, StreamEvent, ToolCall, ToolCallDelta, Usage,
+};
 use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
 use super::{
-    Ask, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink, RunFacts, GATEWAY_WORKFLOW,
+    answer_output, Ask, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink, RunFacts,
+    GATEWAY_WORKFLOW,
 };
 use crate::attempt::{self, Answered, CallFailure, Ending};
 use crate::trace;
@@ -61,7 +63,8 @@ impl Engine {
             attempt_clock: Instant::now() - opened.latency,
             text: String::new(),
             pending: model.redacting.then(String::new),
-            usage: Usage::default(),
+            usage: None,
+            tool_calls: Vec::new(),
             done: false,
             attempt_recorded: false,
         })
@@ -112,8 +115,11 @@ async fn open(provider: &dyn Provider, request: &ChatRequest) -> Result<Opened, 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamItem {
     Text(String),
+    /// A piece of a tool call.
+    ToolCall(ToolCallDelta),
     Done {
-        usage: Usage,
+        /// `None` when the provider reported none.
+        usage: Option<Usage>,
         finish_reason: FinishReason,
     },
     /// The stream broke after it started; nothing more follows.
@@ -139,7 +145,9 @@ pub struct GatewayStream {
     text: String,
     /// While redacting: text held back because it may end in half a placeholder.
     pending: Option<String>,
-    usage: Usage,
+    usage: Option<Usage>,
+    /// The tool calls so far, restored, for the record.
+    tool_calls: Vec<ToolCall>,
     done: bool,
     attempt_recorded: bool,
 }
@@ -187,6 +195,13 @@ impl GatewayStream {
                     if let Some(text) = self.release(&piece, false) {
                         return Some(StreamItem::Text(text));
                     }
+                }
+                Ok(StreamEvent::ToolCall(mut piece)) => {
+                    if let (Some(_), Some(call)) = (&self.pending, self.call.as_ref()) {
+                        piece.arguments = restore(&piece.arguments, &call.redactions);
+                    }
+                    self.add_tool_call(&piece);
+                    return Some(StreamItem::ToolCall(piece));
                 }
                 Ok(StreamEvent::Done {
                     usage,
@@ -240,6 +255,26 @@ impl GatewayStream {
         (!out.is_empty()).then_some(out)
     }
 
+    /// Add a piece of a tool call to the record of the answer.
+    fn add_tool_call(&mut self, piece: &ToolCallDelta) {
+        let index = piece.index as usize;
+        if self.tool_calls.len() <= index {
+            self.tool_calls.resize_with(index + 1, || ToolCall {
+                id: String::new(),
+                name: String::new(),
+                arguments: String::new(),
+            });
+        }
+        let call = &mut self.tool_calls[index];
+        if let Some(id) = &piece.id {
+            call.id.clone_from(id);
+        }
+        if let Some(name) = &piece.name {
+            call.name.push_str(name);
+        }
+        call.arguments.push_str(&piece.arguments);
+    }
+
     /// Record the streamed attempt once: `broken` when it broke off.
     fn end_attempt(&mut self, broken: Option<&CallFailure>) {
         if self.attempt_recorded {
@@ -254,7 +289,7 @@ impl GatewayStream {
             &self.spec,
             self.attempt_started_at,
             self.attempt_clock.elapsed(),
-            self.usage,
+            self.usage.unwrap_or_default(),
             &self.text,
             match broken {
                 None => Ending::Valid,
@@ -267,7 +302,7 @@ impl GatewayStream {
         match broken {
             None => {
                 run.status = RunStatus::Ok;
-                run.output = Some(Value::String(self.text.clone()));
+                run.output = Some(answer_output(&self.text, &self.tool_calls));
             }
             Some(failure) => {
                 run.status = RunStatus::Failed;

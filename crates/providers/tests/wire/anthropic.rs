@@ -31,10 +31,10 @@ async fn completes_with_text_and_usage() {
     assert_eq!(response.text, "billing");
     assert_eq!(
         response.usage,
-        Usage {
+        Some(Usage {
             prompt_tokens: 20,
             completion_tokens: 2
-        }
+        })
     );
     assert_eq!(response.finish_reason, FinishReason::Stop);
     assert_eq!(response.model, "fake-claude");
@@ -110,7 +110,7 @@ async fn stop_reasons_map_to_finish_reasons() {
         ("end_turn", FinishReason::Stop),
         ("stop_sequence", FinishReason::Stop),
         ("max_tokens", FinishReason::Length),
-        ("refusal", FinishReason::Other),
+        ("refusal", FinishReason::ContentFilter),
     ] {
         let mut body = anthropic_message("x", 1, 1);
         body["stop_reason"] = json!(wire);
@@ -184,10 +184,10 @@ async fn streams_text_deltas_then_done_with_usage() {
             Ok(StreamEvent::Delta("bill".into())),
             Ok(StreamEvent::Delta("ing".into())),
             Ok(StreamEvent::Done {
-                usage: Usage {
+                usage: Some(Usage {
                     prompt_tokens: 20,
                     completion_tokens: 2
-                },
+                }),
                 finish_reason: FinishReason::Stop
             }),
         ]

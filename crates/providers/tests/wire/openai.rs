@@ -38,10 +38,10 @@ async fn completes_with_text_usage_and_finish_reason() {
     assert_eq!(response.text, "billing");
     assert_eq!(
         response.usage,
-        Usage {
+        Some(Usage {
             prompt_tokens: 12,
             completion_tokens: 1
-        }
+        })
     );
     assert_eq!(response.finish_reason, FinishReason::Stop);
     assert_eq!(response.model, "fake-model");
@@ -120,7 +120,7 @@ async fn finish_reasons_map_to_stop_length_and_other() {
     for (wire, expected) in [
         ("stop", FinishReason::Stop),
         ("length", FinishReason::Length),
-        ("content_filter", FinishReason::Other),
+        ("content_filter", FinishReason::ContentFilter),
     ] {
         let mut body = openai_completion("x", 1, 1);
         body["choices"][0]["finish_reason"] = json!(wire);
@@ -355,10 +355,10 @@ async fn streams_deltas_then_done_with_usage() {
             StreamEvent::Delta("ing ".into()),
             StreamEvent::Delta("€".into()),
             StreamEvent::Done {
-                usage: Usage {
+                usage: Some(Usage {
                     prompt_tokens: 9,
                     completion_tokens: 3
-                },
+                }),
                 finish_reason: FinishReason::Stop
             },
         ]
@@ -382,7 +382,7 @@ async fn a_stream_without_usage_ends_with_zero_usage() {
     assert_eq!(
         events[1],
         Ok(StreamEvent::Done {
-            usage: Usage::default(),
+            usage: None,
             finish_reason: FinishReason::Length
         })
     );

@@ -12,13 +12,15 @@ use crate::triage_request;
 fn answer(text: &str) -> ChatResponse {
     ChatResponse {
         text: text.into(),
-        usage: Usage {
+        usage: Some(Usage {
             prompt_tokens: 10,
             completion_tokens: 1,
-        },
+        }),
         finish_reason: FinishReason::Stop,
         model: "gpt-4o-mini".into(),
         choice_probability: None,
+        tool_calls: Vec::new(),
+        logprobs: None,
     }
 }
 
