@@ -65,6 +65,8 @@ enum Command {
     /// A workflow's outcomes per week: accepted outputs, minutes saved, cost per accepted,
     /// the KPI against its target, adoption; `outcomes record` records the KPI.
     Outcomes(commands::outcomes::Args),
+    /// A workflow's drift: the last 24 h and 7 d against its reference, check by check.
+    Drift(commands::drift::Args),
     /// The embedded local models: list them, pull their weights.
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
             Command::Review(command) => commands::review::run(&global, command).await,
             Command::Datasets(command) => commands::datasets::run(&global, command).await,
             Command::Outcomes(args) => commands::outcomes::run(&global, args).await,
+            Command::Drift(args) => commands::drift::run(&global, args).await,
             Command::Models(command) => commands::models::run(command),
             Command::Policy(command) => commands::policy::run(&global, command),
             Command::Promote(args) => commands::promote::run(&global, args).await,

@@ -6,6 +6,7 @@ mod attempt;
 mod batch;
 mod concurrency;
 mod corrections;
+mod drift;
 mod eval;
 mod gateway;
 mod governance;
@@ -31,6 +32,7 @@ use shopfloor_store::{RunRecord, Store, StoreError};
 pub use attempt::{failure_kind, kind_of, CallFailure, RetryPolicy};
 pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchRequest, Case};
 pub use corrections::AddedCases;
+pub use drift::{DriftReference, DriftReport, DriftWindow, ReferenceKind, SAMPLE_RUNS};
 pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
     GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,

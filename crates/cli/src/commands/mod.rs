@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check;
 pub mod datasets;
+pub mod drift;
 pub mod eval;
 pub mod evals;
 pub mod init;
