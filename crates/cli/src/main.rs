@@ -67,6 +67,11 @@ enum Command {
     Outcomes(commands::outcomes::Args),
     /// A workflow's drift: the last 24 h and 7 d against its reference, check by check.
     Drift(commands::drift::Args),
+    /// Every workflow's health on one page, with keep / fix / cut and the reasons.
+    Portfolio(commands::portfolio::Args),
+    /// Reports: the weekly operating review.
+    #[command(subcommand)]
+    Report(commands::report::Command),
     /// The embedded local models: list them, pull their weights.
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -141,6 +146,8 @@ fn main() -> ExitCode {
             Command::Datasets(command) => commands::datasets::run(&global, command).await,
             Command::Outcomes(args) => commands::outcomes::run(&global, args).await,
             Command::Drift(args) => commands::drift::run(&global, args).await,
+            Command::Portfolio(args) => commands::portfolio::run(&global, args).await,
+            Command::Report(command) => commands::report::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),
             Command::Policy(command) => commands::policy::run(&global, command),
             Command::Promote(args) => commands::promote::run(&global, args).await,

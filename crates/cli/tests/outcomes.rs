@@ -19,6 +19,10 @@ use shopfloor_testkit::assert_contains;
 const MONDAY_NOON: i64 = 1_796_040_000_000;
 
 fn run(id: &str, status: RunStatus, cost_usd: f64, user: &str) -> RunRecord {
+    run_at(MONDAY_NOON, id, status, cost_usd, user)
+}
+
+fn run_at(at: i64, id: &str, status: RunStatus, cost_usd: f64, user: &str) -> RunRecord {
     RunRecord {
         id: id.into(),
         workflow: "ticket-triage".into(),
@@ -36,7 +40,7 @@ fn run(id: &str, status: RunStatus, cost_usd: f64, user: &str) -> RunRecord {
         completion_tokens: 1,
         cost_usd,
         latency_ms: 300,
-        created_at_ms: MONDAY_NOON,
+        created_at_ms: at,
         attempts: Vec::new(),
         caller: Some(Caller {
             key_id: format!("key-{user}"),
@@ -49,7 +53,7 @@ fn run(id: &str, status: RunStatus, cost_usd: f64, user: &str) -> RunRecord {
     }
 }
 
-fn held(id: &str) -> RunRecord {
+fn held(at: i64, id: &str) -> RunRecord {
     RunRecord {
         status: RunStatus::Held,
         review: Some(ReviewTicket {
@@ -57,27 +61,29 @@ fn held(id: &str) -> RunRecord {
             approvals_required: 1,
             due_at_ms: None,
         }),
-        ..run(id, RunStatus::Held, 0.02, "ann")
+        ..run_at(at, id, RunStatus::Held, 0.02, "ann")
     }
 }
 
 /// 19 released runs, one held run approved after 2 minutes of review, one held run rejected,
 /// two failed runs: 23 runs, 20 accepted (1 reviewed), $0.44 of model calls.
 async fn seed(store: &dyn Store) {
+    seed_at(store, MONDAY_NOON, "").await;
+}
+
+/// [`seed`] at `at`, with ids prefixed by `prefix`.
+async fn seed_at(store: &dyn Store, at: i64, prefix: &str) {
+    let id = |name: &str| format!("{prefix}{name}");
     let mut runs: Vec<RunRecord> = (0..19)
         .map(|i| {
-            run(
-                &format!("ok-{i}"),
-                RunStatus::Ok,
-                0.02,
-                if i % 2 == 0 { "ann" } else { "bo" },
-            )
+            let user = if i % 2 == 0 { "ann" } else { "bo" };
+            run_at(at, &id(&format!("ok-{i}")), RunStatus::Ok, 0.02, user)
         })
         .collect();
-    runs.push(held("held-approved"));
-    runs.push(held("held-rejected"));
-    runs.push(run("failed-1", RunStatus::Failed, 0.01, "ann"));
-    runs.push(run("failed-2", RunStatus::Failed, 0.01, "cy"));
+    runs.push(held(at, &id("held-approved")));
+    runs.push(held(at, &id("held-rejected")));
+    runs.push(run_at(at, &id("failed-1"), RunStatus::Failed, 0.01, "ann"));
+    runs.push(run_at(at, &id("failed-2"), RunStatus::Failed, 0.01, "cy"));
     store.insert_runs(&runs).await.unwrap();
     let decide = |run_id: &str, decision: Decision, claimed: Option<i64>, status| ReviewUpdate {
         decision: ReviewDecisionRecord {
@@ -88,21 +94,21 @@ async fn seed(store: &dyn Store) {
             reason: (decision == Decision::Reject).then(|| "unsafe".into()),
             note: None,
             claimed_at_ms: claimed,
-            decided_at_ms: MONDAY_NOON + 600_000,
+            decided_at_ms: at + 600_000,
         },
         status,
         seen_decisions: 0,
         events: Vec::new(),
     };
     let approve = decide(
-        "held-approved",
+        &id("held-approved"),
         Decision::Approve,
-        Some(MONDAY_NOON + 480_000),
+        Some(at + 480_000),
         ReviewStatus::Approved,
     );
     assert!(store.decide_review(&approve).await.unwrap());
     let reject = decide(
-        "held-rejected",
+        &id("held-rejected"),
         Decision::Reject,
         None,
         ReviewStatus::Rejected,
@@ -241,3 +247,161 @@ fn a_bad_date_and_a_workflow_without_outcome_are_refused_clearly() {
     );
 }
 
+#[tokio::test]
+async fn the_portfolio_flags_falling_acceptance_and_suggests_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path());
+    let store = shopfloor_store::open(&format!(
+        "sqlite://{}",
+        dir.path().join(".shopfloor/shopfloor.db").display()
+    ))
+    .await
+    .unwrap();
+    // The week before: 98 of 100 accepted; this week: 80 of 100.
+    let now = shopfloor_engine::now_ms();
+    let mut runs = Vec::new();
+    for (week, accepted, at) in [
+        ("before", 98, now - 8 * 86_400_000),
+        ("now", 80, now - 86_400_000),
+    ] {
+        for i in 0..100 {
+            let status = if i < accepted {
+                RunStatus::Ok
+            } else {
+                RunStatus::Invalid
+            };
+            runs.push(RunRecord {
+                created_at_ms: at,
+                ..run(&format!("{week}-{i}"), status, 0.001, "ann")
+            });
+        }
+    }
+    store.insert_runs(&runs).await.unwrap();
+    drop(store);
+    let (json_text, _) = outcomes(dir.path(), &[], &["portfolio", "--json"]);
+    let portfolio: Value = serde_json::from_str(&json_text).unwrap();
+    let entry = &portfolio[0];
+    assert_eq!(entry["workflow"], "ticket-triage", "{portfolio:#}");
+    assert_eq!(entry["eval_cases"], 60);
+    assert_eq!(
+        (
+            entry["this_week"]["runs"].clone(),
+            entry["this_week"]["accepted"].clone()
+        ),
+        (json!(100), json!(80))
+    );
+    assert_eq!(entry["last_week"]["accepted"], 98);
+    let flags: Vec<&str> = entry["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flag"].as_str().unwrap())
+        .collect();
+    // Fewer accepted outputs for the same spend: each accepted one costs 22% more.
+    assert_eq!(flags, ["acceptance_falling", "cost_rising"], "{entry:#}");
+    assert_eq!(entry["suggestion"], "fix");
+    let (table, _) = outcomes(dir.path(), &[], &["portfolio"]);
+    assert_contains(
+        &table,
+        &[
+            "ticket-triage",
+            "FIX",
+            "acceptance fell from 98% to 80% week over week",
+        ],
+    );
+}
+
+/// Monday 2025-03-03 12:00 UTC: ISO week 2025-W10, long before any test runs.
+const W10_NOON: i64 = 1_741_003_200_000;
+
+#[tokio::test]
+async fn the_weekly_review_is_the_same_bytes_for_the_same_database_and_week() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path());
+    let store = shopfloor_store::open(&format!(
+        "sqlite://{}",
+        dir.path().join(".shopfloor/shopfloor.db").display()
+    ))
+    .await
+    .unwrap();
+    // This week as in `seed`; the week before, a smaller one.
+    seed_at(&*store, W10_NOON, "w10-").await;
+    let before: Vec<RunRecord> = (0..10)
+        .map(|i| {
+            run_at(
+                W10_NOON - 7 * 86_400_000,
+                &format!("w09-{i}"),
+                RunStatus::Ok,
+                0.02,
+                "ann",
+            )
+        })
+        .collect();
+    store.insert_runs(&before).await.unwrap();
+    drop(store);
+    outcomes(
+        dir.path(),
+        &[],
+        &[
+            "outcomes",
+            "record",
+            "ticket-triage",
+            "--value",
+            "14",
+            "--at",
+            "2025-03-05",
+        ],
+    );
+    let week = ["report", "weekly", "--week", "2025-W10"];
+    let (first, _) = outcomes(dir.path(), &[], &week);
+    let (second, _) = outcomes(dir.path(), &[], &week);
+    assert_eq!(
+        first, second,
+        "the same database and week give the same report"
+    );
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/weekly-2025-W10.md");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, &first).unwrap();
+    }
+    let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
+    assert_eq!(
+        first,
+        expected,
+        "the report differs from {}",
+        snapshot.display()
+    );
+
+    let out = dir.path().join("weekly.html");
+    let (_, said) = outcomes(
+        dir.path(),
+        &[],
+        &[
+            "report",
+            "weekly",
+            "--week",
+            "2025-W10",
+            "--format",
+            "html",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_contains(&said, &["wrote"]);
+    let html = std::fs::read_to_string(out).unwrap();
+    assert_contains(
+        &html,
+        &[
+            "<svg role=\"img\" aria-label=\"Minutes saved this week\"",
+            "2025-W10",
+            "<td><code>ticket-triage</code></td>",
+        ],
+    );
+    assert!(!html.contains("<script"), "no scripts");
+
+    let out = shopfloor(dir.path(), &["report", "weekly", "--week", "2025-10"]);
+    assert!(!out.status.success());
+    assert_contains(
+        &text(&out).1,
+        &["\"2025-10\" is not an ISO week; expected YYYY-Www"],
+    );
+}

@@ -17,7 +17,7 @@ mod tests;
 mod wording;
 mod workflows;
 
-pub use document::{Block, PolicyDocument, Section, Span, Table, Text};
+pub use document::{Bars, Block, PolicyDocument, Section, Span, Table, Text};
 
 use crate::access::{Permission, Role};
 use crate::spec::{

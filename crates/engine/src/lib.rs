@@ -13,6 +13,7 @@ mod governance;
 mod models;
 mod outbound;
 mod outcomes;
+mod portfolio;
 mod project;
 mod queue;
 mod recorder;
@@ -20,6 +21,7 @@ mod redaction;
 mod review;
 mod runner;
 pub mod trace;
+mod weekly;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,7 @@ pub use models::ModelPool;
 pub use outcomes::{
     KpiStatus, NewKpiValue, OutcomeFigures, OutcomeReport, OutcomeWeek, VersionWeek,
 };
+pub use portfolio::{Flagged, HealthFlag, LastEval, PortfolioEntry, Suggestion};
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use queue::{BatchProgress, API_SOURCE};
 pub use recorder::{Recorder, RecorderTask};

@@ -109,6 +109,12 @@ pub trait OutcomeStore {
 
     /// The KPI values of `workflow`, oldest measurement first.
     async fn kpi_values(&self, workflow: &str) -> Result<Vec<KpiValue>>;
+
+    /// Audit entries written in `window`, oldest first, at most `limit`.
+    async fn audit_in(&self, window: Window, limit: u32) -> Result<Vec<crate::AuditEntry>>;
+
+    /// Review decisions taken in `window` per reviewer, most first.
+    async fn reviewer_counts(&self, window: Window) -> Result<Vec<(String, u64)>>;
 }
 
 /// Runs that are not eval cases.
@@ -254,6 +260,50 @@ macro_rules! outcome_store_impl {
                 .execute(self.writer())
                 .await?;
                 Ok(())
+            }
+
+            async fn audit_in(
+                &self,
+                window: $crate::outcomes::Window,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::AuditEntry>> {
+                let sql = format!(
+                    "SELECT {} FROM audit_log WHERE at_ms >= $1 AND at_ms < $2 ORDER BY seq LIMIT $3",
+                    $crate::audit::AUDIT_COLUMNS
+                );
+                sqlx::query::<$db>(&sql)
+                    .bind(window.from_ms)
+                    .bind(window.to_ms)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map($crate::audit::audit_from_row)
+                    .collect()
+            }
+
+            async fn reviewer_counts(
+                &self,
+                window: $crate::outcomes::Window,
+            ) -> $crate::Result<Vec<(String, u64)>> {
+                use $crate::codec::{non_negative, Columns};
+                sqlx::query::<$db>(
+                    "SELECT reviewer, COUNT(*) AS n FROM review_decisions \
+                     WHERE decided_at_ms >= $1 AND decided_at_ms < $2 \
+                     GROUP BY reviewer ORDER BY n DESC, reviewer",
+                )
+                .bind(window.from_ms)
+                .bind(window.to_ms)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        row.text("reviewer")?,
+                        non_negative("review_decisions", "n", row.int("n")?)?,
+                    ))
+                })
+                .collect()
             }
 
             async fn kpi_values(

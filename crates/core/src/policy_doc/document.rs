@@ -70,16 +70,27 @@ pub struct Table {
     pub rows: Vec<Vec<Text>>,
 }
 
+/// A bar chart: one bar per label, drawn as inline SVG in HTML and listed in Markdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bars {
+    /// What the bars measure, e.g. "Minutes saved this week".
+    pub caption: String,
+    /// Label, value (non-negative; negative values draw as an empty bar) and the value as
+    /// shown.
+    pub bars: Vec<(String, f64, String)>,
+}
+
 /// A block of a section.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Block {
     Paragraph(Text),
     List(Vec<Text>),
     Table(Table),
+    Bars(Bars),
 }
 
 /// A titled part of the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Section {
     /// A stable anchor, e.g. `models`.
     pub id: &'static str,
@@ -88,7 +99,7 @@ pub struct Section {
 }
 
 /// The whole policy, ready to render.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PolicyDocument {
     pub title: String,
     /// What it was generated from, and when.

@@ -2,7 +2,7 @@
 //! page. Every string from the configuration is escaped here, so a model name, owner or
 //! description can never add markup, break a table row or inject a script.
 
-use super::{Block, PolicyDocument, Span, Table, Text};
+use super::{Bars, Block, PolicyDocument, Span, Table, Text};
 
 impl PolicyDocument {
     /// The policy as Markdown, ready to commit or publish.
@@ -23,6 +23,7 @@ impl PolicyDocument {
                         out.push_str(&lines.join("\n"));
                     }
                     Block::Table(table) => out.push_str(&md_table(table)),
+                    Block::Bars(bars) => out.push_str(&md_bars(bars)),
                 }
                 out.push_str("\n\n");
             }
@@ -74,6 +75,7 @@ impl PolicyDocument {
                         out.push_str("</ul>\n");
                     }
                     Block::Table(table) => out.push_str(&html_table(table)),
+                    Block::Bars(bars) => out.push_str(&svg_bars(bars)),
                 }
             }
             out.push_str("</section>\n");
@@ -200,6 +202,53 @@ pub(super) fn md_code(text: &str) -> String {
     } else {
         format!("{fence}{text}{fence}")
     }
+}
+
+fn md_bars(bars: &Bars) -> String {
+    let mut lines = vec![format!("{}:", md_plain(&bars.caption))];
+    lines.extend(
+        bars.bars
+            .iter()
+            .map(|(label, _, shown)| format!("- {}: {}", md_plain(label), md_plain(shown))),
+    );
+    lines.join("\n")
+}
+
+/// A horizontal bar chart as inline SVG: one row a bar, scaled to the largest value.
+fn svg_bars(bars: &Bars) -> String {
+    const ROW: usize = 26;
+    const LABEL: usize = 220;
+    const WIDTH: usize = 640;
+    let max = bars.bars.iter().map(|b| b.1).fold(0.0_f64, f64::max);
+    let height = ROW * bars.bars.len().max(1) + 8;
+    let mut out = format!(
+        "<figure>\n<svg role=\"img\" aria-label=\"{}\" viewBox=\"0 0 {WIDTH} {height}\" \
+         width=\"100%\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+        html_escape(&bars.caption)
+    );
+    for (i, (label, value, shown)) in bars.bars.iter().enumerate() {
+        let y = i * ROW + 4;
+        let length = if max > 0.0 && *value > 0.0 {
+            (value / max * (WIDTH - LABEL - 90) as f64).round() as usize
+        } else {
+            0
+        };
+        out.push_str(&format!(
+            "<text x=\"0\" y=\"{}\" font-size=\"13\">{}</text>\
+             <rect x=\"{LABEL}\" y=\"{y}\" width=\"{length}\" height=\"18\" fill=\"#0969da\"/>\
+             <text x=\"{}\" y=\"{}\" font-size=\"13\">{}</text>\n",
+            y + 14,
+            html_escape(label),
+            LABEL + length + 6,
+            y + 14,
+            html_escape(shown)
+        ));
+    }
+    out.push_str(&format!(
+        "</svg>\n<figcaption>{}</figcaption>\n</figure>\n",
+        html_escape(&bars.caption)
+    ));
+    out
 }
 
 fn md_table(table: &Table) -> String {

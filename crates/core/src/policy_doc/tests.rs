@@ -85,6 +85,7 @@ fn words(section: &Section) -> String {
             Block::Paragraph(t) => vec![t],
             Block::List(items) => items.iter().collect(),
             Block::Table(table) => table.rows.iter().flatten().collect(),
+            Block::Bars(_) => Vec::new(),
         };
         for t in texts {
             out.push_str(&t.to_plain());
@@ -335,6 +336,43 @@ fn workflows_table_review_tiers_and_gaps() {
             "Workflow faq-draft is in production but has no eval gate.",
         ]
     );
+}
+
+#[test]
+fn bars_are_a_list_in_markdown_and_inline_svg_in_html() {
+    let doc = PolicyDocument {
+        title: "T".into(),
+        generated: "g".into(),
+        sections: vec![Section {
+            id: "s",
+            heading: "S".into(),
+            blocks: vec![Block::Bars(super::Bars {
+                caption: "Minutes <saved>".into(),
+                bars: vec![
+                    ("a".into(), 10.0, "10 min".into()),
+                    ("b".into(), 5.0, "5 min".into()),
+                ],
+            })],
+        }],
+        gaps: Vec::new(),
+    };
+    assert!(
+        doc.to_markdown()
+            .contains("Minutes \\<saved\\>:\n- a: 10 min\n- b: 5 min"),
+        "{}",
+        doc.to_markdown()
+    );
+    let html = doc.to_html();
+    assert_contains(
+        &html,
+        &[
+            "<svg role=\"img\" aria-label=\"Minutes &lt;saved&gt;\"",
+            // The largest bar takes the whole track (330 px), the other half of it.
+            "width=\"330\"",
+            "width=\"165\"",
+        ],
+    );
+    assert!(!html.contains("<script"), "no scripts");
 }
 
 #[test]

@@ -1,0 +1,427 @@
+//! The portfolio: every workflow on one page with what an operating review asks of it — who
+//! owns it, how long it has been in its stage, its last eval, its use and acceptance this week
+//! against last, the minutes it saved, what an accepted output costs, its KPI — and health
+//! flags that turn into a suggestion: keep, fix or cut, with the reasons.
+
+use serde::Serialize;
+use shopfloor_core::dataset::{parse_dataset, DatasetFormat};
+use shopfloor_core::spec::Stage;
+use shopfloor_store::{AuditAction, EvalRecord, Window};
+
+use crate::outcomes::{combine, kpi_status, KpiStatus, OutcomeFigures, Rates};
+use crate::{now_ms, Engine, EngineError, LoadedWorkflow};
+
+const DAY_MS: i64 = 86_400_000;
+/// An eval set smaller than this says little about a change.
+pub const MIN_EVAL_CASES: usize = 30;
+/// Longer than this in pilot is the proof-of-concept trap.
+pub const LONG_PILOT_DAYS: i64 = 90;
+/// No runs for this long: nobody uses it.
+pub const IDLE_DAYS: i64 = 14;
+/// Cost per accepted output up by more than this share week over week.
+const COST_RISE: f64 = 0.2;
+
+shopfloor_core::text_enum! {
+    /// Something an operating review should look at.
+    pub enum HealthFlag {
+        NoOwner => "no_owner",
+        NoEvalSet => "no_eval_set",
+        SmallEvalSet => "small_eval_set",
+        GateFailed => "gate_failed",
+        LongPilot => "long_pilot",
+        Idle => "idle",
+        AcceptanceFalling => "acceptance_falling",
+        CostRising => "cost_rising",
+        DriftAlert => "drift_alert",
+        ReviewsOverdue => "reviews_overdue",
+    }
+}
+
+shopfloor_core::text_enum! {
+    /// What the portfolio suggests doing with a workflow.
+    pub enum Suggestion {
+        Keep => "keep",
+        Fix => "fix",
+        Cut => "cut",
+    }
+}
+
+/// A flag and what it means for this workflow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flagged {
+    pub flag: HealthFlag,
+    pub reason: String,
+}
+
+/// The last eval of a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastEval {
+    pub id: String,
+    pub version: String,
+    pub at_ms: i64,
+    pub passed: Option<bool>,
+}
+
+/// One workflow's line of the portfolio.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortfolioEntry {
+    pub workflow: String,
+    pub owner: Option<String>,
+    pub stage: Stage,
+    /// Days since its last promotion, when the audit log has one.
+    pub days_in_stage: Option<i64>,
+    pub eval_cases: Option<usize>,
+    pub last_eval: Option<LastEval>,
+    /// The last 7 days, and the 7 before.
+    pub this_week: OutcomeFigures,
+    pub last_week: OutcomeFigures,
+    pub kpi: Option<KpiStatus>,
+    pub reviews_overdue: u64,
+    pub flags: Vec<Flagged>,
+    pub suggestion: Suggestion,
+    pub reasons: Vec<String>,
+}
+
+impl Engine {
+    /// Every workflow's line, in name order.
+    pub async fn portfolio(&self) -> Result<Vec<PortfolioEntry>, EngineError> {
+        self.flush().await;
+        let now = now_ms();
+        let mut entries = Vec::with_capacity(self.project.workflows.len());
+        for workflow in self.project.workflows.values() {
+            entries.push(self.portfolio_entry(workflow, now).await?);
+        }
+        Ok(entries)
+    }
+
+    pub(crate) async fn portfolio_entry(
+        &self,
+        workflow: &LoadedWorkflow,
+        now: i64,
+    ) -> Result<PortfolioEntry, EngineError> {
+        let spec = &workflow.spec;
+        let name = spec.name.to_string();
+        let outcome = spec.outcome.as_ref();
+        let rates = Rates {
+            minutes_per_accepted: outcome.map_or(0.0, |o| o.minutes_saved_per_accepted),
+            reviewer_cost_per_hour: outcome.map_or(0.0, |o| o.reviewer_cost_per_hour),
+        };
+        let week = |to_ms: i64| Window {
+            from_ms: to_ms - 7 * DAY_MS,
+            to_ms,
+        };
+        let this_week = self.window_figures(&name, week(now), rates).await?;
+        let last_week = self
+            .window_figures(&name, week(now - 7 * DAY_MS), rates)
+            .await?;
+        let idle_since = self
+            .window_figures(&name, Window::since(now - IDLE_DAYS * DAY_MS), rates)
+            .await?;
+        let kpi = match outcome {
+            Some(o) => Some(kpi_status(
+                &o.kpi,
+                o.baseline,
+                o.target,
+                self.store.kpi_values(&name).await?,
+            )),
+            None => None,
+        };
+        let days_in_stage = self
+            .store
+            .latest_audit(AuditAction::WorkflowPromote, &name)
+            .await?
+            .map(|e| (now - e.at_ms).div_euclid(DAY_MS));
+        let last_eval = self
+            .store
+            .list_evals(Some(&name), 1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|e: EvalRecord| LastEval {
+                id: e.id,
+                version: e.version,
+                at_ms: e.created_at_ms,
+                passed: e.passed,
+            });
+        let reviews_overdue = self
+            .store
+            .review_counts(Some(&name), now)
+            .await?
+            .iter()
+            .map(|c| c.overdue)
+            .sum();
+        let facts = Facts {
+            owner: spec.owner.as_deref(),
+            stage: spec.stage,
+            days_in_stage,
+            eval_cases: self.eval_cases(workflow),
+            last_eval: last_eval.as_ref(),
+            this_week: &this_week,
+            last_week: &last_week,
+            runs_in_idle_window: idle_since.runs,
+            kpi: kpi.as_ref(),
+            reviews_overdue,
+            drift_alert: false,
+        };
+        let flags = flags(&facts);
+        let (suggestion, reasons) = suggest(&facts, &flags);
+        Ok(PortfolioEntry {
+            workflow: name,
+            owner: spec.owner.clone(),
+            stage: spec.stage,
+            days_in_stage,
+            eval_cases: facts.eval_cases,
+            last_eval,
+            this_week,
+            last_week,
+            kpi,
+            reviews_overdue,
+            flags,
+            suggestion,
+            reasons,
+        })
+    }
+
+    async fn window_figures(
+        &self,
+        workflow: &str,
+        window: Window,
+        rates: Rates,
+    ) -> Result<OutcomeFigures, EngineError> {
+        let runs = self.store.run_weeks(workflow, window).await?;
+        let reviews = self.store.review_weeks(workflow, window).await?;
+        Ok(combine(&runs, &reviews, &[], &[], window.from_ms, rates).0)
+    }
+
+    /// The cases of the workflow's eval dataset, `None` without one (or when it cannot be read).
+    fn eval_cases(&self, workflow: &LoadedWorkflow) -> Option<usize> {
+        let relative = workflow.spec.eval.as_ref()?.dataset.as_ref()?.value.clone();
+        let text = std::fs::read_to_string(self.project.root.join(&relative)).ok()?;
+        Some(
+            parse_dataset(&text, DatasetFormat::from_path(&relative))
+                .0
+                .len(),
+        )
+    }
+}
+
+/// What the flags are decided from.
+struct Facts<'a> {
+    owner: Option<&'a str>,
+    stage: Stage,
+    days_in_stage: Option<i64>,
+    eval_cases: Option<usize>,
+    last_eval: Option<&'a LastEval>,
+    this_week: &'a OutcomeFigures,
+    last_week: &'a OutcomeFigures,
+    runs_in_idle_window: u64,
+    kpi: Option<&'a KpiStatus>,
+    reviews_overdue: u64,
+    drift_alert: bool,
+}
+
+fn flags(f: &Facts<'_>) -> Vec<Flagged> {
+    let mut out = Vec::new();
+    let mut flag = |flag, reason: String| out.push(Flagged { flag, reason });
+    if f.stage == Stage::Retired {
+        return Vec::new();
+    }
+    if f.owner.is_none_or(|o| o.trim().is_empty()) {
+        flag(
+            HealthFlag::NoOwner,
+            "no business owner: nobody answers for it".into(),
+        );
+    }
+    match f.eval_cases {
+        None => flag(
+            HealthFlag::NoEvalSet,
+            "no eval set: nobody can tell whether a change helped".into(),
+        ),
+        Some(n) if n < MIN_EVAL_CASES => flag(
+            HealthFlag::SmallEvalSet,
+            format!("{n} eval cases, fewer than {MIN_EVAL_CASES}: too few to judge a change"),
+        ),
+        Some(_) => {}
+    }
+    if let Some(eval) = f.last_eval.filter(|e| e.passed == Some(false)) {
+        flag(
+            HealthFlag::GateFailed,
+            format!("its last eval ({}) failed its gates", eval.id),
+        );
+    }
+    if let (Stage::Pilot, Some(days)) = (f.stage, f.days_in_stage) {
+        if days > LONG_PILOT_DAYS {
+            flag(
+                HealthFlag::LongPilot,
+                format!("in pilot for {days} days, more than {LONG_PILOT_DAYS}"),
+            );
+        }
+    }
+    if f.stage != Stage::Draft && f.runs_in_idle_window == 0 {
+        flag(HealthFlag::Idle, format!("no runs in {IDLE_DAYS} days"));
+    }
+    if let Some(p) = acceptance_drop_p(f.last_week, f.this_week) {
+        flag(
+            HealthFlag::AcceptanceFalling,
+            format!(
+                "acceptance fell from {:.0}% to {:.0}% week over week (p = {p:.3})",
+                f.last_week.acceptance_rate.unwrap_or(0.0) * 100.0,
+                f.this_week.acceptance_rate.unwrap_or(0.0) * 100.0
+            ),
+        );
+    }
+    if let (Some(before), Some(now)) = (
+        f.last_week.cost_per_accepted_usd,
+        f.this_week.cost_per_accepted_usd,
+    ) {
+        if before > 0.0 && now > before * (1.0 + COST_RISE) {
+            flag(
+                HealthFlag::CostRising,
+                format!("cost per accepted output rose from ${before:.4} to ${now:.4}"),
+            );
+        }
+    }
+    if f.drift_alert {
+        flag(
+            HealthFlag::DriftAlert,
+            "its inputs or outputs drifted from the reference".into(),
+        );
+    }
+    if f.reviews_overdue > 0 {
+        flag(
+            HealthFlag::ReviewsOverdue,
+            format!("{} review item(s) past their SLA", f.reviews_overdue),
+        );
+    }
+    out
+}
+
+/// The p-value of acceptance falling from `before` to `now`, when it fell significantly
+/// (two-proportion z-test, p < 0.05).
+fn acceptance_drop_p(before: &OutcomeFigures, now: &OutcomeFigures) -> Option<f64> {
+    let test = shopfloor_core::drift::two_proportion_z(
+        before.accepted,
+        before.runs,
+        now.accepted,
+        now.runs,
+    );
+    (test.statistic < 0.0 && test.p_value < 0.05).then_some(test.p_value)
+}
+
+/// Keep, fix or cut, and why.
+fn suggest(f: &Facts<'_>, flags: &[Flagged]) -> (Suggestion, Vec<String>) {
+    let has = |flag| flags.iter().any(|x| x.flag == flag);
+    let no_progress = f.kpi.and_then(|k| k.progress).is_none_or(|p| p < 0.25);
+    let reasons: Vec<String> = flags.iter().map(|x| x.reason.clone()).collect();
+    if has(HealthFlag::LongPilot) && no_progress {
+        let mut why = vec![
+            "a long pilot with the KPI not moving: decide to fund it into production or stop it"
+                .to_string(),
+        ];
+        why.extend(reasons);
+        return (Suggestion::Cut, why);
+    }
+    if has(HealthFlag::Idle) && f.stage == Stage::Pilot {
+        let mut why = vec!["a pilot nobody uses".to_string()];
+        why.extend(reasons);
+        return (Suggestion::Cut, why);
+    }
+    if flags.is_empty() {
+        let why = match f.kpi {
+            Some(k) if k.target_reached => {
+                vec!["healthy, and its KPI reached the target".to_string()]
+            }
+            _ => vec!["healthy: no flag raised".to_string()],
+        };
+        return (Suggestion::Keep, why);
+    }
+    (Suggestion::Fix, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(runs: u64, accepted: u64, cost: Option<f64>) -> OutcomeFigures {
+        OutcomeFigures {
+            runs,
+            accepted,
+            acceptance_rate: (runs > 0).then(|| accepted as f64 / runs as f64),
+            cost_per_accepted_usd: cost,
+            ..OutcomeFigures::default()
+        }
+    }
+
+    fn facts<'a>(this: &'a OutcomeFigures, last: &'a OutcomeFigures) -> Facts<'a> {
+        Facts {
+            owner: Some("dana@acme.example"),
+            stage: Stage::Production,
+            days_in_stage: Some(10),
+            eval_cases: Some(60),
+            last_eval: None,
+            this_week: this,
+            last_week: last,
+            runs_in_idle_window: this.runs + last.runs,
+            kpi: None,
+            reviews_overdue: 0,
+            drift_alert: false,
+        }
+    }
+
+    #[test]
+    fn a_healthy_workflow_is_kept() {
+        let week = figures(200, 180, Some(0.01));
+        let f = facts(&week, &week);
+        let flags = flags(&f);
+        assert!(flags.is_empty(), "{flags:?}");
+        assert_eq!(suggest(&f, &flags).0, Suggestion::Keep);
+    }
+
+    #[test]
+    fn falling_acceptance_and_rising_cost_are_fixed() {
+        let (this, last) = (figures(200, 120, Some(0.02)), figures(200, 180, Some(0.01)));
+        let f = facts(&this, &last);
+        let flags = flags(&f);
+        let kinds: Vec<HealthFlag> = flags.iter().map(|x| x.flag).collect();
+        assert_eq!(
+            kinds,
+            [HealthFlag::AcceptanceFalling, HealthFlag::CostRising]
+        );
+        assert_eq!(suggest(&f, &flags).0, Suggestion::Fix);
+        // A small wobble is not significant.
+        let (this, last) = (figures(20, 17, None), figures(20, 18, None));
+        assert!(flags_of(&facts(&this, &last)).is_empty());
+    }
+
+    fn flags_of(f: &Facts<'_>) -> Vec<HealthFlag> {
+        flags(f).into_iter().map(|x| x.flag).collect()
+    }
+
+    #[test]
+    fn a_long_pilot_going_nowhere_is_cut() {
+        let week = figures(50, 40, None);
+        let mut f = facts(&week, &week);
+        f.stage = Stage::Pilot;
+        f.days_in_stage = Some(120);
+        f.owner = None;
+        f.eval_cases = Some(12);
+        assert_eq!(
+            flags_of(&f),
+            [
+                HealthFlag::NoOwner,
+                HealthFlag::SmallEvalSet,
+                HealthFlag::LongPilot
+            ]
+        );
+        let (suggestion, reasons) = suggest(&f, &flags(&f));
+        assert_eq!(suggestion, Suggestion::Cut);
+        assert!(reasons[0].starts_with("a long pilot"), "{reasons:?}");
+        // An idle pilot is cut too; an idle draft is not flagged.
+        let none = figures(0, 0, None);
+        let mut idle = facts(&none, &none);
+        idle.stage = Stage::Pilot;
+        assert_eq!(suggest(&idle, &flags(&idle)).0, Suggestion::Cut);
+        idle.stage = Stage::Draft;
+        assert!(flags_of(&idle).is_empty());
+    }
+}

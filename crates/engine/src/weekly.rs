@@ -1,0 +1,252 @@
+//! The weekly operating review: what changed this week (versions, promotions, evals and
+//! baselines), each workflow this week against last with keep / fix / cut, the wins and the
+//! risks — one document, rendered to Markdown or to one HTML page with its charts inline. The
+//! same database and week give the same bytes: nothing in it reads the clock.
+
+use shopfloor_core::calendar::{iso_week, parse_iso_week, utc_date};
+use shopfloor_core::policy_doc::{Bars, Block, PolicyDocument, Section, Table, Text};
+use shopfloor_store::{AuditAction, Window};
+
+use crate::portfolio::{HealthFlag, PortfolioEntry};
+use crate::{Engine, EngineError};
+
+const DAY_MS: i64 = 86_400_000;
+/// Audit entries and evals read for one week, at most.
+const WEEK_LIMIT: u32 = 5_000;
+
+impl Engine {
+    /// The review of ISO week `week` (e.g. `2026-W49`).
+    pub async fn weekly_report(&self, week: &str) -> Result<PolicyDocument, EngineError> {
+        let monday = parse_iso_week(week).ok_or_else(|| {
+            EngineError::InvalidInput(format!(
+                "\"{week}\" is not an ISO week; expected YYYY-Www, e.g. 2026-W49"
+            ))
+        })?;
+        self.flush().await;
+        let window = Window {
+            from_ms: monday,
+            to_ms: monday + 7 * DAY_MS,
+        };
+        let mut entries = Vec::with_capacity(self.project.workflows.len());
+        for workflow in self.project.workflows.values() {
+            entries.push(self.portfolio_entry(workflow, window.to_ms).await?);
+        }
+        let audit = self.store.audit_in(window, WEEK_LIMIT).await?;
+        let evals: Vec<_> = self
+            .store
+            .list_evals(None, WEEK_LIMIT)
+            .await?
+            .into_iter()
+            .filter(|e| e.created_at_ms >= window.from_ms && e.created_at_ms < window.to_ms)
+            .collect();
+        let reviewers = self.store.reviewer_counts(window).await?;
+
+        let mut changed: Vec<Text> = Vec::new();
+        for entry in &audit {
+            let version = entry.detail["version"].as_str().unwrap_or("?").to_string();
+            match entry.action {
+                AuditAction::WorkflowVersion => changed.push(
+                    Text::new()
+                        .plain("New version of ")
+                        .code(entry.subject.as_str())
+                        .plain(": ")
+                        .code(version),
+                ),
+                AuditAction::WorkflowPromote => {
+                    changed.push(Text::new().code(entry.subject.as_str()).plain(format!(
+                        " promoted from {} to {} by {}",
+                        entry.detail["from"].as_str().unwrap_or("?"),
+                        entry.detail["to"].as_str().unwrap_or("?"),
+                        entry.actor
+                    )))
+                }
+                AuditAction::BaselineSet => changed.push(
+                    Text::new()
+                        .plain("New baseline for ")
+                        .code(entry.subject.as_str())
+                        .plain(format!(" set by {}", entry.actor)),
+                ),
+                _ => {}
+            }
+        }
+        for eval in &evals {
+            let verdict = match eval.passed {
+                Some(true) => "passed its gates",
+                Some(false) => "failed its gates",
+                None => "has no verdict",
+            };
+            changed.push(
+                Text::new()
+                    .plain("Eval ")
+                    .code(eval.id.as_str())
+                    .plain(" of ")
+                    .code(eval.workflow.as_str())
+                    .plain(" version ")
+                    .code(eval.version.as_str())
+                    .plain(format!(" {verdict} ({} cases)", eval.total_cases)),
+            );
+        }
+        if changed.is_empty() {
+            changed.push("Nothing: no new version, promotion, eval or baseline.".into());
+        }
+
+        let mut wins: Vec<Text> = entries
+            .iter()
+            .filter(|e| e.kpi.as_ref().is_some_and(|k| k.target_reached))
+            .map(|e| {
+                let kpi = e.kpi.as_ref().expect("filtered on a KPI");
+                Text::new().code(e.workflow.as_str()).plain(format!(
+                    " reached its target: {} at {} (target {})",
+                    kpi.name,
+                    kpi.latest.as_ref().map_or(0.0, |l| l.value),
+                    kpi.target.unwrap_or(0.0)
+                ))
+            })
+            .collect();
+        let saved: f64 = entries.iter().map(|e| e.this_week.minutes_saved).sum();
+        if saved > 0.0 {
+            wins.push(Text::from(format!(
+                "{:.0} minutes saved across workflows ({:.1} hours)",
+                saved,
+                saved / 60.0
+            )));
+        }
+        for (reviewer, n) in reviewers.iter().take(3) {
+            wins.push(Text::from(format!("{reviewer} decided {n} review item(s)")));
+        }
+        if wins.is_empty() {
+            wins.push("None recorded this week.".into());
+        }
+
+        let mut risks: Vec<Text> = Vec::new();
+        for e in &entries {
+            for flagged in e.flags.iter().filter(|f| f.flag != HealthFlag::NoOwner) {
+                risks.push(
+                    Text::new()
+                        .code(e.workflow.as_str())
+                        .plain(format!(": {}", flagged.reason)),
+                );
+            }
+        }
+        let refusals = audit
+            .iter()
+            .filter(|e| e.action == AuditAction::PolicyRefuse)
+            .count();
+        if refusals > 0 {
+            risks.push(Text::from(format!(
+                "{refusals} run(s) refused by the data policy"
+            )));
+        }
+        if risks.is_empty() {
+            risks.push("None flagged.".into());
+        }
+
+        let sunday = window.to_ms - DAY_MS;
+        Ok(PolicyDocument {
+            title: format!("Weekly operating review, {}", iso_week(monday)),
+            generated: Text::from(format!(
+                "{} to {}, from the shopfloor database. This week is compared with the 7 days before it.",
+                utc_date(monday),
+                utc_date(sunday)
+            )),
+            sections: vec![
+                Section {
+                    id: "changed",
+                    heading: "What changed".into(),
+                    blocks: vec![Block::List(changed)],
+                },
+                Section {
+                    id: "workflows",
+                    heading: "Workflows, this week against last".into(),
+                    blocks: workflow_blocks(&entries),
+                },
+                Section {
+                    id: "wins",
+                    heading: "Wins".into(),
+                    blocks: vec![Block::List(wins)],
+                },
+                Section {
+                    id: "risks",
+                    heading: "Risks".into(),
+                    blocks: vec![Block::List(risks)],
+                },
+            ],
+            gaps: Vec::new(),
+        })
+    }
+}
+
+/// The table of workflows and the chart of minutes saved.
+fn workflow_blocks(entries: &[PortfolioEntry]) -> Vec<Block> {
+    let pct = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.0}%", r * 100.0));
+    let money = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("${c:.4}"));
+    let rows = entries
+        .iter()
+        .map(|e| {
+            let (now, before) = (&e.this_week, &e.last_week);
+            let kpi = e.kpi.as_ref().map_or("-".to_string(), |k| {
+                let latest = k
+                    .latest
+                    .as_ref()
+                    .map_or("-".to_string(), |l| l.value.to_string());
+                match k.target {
+                    Some(t) => format!("{latest} (target {t})"),
+                    None => latest,
+                }
+            });
+            let mut why = e.suggestion.as_str().to_string();
+            if let Some(first) = e.reasons.first() {
+                why = format!("{why}: {first}");
+            }
+            vec![
+                Text::new().code(e.workflow.as_str()),
+                Text::from(e.stage.as_str()),
+                Text::from(format!("{} ({})", now.runs, before.runs)),
+                Text::from(format!(
+                    "{} ({})",
+                    pct(now.acceptance_rate),
+                    pct(before.acceptance_rate)
+                )),
+                Text::from(format!(
+                    "{:.0} ({:.0})",
+                    now.minutes_saved, before.minutes_saved
+                )),
+                Text::from(format!(
+                    "{} ({})",
+                    money(now.cost_per_accepted_usd),
+                    money(before.cost_per_accepted_usd)
+                )),
+                Text::from(kpi),
+                Text::from(why),
+            ]
+        })
+        .collect();
+    vec![
+        Block::Paragraph("Each figure is this week's, last week's in brackets.".into()),
+        Block::Table(Table {
+            header: [
+                "Workflow",
+                "Stage",
+                "Runs",
+                "Acceptance",
+                "Minutes saved",
+                "Cost per accepted",
+                "KPI",
+                "Suggestion",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        }),
+        Block::Bars(Bars {
+            caption: "Minutes saved this week".into(),
+            bars: entries
+                .iter()
+                .map(|e| {
+                    let m = e.this_week.minutes_saved;
+                    (e.workflow.clone(), m, format!("{m:.0} min"))
+                })
+                .collect(),
+        }),
+    ]
+}
