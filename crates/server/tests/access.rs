@@ -37,6 +37,9 @@ fn request_for(
         "/v1/workflows/{name}/batches" => Some(json!({"inputs": [{"text": "bug"}]})),
         "/v1/reviews/{run_id}/edit" => Some(json!({"output": "bug"})),
         "/v1/reviews/{run_id}/reject" => Some(json!({"reason": "other"})),
+        "/v1/workflows/{name}/outcomes" if route.method == reqwest::Method::POST => {
+            Some(json!({"value": 12.5}))
+        }
         path if path.starts_with("/v1/reviews/") && route.method == reqwest::Method::POST => {
             Some(json!({}))
         }
@@ -66,6 +69,11 @@ async fn every_route_against_every_role() {
     let upstream = FakeServer::start(answer).await;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    // A KPI to record values of.
+    shopfloor_testkit::append(
+        &dir.path().join("workflows/triage.toml"),
+        "\n[outcome]\nkpi = \"minutes to triage\"\nminutes_saved_per_accepted = 2\n",
+    );
     let server = TestServer::start(dir.path(), test_config()).await;
     let c = client();
 
@@ -98,17 +106,18 @@ async fn every_route_against_every_role() {
     server.state.engine.flush().await;
 
     // The router is built from ROUTES and nothing else (`shopfloor_server::app`), so these are
-    // the routes it serves; each answers its method and refuses any other with 405, which
+    // the routes it serves; each answers its method and refuses another with 405, which
     // only a route the router serves does (a path it does not serve is a 404).
     let mut checked = 0;
     for route in ROUTES.iter() {
         let (path, body) = request_for(route, &run_id, &batch_id, &held_id);
-        let other = if route.method == reqwest::Method::GET {
-            c.delete(server.url(&path))
-        } else {
-            c.get(server.url(&path))
-        };
-        let response = other.send().await.unwrap();
+        // No route is served for PATCH, so it is another method than each path's own (a path
+        // can be served for several methods, e.g. GET and POST of outcomes).
+        let response = c
+            .request(reqwest::Method::PATCH, server.url(&path))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 405, "{route:?} is not served at {path}");
         let (status, response) = call(&c, &server, route, &path, &body, None).await;
         match route.access {
