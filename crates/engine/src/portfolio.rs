@@ -161,7 +161,14 @@ impl Engine {
             runs_in_idle_window: idle_since.runs,
             kpi: kpi.as_ref(),
             reviews_overdue,
-            drift_alert: false,
+            drift_alert: match self.drift_alert(&name, now).await {
+                Ok(alert) => alert,
+                // The portfolio still shows the rest; the drift command says what failed.
+                Err(e) => {
+                    tracing::warn!(workflow = %name, "portfolio: no drift verdict: {e}");
+                    false
+                }
+            },
         };
         let flags = flags(&facts);
         let (suggestion, reasons) = suggest(&facts, &flags);
