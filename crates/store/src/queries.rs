@@ -456,7 +456,7 @@ macro_rules! store_impl {
                     .bind($crate::codec::to_bigint("audit_log.seq", entry.seq)?)
                     .bind(entry.at_ms)
                     .bind(&entry.actor)
-                    .bind(&entry.action)
+                    .bind(entry.action.as_str())
                     .bind(&entry.subject)
                     .bind($crate::codec::json_text(&entry.detail))
                     .bind(&entry.prev_hash)
@@ -489,7 +489,7 @@ macro_rules! store_impl {
 
             async fn latest_audit(
                 &self,
-                action: &str,
+                action: $crate::AuditAction,
                 subject: &str,
             ) -> $crate::Result<Option<$crate::AuditEntry>> {
                 use $crate::audit;
@@ -499,7 +499,7 @@ macro_rules! store_impl {
                     audit::AUDIT_COLUMNS
                 );
                 sqlx::query::<$db>(&sql)
-                    .bind(action)
+                    .bind(action.as_str())
                     .bind(subject)
                     .fetch_optional(self.reader())
                     .await?

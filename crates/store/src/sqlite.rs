@@ -335,6 +335,7 @@ review_store_impl!(SqliteStore, Sqlite, "");
 outbox_store_impl!(SqliteStore, Sqlite, "");
 drift_store_impl!(SqliteStore, Sqlite);
 outcome_store_impl!(SqliteStore, Sqlite);
+
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are
 /// prepared once and cached; the shorter last one is not, so flushes of every size do not fill
