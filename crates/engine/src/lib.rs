@@ -21,8 +21,8 @@ mod redaction;
 mod review;
 mod runner;
 pub mod trace;
-mod weekly;
 mod webhooks;
+mod weekly;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
