@@ -304,16 +304,13 @@ macro_rules! outbox_store_impl {
                 filter: &$crate::outbox::EventFilter,
             ) -> $crate::Result<Vec<$crate::outbox::OutboxEvent>> {
                 let (sql, binds) = $crate::outbox::list_query(filter);
-                let mut query = sqlx::query::<$db>(&sql);
-                for bind in &binds {
-                    query = query.bind(bind);
-                }
-                query
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map($crate::outbox::event_from_row)
-                    .collect()
+                $crate::queries::fetch_with_text_binds!(
+                    $db,
+                    self.reader(),
+                    &sql,
+                    &binds,
+                    $crate::outbox::event_from_row
+                )
             }
 
             async fn event_counts(

@@ -166,48 +166,36 @@ macro_rules! outcome_store_impl {
             ) -> $crate::Result<Vec<$crate::outcomes::ReviewWeek>> {
                 use $crate::codec::{non_negative, Columns};
                 let week = $crate::outcomes::week_of("r.created_at_ms");
-                let accepted = format!(
-                    "SELECT r.version AS version, {week} AS week, COUNT(*) AS n FROM reviews r \
+                // One row per version and week of the runs: accepted items, and the decisions
+                // whose reviewer had claimed the item with their time (claim → decision).
+                let sql = format!(
+                    "SELECT r.version AS version, {week} AS week, \
+                     COUNT(DISTINCT CASE WHEN r.status IN ('approved', 'edited') \
+                                    THEN r.run_id END) AS accepted, \
+                     COUNT(d.claimed_at_ms) AS timed, \
+                     CAST(COALESCE(SUM(d.decided_at_ms - d.claimed_at_ms), 0) AS BIGINT) AS ms \
+                     FROM reviews r LEFT JOIN review_decisions d \
+                     ON d.run_id = r.run_id AND d.claimed_at_ms IS NOT NULL \
                      WHERE r.workflow = $1 AND r.created_at_ms >= $2 AND r.created_at_ms < $3 \
-                     AND r.status IN ('approved', 'edited') GROUP BY r.version, week"
+                     GROUP BY r.version, week ORDER BY week, version"
                 );
-                let timed = format!(
-                    "SELECT r.version AS version, {week} AS week, COUNT(*) AS n, \
-                     CAST(SUM(d.decided_at_ms - d.claimed_at_ms) AS BIGINT) AS ms \
-                     FROM review_decisions d JOIN reviews r ON r.run_id = d.run_id \
-                     WHERE r.workflow = $1 AND r.created_at_ms >= $2 AND r.created_at_ms < $3 \
-                     AND d.claimed_at_ms IS NOT NULL GROUP BY r.version, week"
-                );
-                let mut weeks: std::collections::BTreeMap<(i64, String), $crate::outcomes::ReviewWeek> =
-                    Default::default();
-                for row in sqlx::query::<$db>(&accepted)
+                sqlx::query::<$db>(&sql)
                     .bind(workflow)
                     .bind(window.from_ms)
                     .bind(window.to_ms)
                     .fetch_all(self.reader())
                     .await?
-                {
-                    let (version, week) = (row.text("version")?, row.int("week")?);
-                    let entry = weeks.entry((week, version.clone())).or_insert_with(|| {
-                        $crate::outcomes::ReviewWeek { version, week, ..Default::default() }
-                    });
-                    entry.accepted = non_negative("reviews", "n", row.int("n")?)?;
-                }
-                for row in sqlx::query::<$db>(&timed)
-                    .bind(workflow)
-                    .bind(window.from_ms)
-                    .bind(window.to_ms)
-                    .fetch_all(self.reader())
-                    .await?
-                {
-                    let (version, week) = (row.text("version")?, row.int("week")?);
-                    let entry = weeks.entry((week, version.clone())).or_insert_with(|| {
-                        $crate::outcomes::ReviewWeek { version, week, ..Default::default() }
-                    });
-                    entry.timed_decisions = non_negative("review_decisions", "n", row.int("n")?)?;
-                    entry.reviewer_ms = row.int("ms")?.max(0);
-                }
-                Ok(weeks.into_values().collect())
+                    .iter()
+                    .map(|row| {
+                        Ok($crate::outcomes::ReviewWeek {
+                            version: row.text("version")?,
+                            week: row.int("week")?,
+                            accepted: non_negative("reviews", "accepted", row.int("accepted")?)?,
+                            timed_decisions: non_negative("review_decisions", "timed", row.int("timed")?)?,
+                            reviewer_ms: row.int("ms")?.max(0),
+                        })
+                    })
+                    .collect()
             }
 
             async fn caller_weeks(

@@ -327,16 +327,7 @@ macro_rules! review_store_impl {
                 filter: &$crate::reviews::ReviewFilter,
             ) -> $crate::Result<Vec<$crate::reviews::ReviewItem>> {
                 let (sql, binds) = $crate::reviews::list_conditions(filter);
-                let mut query = sqlx::query::<$db>(&sql);
-                for bind in &binds {
-                    query = query.bind(bind);
-                }
-                query
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map($crate::reviews::item_from_row)
-                    .collect()
+                $crate::queries::fetch_with_text_binds!($db, self.reader(), &sql, &binds, $crate::reviews::item_from_row)
             }
 
             async fn get_review(

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::{open_store, Engine, EngineOptions};
+use shopfloor_engine::open_store;
 use shopfloor_store::AuditAnchor;
 
 use super::Global;
@@ -60,12 +60,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
         Command::Verify { anchor } => {
             // Through the engine: opening audits any new workflow version first, so the
             // verified chain includes what this checkout changed.
-            let engine = Engine::open(EngineOptions {
-                project_dir: global.project.clone(),
-                database_url: global.database_url.clone(),
-                ..EngineOptions::default()
-            })
-            .await?;
+            let engine = global.open_engine().await?;
             let verdict = engine.verify_audit(anchor.as_ref()).await;
             engine.close().await;
             match verdict? {

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::{Engine, EngineOptions};
-
 use super::Global;
 
 #[derive(clap::Subcommand)]
@@ -28,12 +26,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
         dry_run,
         json,
     } = command;
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     let report = engine.cases_from_reviews(&workflow, dry_run).await;
     engine.close().await;
     let report = report?;

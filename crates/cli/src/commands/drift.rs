@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::{now_ms, DriftReport, Engine, EngineOptions, ReferenceKind};
+use shopfloor_engine::{now_ms, DriftReport, ReferenceKind};
 
 use super::{format_time, Global};
 
@@ -26,12 +26,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     let result = engine.drift(&args.workflow, now_ms()).await;
     engine.close().await;
     let report = result?;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shopfloor_engine::{Engine, EngineOptions, EvalObserver, EvalRequest, EvalSummary};
+use shopfloor_engine::{Engine, EvalObserver, EvalRequest, EvalSummary};
 use shopfloor_store::{EvalCaseRecord, RunStatus};
 
 use super::Global;
@@ -43,12 +43,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     super::models::ensure_pulled(&engine.local_models_for(&args.workflow, args.model.as_deref())?)?;
     let request = EvalRequest {
         workflow: args.workflow.clone(),

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use shopfloor_core::access::Role;
-use shopfloor_engine::{open_store, Engine, EngineOptions};
+use shopfloor_engine::{open_store, Engine};
 
 use super::Global;
 
@@ -33,12 +33,7 @@ pub enum Command {
 }
 
 async fn engine(global: &Global) -> anyhow::Result<Engine> {
-    Ok(Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?)
+    Ok(global.open_engine().await?)
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {

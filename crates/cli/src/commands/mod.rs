@@ -38,6 +38,18 @@ pub struct Global {
     pub database_url: Option<String>,
 }
 
+impl Global {
+    /// The engine over this project and database, with the default options.
+    pub async fn open_engine(&self) -> Result<shopfloor_engine::Engine, EngineError> {
+        shopfloor_engine::Engine::open(shopfloor_engine::EngineOptions {
+            project_dir: self.project.clone(),
+            database_url: self.database_url.clone(),
+            ..shopfloor_engine::EngineOptions::default()
+        })
+        .await
+    }
+}
+
 /// Who is acting, for the audit log: `SHOPFLOOR_ACTOR`, else the login name.
 pub fn actor() -> String {
     ["SHOPFLOOR_ACTOR", "USER", "USERNAME"]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use shopfloor_core::calendar::{parse_date, utc_date};
-use shopfloor_engine::{Engine, EngineOptions, NewKpiValue, OutcomeFigures, OutcomeReport};
+use shopfloor_engine::{Engine, NewKpiValue, OutcomeFigures, OutcomeReport};
 
 use super::Global;
 
@@ -55,12 +55,7 @@ fn date(text: &str) -> Result<i64, String> {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     let result = dispatch(&engine, args).await;
     engine.close().await;
     result

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::{Engine, EngineOptions, PortfolioEntry};
+use shopfloor_engine::PortfolioEntry;
 
 use super::Global;
 
@@ -23,12 +23,7 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     let result = engine.portfolio().await;
     engine.close().await;
     let entries = result?;

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use shopfloor_core::spec::Stage;
-use shopfloor_engine::{Engine, EngineOptions};
 
 use super::Global;
 
@@ -37,12 +36,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         Target::Production => Stage::Production,
         Target::Retired => Stage::Retired,
     };
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     let promoted = engine.promote(&args.workflow, to, &super::actor()).await;
     engine.close().await;
     let promoted = promoted?;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use shopfloor_core::calendar::iso_week;
-use shopfloor_engine::{Engine, EngineOptions};
 
 use super::Global;
 
@@ -32,12 +31,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
         format,
         output,
     } = command;
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     let week = week.unwrap_or_else(|| iso_week(shopfloor_engine::now_ms()));
     let report = engine.weekly_report(&week).await;
     engine.close().await;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use serde_json::Value;
 use shopfloor_core::review::ReviewStatus;
-use shopfloor_engine::{DecisionRequest, Engine, EngineOptions, ReviewView, Reviewer};
+use shopfloor_engine::{DecisionRequest, Engine, ReviewView, Reviewer};
 use shopfloor_store::{DeliveryState, EventFilter, OutboxEvent, ReviewFilter, ReviewItem};
 
 use super::{format_time, Global};
@@ -97,12 +97,7 @@ pub enum Command {
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     let result = dispatch(&engine, command).await;
     engine.close().await;
     result

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use shopfloor_engine::{Engine, EngineOptions};
+use shopfloor_engine::Engine;
 use shopfloor_server::otlp::{self, OtlpConfig, OtlpExporter};
 use shopfloor_server::{Server, ServerConfig, WorkerConfig};
 
@@ -60,12 +60,7 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let exporter = init_logging(&args)?.map(OtlpExporter::spawn);
-    let engine = Engine::open(EngineOptions {
-        project_dir: global.project.clone(),
-        database_url: global.database_url.clone(),
-        ..EngineOptions::default()
-    })
-    .await?;
+    let engine = global.open_engine().await?;
     warn_unpulled(&engine);
     let listener = tokio::net::TcpListener::bind(args.listen.as_str())
         .await
