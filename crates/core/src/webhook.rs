@@ -24,6 +24,8 @@ crate::text_enum! {
         ReviewRejected => "review.rejected",
         /// An item is past its `[review] sla_minutes`.
         ReviewOverdue => "review.overdue",
+        /// A scheduled drift check alerted.
+        DriftDetected => "drift.detected",
     }
 }
 

@@ -277,3 +277,58 @@ fn input_text(stored: &str) -> String {
     }
     out
 }
+
+impl Engine {
+    /// The scheduled drift check (`[monitoring] every`): every workflow in pilot or production
+    /// is checked at `now_ms`; each that alerts gets a `drift.detected` event on its
+    /// `[review] webhook`. The event's id names the workflow, its version and the period of
+    /// `every_ms` that `now_ms` falls in, so replicas checking at once send it once, and an
+    /// alert that lasts is sent again once a period. Returns each workflow's verdict.
+    pub async fn drift_sweep(
+        &self,
+        now_ms: i64,
+        every_ms: i64,
+    ) -> Result<Vec<(String, bool)>, EngineError> {
+        let mut verdicts = Vec::new();
+        for (name, workflow) in &self.project.workflows {
+            if !matches!(workflow.spec.stage, Stage::Pilot | Stage::Production) {
+                continue;
+            }
+            let report = self.drift(name, now_ms).await?;
+            if report.drift {
+                if let Some(hook) = self.webhook(name) {
+                    let alerting: Vec<serde_json::Value> = report
+                        .windows
+                        .iter()
+                        .flat_map(|w| {
+                            w.checks
+                                .iter()
+                                .filter(|c| c.drift)
+                                .map(move |c| serde_json::json!({"window": w.name, "check": c}))
+                        })
+                        .collect();
+                    let period = now_ms.div_euclid(every_ms.max(1));
+                    let id = format!("drift_{name}_{}_{period}", report.version);
+                    let about = crate::webhooks::About {
+                        workflow: name,
+                        version: &report.version,
+                        run_id: None,
+                    };
+                    let data =
+                        serde_json::json!({"alerts": alerting, "reference": report.reference});
+                    let event = crate::webhooks::event_about(
+                        &hook,
+                        id,
+                        shopfloor_store::EventKind::DriftDetected,
+                        about,
+                        data,
+                        now_ms,
+                    );
+                    self.store.enqueue_events(&[event]).await?;
+                }
+            }
+            verdicts.push((name.clone(), report.drift));
+        }
+        Ok(verdicts)
+    }
+}

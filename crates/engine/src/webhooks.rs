@@ -247,7 +247,7 @@ impl Engine {
         Ok(true)
     }
 
-    fn webhook(&self, workflow: &str) -> Option<WebhookSpec> {
+    pub(crate) fn webhook(&self, workflow: &str) -> Option<WebhookSpec> {
         self.project
             .workflow(workflow)
             .ok()
@@ -264,20 +264,44 @@ fn event(
     now: i64,
 ) -> OutboxEvent {
     let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
+    let about = About {
+        workflow: &item.workflow,
+        version: &item.version,
+        run_id: Some(&item.run_id),
+    };
+    event_about(hook, id, kind, about, data, now)
+}
+
+/// What an event is about.
+pub(crate) struct About<'a> {
+    pub workflow: &'a str,
+    pub version: &'a str,
+    pub run_id: Option<&'a str>,
+}
+
+/// An event with its id and body fixed now.
+pub(crate) fn event_about(
+    hook: &WebhookSpec,
+    id: String,
+    kind: EventKind,
+    about: About<'_>,
+    data: Value,
+    now: i64,
+) -> OutboxEvent {
     let body = json!({
         "id": id,
         "type": kind.as_str(),
         "created_at_ms": now,
-        "workflow": item.workflow,
-        "version": item.version,
-        "run_id": item.run_id,
+        "workflow": about.workflow,
+        "version": about.version,
+        "run_id": about.run_id,
         "data": data,
     });
     OutboxEvent::due_now(
         id,
         kind,
-        &item.workflow,
-        Some(&item.run_id),
+        about.workflow,
+        about.run_id,
         hook,
         body.to_string(),
         now,

@@ -218,3 +218,94 @@ async fn past_its_sla_an_item_is_escalated_once_or_rejected() {
     assert_eq!(receiver.request_count(), 3);
     engine.close().await;
 }
+
+/// A pilot labels workflow whose eval set expects `billing`, its events sent to `receiver`.
+fn write_labelled_project(dir: &Path, receiver: &str) {
+    std::env::set_var(SECRET_ENV, SECRET);
+    let model = OpenAiModel::new("external", "http://127.0.0.1:9/v1").classes(&["internal"]);
+    let triage = WorkflowToml::new(&["text"], "Route: {{ text }}")
+        .line("owner = \"dana@acme.example\"")
+        .then(&format!(
+            "[outcome]\nkpi = \"minutes\"\nminutes_saved_per_accepted = 2\n\
+             [output]\nlabels = [\"billing\", \"bug\"]\n[route]\nmodels = [\"external\"]\n\
+             [eval]\ndataset = \"datasets/triage.jsonl\"\nscorers = [\"label_accuracy\"]\n\
+             [review]\nwebhook = {{ url = \"{receiver}/hooks/drift\", secret_env = \"{SECRET_ENV}\" }}\n"
+        ))
+        .replace("stage = \"draft\"", "stage = \"pilot\"");
+    testkit::write_project(dir, &model.to_string(), &[("triage", &triage)]);
+    std::fs::create_dir_all(dir.join("datasets")).unwrap();
+    let cases: String = (0..60)
+        .map(|i| format!("{{\"id\": \"c{i}\", \"input\": {{\"text\": \"invoice {i}\"}}, \"expected\": \"billing\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("datasets/triage.jsonl"), cases).unwrap();
+}
+
+#[tokio::test]
+async fn a_drift_alert_goes_out_once_per_period_from_any_number_of_replicas() {
+    let receiver = FakeServer::start(|_| Reply::Json(200, json!({}))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_labelled_project(dir.path(), &origin(&receiver));
+    let engine = engine(dir.path()).await;
+    let version = engine.project.workflow("triage").unwrap().version.clone();
+    let now = shopfloor_engine::now_ms();
+    // The eval set expects billing; the last hour answered bug, 250 times.
+    let runs: Vec<shopfloor_store::RunRecord> = (0..250)
+        .map(|i| shopfloor_store::RunRecord {
+            id: format!("r{i}"),
+            ..recorded_run(&version, now - 3_600_000 + i)
+        })
+        .collect();
+    engine.store().insert_runs(&runs).await.unwrap();
+    let hour = 3_600_000;
+    let verdicts = engine.drift_sweep(now, hour).await.unwrap();
+    assert_eq!(verdicts, vec![("triage".to_string(), true)]);
+    // A second replica (or the next tick) in the same hour adds nothing.
+    let other = common::engine(dir.path()).await;
+    other.drift_sweep(now + 1_000, hour).await.unwrap();
+    let events = engine.deliveries(&EventFilter::default()).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, EventKind::DriftDetected);
+    let body: Value = serde_json::from_str(&events[0].body).unwrap();
+    assert_eq!(body["type"], "drift.detected");
+    assert!(
+        body["data"]["alerts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        engine.deliver_due_at(now + 2_000).await.unwrap().delivered,
+        1
+    );
+    assert_eq!(receiver.requests()[0].path, "/hooks/drift");
+    other.close().await;
+    engine.close().await;
+}
+
+/// A run of `triage` answered `bug` at `at`.
+fn recorded_run(version: &str, at: i64) -> shopfloor_store::RunRecord {
+    shopfloor_store::RunRecord {
+        id: String::new(),
+        workflow: "triage".into(),
+        version: version.into(),
+        batch_id: None,
+        case_index: None,
+        status: RunStatus::Ok,
+        input: json!({"text": "the app crashes"}),
+        prompt: json!([]),
+        raw_output: Some("bug".into()),
+        output: Some(json!("bug")),
+        error: None,
+        model: Some("external".into()),
+        prompt_tokens: 20,
+        completion_tokens: 1,
+        cost_usd: 0.0,
+        latency_ms: 100,
+        created_at_ms: at,
+        attempts: Vec::new(),
+        caller: None,
+        sampled_for_review: false,
+        confidence: None,
+        review: None,
+    }
+}

@@ -96,6 +96,8 @@ struct ReviewFamilies {
     events: Family<StateLabels, Gauge>,
     deliveries: Family<StateLabels, Counter>,
     sla_actions: Family<StateLabels, Counter>,
+    /// 1 while a workflow's last scheduled drift check alerts.
+    drift_alert: Family<WorkflowLabels, Gauge>,
 }
 
 /// Cost adds up in a float counter (US dollars).
@@ -311,6 +313,12 @@ impl Metrics {
                 "Review items past their SLA acted on by this server (escalated, rejected)",
                 Default::default(),
             ),
+            drift_alert: registered(
+                r,
+                "shopfloor_drift_alert",
+                "1 while the last scheduled drift check of a workflow alerts, else 0",
+                Default::default(),
+            ),
         };
         registry.register_collector(Box::new(process::Process));
         Self {
@@ -415,6 +423,18 @@ impl Metrics {
             r.sla_actions
                 .get_or_create(&StateLabels { state })
                 .inc_by(u64::from(n));
+        }
+    }
+
+    /// The verdicts of a scheduled drift check.
+    pub fn drift_verdicts(&self, verdicts: &[(String, bool)]) {
+        for (workflow, alert) in verdicts {
+            self.review
+                .drift_alert
+                .get_or_create(&WorkflowLabels {
+                    workflow: workflow.clone(),
+                })
+                .set(i64::from(*alert));
         }
     }
 
@@ -607,6 +627,16 @@ mod tests {
         );
         assert!(
             text.contains("shopfloor_review_sla_actions_total{state=\"escalated\"} 1\n"),
+            "{text}"
+        );
+        m.drift_verdicts(&[("a".into(), true), ("b".into(), false)]);
+        let text = m.render();
+        assert!(
+            text.contains("shopfloor_drift_alert{workflow=\"a\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shopfloor_drift_alert{workflow=\"b\"} 0\n"),
             "{text}"
         );
     }

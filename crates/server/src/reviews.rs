@@ -208,9 +208,19 @@ pub(crate) async fn stats(
 }
 
 /// Until `stop` turns true, every `every`: apply the review SLAs and send the webhook events
-/// that are due. Every replica may run it: items and events are leased or guarded in the
-/// store, so none is acted on twice. A store error is logged and tried again next time.
+/// that are due; and, when `[monitoring] every` is set, run the drift check that often. Every
+/// replica may run it: items and events are leased or guarded in the store, so none is acted
+/// on twice. A store error is logged and tried again next time.
 pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
+    let drift_every_ms = state
+        .engine
+        .project
+        .config
+        .monitoring
+        .every_secs
+        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
+    // The first check runs once the server is up; then every period.
+    let mut next_drift = shopfloor_engine::now_ms();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -234,5 +244,15 @@ pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::
             }
         };
         state.metrics.review_work(&pass, &sweep);
+        if let Some(every_ms) = drift_every_ms {
+            let now = shopfloor_engine::now_ms();
+            if now >= next_drift {
+                next_drift = now.saturating_add(every_ms);
+                match state.engine.drift_sweep(now, every_ms).await {
+                    Ok(verdicts) => state.metrics.drift_verdicts(&verdicts),
+                    Err(e) => tracing::warn!("scheduled drift check failed: {e}"),
+                }
+            }
+        }
     }
 }
