@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
@@ -502,17 +502,55 @@ fn held_completion(requested: &str, run: &RunRecord) -> Response {
     with_run(json_response(StatusCode::ACCEPTED, &body), &run.id, None)
 }
 
-/// `GET /v1/models`: the models this key may call, and its workflows as `workflow:NAME` when
-/// it may run them.
+fn model_object(m: &shopfloor_core::spec::ModelSpec) -> Value {
+    json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.provider.as_str()})
+}
+
+/// `GET /v1/models/{id}`: one model the gateway can call, or `workflow:NAME` for a key that
+/// may run workflows; 404 in OpenAI's form otherwise, saying why.
+pub(crate) async fn model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    if let Some(name) = id.strip_prefix(WORKFLOW_PREFIX) {
+        if principal.role.allows(Permission::RunWorkflows)
+            && state.engine.project.workflows.contains_key(name)
+        {
+            let body = json!({"id": id, "object": "model", "created": 0, "owned_by": "shopfloor"});
+            return Ok(json_response(StatusCode::OK, &body));
+        }
+    } else if let Some(m) = state
+        .engine
+        .gateway_models()
+        .into_iter()
+        .find(|m| m.name == id)
+    {
+        return match shopfloor_engine::missing_key(m) {
+            None => Ok(json_response(StatusCode::OK, &model_object(m))),
+            Some(var) => Err(ApiError::not_found(format!(
+                "model \"{id}\" cannot be called: its API key variable {var} is not set on the server"
+            ))
+            .code("model_not_found")),
+        };
+    }
+    Err(ApiError::not_found(format!(
+        "no model \"{id}\"; GET /v1/models lists the models this key may call"
+    ))
+    .code("model_not_found"))
+}
+
+/// `GET /v1/models`: the models this key may call (their key is set), and its workflows as
+/// `workflow:NAME` when it may run them.
 pub(crate) async fn models(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Response, ApiError> {
     let mut data: Vec<Value> = state
         .engine
-        .gateway_models()
+        .callable_gateway_models()
         .into_iter()
-        .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.provider.as_str()}))
+        .map(model_object)
         .collect();
     if principal.role.allows(Permission::RunWorkflows) {
         data.extend(state.engine.project.workflows.keys().map(|name| {

@@ -29,7 +29,7 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 19] = [
+pub static ROUTES: [Route; 20] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
@@ -41,6 +41,12 @@ pub static ROUTES: [Route; 19] = [
         path: "/v1/models",
         access: Access::Needs(Permission::CallModels),
         serve: |m| on(m, gateway::models),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/models/{id}",
+        access: Access::Needs(Permission::CallModels),
+        serve: |m| on(m, gateway::model),
     },
     Route {
         method: Method::POST,

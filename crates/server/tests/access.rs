@@ -21,6 +21,7 @@ fn request_for(
 ) -> (String, Option<Value>) {
     let path = route
         .path
+        .replace("/v1/models/{id}", "/v1/models/fast")
         .replace("{name}", "triage")
         .replace("{run_id}", held_id)
         .replace(

@@ -232,6 +232,15 @@ impl Engine {
             .collect()
     }
 
+    /// The gateway's models that can be called now: the ones whose API key variable (their
+    /// `api_key_env`, else their kind's default) is set, and the keyless ones.
+    pub fn callable_gateway_models(&self) -> Vec<&ModelSpec> {
+        self.gateway_models()
+            .into_iter()
+            .filter(|m| missing_key(m).is_none())
+            .collect()
+    }
+
     /// The models tried for a call to `model`: it, then its `[gateway] fallbacks`.
     fn gateway_route(&self, model: &str) -> Result<Vec<String>, GatewayError> {
         if !self.project.config.models.contains_key(model) {
@@ -606,5 +615,17 @@ mod tests {
             workflow_input(&two, "{\"subject\": \"a\", \"body\": \"b\"}").unwrap(),
             json!({"subject": "a", "body": "b"})
         );
+    }
+}
+
+/// The API key variable `model` needs and that is not set, if any.
+pub fn missing_key(model: &ModelSpec) -> Option<String> {
+    let var = model
+        .api_key_env
+        .clone()
+        .or_else(|| model.provider.default_api_key_env().map(str::to_string))?;
+    match std::env::var(&var) {
+        Ok(value) if !value.trim().is_empty() => None,
+        _ => Some(var),
     }
 }
