@@ -593,6 +593,18 @@ pub fn last_user_text(messages: &[Message]) -> Option<&str> {
         .map(|m| m.content.as_str())
 }
 
+/// The API key variable `model` needs and that is not set, if any.
+pub fn missing_key(model: &ModelSpec) -> Option<String> {
+    let var = model
+        .api_key_env
+        .clone()
+        .or_else(|| model.provider.default_api_key_env().map(str::to_string))?;
+    match std::env::var(&var) {
+        Ok(value) if !value.trim().is_empty() => None,
+        _ => Some(var),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,17 +627,5 @@ mod tests {
             workflow_input(&two, "{\"subject\": \"a\", \"body\": \"b\"}").unwrap(),
             json!({"subject": "a", "body": "b"})
         );
-    }
-}
-
-/// The API key variable `model` needs and that is not set, if any.
-pub fn missing_key(model: &ModelSpec) -> Option<String> {
-    let var = model
-        .api_key_env
-        .clone()
-        .or_else(|| model.provider.default_api_key_env().map(str::to_string))?;
-    match std::env::var(&var) {
-        Ok(value) if !value.trim().is_empty() => None,
-        _ => Some(var),
     }
 }
