@@ -39,6 +39,18 @@ impl ModelPool {
     }
 }
 
+/// The API key variable `model` needs and that is not set, if any.
+pub fn missing_key(model: &ModelSpec) -> Option<String> {
+    let var = model
+        .api_key_env
+        .clone()
+        .or_else(|| model.provider.default_api_key_env().map(str::to_string))?;
+    match std::env::var(&var) {
+        Ok(value) if !value.trim().is_empty() => None,
+        _ => Some(var),
+    }
+}
+
 fn poisoned() -> ProviderError {
     ProviderError::Config("internal error: the model pool lock was poisoned".into())
 }

@@ -411,3 +411,17 @@ where
         .push_bind(i64::from(filter.limit.unwrap_or(DEFAULT_LIST_LIMIT)));
     query
 }
+
+/// The rows of `$sql` with the text parameters `$binds` (`$1`, `$2`, … in order), each read
+/// by `$map`: the list queries whose filters decide which parameters there are.
+macro_rules! fetch_with_text_binds {
+    ($db:ty, $pool:expr, $sql:expr, $binds:expr, $map:expr) => {{
+        let mut query = sqlx::query::<$db>($sql);
+        for bind in $binds {
+            query = query.bind(bind);
+        }
+        query.fetch_all($pool).await?.iter().map($map).collect()
+    }};
+}
+
+pub(crate) use fetch_with_text_binds;

@@ -304,7 +304,7 @@ macro_rules! outbox_store_impl {
                 filter: &$crate::outbox::EventFilter,
             ) -> $crate::Result<Vec<$crate::outbox::OutboxEvent>> {
                 let (sql, binds) = $crate::outbox::list_query(filter);
-                $crate::queries::fetch_with_text_binds!(
+                $crate::codec::fetch_with_text_binds!(
                     $db,
                     self.reader(),
                     &sql,

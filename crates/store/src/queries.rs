@@ -593,17 +593,3 @@ macro_rules! store_impl {
     };
 }
 pub(crate) use store_impl;
-
-/// The rows of `$sql` with the text parameters `$binds` (`$1`, `$2`, … in order), each read
-/// by `$map`: the list queries whose filters decide which parameters there are.
-macro_rules! fetch_with_text_binds {
-    ($db:ty, $pool:expr, $sql:expr, $binds:expr, $map:expr) => {{
-        let mut query = sqlx::query::<$db>($sql);
-        for bind in $binds {
-            query = query.bind(bind);
-        }
-        query.fetch_all($pool).await?.iter().map($map).collect()
-    }};
-}
-
-pub(crate) use fetch_with_text_binds;

@@ -327,7 +327,7 @@ macro_rules! review_store_impl {
                 filter: &$crate::reviews::ReviewFilter,
             ) -> $crate::Result<Vec<$crate::reviews::ReviewItem>> {
                 let (sql, binds) = $crate::reviews::list_conditions(filter);
-                $crate::queries::fetch_with_text_binds!($db, self.reader(), &sql, &binds, $crate::reviews::item_from_row)
+                $crate::codec::fetch_with_text_binds!($db, self.reader(), &sql, &binds, $crate::reviews::item_from_row)
             }
 
             async fn get_review(

@@ -237,7 +237,7 @@ impl Engine {
     pub fn callable_gateway_models(&self) -> Vec<&ModelSpec> {
         self.gateway_models()
             .into_iter()
-            .filter(|m| missing_key(m).is_none())
+            .filter(|m| crate::missing_key(m).is_none())
             .collect()
     }
 
@@ -593,39 +593,5 @@ pub fn last_user_text(messages: &[Message]) -> Option<&str> {
         .map(|m| m.content.as_str())
 }
 
-/// The API key variable `model` needs and that is not set, if any.
-pub fn missing_key(model: &ModelSpec) -> Option<String> {
-    let var = model
-        .api_key_env
-        .clone()
-        .or_else(|| model.provider.default_api_key_env().map(str::to_string))?;
-    match std::env::var(&var) {
-        Ok(value) if !value.trim().is_empty() => None,
-        _ => Some(var),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_text_fills_the_one_string_field() {
-        let schema = json!({"type": "object", "properties": {"text": {"type": "string"}}});
-        assert_eq!(
-            workflow_input(&schema, "hello").unwrap(),
-            json!({"text": "hello"})
-        );
-        assert_eq!(
-            workflow_input(&schema, "{\"text\": \"hi\"}").unwrap(),
-            json!({"text": "hi"})
-        );
-        let two = json!({"type": "object", "required": ["subject", "body"],
-            "properties": {"subject": {"type": "string"}, "body": {"type": "string"}}});
-        assert!(workflow_input(&two, "hello").is_err());
-        assert_eq!(
-            workflow_input(&two, "{\"subject\": \"a\", \"body\": \"b\"}").unwrap(),
-            json!({"subject": "a", "body": "b"})
-        );
-    }
-}
+mod tests;
