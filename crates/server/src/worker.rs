@@ -79,7 +79,7 @@ pub(crate) async fn run(state: AppState, config: WorkerConfig, mut stop: watch::
                     idle_since = None;
                     for case in cases {
                         let info = batch_info(&state, &mut batches, &case).await;
-                        running.push(run_case(state.clone(), case, info));
+                        running.push(run_case(state.clone(), case, info, stop.clone()));
                     }
                     continue;
                 }
@@ -113,47 +113,77 @@ pub(crate) async fn run(state: AppState, config: WorkerConfig, mut stop: watch::
     settle_batches(&state, &mut touched).await;
 }
 
-/// The batch's version (a case runs only on the version it was queued for) and its submitter.
+/// How long a case waits for its batch to be read before it is left in the queue.
+const BATCH_READ_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The batch's version (a case runs only on the version it was queued for) and its submitter;
+/// `None` when the store could not say (the case then asks again itself, never guessing).
 async fn batch_info(
     state: &AppState,
     batches: &mut HashMap<String, BatchInfo>,
     case: &ClaimedCase,
-) -> BatchInfo {
+) -> Option<BatchInfo> {
     if let Some(info) = batches.get(&case.batch_id) {
-        return info.clone();
+        return Some(info.clone());
     }
-    let store = state.engine.store();
-    let (version, caller) = match store.get_batch(&case.batch_id).await {
-        Ok(Some(batch)) => (batch.version, batch.caller),
-        Ok(None) => (String::new(), None),
-        Err(e) => {
-            tracing::warn!(batch = %case.batch_id, "reading the batch failed: {e}");
-            // Not cached: the next case asks again.
-            return BatchInfo {
-                version: current_version(state, &case.workflow),
-                caller: None,
-            };
-        }
-    };
-    let info = BatchInfo { version, caller };
+    let info = read_batch(state, &case.batch_id).await.ok()?;
     batches.insert(case.batch_id.clone(), info.clone());
-    info
+    Some(info)
 }
 
-fn current_version(state: &AppState, workflow: &str) -> String {
-    state
-        .engine
-        .project
-        .workflows
-        .get(workflow)
-        .map(|w| w.version.clone())
-        .unwrap_or_default()
+async fn read_batch(state: &AppState, batch_id: &str) -> Result<BatchInfo, String> {
+    match state.engine.store().get_batch(batch_id).await {
+        Ok(Some(batch)) => Ok(BatchInfo {
+            version: batch.version,
+            caller: batch.caller,
+        }),
+        // A batch that is gone: its cases fail for it in the engine.
+        Ok(None) => Ok(BatchInfo {
+            version: String::new(),
+            caller: None,
+        }),
+        Err(e) => {
+            tracing::warn!(batch = %batch_id, "reading the batch failed: {e}");
+            Err(e.to_string())
+        }
+    }
 }
 
-/// Run one case and queue its run; returns the batch id.
-async fn run_case(state: AppState, case: ClaimedCase, info: BatchInfo) -> String {
+/// Run one case and queue its run; returns the batch id. Without its batch's version
+/// (`info` is `None`: the store failed) the case reads the batch again with backoff; if it
+/// still cannot, it is not run (never on another version) and stays queued: once its lease
+/// ends, a worker claims it again.
+async fn run_case(
+    state: AppState,
+    case: ClaimedCase,
+    info: Option<BatchInfo>,
+    mut stop: watch::Receiver<bool>,
+) -> String {
     let started = Instant::now();
     let batch = case.batch_id.clone();
+    let info = match info {
+        Some(info) => info,
+        None => {
+            let mut wait = Duration::from_millis(100);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => return batch,
+                }
+                if let Ok(info) = read_batch(&state, &batch).await {
+                    break info;
+                }
+                if started.elapsed() >= BATCH_READ_PATIENCE {
+                    tracing::error!(
+                        batch = %batch, case = case.case_index,
+                        "the batch cannot be read; the case is left in the queue, not run"
+                    );
+                    return batch;
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
     let span = tracing::info_span!("batch_case", batch = %case.batch_id, case = case.case_index);
     let run = tracing::Instrument::instrument(
         state.engine.run_claimed(case, &info.version, info.caller),
