@@ -51,7 +51,7 @@ pub use outcomes::{
 pub use portfolio::{Flagged, HealthFlag, LastEval, PortfolioEntry, Suggestion};
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use queue::{BatchProgress, API_SOURCE};
-pub use recorder::{Recorder, RecorderTask};
+pub use recorder::{not_recorded, Recorder, RecorderTask};
 pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
 pub use runner::{now_ms, released_output, Answer, CallBudget, RunOptions, Runner};
 pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};

@@ -3,17 +3,29 @@
 //! `record` only queues; a background task flushes up to [`FLUSH_SIZE`] runs per transaction.
 //! `close` drains the queue, so nothing recorded before a normal exit or Ctrl-C is lost. A failed
 //! flush is retried; the store skips runs it already has, so a retry never duplicates a case.
+//! A run the store cannot take (a value out of its range) does not take the others with it:
+//! the rest are written one by one, and that run is recorded as failed with the reason. What
+//! still cannot be written after every retry is counted ([`not_recorded`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopfloor_store::{RunRecord, Store};
+use shopfloor_store::{RunRecord, RunStatus, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Runs per transaction.
 pub const FLUSH_SIZE: usize = 256;
 /// How long a run may wait in the queue before it is written.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Runs this process gave up recording.
+static NOT_RECORDED: AtomicU64 = AtomicU64::new(0);
+
+/// How many runs this process could not record at all (for `/metrics`).
+pub fn not_recorded() -> u64 {
+    NOT_RECORDED.load(Ordering::Relaxed)
+}
 
 enum Message {
     Run(Box<RunRecord>),
@@ -117,6 +129,12 @@ async fn write(store: &dyn Store, pending: &mut Vec<RunRecord>) {
                 pending.clear();
                 return;
             }
+            Err(e) if cannot_store(&e) => {
+                write_one_by_one(store, pending).await;
+                if pending.is_empty() {
+                    return;
+                }
+            }
             Err(e) => {
                 tracing::warn!(
                     attempt,
@@ -132,5 +150,52 @@ async fn write(store: &dyn Store, pending: &mut Vec<RunRecord>) {
         "gave up recording {} runs after repeated store errors",
         pending.len()
     );
+    NOT_RECORDED.fetch_add(pending.len() as u64, Ordering::Relaxed);
     pending.clear();
+}
+
+/// An error of the rows themselves, not of the store: writing them again cannot help.
+fn cannot_store(e: &StoreError) -> bool {
+    matches!(e, StoreError::OutOfRange { .. })
+}
+
+/// Write each run alone. One the store cannot take is recorded as failed, with the reason
+/// and without the values it could not take; `pending` keeps the runs that failed for other
+/// reasons (the store went away), for the retry.
+async fn write_one_by_one(store: &dyn Store, pending: &mut Vec<RunRecord>) {
+    let mut kept = Vec::new();
+    for run in pending.drain(..) {
+        match store.insert_runs(std::slice::from_ref(&run)).await {
+            Ok(()) => {}
+            Err(e) if cannot_store(&e) => {
+                tracing::error!(run_id = %run.id, workflow = %run.workflow, "a run cannot be stored as it is: {e}; recording it as failed");
+                let failed = unstorable(run, &e);
+                if let Err(e) = store.insert_runs(std::slice::from_ref(&failed)).await {
+                    tracing::error!(run_id = %failed.id, "even as failed the run cannot be stored: {e}");
+                    NOT_RECORDED.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => kept.push(run),
+        }
+    }
+    *pending = kept;
+}
+
+/// `run` as a failed run saying why it could not be stored: its identity, input and prompt,
+/// no figures.
+fn unstorable(run: RunRecord, e: &StoreError) -> RunRecord {
+    RunRecord {
+        status: RunStatus::Failed,
+        error: Some(format!("the run could not be recorded as it ended: {e}")),
+        output: None,
+        raw_output: None,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_usd: 0.0,
+        latency_ms: 0,
+        attempts: Vec::new(),
+        review: None,
+        confidence: None,
+        ..run
+    }
 }

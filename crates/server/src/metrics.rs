@@ -98,6 +98,8 @@ struct ReviewFamilies {
     sla_actions: Family<StateLabels, Counter>,
     /// 1 while a workflow's last scheduled drift check alerts.
     drift_alert: Family<WorkflowLabels, Gauge>,
+    /// Runs this process could not record at all.
+    not_recorded: Gauge,
 }
 
 /// Cost adds up in a float counter (US dollars).
@@ -319,6 +321,12 @@ impl Metrics {
                 "1 while the last scheduled drift check of a workflow alerts, else 0",
                 Default::default(),
             ),
+            not_recorded: registered(
+                r,
+                "shopfloor_runs_not_recorded",
+                "Runs this server gave up writing to the store after every retry (a run the store cannot take as it is is recorded as failed instead)",
+                Default::default(),
+            ),
         };
         registry.register_collector(Box::new(process::Process));
         Self {
@@ -380,6 +388,8 @@ impl Metrics {
         r.overdue.clear();
         r.oldest_pending.clear();
         r.events.clear();
+        r.not_recorded
+            .set(gauge_value(shopfloor_engine::not_recorded()));
         for count in counts {
             let workflow = count.workflow.clone();
             r.items
