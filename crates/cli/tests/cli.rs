@@ -46,12 +46,18 @@ fn write_inputs(path: &Path, n: usize, bad_lines: &[usize]) {
 /// `shopfloor run ticket-triage --input cases.jsonl` in `dir` as a child process, its output
 /// piped.
 fn spawn_batch(dir: &Path, concurrency: usize) -> std::process::Child {
+    spawn_batch_with(dir, concurrency, &[])
+}
+
+/// [`spawn_batch`] with more arguments.
+fn spawn_batch_with(dir: &Path, concurrency: usize, extra: &[&str]) -> std::process::Child {
     let concurrency = concurrency.to_string();
     Command::new(env!("CARGO_BIN_EXE_shopfloor"))
         .arg("-C")
         .arg(dir)
         .args(["run", "ticket-triage", "--input", "cases.jsonl"])
         .args(["--concurrency", &concurrency])
+        .args(extra)
         .env_remove("SHOPFLOOR_DATABASE_URL")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -252,7 +258,7 @@ async fn a_batch_killed_mid_way_resumes_without_running_recorded_cases_again() {
     let cases = 60;
     write_inputs(&dir.path().join("cases.jsonl"), cases, &[]);
 
-    let mut child = spawn_batch(dir.path(), 2);
+    let mut child = spawn_batch_with(dir.path(), 2, &["--out", "results.jsonl"]);
     let store = open_store(dir.path()).await;
     let batch_id = loop {
         let runs = all_runs(store.as_ref()).await;
@@ -284,10 +290,24 @@ async fn a_batch_killed_mid_way_resumes_without_running_recorded_cases_again() {
             "cases.jsonl",
             "--resume",
             &batch_id,
+            "--out",
+            "results.jsonl",
         ],
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
+    // `--out` is rewritten from the store: one line per case, whatever the killed run wrote.
+    let lines: Vec<Value> = std::fs::read_to_string(dir.path().join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let cases_out: Vec<u64> = lines.iter().map(|l| l["case"].as_u64().unwrap()).collect();
+    assert_eq!(
+        cases_out,
+        (1..=cases as u64).collect::<Vec<_>>(),
+        "one line per case"
+    );
     assert!(
         stderr.contains(&format!(
             "{} case(s) already recorded",
@@ -393,4 +413,56 @@ async fn ctrl_c_records_everything_that_finished() {
         ran,
         "nothing was sent that was not recorded"
     );
+}
+
+/// Two `--resume` of one batch at once: the second is refused, naming who runs it, and no
+/// case is paid for twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_being_run_cannot_be_resumed_twice() {
+    let server = FakeServer::start(|r| router(r).delayed(Duration::from_millis(40))).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    let cases = 40;
+    write_inputs(&dir.path().join("cases.jsonl"), cases, &[]);
+    let mut child = spawn_batch(dir.path(), 1);
+    let store = open_store(dir.path()).await;
+    let batch_id = loop {
+        let runs = all_runs(store.as_ref()).await;
+        if runs.len() >= 3 {
+            break runs[0].batch_id.clone().expect("batch run");
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the batch ended too soon"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let resume = [
+        "run",
+        "ticket-triage",
+        "--input",
+        "cases.jsonl",
+        "--resume",
+        &batch_id,
+    ];
+    let out = shopfloor(dir.path(), &resume);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_contains(
+        &stderr,
+        &[
+            &format!("batch {batch_id} is being run by "),
+            &format!(":{}", child.id()),
+        ],
+    );
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        server.request_count(),
+        cases,
+        "every case was paid for once"
+    );
+    // Once the first run is done, resuming is allowed (and has nothing left to run).
+    let out = shopfloor(dir.path(), &resume);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(server.request_count(), cases);
 }

@@ -204,6 +204,20 @@ impl Engine {
         };
         report.batch_id = batch.id.clone();
         report.resumed = request.resume.is_some();
+        let runner = runner_id();
+        self.lease_batch(&batch.id, &runner).await?;
+        let renewing = {
+            let (store, id, runner) = (self.store.clone(), batch.id.clone(), runner.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    let until = now_ms() + LEASE_MS;
+                    if let Err(e) = store.lease_batch(&id, &runner, now_ms(), until, None).await {
+                        tracing::warn!(batch = %id, "renewing the batch's lease failed: {e}");
+                    }
+                }
+            })
+        };
         let todo: Vec<Case> = cases
             .into_iter()
             .filter(|c| !done.contains(&c.line))
@@ -238,7 +252,7 @@ impl Engine {
             let workflow = workflow.clone();
             async move { self.runner.run(&workflow, case.input, &options).await }
         };
-        report.interrupted = run_bounded(
+        let ran = run_bounded(
             todo,
             request.concurrency,
             stop,
@@ -253,8 +267,17 @@ impl Engine {
                 Ok::<(), EngineError>(())
             },
         )
-        .await?;
+        .await;
+        renewing.abort();
         self.recorder.flush().await;
+        if let Err(e) = self.store.release_batch(&batch.id, &runner).await {
+            tracing::warn!(batch = %batch.id, "releasing the batch's lease failed: {e}");
+        }
+        report.interrupted = ran?;
+        if let Some(path) = &request.out {
+            // One line per recorded case, whatever earlier runs of the batch appended.
+            self.rewrite_out(path, &batch.id).await?;
+        }
         if !report.interrupted {
             self.store
                 .set_batch_status(&batch.id, BatchStatus::Done, now_ms())
@@ -262,6 +285,51 @@ impl Engine {
         }
         report.latencies_ms.sort_unstable();
         Ok(report)
+    }
+
+    /// Take the batch's lease for this process, or say who runs it.
+    async fn lease_batch(&self, id: &str, runner: &str) -> Result<(), EngineError> {
+        let now = now_ms();
+        let mut replacing = None;
+        loop {
+            match self
+                .store
+                .lease_batch(id, runner, now, now + LEASE_MS, replacing.as_deref())
+                .await?
+            {
+                None => return Ok(()),
+                Some((holder, _)) if replacing.is_none() && gone(&holder) => {
+                    replacing = Some(holder);
+                }
+                Some((holder, until)) => {
+                    return Err(EngineError::BatchMismatch(format!(
+                        "batch {id} is being run by {holder} (its lease runs to {} UTC); wait for it to finish, or for its lease to end if it stopped",
+                        shopfloor_core::calendar::utc_datetime(until)
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Rewrite `path` from the store: one line per recorded case of the batch, in case order.
+    async fn rewrite_out(&self, path: &Path, batch_id: &str) -> Result<(), EngineError> {
+        let partial = path.with_file_name(format!(
+            ".{}.partial",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+        ));
+        let file = std::fs::File::create(&partial).map_err(EngineError::io(partial.clone()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let mut after = 0;
+        loop {
+            let page = self.store.batch_runs(batch_id, after, 1_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.case_index.unwrap_or(u64::MAX);
+            for run in &page {
+                write_result(&mut out, run, Some(&partial))?;
+            }
+        }
+        drop(out);
+        std::fs::rename(&partial, path).map_err(EngineError::io(path.to_path_buf()))
     }
 
     async fn resume_batch(
@@ -294,6 +362,37 @@ impl Engine {
             .collect();
         Ok((batch, done))
     }
+}
+
+/// How long a batch's lease lasts without renewal, and how often the runner renews it.
+const LEASE_MS: i64 = 30_000;
+const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// This process as a batch's runner: `HOST:PID`.
+fn runner_id() -> String {
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Whether `holder` (`HOST:PID`) is a process of this machine that no longer runs (known only
+/// where `/proc` shows processes).
+fn gone(holder: &str) -> bool {
+    let Some((host, pid)) = holder.rsplit_once(':') else {
+        return false;
+    };
+    let proc = Path::new("/proc");
+    host == host_name()
+        && pid.parse::<u32>().is_ok()
+        && proc.join("self").exists()
+        && !proc.join(pid).exists()
 }
 
 fn open_out(path: &Path) -> Result<std::io::BufWriter<std::fs::File>, EngineError> {

@@ -3,6 +3,7 @@
 //! Nothing outside this crate writes SQL. Records are plain data; the engine builds them.
 
 mod audit;
+mod batch_lease;
 mod codec;
 mod drift;
 mod eval_codec;
@@ -29,6 +30,7 @@ pub use audit::{
     verify_chain, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry,
     GENESIS_HASH,
 };
+pub use batch_lease::BatchLeaseStore;
 pub use drift::{DriftStore, RunWindow, SampledRun, WindowCounts};
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use keys::{ApiKeyRecord, Caller};
@@ -85,7 +87,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
-pub trait Store: ReviewStore + OutboxStore + OutcomeStore + DriftStore + Send + Sync {
+pub trait Store:
+    BatchLeaseStore + ReviewStore + OutboxStore + OutcomeStore + DriftStore + Send + Sync
+{
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

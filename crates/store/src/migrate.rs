@@ -71,6 +71,11 @@ const MIGRATIONS: &[Migration] = &[
         "kpi_values",
         include_str!("../migrations/0008_outcomes.sql"),
     ),
+    Migration::new(
+        9,
+        "batch_runner",
+        include_str!("../migrations/0009_batch_runner.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

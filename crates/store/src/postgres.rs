@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 
+use crate::batch_lease::batch_lease_store_impl;
 use crate::codec::{self, to_bigint, ATTEMPT_COLUMNS, RUN_COLUMNS};
 use crate::drift::drift_store_impl;
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
@@ -240,6 +241,7 @@ review_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 outbox_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 drift_store_impl!(PostgresStore, Postgres);
 outcome_store_impl!(PostgresStore, Postgres);
+batch_lease_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;

@@ -12,6 +12,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+use crate::batch_lease::batch_lease_store_impl;
 use crate::codec::{
     self, to_bigint, ATTEMPT_COLUMNS, ATTEMPT_COLUMN_COUNT, RUN_COLUMNS, RUN_COLUMN_COUNT,
 };
@@ -335,6 +336,7 @@ review_store_impl!(SqliteStore, Sqlite, "");
 outbox_store_impl!(SqliteStore, Sqlite, "");
 drift_store_impl!(SqliteStore, Sqlite);
 outcome_store_impl!(SqliteStore, Sqlite);
+batch_lease_store_impl!(SqliteStore, Sqlite);
 
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are
