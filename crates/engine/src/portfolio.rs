@@ -16,7 +16,7 @@ const DAY_MS: i64 = 86_400_000;
 pub const MIN_EVAL_CASES: usize = 30;
 /// Longer than this in pilot is the proof-of-concept trap.
 pub const LONG_PILOT_DAYS: i64 = 90;
-/// No runs for this long: nobody uses it.
+/// No runs for this long (this week and last): nobody uses it.
 pub const IDLE_DAYS: i64 = 14;
 /// Cost per accepted output up by more than this share week over week.
 const COST_RISE: f64 = 0.2;
@@ -114,9 +114,6 @@ impl Engine {
         let last_week = self
             .window_figures(&name, week(now - 7 * DAY_MS), rates)
             .await?;
-        let idle_since = self
-            .window_figures(&name, Window::since(now - IDLE_DAYS * DAY_MS), rates)
-            .await?;
         let kpi = match outcome {
             Some(o) => Some(kpi_status(
                 &o.kpi,
@@ -158,7 +155,8 @@ impl Engine {
             last_eval: last_eval.as_ref(),
             this_week: &this_week,
             last_week: &last_week,
-            runs_in_idle_window: idle_since.runs,
+            // The two weeks are the idle window.
+            runs_in_idle_window: this_week.runs + last_week.runs,
             kpi: kpi.as_ref(),
             reviews_overdue,
             drift_alert: match self.drift_alert(&name, now).await {
