@@ -136,6 +136,10 @@ pub struct ChatExtras {
     /// Fields the gateway does not know, sent as they came to OpenAI-compatible servers
     /// (vLLM, Ollama and llama.cpp take extra fields) and refused by every other provider.
     pub passthrough: serde_json::Map<String, serde_json::Value>,
+    /// The token limit came as `max_completion_tokens` (which OpenAI's reasoning models
+    /// require instead of `max_tokens`): OpenAI-style providers send it under that name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub max_completion_tokens: bool,
 }
 
 impl ChatExtras {

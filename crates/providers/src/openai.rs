@@ -88,6 +88,8 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f32>,
@@ -264,10 +266,15 @@ impl<'a> WireRequest<'a> {
     /// The wire form. `assistant_prefix` and `choices` are not sent: this API has no prefill or
     /// constrained choice, and [`Capabilities`] tells the engine so.
     fn new(request: &'a ChatRequest, stream: bool) -> Self {
+        let completion = request
+            .extras
+            .as_deref()
+            .is_some_and(|e| e.max_completion_tokens);
         WireRequest {
             model: &request.model,
             messages: WireMessages(&request.messages),
-            max_tokens: request.max_tokens,
+            max_tokens: request.max_tokens.filter(|_| !completion),
+            max_completion_tokens: request.max_tokens.filter(|_| completion),
             temperature: request.temperature,
             top_p: request.top_p,
             seed: request.seed,

@@ -144,7 +144,12 @@ impl<'de> Visitor<'de> for BodyVisitor {
                     }
                 }
                 "max_tokens" => body.max_tokens = map.next_value()?,
-                "max_completion_tokens" => body.max_completion_tokens = map.next_value()?,
+                "max_completion_tokens" => {
+                    body.max_completion_tokens = map.next_value()?;
+                    if body.max_completion_tokens.is_some() {
+                        body.extras().max_completion_tokens = true;
+                    }
+                }
                 "temperature" => body.temperature = map.next_value()?,
                 "top_p" => body.top_p = map.next_value()?,
                 "seed" => body.seed = map.next_value()?,

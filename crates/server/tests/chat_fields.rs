@@ -76,7 +76,8 @@ fn fields() -> Vec<(&'static str, Value, Gets, Gets, Gets)> {
         (
             "max_completion_tokens",
             json!(3),
-            Carried("max_tokens"),
+            // Under its own name to OpenAI (reasoning models take only that one).
+            Carried("max_completion_tokens"),
             Carried("max_tokens"),
             Applied,
         ),
