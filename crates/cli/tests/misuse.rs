@@ -201,3 +201,30 @@ fn serve_accepts_a_host_name_to_listen_on() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has no port"), "{stderr}");
 }
+
+#[test]
+fn a_workflow_file_that_is_not_text_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shopfloor(dir.path(), &["init"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    // Two lines of TOML, then bytes of a binary file.
+    let path = dir.path().join("workflows/ticket-triage.toml");
+    let mut bytes = b"description = \"x\"\nowner = \"y\"\nrisk = \x00\xff\xfe\x01\n".to_vec();
+    bytes.extend([0x89, b'P', b'N', b'G']);
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(dir.path().join("shopfloor.toml"), b"\xc3\x28").unwrap();
+    let out = shopfloor(dir.path(), &["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: workflows/ticket-triage.toml:3: not UTF-8 text (byte 9 of the line is 0xff)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: shopfloor.toml:1: not UTF-8 text (byte 1 of the line is 0xc3)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -40,7 +40,7 @@ impl Project {
     /// as [`EngineError::InvalidProject`].
     pub fn load(root: &Path) -> Result<Self, EngineError> {
         let config_path = root.join(CONFIG_FILE);
-        let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
+        let config_bytes = std::fs::read(&config_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 EngineError::NoProject {
                     dir: root.to_path_buf(),
@@ -52,11 +52,24 @@ impl Project {
                 }
             }
         })?;
-        let (config, mut diagnostics) = parse_config(CONFIG_FILE, &config_text);
+        let mut diagnostics = Vec::new();
+        let config_text = utf8_text(CONFIG_FILE, config_bytes).unwrap_or_else(|d| {
+            diagnostics.push(d);
+            String::new()
+        });
+        let (config, found) = parse_config(CONFIG_FILE, &config_text);
+        diagnostics.extend(found);
         let mut workflows = Vec::new();
         for (name, path) in workflow_files(root)? {
             let file = format!("{WORKFLOWS_DIR}/{name}.toml");
-            let text = std::fs::read_to_string(&path).map_err(EngineError::io(path.clone()))?;
+            let bytes = std::fs::read(&path).map_err(EngineError::io(path.clone()))?;
+            let text = match utf8_text(&file, bytes) {
+                Ok(text) => text,
+                Err(d) => {
+                    diagnostics.push(d);
+                    continue;
+                }
+            };
             let (workflow, found) = parse_workflow(&name, &file, &text);
             diagnostics.extend(found);
             workflows.extend(workflow);
@@ -146,4 +159,23 @@ fn workflow_files(root: &Path) -> Result<Vec<(String, PathBuf)>, EngineError> {
     }
     files.sort();
     Ok(files)
+}
+
+/// `bytes` of `file` as text, or where they stop being UTF-8 (a binary file, another encoding).
+fn utf8_text(file: &str, bytes: Vec<u8>) -> Result<String, Diagnostic> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..valid].iter().filter(|b| **b == b'\n').count() + 1;
+        let column = valid - bytes[..valid].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) + 1;
+        Diagnostic::new(
+            file,
+            Some(line),
+            "",
+            format!(
+                "not UTF-8 text (byte {column} of the line is 0x{:02x}); save the file as UTF-8 TOML",
+                bytes[valid]
+            ),
+        )
+    })
 }
