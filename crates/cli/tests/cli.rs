@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{label_by_keywords, scaffold, shopfloor, text};
+use common::{label_by_keywords, open_store, scaffold, shopfloor, text};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -63,12 +63,6 @@ fn spawn_batch_with(dir: &Path, concurrency: usize, extra: &[&str]) -> std::proc
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// The project's SQLite store, opened beside the binary's.
-async fn open_store(dir: &Path) -> std::sync::Arc<dyn shopfloor_store::Store> {
-    let path = dir.join(".shopfloor/shopfloor.db");
-    shopfloor_store::open(path.to_str().unwrap()).await.unwrap()
 }
 
 /// Up to 1000 runs, newest first.

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{shopfloor, text};
+use common::{open_store, shopfloor, text};
 use serde_json::{json, Value};
 use shopfloor_core::review::{Decision, ReviewReason, ReviewStatus};
 use shopfloor_store::testing::TestPostgres;
@@ -202,12 +202,7 @@ async fn check(dir: &Path, database: &[&str]) {
 async fn outcomes_by_hand_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let store = shopfloor_store::open(&format!(
-        "sqlite://{}",
-        dir.path().join(".shopfloor/shopfloor.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = open_store(dir.path()).await;
     seed(&*store).await;
     drop(store);
     check(dir.path(), &[]).await;
@@ -251,12 +246,7 @@ fn a_bad_date_and_a_workflow_without_outcome_are_refused_clearly() {
 async fn the_portfolio_flags_falling_acceptance_and_suggests_a_fix() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let store = shopfloor_store::open(&format!(
-        "sqlite://{}",
-        dir.path().join(".shopfloor/shopfloor.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = open_store(dir.path()).await;
     // The week before: 98 of 100 accepted; this week: 80 of 100.
     let now = shopfloor_engine::now_ms();
     let mut runs = Vec::new();
@@ -318,12 +308,7 @@ const W10_NOON: i64 = 1_741_003_200_000;
 async fn the_weekly_review_is_the_same_bytes_for_the_same_database_and_week() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
-    let store = shopfloor_store::open(&format!(
-        "sqlite://{}",
-        dir.path().join(".shopfloor/shopfloor.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = open_store(dir.path()).await;
     // This week as in `seed`; the week before, a smaller one.
     seed_at(&*store, W10_NOON, "w10-").await;
     let before: Vec<RunRecord> = (0..10)

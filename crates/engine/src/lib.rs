@@ -44,7 +44,7 @@ pub use gateway::{
     GatewayStream, RunFacts, StreamItem, GATEWAY_WORKFLOW,
 };
 pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
-pub use models::{missing_key, ModelPool};
+pub use models::ModelPool;
 pub use outcomes::{
     KpiStatus, NewKpiValue, OutcomeFigures, OutcomeReport, OutcomeWeek, VersionWeek,
 };

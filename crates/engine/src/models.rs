@@ -37,17 +37,15 @@ impl ModelPool {
         let mut built = self.built.lock().map_err(|_| poisoned())?;
         Ok(built.entry(spec.name.clone()).or_insert(provider).clone())
     }
-}
 
-/// The API key variable `model` needs and that is not set, if any.
-pub fn missing_key(model: &ModelSpec) -> Option<String> {
-    let var = model
-        .api_key_env
-        .clone()
-        .or_else(|| model.provider.default_api_key_env().map(str::to_string))?;
-    match std::env::var(&var) {
-        Ok(value) if !value.trim().is_empty() => None,
-        _ => Some(var),
+    /// Whether `spec` can be called now: its provider builds, by the same rules a call uses
+    /// (its key variable set, or none needed). The embedded model needs no key and is not
+    /// loaded for this.
+    pub fn callable(&self, spec: &ModelSpec) -> Result<(), ProviderError> {
+        if spec.provider == ProviderKind::Local {
+            return Ok(());
+        }
+        self.provider(spec).map(|_| ())
     }
 }
 

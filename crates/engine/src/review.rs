@@ -212,31 +212,51 @@ impl Engine {
                 .and(item.claimed_at_ms),
             decided_at_ms: now,
         };
-        let update = ReviewUpdate {
-            events: self.decision_events(&item, status, &record),
-            decision: record.clone(),
-            status,
-            seen_decisions: item.decisions,
-        };
-        if !self.store.decide_review(&update).await? {
+        if !self
+            .record_decision(&item, record, status, Vec::new())
+            .await?
+        {
             return Err(ReviewError::Conflict(run_id.to_string()).into());
         }
-        let before = item.corrected_output.as_ref().or(item.output.as_ref());
-        let after = record.output.as_ref().or(before);
-        self.audit(
-            &reviewer.name,
-            AuditAction::review(decision),
-            run_id,
-            json!({
-                "workflow": item.workflow,
-                "status": status.as_str(),
-                "reason": record.reason,
-                "output_before": output_hash(before),
-                "output_after": output_hash(after),
-            }),
-        )
-        .await?;
         self.review_item(run_id).await
+    }
+
+    /// Write `record` on `item` (leaving it in `status`) with its webhook events and `more`,
+    /// then its audit entry (who, which decision, the output's hash before and after).
+    /// `false`, and nothing written, when the item was decided meanwhile. Every decision —
+    /// a reviewer's or the SLA's — goes through here.
+    pub(crate) async fn record_decision(
+        &self,
+        item: &ReviewItem,
+        record: ReviewDecisionRecord,
+        status: ReviewStatus,
+        more: Vec<shopfloor_store::OutboxEvent>,
+    ) -> Result<bool, EngineError> {
+        let mut events = more;
+        events.extend(self.decision_events(item, status, &record));
+        let before = item.corrected_output.as_ref().or(item.output.as_ref());
+        let detail = json!({
+            "workflow": item.workflow,
+            "status": status.as_str(),
+            "reason": record.reason,
+            "output_before": output_hash(before),
+            "output_after": output_hash(record.output.as_ref().or(before)),
+        });
+        let (actor, action) = (
+            record.reviewer.clone(),
+            AuditAction::review(record.decision),
+        );
+        let update = ReviewUpdate {
+            decision: record,
+            status,
+            seen_decisions: item.decisions,
+            events,
+        };
+        if !self.store.decide_review(&update).await? {
+            return Ok(false);
+        }
+        self.audit(&actor, action, &item.run_id, detail).await?;
+        Ok(true)
     }
 
     /// The queue's figures, over one workflow or all.

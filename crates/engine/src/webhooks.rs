@@ -14,8 +14,7 @@ use shopfloor_core::webhook::{
     retry_delay_ms, webhook_signature, EventKind, EVENT_ID_HEADER, SIGNATURE_HEADER,
 };
 use shopfloor_store::{
-    AuditAction, DeliveryOutcome, DeliveryState, EventFilter, OutboxEvent, ReviewDecisionRecord,
-    ReviewItem, ReviewUpdate,
+    DeliveryOutcome, DeliveryState, EventFilter, OutboxEvent, ReviewDecisionRecord, ReviewItem,
 };
 
 use crate::{now_ms, Engine, EngineError, SYSTEM_ACTOR};
@@ -200,7 +199,7 @@ impl Engine {
     async fn reject_overdue(
         &self,
         item: &ReviewItem,
-        mut events: Vec<OutboxEvent>,
+        overdue: Vec<OutboxEvent>,
         now: i64,
     ) -> Result<bool, EngineError> {
         let minutes = self
@@ -218,33 +217,8 @@ impl Engine {
             claimed_at_ms: None,
             decided_at_ms: now,
         };
-        events.extend(self.decision_events(item, ReviewStatus::Rejected, &record));
-        let update = ReviewUpdate {
-            decision: record,
-            status: ReviewStatus::Rejected,
-            seen_decisions: item.decisions,
-            events,
-        };
-        if !self.store.decide_review(&update).await? {
-            return Ok(false);
-        }
-        let hash = shopfloor_core::review::output_hash(
-            item.corrected_output.as_ref().or(item.output.as_ref()),
-        );
-        self.audit(
-            SYSTEM_ACTOR,
-            AuditAction::ReviewReject,
-            &item.run_id,
-            json!({
-                "workflow": item.workflow,
-                "status": ReviewStatus::Rejected.as_str(),
-                "reason": SLA_REJECT_REASON,
-                "output_before": hash,
-                "output_after": hash,
-            }),
-        )
-        .await?;
-        Ok(true)
+        self.record_decision(item, record, ReviewStatus::Rejected, overdue)
+            .await
     }
 
     pub(crate) fn webhook(&self, workflow: &str) -> Option<WebhookSpec> {

@@ -526,10 +526,10 @@ pub(crate) async fn model(
         .into_iter()
         .find(|m| m.name == id)
     {
-        return match shopfloor_engine::missing_key(m) {
+        return match state.engine.why_not_callable(m) {
             None => Ok(json_response(StatusCode::OK, &model_object(m))),
-            Some(var) => Err(ApiError::not_found(format!(
-                "model \"{id}\" cannot be called: its API key variable {var} is not set on the server"
+            Some(why) => Err(ApiError::not_found(format!(
+                "model \"{id}\" cannot be called: {why}"
             ))
             .code("model_not_found")),
         };

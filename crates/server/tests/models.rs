@@ -75,7 +75,7 @@ async fn a_model_is_listed_and_found_only_if_it_can_be_called() {
         keyless["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("SHOPFLOOR_TEST_KEY_NEVER_SET is not set"),
+            .contains("SHOPFLOOR_TEST_KEY_NEVER_SET, which is not set"),
         "{keyless}"
     );
     let (status, _) = get(&c, &server.url("/v1/models/nope"), Some(&key)).await;

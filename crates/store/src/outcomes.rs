@@ -121,6 +121,20 @@ pub trait OutcomeStore {
 pub(crate) const NOT_EVAL: &str =
     "(runs.batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM evals e WHERE e.id = runs.batch_id))";
 
+/// The rows of `$sql` whose `$1` is the workflow and `$2`, `$3` the window's bounds.
+macro_rules! window_rows {
+    ($db:ty, $store:ident, $sql:expr, $workflow:expr, $window:expr) => {
+        sqlx::query::<$db>($sql)
+            .bind($workflow)
+            .bind($window.from_ms)
+            .bind($window.to_ms)
+            .fetch_all($store.reader())
+            .await?
+    };
+}
+
+pub(crate) use window_rows;
+
 /// `impl OutcomeStore for $store` over `$db`.
 macro_rules! outcome_store_impl {
     ($store:ty, $db:ty) => {
@@ -140,12 +154,7 @@ macro_rules! outcome_store_impl {
                     week = $crate::outcomes::week_of("created_at_ms"),
                     not_eval = $crate::outcomes::NOT_EVAL,
                 );
-                sqlx::query::<$db>(&sql)
-                    .bind(workflow)
-                    .bind(window.from_ms)
-                    .bind(window.to_ms)
-                    .fetch_all(self.reader())
-                    .await?
+                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
                     .iter()
                     .map(|row| {
                         Ok($crate::outcomes::RunWeek {
@@ -179,12 +188,7 @@ macro_rules! outcome_store_impl {
                      WHERE r.workflow = $1 AND r.created_at_ms >= $2 AND r.created_at_ms < $3 \
                      GROUP BY r.version, week ORDER BY week, version"
                 );
-                sqlx::query::<$db>(&sql)
-                    .bind(workflow)
-                    .bind(window.from_ms)
-                    .bind(window.to_ms)
-                    .fetch_all(self.reader())
-                    .await?
+                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
                     .iter()
                     .map(|row| {
                         Ok($crate::outcomes::ReviewWeek {
@@ -213,12 +217,7 @@ macro_rules! outcome_store_impl {
                     week = $crate::outcomes::week_of("created_at_ms"),
                     not_eval = $crate::outcomes::NOT_EVAL,
                 );
-                sqlx::query::<$db>(&sql)
-                    .bind(workflow)
-                    .bind(window.from_ms)
-                    .bind(window.to_ms)
-                    .fetch_all(self.reader())
-                    .await?
+                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
                     .iter()
                     .map(|row| {
                         let count = |c: &'static str| non_negative("runs", c, row.int(c)?);

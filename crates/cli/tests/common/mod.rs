@@ -19,6 +19,12 @@ pub fn shopfloor(dir: &Path, args: &[&str]) -> Output {
         .expect("run shopfloor")
 }
 
+/// The project's SQLite store, opened beside the binary's.
+pub async fn open_store(dir: &Path) -> std::sync::Arc<dyn shopfloor_store::Store> {
+    let path = dir.join(".shopfloor/shopfloor.db");
+    shopfloor_store::open(path.to_str().unwrap()).await.unwrap()
+}
+
 /// stdout and stderr as text.
 pub fn text(out: &Output) -> (String, String) {
     (

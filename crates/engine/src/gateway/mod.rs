@@ -232,13 +232,23 @@ impl Engine {
             .collect()
     }
 
-    /// The gateway's models that can be called now: the ones whose API key variable (their
-    /// `api_key_env`, else their kind's default) is set, and the keyless ones.
+    /// The gateway's models that can be called now ([`Engine::why_not_callable`] says
+    /// nothing against them).
     pub fn callable_gateway_models(&self) -> Vec<&ModelSpec> {
         self.gateway_models()
             .into_iter()
-            .filter(|m| crate::missing_key(m).is_none())
+            .filter(|m| self.why_not_callable(m).is_none())
             .collect()
+    }
+
+    /// Why `model` cannot be called now (its provider does not build: a key variable unset),
+    /// or `None` when it can.
+    pub fn why_not_callable(&self, model: &ModelSpec) -> Option<String> {
+        self.runner
+            .models
+            .callable(model)
+            .err()
+            .map(|e| e.to_string())
     }
 
     /// The models tried for a call to `model`: it, then its `[gateway] fallbacks`.
