@@ -88,6 +88,9 @@ enum Command {
     Keys(commands::keys::Command),
     /// The production runtime: an OpenAI-compatible gateway and the workflow API over HTTP.
     Serve(commands::serve::Args),
+    /// The dashboard that `serve` serves: print a one-time sign-in link.
+    #[command(subcommand)]
+    Dashboard(commands::dashboard::Command),
 }
 
 /// The server's many small per-request allocations contend on glibc malloc's arena locks across
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
             Command::Audit(command) => commands::audit::run(&global, command).await,
             Command::Keys(command) => commands::keys::run(&global, command).await,
             Command::Serve(args) => commands::serve::run(&global, args).await,
+            Command::Dashboard(command) => commands::dashboard::run(&global, command).await,
         }
     });
     match result {

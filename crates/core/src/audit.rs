@@ -23,6 +23,8 @@ crate::text_enum! {
         KeyCreate => "key.create",
         /// An API key was revoked.
         KeyRevoke => "key.revoke",
+        /// A one-time dashboard sign-in link was made for a key.
+        LoginLink => "login.link",
         /// Policy refused a run (the entry names the reason, never the data).
         PolicyRefuse => "policy.refuse",
         /// A batch was submitted through the server.

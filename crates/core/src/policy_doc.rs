@@ -18,6 +18,7 @@ mod wording;
 mod workflows;
 
 pub use document::{Bars, Block, PolicyDocument, Section, Span, Table, Text};
+pub use render::html_escape;
 
 use crate::access::{Permission, Role};
 use crate::spec::{

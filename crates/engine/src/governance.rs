@@ -242,13 +242,21 @@ impl Engine {
         Ok(eval.workflow)
     }
 
-    /// Move `workflow` to `to` if its gates allow: rewrite `stage` in its file and audit it.
-    pub async fn promote(
+    /// What stands in the way of promoting `workflow` to `to` now: nothing when it may go.
+    pub async fn promotion_blockers(
         &self,
         workflow: &str,
         to: Stage,
-        actor: &str,
-    ) -> Result<Promotion, EngineError> {
+    ) -> Result<Vec<String>, EngineError> {
+        let (loaded, facts) = self.promotion_facts(workflow).await?;
+        Ok(promotion_blockers(&loaded.spec, to, &facts))
+    }
+
+    /// A workflow and what its promotion gates read.
+    async fn promotion_facts(
+        &self,
+        workflow: &str,
+    ) -> Result<(std::sync::Arc<crate::LoadedWorkflow>, PromotionFacts), EngineError> {
         let loaded = self.project.workflow(workflow)?;
         let facts = PromotionFacts {
             version: loaded.version.clone(),
@@ -273,6 +281,17 @@ impl Engine {
                 .filter(|k| Role::parse(&k.role).is_some_and(|r| r.allows(Permission::Review)))
                 .count(),
         };
+        Ok((loaded, facts))
+    }
+
+    /// Move `workflow` to `to` if its gates allow: rewrite `stage` in its file and audit it.
+    pub async fn promote(
+        &self,
+        workflow: &str,
+        to: Stage,
+        actor: &str,
+    ) -> Result<Promotion, EngineError> {
+        let (loaded, facts) = self.promotion_facts(workflow).await?;
         let blockers = promotion_blockers(&loaded.spec, to, &facts);
         if !blockers.is_empty() {
             return Err(EngineError::PromotionRefused {

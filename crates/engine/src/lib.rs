@@ -20,6 +20,7 @@ mod recorder;
 mod redaction;
 mod review;
 mod runner;
+mod sessions;
 pub mod trace;
 mod webhooks;
 mod weekly;
@@ -54,6 +55,7 @@ pub use queue::{BatchProgress, API_SOURCE};
 pub use recorder::{not_recorded, Recorder, RecorderTask};
 pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
 pub use runner::{now_ms, released_output, Answer, CallBudget, RunOptions, Runner};
+pub use sessions::{LoginLink, NewSession, LOGIN_LINK_MINUTES, SESSION_HOURS};
 pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};
 
 /// The folder under the project that holds the embedded database.

@@ -9,6 +9,7 @@
 mod auth;
 mod body;
 mod chat_body;
+mod dashboard;
 mod error;
 mod gateway;
 mod metrics;
@@ -192,6 +193,7 @@ pub fn app(state: AppState) -> Router {
         router = router.route(route.path, route.method_router(&state));
     }
     router
+        .merge(dashboard::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `layer`, not `route_layer`: the fallbacks are observed too.
@@ -301,8 +303,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|m| routes::by_path(m.as_str()))
-        .map_or("unmatched", |r| r.path);
+        .and_then(|m| {
+            routes::by_path(m.as_str())
+                .map(|r| r.path)
+                .or_else(|| dashboard::by_path(m.as_str()))
+        })
+        .unwrap_or("unmatched");
     let method = request.method().clone();
     // A caller's W3C trace context makes this request part of its trace.
     let traceparent = request

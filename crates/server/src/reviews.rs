@@ -62,7 +62,7 @@ pub(crate) struct RejectBody {
     note: Option<String>,
 }
 
-fn reviewer(principal: &Principal) -> Reviewer {
+pub(crate) fn reviewer(principal: &Principal) -> Reviewer {
     Reviewer {
         name: principal.name.clone(),
         key_id: Some(principal.key_id.clone()),

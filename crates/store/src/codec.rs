@@ -395,6 +395,9 @@ where
         ("workflow", filter.workflow.as_deref()),
         ("batch_id", filter.batch_id.as_deref()),
         ("status", filter.status.map(RunStatus::as_str)),
+        ("model", filter.model.as_deref()),
+        ("version", filter.version.as_deref()),
+        ("caller_user", filter.caller.as_deref()),
     ];
     for (column, value) in conditions {
         if let Some(value) = value {
@@ -405,6 +408,29 @@ where
                 .push_bind(value);
             keyword = " AND ";
         }
+    }
+    let times = [(" >= ", filter.since_ms), (" < ", filter.until_ms)];
+    for (op, value) in times {
+        if let Some(value) = value {
+            query
+                .push(keyword)
+                .push("created_at_ms")
+                .push(op)
+                .push_bind(value);
+            keyword = " AND ";
+        }
+    }
+    if let Some((at_ms, id)) = &filter.before {
+        // Row-value comparison is in both dialects; spelled out, it uses the same index.
+        query
+            .push(keyword)
+            .push("(created_at_ms < ")
+            .push_bind(*at_ms)
+            .push(" OR (created_at_ms = ")
+            .push_bind(*at_ms)
+            .push(" AND id < ")
+            .push_bind(id.as_str())
+            .push("))");
     }
     query
         .push(" ORDER BY created_at_ms DESC, id DESC LIMIT ")

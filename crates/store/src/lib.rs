@@ -18,6 +18,7 @@ mod queries;
 mod queue;
 mod record;
 mod reviews;
+mod sessions;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -51,6 +52,7 @@ pub use reviews::{
     ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore,
     ReviewTicket, ReviewUpdate,
 };
+pub use sessions::{SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
 
 /// What went wrong in the store.
@@ -88,7 +90,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
 pub trait Store:
-    BatchLeaseStore + ReviewStore + OutboxStore + OutcomeStore + DriftStore + Send + Sync
+    BatchLeaseStore + ReviewStore + OutboxStore + OutcomeStore + DriftStore + SessionStore + Send + Sync
 {
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -76,6 +76,11 @@ const MIGRATIONS: &[Migration] = &[
         "batch_runner",
         include_str!("../migrations/0009_batch_runner.sql"),
     ),
+    Migration::new(
+        10,
+        "dashboard_sessions",
+        include_str!("../migrations/0010_dashboard.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

@@ -21,6 +21,7 @@ use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::reviews::review_store_impl;
+use crate::sessions::session_store_impl;
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
 /// One array per column of `rows`, for binding to an `UNNEST`.
@@ -242,6 +243,7 @@ outbox_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 drift_store_impl!(PostgresStore, Postgres);
 outcome_store_impl!(PostgresStore, Postgres);
 batch_lease_store_impl!(PostgresStore, Postgres);
+session_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;

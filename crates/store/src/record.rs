@@ -227,6 +227,18 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     pub batch_id: Option<String>,
     pub status: Option<RunStatus>,
+    /// The model that gave the final answer.
+    pub model: Option<String>,
+    /// The workflow version hash.
+    pub version: Option<String>,
+    /// The end user recorded as the caller (the gateway's `user`, else the key's name).
+    pub caller: Option<String>,
+    /// Runs made at or after this time.
+    pub since_ms: Option<i64>,
+    /// Runs made before this time.
+    pub until_ms: Option<i64>,
+    /// Only runs older than this one (`created_at_ms`, `id`): the next page after it.
+    pub before: Option<(i64, String)>,
     /// At most this many (newest first); `None` means a default of 50.
     pub limit: Option<u32>,
 }

@@ -23,6 +23,7 @@ use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::reviews::review_store_impl;
+use crate::sessions::session_store_impl;
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
 /// SQLite accepts at most this many bind parameters per statement (the default since 3.32).
@@ -337,6 +338,7 @@ outbox_store_impl!(SqliteStore, Sqlite, "");
 drift_store_impl!(SqliteStore, Sqlite);
 outcome_store_impl!(SqliteStore, Sqlite);
 batch_lease_store_impl!(SqliteStore, Sqlite);
+session_store_impl!(SqliteStore, Sqlite);
 
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are

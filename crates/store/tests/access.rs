@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use shopfloor_store::{
-    verify_chain, ApiKeyRecord, AuditAction, BatchStatus, NewAuditEntry, RunRecord, StoreError,
+    verify_chain, ApiKeyRecord, AuditAction, BatchStatus, NewAuditEntry, RunRecord, SessionRecord,
+    StoreError,
 };
 
 use common::{batch, both_backends, run, Db};
@@ -21,6 +22,7 @@ both_backends!(
     claimed_cases_are_leased_and_leave_the_queue_when_recorded,
     replicas_claiming_at_once_never_share_a_case,
     cancelled_batches_are_not_claimed,
+    login_tokens_are_used_once_and_sessions_end_with_their_key,
 );
 
 fn key(id: &str, name: &str, role: &str) -> ApiKeyRecord {
@@ -285,4 +287,69 @@ async fn cancelled_batches_are_not_claimed(db: &Db) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn login_tokens_are_used_once_and_sessions_end_with_their_key(db: &Db) {
+    let store = &db.store;
+    store
+        .create_api_key(&key("k1", "ana", "reviewer"))
+        .await
+        .unwrap();
+    store
+        .create_login_token("tok-hash", "k1", 1_000, 2_000)
+        .await
+        .unwrap();
+    store
+        .create_login_token("old-hash", "k1", 1_000, 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.redeem_login_token("old-hash", 1_600).await.unwrap(),
+        None,
+        "an expired token signs nobody in"
+    );
+    assert_eq!(
+        store.redeem_login_token("tok-hash", 1_600).await.unwrap(),
+        Some("k1".to_string())
+    );
+    assert_eq!(
+        store.redeem_login_token("tok-hash", 1_601).await.unwrap(),
+        None,
+        "a token is used once"
+    );
+    assert_eq!(
+        store.redeem_login_token("nobody", 1_601).await.unwrap(),
+        None
+    );
+
+    let session = SessionRecord {
+        session_hash: "s-hash".into(),
+        key_id: "k1".into(),
+        csrf_token: "csrf".into(),
+        created_at_ms: 1_600,
+        expires_at_ms: 10_000,
+    };
+    store.create_session(&session).await.unwrap();
+    let (found, key) = store.session("s-hash", 5_000).await.unwrap().unwrap();
+    assert_eq!(found, session);
+    assert_eq!((key.name.as_str(), key.role.as_str()), ("ana", "reviewer"));
+    assert!(
+        store.session("s-hash", 10_000).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.session("other", 5_000).await.unwrap().is_none());
+
+    store.revoke_api_key("ana", 6_000).await.unwrap();
+    let (_, key) = store.session("s-hash", 6_001).await.unwrap().unwrap();
+    assert_eq!(
+        key.revoked_at_ms,
+        Some(6_000),
+        "the session shows its key is revoked"
+    );
+
+    store.end_session("s-hash").await.unwrap();
+    assert!(
+        store.session("s-hash", 5_000).await.unwrap().is_none(),
+        "signed out"
+    );
 }

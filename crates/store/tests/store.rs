@@ -124,9 +124,45 @@ async fn list_filters_limits_and_orders_newest_first(db: &Db) {
         workflow: Some("triage".into()),
         batch_id: Some("b1".into()),
         status: Some(RunStatus::Invalid),
-        limit: None,
+        ..Default::default()
     };
     assert_eq!(ids(all_three).await, ["b"]);
+    // A time range is [since, until).
+    assert_eq!(
+        ids(RunFilter {
+            since_ms: Some(200),
+            until_ms: Some(500),
+            ..Default::default()
+        })
+        .await,
+        ["d", "b", "c"]
+    );
+    // Pages follow each other without a gap or a repeat, ties in time included.
+    let first = ids(RunFilter {
+        limit: Some(2),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(first, ["f", "e"]);
+    let next = ids(RunFilter {
+        limit: Some(3),
+        before: Some((500, "f".into())),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        next,
+        ["e", "d", "b"],
+        "a run of the same millisecond is on the next page"
+    );
+    let by = |model: &str, version: &str| RunFilter {
+        model: Some(model.into()),
+        version: Some(version.into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(by("gpt-mini", "v-3f2a")).await.len(), 6);
+    assert!(ids(by("gpt-mini", "v-other")).await.is_empty());
+    assert!(ids(by("other", "v-3f2a")).await.is_empty());
     assert_eq!(
         ids(RunFilter {
             limit: Some(2),

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod dashboard;
 pub mod datasets;
 pub mod drift;
 pub mod eval;

@@ -36,6 +36,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..EvalRequest::default()
     };
     let summary = super::eval::evaluate(&engine, &request).await;
+    // A few live runs, so that the dashboard's runs and outcomes have something to show.
+    let mut ran = 0;
+    if summary.is_ok() {
+        for (subject, body) in SAMPLE_TICKETS {
+            let input = serde_json::json!({"subject": subject, "body": body});
+            match engine.run_one(workflow, input, None).await {
+                Ok(_) => ran += 1,
+                Err(e) => eprintln!("a sample run failed: {e}"),
+            }
+        }
+    }
     engine.close().await;
     let summary = summary?;
     println!();
@@ -49,8 +60,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
          \x20 $EDITOR workflows/ticket-triage.toml          # change the prompt, then:\n\
          \x20 shopfloor eval ticket-triage --gate           # compared with the baseline; exit 1 if a gate fails\n\
          \x20 shopfloor run ticket-triage --json '{{\"subject\": \"Refund\", \"body\": \"I was charged twice\"}}'\n\
-         \x20 shopfloor runs list",
+         \x20 shopfloor runs list\n\n\
+         The dashboard shows this eval and the {ran} sample run(s) it just made:\n\
+         \x20 shopfloor -C {dir} serve                       # then, in another terminal:\n\
+         \x20 shopfloor -C {dir} dashboard link              # open the URL it prints",
         id = summary.eval_id
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// Tickets the quickstart runs after its eval.
+const SAMPLE_TICKETS: [(&str, &str); 3] = [
+    (
+        "Refund",
+        "I was charged twice for my subscription this month",
+    ),
+    (
+        "App crashes",
+        "The app shows an error when I open the reports page",
+    ),
+    (
+        "Locked out",
+        "I cannot log in, the password reset mail never arrives",
+    ),
+];

@@ -59,6 +59,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                     batch_id: batch,
                     status,
                     limit: Some(limit),
+                    ..Default::default()
                 })
                 .await?;
             if runs.is_empty() {

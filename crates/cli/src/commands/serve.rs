@@ -81,11 +81,23 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         ..ServerConfig::default()
     };
     let server = Server::build(engine, listener, config);
-    println!(
-        "shopfloor serve: listening on http://{addr} (ready in {} ms)",
+    // `dashboard link` defaults to 127.0.0.1:8080; any other address must be passed to it.
+    let link_url = if addr.to_string() == "127.0.0.1:8080" {
+        String::new()
+    } else {
+        format!(" --url http://{addr}")
+    };
+    // Written, not printed: whoever reads the address may close our stdout after the first
+    // line, and a server must not stop for that.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "shopfloor serve: listening on http://{addr} (ready in {} ms)\n\
+         dashboard: http://{addr}/ (sign in with the link `shopfloor dashboard link{link_url}` prints)",
         started.elapsed().as_millis()
     );
-    let _ = std::io::stdout().flush();
+    let _ = stdout.flush();
+    drop(stdout);
     tracing::info!(%addr, "listening");
     server.run(shutdown_signal()).await?;
     if let Some(exporter) = exporter {

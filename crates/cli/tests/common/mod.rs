@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // Each test binary compiles this module; not all of them use every item.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use shopfloor_testkit::{append, openai_completion, OpenAiModel, ReceivedRequest, Reply};
 
@@ -73,4 +75,80 @@ pub fn keyword_router(request: &ReceivedRequest) -> Reply {
         "other"
     };
     Reply::Json(200, openai_completion(label, 100, 1))
+}
+
+/// A running `shopfloor serve` and the base URL it printed.
+pub struct Replica {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Replica {
+    pub fn start(dir: &Path, database_url: Option<&str>, extra: &[&str], log: &str) -> Replica {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shopfloor"));
+        command.arg("-C").arg(dir);
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let log = std::fs::File::create(dir.join(log)).unwrap();
+        let mut child = command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("SHOPFLOOR_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start shopfloor serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Replica { child, base }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "shopfloor serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `shopfloor keys create`: the new key.
+pub fn create_named_key(dir: &Path, database_url: Option<&str>, name: &str, role: &str) -> String {
+    let mut args = Vec::new();
+    if let Some(url) = database_url {
+        args.extend(["--database-url", url]);
+    }
+    args.extend(["keys", "create", "--name", name, "--role", role]);
+    let out = shopfloor(dir, &args);
+    assert!(out.status.success(), "{:?}", text(&out));
+    text(&out).0.trim().to_string()
 }

@@ -42,6 +42,16 @@ impl PolicyDocument {
         );
         out.push_str(&format!("<title>{}</title>\n", html_escape(&self.title)));
         out.push_str(&format!("<style>{CSS}</style>\n</head>\n<body>\n<main>\n"));
+        out.push_str(&self.to_html_body());
+        out.push_str("</main>\n</body>\n</html>\n");
+        out
+    }
+
+    /// The document's content as HTML, without the page around it (for the dashboard, which
+    /// has its own): the title, the contents and every section, escaped as in
+    /// [`PolicyDocument::to_html`].
+    pub fn to_html_body(&self) -> String {
+        let mut out = String::new();
         out.push_str(&format!("<h1>{}</h1>\n", html_escape(&self.title)));
         out.push_str(&format!(
             "<p class=\"generated\">{}</p>\n",
@@ -80,7 +90,6 @@ impl PolicyDocument {
             }
             out.push_str("</section>\n");
         }
-        out.push_str("</main>\n</body>\n</html>\n");
         out
     }
 }
@@ -291,8 +300,8 @@ fn html_table(table: &Table) -> String {
     out
 }
 
-/// Escape for HTML text and attribute values.
-pub(super) fn html_escape(text: &str) -> String {
+/// Escape for HTML (and SVG) text and attribute values.
+pub fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
