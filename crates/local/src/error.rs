@@ -10,6 +10,15 @@ pub enum LocalError {
     /// The name is not in [`crate::known_models`].
     #[error("unknown local model `{name}`; known models: {known}")]
     UnknownModel { name: String, known: String },
+    /// The model is known but does something else (an encoder asked to chat, or the reverse).
+    #[error(
+        "local model `{name}` is not {expected} model; in shopfloor.toml set kind to what it is \
+         (`shopfloor models list` shows each model's kind)"
+    )]
+    WrongKind {
+        name: String,
+        expected: &'static str,
+    },
     /// The weights are not in the model folder.
     #[error(
         "local model `{name}` is not pulled: {path} does not exist; run `shopfloor models pull {name}`"

@@ -1,25 +1,35 @@
-//! The embedded model: SmolLM2-135M-Instruct run in-process on the CPU with candle.
+//! The embedded models: SmolLM2-135M-Instruct for chat and all-MiniLM-L6-v2 for embeddings,
+//! run in-process on the CPU.
 //!
 //! `provider = "local"` needs no key and no network once the weights are pulled
 //! ([`pull`]). One [`LocalProvider`] per model file and process ([`LocalProvider::shared`]) serves
-//! every request from a dedicated inference thread, each request with its own KV cache.
+//! every request from a dedicated inference thread, each request with its own KV cache; one
+//! [`LocalEmbedder`] per encoder ([`LocalEmbedder::shared`]) serves embeddings.
 
+mod bert;
 mod catalog;
 mod choice;
 mod convert;
+mod embed;
 mod error;
 mod generate;
 mod kernels;
 mod llama;
+mod matmul;
 mod model;
 mod prompt;
 mod provider;
 mod pull;
 mod q8;
+mod safetensors;
 mod tokenizer;
 mod worker;
 
-pub use catalog::{known_model, known_models, model_dir, pulled_path, pulled_path_in, KnownModel};
+pub use catalog::{
+    known_model, known_models, model_dir, pulled_path, pulled_path_in, KnownModel, ModelFile,
+    ModelKind,
+};
+pub use embed::{Embeddings, LocalEmbedder, MAX_INPUTS, MAX_TOKENS};
 pub use error::LocalError;
 pub use prompt::{render_chatml, DEFAULT_SYSTEM_PROMPT};
 pub use provider::{thread_count, LocalProvider, DEFAULT_MAX_TOKENS};

@@ -88,6 +88,12 @@ impl LocalProvider {
     /// The process-wide instance of model `name` from the folder `dir`.
     pub fn shared_in(dir: &Path, name: &str) -> Result<Arc<LocalProvider>, LocalError> {
         let model = known_model(name)?;
+        if model.kind != crate::ModelKind::Chat {
+            return Err(LocalError::WrongKind {
+                name: name.to_owned(),
+                expected: "a chat",
+            });
+        }
         let file = dir.join(model.file_name);
         let key = file.canonicalize().unwrap_or(file);
         // Held while loading, so two callers racing on first use do not load the model twice.

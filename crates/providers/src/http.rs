@@ -59,6 +59,26 @@ impl Endpoint {
         chat: &ChatRequest,
         body: &impl serde::Serialize,
     ) -> Result<Response, ProviderError> {
+        self.post_traced(chat.traceparent.as_deref(), body).await
+    }
+
+    /// The same provider, client and key at `{base_url}/{path}` (a second route of one API).
+    pub(crate) fn with_path(&self, base_url: &str, path: &str) -> Result<Endpoint, ProviderError> {
+        Ok(Endpoint {
+            name: self.name.clone(),
+            url: endpoint(&self.name, base_url, path)?,
+            key: self.key.clone(),
+            headers: self.headers,
+            client: self.client.clone(),
+        })
+    }
+
+    /// POST `body` as JSON with an optional trace context, for requests that are not chat.
+    pub(crate) async fn post_traced(
+        &self,
+        traceparent: Option<&str>,
+        body: &impl serde::Serialize,
+    ) -> Result<Response, ProviderError> {
         let mut request = self.client.post(self.url.clone()).json(body);
         for (name, value) in self.headers {
             request = request.header(*name, *value);
@@ -66,7 +86,7 @@ impl Endpoint {
         if let Some((name, value)) = &self.key {
             request = request.header(*name, value.clone());
         }
-        send(&self.name, &self.url, chat, request).await
+        send(&self.name, &self.url, traceparent, request).await
     }
 
     /// Read a whole 2xx body as `T`; `what` names the expected shape for messages.
@@ -161,15 +181,15 @@ pub(crate) fn secret_header(
     Ok(value)
 }
 
-/// Send the HTTP request made for `chat`, with its trace context when it has one, and insist
-/// on a 2xx status; anything else becomes the matching error.
+/// Send an HTTP request, with its trace context when it has one, and insist on a 2xx status;
+/// anything else becomes the matching error.
 pub(crate) async fn send(
     provider: &str,
     url: &Url,
-    chat: &ChatRequest,
+    traceparent: Option<&str>,
     request: reqwest::RequestBuilder,
 ) -> Result<Response, ProviderError> {
-    let request = match &chat.traceparent {
+    let request = match traceparent {
         Some(traceparent) => request.header("traceparent", traceparent),
         None => request,
     };

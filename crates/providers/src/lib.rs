@@ -11,6 +11,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub mod anthropic;
+mod embeddings;
 mod http;
 pub mod openai;
 mod registry;
@@ -18,6 +19,7 @@ pub mod replay;
 mod sse;
 
 pub use anthropic::Anthropic;
+pub use embeddings::{EmbeddingRequest, EmbeddingResponse};
 pub use openai::OpenAi;
 pub use registry::{build, known_kinds, ProviderConfig};
 pub use replay::{request_key, ExchangeRecorder, Replay};
@@ -355,6 +357,27 @@ pub trait Provider: Send + Sync {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, ProviderError>>, ProviderError> {
         Ok(whole_answer(self.complete(request).await?))
+    }
+
+    /// Why this model cannot answer `request` for embeddings, naming the field (`model` when
+    /// it serves none at all). The default serves none.
+    fn unsupported_embedding(&self, _request: &EmbeddingRequest) -> Option<Unsupported> {
+        Some(Unsupported {
+            param: "model".into(),
+            reason: format!(
+                "{} models do not serve embeddings here; use an openai, openai-compatible or local model with kind = \"embedding\"",
+                self.kind()
+            ),
+        })
+    }
+
+    /// One vector per text of `request`. Callers check [`Provider::unsupported_embedding`]
+    /// first; the default refuses.
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        let reason = self
+            .unsupported_embedding(request)
+            .map_or_else(|| "no embeddings".to_string(), |u| u.reason);
+        Err(ProviderError::Config(reason))
     }
 }
 

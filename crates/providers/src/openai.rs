@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 use crate::registry::ProviderConfig;
 use crate::sse::EventParser;
 use crate::{
-    http, Capabilities, ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Provider,
-    ProviderError, ResponseFormat, Role, StreamEvent, ToolCall, ToolCallDelta, ToolChoice,
-    Unsupported, Usage,
+    http, Capabilities, ChatExtras, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse,
+    FinishReason, Message, Provider, ProviderError, ResponseFormat, Role, StreamEvent, ToolCall,
+    ToolCallDelta, ToolChoice, Unsupported, Usage,
 };
 use serde::ser::SerializeSeq;
 use serde_json::{json, Map, Value};
+
+mod embeddings;
 
 /// The official endpoint, used when no base URL is configured.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -26,6 +28,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub struct OpenAi {
     kind: &'static str,
     endpoint: http::Endpoint,
+    /// `{base_url}/embeddings`, on the same client and key.
+    embeddings: http::Endpoint,
 }
 
 impl OpenAi {
@@ -41,16 +45,12 @@ impl OpenAi {
             prefix: "Bearer ",
         };
         let base_url = base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let endpoint =
+            http::Endpoint::new(name.into(), base_url, "chat/completions", api_key, key, &[])?;
         Ok(OpenAi {
             kind: "openai",
-            endpoint: http::Endpoint::new(
-                name.into(),
-                base_url,
-                "chat/completions",
-                api_key,
-                key,
-                &[],
-            )?,
+            embeddings: endpoint.with_path(base_url, "embeddings")?,
+            endpoint,
         })
     }
 
@@ -378,6 +378,15 @@ impl Provider for OpenAi {
     /// extra fields it knows.
     fn unsupported(&self, _request: &ChatRequest) -> Option<Unsupported> {
         None
+    }
+
+    /// The Embeddings API takes every field the gateway sends (`dimensions` included).
+    fn unsupported_embedding(&self, _request: &EmbeddingRequest) -> Option<Unsupported> {
+        None
+    }
+
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        embeddings::embed(&self.embeddings, request).await
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {

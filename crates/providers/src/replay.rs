@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::registry::ProviderConfig;
-use crate::{Capabilities, ChatRequest, ChatResponse, Message, Provider, ProviderError, Role};
+use crate::{
+    Capabilities, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Message,
+    Provider, ProviderError, Role, Unsupported,
+};
 
 /// The identity of a request: lower-case hex SHA-256 of its canonical JSON.
 ///
@@ -287,6 +290,15 @@ impl Provider for ExchangeRecorder {
         let response = self.inner.complete(request).await?;
         self.append(request, &response)?;
         Ok(response)
+    }
+
+    // Embeddings pass through unrecorded: replay files hold chat exchanges only.
+    fn unsupported_embedding(&self, request: &EmbeddingRequest) -> Option<Unsupported> {
+        self.inner.unsupported_embedding(request)
+    }
+
+    async fn embed(&self, request: &EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        self.inner.embed(request).await
     }
 }
 

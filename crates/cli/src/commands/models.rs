@@ -8,7 +8,7 @@ pub enum Command {
     List,
     /// Fetch a model's weights into the model cache (SHOPFLOOR_MODEL_DIR or ~/.cache/shopfloor/models).
     Pull {
-        /// The model's name, e.g. smollm2.
+        /// The model's name, e.g. smollm2 (chat) or minilm (embeddings).
         name: String,
     },
 }
@@ -19,8 +19,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::List => {
             println!("model cache: {}", shopfloor_local::model_dir().display());
             println!(
-                "{:<10} {:<34} {:>8}  {:<11} status",
-                "name", "file", "size", "license"
+                "{:<10} {:<10} {:<34} {:>8}  {:<11} status",
+                "name", "kind", "file", "size", "license"
             );
             for m in shopfloor_local::known_models() {
                 let status = match shopfloor_local::pulled_path(m.name) {
@@ -28,10 +28,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
                     None => format!("not pulled: shopfloor models pull {}", m.name),
                 };
                 println!(
-                    "{:<10} {:<34} {:>6}MB  {:<11} {status}",
+                    "{:<10} {:<10} {:<34} {:>6}MB  {:<11} {status}",
                     m.name,
+                    m.kind.as_str(),
                     m.file_name,
-                    m.size_bytes / 1_000_000,
+                    m.total_bytes() / 1_000_000,
                     m.license
                 );
             }

@@ -2,6 +2,7 @@
 //! file by path), so both measure the same prompt the same way.
 
 /// About 200 tokens once in the chat template: a report to summarise.
+#[allow(dead_code)] // embed_bench uses only the RSS.
 pub fn report_message() -> String {
     let body = "The warehouse in Leeds received 40 pallets of packaging on Monday, but the delivery note listed 42. \
         The supplier says two pallets were sent to the Sheffield site by mistake and will be moved this week. \
