@@ -9,6 +9,7 @@ mod choice;
 mod convert;
 mod error;
 mod generate;
+mod json;
 mod kernels;
 mod llama;
 mod model;
@@ -21,6 +22,7 @@ mod worker;
 
 pub use catalog::{known_model, known_models, model_dir, pulled_path, pulled_path_in, KnownModel};
 pub use error::LocalError;
+pub use json::{check_schema, SchemaError};
 pub use prompt::{render_chatml, DEFAULT_SYSTEM_PROMPT};
 pub use provider::{thread_count, LocalProvider, DEFAULT_MAX_TOKENS};
 pub use pull::{pull, pull_into, PullProgress};
