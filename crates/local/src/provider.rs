@@ -221,10 +221,7 @@ impl LocalProvider {
         let Some(shape) = json_shape(request) else {
             return Ok(None);
         };
-        let dfa = self
-            .grammars
-            .get(shape)
-            .map_err(|e| LocalError::Schema(e))?;
+        let dfa = self.grammars.get(shape).map_err(LocalError::Schema)?;
         let vocab = self
             .vocab
             .get_or_init(|| {
