@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::review::entry_reason;
-use shopfloor_core::spec::{DataClass, ModelSpec, ProjectConfig};
+use shopfloor_core::spec::{DataClass, ModelSpec, OutputContract, ProjectConfig};
 use shopfloor_core::template::RenderedPrompt;
-use shopfloor_providers::{ChatRequest, Message, Role};
+use shopfloor_providers::{ChatExtras, ChatRequest, Message, Provider, ResponseFormat, Role};
 use shopfloor_store::{ErrorKind, ReviewTicket, RunRecord, RunStatus};
 use tracing::Instrument;
 
@@ -156,6 +156,11 @@ impl Runner {
         if workflow.spec.output.constrained && provider.capabilities().constrained_choice {
             request.choices = workflow.output.labels().map(<[String]>::to_vec);
         }
+        if workflow.spec.output.constrained && provider.capabilities().constrained_json {
+            if let OutputContract::Json(schema) = &workflow.spec.output.contract {
+                constrain_json(&mut request, workflow, schema, &*provider);
+            }
+        }
         let timeout = Duration::from_millis(route.timeout_ms);
         let mut attempts = Attempts::new(spec, timeout, route.retries, self.retry);
         let mut asked_again = false;
@@ -253,6 +258,34 @@ impl Runner {
             extras: None,
         };
         Ok((request, redacting))
+    }
+}
+
+/// Ask `provider` for JSON decoded under `schema`. A schema the provider cannot enforce
+/// leaves the request as it was: the answer is then free text, validated as before
+/// (`shopfloor check` warns about such a workflow).
+fn constrain_json(
+    request: &mut ChatRequest,
+    workflow: &LoadedWorkflow,
+    schema: &Value,
+    provider: &dyn Provider,
+) {
+    request.extras = Some(Box::new(ChatExtras {
+        response_format: Some(ResponseFormat::JsonSchema {
+            name: workflow.spec.name.to_string(),
+            description: None,
+            schema: Some(schema.clone()),
+            strict: Some(true),
+        }),
+        ..ChatExtras::default()
+    }));
+    if let Some(unsupported) = provider.unsupported(request) {
+        tracing::warn!(
+            workflow = %workflow.spec.name,
+            reason = %unsupported.reason,
+            "the output schema is not enforced while decoding"
+        );
+        request.extras = None;
     }
 }
 

@@ -68,6 +68,12 @@ pub enum LocalError {
     /// The tensor library failed while running the model.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A `response_format` schema holds something constrained decoding cannot enforce.
+    #[error(
+        "the embedded model cannot enforce this JSON schema while decoding: {0}; simplify the \
+         schema, or route the request to an openai, openai-compatible or anthropic model"
+    )]
+    Schema(crate::SchemaError),
     /// The inference thread is gone (it panicked or the process is shutting down).
     #[error("the local model's inference thread has stopped")]
     WorkerGone,

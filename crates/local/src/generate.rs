@@ -1,10 +1,11 @@
 //! One request's generation: prompt prefill, then sampling token by token, streamed as UTF-8.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use shopfloor_providers::FinishReason;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::json::JsonConstraint;
 use crate::model::{Cache, Model};
 use crate::tokenizer::{Tokenizer, Utf8Stream};
 use crate::LocalError;
@@ -136,6 +137,8 @@ pub(crate) struct Generation {
     generated: u32,
     max_tokens: u32,
     stop_ids: Vec<u32>,
+    /// Keeps the answer valid JSON of a schema, when one was asked for.
+    constraint: Option<JsonConstraint>,
     events: UnboundedSender<GenEvent>,
 }
 
@@ -147,6 +150,7 @@ impl Generation {
         max_tokens: u32,
         sampling: SamplingParams,
         stop_ids: Vec<u32>,
+        constraint: Option<JsonConstraint>,
         events: UnboundedSender<GenEvent>,
     ) -> Self {
         Self {
@@ -156,6 +160,7 @@ impl Generation {
             generated: 0,
             max_tokens,
             stop_ids,
+            constraint,
             events,
         }
     }
@@ -178,12 +183,18 @@ impl Generation {
         if self.generated >= self.max_tokens || self.context.position() >= MAX_CONTEXT {
             return Ok(self.finish(FinishReason::Length));
         }
-        let token = self.processor.sample(self.context.logits()?)?;
+        let token = self.sample()?;
         if self.stop_ids.contains(&token) {
             return Ok(self.finish(FinishReason::Stop));
         }
         self.generated += 1;
-        let text = self.utf8.push(tokenizer.bytes(token));
+        let bytes = tokenizer.bytes(token);
+        if let Some(constraint) = &mut self.constraint {
+            if !constraint.advance(bytes) {
+                candle_core::bail!("constrained decoding chose token {token}, which it refuses");
+            }
+        }
+        let text = self.utf8.push(bytes);
         if !text.is_empty() {
             let _ = self.events.send(GenEvent::Delta(text));
         }
@@ -191,8 +202,34 @@ impl Generation {
             // No need to compute logits that nobody will sample.
             return Ok(self.finish(FinishReason::Length));
         }
+        if self
+            .constraint
+            .as_ref()
+            .is_some_and(JsonConstraint::complete)
+        {
+            // The JSON is whole and nothing may follow: no need to ask for an end token.
+            return Ok(self.finish(FinishReason::Stop));
+        }
         self.context.feed(token)?;
         Ok(Step::More)
+    }
+
+    /// The next token: sampled from the logits, masked to what keeps the JSON valid.
+    fn sample(&mut self) -> candle_core::Result<u32> {
+        let logits = self.context.logits()?;
+        let Some(constraint) = &mut self.constraint else {
+            return self.processor.sample(logits);
+        };
+        // Tokens that may follow the next one; `generated < max_tokens` here.
+        let budget = self.max_tokens - self.generated - 1;
+        let logits: Vec<f32> = logits.to_vec1()?;
+        let masked = constraint.mask(&logits, budget).ok_or_else(|| {
+            candle_core::Error::Msg(
+                "constrained decoding has no token that keeps the JSON valid".into(),
+            )
+        })?;
+        self.processor
+            .sample(&Tensor::from_slice(masked, masked.len(), &Device::Cpu)?)
     }
 
     fn finish(&mut self, finish_reason: FinishReason) -> Step {

@@ -13,6 +13,7 @@ mod convert;
 mod embed;
 mod error;
 mod generate;
+mod json;
 mod kernels;
 mod llama;
 mod matmul;
@@ -31,6 +32,7 @@ pub use catalog::{
 };
 pub use embed::{Embeddings, LocalEmbedder, MAX_INPUTS, MAX_TOKENS};
 pub use error::LocalError;
+pub use json::{check_schema, SchemaError};
 pub use prompt::{render_chatml, DEFAULT_SYSTEM_PROMPT};
 pub use provider::{thread_count, LocalProvider, DEFAULT_MAX_TOKENS};
 pub use pull::{pull, pull_into, PullProgress};

@@ -8,14 +8,15 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use shopfloor_providers::{
-    plain_only, Capabilities, ChatRequest, ChatResponse, FinishReason, Provider, ProviderError,
-    StreamEvent, Unsupported, Usage,
+    Capabilities, ChatRequest, ChatResponse, FinishReason, Provider, ProviderError, ResponseFormat,
+    Role, StreamEvent, Unsupported, Usage,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::{known_model, model_dir, verified_file, KnownModel};
 use crate::choice::ChoiceScoring;
 use crate::generate::{GenEvent, Generation, SamplingParams, MAX_CONTEXT};
+use crate::json::{Grammars, JsonConstraint, SchemaError, Shape, VocabTrie};
 use crate::model::Model;
 use crate::prompt::{encode_chatml, encode_choice, END_OF_TEXT, IM_END};
 use crate::tokenizer::Tokenizer;
@@ -37,6 +38,10 @@ pub struct LocalProvider {
     weights_path: PathBuf,
     threads: usize,
     load_time: Duration,
+    /// Compiled JSON schemas, by schema text.
+    grammars: Grammars,
+    /// The vocabulary as a prefix trie, built on the first constrained request.
+    vocab: OnceLock<Arc<VocabTrie>>,
 }
 
 impl std::fmt::Debug for LocalProvider {
@@ -132,6 +137,8 @@ impl LocalProvider {
             weights_path: loaded.weights_path,
             threads,
             load_time: start.elapsed(),
+            grammars: Grammars::default(),
+            vocab: OnceLock::new(),
         })
     }
 
@@ -192,6 +199,15 @@ impl LocalProvider {
             top_p: request.top_p.map(f64::from),
             seed: request.seed.unwrap_or_else(rand::random),
         };
+        let constraint = self.constraint(request)?;
+        if let Some(shortest) = constraint.as_ref().map(JsonConstraint::shortest) {
+            if shortest > max_tokens {
+                return Err(ProviderError::Config(format!(
+                    "the shortest JSON the response format allows takes {shortest} tokens, \
+                     more than the {max_tokens} this request may generate; raise max_tokens"
+                )));
+            }
+        }
         let (events, receiver) = mpsc::unbounded_channel();
         let generation = Generation::new(
             &self.weights,
@@ -199,10 +215,34 @@ impl LocalProvider {
             max_tokens,
             sampling,
             self.stop_ids.clone(),
+            constraint,
             events,
         );
         self.worker.submit(Job::Generate(Box::new(generation)))?;
         Ok((prompt_tokens, receiver))
+    }
+
+    /// The JSON constraint a request's `response_format` asks for, if any.
+    fn constraint(&self, request: &ChatRequest) -> Result<Option<JsonConstraint>, ProviderError> {
+        let Some(shape) = json_shape(request) else {
+            return Ok(None);
+        };
+        let dfa = self.grammars.get(shape).map_err(LocalError::Schema)?;
+        let vocab = self
+            .vocab
+            .get_or_init(|| {
+                let tokenizer = &self.tokenizer;
+                Arc::new(VocabTrie::new(
+                    (0..tokenizer.vocab_size()).map(|id| tokenizer.bytes(id as u32)),
+                ))
+            })
+            .clone();
+        Ok(Some(JsonConstraint::new(dfa, vocab, self.stop_ids.clone())))
+    }
+
+    /// Why the embedded model cannot enforce the request's JSON schema, if it cannot.
+    fn schema_problem(&self, request: &ChatRequest) -> Option<SchemaError> {
+        self.grammars.get(json_shape(request)?).err()
     }
 
     async fn choose(
@@ -254,23 +294,45 @@ impl Provider for LocalProvider {
         Capabilities {
             assistant_prefix: true,
             constrained_choice: true,
+            constrained_json: true,
         }
     }
 
-    /// Plain chat only, said in the embedded model's terms.
+    /// Plain chat and `response_format` (JSON decoding constrained to the schema); said in the
+    /// embedded model's terms.
     fn unsupported(&self, request: &ChatRequest) -> Option<Unsupported> {
-        let mut unsupported = plain_only("local", request)?;
-        let reason = match unsupported.param.as_str() {
-            "tools" | "tool_choice" | "parallel_tool_calls" | "messages" => {
-                "the embedded model cannot call tools (it has no constrained decoding of tool calls); route tool calls to an openai, openai-compatible or anthropic model"
+        const TOOLS: &str = "the embedded model cannot call tools; route tool calls to an openai, openai-compatible or anthropic model";
+        let extras = request.extras.as_deref();
+        let field = extras.and_then(|extras| {
+            extras
+                .set_fields()
+                .into_iter()
+                .find(|f| !matches!(*f, "user" | "response_format"))
+        });
+        if let Some(field) = field {
+            let mut unsupported = Unsupported::field(field, "local");
+            if matches!(field, "tools" | "tool_choice" | "parallel_tool_calls") {
+                unsupported.reason = TOOLS.to_owned();
             }
-            "response_format" => {
-                "the embedded model has no JSON-constrained decoding, so it cannot promise a response_format; route it to an openai, openai-compatible or anthropic model"
-            }
-            _ => return Some(unsupported),
-        };
-        unsupported.reason = reason.to_string();
-        Some(unsupported)
+            return Some(unsupported);
+        }
+        if request
+            .messages
+            .iter()
+            .any(|m| m.role == Role::Tool || !m.tool_calls.is_empty())
+        {
+            return Some(Unsupported {
+                param: "messages".into(),
+                reason: format!("messages hold tool calls or tool results: {TOOLS}"),
+            });
+        }
+        self.schema_problem(request).map(|problem| Unsupported {
+            param: "response_format".into(),
+            reason: format!(
+                "the embedded model cannot enforce this JSON schema while decoding: {problem}; \
+                 simplify the schema, or route the request to an openai, openai-compatible or anthropic model"
+            ),
+        })
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
@@ -342,5 +404,19 @@ impl Provider for LocalProvider {
             Some((item, Some(events)))
         });
         Ok(stream.boxed())
+    }
+}
+
+/// What JSON a request's `response_format` asks for, if any.
+fn json_shape(request: &ChatRequest) -> Option<Shape<'_>> {
+    match request.extras.as_deref()?.response_format.as_ref()? {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject | ResponseFormat::JsonSchema { schema: None, .. } => {
+            Some(Shape::AnyObject)
+        }
+        ResponseFormat::JsonSchema {
+            schema: Some(schema),
+            ..
+        } => Some(Shape::Schema(schema)),
     }
 }

@@ -357,6 +357,7 @@ impl Provider for Anthropic {
         Capabilities {
             assistant_prefix: true,
             constrained_choice: false,
+            constrained_json: false,
         }
     }
 

@@ -274,6 +274,9 @@ pub enum StreamEvent {
 pub struct Capabilities {
     pub assistant_prefix: bool,
     pub constrained_choice: bool,
+    /// Answers to a `response_format` JSON schema are decoded under its constraint, so they
+    /// always parse and match it (the embedded model).
+    pub constrained_json: bool,
 }
 
 /// Why a call to a provider failed.

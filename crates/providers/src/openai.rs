@@ -371,6 +371,7 @@ impl Provider for OpenAi {
         Capabilities {
             assistant_prefix: false,
             constrained_choice: false,
+            constrained_json: false,
         }
     }
 

@@ -155,6 +155,10 @@ impl Replay {
             if let Some(request) = &exchange.request {
                 capabilities.assistant_prefix |= request.assistant_prefix.is_some();
                 capabilities.constrained_choice |= request.choices.is_some();
+                capabilities.constrained_json |= request
+                    .extras
+                    .as_ref()
+                    .is_some_and(|e| e.response_format.is_some());
             }
             responses.insert(exchange.key, exchange.response);
         }

@@ -158,7 +158,8 @@ fn fields() -> Vec<(&'static str, Value, Gets, Gets, Gets)> {
             json!({"type": "json_object"}),
             Carried("response_format"),
             Carried("tools"),
-            Refused,
+            // Decoded under the JSON mask.
+            Applied,
         ),
         (
             "safety_identifier",

@@ -47,8 +47,9 @@ pub struct OutputSpec {
     pub contract: OutputContract,
     /// Ask the model once more, with the validation error, when its answer breaks the contract.
     pub retry_on_invalid: bool,
-    /// For labels: let providers that can (the local model) choose among the labels by
-    /// likelihood instead of generating free text.
+    /// Let providers that can (the local model) keep the answer to the contract while
+    /// decoding: choose among the labels by likelihood, or decode JSON under the mask of the
+    /// `json_schema`, instead of generating free text.
     pub constrained: bool,
 }
 
