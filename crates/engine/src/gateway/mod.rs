@@ -27,7 +27,7 @@ use crate::Engine;
 
 mod stream;
 
-pub use stream::{GatewayStream, StreamItem};
+pub use stream::{last_user_text, GatewayStream, StreamItem};
 
 /// The workflow name gateway runs are recorded under.
 pub const GATEWAY_WORKFLOW: &str = "gateway";
@@ -592,15 +592,6 @@ pub fn workflow_input(schema: &Value, text: &str) -> Result<Value, String> {
                 .to_string(),
         ),
     }
-}
-
-/// The text of the last user message: what a `workflow:NAME` call takes as its input.
-pub fn last_user_text(messages: &[Message]) -> Option<&str> {
-    messages
-        .iter()
-        .rev()
-        .find(|m| m.role == shopfloor_providers::Role::User)
-        .map(|m| m.content.as_str())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! never cut off half-written. The end-of-turn token is allowed only where the answer is whole.
 
 mod automaton;
+mod keywords;
 mod mask;
 mod schema;
 #[cfg(test)]

@@ -10,8 +10,10 @@
 //! token ([`Posted`]).
 
 mod charts;
+mod evals;
 mod pages;
 mod review;
+mod runs;
 mod view;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -67,12 +69,12 @@ pub(crate) static PAGES: [Page; 22] = [
     page!(GET "/", READ, pages::portfolio),
     page!(GET "/workflows/{name}", READ, pages::workflow),
     page!(POST "/workflows/{name}/promote", Some(Permission::Promote), pages::promote),
-    page!(GET "/runs", READ, pages::runs),
-    page!(GET "/runs.csv", READ, pages::runs_csv),
-    page!(GET "/runs/{id}", READ, pages::run),
-    page!(GET "/evals", READ, pages::evals),
-    page!(GET "/evals/{id}", READ, pages::eval),
-    page!(GET "/evals/{a}/compare/{b}", READ, pages::compare),
+    page!(GET "/runs", READ, runs::runs),
+    page!(GET "/runs.csv", READ, runs::runs_csv),
+    page!(GET "/runs/{id}", READ, runs::run),
+    page!(GET "/evals", READ, evals::evals),
+    page!(GET "/evals/{id}", READ, evals::eval),
+    page!(GET "/evals/{a}/compare/{b}", READ, evals::compare),
     page!(GET "/review", REVIEW, review::next),
     page!(GET "/review/{run_id}", REVIEW, review::item),
     page!(POST "/review/{run_id}/approve", REVIEW, review::approve),

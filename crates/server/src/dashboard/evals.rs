@@ -1,0 +1,235 @@
+//! `/evals`, one eval, and two evals compared case by case (with a CSV).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use minijinja::{context, Value};
+use serde::Deserialize;
+use shopfloor_engine::EvalSummary;
+use shopfloor_store::{EvalCaseRecord, RunStatus};
+
+use super::{render, PageError, Viewer};
+use crate::AppState;
+
+use super::pages::frame;
+use super::runs::{csv_line, csv_response};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EvalsQuery {
+    #[serde(default)]
+    workflow: Option<String>,
+}
+
+pub(crate) async fn evals(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    crate::Query(query): crate::Query<EvalsQuery>,
+) -> Result<Response, PageError> {
+    let workflow = query.workflow.filter(|w| !w.is_empty());
+    let store = state.engine.store();
+    let evals = state
+        .store_call(store.list_evals(workflow.as_deref(), 100))
+        .await?;
+    let mut baselines: HashMap<String, Option<String>> = HashMap::new();
+    for e in &evals {
+        if !baselines.contains_key(&e.workflow) {
+            let b = state.store_call(store.baseline(&e.workflow)).await?;
+            baselines.insert(e.workflow.clone(), b);
+        }
+    }
+    let rows: Vec<Value> = evals
+        .iter()
+        .map(|e| {
+            let summary: Option<EvalSummary> = e
+                .summary
+                .clone()
+                .and_then(|s| serde_json::from_value(s).ok());
+            let baseline = baselines.get(&e.workflow).cloned().flatten();
+            context! {
+                eval => Value::from_serialize(e),
+                summary => summary.map(|s| Value::from_serialize(&s)),
+                is_baseline => baseline.as_deref() == Some(e.id.as_str()),
+                baseline => baseline,
+            }
+        })
+        .collect();
+    let workflows: Vec<String> = state.engine.project.workflows.keys().cloned().collect();
+    Ok(render(
+        "evals.html",
+        context! { evals => rows, workflow => workflow, workflows => workflows, ..frame(&viewer, "Evals", "/evals") },
+    ))
+}
+
+pub(crate) async fn eval(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let record = state
+        .store_call(state.engine.store().get_eval(&id))
+        .await?
+        .ok_or_else(|| {
+            PageError::not_found(format!("no eval with id {id}")).with_viewer(viewer.clone())
+        })?;
+    let summary: Option<EvalSummary> = record
+        .summary
+        .clone()
+        .and_then(|s| serde_json::from_value(s).ok());
+    let cases = state.engine_call(state.engine.all_eval_cases(&id)).await?;
+    let baseline = state
+        .store_call(state.engine.store().baseline(&record.workflow))
+        .await?;
+    Ok(render(
+        "eval.html",
+        context! {
+            eval => Value::from_serialize(&record),
+            summary => summary.map(|s| Value::from_serialize(&s)),
+            cases => cases.iter().map(case_row).collect::<Vec<_>>(),
+            baseline => baseline.filter(|b| b != &id),
+            ..frame(&viewer, &format!("Eval {id}"), "/evals")
+        },
+    ))
+}
+
+fn case_row(case: &EvalCaseRecord) -> Value {
+    context! {
+        case => Value::from_serialize(case),
+        passed => case_passed(case),
+        output => case.output.as_ref().map(|o| o.to_string()).unwrap_or_else(|| format!("({})", case.status.as_str())),
+    }
+}
+
+/// Every scorer passed the case.
+fn case_passed(case: &EvalCaseRecord) -> bool {
+    case.status == RunStatus::Ok && case.scores.values().all(|s| s.passed)
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CompareQuery {
+    /// `all`, `failures` (failed in either) or `changed` (output or verdict differs).
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub(crate) async fn compare(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((a, b)): Path<(String, String)>,
+    crate::Query(query): crate::Query<CompareQuery>,
+) -> Result<Response, PageError> {
+    let store = state.engine.store();
+    let (Some(left), Some(right)) = (
+        state.store_call(store.get_eval(&a)).await?,
+        state.store_call(store.get_eval(&b)).await?,
+    ) else {
+        return Err(
+            PageError::not_found(format!("both evals must exist: {a}, {b}")).with_viewer(viewer),
+        );
+    };
+    let mode = query.mode.as_deref().unwrap_or("all");
+    if !matches!(mode, "all" | "failures" | "changed") {
+        return Err(PageError::bad_request(format!(
+            "mode = \"{mode}\"; expected all, failures or changed"
+        )));
+    }
+    let before: HashMap<String, EvalCaseRecord> = state
+        .engine_call(state.engine.all_eval_cases(&a))
+        .await?
+        .into_iter()
+        .map(|c| (c.case_id.clone(), c))
+        .collect();
+    let after = state.engine_call(state.engine.all_eval_cases(&b)).await?;
+    let mut rows = Vec::new();
+    let (mut changed, mut fixed, mut broken) = (0, 0, 0);
+    for case in &after {
+        let old = before.get(&case.case_id);
+        let was = old.map(case_passed);
+        let is = case_passed(case);
+        let differs = old.is_none_or(|o| o.output != case.output || o.scores != case.scores);
+        changed += usize::from(differs);
+        fixed += usize::from(was == Some(false) && is);
+        broken += usize::from(was == Some(true) && !is);
+        let keep = match mode {
+            "failures" => !is || was == Some(false),
+            "changed" => differs,
+            _ => true,
+        };
+        if keep {
+            rows.push(context! {
+                id => case.case_id.clone(),
+                expected => case.expected.to_string(),
+                a => old.map(case_row),
+                b => case_row(case),
+                differs => differs,
+                delta => match (was, is) {
+                    (Some(false), true) => "fixed",
+                    (Some(true), false) => "broken",
+                    (None, _) => "new",
+                    _ => "",
+                },
+            });
+        }
+    }
+    if query.format.as_deref() == Some("csv") {
+        let mut out = String::from("case,expected,a_output,a_passed,b_output,b_passed,change\n");
+        for case in &after {
+            let old = before.get(&case.case_id);
+            let show = |c: &EvalCaseRecord| {
+                c.output
+                    .as_ref()
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| format!("({})", c.status.as_str()))
+            };
+            csv_line(
+                &mut out,
+                &[
+                    case.case_id.clone(),
+                    case.expected.to_string(),
+                    old.map(show).unwrap_or_default(),
+                    old.map(|o| case_passed(o).to_string()).unwrap_or_default(),
+                    show(case),
+                    case_passed(case).to_string(),
+                    match (old.map(case_passed), case_passed(case)) {
+                        (Some(false), true) => "fixed".into(),
+                        (Some(true), false) => "broken".into(),
+                        (None, _) => "new".into(),
+                        _ => String::new(),
+                    },
+                ],
+            );
+        }
+        return Ok(csv_response(
+            out,
+            &format!(
+                "compare-{}-{}.csv",
+                &a[..a.len().min(8)],
+                &b[..b.len().min(8)]
+            ),
+        ));
+    }
+    let summary = |r: &shopfloor_store::EvalRecord| -> Option<Value> {
+        r.summary
+            .clone()
+            .and_then(|s| serde_json::from_value::<EvalSummary>(s).ok())
+            .map(|s| Value::from_serialize(&s))
+    };
+    Ok(render(
+        "compare.html",
+        context! {
+            a => Value::from_serialize(&left),
+            b => Value::from_serialize(&right),
+            a_summary => summary(&left),
+            b_summary => summary(&right),
+            rows => rows,
+            mode => mode,
+            changed => changed,
+            fixed => fixed,
+            broken => broken,
+            shared => after.iter().filter(|c| before.contains_key(&c.case_id)).count(),
+            ..frame(&viewer, "Compare evals", "/evals")
+        },
+    ))
+}
