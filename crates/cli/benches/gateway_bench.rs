@@ -1,5 +1,7 @@
 //! The gateway's own cost: wrk against a fast upstream directly, then through
-//! `shopfloor serve` (recording every call to SQLite) at 1, 8 and 32 connections, side by side;
+//! `shopfloor serve` (recording every call to SQLite) at 1, 8 and 32 connections, side by side,
+//! and through a second `serve --no-dashboard` on the same project (what mounting the
+//! dashboard's routes costs the gateway);
 //! plus the server's start-up time and peak RSS, and the latency of calls in turn on one
 //! keep-alive connection with Nagle on at the client (where a Nagle/delayed-ACK stall shows).
 //!
@@ -50,7 +52,10 @@ fn main() {
     )
     .unwrap();
     let key = create_key(&project);
-    let (mut server, base, startup) = start_server(&project);
+    let (mut server, base, startup) = start_server(&project, &[]);
+    // The same gateway without the dashboard's routes: the router's cost of mounting them.
+    let (bare_server, bare, _) = start_server(&project, &["--no-dashboard"]);
+    let _bare_server = KillOnDrop(bare_server);
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"Say hello"}]}"#;
     let script = work.path().join("post.lua");
     std::fs::write(
@@ -67,8 +72,12 @@ fn main() {
         startup.as_secs_f64() * 1e3
     );
     println!(
-        "{:>3} | {:>22} | {:>22} | {:>17}",
-        "c", "upstream req/s p50 p99", "gateway req/s p50 p99", "added p50 p99"
+        "{:>3} | {:>22} | {:>22} | {:>17} | {:>22}",
+        "c",
+        "upstream req/s p50 p99",
+        "gateway req/s p50 p99",
+        "added p50 p99",
+        "no dashboard req/s p50 p99"
     );
     // Warm both (connection pools, SQLite pages) before measuring.
     wrk(
@@ -78,6 +87,7 @@ fn main() {
         1,
     );
     wrk(&format!("{base}/v1/chat/completions"), &script, 8, 1);
+    wrk(&format!("{bare}/v1/chat/completions"), &script, 8, 1);
     for connections in [1, 8, 32] {
         let direct = wrk(
             &format!("{upstream_url}/v1/chat/completions"),
@@ -91,8 +101,14 @@ fn main() {
             connections,
             seconds,
         );
+        let without = wrk(
+            &format!("{bare}/v1/chat/completions"),
+            &script,
+            connections,
+            seconds,
+        );
         println!(
-            "{connections:>3} | {:>8.0} {:>6.3} {:>6.3} | {:>8.0} {:>6.3} {:>6.3} | {:>8.3} {:>7.3}   (ms)",
+            "{connections:>3} | {:>8.0} {:>6.3} {:>6.3} | {:>8.0} {:>6.3} {:>6.3} | {:>8.3} {:>7.3} | {:>8.0} {:>6.3} {:>6.3}   (ms)",
             direct.rps,
             direct.p50_ms,
             direct.p99_ms,
@@ -101,6 +117,9 @@ fn main() {
             gateway.p99_ms,
             gateway.p50_ms - direct.p50_ms,
             gateway.p99_ms - direct.p99_ms,
+            without.rps,
+            without.p50_ms,
+            without.p99_ms,
         );
     }
     let (median, p90) = keep_alive_latency(&base, &key, 200);
@@ -254,12 +273,13 @@ fn create_key(project: &Path) -> String {
 }
 
 /// Start `shopfloor serve` (logs discarded) and time it to its address line.
-fn start_server(project: &Path) -> (Child, String, Duration) {
+fn start_server(project: &Path, extra: &[&str]) -> (Child, String, Duration) {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shopfloor"))
         .arg("-C")
         .arg(project)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .env_remove("SHOPFLOOR_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -460,3 +460,50 @@ async fn a_batch_being_run_cannot_be_resumed_twice() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(server.request_count(), cases);
 }
+
+/// The quickstart on the real embedded model: it evaluates the example, makes its sample runs,
+/// and leaves an `account` answer held in the review queue, so the dashboard it points at has
+/// an eval, runs and an item to review.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_leaves_an_eval_runs_and_a_held_item_on_the_embedded_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+        .args(["quickstart", project.to_str().unwrap(), "--limit", "4"])
+        .env_remove("SHOPFLOOR_DATABASE_URL")
+        .output()
+        .expect("run shopfloor");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_contains(
+        &stdout,
+        &[
+            "3 sample run(s) it just made, one of them held for review",
+            "dashboard link",
+        ],
+    );
+
+    let store = open_store(&project).await;
+    let runs = store
+        .list_runs(&shopfloor_store::RunFilter {
+            workflow: Some("ticket-triage".into()),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 4 + 3, "4 eval cases and 3 sample runs");
+    // Sampled items (a tenth of the released ones, by chance) may wait beside it.
+    let held: Vec<_> = store
+        .list_reviews(&shopfloor_store::ReviewFilter {
+            status: Some(shopfloor_core::review::ReviewStatus::Pending),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.reason == shopfloor_core::review::ReviewReason::HeldLabel)
+        .collect();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].output, Some(json!("account")));
+}

@@ -203,3 +203,76 @@ async fn the_dashboard_in_chromium_sign_in_pages_filters_csv_review_by_keyboard_
     assert!(audit.status.success(), "{:?}", text(&audit));
     drop(replica);
 }
+
+/// A two-person item, once one reviewer approved it, says who approved first to the next
+/// reviewer who opens it (plain HTTP with the session cookie a one-time link sets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_person_item_shows_who_approved_first() {
+    let upstream = FakeServer::start(keyword_router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &upstream.base_url());
+    let workflow = dir.path().join("workflows/ticket-triage.toml");
+    let toml = std::fs::read_to_string(&workflow)
+        .unwrap()
+        .replace("risk = \"medium\"", "risk = \"high\"")
+        + "approvals_required = 2\n";
+    std::fs::write(&workflow, toml).unwrap();
+    let ops = create_named_key(dir.path(), None, "ops", "operator");
+    let rita = create_named_key(dir.path(), None, "rita", "reviewer");
+    let replica = Replica::start(dir.path(), None, &[], "serve.log");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("{}/v1/workflows/ticket-triage/runs", replica.base))
+        .bearer_auth(&ops)
+        .json(&json!({"input": {"subject": "Refund", "body": "I was charged twice"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let run_id = response.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approve = client
+        .post(format!("{}/v1/reviews/{run_id}/approve", replica.base))
+        .bearer_auth(&rita)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approve.status(), 200, "{:?}", approve.text().await);
+
+    let signed_in = client
+        .get(link(dir.path(), &replica.base, "ada", "admin"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("the link sets the session cookie")
+        .to_string();
+    let page = client
+        .get(format!("{}/review/{run_id}", replica.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Approved first by <strong>rita</strong>"),
+        "{html}"
+    );
+    assert!(html.contains("needs 2 approvals"), "{html}");
+    assert!(
+        html.contains("id=\"approve-form\""),
+        "ada may give the second approval"
+    );
+    drop(replica);
+}

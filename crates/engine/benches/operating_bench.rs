@@ -6,131 +6,14 @@
 //! 1,000,000; PostgreSQL at `SHOPFLOOR_TEST_POSTGRES_URL`, default 127.0.0.1:5432). Prints the
 //! seeding rate and each command's time, each the best of three calls.
 
+mod seeded;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use shopfloor_core::review::{Decision, ReviewReason, ReviewStatus};
+use seeded::{seed, write_project};
 use shopfloor_engine::{now_ms, Engine, EngineOptions};
 use shopfloor_store::testing::TestPostgres;
-use shopfloor_store::{
-    AttemptOutcome, AttemptRecord, ReviewDecisionRecord, ReviewTicket, ReviewUpdate, RunRecord,
-    RunStatus,
-};
-use shopfloor_testkit::{self as testkit, OpenAiModel, WorkflowToml};
-
-const DAY_MS: i64 = 86_400_000;
-const LABELS: [&str; 4] = ["billing", "bug", "account", "other"];
-const CHUNK: usize = 2_000;
-
-fn write_project(dir: &Path) {
-    let model = OpenAiModel::new("fast", "http://127.0.0.1:9/v1").classes(&["internal"]);
-    let triage = WorkflowToml::new(&["text"], "Route: {{ text }}")
-        .line("owner = \"dana@acme.example\"")
-        .then(
-            "[outcome]\nkpi = \"minutes\"\nbaseline = 40\ntarget = 15\nminutes_saved_per_accepted = 3\n\
-             reviewer_cost_per_hour = 60\n[output]\nlabels = [\"billing\", \"bug\", \"account\", \"other\"]\n\
-             [route]\nmodels = [\"fast\"]\n[eval]\ndataset = \"datasets/triage.jsonl\"\n\
-             scorers = [\"label_accuracy\"]\n",
-        )
-        .replace("stage = \"draft\"", "stage = \"pilot\"");
-    testkit::write_project(dir, &model.to_string(), &[("triage", &triage)]);
-    std::fs::create_dir_all(dir.join("datasets")).unwrap();
-    let cases: String = (0..60)
-        .map(|i| {
-            format!(
-                "{{\"id\": \"c{i}\", \"input\": {{\"text\": \"ticket {i}\"}}, \"expected\": \"{}\"}}\n",
-                LABELS[i % 4]
-            )
-        })
-        .collect();
-    std::fs::write(dir.join("datasets/triage.jsonl"), cases).unwrap();
-}
-
-fn run(i: usize, version: &str, now: i64, runs: usize) -> RunRecord {
-    let at = now - 28 * DAY_MS + (i as i64 * 28 * DAY_MS) / runs as i64;
-    let label = LABELS[(i * 7 + i / 97) % 4];
-    let held = i.is_multiple_of(100);
-    RunRecord {
-        id: format!("run-{i:08}"),
-        workflow: "triage".into(),
-        version: version.into(),
-        batch_id: None,
-        case_index: None,
-        status: if held {
-            RunStatus::Held
-        } else if i.is_multiple_of(37) {
-            RunStatus::Invalid
-        } else {
-            RunStatus::Ok
-        },
-        input: json!({"text": format!("ticket number {i} about {label}")}),
-        prompt: json!([]),
-        raw_output: Some(label.into()),
-        output: Some(json!(label)),
-        error: None,
-        model: Some("fast".into()),
-        prompt_tokens: 120 + (i % 50) as u64,
-        completion_tokens: 1,
-        cost_usd: 0.000_02,
-        latency_ms: 200 + (i % 300) as u64,
-        created_at_ms: at,
-        attempts: vec![AttemptRecord {
-            n: 1,
-            model: "fast".into(),
-            provider: "openai-compatible".into(),
-            outcome: AttemptOutcome::Ok,
-            error: None,
-            error_kind: None,
-            prompt_tokens: 120,
-            completion_tokens: 1,
-            cost_usd: 0.000_02,
-            latency_ms: 200,
-            started_at_ms: at,
-            raw_output: Some(label.into()),
-        }],
-        caller: None,
-        sampled_for_review: false,
-        confidence: None,
-        review: held.then_some(ReviewTicket {
-            reason: ReviewReason::HighRisk,
-            approvals_required: 1,
-            due_at_ms: None,
-        }),
-    }
-}
-
-/// Seed `runs` runs into the engine's store; returns runs per second.
-async fn seed(engine: &Engine, runs: usize) -> f64 {
-    let version = engine.project.workflow("triage").unwrap().version.clone();
-    let now = now_ms();
-    let started = Instant::now();
-    for chunk in (0..runs).collect::<Vec<_>>().chunks(CHUNK) {
-        let batch: Vec<RunRecord> = chunk.iter().map(|&i| run(i, &version, now, runs)).collect();
-        engine.store().insert_runs(&batch).await.unwrap();
-    }
-    let rate = runs as f64 / started.elapsed().as_secs_f64();
-    for i in (0..runs).step_by(100) {
-        let decided = run(i, &version, now, runs).created_at_ms + 300_000;
-        let update = ReviewUpdate {
-            decision: ReviewDecisionRecord {
-                run_id: format!("run-{i:08}"),
-                reviewer: format!("reviewer-{}", i % 3),
-                decision: Decision::Approve,
-                output: None,
-                reason: None,
-                note: None,
-                claimed_at_ms: Some(decided - 120_000),
-                decided_at_ms: decided,
-            },
-            status: ReviewStatus::Approved,
-            seen_decisions: 0,
-            events: Vec::new(),
-        };
-        engine.store().decide_review(&update).await.unwrap();
-    }
-    rate
-}
 
 /// The best of three calls of `f`.
 async fn best<F, Fut>(mut f: F) -> Duration
@@ -148,7 +31,7 @@ where
 }
 
 async fn measure(dir: &Path, database_url: Option<&str>, runs: usize) -> Vec<(String, String)> {
-    write_project(dir);
+    write_project(dir, "http://127.0.0.1:9/v1");
     let engine = Engine::open(EngineOptions {
         project_dir: dir.to_path_buf(),
         database_url: database_url.map(str::to_string),

@@ -47,7 +47,8 @@ pub use gateway::{
 pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;
 pub use outcomes::{
-    KpiStatus, NewKpiValue, OutcomeFigures, OutcomeReport, OutcomeWeek, VersionWeek,
+    DayFigures, KpiStatus, NewKpiValue, OutcomeDay, OutcomeFigures, OutcomeReport, OutcomeWeek,
+    VersionDay, VersionWeek,
 };
 pub use portfolio::{Flagged, HealthFlag, LastEval, PortfolioEntry, Suggestion};
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};

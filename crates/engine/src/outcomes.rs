@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use shopfloor_core::calendar::iso_week;
 use shopfloor_store::{
-    week_of_ms, week_start_ms, CallerWeek, KpiValue, ReviewWeek, RunStatus, RunWeek, Window,
+    week_of_ms, week_start_ms, CallerWeek, KpiValue, ReviewWeek, RunDay, RunStatus, RunWeek, Window,
 };
 
 use crate::{now_ms, Engine, EngineError};
@@ -175,6 +175,100 @@ impl Engine {
         };
         self.store.insert_kpi(&record).await?;
         Ok(record)
+    }
+}
+
+/// One day's figures of a set of runs, for the per-day series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DayFigures {
+    pub runs: u64,
+    /// Released outputs, and held ones approved or corrected.
+    pub accepted: u64,
+    pub invalid: u64,
+    pub cost_usd: f64,
+    /// `None` where the day has no runs (a gap, not a zero), as for the rates.
+    pub mean_latency_ms: Option<f64>,
+    pub acceptance_rate: Option<f64>,
+    pub invalid_rate: Option<f64>,
+}
+
+impl DayFigures {
+    fn add(&mut self, row: &RunDay) {
+        let latency =
+            self.mean_latency_ms.unwrap_or(0.0) * self.runs as f64 + row.latency_ms as f64;
+        self.runs += row.runs;
+        self.accepted += row.accepted;
+        self.invalid += row.invalid;
+        self.cost_usd += row.cost_usd;
+        let runs = self.runs as f64;
+        self.mean_latency_ms = (self.runs > 0).then(|| latency / runs);
+        self.acceptance_rate = (self.runs > 0).then(|| self.accepted as f64 / runs);
+        self.invalid_rate = (self.runs > 0).then(|| self.invalid as f64 / runs);
+    }
+}
+
+/// One UTC day of a workflow: all its runs, and each version's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutcomeDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub starts_at_ms: i64,
+    #[serde(flatten)]
+    pub figures: DayFigures,
+    pub versions: Vec<VersionDay>,
+}
+
+/// One version's figures on one day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionDay {
+    pub version: String,
+    #[serde(flatten)]
+    pub figures: DayFigures,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl Engine {
+    /// `workflow`'s last `days` UTC days, today included and oldest first; a day without runs
+    /// is there with no figures, so a chart shows the gap.
+    pub async fn outcome_days(
+        &self,
+        workflow: &str,
+        days: u32,
+    ) -> Result<Vec<OutcomeDay>, EngineError> {
+        self.project.workflow(workflow)?;
+        self.flush().await;
+        let today = now_ms().div_euclid(DAY_MS);
+        let first = today - i64::from(days.max(1)) + 1;
+        let window = Window {
+            from_ms: first * DAY_MS,
+            to_ms: (today + 1) * DAY_MS,
+        };
+        let rows = self.store.run_days(workflow, window).await?;
+        Ok((first..=today)
+            .map(|day| {
+                let mut figures = DayFigures::default();
+                let versions = rows
+                    .iter()
+                    .filter(|r| r.day == day)
+                    .map(|row| {
+                        figures.add(row);
+                        let mut own = DayFigures::default();
+                        own.add(row);
+                        VersionDay {
+                            version: row.version.clone(),
+                            figures: own,
+                        }
+                    })
+                    .collect();
+                OutcomeDay {
+                    day: shopfloor_core::calendar::utc_date(day * DAY_MS),
+                    starts_at_ms: day * DAY_MS,
+                    figures,
+                    versions,
+                }
+            })
+            .collect())
     }
 }
 

@@ -12,13 +12,12 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 use shopfloor_core::access::Role;
 use shopfloor_core::review::ReviewStatus;
 use shopfloor_engine::{Engine, EngineOptions};
-use shopfloor_server::{Server, ServerConfig};
 use shopfloor_store::testing::TestPostgres;
 use shopfloor_testkit::FakeServer;
 
@@ -44,24 +43,6 @@ async fn engine(dir: &Path, database_url: Option<&str>) -> Engine {
     .expect("open the engine")
 }
 
-/// Serve `engine` on port 0 until the returned sender is dropped; its base URL.
-async fn serve(engine: Engine) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = ServerConfig {
-        key_cache_ttl: Duration::from_secs(60),
-        worker: None,
-        review_every: None,
-        ..ServerConfig::default()
-    };
-    let server = Server::build(engine, listener, config);
-    let base = format!("http://{}", server.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    (base, stop)
-}
-
 /// Queue `items` held runs, then let `reviewers` claim and approve them all through `bases`
 /// (reviewer i talks to server i mod n).
 async fn measure(
@@ -85,9 +66,9 @@ async fn measure(
             .unwrap();
         keys.push(key.secret);
     }
-    let mut servers = vec![serve(first).await];
+    let mut servers = vec![common::serve_bench(first).await];
     for _ in 1..replicas {
-        servers.push(serve(engine(dir, database_url).await).await);
+        servers.push(common::serve_bench(engine(dir, database_url).await).await);
     }
     let bases: Vec<String> = servers.iter().map(|(b, _)| b.clone()).collect();
     let client = common::client();

@@ -79,6 +79,9 @@ pub struct ServerConfig {
     /// How often this replica applies the review SLAs and sends due webhook events; `None`
     /// does neither (another replica, or `shopfloor review sweep`, must).
     pub review_every: Option<Duration>,
+    /// Serve the dashboard's pages at `/`; without it, only the APIs answer (an API-only
+    /// replica behind a load balancer).
+    pub dashboard: bool,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(60),
             worker: Some(WorkerConfig::default()),
             review_every: Some(Duration::from_secs(2)),
+            dashboard: true,
         }
     }
 }
@@ -192,8 +196,10 @@ pub fn app(state: AppState) -> Router {
     for route in &ROUTES {
         router = router.route(route.path, route.method_router(&state));
     }
+    if state.config.dashboard {
+        router = router.merge(dashboard::routes(&state));
+    }
     router
-        .merge(dashboard::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // `layer`, not `route_layer`: the fallbacks are observed too.

@@ -356,3 +356,31 @@ async fn a_request_that_matches_no_route_is_observed_like_any_other() {
     }
     server.stop().await;
 }
+
+/// An API-only replica (`serve --no-dashboard`): the pages answer 404 like any unknown path,
+/// the APIs as before.
+#[tokio::test]
+async fn without_the_dashboard_only_the_apis_answer() {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let config = ServerConfig {
+        dashboard: false,
+        ..test_config()
+    };
+    let server = TestServer::start(dir.path(), config).await;
+    let c = client();
+    for page in ["/", "/login", "/runs", "/assets/dashboard.css"] {
+        let (status, body) = get(&c, &server.url(page), None).await;
+        assert_eq!(status, 404, "{page}: {body}");
+    }
+    let models = server.url("/v1/models");
+    assert_eq!(get(&c, &models, Some(&server.keys.operator)).await.0, 200);
+    server.stop().await;
+
+    let other = tempfile::tempdir().unwrap();
+    write_project(other.path(), &upstream.base_url(), &upstream.base_url());
+    let with = TestServer::start(other.path(), test_config()).await;
+    assert_eq!(get(&c, &with.url("/login"), None).await.0, 200);
+    with.stop().await;
+}

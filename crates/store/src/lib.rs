@@ -40,7 +40,8 @@ pub use outbox::{
     DeliveryOutcome, DeliveryState, EventFilter, EventKind, OutboxEvent, OutboxStore,
 };
 pub use outcomes::{
-    week_of_ms, week_start_ms, CallerWeek, KpiValue, OutcomeStore, ReviewWeek, RunWeek, Window,
+    week_of_ms, week_start_ms, CallerWeek, KpiValue, OutcomeStore, ReviewWeek, RunDay, RunWeek,
+    Window,
 };
 pub use postgres::PostgresStore;
 pub use queue::ClaimedCase;

@@ -56,6 +56,20 @@ pub struct RunWeek {
     pub cost_usd: f64,
 }
 
+/// Runs of one version and UTC day (days since 1970-01-01), for the per-day series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunDay {
+    pub version: String,
+    pub day: i64,
+    pub runs: u64,
+    /// Outputs that reached the caller: released, or held and then approved or corrected.
+    pub accepted: u64,
+    pub invalid: u64,
+    pub cost_usd: f64,
+    /// The sum of the runs' latencies (the mean is this over `runs`).
+    pub latency_ms: i64,
+}
+
 /// Review work on runs of one version and week.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReviewWeek {
@@ -97,6 +111,9 @@ pub struct KpiValue {
 pub trait OutcomeStore {
     /// Runs of `workflow` made in `window` per version, week and status (eval runs left out).
     async fn run_weeks(&self, workflow: &str, window: Window) -> Result<Vec<RunWeek>>;
+
+    /// Runs of `workflow` made in `window` per version and UTC day (eval runs left out).
+    async fn run_days(&self, workflow: &str, window: Window) -> Result<Vec<RunDay>>;
 
     /// Reviewed acceptances and reviewer time per version and week of runs made in `window`.
     async fn review_weeks(&self, workflow: &str, window: Window) -> Result<Vec<ReviewWeek>>;
@@ -163,6 +180,38 @@ macro_rules! outcome_store_impl {
                             status: enumeration(row, "runs", "status", $crate::RunStatus::parse)?,
                             runs: non_negative("runs", "runs", row.int("runs")?)?,
                             cost_usd: row.float("cost")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn run_days(
+                &self,
+                workflow: &str,
+                window: $crate::outcomes::Window,
+            ) -> $crate::Result<Vec<$crate::outcomes::RunDay>> {
+                use $crate::codec::{non_negative, Columns};
+                let sql = format!(
+                    "SELECT version, (created_at_ms / 86400000) AS day, COUNT(*) AS runs, \
+                     CAST(SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS BIGINT) AS accepted, \
+                     CAST(SUM(CASE WHEN status = 'invalid' THEN 1 ELSE 0 END) AS BIGINT) AS invalid, \
+                     SUM(cost_usd) AS cost, CAST(SUM(latency_ms) AS BIGINT) AS latency FROM runs \
+                     WHERE workflow = $1 AND created_at_ms >= $2 AND created_at_ms < $3 AND {not_eval} \
+                     GROUP BY version, day ORDER BY day, version",
+                    not_eval = $crate::outcomes::NOT_EVAL,
+                );
+                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
+                    .iter()
+                    .map(|row| {
+                        let count = |c: &'static str| non_negative("runs", c, row.int(c)?);
+                        Ok($crate::outcomes::RunDay {
+                            version: row.text("version")?,
+                            day: row.int("day")?,
+                            runs: count("runs")?,
+                            accepted: count("accepted")?,
+                            invalid: count("invalid")?,
+                            cost_usd: row.float("cost")?,
+                            latency_ms: row.int("latency")?.max(0),
                         })
                     })
                     .collect()

@@ -5,7 +5,7 @@ mod common;
 
 use common::{attempt, both_backends, run, Db};
 use serde_json::json;
-use shopfloor_store::{AttemptOutcome, RunRecord, RunStatus, RunWindow};
+use shopfloor_store::{AttemptOutcome, RunDay, RunRecord, RunStatus, RunWindow, Window};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -171,7 +171,69 @@ async fn first_run_of_a_version(db: &Db) {
     );
 }
 
+/// The per-day series: runs by version and UTC day, with accepted and invalid counts, cost and
+/// summed latency; other workflows and runs outside the window left out.
+async fn runs_per_day_by_version(db: &Db) {
+    const DAY: i64 = 86_400_000;
+    let day = T0 / DAY; // 20833: T0 is 08:00 UTC that day.
+    let make = |id: &str, at: i64, status: RunStatus, latency: u64| {
+        let mut r = run(id, "ticket-triage", at, None);
+        r.status = status;
+        r.latency_ms = latency;
+        r.cost_usd = 0.25;
+        r
+    };
+    let mut old = make("d-4", T0 + DAY, RunStatus::Ok, 50);
+    old.version = "v-old".into();
+    let mut elsewhere = make("d-5", T0, RunStatus::Ok, 70);
+    elsewhere.workflow = "invoice".into();
+    let runs = [
+        make("d-1", T0, RunStatus::Ok, 100),
+        make("d-2", T0 + 60_000, RunStatus::Invalid, 200),
+        make("d-3", T0 + 120_000, RunStatus::Held, 300),
+        old,
+        elsewhere,
+        make("d-6", T0 + 3 * DAY, RunStatus::Ok, 10),
+    ];
+    db.store.insert_runs(&runs).await.unwrap();
+    let days = db
+        .store
+        .run_days(
+            "ticket-triage",
+            Window {
+                from_ms: T0 - DAY,
+                to_ms: T0 + 2 * DAY,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        days,
+        vec![
+            RunDay {
+                version: "v-3f2a".into(),
+                day,
+                runs: 3,
+                accepted: 1,
+                invalid: 1,
+                cost_usd: 0.75,
+                latency_ms: 600,
+            },
+            RunDay {
+                version: "v-old".into(),
+                day: day + 1,
+                runs: 1,
+                accepted: 1,
+                invalid: 0,
+                cost_usd: 0.25,
+                latency_ms: 50,
+            },
+        ]
+    );
+}
+
 both_backends!(
+    runs_per_day_by_version,
     counts_come_from_the_window_only,
     p95_latency_is_the_nearest_rank_without_refusals,
     the_sample_is_bounded_and_evenly_spaced,

@@ -25,6 +25,10 @@ pub struct Args {
     /// Run no batch worker here (batches queued here are run by other replicas).
     #[arg(long)]
     no_worker: bool,
+    /// Serve only the APIs: no dashboard pages at / (for a replica that only takes API
+    /// traffic).
+    #[arg(long)]
+    no_dashboard: bool,
     /// Seconds a replica holds a claimed batch case before another may take it over (renewed
     /// while the case runs).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
@@ -78,6 +82,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             lease: Duration::from_secs(args.lease_secs.max(1)),
             ..defaults
         }),
+        dashboard: !args.no_dashboard,
         ..ServerConfig::default()
     };
     let server = Server::build(engine, listener, config);
@@ -90,10 +95,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     // Written, not printed: whoever reads the address may close our stdout after the first
     // line, and a server must not stop for that.
     let mut stdout = std::io::stdout().lock();
+    let dashboard = if args.no_dashboard {
+        "dashboard: off (--no-dashboard)".to_string()
+    } else {
+        format!("dashboard: http://{addr}/ (sign in with the link `shopfloor dashboard link{link_url}` prints)")
+    };
     let _ = writeln!(
         stdout,
-        "shopfloor serve: listening on http://{addr} (ready in {} ms)\n\
-         dashboard: http://{addr}/ (sign in with the link `shopfloor dashboard link{link_url}` prints)",
+        "shopfloor serve: listening on http://{addr} (ready in {} ms)\n{dashboard}",
         started.elapsed().as_millis()
     );
     let _ = stdout.flush();

@@ -98,6 +98,17 @@ for (const [name, path, heading] of pages) {
   await axe(page, name);
   await shoot(page, name);
 }
+// One case of an eval, reached from the eval's table: its verdicts and its history.
+await page.goto(BASE + `/evals/${env("EVAL_B")}`);
+const caseHref = await page.locator("table.data tbody th a").first().getAttribute("href");
+const caseResponse = await page.goto(BASE + caseHref);
+check(caseResponse.status() === 200 && ((await page.textContent("h1")) || "").includes("Case"), `a case's page (${caseHref}) answers 200`);
+check((await page.locator("text=label_accuracy").count()) > 0, "the case page shows each scorer's verdict");
+const history = await page.locator("table.data").last().locator("tbody tr").count();
+check(history === 2, `the case's history lists both evals (saw ${history})`);
+await axe(page, "case");
+await shoot(page, "case");
+
 await page.goto(BASE + `/workflows/${WORKFLOW}`);
 check((await page.locator("svg.chart").count()) >= 4, "the workflow page draws its charts");
 check((await page.locator("#config + p, pre.code").count()) > 0, "the workflow page shows its configuration");

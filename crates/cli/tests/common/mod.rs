@@ -47,6 +47,13 @@ pub fn scaffold(dir: &Path, base_url: &str) {
     let text = std::fs::read_to_string(&workflow)
         .unwrap()
         .replace("models = [\"local\"]", "models = [\"fake\"]");
+    // Tests that are not about review keep every output released, as they were written for.
+    let text = text
+        .lines()
+        .filter(|l| !l.starts_with("hold_labels"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
     std::fs::write(workflow, text).unwrap();
 }
 

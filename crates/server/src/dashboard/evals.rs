@@ -96,8 +96,81 @@ fn case_row(case: &EvalCaseRecord) -> Value {
     context! {
         case => Value::from_serialize(case),
         passed => case_passed(case),
-        output => case.output.as_ref().map(|o| o.to_string()).unwrap_or_else(|| format!("({})", case.status.as_str())),
+        output => shown_output(case),
     }
+}
+
+/// A case's output as one line, or its status in brackets when it has none.
+fn shown_output(case: &EvalCaseRecord) -> String {
+    case.output
+        .as_ref()
+        .map(|o| o.to_string())
+        .unwrap_or_else(|| format!("({})", case.status.as_str()))
+}
+
+/// How a case moved from one eval to the next: passed before (if it was there) and now.
+fn delta(was: Option<bool>, is: bool) -> &'static str {
+    match (was, is) {
+        (Some(false), true) => "fixed",
+        (Some(true), false) => "broken",
+        (None, _) => "new",
+        _ => "",
+    }
+}
+
+/// Evals of the workflow shown in a case's history.
+const CASE_HISTORY: u32 = 10;
+
+/// `GET /evals/ID/cases/CASE`: one case of an eval: its input, expected answer, output (and
+/// the model's raw text), each scorer's verdict with its reason, and the same case in the
+/// workflow's recent evals, newest first.
+pub(crate) async fn case(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((id, case_id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let store = state.engine.store();
+    let not_found = |viewer: &Viewer| {
+        PageError::not_found(format!("eval {id} has no case {case_id}")).with_viewer(viewer.clone())
+    };
+    let record = state
+        .store_call(store.get_eval(&id))
+        .await?
+        .ok_or_else(|| not_found(&viewer))?;
+    let find = |cases: Vec<EvalCaseRecord>| cases.into_iter().find(|c| c.case_id == case_id);
+    let case = find(state.engine_call(state.engine.all_eval_cases(&id)).await?)
+        .ok_or_else(|| not_found(&viewer))?;
+    let run = state.store_call(store.get_run(&case.run_id)).await?;
+    let mut history = Vec::new();
+    for other in state
+        .store_call(store.list_evals(Some(&record.workflow), CASE_HISTORY))
+        .await?
+    {
+        let found = if other.id == id {
+            Some(case.clone())
+        } else {
+            find(
+                state
+                    .engine_call(state.engine.all_eval_cases(&other.id))
+                    .await?,
+            )
+        };
+        history.push(context! {
+            eval => Value::from_serialize(&other),
+            row => found.as_ref().map(case_row),
+            current => other.id == id,
+        });
+    }
+    Ok(render(
+        "eval_case.html",
+        context! {
+            eval => Value::from_serialize(&record),
+            row => case_row(&case),
+            input => run.map(|r| Value::from_serialize(&r.input)),
+            history => history,
+            ..frame(&viewer, &format!("Case {case_id}"), "/evals")
+        },
+    ))
 }
 
 /// Every scorer passed the case.
@@ -164,12 +237,7 @@ pub(crate) async fn compare(
                 a => old.map(case_row),
                 b => case_row(case),
                 differs => differs,
-                delta => match (was, is) {
-                    (Some(false), true) => "fixed",
-                    (Some(true), false) => "broken",
-                    (None, _) => "new",
-                    _ => "",
-                },
+                delta => delta(was, is),
             });
         }
     }
@@ -177,27 +245,16 @@ pub(crate) async fn compare(
         let mut out = String::from("case,expected,a_output,a_passed,b_output,b_passed,change\n");
         for case in &after {
             let old = before.get(&case.case_id);
-            let show = |c: &EvalCaseRecord| {
-                c.output
-                    .as_ref()
-                    .map(|o| o.to_string())
-                    .unwrap_or_else(|| format!("({})", c.status.as_str()))
-            };
             csv_line(
                 &mut out,
                 &[
                     case.case_id.clone(),
                     case.expected.to_string(),
-                    old.map(show).unwrap_or_default(),
+                    old.map(shown_output).unwrap_or_default(),
                     old.map(|o| case_passed(o).to_string()).unwrap_or_default(),
-                    show(case),
+                    shown_output(case),
                     case_passed(case).to_string(),
-                    match (old.map(case_passed), case_passed(case)) {
-                        (Some(false), true) => "fixed".into(),
-                        (Some(true), false) => "broken".into(),
-                        (None, _) => "new".into(),
-                        _ => String::new(),
-                    },
+                    delta(old.map(case_passed), case_passed(case)).to_string(),
                 ],
             );
         }

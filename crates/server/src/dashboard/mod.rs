@@ -65,7 +65,7 @@ const READ: Option<Permission> = Some(Permission::ReadRuns);
 const REVIEW: Option<Permission> = Some(Permission::Review);
 
 /// Every page and form action.
-pub(crate) static PAGES: [Page; 22] = [
+pub(crate) static PAGES: [Page; 23] = [
     page!(GET "/", READ, pages::portfolio),
     page!(GET "/workflows/{name}", READ, pages::workflow),
     page!(POST "/workflows/{name}/promote", Some(Permission::Promote), pages::promote),
@@ -74,6 +74,7 @@ pub(crate) static PAGES: [Page; 22] = [
     page!(GET "/runs/{id}", READ, runs::run),
     page!(GET "/evals", READ, evals::evals),
     page!(GET "/evals/{id}", READ, evals::eval),
+    page!(GET "/evals/{id}/cases/{case}", READ, evals::case),
     page!(GET "/evals/{a}/compare/{b}", READ, evals::compare),
     page!(GET "/review", REVIEW, review::next),
     page!(GET "/review/{run_id}", REVIEW, review::item),

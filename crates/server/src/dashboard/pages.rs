@@ -101,6 +101,48 @@ pub(crate) struct WorkflowQuery {
     version: Option<String>,
 }
 
+/// The per-day series span this many days, today included.
+const DAYS_SHOWN: u32 = 28;
+
+/// The per-day charts of one version (or all of them), with no bar where a day had no runs;
+/// `None` when no day in the span has any.
+fn daily_charts(days: &[shopfloor_engine::OutcomeDay], version: Option<&str>) -> Option<Value> {
+    let rows: Vec<(String, Option<shopfloor_engine::DayFigures>)> = days
+        .iter()
+        .map(|d| {
+            let figures = match version {
+                Some(v) => d
+                    .versions
+                    .iter()
+                    .find(|x| x.version == v)
+                    .map(|x| x.figures.clone()),
+                None => Some(d.figures.clone()),
+            };
+            (d.day.clone(), figures.filter(|f| f.runs > 0))
+        })
+        .collect();
+    if rows.iter().all(|(_, f)| f.is_none()) {
+        return None;
+    }
+    let chart =
+        |f: &dyn Fn(&shopfloor_engine::DayFigures) -> Option<f64>, label: &str, unit: &str| {
+            let points: Vec<(String, Option<f64>)> = rows
+                .iter()
+                .map(|(day, figures)| (day.clone(), figures.as_ref().and_then(f)))
+                .collect();
+            Value::from_safe_string(charts::bars(&points, label, unit))
+        };
+    Some(context! {
+        volume => chart(&|f| Some(f.runs as f64), "runs per day", " runs"),
+        latency => chart(&|f| f.mean_latency_ms, "mean latency per day", " ms"),
+        cost => chart(&|f| Some(f.cost_usd), "model cost per day", " USD"),
+        invalid => chart(&|f| f.invalid_rate.map(|r| r * 100.0), "invalid outputs per day", "%"),
+        acceptance => chart(&|f| f.acceptance_rate.map(|r| r * 100.0), "acceptance per day", "%"),
+        from => days.first().map(|d| d.day.clone()),
+        to => days.last().map(|d| d.day.clone()),
+    })
+}
+
 pub(crate) async fn workflow(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -170,6 +212,10 @@ pub(crate) async fn workflow(
         cost => Value::from_safe_string(charts::bars(&series(&|f| f.cost_per_accepted_usd), "cost per accepted output per week", " USD")),
         saved => Value::from_safe_string(charts::bars(&series(&|f| Some(f.minutes_saved)), "minutes saved per week", " min")),
     };
+    let days = state
+        .engine_call(engine.outcome_days(&name, DAYS_SHOWN))
+        .await?;
+    let daily = daily_charts(&days, selected.as_deref());
     let kpi_chart = outcomes.kpi.as_ref().map(|k| {
         let points: Vec<Point> = k
             .values
@@ -219,6 +265,7 @@ pub(crate) async fn workflow(
             versions => versions,
             selected => selected,
             charts => charts,
+            daily => daily,
             kpi_chart => kpi_chart,
             drift => Value::from_serialize(&drift),
             evals => eval_rows,

@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "run.html",
     "evals.html",
     "eval.html",
+    "eval_case.html",
     "compare.html",
     "review.html",
     "audit.html",

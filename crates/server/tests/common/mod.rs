@@ -325,3 +325,22 @@ pub fn assert_openai_error(body: &Value, kind: &str) {
         "{body}"
     );
 }
+
+/// Serve `engine` on port 0 as a bench wants it (keys cached, no worker, no review sweep)
+/// until the returned sender is dropped; its base URL.
+pub async fn serve_bench(engine: Engine) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = ServerConfig {
+        key_cache_ttl: Duration::from_secs(60),
+        worker: None,
+        review_every: None,
+        ..ServerConfig::default()
+    };
+    let server = Server::build(engine, listener, config);
+    let base = format!("http://{}", server.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    (base, stop)
+}
