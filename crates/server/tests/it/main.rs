@@ -1,0 +1,17 @@
+//! The integration tests of `server`, in one binary: one link instead of one per file.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod access;
+mod adversarial;
+mod chat_fields;
+mod gateway;
+mod lifecycle;
+mod models;
+mod openai_sdk;
+mod otlp;
+mod outcomes;
+mod reviews;
+mod worker;
+mod workflows;

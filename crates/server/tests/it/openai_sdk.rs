@@ -1,0 +1,237 @@
+//! The official OpenAI Python SDK as the client, streamed and not: an existing application
+//! changes only its base URL and key. Without the SDK this test fails, saying how to install
+//! it (`pip install openai`; `.ci/run` installs it): a client test that passes without its
+//! client proves nothing.
+
+use crate::common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+use shopfloor_store::RunStatus;
+use shopfloor_testkit::FakeServer;
+
+/// Why the SDK cannot be imported, if it cannot.
+fn sdk_missing() -> Option<String> {
+    match Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+    {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+        Err(e) => Some(format!("cannot run python3: {e}")),
+    }
+}
+
+#[tokio::test]
+async fn the_official_python_sdk_works_against_the_gateway() {
+    if let Some(why) = sdk_missing() {
+        panic!(
+            "the OpenAI Python SDK is not installed (`python3 -c \"import openai\"` fails); \
+             `python3 -m pip install openai` and run this test again:\n{why}"
+        );
+    }
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
+    let base_url = server.url("/v1");
+    let key = server.keys.operator.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("SHOPFLOOR_BASE_URL", base_url)
+            .env("SHOPFLOOR_API_KEY", key)
+            .output()
+            .expect("run python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK script failed:\n{stderr}\n{stdout}"
+    );
+    let seen: Value = serde_json::from_str(&stdout).expect("the script prints JSON");
+    eprintln!("OpenAI Python SDK {}", seen["sdk_version"]);
+
+    assert!(
+        seen["models"].as_array().unwrap().contains(&json!("fast")),
+        "{seen}"
+    );
+    assert_eq!(seen["completion"]["content"], ANSWER);
+    assert_eq!(seen["completion"]["finish_reason"], "stop");
+    assert_eq!(seen["completion"]["total_tokens"], 10);
+    assert_eq!(seen["stream"]["content"], ANSWER);
+    assert_eq!(seen["stream"]["pieces"], 2, "streamed in pieces: {seen}");
+    assert_eq!(seen["stream"]["finish_reason"], "stop");
+    assert_eq!(seen["stream"]["total_tokens"], 10);
+    assert_eq!(seen["workflow"], "billing");
+    assert_eq!(
+        seen["errors"]["unknown_model"],
+        json!({"status": 404, "code": "model_not_found"})
+    );
+    assert_eq!(
+        seen["errors"]["bad_key"],
+        json!({"status": 401, "code": "invalid_api_key"})
+    );
+    assert!(seen["run_id_header"].is_string(), "{seen}");
+
+    // What the SDK did is recorded: the non-streamed and the streamed call, with the caller.
+    for id in [&seen["completion"]["id"], &seen["stream"]["id"]] {
+        let run_id = id.as_str().unwrap().strip_prefix("chatcmpl-").unwrap();
+        let run = server.recorded(run_id).await;
+        assert_eq!(run.status, RunStatus::Ok);
+        assert_eq!(run.output, Some(json!(ANSWER)));
+        assert_eq!(run.prompt_tokens + run.completion_tokens, 10);
+        assert_eq!(run.caller.unwrap().team.as_deref(), Some("finance"));
+    }
+    let first = server
+        .recorded(
+            seen["completion"]["id"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("chatcmpl-")
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(first.caller.unwrap().user.as_deref(), Some("sdk-user"));
+    server.stop().await;
+}
+
+/// A fake upstream that calls `get_weather` until it is given the tool's result, in the
+/// wire form of the path it is called on (OpenAI or Anthropic), streamed when asked.
+fn weather(request: &shopfloor_testkit::ReceivedRequest) -> shopfloor_testkit::Reply {
+    use shopfloor_testkit::Reply;
+    let body = &request.body;
+    let anthropic = request.path.ends_with("/messages");
+    let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
+    let answered =
+        last.is_some_and(|m| m["role"] == "tool" || m["content"][0]["type"] == "tool_result");
+    let stream = body["stream"] == json!(true);
+    match (anthropic, answered, stream) {
+        (false, true, _) => Reply::Json(200, shopfloor_testkit::openai_completion("It is sunny.", 9, 4)),
+        (true, true, _) => Reply::Json(200, shopfloor_testkit::anthropic_message("It is sunny.", 9, 4)),
+        (false, false, false) => Reply::Json(200, json!({
+            "id": "c1", "object": "chat.completion", "model": "fake",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null,
+                "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}})),
+        (false, false, true) => Reply::Sse(vec![
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0,
+                "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                "function": {"arguments": "{\"city\":"}}]}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                "function": {"arguments": "\"Paris\"}"}}]}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
+            "[DONE]".to_string(),
+        ]),
+        (true, false, false) => Reply::Json(200, json!({
+            "id": "m1", "type": "message", "role": "assistant", "model": "fake-claude",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 9, "output_tokens": 4}})),
+        (true, false, true) => Reply::Sse(vec![
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}).to_string(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}).to_string(),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"}}).to_string(),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "\"Paris\"}"}}).to_string(),
+            json!({"type": "content_block_stop", "index": 0}).to_string(),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}).to_string(),
+            json!({"type": "message_stop"}).to_string(),
+        ]),
+    }
+}
+
+#[tokio::test]
+async fn the_official_python_sdk_calls_tools_and_sends_their_results_back() {
+    if let Some(why) = sdk_missing() {
+        panic!("the OpenAI Python SDK is not installed; `python3 -m pip install openai`:\n{why}");
+    }
+    let upstream = FakeServer::start(weather).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    shopfloor_testkit::append(
+        &dir.path().join("shopfloor.toml"),
+        &format!(
+            "\n[models.claude]\nprovider = \"anthropic\"\nmodel = \"fake-claude\"\nbase_url = \"{}\"\n# Any variable that is set: the fake takes any key.\napi_key_env = \"HOME\"\ndata_classes = [\"public\", \"internal\"]\n",
+            upstream.base_url()
+        ),
+    );
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_tools.py");
+    for model in ["fast", "claude"] {
+        let before = upstream.request_count();
+        let (base_url, key) = (server.url("/v1"), server.keys.operator.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("python3")
+                .arg(script)
+                .env("SHOPFLOOR_BASE_URL", base_url)
+                .env("SHOPFLOOR_API_KEY", key)
+                .env("SHOPFLOOR_MODEL", model)
+                .output()
+                .expect("run python3")
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{model}: the SDK script failed:\n{}\n{stdout}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let seen: Value = serde_json::from_str(&stdout).expect("the script prints JSON");
+        assert_eq!(
+            seen["first"]["finish_reason"], "tool_calls",
+            "{model}: {seen}"
+        );
+        assert_eq!(seen["first"]["content"], Value::Null, "{model}: {seen}");
+        assert_eq!(seen["first"]["name"], "get_weather");
+        assert_eq!(seen["first"]["arguments"], json!({"city": "Paris"}));
+        assert_eq!(seen["second"]["content"], "It is sunny.");
+        assert_eq!(seen["second"]["finish_reason"], "stop");
+        assert_eq!(
+            seen["stream"]["names"],
+            json!(["get_weather"]),
+            "{model}: {seen}"
+        );
+        assert_eq!(seen["stream"]["arguments"], json!({"city": "Paris"}));
+        assert_eq!(seen["stream"]["finish_reason"], "tool_calls");
+
+        // What reached the upstream: the tool, then the call and its result in its own form.
+        let sent = upstream.requests();
+        let (first, second) = (&sent[before].body, &sent[before + 1].body);
+        if model == "fast" {
+            assert_eq!(first["tools"][0]["function"]["name"], "get_weather");
+            let messages = second["messages"].as_array().unwrap();
+            assert_eq!(messages[1]["role"], "assistant");
+            assert_eq!(messages[1]["content"], Value::Null);
+            assert_eq!(messages[1]["tool_calls"][0]["id"], seen["first"]["id"]);
+            assert_eq!(
+                messages[2],
+                json!({"role": "tool", "content": "sunny, 21C", "tool_call_id": seen["first"]["id"]})
+            );
+        } else {
+            assert_eq!(first["tools"][0]["name"], "get_weather");
+            assert_eq!(
+                first["tools"][0]["input_schema"]["required"],
+                json!(["city"])
+            );
+            let messages = second["messages"].as_array().unwrap();
+            assert_eq!(
+                messages[1]["content"],
+                json!([{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}])
+            );
+            assert_eq!(
+                messages[2],
+                json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny, 21C"}]})
+            );
+        }
+    }
+    server.stop().await;
+}

@@ -1,0 +1,239 @@
+//! The review loop through the real server: a high-risk run is pending; a reviewer key claims
+//! and decides it; the caller then reads the released output (or the rejection) through the
+//! workflow API. Corrections are checked against the output contract, reasons against the
+//! workflow's list, and a reviewer never decides a run their own key requested.
+
+use crate::common;
+
+use common::*;
+use serde_json::{json, Value};
+use shopfloor_testkit::FakeServer;
+
+/// A server over the test project, with the upstream and folder it needs kept alive.
+async fn start() -> (FakeServer, tempfile::TempDir, TestServer) {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    (upstream, dir, server)
+}
+
+async fn held_run(server: &TestServer, key: &str, text: &str) -> String {
+    let (status, body) = post(
+        &client(),
+        &server.url("/v1/workflows/approve/runs"),
+        Some(key),
+        &json!({"input": {"text": text}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    body["run_id"].as_str().unwrap().to_string()
+}
+
+async fn act(
+    server: &TestServer,
+    key: &str,
+    run_id: &str,
+    action: &str,
+    body: Value,
+) -> (u16, Value) {
+    post(
+        &client(),
+        &server.url(&format!("/v1/reviews/{run_id}/{action}")),
+        Some(key),
+        &body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_held_output_is_approved_by_a_reviewer_and_then_read_by_its_caller() {
+    let (_upstream, _dir, server) = start().await;
+    let keys = server.keys.clone();
+    let c = client();
+    let run_id = held_run(&server, &keys.operator, "billing question").await;
+
+    // The queue needs the review permission.
+    let (status, _) = get(&c, &server.url("/v1/reviews"), Some(&keys.operator)).await;
+    assert_eq!(status, 403);
+    let (status, body) = get(
+        &c,
+        &server.url("/v1/reviews?workflow=approve"),
+        Some(&keys.reviewer),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!(items[0]["run_id"], run_id.as_str());
+    assert_eq!(items[0]["status"], "pending");
+    assert_eq!(items[0]["reason"], "high_risk");
+    assert_eq!(items[0]["output"], "billing");
+
+    // A correction must meet the contract; a reason must be one of the workflow's.
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &run_id,
+        "edit",
+        json!({"output": "refund"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_output");
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &run_id,
+        "reject",
+        json!({"reason": "boring"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_reason");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("wrong_label, unsafe, hallucination, other"));
+
+    // Claimed by the reviewer: nobody else may decide it meanwhile.
+    let (status, body) = act(&server, &keys.reviewer, &run_id, "claim", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["run"]["input"], json!({"text": "billing question"}));
+    let (status, body) = act(&server, &keys.admin, &run_id, "approve", json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "claimed_by_other");
+
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &run_id,
+        "approve",
+        json!({"note": "fine"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+    let (status, body) = act(&server, &keys.reviewer, &run_id, "approve", json!({})).await;
+    assert_eq!(status, 409, "a decided item stays decided: {body}");
+
+    let (status, body) = get(
+        &c,
+        &server.url(&format!("/v1/runs/{run_id}")),
+        Some(&keys.operator),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["output"], "billing");
+    assert_eq!(body["review"]["decision"], "approve");
+    assert_eq!(body["review"]["status"], "approved");
+    assert!(body["review"]["by"].is_string(), "{body}");
+
+    let (status, stats) = get(&c, &server.url("/v1/reviews/stats"), Some(&keys.reviewer)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (stats["pending"].as_u64(), stats["approved"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(stats["acceptance_rate"], 1.0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn edits_release_the_correction_and_rejects_release_nothing() {
+    let (_upstream, _dir, server) = start().await;
+    let keys = server.keys.clone();
+    let c = client();
+    let edited = held_run(&server, &keys.operator, "billing wrongly").await;
+    let rejected = held_run(&server, &keys.operator, "other stuff").await;
+
+    // The queue hands out the oldest first, with its run.
+    let (status, next) = post(
+        &c,
+        &server.url("/v1/reviews/next"),
+        Some(&keys.reviewer),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["item"]["run_id"], edited.as_str());
+
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &edited,
+        "edit",
+        json!({"output": "Bug", "note": "a crash"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "edited");
+    assert_eq!(
+        body["corrected_output"], "bug",
+        "labels are matched as the contract matches them"
+    );
+    let (_, run) = get(
+        &c,
+        &server.url(&format!("/v1/runs/{edited}")),
+        Some(&keys.operator),
+    )
+    .await;
+    assert_eq!(
+        (run["status"].clone(), run["output"].clone()),
+        (json!("ok"), json!("bug"))
+    );
+
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &rejected,
+        "reject",
+        json!({"reason": "unsafe"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, run) = get(
+        &c,
+        &server.url(&format!("/v1/runs/{rejected}")),
+        Some(&keys.operator),
+    )
+    .await;
+    assert_eq!(run["status"], "rejected");
+    assert!(run["output"].is_null(), "{run}");
+    assert_eq!(run["review"]["reject_reason"], "unsafe");
+
+    let (status, _) = post(
+        &c,
+        &server.url("/v1/reviews/next"),
+        Some(&keys.reviewer),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 204, "the queue is empty");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reviewer_never_decides_a_run_their_own_key_requested() {
+    let (_upstream, _dir, server) = start().await;
+    let keys = server.keys.clone();
+    // The admin key may run workflows and review: not its own run.
+    let run_id = held_run(&server, &keys.admin, "billing").await;
+    let (status, body) = act(&server, &keys.admin, &run_id, "approve", json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "own_run");
+    let (status, _) = post(
+        &client(),
+        &server.url("/v1/reviews/next"),
+        Some(&keys.admin),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 204, "nor is it handed the run to review");
+    let (status, body) = act(&server, &keys.reviewer, &run_id, "approve", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = act(&server, &keys.reviewer, "no-such-run", "approve", json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    server.stop().await;
+}

@@ -1,0 +1,355 @@
+//! API keys, the audit chain and the batch queue, on both backends. PostgreSQL cases need the
+//! server on 127.0.0.1:5432 (see `shopfloor_store::testing`).
+
+use crate::common;
+
+use std::collections::HashSet;
+
+use serde_json::json;
+use shopfloor_store::{
+    verify_chain, ApiKeyRecord, AuditAction, BatchStatus, NewAuditEntry, RunRecord, SessionRecord,
+    StoreError,
+};
+
+use common::{batch, both_backends, run, Db};
+
+both_backends!(
+    keys_are_found_by_hash_and_names_are_unique_among_live_keys,
+    revoking_a_key_keeps_it_listed_and_frees_its_name,
+    audit_entries_chain_and_verify,
+    an_edited_audit_row_is_caught,
+    concurrent_audit_appends_stay_one_chain,
+    claimed_cases_are_leased_and_leave_the_queue_when_recorded,
+    replicas_claiming_at_once_never_share_a_case,
+    cancelled_batches_are_not_claimed,
+    login_tokens_are_used_once_and_sessions_end_with_their_key,
+);
+
+fn key(id: &str, name: &str, role: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        name: name.into(),
+        role: role.into(),
+        team: Some("support".into()),
+        key_hash: format!("hash-of-{id}"),
+        prefix: "sf_abcd".into(),
+        created_at_ms: 1_000,
+        revoked_at_ms: None,
+    }
+}
+
+async fn keys_are_found_by_hash_and_names_are_unique_among_live_keys(db: &Db) {
+    let ops = key("k1", "ticket-bot", "operator");
+    db.store.create_api_key(&ops).await.unwrap();
+    assert_eq!(
+        db.store.api_key_by_hash("hash-of-k1").await.unwrap(),
+        Some(ops)
+    );
+    assert_eq!(
+        db.store.api_key_by_hash("hash-of-nobody").await.unwrap(),
+        None
+    );
+    let err = db
+        .store
+        .create_api_key(&key("k2", "ticket-bot", "admin"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err}");
+    assert_eq!(db.store.list_api_keys().await.unwrap().len(), 1);
+}
+
+async fn revoking_a_key_keeps_it_listed_and_frees_its_name(db: &Db) {
+    db.store
+        .create_api_key(&key("k1", "ana", "viewer"))
+        .await
+        .unwrap();
+    let revoked = db.store.revoke_api_key("ana", 2_000).await.unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(2_000));
+    let err = db.store.revoke_api_key("ana", 3_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    // The name is free again; revoking by id works too.
+    db.store
+        .create_api_key(&key("k2", "ana", "builder"))
+        .await
+        .unwrap();
+    db.store.revoke_api_key("k2", 4_000).await.unwrap();
+    let keys = db.store.list_api_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.revoked_at_ms.is_some()));
+    let found = db
+        .store
+        .api_key_by_hash("hash-of-k1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.revoked_at_ms, Some(2_000));
+}
+
+fn entry(i: usize) -> NewAuditEntry {
+    NewAuditEntry {
+        at_ms: 10_000 + i as i64,
+        actor: "dana".into(),
+        action: AuditAction::WorkflowPromote,
+        subject: "ticket-triage".into(),
+        detail: json!({"from": "draft", "to": "pilot", "note": format!("entry {i} ✓")}),
+    }
+}
+
+async fn audit_entries_chain_and_verify(db: &Db) {
+    for i in 0..5 {
+        let stored = db.store.append_audit(entry(i)).await.unwrap();
+        assert_eq!(stored.seq, i as u64 + 1);
+    }
+    let entries = db.store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(verify_chain(&entries), Ok(5));
+    assert_eq!(db.store.audit_entries(3, 100).await.unwrap().len(), 2);
+    let latest = db
+        .store
+        .latest_audit(AuditAction::WorkflowPromote, "ticket-triage")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.seq, 5);
+    assert_eq!(
+        db.store
+            .latest_audit(AuditAction::KeyCreate, "x")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn an_edited_audit_row_is_caught(db: &Db) {
+    for i in 0..4 {
+        db.store.append_audit(entry(i)).await.unwrap();
+    }
+    db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+        .await;
+    let broken = verify_chain(&db.store.audit_entries(0, 100).await.unwrap()).unwrap_err();
+    assert_eq!(broken.seq, 3, "{broken}");
+    db.execute("DELETE FROM audit_log WHERE seq = 3").await;
+    let broken = verify_chain(&db.store.audit_entries(0, 100).await.unwrap()).unwrap_err();
+    assert_eq!(broken.seq, 4, "{broken}");
+}
+
+async fn concurrent_audit_appends_stay_one_chain(db: &Db) {
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(
+            async move { store.append_audit(entry(i)).await },
+        ));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let entries = db.store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(verify_chain(&entries), Ok(24));
+}
+
+fn queued_batch(
+    id: &str,
+    cases: u64,
+) -> (shopfloor_store::BatchRecord, Vec<(u64, serde_json::Value)>) {
+    let mut record = batch(id, BatchStatus::Running);
+    record.total_cases = cases;
+    record.source = "api".into();
+    let inputs = (1..=cases).map(|i| (i, json!({"case": i}))).collect();
+    (record, inputs)
+}
+
+fn recorded(batch_id: &str, case: u64) -> RunRecord {
+    run(
+        &format!("{batch_id}-run-{case}"),
+        "ticket-triage",
+        2_000,
+        Some((batch_id, case)),
+    )
+}
+
+async fn claimed_cases_are_leased_and_leave_the_queue_when_recorded(db: &Db) {
+    let (record, inputs) = queued_batch("b1", 5);
+    db.store.enqueue_batch(&record, &inputs).await.unwrap();
+    assert_eq!(
+        db.store.get_batch("b1").await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(db.store.batch_progress("b1").await.unwrap(), (5, 0));
+
+    let first = db
+        .store
+        .claim_batch_cases("w1", 3, 60_000, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|c| c.case_index).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(first[0].workflow, record.workflow);
+    assert_eq!(first[0].input, json!({"case": 1}));
+    // Leased cases are not handed out again while the lease runs.
+    let second = db
+        .store
+        .claim_batch_cases("w2", 10, 100_000, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|c| c.case_index).collect::<Vec<_>>(),
+        [4, 5]
+    );
+    assert!(db
+        .store
+        .claim_batch_cases("w3", 10, 60_000, 3_000)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // w1 records cases 1 and 2 and dies; its lease on case 3 runs out and w3 takes it.
+    db.store
+        .insert_runs(&[recorded("b1", 1), recorded("b1", 2)])
+        .await
+        .unwrap();
+    assert_eq!(db.store.extend_batch_leases("w1", 70_000).await.unwrap(), 1);
+    assert!(db
+        .store
+        .claim_batch_cases("w3", 10, 90_000, 65_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let retaken = db
+        .store
+        .claim_batch_cases("w3", 10, 190_000, 80_000)
+        .await
+        .unwrap();
+    let retaken: Vec<u64> = retaken.iter().map(|c| c.case_index).collect();
+    assert_eq!(retaken, [3]);
+    db.store
+        .insert_runs(&[recorded("b1", 3), recorded("b1", 4), recorded("b1", 5)])
+        .await
+        .unwrap();
+    assert_eq!(db.store.batch_progress("b1").await.unwrap(), (5, 5));
+    let page = db.store.batch_runs("b1", 1, 3).await.unwrap();
+    let cases: Vec<Option<u64>> = page.iter().map(|r| r.case_index).collect();
+    assert_eq!(cases, [Some(2), Some(3), Some(4)]);
+    assert!(page.iter().all(|r| r.attempts.is_empty()));
+    assert_eq!(page[0].output, recorded("b1", 2).output);
+    assert_eq!(db.store.batch_runs("b1", 5, 3).await.unwrap(), vec![]);
+    assert!(db
+        .store
+        .claim_batch_cases("w3", 10, 300_000, 290_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let err = db.store.batch_progress("nope").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+async fn replicas_claiming_at_once_never_share_a_case(db: &Db) {
+    let (record, inputs) = queued_batch("b2", 200);
+    db.store.enqueue_batch(&record, &inputs).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store
+                    .claim_batch_cases(&format!("w{w}"), 7, 600_000, 1_000)
+                    .await
+                    .unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|c| c.case_index));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for task in tasks {
+        for case in task.await.unwrap() {
+            assert!(seen.insert(case), "case {case} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 200);
+}
+
+async fn cancelled_batches_are_not_claimed(db: &Db) {
+    let (record, inputs) = queued_batch("b3", 3);
+    db.store.enqueue_batch(&record, &inputs).await.unwrap();
+    db.store
+        .set_batch_status("b3", BatchStatus::Cancelled, 5_000)
+        .await
+        .unwrap();
+    assert!(db
+        .store
+        .claim_batch_cases("w1", 10, 60_000, 6_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn login_tokens_are_used_once_and_sessions_end_with_their_key(db: &Db) {
+    let store = &db.store;
+    store
+        .create_api_key(&key("k1", "ana", "reviewer"))
+        .await
+        .unwrap();
+    store
+        .create_login_token("tok-hash", "k1", 1_000, 2_000)
+        .await
+        .unwrap();
+    store
+        .create_login_token("old-hash", "k1", 1_000, 1_500)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.redeem_login_token("old-hash", 1_600).await.unwrap(),
+        None,
+        "an expired token signs nobody in"
+    );
+    assert_eq!(
+        store.redeem_login_token("tok-hash", 1_600).await.unwrap(),
+        Some("k1".to_string())
+    );
+    assert_eq!(
+        store.redeem_login_token("tok-hash", 1_601).await.unwrap(),
+        None,
+        "a token is used once"
+    );
+    assert_eq!(
+        store.redeem_login_token("nobody", 1_601).await.unwrap(),
+        None
+    );
+
+    let session = SessionRecord {
+        session_hash: "s-hash".into(),
+        key_id: "k1".into(),
+        csrf_token: "csrf".into(),
+        created_at_ms: 1_600,
+        expires_at_ms: 10_000,
+    };
+    store.create_session(&session).await.unwrap();
+    let (found, key) = store.session("s-hash", 5_000).await.unwrap().unwrap();
+    assert_eq!(found, session);
+    assert_eq!((key.name.as_str(), key.role.as_str()), ("ana", "reviewer"));
+    assert!(
+        store.session("s-hash", 10_000).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(store.session("other", 5_000).await.unwrap().is_none());
+
+    store.revoke_api_key("ana", 6_000).await.unwrap();
+    let (_, key) = store.session("s-hash", 6_001).await.unwrap().unwrap();
+    assert_eq!(
+        key.revoked_at_ms,
+        Some(6_000),
+        "the session shows its key is revoked"
+    );
+
+    store.end_session("s-hash").await.unwrap();
+    assert!(
+        store.session("s-hash", 5_000).await.unwrap().is_none(),
+        "signed out"
+    );
+}

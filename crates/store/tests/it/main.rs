@@ -1,0 +1,11 @@
+//! The integration tests of `store`, in one binary: one link instead of one per file.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod access;
+mod drift;
+mod evals;
+mod open;
+mod reviews;
+mod store;
