@@ -307,10 +307,19 @@ fn session_set_cookie(secret: &str, max_age_s: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("sf_session=; Path=/; Max-Age=0"))
 }
 
-/// Only paths of this server: never an absolute URL an attacker could send a victim to.
+/// Only paths of this server: never an absolute URL an attacker could send a victim to. A
+/// path is printable ASCII: browsers drop tabs and newlines from a `Location` (so `/\t/host`
+/// is `//host`, another site), and a control character cannot go in a header at all.
 fn local_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.into(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n.into()
+        }
         _ => "/".into(),
     }
 }
@@ -353,6 +362,12 @@ fn login_form(status: StatusCode, next: &str, error: Option<&str>) -> Response {
 
 fn started(session: &shopfloor_engine::NewSession, next: &str) -> Response {
     let max_age = (session.record.expires_at_ms - session.record.created_at_ms) / 1000;
+    // `next` went through `local_next`; should it still not fit a header, go home, not 500.
+    let next = if HeaderValue::from_str(next).is_ok() {
+        next
+    } else {
+        "/"
+    };
     let mut response = Redirect::to(next).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -463,6 +478,15 @@ mod tests {
         assert_eq!(local_next(Some("https://evil.example/")), "/");
         assert_eq!(local_next(Some("/\\evil.example")), "/");
         assert_eq!(local_next(None), "/");
+        for hostile in [
+            "/\t/evil.example",
+            "/\r\nSet-Cookie: x=1",
+            "/ x",
+            "/runs\u{1}",
+            "/é",
+        ] {
+            assert_eq!(local_next(Some(hostile)), "/", "{hostile:?}");
+        }
     }
 
     #[test]

@@ -389,3 +389,73 @@ async fn upstream_addresses_stay_out_of_client_errors() {
     assert!(message.contains("model backup"), "{message}");
     server.stop().await;
 }
+
+/// `next` after sign-in stays on this server: a tab or newline (which browsers drop, making
+/// `/\t/host` the other site `//host`) or any control character sends the user home, with a
+/// redirect, never a 500 after the one-time link is spent (issue 25 item 3).
+#[tokio::test]
+async fn sign_in_never_redirects_off_the_server() {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = |r: &reqwest::Response| {
+        r.headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    for next in [
+        "%2F%09%2Fevil.example",
+        "%2Fruns%01",
+        "%2F%0D%0ASet-Cookie:x=1",
+    ] {
+        let link = server
+            .state
+            .engine
+            .login_link("vic", shopfloor_core::access::Role::Viewer, "test")
+            .await
+            .unwrap();
+        let url = server.url(&format!("/login?token={}&next={next}", link.token));
+        let r = c.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 303, "next={next}");
+        assert_eq!(location(&r).as_deref(), Some("/"), "next={next}");
+        assert!(
+            r.headers().get("set-cookie").is_some(),
+            "next={next}: signed in"
+        );
+    }
+    let r = c
+        .post(server.url("/login"))
+        .header("origin", &server.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "key={}&next=%2F%09%2Fevil.example",
+            server.keys.viewer
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r).as_deref(), Some("/"));
+    // A path of this server is kept.
+    let link = server
+        .state
+        .engine
+        .login_link("vic", shopfloor_core::access::Role::Viewer, "test")
+        .await
+        .unwrap();
+    let r = c
+        .get(server.url(&format!(
+            "/login?token={}&next=%2Fruns%3Fstatus%3Dok",
+            link.token
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&r).as_deref(), Some("/runs?status=ok"));
+    server.stop().await;
+}
