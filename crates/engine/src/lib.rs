@@ -22,6 +22,7 @@ mod review;
 mod runner;
 mod sessions;
 pub mod trace;
+mod visibility;
 mod webhooks;
 mod weekly;
 
@@ -55,8 +56,11 @@ pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use queue::{BatchProgress, API_SOURCE};
 pub use recorder::{not_recorded, Recorder, RecorderTask};
 pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
-pub use runner::{now_ms, released_output, Answer, CallBudget, RunOptions, Runner};
+pub use runner::{now_ms, Answer, CallBudget, RunOptions, Runner};
 pub use sessions::{LoginLink, NewSession, LOGIN_LINK_MINUTES, SESSION_HOURS};
+pub use visibility::{
+    released_output, run_view_in, view as run_view_of, Audience, RunView, Withheld,
+};
 pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};
 
 /// The folder under the project that holds the embedded database.

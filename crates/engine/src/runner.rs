@@ -358,14 +358,6 @@ pub(crate) fn new_run(
     }
 }
 
-/// The output a caller may see: none while the run is held for review.
-pub fn released_output(run: &RunRecord) -> Option<&Value> {
-    match run.status {
-        RunStatus::Held | RunStatus::Rejected => None,
-        _ => run.output.as_ref(),
-    }
-}
-
 /// A model's answer to a one-off request (not a workflow run), e.g. an eval judge.
 #[derive(Debug, Clone)]
 pub struct Answer {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shopfloor_engine::{failure_kind, released_output, RunFacts};
+use shopfloor_engine::{failure_kind, released_output, Audience, RunFacts};
 use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 
 use crate::auth::Principal;
@@ -252,19 +252,14 @@ pub(crate) async fn get_run(
     Path(id): Path<String>,
     principal: Principal,
 ) -> Result<Response, ApiError> {
-    let store = state.engine.store();
-    let mut run = state.store_call(store.get_run(&id)).await?;
-    if run.is_none() {
-        // Runs are written at most 50 ms after they end: one made here a moment ago may still
-        // be queued. Write the queue and look again.
-        state.engine.flush().await;
-        run = state.store_call(store.get_run(&id)).await?;
-    }
+    let view = state
+        .engine_call(state.engine.run_view(&id, Audience::of(principal.role)))
+        .await?;
     // Another key's run is answered like a missing one, so ids cannot be probed.
-    let run = run
-        .filter(|run| principal.may_see(run.caller.as_ref().map(|c| c.key_id.as_str())))
+    let view = view
+        .filter(|v| principal.may_see(v.run.caller.as_ref().map(|c| c.key_id.as_str())))
         .ok_or_else(|| ApiError::not_found(format!("no run with id {id}")))?;
-    let held = run.status == RunStatus::Held;
+    let run = &view.run;
     let attempts: Vec<Value> = run
         .attempts
         .iter()
@@ -283,19 +278,17 @@ pub(crate) async fn get_run(
             })
         })
         .collect();
-    let mut body = run_result(&run);
+    let mut body = run_result(run);
     body["batch_id"] = json!(run.batch_id);
     body["case_index"] = json!(run.case_index);
     body["input"] = run.input.clone();
-    body["raw_output"] = if held {
-        Value::Null
-    } else {
-        json!(run.raw_output)
-    };
+    // The model's own answer: for reviewers always, for others only where it was released.
+    body["raw_output"] = json!(run.raw_output);
+    body["withheld"] = json!(view.withheld);
     body["created_at_ms"] = json!(run.created_at_ms);
     body["caller"] = json!(run.caller);
     body["attempts"] = Value::Array(attempts);
-    body["review"] = review_summary(&state, &run).await?;
+    body["review"] = review_summary(&state, run).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
 

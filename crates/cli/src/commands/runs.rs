@@ -3,13 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use shopfloor_engine::{open_store, released_output};
+use shopfloor_engine::{open_store, run_view_in, Audience};
 use shopfloor_store::{RunFilter, RunStatus};
 
 use super::Global;
-
-/// What `runs show` says in place of an output that is not released.
-const HELD: &str = "held for review";
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -84,24 +81,17 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             }
         }
         Command::Show { id, json } => {
-            let Some(run) = store.get_run(&id).await? else {
+            // What a reader sees: a held, rejected or corrected run's own answer is for
+            // reviewers, who read it with `shopfloor review show`.
+            let Some(view) = run_view_in(&*store, &id, Audience::Reader).await? else {
                 bail!("no run with id {id} (list runs with `shopfloor runs list`)");
             };
-            // A held (or rejected) output is not handed out here: `shopfloor review show` is
-            // where a reviewer reads it.
-            let withheld = run.output.is_some() && released_output(&run).is_none();
-            let mut run = run;
-            if withheld {
-                run.output = None;
-                run.raw_output = None;
-                for attempt in &mut run.attempts {
-                    attempt.raw_output = None;
-                }
-            }
+            let withheld = view.withheld.filter(|_| view.answer_hidden);
+            let run = view.run;
             if json {
                 let mut value = serde_json::to_value(&run)?;
-                if withheld {
-                    value["output_withheld"] = serde_json::json!(HELD);
+                if let Some(w) = withheld {
+                    value["output_withheld"] = serde_json::json!(w.as_str());
                 }
                 println!("{}", serde_json::to_string_pretty(&value)?);
                 return Ok(ExitCode::SUCCESS);
@@ -152,9 +142,13 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                     println!("      answer: {raw:?}");
                 }
             }
-            if withheld {
+            if let Some(w) = withheld {
+                match &run.output {
+                    Some(output) => println!("\noutput\n  {output}\n  {}", w.describe()),
+                    None => println!("\noutput\n  {}", w.describe()),
+                }
                 println!(
-                    "\noutput\n  {HELD} (a reviewer reads it with `shopfloor review show {}`)",
+                    "  (a reviewer reads the model's own answer with `shopfloor review show {}`)",
                     run.id
                 );
                 return Ok(ExitCode::SUCCESS);

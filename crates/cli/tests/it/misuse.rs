@@ -54,11 +54,83 @@ async fn runs_show_does_not_hand_out_a_held_output() {
 
     let (json, _) = text(&shopfloor(dir.path(), &["runs", "show", id, "--json"]));
     let record: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(record["output_withheld"], "held for review");
+    assert_eq!(record["output_withheld"], "held");
     assert_eq!(record["output"], Value::Null, "{json}");
     assert_eq!(record["raw_output"], Value::Null, "{json}");
     assert_eq!(record["attempts"][0]["raw_output"], Value::Null, "{json}");
     assert_eq!(record["attempts"][0]["prompt_tokens"], 10);
+}
+
+/// A rejected run is called rejected, not held, and its answer stays with reviewers; a corrected
+/// one shows the correction, never the answer it overrode (issue 25 item 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_hands_out_only_what_review_released() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    set_in_workflow(dir.path(), "risk = \"medium\"", "risk = \"high\"");
+    let held = || {
+        let out = shopfloor(
+            dir.path(),
+            &[
+                "run",
+                "ticket-triage",
+                "--json",
+                r#"{"subject": "Refund", "body": "Please refund my invoice"}"#,
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        let result: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}{stderr}"));
+        assert_eq!(result["status"], "held", "{result}");
+        result["run_id"].as_str().unwrap().to_string()
+    };
+    let (rejected, corrected) = (held(), held());
+    let decide = |args: &[&str]| {
+        let out = shopfloor(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {:?}", text(&out));
+    };
+    decide(&["review", "reject", &rejected, "--reason", "unsafe"]);
+    decide(&["review", "edit", &corrected, "--output", "other"]);
+
+    let (show, _) = text(&shopfloor(dir.path(), &["runs", "show", &rejected]));
+    assert!(show.contains("status    rejected"), "{show}");
+    assert!(show.contains("rejected by review: not released"), "{show}");
+    assert!(!show.contains("held for review"), "{show}");
+    for shown in ["answer: ", "raw output", "parsed output", "\"billing\""] {
+        assert!(
+            !show.contains(shown),
+            "the rejected answer is shown:\n{show}"
+        );
+    }
+    let (json, _) = text(&shopfloor(
+        dir.path(),
+        &["runs", "show", &rejected, "--json"],
+    ));
+    let record: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(record["output_withheld"], "rejected");
+    assert_eq!(record["output"], Value::Null, "{json}");
+    assert_eq!(record["raw_output"], Value::Null, "{json}");
+    assert_eq!(record["attempts"][0]["raw_output"], Value::Null, "{json}");
+
+    let (show, _) = text(&shopfloor(dir.path(), &["runs", "show", &corrected]));
+    assert!(show.contains("released as corrected by review"), "{show}");
+    assert!(
+        show.contains("\"other\""),
+        "the correction is shown:\n{show}"
+    );
+    assert!(
+        !show.contains("billing\""),
+        "the overridden answer is shown:\n{show}"
+    );
+    let (json, _) = text(&shopfloor(
+        dir.path(),
+        &["runs", "show", &corrected, "--json"],
+    ));
+    let record: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(record["output_withheld"], "corrected");
+    assert_eq!(record["output"], "other", "{json}");
+    assert_eq!(record["raw_output"], Value::Null, "{json}");
 }
 
 #[test]

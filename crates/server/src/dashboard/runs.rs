@@ -231,9 +231,9 @@ pub(crate) async fn run(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    state.engine.flush().await;
-    let record = state
-        .store_call(state.engine.store().get_run(&id))
+    let audience = shopfloor_engine::Audience::of(viewer.principal.role);
+    let view = state
+        .engine_call(state.engine.run_view(&id, audience))
         .await?
         .ok_or_else(|| {
             PageError::not_found(format!("no run with id {id}")).with_viewer(viewer.clone())
@@ -243,16 +243,16 @@ pub(crate) async fn run(
         Err(e) if e.status == StatusCode::NOT_FOUND => None,
         Err(e) => return Err(e.into()),
     };
-    // A held output is shown only to reviewers, and only as the review queue shows it.
-    let held = record.status == RunStatus::Held;
-    let output_visible = !held || viewer.may(Permission::Review);
     Ok(render(
         "run.html",
         context! {
-            run => Value::from_serialize(&record),
-            held => held,
-            output_visible => output_visible,
+            run => Value::from_serialize(&view.run),
+            released => Value::from_serialize(&view.released),
+            withheld => view.withheld.map(|w| w.as_str()),
+            withheld_text => view.withheld.map(|w| w.describe()),
+            answer_hidden => view.answer_hidden,
             review => review.map(|r| Value::from_serialize(&r)),
+            may_review => viewer.may(Permission::Review),
             ..frame(&viewer, &format!("Run {id}"), "/runs")
         },
     ))

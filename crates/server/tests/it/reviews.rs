@@ -237,3 +237,109 @@ async fn a_reviewer_never_decides_a_run_their_own_key_requested() {
     assert_eq!(status, 404, "{body}");
     server.stop().await;
 }
+
+/// The model's own answer of a rejected or corrected run is for roles that review: every other
+/// role reads the released output only, through the API and the dashboard (issue 25 item 1).
+#[tokio::test]
+async fn a_rejected_or_corrected_answer_is_shown_only_to_reviewers() {
+    use shopfloor_core::access::Role;
+    let (_upstream, _dir, server) = start().await;
+    let keys = server.keys.clone();
+    let c = client();
+    let rejected = held_run(&server, &keys.operator, "billing question").await;
+    let corrected = held_run(&server, &keys.operator, "billing again").await;
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &rejected,
+        "reject",
+        json!({"reason": "unsafe"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &corrected,
+        "edit",
+        json!({"output": "bug"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    for role in [Role::Operator, Role::Viewer, Role::Builder] {
+        let key = keys.for_role(role);
+        let (status, body) = get(&c, &server.url(&format!("/v1/runs/{rejected}")), Some(key)).await;
+        assert_eq!(status, 200, "{role}: {body}");
+        assert!(
+            !body.to_string().contains("billing\""),
+            "{role} reads the rejected answer: {body}"
+        );
+        assert_eq!(body["withheld"], "rejected", "{role}: {body}");
+        assert_eq!(body["output"], Value::Null, "{role}: {body}");
+        let (status, body) =
+            get(&c, &server.url(&format!("/v1/runs/{corrected}")), Some(key)).await;
+        assert_eq!(status, 200, "{role}: {body}");
+        assert_eq!(body["output"], "bug", "{role}: {body}");
+        assert_eq!(body["withheld"], "corrected", "{role}: {body}");
+        assert!(
+            !body.to_string().contains("billing\""),
+            "{role} reads the overridden answer: {body}"
+        );
+    }
+    for role in [Role::Reviewer, Role::Admin] {
+        let key = keys.for_role(role);
+        let (_, body) = get(&c, &server.url(&format!("/v1/runs/{rejected}")), Some(key)).await;
+        assert_eq!(body["raw_output"], "billing", "{role}: {body}");
+        let (_, body) = get(&c, &server.url(&format!("/v1/runs/{corrected}")), Some(key)).await;
+        assert_eq!(body["raw_output"], "billing", "{role}: {body}");
+        assert_eq!(body["output"], "bug", "{role}: {body}");
+    }
+
+    // The dashboard's run page follows the same rule.
+    let page = |role: Role, id: String| {
+        let (c, server, key) = (c.clone(), &server, keys.for_role(role).to_string());
+        async move {
+            let session = server
+                .state
+                .engine
+                .sign_in_with_key(&key)
+                .await
+                .unwrap()
+                .expect("a session");
+            let r = c
+                .get(server.url(&format!("/runs/{id}")))
+                .header("cookie", format!("sf_session={}", session.secret))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{role} /runs/{id}");
+            r.text().await.unwrap()
+        }
+    };
+    for role in [Role::Viewer, Role::Builder] {
+        let html = page(role, rejected.clone()).await;
+        assert!(
+            html.contains("Rejected by review: not released"),
+            "{role}: {html}"
+        );
+        assert!(
+            !html.contains("&quot;billing&quot;") && !html.contains("\"billing\""),
+            "{role}: {html}"
+        );
+        assert!(!html.contains(">billing<"), "{role}: {html}");
+        let html = page(role, corrected.clone()).await;
+        assert!(
+            html.contains("Released as corrected by review"),
+            "{role}: {html}"
+        );
+        assert!(!html.contains(">billing<"), "{role}: {html}");
+    }
+    let html = page(Role::Reviewer, rejected.clone()).await;
+    assert!(
+        html.contains("The model&#x27;s own answer") || html.contains("The model's own answer"),
+        "{html}"
+    );
+    assert!(html.contains(">billing<"), "{html}");
+    server.stop().await;
+}
