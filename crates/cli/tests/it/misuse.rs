@@ -23,14 +23,10 @@ fn set_in_workflow(dir: &Path, from: &str, to: &str) {
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_show_does_not_hand_out_a_held_output() {
-    let server = FakeServer::start(router).await;
-    let dir = tempfile::tempdir().unwrap();
-    scaffold(dir.path(), &server.base_url());
-    set_in_workflow(dir.path(), "risk = \"medium\"", "risk = \"high\"");
+/// Run the (high-risk) example on a refund ticket: the id of the held run.
+fn held_run(dir: &Path) -> String {
     let out = shopfloor(
-        dir.path(),
+        dir,
         &[
             "run",
             "ticket-triage",
@@ -42,7 +38,16 @@ async fn runs_show_does_not_hand_out_a_held_output() {
     let result: Value =
         serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}{stderr}"));
     assert_eq!(result["status"], "held", "{result}");
-    let id = result["run_id"].as_str().unwrap();
+    result["run_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_does_not_hand_out_a_held_output() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    set_in_workflow(dir.path(), "risk = \"medium\"", "risk = \"high\"");
+    let id = &held_run(dir.path());
 
     let (show, _) = text(&shopfloor(dir.path(), &["runs", "show", id]));
     assert!(show.contains("status    held"), "{show}");
@@ -69,23 +74,7 @@ async fn runs_show_hands_out_only_what_review_released() {
     let dir = tempfile::tempdir().unwrap();
     scaffold(dir.path(), &server.base_url());
     set_in_workflow(dir.path(), "risk = \"medium\"", "risk = \"high\"");
-    let held = || {
-        let out = shopfloor(
-            dir.path(),
-            &[
-                "run",
-                "ticket-triage",
-                "--json",
-                r#"{"subject": "Refund", "body": "Please refund my invoice"}"#,
-            ],
-        );
-        let (stdout, stderr) = text(&out);
-        let result: Value =
-            serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}{stderr}"));
-        assert_eq!(result["status"], "held", "{result}");
-        result["run_id"].as_str().unwrap().to_string()
-    };
-    let (rejected, corrected) = (held(), held());
+    let (rejected, corrected) = (held_run(dir.path()), held_run(dir.path()));
     let decide = |args: &[&str]| {
         let out = shopfloor(dir.path(), args);
         assert!(out.status.success(), "{args:?}: {:?}", text(&out));
