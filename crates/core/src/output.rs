@@ -83,31 +83,42 @@ impl OutputValidator {
         }
     }
 
-    /// Parse and validate an answer: the output value, or a message saying what is wrong
-    /// (phrased so that it can be shown to the model when asking again).
-    pub fn parse(&self, answer: &str) -> Result<Json, String> {
+    /// Parse and validate an answer: the output value, or what is wrong with it.
+    pub fn parse(&self, answer: &str) -> Result<Json, ContractViolation> {
         match &self.contract {
             OutputContract::Labels(labels) => {
                 let normal = normalize_label(answer);
                 match self.normalized_labels.iter().position(|l| *l == normal) {
                     Some(i) => Ok(Json::String(labels[i].clone())),
-                    None => Err(format!(
-                        "the answer {:?} is not one of the allowed labels: {}",
-                        shorten(answer, 80),
-                        labels.join(", ")
-                    )),
+                    None => Err(ContractViolation {
+                        public: format!(
+                            "the answer is not one of the allowed labels: {}",
+                            labels.join(", ")
+                        ),
+                        for_model: format!(
+                            "the answer {:?} is not one of the allowed labels: {}",
+                            shorten(answer, 80),
+                            labels.join(", ")
+                        ),
+                    }),
                 }
             }
             OutputContract::Json(_) => {
                 let value = extract_json(answer)
-                    .ok_or_else(|| "the answer contains no JSON value".to_string())?;
+                    .ok_or_else(|| ContractViolation::plain("the answer contains no JSON value"))?;
                 if let Some(schema) = &self.schema {
                     let errors = schema_problems(schema, &value);
                     if !errors.is_empty() {
-                        return Err(format!(
-                            "the JSON does not match the schema: {}",
-                            errors.join("; ")
-                        ));
+                        return Err(ContractViolation {
+                            public: format!(
+                                "the JSON does not match the schema at {}",
+                                schema_places(schema, &value).join(", ")
+                            ),
+                            for_model: format!(
+                                "the JSON does not match the schema: {}",
+                                errors.join("; ")
+                            ),
+                        });
                     }
                 }
                 Ok(value)
@@ -115,20 +126,71 @@ impl OutputValidator {
             OutputContract::Text { max_chars } => {
                 let text = answer.trim();
                 if text.is_empty() {
-                    return Err("the answer is empty".into());
+                    return Err(ContractViolation::plain("the answer is empty"));
                 }
                 if let Some(max) = max_chars {
                     let count = text.chars().count();
                     if count > *max {
-                        return Err(format!(
+                        return Err(ContractViolation::plain(format!(
                             "the answer has {count} characters; at most {max} are allowed"
-                        ));
+                        )));
                     }
                 }
                 Ok(Json::String(text.to_string()))
             }
         }
     }
+}
+
+/// Why an answer broke the output contract. What it displays never quotes the answer, so it
+/// can be stored and shown to anyone who may see the run; [`ContractViolation::for_model`]
+/// quotes it, to ask the model again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractViolation {
+    public: String,
+    for_model: String,
+}
+
+impl ContractViolation {
+    fn plain(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self {
+            public: message.clone(),
+            for_model: message,
+        }
+    }
+
+    /// The problem as the model is told it when asked again: with what it answered.
+    pub fn for_model(&self) -> &str {
+        &self.for_model
+    }
+}
+
+impl std::fmt::Display for ContractViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.public)
+    }
+}
+
+impl std::error::Error for ContractViolation {}
+
+/// Where in the schema `value` fails: schema paths and keywords (`/properties/age/type`),
+/// which the workflow's author wrote, never the values or keys the answer holds.
+fn schema_places(schema: &jsonschema::Validator, value: &Json) -> Vec<String> {
+    let mut places: Vec<String> = schema
+        .iter_errors(value)
+        .take(5)
+        .map(|e| {
+            let path = e.schema_path.to_string();
+            if path.is_empty() {
+                "the top level".to_string()
+            } else {
+                path
+            }
+        })
+        .collect();
+    places.dedup();
+    places
 }
 
 /// What is wrong with `value` against `schema`: at most the first five problems, each with the
@@ -219,8 +281,12 @@ mod tests {
             v.parse("Here it is {\"amount\": 5} ok").unwrap(),
             json!({"amount": 5})
         );
-        let err = v.parse("{\"amount\": \"x\"}").unwrap_err();
-        assert!(err.contains("/amount"), "{err}");
+        let err = v.parse("{\"amount\": \"x-canary\"}").unwrap_err();
+        assert!(err.for_model().contains("/amount"), "{err:?}");
+        assert!(err.for_model().contains("x-canary"), "{err:?}");
+        let shown = err.to_string();
+        assert!(shown.contains("/properties/amount/type"), "{shown}");
+        assert!(!shown.contains("x-canary"), "{shown}");
         assert!(v.parse("no json here").is_err());
     }
 
@@ -247,6 +313,25 @@ mod tests {
             let normal = normalize_label(&answer);
             let is_label = ["billing", "bug", "account", "other"].contains(&normal.as_str());
             prop_assert_eq!(v.parse(&answer).is_ok(), is_label);
+        }
+
+        /// What a broken answer is stored and shown as never carries the answer's text: only
+        /// the model is told what it wrote.
+        #[test]
+        fn a_violation_never_shows_the_answer(answer in "[A-Za-z0-9]{8,40}") {
+            let canary = format!("CANARY{answer}");
+            let v = labels();
+            let err = v.parse(&canary).unwrap_err();
+            prop_assert!(!err.to_string().contains(&canary));
+            prop_assert!(err.for_model().contains(&canary));
+            let json = OutputValidator::new(&OutputContract::Json(json!({
+                "type": "object", "properties": {"a": {"type": "integer", "enum": [1, 2]}},
+                "additionalProperties": {"type": "integer"}
+            }))).unwrap();
+            for wrong in [json!({"a": canary}), json!({canary.clone(): canary}), json!([canary])] {
+                let err = json.parse(&wrong.to_string()).unwrap_err();
+                prop_assert!(!err.to_string().contains(&canary), "{}", err);
+            }
         }
 
         #[test]

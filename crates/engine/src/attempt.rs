@@ -289,7 +289,7 @@ pub(crate) enum Ending<'a> {
     /// Whole, and it meets the contract.
     Valid,
     /// Whole, but it broke the output contract: why.
-    Invalid(&'a str),
+    Invalid(&'a shopfloor_core::output::ContractViolation),
     /// A stream that broke off after it started.
     BrokenOff(&'a CallFailure),
 }

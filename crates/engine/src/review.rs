@@ -184,7 +184,7 @@ impl Engine {
                 let checked = workflow
                     .output
                     .parse(&text)
-                    .map_err(ReviewError::InvalidEdit)?;
+                    .map_err(|e| ReviewError::InvalidEdit(e.for_model().to_string()))?;
                 (Decision::Edit, Some(checked), None, note)
             }
             DecisionRequest::Reject { reason, note } => {

@@ -204,7 +204,7 @@ impl Runner {
                 }
                 Err(problem) if workflow.spec.output.retry_on_invalid && !asked_again => {
                     asked_again = true;
-                    let mut problem = correction(&problem);
+                    let mut problem = correction(problem.for_model());
                     if redacting {
                         // The problem quotes the restored answer: redact it again.
                         problem = self.guard().redact_more(&problem, redactions);
@@ -216,7 +216,7 @@ impl Runner {
                 }
                 Err(problem) => {
                     run.status = RunStatus::Invalid;
-                    run.error = Some(problem);
+                    run.error = Some(problem.to_string());
                     return Ok(());
                 }
             }

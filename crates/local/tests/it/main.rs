@@ -3,7 +3,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod cancellation;
 mod choice;
 mod embeddings;
 mod errors;

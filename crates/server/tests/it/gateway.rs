@@ -311,6 +311,10 @@ async fn a_workflow_runs_through_the_chat_endpoint() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["choices"][0]["message"]["content"], "billing");
     assert_eq!(body["model"], "workflow:triage");
+    // An answer that breaks the contract: 502, and the message does not carry it.
+    let (status, body) = post(&c, &url, key, &chat_body("workflow:triage", "CANARY7Q")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.to_string().contains("CANARY7Q"), "{body}");
     // A two-field input must be sent as JSON.
     let (status, body) = post(&c, &url, key, &chat_body("workflow:ticket", "hello")).await;
     assert_eq!(status, 400, "{body}");

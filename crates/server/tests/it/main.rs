@@ -10,7 +10,6 @@ mod gateway;
 mod lifecycle;
 mod models;
 mod openai_sdk;
-mod otlp;
 mod outcomes;
 mod reviews;
 mod worker;

@@ -112,13 +112,28 @@ async fn bad_inputs_unknown_workflows_and_bad_outputs_are_errors_naming_what_is_
         &c,
         &server.url("/v1/workflows/triage/runs"),
         key,
-        &json!({"input": {"text": "nonsense"}}),
+        &json!({"input": {"text": "CANARY7Q"}}),
     )
     .await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "invalid_output");
+    // The message names the contract, never the model's text (issue 25 item 2).
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("billing, bug, other"), "{body}");
+    assert!(!body.to_string().contains("CANARY7Q"), "{body}");
     let run = server.recorded(body["run_id"].as_str().unwrap()).await;
     assert_eq!(run.status, RunStatus::Invalid);
+    assert!(!run.error.unwrap().contains("CANARY7Q"));
+    // Nor does the run as the caller reads it, except for the answer itself.
+    let (_, body) = get(&c, &server.url(&format!("/v1/runs/{}", run.id)), key).await;
+    assert_eq!(body["attempts"][0]["outcome"], "invalid", "{body}");
+    assert!(
+        !body["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("CANARY7Q"),
+        "{body}"
+    );
     server.stop().await;
 }
 

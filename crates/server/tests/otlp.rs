@@ -2,7 +2,7 @@
 //! HTTP collector on 127.0.0.1 that records what it is sent. One test in a binary of its own,
 //! because it installs the process-wide tracing subscriber.
 
-use crate::common;
+mod common;
 
 use std::time::Duration;
 

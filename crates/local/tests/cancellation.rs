@@ -1,9 +1,10 @@
 //! Cancellation: a request whose future is dropped gives its slot back.
 //!
-//! In a test binary of its own: `active_requests` counts every request of the process-wide
-//! model, so other tests running beside it in the same process would keep it above zero.
+//! In a test binary of its own (not a module of `tests/it`): `active_requests` counts every
+//! request of the process-wide model, so other tests running beside it in the same process
+//! would keep it above zero.
 
-use crate::common;
+mod common;
 
 use std::time::Duration;
 
