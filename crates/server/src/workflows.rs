@@ -206,8 +206,16 @@ pub(crate) async fn batch(
             ))
             .param("limit"));
         }
-        let (results, next_after) =
-            batch_results(&state, &id, query.after.unwrap_or(0), limit).await?;
+        // Case numbers are stored as signed 64-bit integers: a larger `after` is no case at all.
+        let after = query.after.unwrap_or(0);
+        if after > i64::MAX as u64 {
+            return Err(ApiError::bad_request(format!(
+                "after {after} is out of range; expected a case number from 0 to {}",
+                i64::MAX
+            ))
+            .param("after"));
+        }
+        let (results, next_after) = batch_results(&state, &id, after, limit).await?;
         body["results"] = Value::Array(results);
         body["next_after"] = json!(next_after);
     }

@@ -348,6 +348,13 @@ async fn a_bad_query_string_is_an_openai_error_and_paging_ends_with_null() {
     let (status, body) = get(&c, &format!("{url}?limit=0"), Some(&key)).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["param"], "limit");
+    // A case number past what the store holds is the client's mistake, not a 503.
+    let (status, body) = get(&c, &format!("{url}?after=18446744073709551615"), Some(&key)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "after");
+    let (status, body) = get(&c, &format!("{url}?after=9223372036854775807"), Some(&key)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 0, "{body}");
 
     // A page that holds the last case has nothing after it.
     let (_, page) = get(&c, &format!("{url}?limit=5"), Some(&key)).await;
