@@ -19,6 +19,9 @@ crate::text_enum! {
         LowConfidence => "low_confidence",
         /// Its label is one of `[review] hold_labels`.
         HeldLabel => "held_label",
+        /// The answer broke the output contract in a workflow that holds outputs: a reviewer
+        /// corrects or rejects it (there is nothing to approve).
+        InvalidOutput => "invalid_output",
         /// Medium risk: released, and picked at `[review] sample_rate` for a look after.
         Sampled => "sampled",
     }
@@ -76,6 +79,13 @@ pub fn entry_reason(
         }
     }
     (risk == RiskTier::Medium && sampled(run_id, spec.sample_rate)).then_some(ReviewReason::Sampled)
+}
+
+/// Whether an answer that broke the output contract waits for a reviewer rather than being
+/// recorded invalid: where the workflow holds outputs at all (high risk, held labels, a
+/// confidence threshold), an answer it cannot read may be one it would have held.
+pub fn holds_invalid(spec: &ReviewSpec, risk: RiskTier) -> bool {
+    risk == RiskTier::High || !spec.hold_labels.is_empty() || spec.hold_below_confidence.is_some()
 }
 
 /// Whether the run `run_id` is in the sample: decided by a hash of the id, so that the same

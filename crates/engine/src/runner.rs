@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shopfloor_core::pii::{restore, Redactions};
-use shopfloor_core::review::entry_reason;
+use shopfloor_core::review::{entry_reason, holds_invalid, ReviewReason};
 use shopfloor_core::spec::{DataClass, ModelSpec, OutputContract, ProjectConfig};
 use shopfloor_core::template::RenderedPrompt;
 use shopfloor_providers::{ChatExtras, ChatRequest, Message, Provider, ResponseFormat, Role};
@@ -292,15 +292,23 @@ fn constrain_json(
 /// The review path (`shopfloor_core::review::entry_reason`): a high-risk output, one with a
 /// held label or one below the confidence threshold is held until a reviewer decides; a
 /// medium-risk output is released and, at `[review] sample_rate` (decided by the run id),
-/// queued for a look after. An eval's runs are held alike but never queued: nobody reviews a
-/// test set's answers.
+/// queued for a look after. An answer that broke the contract is held too where the workflow
+/// holds outputs at all (`holds_invalid`). An eval's runs are held alike but never queued:
+/// nobody reviews a test set's answers.
 fn apply_review_policy(workflow: &LoadedWorkflow, run: &mut RunRecord, queue: bool) {
-    let (RunStatus::Ok, Some(output)) = (run.status, &run.output) else {
-        return;
-    };
     let spec = &workflow.spec.review;
-    let Some(reason) = entry_reason(spec, workflow.spec.risk, &run.id, output, run.confidence)
-    else {
+    let reason = match (run.status, &run.output) {
+        (RunStatus::Ok, Some(output)) => {
+            entry_reason(spec, workflow.spec.risk, &run.id, output, run.confidence)
+        }
+        // An answer that broke the contract, where outputs are held: a person corrects or
+        // rejects it. Only for runs that can be queued: an eval's invalid answers stay invalid.
+        (RunStatus::Invalid, _) if queue && holds_invalid(spec, workflow.spec.risk) => {
+            Some(ReviewReason::InvalidOutput)
+        }
+        _ => None,
+    };
+    let Some(reason) = reason else {
         return;
     };
     if reason.holds() {

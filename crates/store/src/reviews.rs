@@ -477,7 +477,7 @@ macro_rules! review_store_impl {
                     )),
                     // The correction is on the item by now (written above).
                     ReviewStatus::Edited => Some((
-                        "UPDATE runs SET status = $1, \
+                        "UPDATE runs SET status = $1, error = NULL, \
                          output = (SELECT corrected_output FROM reviews WHERE run_id = $2) \
                          WHERE id = $2 AND status IN ($3, 'ok')",
                         None,

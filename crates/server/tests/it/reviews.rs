@@ -343,3 +343,75 @@ async fn a_rejected_or_corrected_answer_is_shown_only_to_reviewers() {
     assert!(html.contains(">billing<"), "{html}");
     server.stop().await;
 }
+
+/// An answer that breaks the contract of a workflow that holds outputs is not a 502 the caller
+/// reads past review: it waits for a reviewer, who corrects or rejects it; there is nothing to
+/// approve (issue 25 item 2).
+#[tokio::test]
+async fn an_invalid_answer_of_a_held_workflow_waits_for_a_reviewer() {
+    let (_upstream, _dir, server) = start().await;
+    let keys = server.keys.clone();
+    let c = client();
+    // `approve` is high risk; "CANARY7Q" is not one of its labels.
+    let (status, body) = post(
+        &c,
+        &server.url("/v1/workflows/approve/runs"),
+        Some(&keys.operator),
+        &json!({"input": {"text": "CANARY7Q"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "held", "{body}");
+    assert!(!body.to_string().contains("CANARY7Q"), "{body}");
+    let run_id = body["run_id"].as_str().unwrap().to_string();
+
+    // The reviewer reads the answer in the queue.
+    let (status, body) = get(
+        &c,
+        &server.url(&format!("/v1/reviews/{run_id}")),
+        Some(&keys.reviewer),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["item"]["reason"], "invalid_output", "{body}");
+    assert_eq!(body["run"]["raw_output"], "CANARY7Q", "{body}");
+    // Nothing to approve.
+    let (status, body) = act(&server, &keys.reviewer, &run_id, "approve", json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "edit_or_reject", "{body}");
+    // A correction releases a valid output.
+    let (status, body) = act(
+        &server,
+        &keys.reviewer,
+        &run_id,
+        "edit",
+        json!({"output": "bug"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(
+        &c,
+        &server.url(&format!("/v1/runs/{run_id}")),
+        Some(&keys.operator),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["output"], "bug", "{body}");
+    assert_eq!(body["error"], Value::Null, "{body}");
+    // The caller's own input is the canary here; nothing else carries it.
+    let mut shown = body.clone();
+    shown["input"] = Value::Null;
+    assert!(!shown.to_string().contains("CANARY7Q"), "{body}");
+
+    // A workflow that holds nothing still answers 502 (its callers handle invalid outputs).
+    let (status, body) = post(
+        &c,
+        &server.url("/v1/workflows/triage/runs"),
+        Some(&keys.operator),
+        &json!({"input": {"text": "CANARY7Q"}}),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    server.stop().await;
+}
