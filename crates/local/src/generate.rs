@@ -29,7 +29,7 @@ pub(crate) struct SamplingParams {
 }
 
 impl SamplingParams {
-    fn processor(self) -> LogitsProcessor {
+    pub(crate) fn processor(self) -> LogitsProcessor {
         let sampling = if self.temperature <= 0.0 {
             Sampling::ArgMax
         } else {

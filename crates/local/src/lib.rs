@@ -18,6 +18,8 @@ mod kernels;
 mod llama;
 mod matmul;
 mod model;
+#[cfg(test)]
+mod pinned;
 mod prompt;
 mod provider;
 mod pull;
