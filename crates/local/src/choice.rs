@@ -5,11 +5,10 @@
 //! than "starts with this", which would always favour `bug` over `bugs`. The prompt is read once
 //! and each option continues from a branch of its KV cache.
 
-use candle_core::Tensor;
 use tokio::sync::oneshot;
 
 use crate::generate::{Context, Step};
-use crate::model::Model;
+use crate::llama::Model;
 use crate::LocalError;
 
 /// The winning option.
@@ -61,13 +60,13 @@ impl ChoiceScoring {
     }
 
     /// Do one slice of work: a prompt chunk, or one option's score.
-    pub(crate) fn step(&mut self) -> candle_core::Result<Step> {
+    pub(crate) fn step(&mut self) -> Result<Step, LocalError> {
         if !self.context.prefill_step()? {
             return Ok(Step::More);
         }
         let first = match &self.first {
             Some(first) => first,
-            None => self.first.insert(log_softmax(self.context.logits()?)?),
+            None => self.first.insert(log_softmax(self.context.logits()?)),
         };
         let index = self.scores.len();
         let Some(option) = self.options.get(index) else {
@@ -77,7 +76,7 @@ impl ChoiceScoring {
         let mut branch = self.context.branch();
         for pair in option.windows(2) {
             branch.feed(pair[0])?;
-            score += lookup(&log_softmax(branch.logits()?)?, pair[1]);
+            score += lookup(&log_softmax(branch.logits()?), pair[1]);
         }
         self.scores.push(score);
         if self.scores.len() == self.options.len() {
@@ -100,15 +99,14 @@ fn lookup(log_probs: &[f32], token: u32) -> f64 {
         .map_or(f64::NEG_INFINITY, |&p| f64::from(p))
 }
 
-fn log_softmax(logits: &Tensor) -> candle_core::Result<Vec<f32>> {
-    let logits: Vec<f32> = logits.to_vec1()?;
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_sum = logits
         .iter()
         .map(|&l| f64::from(l - max).exp())
         .sum::<f64>()
         .ln() as f32;
-    Ok(logits.iter().map(|&l| l - max - log_sum).collect())
+    logits.iter().map(|&l| l - max - log_sum).collect()
 }
 
 /// The highest score and its softmax share; ties go to the earlier option.

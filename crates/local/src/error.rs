@@ -65,7 +65,7 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
-    /// The tensor library failed while running the model.
+    /// Running the model failed.
     #[error("inference failed: {0}")]
     Inference(String),
     /// A `response_format` schema holds something constrained decoding cannot enforce.

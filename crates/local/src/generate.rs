@@ -1,16 +1,15 @@
 //! One request's generation: prompt prefill, then sampling token by token, streamed as UTF-8.
 
-use candle_core::{Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling};
 use shopfloor_providers::FinishReason;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::json::JsonConstraint;
-use crate::model::{Cache, Model};
+use crate::llama::{Cache, Model};
+use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{Tokenizer, Utf8Stream};
 use crate::LocalError;
 
-/// Longest context the model runs with (candle precomputes rotary tables up to this length).
+/// Longest context the model runs with (the length of its rotary tables).
 pub(crate) const MAX_CONTEXT: usize = crate::llama::MAX_SEQ_LEN;
 
 /// Prompt tokens fed per scheduling step: long enough for efficient matrix products, short
@@ -19,33 +18,6 @@ const PREFILL_CHUNK: usize = 128;
 
 /// Positions a new context has room for beyond its prompt before its cache grows.
 const CACHE_HEADROOM: usize = 256;
-
-/// How one request samples.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SamplingParams {
-    pub(crate) temperature: f64,
-    pub(crate) top_p: Option<f64>,
-    pub(crate) seed: u64,
-}
-
-impl SamplingParams {
-    fn processor(self) -> LogitsProcessor {
-        let sampling = if self.temperature <= 0.0 {
-            Sampling::ArgMax
-        } else {
-            match self.top_p {
-                Some(p) if p > 0.0 && p < 1.0 => Sampling::TopP {
-                    p,
-                    temperature: self.temperature,
-                },
-                _ => Sampling::All {
-                    temperature: self.temperature,
-                },
-            }
-        };
-        LogitsProcessor::from_sampling(self.seed, sampling)
-    }
-}
 
 /// What a generation reports back to the waiting request.
 #[derive(Debug)]
@@ -64,7 +36,7 @@ pub(crate) struct Context {
     cache: Cache,
     pending: Vec<u32>,
     pos: usize,
-    logits: Option<Tensor>,
+    logits: Option<Vec<f32>>,
 }
 
 impl Context {
@@ -80,7 +52,7 @@ impl Context {
     }
 
     /// Feed the next chunk of pending tokens; true once nothing is pending.
-    pub(crate) fn prefill_step(&mut self) -> candle_core::Result<bool> {
+    pub(crate) fn prefill_step(&mut self) -> Result<bool, LocalError> {
         if self.pending.is_empty() {
             return Ok(true);
         }
@@ -92,17 +64,17 @@ impl Context {
     }
 
     /// Read one more token after everything fed so far.
-    pub(crate) fn feed(&mut self, token: u32) -> candle_core::Result<()> {
+    pub(crate) fn feed(&mut self, token: u32) -> Result<(), LocalError> {
         self.logits = Some(self.model.forward(&[token], self.pos, &mut self.cache)?);
         self.pos += 1;
         Ok(())
     }
 
     /// Next-token logits after everything fed so far.
-    pub(crate) fn logits(&self) -> candle_core::Result<&Tensor> {
+    pub(crate) fn logits(&self) -> Result<&[f32], LocalError> {
         self.logits
-            .as_ref()
-            .ok_or_else(|| candle_core::Error::Msg("no tokens fed yet".into()))
+            .as_deref()
+            .ok_or_else(|| LocalError::Inference("no tokens fed yet".to_owned()))
     }
 
     /// Tokens read so far.
@@ -132,7 +104,7 @@ pub(crate) enum Step {
 /// A generation request in progress.
 pub(crate) struct Generation {
     context: Context,
-    processor: LogitsProcessor,
+    sampler: Sampler,
     utf8: Utf8Stream,
     generated: u32,
     max_tokens: u32,
@@ -155,7 +127,7 @@ impl Generation {
     ) -> Self {
         Self {
             context: Context::new(weights, prompt),
-            processor: sampling.processor(),
+            sampler: sampling.sampler(),
             utf8: Utf8Stream::default(),
             generated: 0,
             max_tokens,
@@ -176,7 +148,7 @@ impl Generation {
     }
 
     /// Do one slice of work: a prompt chunk, or one new token.
-    pub(crate) fn step(&mut self, tokenizer: &Tokenizer) -> candle_core::Result<Step> {
+    pub(crate) fn step(&mut self, tokenizer: &Tokenizer) -> Result<Step, LocalError> {
         if !self.context.prefill_step()? {
             return Ok(Step::More);
         }
@@ -191,7 +163,9 @@ impl Generation {
         let bytes = tokenizer.bytes(token);
         if let Some(constraint) = &mut self.constraint {
             if !constraint.advance(bytes) {
-                candle_core::bail!("constrained decoding chose token {token}, which it refuses");
+                return Err(LocalError::Inference(format!(
+                    "constrained decoding chose token {token}, which it refuses"
+                )));
             }
         }
         let text = self.utf8.push(bytes);
@@ -215,21 +189,19 @@ impl Generation {
     }
 
     /// The next token: sampled from the logits, masked to what keeps the JSON valid.
-    fn sample(&mut self) -> candle_core::Result<u32> {
+    fn sample(&mut self) -> Result<u32, LocalError> {
         let logits = self.context.logits()?;
         let Some(constraint) = &mut self.constraint else {
-            return self.processor.sample(logits);
+            return self.sampler.sample(logits);
         };
         // Tokens that may follow the next one; `generated < max_tokens` here.
         let budget = self.max_tokens - self.generated - 1;
-        let logits: Vec<f32> = logits.to_vec1()?;
-        let masked = constraint.mask(&logits, budget).ok_or_else(|| {
-            candle_core::Error::Msg(
-                "constrained decoding has no token that keeps the JSON valid".into(),
+        let masked = constraint.mask(logits, budget).ok_or_else(|| {
+            LocalError::Inference(
+                "constrained decoding has no token that keeps the JSON valid".to_owned(),
             )
         })?;
-        self.processor
-            .sample(&Tensor::from_slice(masked, masked.len(), &Device::Cpu)?)
+        self.sampler.sample(masked)
     }
 
     fn finish(&mut self, finish_reason: FinishReason) -> Step {

@@ -13,16 +13,20 @@ mod convert;
 mod embed;
 mod error;
 mod generate;
+mod gguf;
 mod json;
 mod kernels;
 mod llama;
 mod matmul;
-mod model;
+#[cfg(test)]
+mod pinned;
 mod prompt;
 mod provider;
 mod pull;
 mod q8;
+mod quant;
 mod safetensors;
+mod sample;
 mod tokenizer;
 mod worker;
 

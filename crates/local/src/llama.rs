@@ -1,24 +1,23 @@
 //! Our own llama forward pass over the GGUF tensors, for one sequence at a time.
 //!
-//! candle's `quantized_llama` concatenates the whole KV cache for every new token and copies it
-//! again to repeat the shared key/value heads. Here each sequence appends its keys and values to
-//! a growing buffer in place, and attention reads the shared heads where they are. The quantized
-//! matrix products are candle's `QMatMul` for single tokens and, for prompt chunks of Q8_0
-//! weights, our batched product in [`crate::q8`]; norms, rotary embeddings and attention are
-//! plain loops over `f32` slices, which for a model this small costs less than building tensors
-//! for them.
+//! Each sequence appends its keys and values to a growing buffer in place, and attention reads
+//! the shared key/value heads where they are, rather than concatenating and repeating them for
+//! every token. The matrix products are [`crate::q8`]'s for Q8_0 weights (what the loader
+//! converts the published file to); a weight of another type is widened to `f32` once at load
+//! and multiplied by [`crate::matmul`]. Norms, rotary embeddings and attention are plain loops
+//! over `f32` slices, which for a model this small costs less than building tensors for them.
 
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
-use candle_core::quantized::ggml_file::qtensor_from_ggml;
-use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Device, Module, Result, Tensor};
 use rayon::prelude::*;
 
+use crate::gguf::{Gguf, Tensor};
 use crate::kernels::{axpy, dot, rms_norm, silu_mul};
+use crate::matmul::{linear, Kernel};
 use crate::q8::Q8Weights;
+use crate::quant::{dequantize, GgmlType};
+use crate::LocalError;
 
 /// Longest context the model runs with (the size of the rotary tables).
 pub(crate) const MAX_SEQ_LEN: usize = 4096;
@@ -54,10 +53,11 @@ struct Layer {
 
 struct Inner {
     config: Config,
-    embeddings: QMatMul,
+    embeddings: Arc<Linear>,
     layers: Vec<Layer>,
     norm: Vec<f32>,
-    output: QMatMul,
+    /// The embeddings themselves where the model ties the two (SmolLM2 does).
+    output: Arc<Linear>,
     /// `cos` and `sin` of position × frequency, `head_dim / 2` per position.
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -76,105 +76,181 @@ pub(crate) struct Cache {
     values: Vec<Vec<f32>>,
 }
 
-/// Whether prompt chunks use [`Q8Weights`]. Always: the workspace compiles this crate optimised
-/// in dev builds too (`[profile.dev.package.shopfloor-local]`), so tests exercise the kernel.
-const BATCHED: bool = true;
-
-/// A weight matrix: candle's `QMatMul` for single tokens, and for Q8_0 weights our batched
-/// product ([`Q8Weights`]) for prompt chunks, which reuses each weight block across tokens.
-struct Linear {
-    matmul: QMatMul,
-    batched: Option<Q8Weights>,
+/// A weight matrix: Q8_0 blocks multiplied as they are, or another type widened to `f32` once.
+enum Linear {
+    Q8(Q8Weights),
+    F32 {
+        /// `rows × cols`, row after row.
+        values: Vec<f32>,
+        cols: usize,
+        /// A zero per row: [`linear`] adds a bias.
+        zeros: Vec<f32>,
+        kernel: Kernel,
+    },
 }
 
 impl Linear {
-    fn new(t: QTensor) -> Result<Self> {
-        let t = Arc::new(t);
-        Ok(Self {
-            batched: Q8Weights::new(t.clone())?,
-            matmul: QMatMul::from_arc(t)?,
+    fn new(t: Tensor) -> Result<Self, String> {
+        let (rows, cols) = t.matrix()?;
+        if t.dtype == GgmlType::Q8_0 {
+            return Ok(Self::Q8(Q8Weights::new(t.data, rows, cols)?));
+        }
+        let values = dequantize(t.dtype, &t.data)
+            .ok_or_else(|| format!("{:?} weights are not supported", t.dtype))?;
+        Ok(Self::F32 {
+            values,
+            cols,
+            zeros: vec![0.0; rows],
+            kernel: Kernel::detect(),
         })
     }
 
-    /// `x · Wᵀ` for the `seq` rows of `x` (each as wide as the weight's columns).
-    fn forward(&self, x: &[f32], seq: usize) -> Result<Vec<f32>> {
-        match &self.batched {
-            Some(b) if BATCHED && seq > 1 => b.forward(x),
-            _ => {
-                let cols = x.len() / seq;
-                to_vec(
-                    self.matmul
-                        .forward(&Tensor::from_slice(x, (seq, cols), &Device::Cpu)?)?,
-                )
+    /// Output rows (the width of the product).
+    fn rows(&self) -> usize {
+        match self {
+            Self::Q8(w) => w.rows(),
+            Self::F32 { zeros, .. } => zeros.len(),
+        }
+    }
+
+    /// Input columns.
+    fn cols(&self) -> usize {
+        match self {
+            Self::Q8(w) => w.cols(),
+            Self::F32 { cols, .. } => *cols,
+        }
+    }
+
+    /// An error unless the matrix is `rows × cols`.
+    fn expect(&self, rows: usize, cols: usize) -> Result<(), String> {
+        if (self.rows(), self.cols()) == (rows, cols) {
+            Ok(())
+        } else {
+            Err(format!(
+                "a {}×{} matrix where the model's shape needs {rows}×{cols}",
+                self.rows(),
+                self.cols()
+            ))
+        }
+    }
+
+    /// `x · Wᵀ` for the rows of `x` (each as wide as the weight's columns): `[token][row]`.
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        match self {
+            Self::Q8(w) => w.forward(x),
+            Self::F32 {
+                values,
+                cols,
+                zeros,
+                kernel,
+            } => {
+                let mut out = vec![0f32; x.len() / cols * zeros.len()];
+                linear(*kernel, x, values, zeros, *cols, &mut out);
+                out
             }
         }
+    }
+
+    /// Rows `ids` as `f32`, one after another: an embedding lookup.
+    fn lookup(&self, ids: &[u32]) -> Result<Vec<f32>, LocalError> {
+        let mut out = Vec::new();
+        for &id in ids {
+            let r = id as usize;
+            if r >= self.rows() {
+                return Err(LocalError::Inference(format!(
+                    "token id {id} is outside the vocabulary of {}",
+                    self.rows()
+                )));
+            }
+            match self {
+                Self::Q8(w) => w.row(r, &mut out),
+                Self::F32 { values, cols, .. } => {
+                    out.extend_from_slice(&values[r * cols..(r + 1) * cols]);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
 /// One matrix product for several weights over the same input: their rows stacked in order.
-fn stacked(parts: &[QTensor]) -> Result<Linear> {
+fn stacked(parts: Vec<Tensor>) -> Result<Linear, String> {
     let Some(first) = parts.first() else {
-        candle_core::bail!("nothing to stack");
+        return Err("nothing to stack".to_owned());
     };
-    let (dtype, (_, k)) = (first.dtype(), first.shape().dims2()?);
+    let (dtype, (_, cols)) = (first.dtype, first.matrix()?);
     let mut rows = 0;
-    let mut bytes = Vec::new();
+    let mut data = Vec::new();
     for part in parts {
-        let (n, pk) = part.shape().dims2()?;
-        if part.dtype() != dtype || pk != k {
-            candle_core::bail!(
-                "cannot stack {:?} {dtype:?} weights on {k} columns",
-                part.shape()
-            );
+        let (n, pk) = part.matrix()?;
+        if part.dtype != dtype || pk != cols {
+            return Err(format!(
+                "cannot stack {:?} {:?} weights with {dtype:?} ones of {cols} columns",
+                part.dims, part.dtype
+            ));
         }
         rows += n;
-        bytes.extend_from_slice(&part.data()?);
+        data.extend_from_slice(&part.data);
     }
-    Linear::new(qtensor_from_ggml(
+    Linear::new(Tensor {
         dtype,
-        &bytes,
-        vec![rows, k],
-        &Device::Cpu,
-    )?)
+        dims: vec![rows, cols],
+        data,
+    })
 }
 
-fn norm_weights(t: &QTensor) -> Result<Vec<f32>> {
-    t.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1()
+fn norm_weights(t: Tensor) -> Result<Vec<f32>, String> {
+    dequantize(t.dtype, &t.data)
+        .ok_or_else(|| format!("{:?} norm weights are not supported", t.dtype))
 }
 
 impl Model {
-    /// Load a llama-architecture model from GGUF `content`.
-    pub(crate) fn from_gguf<R: Read + Seek>(content: &Content, reader: &mut R) -> Result<Self> {
-        let device = Device::Cpu;
+    /// Load a llama-architecture model described by `file`, its tensors read from `reader`.
+    /// The message of an error says what in the file is wrong.
+    pub(crate) fn from_gguf<R: Read + Seek>(file: &Gguf, reader: &mut R) -> Result<Self, String> {
         let md = |key: &str| {
-            content
-                .metadata
-                .get(key)
-                .ok_or_else(|| candle_core::Error::Msg(format!("cannot find {key} in metadata")))
+            file.get(key)
+                .ok_or_else(|| format!("the metadata has no {key}"))
         };
-        let n_head = md("llama.attention.head_count")?.to_u32()? as usize;
-        let n_kv_head = md("llama.attention.head_count_kv")?.to_u32()? as usize;
-        let n_layer = md("llama.block_count")?.to_u32()? as usize;
-        let dim = md("llama.embedding_length")?.to_u32()? as usize;
-        let rope_dim = md("llama.rope.dimension_count")?.to_u32()? as usize;
-        let eps = md("llama.attention.layer_norm_rms_epsilon")?.to_f32()?;
-        let freq_base = md("llama.rope.freq_base")
-            .and_then(|v| v.to_f32())
+        let count = |key: &str| {
+            md(key)?
+                .as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| format!("{key} is not a count"))
+        };
+        let n_head = count("llama.attention.head_count")?;
+        let n_kv_head = count("llama.attention.head_count_kv")?;
+        let n_layer = count("llama.block_count")?;
+        let dim = count("llama.embedding_length")?;
+        let rope_dim = count("llama.rope.dimension_count")?;
+        let eps = md("llama.attention.layer_norm_rms_epsilon")?
+            .as_f32()
+            .ok_or("llama.attention.layer_norm_rms_epsilon is not a number")?;
+        let freq_base = file
+            .get("llama.rope.freq_base")
+            .and_then(|v| v.as_f32())
             .unwrap_or(10_000.0);
-        let arch = md("general.architecture")?.to_string()?.clone();
+        let arch = md("general.architecture")?
+            .as_str()
+            .ok_or("general.architecture is not a string")?
+            .to_owned();
         if n_head == 0
             || n_kv_head == 0
             || !n_head.is_multiple_of(n_kv_head)
             || !dim.is_multiple_of(n_head)
         {
-            candle_core::bail!("unsupported head counts {n_head}/{n_kv_head} for width {dim}");
+            return Err(format!(
+                "unsupported head counts {n_head}/{n_kv_head} for width {dim}"
+            ));
         }
         let head_dim = dim / n_head;
         if rope_dim != head_dim || !head_dim.is_multiple_of(2) {
-            candle_core::bail!("unsupported rotary dimension {rope_dim} for heads of {head_dim}");
+            return Err(format!(
+                "unsupported rotary dimension {rope_dim} for heads of {head_dim}"
+            ));
         }
-        if content.metadata.contains_key("llama.expert_count") {
-            candle_core::bail!("mixture-of-experts models are not supported");
+        if file.get("llama.expert_count").is_some() {
+            return Err("mixture-of-experts models are not supported".to_owned());
         }
         // llama.cpp's convention per architecture; the llama family is interleaved.
         let rope_neox = matches!(arch.as_str(), "qwen2" | "qwen3" | "phi3" | "stablelm");
@@ -186,25 +262,57 @@ impl Model {
             eps,
             rope_neox,
         };
-        let mut tensor = |name: &str| content.tensor(reader, name, &device);
-        let embeddings_q = Arc::new(tensor("token_embd.weight")?);
-        let embeddings = QMatMul::from_arc(embeddings_q.clone())?;
-        let norm = norm_weights(&tensor("output_norm.weight")?)?;
-        let output = match tensor("output.weight") {
-            Ok(t) => QMatMul::from_qtensor(t)?,
-            Err(_) => QMatMul::from_arc(embeddings_q)?,
+        let mut tensor = |name: &str| file.tensor(reader, name);
+        let named = |name: &'static str| move |e: String| format!("{name}: {e}");
+        let embeddings = Arc::new(
+            Linear::new(tensor("token_embd.weight")?).map_err(named("token_embd.weight"))?,
+        );
+        let norm =
+            norm_weights(tensor("output_norm.weight")?).map_err(named("output_norm.weight"))?;
+        let output = if file.tensors.iter().any(|t| t.name == "output.weight") {
+            Arc::new(Linear::new(tensor("output.weight")?).map_err(named("output.weight"))?)
+        } else {
+            embeddings.clone()
         };
+        let vocab = embeddings.rows();
+        embeddings
+            .expect(vocab, dim)
+            .map_err(named("token_embd.weight"))?;
+        output.expect(vocab, dim).map_err(named("output.weight"))?;
+        if norm.len() != dim {
+            return Err(format!(
+                "output_norm.weight has {} values, not {dim}",
+                norm.len()
+            ));
+        }
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
             let mut t = |part: &str| tensor(&format!("blk.{i}.{part}.weight"));
-            layers.push(Layer {
-                qkv: stacked(&[t("attn_q")?, t("attn_k")?, t("attn_v")?])?,
-                wo: Linear::new(t("attn_output")?)?,
-                gate_up: stacked(&[t("ffn_gate")?, t("ffn_up")?])?,
-                down: Linear::new(t("ffn_down")?)?,
-                attn_norm: norm_weights(&tensor(&format!("blk.{i}.attn_norm.weight"))?)?,
-                ffn_norm: norm_weights(&tensor(&format!("blk.{i}.ffn_norm.weight"))?)?,
-            });
+            let at = |part: &'static str| move |e: String| format!("blk.{i}.{part}: {e}");
+            let layer = Layer {
+                qkv: stacked(vec![t("attn_q")?, t("attn_k")?, t("attn_v")?])
+                    .map_err(at("attn_qkv"))?,
+                wo: Linear::new(t("attn_output")?).map_err(at("attn_output"))?,
+                gate_up: stacked(vec![t("ffn_gate")?, t("ffn_up")?]).map_err(at("ffn_gate_up"))?,
+                down: Linear::new(t("ffn_down")?).map_err(at("ffn_down"))?,
+                attn_norm: norm_weights(t("attn_norm")?).map_err(at("attn_norm"))?,
+                ffn_norm: norm_weights(t("ffn_norm")?).map_err(at("ffn_norm"))?,
+            };
+            let ff = layer.down.cols();
+            layer
+                .qkv
+                .expect(dim + 2 * config.kv_dim(), dim)
+                .map_err(at("attn_q/k/v"))?;
+            layer.wo.expect(dim, dim).map_err(at("attn_output"))?;
+            layer
+                .gate_up
+                .expect(2 * ff, dim)
+                .map_err(at("ffn_gate/up"))?;
+            layer.down.expect(dim, ff).map_err(at("ffn_down"))?;
+            if layer.attn_norm.len() != dim || layer.ffn_norm.len() != dim {
+                return Err(format!("blk.{i}: norm weights are not {dim} wide"));
+            }
+            layers.push(layer);
         }
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(MAX_SEQ_LEN * half);
@@ -246,49 +354,56 @@ impl Model {
     }
 
     /// Read `tokens` at positions `pos..`, appending to `cache`; the logits after the last one.
-    pub(crate) fn forward(&self, tokens: &[u32], pos: usize, cache: &mut Cache) -> Result<Tensor> {
+    pub(crate) fn forward(
+        &self,
+        tokens: &[u32],
+        pos: usize,
+        cache: &mut Cache,
+    ) -> Result<Vec<f32>, LocalError> {
         let inner = &*self.inner;
         let c = inner.config;
         let seq = tokens.len();
+        let fail = |message: String| Err(LocalError::Inference(message));
         if seq == 0 {
-            candle_core::bail!("nothing to read");
+            return fail("nothing to read".to_owned());
         }
         if pos + seq > MAX_SEQ_LEN {
-            candle_core::bail!("the context is longer than {MAX_SEQ_LEN} tokens");
+            return fail(format!("the context is longer than {MAX_SEQ_LEN} tokens"));
         }
-        let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let mut x: Vec<f32> = inner.embeddings.embedding(&ids)?.flatten_all()?.to_vec1()?;
+        let mut x = inner.embeddings.lookup(tokens)?;
         let mut h = vec![0f32; seq * c.dim];
         let mut attn = vec![0f32; seq * c.dim];
         for (l, layer) in inner.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
-            let qkv = layer.qkv.forward(&h, seq)?;
+            let qkv = layer.qkv.forward(&h);
             let [mut q, mut k, v] = split_rows(&qkv, seq, [c.dim, c.kv_dim(), c.kv_dim()]);
             self.rope(&mut q, c.n_head, pos);
             self.rope(&mut k, c.n_kv_head, pos);
             let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
             if keys.len() != pos * c.kv_dim() {
-                candle_core::bail!("the cache holds {} positions, not {pos}", keys.len());
+                return fail(format!(
+                    "the cache holds {} positions, not {pos}",
+                    keys.len() / c.kv_dim()
+                ));
             }
             keys.extend_from_slice(&k);
             values.extend_from_slice(&v);
             attention(&c, &q, keys, values, pos, &mut attn);
-            let o = layer.wo.forward(&attn, seq)?;
+            let o = layer.wo.forward(&attn);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
             rms_norm(&x, &layer.ffn_norm, c.eps, &mut h);
-            let gate_up = layer.gate_up.forward(&h, seq)?;
+            let gate_up = layer.gate_up.forward(&h);
             let width = gate_up.len() / seq / 2;
             let [mut gate, up] = split_rows(&gate_up, seq, [width, width]);
             silu_mul(&mut gate, &up);
-            let d = layer.down.forward(&gate, seq)?;
+            let d = layer.down.forward(&gate);
             x.iter_mut().zip(&d).for_each(|(x, d)| *x += d);
         }
         let last = &x[(seq - 1) * c.dim..];
         let mut normed = vec![0f32; c.dim];
         rms_norm(last, &inner.norm, c.eps, &mut normed);
-        let last = Tensor::from_vec(normed, (1, c.dim), &Device::Cpu)?;
-        inner.output.forward(&last)?.squeeze(0)
+        Ok(inner.output.forward(&normed))
     }
 
     /// Rotate `x` (`[token][head][head_dim]`, tokens at positions `pos..`) in place.
@@ -331,10 +446,6 @@ fn split_rows<const N: usize>(x: &[f32], seq: usize, widths: [usize; N]) -> [Vec
         }
     }
     out
-}
-
-fn to_vec(t: Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1()
 }
 
 /// Causal attention of the queries `q` (`[token][head][head_dim]`, tokens at `pos..`) over every

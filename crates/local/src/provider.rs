@@ -15,10 +15,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::{known_model, model_dir, verified_file, KnownModel};
 use crate::choice::ChoiceScoring;
-use crate::generate::{GenEvent, Generation, SamplingParams, MAX_CONTEXT};
+use crate::generate::{GenEvent, Generation, MAX_CONTEXT};
 use crate::json::{Grammars, JsonConstraint, SchemaError, Shape, VocabTrie};
-use crate::model::Model;
+use crate::llama::Model;
 use crate::prompt::{encode_chatml, encode_choice, END_OF_TEXT, IM_END};
+use crate::sample::SamplingParams;
 use crate::tokenizer::Tokenizer;
 use crate::worker::{Job, Worker};
 use crate::{convert, LocalError};
@@ -71,18 +72,6 @@ pub fn thread_count() -> usize {
         .unwrap_or(1)
 }
 
-/// candle sizes its quantised-matmul thread pool once, from `CANDLE_NUM_THREADS`, on first use;
-/// there is no API for it. Setting the variable before the first model loads is the only way to
-/// pin it, and the only way to keep two busy pools from fighting over a small machine.
-fn pin_candle_threads(threads: usize) {
-    static PINNED: OnceLock<()> = OnceLock::new();
-    PINNED.get_or_init(|| {
-        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-        }
-    });
-}
-
 impl LocalProvider {
     /// The process-wide instance of model `name` from [`model_dir`], loading it on first use.
     /// Blocking (loading takes a fraction of a second, the first Q8_0 conversion a few seconds).
@@ -115,7 +104,6 @@ impl LocalProvider {
         let start = Instant::now();
         let source = verified_file(dir, model)?;
         let threads = thread_count();
-        pin_candle_threads(threads);
         let loaded = convert::load(&source, model.sha256)?;
         let tokenizer = Arc::new(loaded.tokenizer);
         let missing = |token: &str| LocalError::BadModel {

@@ -1,31 +1,38 @@
-//! Batched Q8_0 matrix products for prompt chunks.
+//! Q8_0 matrix products `x · Wᵀ`: one token at a time while decoding, and prompt chunks.
 //!
-//! candle's `QMatMul` multiplies a Q8_0 weight by each row of the input in turn, and its fast
-//! repacked path needs widths that are multiples of 256, which SmolLM2's 576 is not. Here the
-//! input rows are quantised to Q8_0 once (as candle does), and each pair of weight rows is
-//! loaded once and multiplied against four input rows at a time, so a weight block is read once
-//! per four tokens rather than once per token. Weight rows are split across candle's own
-//! thread pool. The arithmetic is candle's: per block, an exact `i32` dot product scaled by the
-//! product of the two block scales, summed in `f32`.
+//! The input rows are quantised to Q8_0 as ggml does (per block of 32, an `f16` scale
+//! `max|x| / 127` and the values rounded), then every output is a sum over blocks of an exact
+//! integer dot product scaled by the product of the two block scales. On x86 with AVX2 and FMA
+//! (checked at run time) the products run on those instructions; elsewhere a portable version
+//! computes the very same numbers, lane for lane, and is what the SIMD version is tested
+//! against.
+//!
+//! Each block's 32 products are summed in eight lanes of four, and each lane accumulates its
+//! blocks with a fused multiply-add; the lanes are then added up. Decoding adds them pairwise,
+//! the order of the product the embedded model was first tuned and pinned with
+//! (`crate::pinned`), and prompt chunks one after another, as this module always did: so the
+//! logits of both are the ones recorded before, to the bit.
+//!
+//! A prompt chunk multiplies each pair of weight rows against four input rows at a time, so a
+//! weight block is read once per four tokens; decoding walks four weight rows against the one
+//! input row. Weight rows are split across the current rayon pool.
 
-use std::sync::{Arc, Mutex};
+use rayon::prelude::*;
 
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::Result;
+use crate::quant::{f16_to_f32, f32_to_f16, q8_0_scale, Q8_0_BYTES, QK};
 
-/// Values per Q8_0 block.
-const QK: usize = 32;
-/// Bytes per Q8_0 block: an `f16` scale, then 32 `i8` values.
-const BLOCK_BYTES: usize = 2 + QK;
-/// Input rows multiplied together against each weight block.
+/// Input rows multiplied together against each weight block (prompt chunks).
 const TOKENS: usize = 4;
-/// Weight rows multiplied together against each input block.
+/// Weight rows multiplied together against each input block (prompt chunks).
 const ROWS: usize = 2;
+/// Weight rows multiplied together against the one input row (decoding).
+const DECODE_ROWS: usize = 4;
 
-/// A Q8_0 weight matrix, read in place from candle's tensor, its block scales widened once.
+/// A Q8_0 weight matrix, its block scales widened once.
 pub(crate) struct Q8Weights {
-    tensor: Arc<QTensor>,
-    /// `rows × cols / 32` block scales as `f32`.
+    /// `rows × cols / 32` blocks of [`Q8_0_BYTES`].
+    data: Vec<u8>,
+    /// The block scales as `f32`.
     scales: Vec<f32>,
     rows: usize,
     cols: usize,
@@ -37,87 +44,107 @@ struct Q8Rows {
     scales: Vec<f32>,
 }
 
+/// How the eight lanes of a dot product are added up at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LaneSum {
+    /// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`: decoding.
+    Pairwise,
+    /// `l0 + l1 + … + l7`: prompt chunks.
+    InOrder,
+}
+
 impl Q8Weights {
-    /// The weights of `tensor` if it is a Q8_0 matrix on whole blocks, else `None`.
-    pub(crate) fn new(tensor: Arc<QTensor>) -> Result<Option<Self>> {
-        if tensor.dtype() != GgmlDType::Q8_0 {
-            return Ok(None);
-        }
-        let Ok((rows, cols)) = tensor.shape().dims2() else {
-            return Ok(None);
-        };
+    /// The weights of `data`, a `rows × cols` matrix of Q8_0 blocks.
+    pub(crate) fn new(data: Vec<u8>, rows: usize, cols: usize) -> Result<Self, String> {
         if cols == 0 || !cols.is_multiple_of(QK) {
-            return Ok(None);
+            return Err(format!("a Q8_0 matrix of {cols} columns, not whole blocks"));
         }
-        let data = tensor.data()?;
-        if data.len() != rows * cols / QK * BLOCK_BYTES {
-            candle_core::bail!("Q8_0 tensor of {} bytes for {rows}×{cols}", data.len());
+        if data.len() != rows * cols / QK * Q8_0_BYTES {
+            return Err(format!(
+                "Q8_0 data of {} bytes for {rows}×{cols}",
+                data.len()
+            ));
         }
         let scales = data
-            .chunks_exact(BLOCK_BYTES)
+            .chunks_exact(Q8_0_BYTES)
             .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
             .collect();
-        drop(data);
-        Ok(Some(Self {
-            tensor,
+        Ok(Self {
+            data,
             scales,
             rows,
             cols,
-        }))
+        })
     }
 
-    /// `x · Wᵀ` for the `x.len() / cols` rows of `x`: `[token][row]`.
-    pub(crate) fn forward(&self, x: &[f32]) -> Result<Vec<f32>> {
-        let (n, k) = (self.rows, self.cols);
-        if !x.len().is_multiple_of(k) {
-            candle_core::bail!("input of {} values for {k} columns", x.len());
+    /// The number of output rows.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The number of input columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row `r` as `f32` (for embedding lookups): each value times its block's scale.
+    pub(crate) fn row(&self, r: usize, out: &mut Vec<f32>) {
+        let row_bytes = self.cols / QK * Q8_0_BYTES;
+        let blocks = self.data[r * row_bytes..(r + 1) * row_bytes].chunks_exact(Q8_0_BYTES);
+        for (b, &d) in blocks.zip(&self.scales[r * self.cols / QK..]) {
+            out.extend(b[2..].iter().map(|&q| f32::from(q as i8) * d));
         }
+    }
+
+    /// `x · Wᵀ` for the `x.len() / cols` rows of `x` (a whole number of them): `[token][row]`.
+    pub(crate) fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let (n, k) = (self.rows, self.cols);
+        debug_assert!(x.len().is_multiple_of(k));
         let m = x.len() / k;
-        let xq = quantize_rows(x, k);
-        let data = self.tensor.data()?;
-        let row_bytes = k / QK * BLOCK_BYTES;
-        // Transposed result, `[row][token]`, so each task writes one contiguous slice.
+        let xq = quantize_rows(x);
+        let row_bytes = k / QK * Q8_0_BYTES;
+        let threads = rayon::current_num_threads();
+        let products = |r0: usize, out: &mut [f32]| {
+            let rows = out.len() / m;
+            let w = &self.data[r0 * row_bytes..(r0 + rows) * row_bytes];
+            let ws = &self.scales[r0 * k / QK..(r0 + rows) * k / QK];
+            rows_times_tokens(w, ws, &xq, k, m, out);
+        };
+        // Transposed result, `[row][token]`, so each task writes one contiguous slice (for one
+        // token it is the result as it is).
         let mut out_t = vec![0f32; n * m];
-        // candle's barrier pool runs its own products too: sharing it keeps a second set of
-        // threads from competing with its spinning workers on a small machine.
-        let pool = candle_core::utils::barrier_pool();
-        let threads = pool.n_workers() + 1;
-        let chunk_rows = n.div_ceil(threads * 8).next_multiple_of(ROWS).max(ROWS);
-        let chunks: Vec<Mutex<&mut [f32]>> =
-            out_t.chunks_mut(chunk_rows * m).map(Mutex::new).collect();
-        pool.execute_chunked(chunks.len(), |range| {
-            for c in range {
-                let Ok(mut out) = chunks[c].lock() else {
-                    continue;
-                };
-                let r0 = c * chunk_rows;
-                let rows = out.len() / m;
-                let w = &data[r0 * row_bytes..(r0 + rows) * row_bytes];
-                let ws = &self.scales[r0 * k / QK..(r0 + rows) * k / QK];
-                rows_times_tokens(w, ws, &xq, k, m, &mut out);
-            }
-        });
-        drop(chunks);
+        let chunk_rows = n
+            .div_ceil(threads * 8)
+            .next_multiple_of(DECODE_ROWS)
+            .max(DECODE_ROWS);
+        if threads == 1 || n <= chunk_rows {
+            products(0, &mut out_t);
+        } else {
+            out_t
+                .par_chunks_mut(chunk_rows * m)
+                .enumerate()
+                .for_each(|(c, out)| products(c * chunk_rows, out));
+        }
+        if m == 1 {
+            return out_t;
+        }
         let mut out = vec![0f32; m * n];
         for (r, col) in out_t.chunks_exact(m).enumerate() {
             for (t, v) in col.iter().enumerate() {
                 out[t * n + r] = *v;
             }
         }
-        Ok(out)
+        out
     }
 }
 
-/// Quantise each `k`-long row of `x` to Q8_0 the way candle does: scale `max|x| / 127` (kept
-/// at `f16` precision), values rounded to the nearest integer.
-fn quantize_rows(x: &[f32], k: usize) -> Q8Rows {
+/// Quantise each row of `x` (whole Q8_0 blocks) as ggml does: scale `max|x| / 127` (used at
+/// `f16` precision), values rounded to the nearest integer.
+fn quantize_rows(x: &[f32]) -> Q8Rows {
     let mut values = Vec::with_capacity(x.len());
     let mut scales = Vec::with_capacity(x.len() / QK);
-    debug_assert!(k.is_multiple_of(QK));
     for block in x.chunks_exact(QK) {
-        let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (d, id) = q8_0_scale(block);
         scales.push(f16_to_f32(f32_to_f16(d)));
         values.extend(block.iter().map(|v| (v * id).round() as i8));
     }
@@ -125,7 +152,7 @@ fn quantize_rows(x: &[f32], k: usize) -> Q8Rows {
 }
 
 /// Products of the weight rows `w` (raw Q8_0 blocks; scales `ws`) with every row of `x`,
-/// written to `out` as `[row][token]`.
+/// written to `out` as `[row][token]`: pairwise lane sums for one token, in order for more.
 fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, m: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -133,28 +160,60 @@ fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, m: usize, out: 
         unsafe { avx2::rows_times_tokens(w, ws, x, k, m, out) };
         return;
     }
-    scalar_rows_times_tokens(w, ws, x, k, m, out);
+    portable_rows_times_tokens(w, ws, x, k, m, out);
 }
 
-/// Portable version of [`rows_times_tokens`]; the reference the SIMD version is tested against.
-fn scalar_rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, m: usize, out: &mut [f32]) {
+/// The lane sums a block contributes: lane `l` holds the products of values `4l..4l + 4`.
+fn block_lanes(w: &[u8], x: &[i8]) -> [f32; 8] {
+    let mut lanes = [0f32; 8];
+    for (l, lane) in lanes.iter_mut().enumerate() {
+        let sum: i32 = (4 * l..4 * l + 4)
+            .map(|j| i32::from(w[j] as i8) * i32::from(x[j]))
+            .sum();
+        *lane = sum as f32;
+    }
+    lanes
+}
+
+fn sum_lanes(lanes: [f32; 8], order: LaneSum) -> f32 {
+    match order {
+        LaneSum::Pairwise => {
+            let a: [f32; 4] = std::array::from_fn(|i| lanes[i] + lanes[i + 4]);
+            (a[0] + a[2]) + (a[1] + a[3])
+        }
+        LaneSum::InOrder => lanes.iter().sum(),
+    }
+}
+
+/// Portable version of [`rows_times_tokens`], the same arithmetic in the same order.
+fn portable_rows_times_tokens(
+    w: &[u8],
+    ws: &[f32],
+    x: &Q8Rows,
+    k: usize,
+    m: usize,
+    out: &mut [f32],
+) {
     let nb = k / QK;
-    let row_bytes = nb * BLOCK_BYTES;
+    let row_bytes = nb * Q8_0_BYTES;
+    let order = if m == 1 {
+        LaneSum::Pairwise
+    } else {
+        LaneSum::InOrder
+    };
     for (r, out) in out.chunks_exact_mut(m).enumerate() {
         let wrow = &w[r * row_bytes..(r + 1) * row_bytes];
         for (t, o) in out.iter_mut().enumerate() {
-            let mut acc = 0f32;
+            let mut acc = [0f32; 8];
             for b in 0..nb {
-                let wq = &wrow[b * BLOCK_BYTES + 2..(b + 1) * BLOCK_BYTES];
+                let wq = &wrow[b * Q8_0_BYTES + 2..(b + 1) * Q8_0_BYTES];
                 let xq = &x.values[t * k + b * QK..t * k + (b + 1) * QK];
-                let dot: i32 = wq
-                    .iter()
-                    .zip(xq)
-                    .map(|(a, b)| i32::from(*a as i8) * i32::from(*b))
-                    .sum();
-                acc += dot as f32 * (ws[r * nb + b] * x.scales[t * nb + b]);
+                let d = ws[r * nb + b] * x.scales[t * nb + b];
+                for (a, q) in acc.iter_mut().zip(block_lanes(wq, xq)) {
+                    *a = d.mul_add(q, *a);
+                }
             }
-            *o = acc;
+            *o = sum_lanes(acc, order);
         }
     }
 }
@@ -163,9 +222,9 @@ fn scalar_rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, m: usize
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Q8Rows, BLOCK_BYTES, QK, ROWS, TOKENS};
+    use super::{Q8Rows, DECODE_ROWS, Q8_0_BYTES, QK, ROWS, TOKENS};
 
-    /// AVX2 version of [`super::scalar_rows_times_tokens`].
+    /// AVX2 version of [`super::portable_rows_times_tokens`].
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA. Every memory access is bounds-checked by slicing
@@ -180,8 +239,37 @@ mod avx2 {
         out: &mut [f32],
     ) {
         let nb = k / QK;
-        let row_bytes = nb * BLOCK_BYTES;
+        let row_bytes = nb * Q8_0_BYTES;
         let rows = out.len() / m;
+        if m == 1 {
+            let mut r = 0;
+            while r < rows {
+                let nr = (rows - r).min(DECODE_ROWS);
+                let wr = &w[r * row_bytes..(r + nr) * row_bytes];
+                let wsr = &ws[r * nb..(r + nr) * nb];
+                // SAFETY: AVX2 and FMA are available (this function's contract).
+                let acc = unsafe {
+                    match nr {
+                        DECODE_ROWS => tile::<DECODE_ROWS, 1>(wr, wsr, &x.values, &x.scales, nb),
+                        _ => {
+                            let mut acc = [[_mm256_setzero_ps(); 1]; DECODE_ROWS];
+                            for i in 0..nr {
+                                let wi = &wr[i * row_bytes..(i + 1) * row_bytes];
+                                let wsi = &wsr[i * nb..(i + 1) * nb];
+                                acc[i] = tile::<1, 1>(wi, wsi, &x.values, &x.scales, nb)[0];
+                            }
+                            acc
+                        }
+                    }
+                };
+                for (o, a) in out[r..r + nr].iter_mut().zip(acc) {
+                    // SAFETY: AVX2 is available.
+                    *o = unsafe { pairwise(a[0]) };
+                }
+                r += nr;
+            }
+            return;
+        }
         let mut r = 0;
         while r < rows {
             let nr = (rows - r).min(ROWS);
@@ -193,16 +281,17 @@ mod avx2 {
                 let xv = &x.values[t * k..(t + nt) * k];
                 let xs = &x.scales[t * nb..(t + nt) * nb];
                 // SAFETY: AVX2 and FMA are available (this function's contract).
-                let sums = unsafe {
+                unsafe {
                     match (nr == ROWS, nt == TOKENS) {
-                        (true, true) => tile::<ROWS, TOKENS>(wr, wsr, xv, xs, nb),
-                        (true, false) => tile::<ROWS, 1>(wr, wsr, xv, xs, nb),
-                        (false, true) => tile::<1, TOKENS>(wr, wsr, xv, xs, nb),
-                        (false, false) => tile::<1, 1>(wr, wsr, xv, xs, nb),
+                        (true, true) => {
+                            store::<ROWS, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                        }
+                        (true, false) => store::<ROWS, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m),
+                        (false, true) => {
+                            store::<1, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                        }
+                        (false, false) => store::<1, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m),
                     }
-                };
-                for (i, row) in sums.iter().take(nr).enumerate() {
-                    out[(r + i) * m + t..(r + i) * m + t + nt].copy_from_slice(&row[..nt]);
                 }
                 t += nt;
             }
@@ -210,7 +299,40 @@ mod avx2 {
         }
     }
 
-    /// Dot products of `R` weight rows with `T` input rows, `nb` blocks each.
+    /// Write the in-order lane sums of a tile to `out[(r + i) * m + t + j]`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    unsafe fn store<const R: usize, const T: usize>(
+        acc: [[__m256; T]; R],
+        out: &mut [f32],
+        r: usize,
+        t: usize,
+        m: usize,
+    ) {
+        for (i, row) in acc.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                let mut lanes = [0f32; 8];
+                // SAFETY: `lanes` holds exactly 8 f32s.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
+                out[(r + i) * m + t + j] = lanes.iter().sum();
+            }
+        }
+    }
+
+    /// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))` of the eight lanes of `x`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    unsafe fn pairwise(x: __m256) -> f32 {
+        let a = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+        let b = _mm_add_ps(a, _mm_movehl_ps(a, a));
+        _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)))
+    }
+
+    /// The lane accumulators of `R` weight rows against `T` input rows, `nb` blocks each.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA. The slices must hold at least `R` (weights) and `T`
@@ -222,9 +344,8 @@ mod avx2 {
         xv: &[i8],
         xs: &[f32],
         nb: usize,
-    ) -> [[f32; TOKENS]; ROWS] {
-        assert!(R <= ROWS && T <= TOKENS);
-        assert!(w.len() >= R * nb * BLOCK_BYTES && ws.len() >= R * nb);
+    ) -> [[__m256; T]; R] {
+        assert!(w.len() >= R * nb * Q8_0_BYTES && ws.len() >= R * nb);
         assert!(xv.len() >= T * nb * QK && xs.len() >= T * nb);
         let k = nb * QK;
         let ones = _mm256_set1_epi16(1);
@@ -233,10 +354,10 @@ mod avx2 {
             let mut wq = [_mm256_setzero_si256(); R];
             let mut wd = [_mm256_setzero_ps(); R];
             for i in 0..R {
-                // SAFETY: block `b` of row `i` ends at (i * nb + b + 1) * BLOCK_BYTES <= w.len();
+                // SAFETY: block `b` of row `i` ends at (i * nb + b + 1) * Q8_0_BYTES <= w.len();
                 // the 32 values start 2 bytes into it.
                 wq[i] = unsafe {
-                    _mm256_loadu_si256(w.as_ptr().add((i * nb + b) * BLOCK_BYTES + 2).cast())
+                    _mm256_loadu_si256(w.as_ptr().add((i * nb + b) * Q8_0_BYTES + 2).cast())
                 };
                 wd[i] = _mm256_set1_ps(ws[i * nb + b]);
             }
@@ -247,7 +368,8 @@ mod avx2 {
                 let xd = _mm256_set1_ps(xs[j * nb + b]);
                 for i in 0..R {
                     // |w| as unsigned times x with w's sign: the i8 product, as pairs of i16.
-                    // Q8_0 values lie in -127..=127, so a pair sum never saturates.
+                    // Q8_0 values lie in -128..=127 and the input's in -127..=127, so a pair
+                    // sum never saturates.
                     let p16 = _mm256_maddubs_epi16(
                         _mm256_sign_epi8(wq[i], wq[i]),
                         _mm256_sign_epi8(xq, wq[i]),
@@ -258,68 +380,13 @@ mod avx2 {
                 }
             }
         }
-        let mut sums = [[0f32; TOKENS]; ROWS];
-        for i in 0..R {
-            for j in 0..T {
-                let mut lanes = [0f32; 8];
-                // SAFETY: `lanes` holds exactly 8 f32s.
-                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i][j]) };
-                sums[i][j] = lanes.iter().sum();
-            }
-        }
-        sums
+        acc
     }
-}
-
-/// `f16` bits to `f32`.
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h & 0x8000) << 16;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let man = u32::from(h & 0x3ff);
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: value = man × 2⁻²⁴.
-            let v = man as f32 * f32::from_bits(0x3380_0000);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, _) => sign | 0x7f80_0000 | (man << 13),
-        _ => sign | ((exp + 112) << 23) | (man << 13),
-    };
-    f32::from_bits(bits)
-}
-
-/// `f32` to `f16` bits, rounding to nearest even (the scales here are finite and non-negative).
-fn f32_to_f16(v: f32) -> u16 {
-    let bits = v.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let a = v.abs();
-    if a.is_nan() {
-        return sign | 0x7e00;
-    }
-    if a >= 65520.0 {
-        return sign | 0x7c00;
-    }
-    if a < f32::from_bits(0x3880_0000) {
-        // Below the smallest normal f16 (2⁻¹⁴): a multiple of 2⁻²⁴, rounded half to even.
-        let q = a * f32::from_bits(0x4b80_0000);
-        return sign | q.round_ties_even() as u16;
-    }
-    let abits = a.to_bits();
-    let exp = (abits >> 23) as i32 - 127 + 15;
-    let man = abits & 0x7f_ffff;
-    let mut h = ((exp as u32) << 10) | (man >> 13);
-    let rest = man & 0x1fff;
-    if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) {
-        h += 1;
-    }
-    sign | h as u16
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Module, Tensor};
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed;
@@ -331,72 +398,86 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn f16_round_trips() {
-        for (v, h) in [
-            (0.0, 0),
-            (1.0, 0x3c00),
-            (-2.0, 0xc000),
-            (65504.0, 0x7bff),
-            (6.103_515_6e-5, 0x0400),
-            (5.960_464_5e-8, 0x0001),
-        ] {
-            assert_eq!(f32_to_f16(v), h, "{v}");
-            assert_eq!(f16_to_f32(h), v, "{h:#x}");
-        }
-        assert_eq!(f32_to_f16(0.333_333_34), 0x3555);
-        // Halfway between 1 and the next f16 rounds to even (down); just above rounds up.
-        assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00);
-        assert_eq!(f32_to_f16(1.0 + 1.5 / 2048.0), 0x3c01);
+    fn weights(n: usize, k: usize) -> Q8Weights {
+        let data = crate::quant::quantize_q8_0(&values(n * k, 7));
+        Q8Weights::new(data, n, k).expect("whole blocks")
     }
 
-    /// Random Q8_0 weights of `n × k`, through candle's own quantiser.
-    fn weights(n: usize, k: usize) -> Arc<QTensor> {
-        let w = Tensor::from_vec(values(n * k, 7), (n, k), &Device::Cpu).unwrap();
-        Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap())
-    }
-
+    /// The SIMD kernel gives the portable one's numbers exactly, for one token (pairwise
+    /// sums) and for several (in order), on tiles cut short at both edges.
     #[test]
-    fn simd_matches_scalar_on_ragged_tiles() {
-        let (n, k, m) = (7, 96, 6);
-        let w = Q8Weights::new(weights(n, k)).unwrap().unwrap();
-        let x = quantize_rows(&values(m * k, 3), k);
-        let data = w.tensor.data().unwrap();
-        let mut simd = vec![0f32; n * m];
-        let mut scalar = vec![0f32; n * m];
-        rows_times_tokens(&data, &w.scales, &x, k, m, &mut simd);
-        scalar_rows_times_tokens(&data, &w.scales, &x, k, m, &mut scalar);
-        for (a, b) in simd.iter().zip(&scalar) {
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    fn simd_matches_portable_to_the_bit() {
+        let (n, k) = (7, 96);
+        let w = weights(n, k);
+        for m in [1, 6] {
+            let x = quantize_rows(&values(m * k, 3));
+            let mut simd = vec![0f32; n * m];
+            let mut portable = vec![0f32; n * m];
+            rows_times_tokens(&w.data, &w.scales, &x, k, m, &mut simd);
+            portable_rows_times_tokens(&w.data, &w.scales, &x, k, m, &mut portable);
+            assert_eq!(simd, portable, "{m} tokens");
         }
     }
 
+    /// Against a plain sum over blocks of exact integer dot products: the same up to the
+    /// rounding of the additions.
     #[test]
-    fn matches_candle_qmatmul() {
+    fn products_are_blockwise_integer_dots() {
         let (n, k, m) = (10, 576, 9);
-        let t = weights(n, k);
-        let ours = Q8Weights::new(t.clone()).unwrap().unwrap();
+        let w = weights(n, k);
         let x = values(m * k, 11);
-        let got = ours.forward(&x).unwrap();
-        let xt = Tensor::from_slice(&x, (m, k), &Device::Cpu).unwrap();
-        let theirs = candle_core::quantized::QMatMul::from_arc(t).unwrap();
-        let want: Vec<f32> = theirs
-            .forward(&xt)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(got.len(), want.len());
-        for (a, b) in got.iter().zip(&want) {
-            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+        let xq = quantize_rows(&x);
+        let nb = k / QK;
+        for (m_used, got) in [(1, w.forward(&x[..k])), (m, w.forward(&x))] {
+            assert_eq!(got.len(), m_used * n);
+            for t in 0..m_used {
+                for r in 0..n {
+                    let mut want = 0f64;
+                    for b in 0..nb {
+                        let wb = &w.data[(r * nb + b) * Q8_0_BYTES + 2..][..QK];
+                        let xb = &xq.values[t * k + b * QK..][..QK];
+                        let dot: i32 = wb
+                            .iter()
+                            .zip(xb)
+                            .map(|(a, b)| i32::from(*a as i8) * i32::from(*b))
+                            .sum();
+                        let d = w.scales[r * nb + b] * xq.scales[t * nb + b];
+                        want += f64::from(dot) * f64::from(d);
+                    }
+                    let got = got[t * n + r];
+                    assert!((f64::from(got) - want).abs() <= 1e-4 * want.abs().max(1.0));
+                }
+            }
         }
     }
 
     #[test]
-    fn other_types_are_left_to_candle() {
-        let w = Tensor::from_vec(values(4 * 32, 5), (4, 32), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4_0).unwrap();
-        assert!(Q8Weights::new(Arc::new(q)).unwrap().is_none());
+    fn rows_split_across_threads_give_the_same_result() {
+        let (n, k) = (203, 64);
+        let w = weights(n, k);
+        let x = values(3 * k, 5);
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool")
+        };
+        for x in [&x[..k], &x[..]] {
+            let one = pool(1).install(|| w.forward(x));
+            let three = pool(3).install(|| w.forward(x));
+            assert_eq!(one, three);
+        }
+    }
+
+    #[test]
+    fn rows_read_back_as_their_blocks_times_scales() {
+        let w = weights(3, 64);
+        let mut row = Vec::new();
+        w.row(2, &mut row);
+        let want = crate::quant::dequantize(crate::quant::GgmlType::Q8_0, &w.data[2 * 68..])
+            .expect("Q8_0");
+        assert_eq!(row, want);
+        assert!(Q8Weights::new(vec![0; 34], 1, 16).is_err());
+        assert!(Q8Weights::new(vec![0; 33], 1, 32).is_err());
     }
 }

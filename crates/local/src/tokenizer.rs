@@ -1,14 +1,12 @@
 //! The model's tokenizer, rebuilt from the GGUF metadata as a byte-level BPE.
 //!
-//! candle's own GGUF tokenizer helper does not fit SmolLM2: it adds a prefix space (so
-//! `<|im_start|>user` comes out wrong) and looks up a differently named unknown-token key. The
-//! recipe here reproduces llama.cpp's `smollm` pre-tokenizer: split every digit on its own, then
-//! the GPT-2 byte-level split with no prefix space; control and user-defined tokens are matched
-//! whole before any of that.
+//! The recipe reproduces llama.cpp's `smollm` pre-tokenizer: split every digit on its own, then
+//! the GPT-2 byte-level split with no prefix space (a prefix space would make
+//! `<|im_start|>user` come out wrong); control and user-defined tokens are matched whole before
+//! any of that.
 
 use std::collections::HashMap;
 
-use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -16,6 +14,7 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::AddedToken;
 
+use crate::gguf::Gguf;
 use crate::LocalError;
 
 // llama.cpp's token types (GGUF `tokenizer.ggml.token_type`).
@@ -42,15 +41,18 @@ impl std::fmt::Debug for Tokenizer {
 
 impl Tokenizer {
     /// Build the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata.
-    pub fn from_gguf(content: &Content) -> Result<Self, String> {
-        let tokens = string_array(content, "tokenizer.ggml.tokens")?;
-        let merges = string_array(content, "tokenizer.ggml.merges")?;
-        let types = match content.metadata.get("tokenizer.ggml.token_type") {
+    pub(crate) fn from_gguf(file: &Gguf) -> Result<Self, String> {
+        let tokens = string_array(file, "tokenizer.ggml.tokens")?;
+        let merges = string_array(file, "tokenizer.ggml.merges")?;
+        let types = match file.get("tokenizer.ggml.token_type") {
             Some(value) => value
-                .to_vec()
-                .map_err(|e| e.to_string())?
+                .as_array()
+                .ok_or("tokenizer.ggml.token_type is not an array")?
                 .iter()
-                .map(|v| v.to_i32().map_err(|e| e.to_string()))
+                .map(|v| {
+                    v.as_i32()
+                        .ok_or_else(|| format!("a token type of {v:?}, not an integer"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             None => vec![1; tokens.len()],
         };
@@ -170,17 +172,19 @@ impl Tokenizer {
     }
 }
 
-fn string_array(content: &Content, key: &str) -> Result<Vec<String>, String> {
-    let value = content
-        .metadata
+fn string_array(file: &Gguf, key: &str) -> Result<Vec<String>, String> {
+    let items = file
         .get(key)
-        .ok_or_else(|| format!("metadata has no {key}"))?;
-    let Value::Array(items) = value else {
-        return Err(format!("{key} is not an array"));
-    };
+        .ok_or_else(|| format!("metadata has no {key}"))?
+        .as_array()
+        .ok_or_else(|| format!("{key} is not an array"))?;
     items
         .iter()
-        .map(|v| v.to_string().cloned().map_err(|e| format!("{key}: {e}")))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{key} holds {v:?}, not a string"))
+        })
         .collect()
 }
 

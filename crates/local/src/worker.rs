@@ -29,7 +29,7 @@ impl Job {
         }
     }
 
-    fn step(&mut self, tokenizer: &Tokenizer) -> candle_core::Result<Step> {
+    fn step(&mut self, tokenizer: &Tokenizer) -> Result<Step, LocalError> {
         match self {
             Job::Generate(g) => g.step(tokenizer),
             Job::Choose(c) => c.step(),
@@ -60,8 +60,8 @@ impl Worker {
         let (jobs, inbox) = mpsc::channel();
         let active = Arc::new(AtomicUsize::new(0));
         let counter = active.clone();
-        // candle's f32 matrix products run on the current rayon pool; a pool of our own keeps
-        // them to `threads` whatever else in the process uses rayon's global pool.
+        // The matrix products and attention run on the current rayon pool; a pool of our own
+        // keeps them to `threads` whatever else in the process uses rayon's global pool.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("shopfloor-local-{i}"))
@@ -111,7 +111,7 @@ fn run(tokenizer: &Tokenizer, inbox: &mpsc::Receiver<Job>, active: &AtomicUsize)
                     continue;
                 }
                 Ok(Ok(Step::Finished)) => {}
-                Ok(Err(e)) => job.fail(LocalError::Inference(e.to_string())),
+                Ok(Err(e)) => job.fail(e),
                 Err(_) => job.fail(LocalError::Inference("the model panicked".to_owned())),
             }
         }

@@ -1,4 +1,4 @@
-//! llama.cpp's figures and token ids for the embedded model, to hold candle's up against.
+//! llama.cpp's figures and token ids for the embedded model, to hold ours up against.
 
 #[path = "../../benches/common/mod.rs"]
 mod common;
