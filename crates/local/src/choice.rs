@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::generate::{Context, Step};
 use crate::llama::Model;
+use crate::prompt_cache::PromptCache;
 use crate::LocalError;
 
 /// The winning option.
@@ -60,8 +61,8 @@ impl ChoiceScoring {
     }
 
     /// Do one slice of work: a prompt chunk, or one option's score.
-    pub(crate) fn step(&mut self) -> Result<Step, LocalError> {
-        if !self.context.prefill_step()? {
+    pub(crate) fn step(&mut self, prompts: &mut PromptCache) -> Result<Step, LocalError> {
+        if !self.context.prefill_step(prompts)? {
             return Ok(Step::More);
         }
         let first = match &self.first {

@@ -5,6 +5,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::json::JsonConstraint;
 use crate::llama::{Cache, Model};
+use crate::prompt_cache::PromptCache;
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{Tokenizer, Utf8Stream};
 use crate::LocalError;
@@ -37,6 +38,8 @@ pub(crate) struct Context {
     pending: Vec<u32>,
     pos: usize,
     logits: Option<Vec<f32>>,
+    /// The whole prompt until it is read, to be kept in the [`PromptCache`] then.
+    prompt: Option<Vec<u32>>,
 }
 
 impl Context {
@@ -45,22 +48,38 @@ impl Context {
         Self {
             model: weights.clone(),
             cache: weights.new_cache(prompt.len() + CACHE_HEADROOM),
+            prompt: Some(prompt.clone()),
             pending: prompt,
             pos: 0,
             logits: None,
         }
     }
 
-    /// Feed the next chunk of pending tokens; true once nothing is pending.
-    pub(crate) fn prefill_step(&mut self) -> Result<bool, LocalError> {
+    /// Feed the next chunk of pending tokens; true once nothing is pending. The first step
+    /// starts from the longest prefix `prompts` holds; the last one keeps the prompt there.
+    pub(crate) fn prefill_step(&mut self, prompts: &mut PromptCache) -> Result<bool, LocalError> {
         if self.pending.is_empty() {
             return Ok(true);
         }
-        let n = self.pending.len().min(PREFILL_CHUNK);
+        if self.pos == 0 {
+            let expected = self.pending.len() + CACHE_HEADROOM;
+            if let Some((shared, cache)) = prompts.lookup(&self.model, &self.pending, expected) {
+                self.cache = cache;
+                self.pending.drain(..shared);
+                self.pos = shared;
+            }
+        }
+        let n = chunk_len(self.pending.len());
         let chunk: Vec<u32> = self.pending.drain(..n).collect();
         self.logits = Some(self.model.forward(&chunk, self.pos, &mut self.cache)?);
         self.pos += n;
-        Ok(self.pending.is_empty())
+        if !self.pending.is_empty() {
+            return Ok(false);
+        }
+        if let Some(prompt) = self.prompt.take() {
+            prompts.remember(&prompt, &self.cache);
+        }
+        Ok(true)
     }
 
     /// Read one more token after everything fed so far.
@@ -90,7 +109,20 @@ impl Context {
             pending: self.pending.clone(),
             pos: self.pos,
             logits: self.logits.clone(),
+            prompt: None,
         }
+    }
+}
+
+/// How many of `pending` prompt tokens the next chunk reads: at most [`PREFILL_CHUNK`], and
+/// never a lone last token (it would be read as a decoding step is, with other arithmetic, and
+/// the same prompt read from a kept prefix would differ in the last bit; see
+/// [`crate::prompt_cache`]).
+fn chunk_len(pending: usize) -> usize {
+    match pending {
+        n if n <= PREFILL_CHUNK => n,
+        n if n == PREFILL_CHUNK + 1 => PREFILL_CHUNK - 1,
+        _ => PREFILL_CHUNK,
     }
 }
 
@@ -148,8 +180,12 @@ impl Generation {
     }
 
     /// Do one slice of work: a prompt chunk, or one new token.
-    pub(crate) fn step(&mut self, tokenizer: &Tokenizer) -> Result<Step, LocalError> {
-        if !self.context.prefill_step()? {
+    pub(crate) fn step(
+        &mut self,
+        tokenizer: &Tokenizer,
+        prompts: &mut PromptCache,
+    ) -> Result<Step, LocalError> {
+        if !self.context.prefill_step(prompts)? {
             return Ok(Step::More);
         }
         if self.generated >= self.max_tokens || self.context.position() >= MAX_CONTEXT {

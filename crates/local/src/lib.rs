@@ -21,6 +21,7 @@ mod matmul;
 #[cfg(test)]
 mod pinned;
 mod prompt;
+mod prompt_cache;
 mod provider;
 mod pull;
 mod q8;

@@ -353,6 +353,21 @@ impl Model {
         }
     }
 
+    /// A new cache holding the first `positions` of `from`, with room for `expected` in all.
+    pub(crate) fn cache_prefix(&self, from: &Cache, positions: usize, expected: usize) -> Cache {
+        let mut cache = self.new_cache(expected.max(positions));
+        let len = positions * self.inner.config.kv_dim();
+        for (to, from) in [
+            (&mut cache.keys, &from.keys),
+            (&mut cache.values, &from.values),
+        ] {
+            for (to, from) in to.iter_mut().zip(from) {
+                to.extend_from_slice(&from[..len.min(from.len())]);
+            }
+        }
+        cache
+    }
+
     /// Read `tokens` at positions `pos..`, appending to `cache`; the logits after the last one.
     pub(crate) fn forward(
         &self,

@@ -14,6 +14,7 @@ use shopfloor_providers::{ChatRequest, Message, Provider, Role};
 use crate::convert::{self, Loaded};
 use crate::generate::Context;
 use crate::prompt::{encode_chatml, END_OF_TEXT, IM_END};
+use crate::prompt_cache::PromptCache;
 use crate::sample::SamplingParams;
 
 const SYSTEM: &str =
@@ -110,10 +111,10 @@ fn generate(
     prompt: &[u32],
     sampling: SamplingParams,
     max: usize,
+    prompts: &mut PromptCache,
 ) -> (Vec<u32>, Vec<f32>) {
     let stops = [IM_END, END_OF_TEXT].map(|t| loaded.tokenizer.token_id(t).expect("stop token"));
-    let mut context = Context::new(&loaded.weights, prompt.to_vec());
-    while !context.prefill_step().expect("prefill") {}
+    let mut context = read(loaded, prompt, prompts);
     let first = logits(&context);
     let mut sampler = sampling.sampler();
     let mut ids = Vec::new();
@@ -128,6 +129,13 @@ fn generate(
         context.feed(token).expect("feed");
     }
     (ids, first)
+}
+
+/// `prompt` read as the inference thread reads it, starting from what `prompts` keeps.
+fn read(loaded: &Loaded, prompt: &[u32], prompts: &mut PromptCache) -> Context {
+    let mut context = Context::new(&loaded.weights, prompt.to_vec());
+    while !context.prefill_step(prompts).expect("prefill") {}
+    context
 }
 
 const GREEDY: SamplingParams = SamplingParams {
@@ -157,9 +165,11 @@ fn prompt_ids_are_pinned() {
 #[test]
 fn greedy_answers_are_pinned() {
     let loaded = loaded();
+    // One prompt cache for all, as the inference thread keeps: the tickets share their start.
+    let mut prompts = PromptCache::default();
     for (i, (id, subject, body)) in TICKETS.iter().take(GREEDY_IDS.len()).enumerate() {
         let prompt = encode_chatml(&loaded.tokenizer, &messages(subject, body), None).expect("ids");
-        let (ids, first) = generate(&loaded, &prompt, GREEDY, 24);
+        let (ids, first) = generate(&loaded, &prompt, GREEDY, 24, &mut prompts);
         assert_eq!(ids, GREEDY_IDS[i], "{id}: greedy ids");
         let best = top(&first, 5);
         let (top_ids, top_logits) = FIRST_TOP5[i];
@@ -171,6 +181,33 @@ fn greedy_answers_are_pinned() {
                 "{id}: logit of {t}: {got} vs {want}"
             );
         }
+    }
+}
+
+/// A prompt read from the prefix of one kept before gives the logits a fresh read gives, to
+/// the bit; the example's tickets share their first tokens (template, system prompt, "Ticket
+/// subject:"), and the same prompt twice reads only its last two tokens again.
+#[test]
+fn a_kept_prefix_reads_the_same_logits() {
+    let loaded = loaded();
+    let mut kept = PromptCache::default();
+    for (n, (id, subject, body)) in TICKETS.iter().enumerate() {
+        let prompt = encode_chatml(&loaded.tokenizer, &messages(subject, body), None).expect("ids");
+        let fresh = logits(&read(&loaded, &prompt, &mut PromptCache::default()));
+        let shared = kept
+            .lookup(&loaded.weights, &prompt, prompt.len())
+            .map(|(shared, _)| shared);
+        if n > 0 {
+            assert!(shared.is_some_and(|s| s >= 30), "{id}: shared {shared:?}");
+        }
+        assert_eq!(logits(&read(&loaded, &prompt, &mut kept)), fresh, "{id}");
+        let again = kept.lookup(&loaded.weights, &prompt, prompt.len());
+        assert_eq!(again.map(|(s, _)| s), Some(prompt.len() - 2), "{id}");
+        assert_eq!(
+            logits(&read(&loaded, &prompt, &mut kept)),
+            fresh,
+            "{id}, again"
+        );
     }
 }
 
@@ -198,7 +235,7 @@ fn seeded_sampling_is_pinned() {
             SAMPLED_ALL,
         ),
     ] {
-        let (ids, _) = generate(&loaded, &prompt, sampling, 16);
+        let (ids, _) = generate(&loaded, &prompt, sampling, 16, &mut PromptCache::default());
         assert_eq!(ids, expected, "{sampling:?}");
     }
 }

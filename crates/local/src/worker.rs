@@ -12,6 +12,7 @@ use std::sync::{mpsc, Arc};
 
 use crate::choice::ChoiceScoring;
 use crate::generate::{Generation, Step};
+use crate::prompt_cache::PromptCache;
 use crate::tokenizer::Tokenizer;
 use crate::LocalError;
 
@@ -29,10 +30,14 @@ impl Job {
         }
     }
 
-    fn step(&mut self, tokenizer: &Tokenizer) -> Result<Step, LocalError> {
+    fn step(
+        &mut self,
+        tokenizer: &Tokenizer,
+        prompts: &mut PromptCache,
+    ) -> Result<Step, LocalError> {
         match self {
-            Job::Generate(g) => g.step(tokenizer),
-            Job::Choose(c) => c.step(),
+            Job::Generate(g) => g.step(tokenizer, prompts),
+            Job::Choose(c) => c.step(prompts),
         }
     }
 
@@ -93,6 +98,8 @@ impl Worker {
 
 fn run(tokenizer: &Tokenizer, inbox: &mpsc::Receiver<Job>, active: &AtomicUsize) {
     let mut queue: VecDeque<Job> = VecDeque::new();
+    // Only this thread reads prompts, so only it keeps their caches.
+    let mut prompts = PromptCache::default();
     loop {
         if queue.is_empty() {
             match inbox.recv() {
@@ -105,7 +112,7 @@ fn run(tokenizer: &Tokenizer, inbox: &mpsc::Receiver<Job>, active: &AtomicUsize)
             continue;
         };
         if !job.abandoned() {
-            match catch_unwind(AssertUnwindSafe(|| job.step(tokenizer))) {
+            match catch_unwind(AssertUnwindSafe(|| job.step(tokenizer, &mut prompts))) {
                 Ok(Ok(Step::More)) => {
                     queue.push_back(job);
                     continue;
