@@ -7,6 +7,7 @@
 //! [`LocalEmbedder`] per encoder ([`LocalEmbedder::shared`]) serves embeddings.
 
 mod bert;
+mod bpe;
 mod catalog;
 mod choice;
 mod convert;
@@ -28,6 +29,9 @@ mod quant;
 mod safetensors;
 mod sample;
 mod tokenizer;
+#[cfg(test)]
+mod tokenizer_reference;
+mod wordpiece;
 mod worker;
 
 pub use catalog::{
