@@ -29,8 +29,6 @@ mod quant;
 mod safetensors;
 mod sample;
 mod tokenizer;
-#[cfg(test)]
-mod tokenizer_reference;
 mod wordpiece;
 mod worker;
 
