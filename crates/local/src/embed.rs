@@ -15,11 +15,11 @@ use shopfloor_providers::{
     ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Provider, ProviderError,
     Unsupported,
 };
-use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::Bert;
 use crate::catalog::{known_model, model_dir, verified_file, KnownModel, ModelKind};
 use crate::provider::thread_count;
+use crate::wordpiece::WordPiece;
 use crate::LocalError;
 
 /// Longest input in tokens, `[CLS]` and `[SEP]` included; longer texts are cut (the model
@@ -41,7 +41,7 @@ pub struct LocalEmbedder {
 /// What a blocking task needs to encode: shared by the embedder and its tasks.
 struct Encoder {
     bert: Bert,
-    tokenizer: Tokenizer,
+    tokenizer: WordPiece,
     pool: rayon::ThreadPool,
 }
 
@@ -49,7 +49,7 @@ impl Encoder {
     fn embed(&self, texts: &[String]) -> Result<Embeddings, LocalError> {
         let mut ids = Vec::with_capacity(texts.len());
         for text in texts {
-            ids.push(tokenize(&self.tokenizer, text)?);
+            ids.push(self.tokenizer.encode(text));
         }
         let tokens = ids.iter().map(Vec::len).sum::<usize>() as u32;
         let vectors = self.pool.install(|| {
@@ -163,7 +163,7 @@ impl LocalEmbedder {
 
     /// The token ids of `text` as the encoder reads it (truncated, `[CLS]`/`[SEP]` added).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, LocalError> {
-        tokenize(&self.encoder.tokenizer, text)
+        Ok(self.encoder.tokenizer.encode(text))
     }
 
     /// Vectors for `texts`, computed on the encoder's pool; blocks until they are done.
@@ -180,29 +180,14 @@ impl LocalEmbedder {
     }
 }
 
-fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, LocalError> {
-    let bad = |message: String| LocalError::BadModel {
-        path: path.to_owned(),
-        message,
-    };
-    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| bad(e.to_string()))?;
+fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<WordPiece, LocalError> {
+    let text = std::fs::read_to_string(path).map_err(LocalError::io("cannot read", path))?;
     // The published file pads and truncates to 128 for training; the encoder reads each text
-    // unpadded, up to 256 tokens.
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length: max_tokens,
-            ..TruncationParams::default()
-        }))
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(tokenizer)
-}
-
-fn tokenize(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, LocalError> {
-    let encoding = tokenizer
-        .encode(text, true)
-        .map_err(|e| LocalError::Inference(format!("cannot tokenise the input: {e}")))?;
-    Ok(encoding.get_ids().to_vec())
+    // unpadded, up to `max_tokens`.
+    WordPiece::from_json(&text, max_tokens).map_err(|message| LocalError::BadModel {
+        path: path.to_owned(),
+        message: format!("not a BERT WordPiece tokenizer: {message}"),
+    })
 }
 
 #[async_trait]

@@ -7,6 +7,7 @@
 //! [`LocalEmbedder`] per encoder ([`LocalEmbedder::shared`]) serves embeddings.
 
 mod bert;
+mod bpe;
 mod catalog;
 mod choice;
 mod convert;
@@ -29,6 +30,7 @@ mod quant;
 mod safetensors;
 mod sample;
 mod tokenizer;
+mod wordpiece;
 mod worker;
 
 pub use catalog::{

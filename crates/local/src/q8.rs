@@ -8,10 +8,9 @@
 //! against.
 //!
 //! Each block's 32 products are summed in eight lanes of four, and each lane accumulates its
-//! blocks with a fused multiply-add; the lanes are then added up. Decoding adds them pairwise,
-//! the order of the product the embedded model was first tuned and pinned with
-//! (`crate::pinned`), and prompt chunks one after another, as this module always did: so the
-//! logits of both are the ones recorded before, to the bit.
+//! blocks with a fused multiply-add; the lanes are then added up. Decoding adds them pairwise
+//! and prompt chunks one after another: the orders of the products the model's behaviour was
+//! pinned with (`crate::pinned`), so its logits are the recorded ones to the bit.
 //!
 //! A prompt chunk multiplies each pair of weight rows against four input rows at a time, so a
 //! weight block is read once per four tokens; decoding walks four weight rows against the one

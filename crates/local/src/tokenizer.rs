@@ -1,19 +1,11 @@
-//! The model's tokenizer, rebuilt from the GGUF metadata as a byte-level BPE.
-//!
-//! The recipe reproduces llama.cpp's `smollm` pre-tokenizer: split every digit on its own, then
-//! the GPT-2 byte-level split with no prefix space (a prefix space would make
-//! `<|im_start|>user` come out wrong); control and user-defined tokens are matched whole before
-//! any of that.
+//! The model's tokenizer, rebuilt from the GGUF metadata: control tokens (`<|im_start|>`) are
+//! matched whole, and the text between them goes through the byte-level BPE ([`crate::bpe`])
+//! with llama.cpp's `smollm` pre-tokenizer, no prefix space (which would make
+//! `<|im_start|>user` come out wrong).
 
 use std::collections::HashMap;
 
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::AddedToken;
-
+use crate::bpe::{byte_chars, Bpe};
 use crate::gguf::Gguf;
 use crate::LocalError;
 
@@ -23,9 +15,11 @@ const TYPE_USER_DEFINED: i32 = 4;
 
 /// Text to token ids and back, exactly as the model was trained.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
-    /// The same tokenizer with special-token matching off, for text a user controls.
-    literal: tokenizers::Tokenizer,
+    bpe: Bpe,
+    /// Control tokens with their ids: matched whole in markup, never in literal text.
+    control: Vec<(String, u32)>,
+    /// User-defined tokens with their ids: matched whole in any text.
+    user_defined: Vec<(String, u32)>,
     /// The raw bytes each id stands for in output; empty for control tokens, which never show.
     token_bytes: Vec<Vec<u8>>,
     ids: HashMap<String, u32>,
@@ -37,6 +31,12 @@ impl std::fmt::Debug for Tokenizer {
             .field("vocab_size", &self.token_bytes.len())
             .finish()
     }
+}
+
+/// A stretch of text, or a token matched whole in it.
+enum Piece<'t> {
+    Text(&'t str),
+    Token(u32),
 }
 
 impl Tokenizer {
@@ -63,40 +63,27 @@ impl Tokenizer {
                 tokens.len()
             ));
         }
-
-        let vocab: Vocab = tokens
+        let bpe = Bpe::new(&tokens, &merges)?;
+        // Where a string appears twice in the vocabulary, the later id is the one text maps to.
+        let ids: HashMap<String, u32> = tokens
             .iter()
             .enumerate()
             .map(|(id, t)| (t.clone(), id as u32))
             .collect();
-        let merges = merges
-            .iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                    .ok_or_else(|| format!("merge without a space: {m:?}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| format!("cannot build the BPE model: {e}"))?;
+        let of_type = |wanted: i32| -> Vec<(String, u32)> {
+            tokens
+                .iter()
+                .zip(&types)
+                .filter(|(t, &ty)| ty == wanted && !t.is_empty())
+                .map(|(t, _)| (t.clone(), ids[t]))
+                .collect()
+        };
+        let control = of_type(TYPE_CONTROL);
+        let user_defined = of_type(TYPE_USER_DEFINED);
 
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(Sequence::new(vec![
-            Digits::new(true).into(),
-            ByteLevel::new(false, true, true).into(),
-        ])));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let added: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &ty)| ty == TYPE_CONTROL || ty == TYPE_USER_DEFINED)
-            .map(|(t, &ty)| AddedToken::from(t.clone(), ty == TYPE_CONTROL))
+        let unicode_to_byte: HashMap<char, u8> = (0..=255u8)
+            .map(|b| (byte_chars()[usize::from(b)], b))
             .collect();
-        inner.add_special_tokens(&added);
-
-        let unicode_to_byte = byte_level_inverse();
         let token_bytes = tokens
             .iter()
             .zip(&types)
@@ -112,16 +99,10 @@ impl Tokenizer {
                     .collect(),
             })
             .collect();
-        let ids = tokens
-            .iter()
-            .enumerate()
-            .map(|(id, t)| (t.clone(), id as u32))
-            .collect();
-        let mut literal = inner.clone();
-        literal.set_encode_special_tokens(true);
         Ok(Self {
-            inner,
-            literal,
+            bpe,
+            control,
+            user_defined,
             token_bytes,
             ids,
         })
@@ -130,21 +111,35 @@ impl Tokenizer {
     /// Token ids for `text`, with no BOS or other tokens added; special tokens written in the
     /// text (`<|im_start|>`) become their single ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, LocalError> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| LocalError::Inference(format!("cannot tokenize: {e}")))?;
-        Ok(encoding.get_ids().to_vec())
+        Ok(self.encode_pieces(text, &self.control))
     }
 
     /// Token ids for `text` read literally: `<|im_end|>` written in it is ordinary text, so
     /// message contents cannot forge turns of the chat template.
     pub fn encode_literal(&self, text: &str) -> Result<Vec<u32>, LocalError> {
-        let encoding = self
-            .literal
-            .encode(text, false)
-            .map_err(|e| LocalError::Inference(format!("cannot tokenize: {e}")))?;
-        Ok(encoding.get_ids().to_vec())
+        Ok(self.encode_pieces(text, &[]))
+    }
+
+    /// Control tokens of `control` matched first, then user-defined ones in the text between,
+    /// then the BPE.
+    fn encode_pieces(&self, text: &str, control: &[(String, u32)]) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for piece in split_on(text, control) {
+            let text = match piece {
+                Piece::Token(id) => {
+                    ids.push(id);
+                    continue;
+                }
+                Piece::Text(text) => text,
+            };
+            for piece in split_on(text, &self.user_defined) {
+                match piece {
+                    Piece::Token(id) => ids.push(id),
+                    Piece::Text(text) => self.bpe.encode(text, &mut ids),
+                }
+            }
+        }
+        ids
     }
 
     /// The text for `ids`, leaving out control tokens; invalid UTF-8 becomes U+FFFD.
@@ -172,6 +167,35 @@ impl Tokenizer {
     }
 }
 
+/// `text` cut around the `tokens` in it, each matched whole: at the leftmost place one starts,
+/// the longest that starts there.
+fn split_on<'t>(text: &'t str, tokens: &[(String, u32)]) -> Vec<Piece<'t>> {
+    let mut pieces = Vec::new();
+    let (mut start, mut at) = (0, 0);
+    while at < text.len() && !tokens.is_empty() {
+        let rest = &text[at..];
+        let found = tokens
+            .iter()
+            .filter(|(t, _)| rest.starts_with(t.as_str()))
+            .max_by_key(|(t, _)| t.len());
+        match found {
+            Some((token, id)) => {
+                if start < at {
+                    pieces.push(Piece::Text(&text[start..at]));
+                }
+                pieces.push(Piece::Token(*id));
+                at += token.len();
+                start = at;
+            }
+            None => at += rest.chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    if start < text.len() {
+        pieces.push(Piece::Text(&text[start..]));
+    }
+    pieces
+}
+
 fn string_array(file: &Gguf, key: &str) -> Result<Vec<String>, String> {
     let items = file
         .get(key)
@@ -186,23 +210,6 @@ fn string_array(file: &Gguf, key: &str) -> Result<Vec<String>, String> {
                 .ok_or_else(|| format!("{key} holds {v:?}, not a string"))
         })
         .collect()
-}
-
-/// GPT-2's byte-level alphabet read backwards: the printable stand-in character for each byte.
-fn byte_level_inverse() -> HashMap<char, u8> {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut map = HashMap::with_capacity(256);
-    let mut shifted = 0u32;
-    for b in 0..=255u8 {
-        let c = if printable(b) {
-            char::from(b)
-        } else {
-            shifted += 1;
-            char::from_u32(255 + shifted).unwrap_or(char::REPLACEMENT_CHARACTER)
-        };
-        map.insert(c, b);
-    }
-    map
 }
 
 /// Turns a stream of token bytes into text pieces that never end inside a UTF-8 character.
@@ -279,10 +286,28 @@ mod tests {
 
     #[test]
     fn byte_level_alphabet_covers_every_byte_once() {
-        let map = byte_level_inverse();
-        assert_eq!(map.len(), 256);
-        assert_eq!(map[&'Ġ'], b' ');
-        assert_eq!(map[&'Ċ'], b'\n');
-        assert_eq!(map[&'a'], b'a');
+        let chars = byte_chars();
+        let distinct: std::collections::HashSet<char> = chars.iter().copied().collect();
+        assert_eq!(distinct.len(), 256);
+        assert_eq!(chars[usize::from(b' ')], 'Ġ');
+        assert_eq!(chars[usize::from(b'\n')], 'Ċ');
+        assert_eq!(chars[usize::from(b'a')], 'a');
+    }
+
+    #[test]
+    fn tokens_split_leftmost_then_longest() {
+        let tokens = [
+            ("<a>".to_owned(), 1),
+            ("<a><b>".to_owned(), 2),
+            ("b>".to_owned(), 3),
+        ];
+        let pieces: Vec<String> = split_on("x<a><b>y<a>b>", &tokens)
+            .into_iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.to_owned(),
+                Piece::Token(id) => format!("#{id}"),
+            })
+            .collect();
+        assert_eq!(pieces, ["x", "#2", "y", "#1", "#3"]);
     }
 }
