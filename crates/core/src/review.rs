@@ -120,6 +120,8 @@ pub enum DecisionError {
     AlreadyDecided(String),
     #[error("unknown reject reason \"{reason}\"; expected one of: {}", known.join(", "))]
     UnknownReason { reason: String, known: Vec<String> },
+    #[error("the answer broke the output contract, so there is nothing to approve: edit it into a valid output, or reject it")]
+    NothingToApprove,
 }
 
 /// What deciding does to an item: its status afterwards, or why the decision is refused.
@@ -127,7 +129,8 @@ pub enum DecisionError {
 /// A reject by anyone ends the item. An approval or an edit counts towards
 /// `approvals_required` (each by a different person); once enough are in, the item is released:
 /// `edited` when any of them corrected the output, else `approved`. Until then it stays pending,
-/// and a later approval approves the output as corrected so far.
+/// and a later approval approves the output as corrected so far. An item with no output (the
+/// answer broke the contract) can be corrected or rejected, not approved as it is.
 pub fn decide(
     status: ReviewStatus,
     approvals_required: u32,
@@ -135,6 +138,7 @@ pub fn decide(
     reviewer: &str,
     decision: Decision,
     requested_by_reviewer: bool,
+    has_output: bool,
 ) -> Result<ReviewStatus, DecisionError> {
     if status != ReviewStatus::Pending {
         return Err(DecisionError::Closed(status));
@@ -148,11 +152,15 @@ pub fn decide(
     if decision == Decision::Reject {
         return Ok(ReviewStatus::Rejected);
     }
+    let corrected = prior.iter().any(|p| p.decision == Decision::Edit);
+    if decision == Decision::Approve && !has_output && !corrected {
+        return Err(DecisionError::NothingToApprove);
+    }
     let approvals = prior.len() as u32 + 1;
     if approvals < approvals_required.max(1) {
         return Ok(ReviewStatus::Pending);
     }
-    let edited = decision == Decision::Edit || prior.iter().any(|p| p.decision == Decision::Edit);
+    let edited = decision == Decision::Edit || corrected;
     Ok(if edited {
         ReviewStatus::Edited
     } else {
@@ -262,7 +270,7 @@ mod tests {
     fn two_person_rule() {
         use ReviewStatus::*;
         let pending = |prior: &[PriorDecision], who, decision| {
-            decide(Pending, 2, prior, who, decision, false)
+            decide(Pending, 2, prior, who, decision, false, true)
         };
         assert_eq!(pending(&[], "ann", Decision::Approve), Ok(Pending));
         let first = [prior("ann", Decision::Approve)];
@@ -276,17 +284,34 @@ mod tests {
         let edited = [prior("ann", Decision::Edit)];
         assert_eq!(pending(&edited, "bob", Decision::Approve), Ok(Edited));
         assert_eq!(
-            decide(Approved, 1, &[], "bob", Decision::Reject, false),
+            decide(Approved, 1, &[], "bob", Decision::Reject, false, true),
             Err(DecisionError::Closed(Approved))
         );
         assert_eq!(
-            decide(Pending, 1, &[], "bob", Decision::Approve, true),
+            decide(Pending, 1, &[], "bob", Decision::Approve, true, true),
             Err(DecisionError::OwnRun)
         );
         assert_eq!(
-            decide(Pending, 1, &[], "bob", Decision::Approve, false),
+            decide(Pending, 1, &[], "bob", Decision::Approve, false, true),
             Ok(Approved)
         );
+    }
+
+    #[test]
+    fn an_item_without_output_is_corrected_or_rejected() {
+        use ReviewStatus::*;
+        let none = |prior: &[PriorDecision], decision| {
+            decide(Pending, 2, prior, "bob", decision, false, false)
+        };
+        assert_eq!(
+            none(&[], Decision::Approve),
+            Err(DecisionError::NothingToApprove)
+        );
+        assert_eq!(none(&[], Decision::Reject), Ok(Rejected));
+        assert_eq!(none(&[], Decision::Edit), Ok(Pending));
+        // Once someone corrected it, a second person approves the correction.
+        let edited = [prior("ann", Decision::Edit)];
+        assert_eq!(none(&edited, Decision::Approve), Ok(Edited));
     }
 
     #[test]

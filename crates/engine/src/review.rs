@@ -54,8 +54,6 @@ pub enum ReviewError {
     InvalidEdit(String),
     #[error("run {0} was decided by someone else meanwhile; read it again")]
     Conflict(String),
-    #[error("run {0}'s answer broke the output contract, so there is nothing to approve: edit it into a valid output, or reject it")]
-    NothingToApprove(String),
 }
 
 /// An item with everything a reviewer reads: the run (input, output, confidence) and the
@@ -173,12 +171,6 @@ impl Engine {
                 holder: holder.to_string(),
             }
             .into());
-        }
-        if matches!(request, DecisionRequest::Approve { .. })
-            && item.output.is_none()
-            && item.corrected_output.is_none()
-        {
-            return Err(ReviewError::NothingToApprove(run_id.to_string()).into());
         }
         let workflow = self.project.workflow(&item.workflow)?;
         let spec = &workflow.spec.review;
@@ -367,6 +359,7 @@ impl Engine {
             &reviewer.name,
             decision,
             own_run,
+            item.output.is_some(),
         )
         .map_err(ReviewError::from))
     }

@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::review::ReviewStatus;
-use shopfloor_store::{AttemptOutcome, RunRecord, RunStatus, Store};
+use shopfloor_store::{
+    AttemptOutcome, ReviewDecisionRecord, ReviewItem, RunRecord, RunStatus, Store,
+};
 
 use crate::{Engine, EngineError};
 
@@ -80,6 +82,8 @@ pub struct RunView {
     pub withheld: Option<Withheld>,
     /// Whether the model's own answer was taken out for this audience.
     pub answer_hidden: bool,
+    /// Its review item and the decisions on it, when the run went to review.
+    pub review: Option<(ReviewItem, Vec<ReviewDecisionRecord>)>,
 }
 
 /// The output a caller may see: none while the run is held for review or once it is rejected;
@@ -91,8 +95,15 @@ pub fn released_output(run: &RunRecord) -> Option<&Value> {
     }
 }
 
-/// `run` as `audience` may see it; `corrected` says whether a reviewer replaced its output.
-pub fn view(mut run: RunRecord, corrected: bool, audience: Audience) -> RunView {
+/// `run` as `audience` may see it, with its review item and decisions if it went to review.
+fn view(
+    mut run: RunRecord,
+    review: Option<(ReviewItem, Vec<ReviewDecisionRecord>)>,
+    audience: Audience,
+) -> RunView {
+    let corrected = review
+        .as_ref()
+        .is_some_and(|(item, _)| item.status == ReviewStatus::Edited);
     let withheld = match run.status {
         RunStatus::Held => Some(Withheld::Held),
         RunStatus::Rejected => Some(Withheld::Rejected),
@@ -116,6 +127,7 @@ pub fn view(mut run: RunRecord, corrected: bool, audience: Audience) -> RunView 
         released,
         withheld,
         answer_hidden,
+        review,
     }
 }
 
@@ -128,12 +140,14 @@ pub async fn run_view_in(
     let Some(run) = store.get_run(id).await? else {
         return Ok(None);
     };
-    let corrected = run.review.is_some()
-        && store
-            .get_review(id)
-            .await?
-            .is_some_and(|item| item.status == ReviewStatus::Edited);
-    Ok(Some(view(run, corrected, audience)))
+    let review = match run.review {
+        Some(_) => match store.get_review(id).await? {
+            Some(item) => Some((item, store.review_decisions(Some(id), None).await?)),
+            None => None,
+        },
+        None => None,
+    };
+    Ok(Some(view(run, review, audience)))
 }
 
 impl Engine {

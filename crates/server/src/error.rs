@@ -152,7 +152,9 @@ impl ApiError {
             }
             ReviewError::Claimed { .. } => conflict(message, "claimed_by_other"),
             ReviewError::Conflict(_) => conflict(message, "decided_meanwhile"),
-            ReviewError::NothingToApprove(_) => conflict(message, "edit_or_reject"),
+            ReviewError::Decision(DecisionError::NothingToApprove) => {
+                conflict(message, "edit_or_reject")
+            }
             ReviewError::Decision(DecisionError::AlreadyDecided(_)) => {
                 conflict(message, "already_decided")
             }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shopfloor_engine::{failure_kind, released_output, Audience, RunFacts};
+use shopfloor_engine::{failure_kind, released_output, Audience, RunFacts, RunView};
 use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 
 use crate::auth::Principal;
@@ -296,25 +296,18 @@ pub(crate) async fn get_run(
     body["created_at_ms"] = json!(run.created_at_ms);
     body["caller"] = json!(run.caller);
     body["attempts"] = Value::Array(attempts);
-    body["review"] = review_summary(&state, run).await?;
+    body["review"] = review_summary(&view);
     Ok(json_response(StatusCode::OK, &body))
 }
 
 /// Where a run stands in review: `null` when it never entered the queue, else its status and
 /// the last decision (`decision`, `by`, `at`).
-async fn review_summary(state: &AppState, run: &RunRecord) -> Result<Value, ApiError> {
-    if run.review.is_none() {
-        return Ok(Value::Null);
-    }
-    let store = state.engine.store();
-    let Some(item) = state.store_call(store.get_review(&run.id)).await? else {
-        return Ok(Value::Null);
+fn review_summary(view: &RunView) -> Value {
+    let Some((item, decisions)) = &view.review else {
+        return Value::Null;
     };
-    let decisions = state
-        .store_call(store.review_decisions(Some(&run.id), None))
-        .await?;
     let last = decisions.last();
-    Ok(json!({
+    json!({
         "status": item.status,
         "reason": item.reason,
         "approvals_required": item.approvals_required,
@@ -323,5 +316,5 @@ async fn review_summary(state: &AppState, run: &RunRecord) -> Result<Value, ApiE
         "by": last.map(|d| d.reviewer.as_str()),
         "at": last.map(|d| d.decided_at_ms),
         "reject_reason": last.and_then(|d| d.reason.as_deref()),
-    }))
+    })
 }

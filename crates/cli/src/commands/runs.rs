@@ -86,8 +86,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             let Some(view) = run_view_in(&*store, &id, Audience::Reader).await? else {
                 bail!("no run with id {id} (list runs with `shopfloor runs list`)");
             };
-            let withheld = view.withheld.filter(|_| view.answer_hidden);
-            let run = view.run;
+            let (withheld, run) = (view.withheld, view.run);
             if json {
                 let mut value = serde_json::to_value(&run)?;
                 if let Some(w) = withheld {

@@ -1,7 +1,7 @@
 //! `/runs` (filters in the URL, pages by cursor), its CSV of every match, and one run.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
@@ -238,11 +238,18 @@ pub(crate) async fn run(
         .ok_or_else(|| {
             PageError::not_found(format!("no run with id {id}")).with_viewer(viewer.clone())
         })?;
-    let review = match state.engine_call(state.engine.review_show(&id)).await {
-        Ok(view) => Some(view),
-        Err(e) if e.status == StatusCode::NOT_FOUND => None,
-        Err(e) => return Err(e.into()),
-    };
+    // Only what the page shows of the item: its own copy of the answer stays out.
+    let review = view.review.as_ref().map(|(item, decisions)| {
+        context! {
+            item => context! {
+                reason => item.reason.as_str(),
+                status => item.status.as_str(),
+                decisions => item.decisions,
+                approvals_required => item.approvals_required,
+            },
+            decisions => Value::from_serialize(decisions),
+        }
+    });
     Ok(render(
         "run.html",
         context! {
@@ -251,7 +258,7 @@ pub(crate) async fn run(
             withheld => view.withheld.map(|w| w.as_str()),
             withheld_text => view.withheld.map(|w| w.describe()),
             answer_hidden => view.answer_hidden,
-            review => review.map(|r| Value::from_serialize(&r)),
+            review => review,
             may_review => viewer.may(Permission::Review),
             ..frame(&viewer, &format!("Run {id}"), "/runs")
         },
