@@ -81,6 +81,12 @@ pub enum EngineError {
     UnknownModel { name: String, known: Vec<String> },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A field of a request other than a run's input (a KPI value, its date).
+    #[error("{field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
     #[error("the dataset has invalid cases:\n  {}", .0.join("\n  "))]
     InvalidDataset(Vec<String>),
     #[error("workflow \"{0}\" has no eval dataset: add [eval] dataset = \"datasets/….jsonl\" to its file")]

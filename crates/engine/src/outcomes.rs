@@ -95,6 +95,11 @@ pub struct OutcomeReport {
     pub kpi: Option<KpiStatus>,
 }
 
+/// The largest magnitude a KPI value may have: past it, a value is a typo or an attack, and
+/// its progress towards the target stops being a number anyone can read (`1e308` made
+/// "-inf%"). Integers are exact in `f64` up to about 9e15.
+const MAX_KPI_VALUE: f64 = 1e15;
+
 /// A KPI value to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewKpiValue {
@@ -157,19 +162,38 @@ impl Engine {
                 "workflow \"{workflow}\" has no [outcome] table: say which KPI it moves (kpi, baseline, target) before recording values"
             )));
         }
-        if !value.value.is_finite() {
-            return Err(EngineError::InvalidInput(format!(
-                "{} is not a KPI value; expected a finite number",
-                value.value
-            )));
+        if !value.value.is_finite() || value.value.abs() > MAX_KPI_VALUE {
+            let shown = if value.value.abs() < 1e6 {
+                value.value.to_string()
+            } else {
+                format!("{:e}", value.value)
+            };
+            return Err(EngineError::InvalidField {
+                field: "value",
+                message: format!(
+                    "{shown} is not a KPI value; expected a finite number between -1e15 and 1e15"
+                ),
+            });
         }
         let now = now_ms();
+        if value.at_ms.is_some_and(|at| at > now + DAY_MS) {
+            return Err(EngineError::InvalidField {
+                field: "at",
+                message: format!(
+                    "{} is in the future; a KPI value is recorded once it was measured",
+                    shopfloor_core::calendar::utc_date(value.at_ms.unwrap_or(now))
+                ),
+            });
+        }
         let record = KpiValue {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: workflow.to_string(),
             value: value.value,
             at_ms: value.at_ms.unwrap_or(now),
-            note: value.note,
+            note: match (&self.store_redactor, value.note) {
+                (Some(redactor), Some(note)) => Some(redactor.text(&note)),
+                (_, note) => note,
+            },
             recorded_by: value.recorded_by,
             recorded_at_ms: now,
         };

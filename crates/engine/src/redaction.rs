@@ -3,7 +3,7 @@
 //! unredacted run; only the stored copy changes.
 
 use serde_json::Value;
-use shopfloor_core::pii::{redact, PiiKind, Redactions};
+use shopfloor_core::pii::{is_credential_name, redact, redact_whole, PiiKind, Redactions};
 use shopfloor_core::spec::{ProjectConfig, StoreAction};
 use shopfloor_store::{Caller, EvalCaseRecord, RunRecord};
 
@@ -78,21 +78,49 @@ impl StoreRedactor {
         }
     }
 
+    /// A free text the store keeps (a reviewer's note, a KPI value's note).
+    pub(crate) fn text(&self, text: &str) -> String {
+        redact(text, &self.kinds, &mut Redactions::new())
+    }
+
     /// Any JSON document the store keeps (e.g. an eval summary).
     pub(crate) fn json(&self, value: &mut Value) {
         redact_json(value, &self.kinds, &mut Redactions::new());
     }
 }
 
+/// Redact every string of `value`; with secrets detected, a value under a key that names a
+/// credential (`"password": "hunter2"`, `"apiKey": 123456`) is a secret whatever it looks
+/// like, and is replaced whole.
 fn redact_json(value: &mut Value, kinds: &[PiiKind], mapping: &mut Redactions) {
     match value {
         Value::String(text) => *text = redact(text, kinds, mapping),
         Value::Array(items) => items
             .iter_mut()
             .for_each(|v| redact_json(v, kinds, mapping)),
-        Value::Object(map) => map
-            .values_mut()
-            .for_each(|v| redact_json(v, kinds, mapping)),
+        Value::Object(map) => {
+            let secrets = kinds.contains(&PiiKind::Secret);
+            for (key, v) in map.iter_mut() {
+                if secrets && is_credential_name(key) {
+                    secret(v, mapping);
+                } else {
+                    redact_json(v, kinds, mapping);
+                }
+            }
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Replace every string and number in `value` with a secret's placeholder.
+fn secret(value: &mut Value, mapping: &mut Redactions) {
+    match value {
+        Value::String(text) => *text = redact_whole(text, PiiKind::Secret, mapping),
+        Value::Number(n) => {
+            *value = Value::String(redact_whole(&n.to_string(), PiiKind::Secret, mapping))
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| secret(v, mapping)),
+        Value::Object(map) => map.values_mut().for_each(|v| secret(v, mapping)),
+        Value::Null | Value::Bool(_) => {}
     }
 }

@@ -193,10 +193,14 @@ impl Engine {
             }
         };
         let status = self.rule_on(&item, reviewer, decision).await??;
-        let mut output = output;
-        if let (Some(redactor), Some(value)) = (&self.store_redactor, output.as_mut()) {
-            // A correction is kept like every output: as the store policy says.
-            redactor.json(value);
+        let (mut output, mut note) = (output, note);
+        if let Some(redactor) = &self.store_redactor {
+            // A correction is kept like every output, and a note like every text: as the
+            // store policy says. The webhook events are made from what is kept.
+            if let Some(value) = output.as_mut() {
+                redactor.json(value);
+            }
+            note = note.map(|n| redactor.text(&n));
         }
         let record = ReviewDecisionRecord {
             run_id: run_id.to_string(),

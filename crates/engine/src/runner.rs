@@ -240,6 +240,7 @@ impl Runner {
             workflow.spec.data_class,
             &mut messages,
             &mut prefix,
+            &mut None,
             redactions,
         );
         let redacting =
@@ -394,6 +395,7 @@ impl Runner {
             spec,
             data_class,
             &mut messages,
+            &mut None,
             &mut None,
             &mut Redactions::new(),
         )?;

@@ -92,10 +92,20 @@ fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// `softmax(logits / temperature)`.
+/// `softmax(logits / temperature)`. At a temperature so small that the scaled logits leave
+/// `f32` (`1e-45`), the distribution is its limit: all the weight on the largest logit.
 fn softmax(logits: &[f32], temperature: f64) -> Vec<f32> {
     let scale = (1.0 / temperature) as f32;
     let mut probs: Vec<f32> = logits.iter().map(|l| l * scale).collect();
+    if probs
+        .iter()
+        .zip(logits)
+        .any(|(p, l)| l.is_finite() && !p.is_finite())
+    {
+        let mut one_hot = vec![0.0; logits.len()];
+        one_hot[argmax(logits) as usize] = 1.0;
+        return one_hot;
+    }
     let max = probs.iter().copied().fold(probs[0], f32::max);
     for p in &mut probs {
         *p = (*p - max).exp();
@@ -206,6 +216,17 @@ mod tests {
         for _ in 0..50 {
             let t = s.sample(&logits).expect("a token") as usize;
             assert!(probs[t] > 0.0, "{t} is outside the nucleus");
+        }
+    }
+
+    #[test]
+    fn a_temperature_too_small_for_f32_draws_the_likeliest_token() {
+        let logits = [1.0, 7.5, -3.0, 0.0, 7.0];
+        for temperature in [1e-45, f64::from(f32::MIN_POSITIVE), 1e-300] {
+            let mut s = sampler(temperature, None, 5);
+            assert_eq!(s.sample(&logits).ok(), Some(1), "at {temperature}");
+            let mut s = sampler(temperature, Some(0.9), 5);
+            assert_eq!(s.sample(&logits).ok(), Some(1), "top-p at {temperature}");
         }
     }
 

@@ -65,6 +65,30 @@ impl ChatBody {
         }
     }
 
+    /// A sampling number inside OpenAI's range for `field`, or refused by name: a value past
+    /// the range would reach the model unchecked, and one past `f32` (`1e308`) as `null`.
+    fn within(&mut self, field: &'static str, value: Option<f64>) -> Option<f32> {
+        let value = value?;
+        let (low, high) = match field {
+            "temperature" => (0.0, 2.0),
+            "top_p" => (0.0, 1.0),
+            _ => (-2.0, 2.0),
+        };
+        if !(low..=high).contains(&value) {
+            let shown = if value.abs() < 1e6 {
+                value.to_string()
+            } else {
+                format!("{value:e}")
+            };
+            self.refuse(
+                field,
+                format!("{field} = {shown} is not between {low} and {high}"),
+            );
+            return None;
+        }
+        Some(value as f32)
+    }
+
     /// What is left to check once every field is read: combinations the gateway refuses.
     fn finish(mut self) -> ChatBody {
         let (logprobs, top_logprobs, stops) = match self.extras.as_deref() {
@@ -150,8 +174,8 @@ impl<'de> Visitor<'de> for BodyVisitor {
                         body.extras().max_completion_tokens = true;
                     }
                 }
-                "temperature" => body.temperature = map.next_value()?,
-                "top_p" => body.top_p = map.next_value()?,
+                "temperature" => body.temperature = body.within("temperature", map.next_value()?),
+                "top_p" => body.top_p = body.within("top_p", map.next_value()?),
                 "seed" => body.seed = map.next_value()?,
                 "n" => body.n = map.next_value()?,
                 "user" => {
@@ -165,12 +189,12 @@ impl<'de> Visitor<'de> for BodyVisitor {
                     _ => {}
                 },
                 "presence_penalty" => {
-                    if let Some(v) = map.next_value::<Option<f32>>()? {
+                    if let Some(v) = body.within("presence_penalty", map.next_value()?) {
                         body.extras().presence_penalty = Some(v);
                     }
                 }
                 "frequency_penalty" => {
-                    if let Some(v) = map.next_value::<Option<f32>>()? {
+                    if let Some(v) = body.within("frequency_penalty", map.next_value()?) {
                         body.extras().frequency_penalty = Some(v);
                     }
                 }
@@ -186,6 +210,12 @@ impl<'de> Visitor<'de> for BodyVisitor {
                 }
                 "top_logprobs" => {
                     if let Some(v) = map.next_value::<Option<u32>>()? {
+                        if v > 20 {
+                            body.refuse(
+                                "top_logprobs",
+                                format!("top_logprobs = {v} is not between 0 and 20"),
+                            );
+                        }
                         body.extras().top_logprobs = Some(v);
                     }
                 }

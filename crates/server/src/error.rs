@@ -130,6 +130,9 @@ impl From<EngineError> for ApiError {
                 .param("model")
                 .code("model_not_found"),
             EngineError::UnknownBatch(_) => ApiError::not_found(error.to_string()),
+            EngineError::InvalidField { field, .. } => {
+                ApiError::bad_request(error.to_string()).param(*field)
+            }
             EngineError::InvalidInput(_) => ApiError::bad_request(error.to_string())
                 .param("input")
                 .code("invalid_input"),

@@ -33,12 +33,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
 use shopfloor_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use tower_service::Service;
 use tracing::Instrument;
 
 pub use auth::{Access, Principal};
@@ -82,6 +83,9 @@ pub struct ServerConfig {
     /// Serve the dashboard's pages at `/`; without it, only the APIs answer (an API-only
     /// replica behind a load balancer).
     pub dashboard: bool,
+    /// The session cookie carries `Secure`: people reach the server over HTTPS (`[server]
+    /// public_url`), through a proxy that ends TLS.
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             worker: Some(WorkerConfig::default()),
             review_every: Some(Duration::from_secs(2)),
             dashboard: true,
+            secure_cookies: false,
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct Shared {
     batch_queued: Notify,
     /// What is left of [`ServerConfig::body_budget_bytes`], in KiB.
     bodies: body::Budget,
+    /// The bodies of callers not signed in being read, per address.
+    strangers: body::Strangers,
 }
 
 impl Deref for AppState {
@@ -137,6 +144,7 @@ impl AppState {
                 metrics: Metrics::new(),
                 keys: KeyCache::new(config.key_cache_ttl),
                 bodies: body::Budget::new(config.body_budget_bytes),
+                strangers: body::Strangers::default(),
                 config,
                 tasks: Tasks::default(),
                 draining: AtomicBool::new(false),
@@ -238,9 +246,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
                 }
             })?;
         serde_json::from_slice(&bytes).map(Json).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the request body is not what this endpoint takes: {e}"
-            ))
+            let message = e.to_string();
+            let error = ApiError::bad_request(format!(
+                "the request body is not what this endpoint takes: {message}"
+            ));
+            // A field this endpoint does not take is named in `param`, as OpenAI does.
+            match message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+            {
+                Some((field, _)) => error.param(field.to_string()),
+                None => error,
+            }
         })
     }
 }
@@ -490,13 +507,13 @@ impl Server {
                 biased;
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
                         // Small responses must not wait for the client's delayed ACK.
                         let _ = stream.set_nodelay(true);
                         let router = router.clone();
                         let stop = stop_rx.clone();
                         let timeout = state.config.header_read_timeout;
-                        connections.spawn(serve_connection(stream, router, stop, timeout));
+                        connections.spawn(serve_connection(stream, peer, router, stop, timeout));
                     }
                     // Out of file descriptors and the like: back off instead of spinning.
                     Err(e) => {
@@ -553,11 +570,16 @@ impl Server {
 /// `stop` turns true.
 async fn serve_connection(
     stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     router: Router,
     mut stop: watch::Receiver<bool>,
     header_read_timeout: Duration,
 ) {
-    let service = TowerToHyperService::new(router);
+    let peer = body::Peer(peer.ip());
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(peer);
+        router.clone().call(request)
+    });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)

@@ -20,6 +20,7 @@ const DEFAULT_RESULTS: u32 = 100;
 const MAX_RESULTS: u32 = 1_000;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RunBody {
     input: Value,
     #[serde(default)]
@@ -30,6 +31,7 @@ pub(crate) struct RunBody {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct BatchBody {
     inputs: Vec<Value>,
     #[serde(default)]

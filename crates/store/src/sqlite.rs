@@ -54,6 +54,45 @@ pub struct SqliteStore {
     readers: SqlitePool,
 }
 
+/// Create `folder` (and those above it) readable by its owner only: it holds the database,
+/// whose inputs and answers are the company's. An existing folder is left as it is.
+fn private_folder(folder: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(folder)
+}
+
+/// Create the database file readable and writable by its owner only (SQLite gives its `-wal`
+/// and `-shm` files the same mode); an existing one readable by everyone loses that.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode();
+                if mode & 0o007 != 0 {
+                    let private = std::fs::Permissions::from_mode(mode & !0o007);
+                    std::fs::set_permissions(path, private)?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Open (creating it and its folder if needed) the database file at `path` and migrate it.
     pub async fn open(path: &Path) -> Result<Self> {
@@ -70,13 +109,18 @@ impl SqliteStore {
             ));
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            private_folder(parent).map_err(|e| {
                 open_error(format!(
                     "cannot create the folder {}: {e}; create it or choose another path",
                     parent.display()
                 ))
             })?;
         }
+        private_file(path).map_err(|e| {
+            open_error(format!(
+                "cannot create the database file: {e}; check that its folder is writable"
+            ))
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

@@ -27,3 +27,15 @@ pub use payloads::{
 pub use project::{append, assert_contains, write_project, OpenAiModel, WorkflowToml};
 pub use reply::{Reply, Script};
 pub use server::{read_response, refused_base_url, FakeServer, ReceivedRequest};
+
+/// One value of every kind the PII detectors know (email, phone, card, IBAN, SSN, IP
+/// address, secret), for tests that plant them and look for them afterwards.
+pub const PLANTED_PII: [&str; 7] = [
+    "dana.k@client.example",
+    "+44 20 7946 0958",
+    "4111 1111 1111 1111",
+    "GB82 WEST 1234 5698 7654 32",
+    "123-45-6789",
+    "203.0.113.77",
+    "sk-proj-4f9Qz8LmN2xR7tYb1KcV3wE6",
+];

@@ -32,9 +32,10 @@ Examples:
         /// Default: your user name.
         #[arg(long)]
         name: Option<String>,
-        /// Where the dashboard is served: the address `shopfloor serve` printed.
-        #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
-        url: String,
+        /// Where the dashboard is served: the address `shopfloor serve` printed. Default:
+        /// `[server] public_url` of shopfloor.toml, else http://127.0.0.1:8080.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
 }
 
@@ -44,14 +45,19 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             let role = Role::parse(&role).ok_or_else(|| {
                 anyhow!("unknown role \"{role}\"; expected admin, builder, reviewer, operator or viewer")
             })?;
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(anyhow!(
-                    "--url {url}: expected the server's address as http://HOST:PORT or https://HOST"
-                ));
+            if let Some(url) = &url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(anyhow!(
+                        "--url {url}: expected the server's address as http://HOST:PORT or https://HOST"
+                    ));
+                }
             }
             let actor = super::actor();
             let name = name.unwrap_or_else(|| actor.clone());
             let engine = global.open_engine().await?;
+            let url = url
+                .or_else(|| engine.project.config.server.public_url.clone())
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
             let link = engine.login_link(&name, role, &actor).await;
             engine.close().await;
             let link = link?;

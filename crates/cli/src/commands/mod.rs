@@ -87,6 +87,7 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
         | EngineError::UnknownWorkflow { .. }
         | EngineError::UnknownModel { .. }
         | EngineError::InvalidInput(_)
+        | EngineError::InvalidField { .. }
         | EngineError::UnknownBatch(_)
         | EngineError::BatchMismatch(_)
         | EngineError::InvalidDataset(_)

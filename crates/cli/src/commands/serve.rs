@@ -72,6 +72,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let defaults = WorkerConfig::default();
     let limits = &engine.project.config.server;
+    let public_url = limits.public_url.clone();
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         body_timeout: Duration::from_secs(limits.body_timeout_secs),
@@ -83,11 +84,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             ..defaults
         }),
         dashboard: !args.no_dashboard,
+        secure_cookies: limits.https(),
         ..ServerConfig::default()
     };
     let server = Server::build(engine, listener, config);
     // `dashboard link` defaults to 127.0.0.1:8080; any other address must be passed to it.
-    let link_url = if addr.to_string() == "127.0.0.1:8080" {
+    let link_url = if public_url.is_some() || addr.to_string() == "127.0.0.1:8080" {
         String::new()
     } else {
         format!(" --url http://{addr}")
@@ -98,7 +100,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let dashboard = if args.no_dashboard {
         "dashboard: off (--no-dashboard)".to_string()
     } else {
-        format!("dashboard: http://{addr}/ (sign in with the link `shopfloor dashboard link{link_url}` prints)")
+        let at = public_url.unwrap_or_else(|| format!("http://{addr}"));
+        format!(
+            "dashboard: {at}/ (sign in with the link `shopfloor dashboard link{link_url}` prints)"
+        )
     };
     let _ = writeln!(
         stdout,

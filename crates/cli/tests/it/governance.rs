@@ -203,15 +203,7 @@ async fn an_anchor_catches_entries_removed_from_the_end() {
 }
 
 /// Every kind the detectors know, planted in one ticket.
-const PLANTED: [&str; 7] = [
-    "dana.k@client.example",
-    "+44 20 7946 0958",
-    "4111 1111 1111 1111",
-    "GB82 WEST 1234 5698 7654 32",
-    "123-45-6789",
-    "203.0.113.77",
-    "sk-proj-4f9Qz8LmN2xR7tYb1KcV3wE6",
-];
+const PLANTED: [&str; 7] = shopfloor_testkit::PLANTED_PII;
 
 /// A model that echoes the first placeholder it was sent, as a drafted reply would.
 fn echoing_model(request: &shopfloor_testkit::ReceivedRequest) -> shopfloor_testkit::Reply {

@@ -1,6 +1,7 @@
 //! Credentials written next to their name: `password=hunter2`, `passwd: x`, `api_key = "…"`,
 //! `DB_TOKEN=…`, `"client_secret": "…"`, and URLs carrying a password
-//! (`postgres://user:pw@host/db`, `redis://:pw@host`).
+//! (`postgres://user:pw@host/db`, `redis://:pw@host`), and the tokens of an `Authorization`
+//! header (`Bearer eyJ…`, `Basic dXNlcjpwdw==`) wherever they are written.
 //!
 //! Such a value can be anything, `hunter2` included, so it is recognised by what precedes it,
 //! and the finding covers the name with the value (`db_password=hunter2`) or the URL through its
@@ -41,6 +42,7 @@ pub(super) fn find(text: &str, out: &mut Vec<Candidate>) {
             b'=' => assignment(bytes, at),
             b':' if bytes[at + 1..].starts_with(b"//") => url_with_password(bytes, at),
             b':' => assignment(bytes, at),
+            b'B' | b'b' => authorization(bytes, at),
             _ => None,
         };
         if let Some(range) = range {
@@ -77,6 +79,30 @@ fn ends_value(byte: u8) -> bool {
         )
 }
 
+/// Whether `name` (a setting, a header, a JSON key) names a credential: it ends in one of
+/// [`NAMES`] that is not the tail of a longer word (`db_password`, `apiKey`, `X-Api-Key`; not
+/// `bypassword`).
+pub fn is_credential_name(name: &str) -> bool {
+    credential_keyword(name.as_bytes()).is_some()
+}
+
+/// The keyword of [`NAMES`] that `name` ends in, if it names a credential.
+fn credential_keyword(name: &[u8]) -> Option<&'static str> {
+    let keyword = NAMES.iter().find(|n| {
+        name.len() >= n.len() && name[name.len() - n.len()..].eq_ignore_ascii_case(n.as_bytes())
+    })?;
+    let keyword_start = name.len() - keyword.len();
+    if keyword_start > 0 && name[keyword_start - 1].is_ascii_alphabetic() {
+        // `bypassword` is not a password; `db_password`, `DB.PASSWORD` and `apiKey` are.
+        let camel = name[keyword_start].is_ascii_uppercase()
+            && name[keyword_start - 1].is_ascii_lowercase();
+        if !camel {
+            return None;
+        }
+    }
+    Some(keyword)
+}
+
 /// `NAME = value` or `NAME: value` with the separator at `sep`: the name (with an optional
 /// closing quote and blanks before the separator), the separator, blanks, an optional opening
 /// quote and a value of at least one byte.
@@ -92,15 +118,7 @@ fn assignment(bytes: &[u8], sep: usize) -> Option<Range<usize>> {
     while start > 0 && name_end - start < MAX_NAME && is_name(bytes[start - 1]) {
         start -= 1;
     }
-    let name = &bytes[start..name_end];
-    let keyword = NAMES.iter().find(|n| {
-        name.len() >= n.len() && name[name.len() - n.len()..].eq_ignore_ascii_case(n.as_bytes())
-    })?;
-    // `bypassword` is not a password; `db_password` and `DB.PASSWORD` are.
-    let keyword_start = name.len() - keyword.len();
-    if keyword_start > 0 && name[keyword_start - 1].is_ascii_alphabetic() {
-        return None;
-    }
+    credential_keyword(&bytes[start..name_end])?;
     let mut value = sep + 1;
     while value < bytes.len() && value - sep <= 4 && matches!(bytes[value], b' ' | b'\t') {
         value += 1;
@@ -121,6 +139,48 @@ fn assignment(bytes: &[u8], sep: usize) -> Option<Range<usize>> {
         })
         .count();
     (len > 0).then_some(start..value + len)
+}
+
+/// `Bearer TOKEN` or `Basic TOKEN` starting at `at`: the scheme, blanks, and a token of at
+/// least 8 characters of RFC 6750's `b64token` holding a digit or a symbol, or 12 in mixed
+/// case (so that "basic understanding" stays prose). The finding covers the scheme with the token.
+fn authorization(bytes: &[u8], at: usize) -> Option<Range<usize>> {
+    if at > 0 && is_name(bytes[at - 1]) {
+        return None;
+    }
+    let rest = &bytes[at..];
+    let scheme = ["bearer", "basic"]
+        .iter()
+        .find(|s| rest.len() > s.len() && rest[..s.len()].eq_ignore_ascii_case(s.as_bytes()))?;
+    let mut value = at + scheme.len();
+    let blanks = bytes[value..]
+        .iter()
+        .take_while(|&&b| matches!(b, b' ' | b'\t'))
+        .count();
+    if blanks == 0 || blanks > 4 {
+        return None;
+    }
+    value += blanks;
+    let token = &bytes[value..];
+    let len = token
+        .iter()
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+        })
+        .count();
+    // A full stop after the token ends the sentence, not the token.
+    let len = len
+        - token[..len]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'.')
+            .count();
+    let token = &token[..len];
+    let marked = token.iter().any(|b| !b.is_ascii_alphabetic())
+        || (len >= 12
+            && token.iter().any(u8::is_ascii_uppercase)
+            && token.iter().any(u8::is_ascii_lowercase));
+    (len >= 8 && marked).then_some(at..value + len)
 }
 
 /// `scheme://user:password@host` with `://` at `colon`: the scheme, the user (possibly empty),
@@ -205,6 +265,45 @@ mod tests {
             ),
         ] {
             assert_eq!(found(text), vec![secret], "{text}");
+        }
+    }
+
+    #[test]
+    fn names_credentials_by_their_last_word() {
+        for name in [
+            "password",
+            "db_password",
+            "apiKey",
+            "X-Api-Key",
+            "client_secret",
+            "TOKEN",
+        ] {
+            assert!(super::is_credential_name(name), "{name}");
+        }
+        for name in ["bypassword", "max_tokens", "name", "tokenizer", "secretary"] {
+            assert!(!super::is_credential_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn finds_the_tokens_of_authorization_headers() {
+        for (text, secret) in [
+            (
+                "curl -H 'Authorization: Bearer sk-live-4f9a2b7c' https://x",
+                "Bearer sk-live-4f9a2b7c",
+            ),
+            ("authorization: bearer abc.def.ghi1", "bearer abc.def.ghi1"),
+            ("Basic dXNlcjpwYXNz", "Basic dXNlcjpwYXNz"),
+        ] {
+            assert_eq!(found(text), vec![secret], "{text}");
+        }
+        for text in [
+            "a basic understanding of it",
+            "the bearer of bad news",
+            "Bearer [SECRET_1]",
+            "Bearer ab1",
+        ] {
+            assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }
     }
 

@@ -80,7 +80,8 @@ use std::str::FromStr;
 
 use boundary::Anchors;
 
-pub use redact::{redact, restore, Redactions};
+pub use credentials::is_credential_name;
+pub use redact::{redact, redact_whole, restore, Redactions};
 pub use rounds::detect;
 
 /// A kind of personal data or secret that can be detected.

@@ -117,6 +117,20 @@ pub fn redact(text: &str, kinds: &[PiiKind], mapping: &mut Redactions) -> String
     redacted
 }
 
+/// Replace all of `text` with one placeholder of `kind`: a value that is personal data or a
+/// secret by where it stands (under a key named `password`), whatever it looks like. A text
+/// that is already a placeholder, or empty, stays as it is.
+pub fn redact_whole(text: &str, kind: PiiKind, mapping: &mut Redactions) -> String {
+    let already = text.starts_with('[')
+        && placeholder_at(text.as_bytes(), 0).is_some_and(|p| p.range.end == text.len());
+    if text.is_empty() || already {
+        return text.to_string();
+    }
+    let mut redacted = String::new();
+    push_placeholder(&mut redacted, kind, mapping.number_for(kind, text));
+    redacted
+}
+
 /// Append `[TAG_number]`.
 pub(super) fn push_placeholder(out: &mut String, kind: PiiKind, number: u32) {
     out.push('[');

@@ -107,6 +107,19 @@ pub struct ServerSpec {
     pub body_timeout_secs: u64,
     /// `body_budget_mb`: MiB of request bodies held at once, in all; past it, 503.
     pub body_budget_mb: u64,
+    /// `public_url`: the address people reach the server at (`https://shopfloor.example`),
+    /// when it is not the one it listens on — behind a proxy that ends TLS. An `https` URL
+    /// makes the session cookie `Secure`; `dashboard link` prints links to it.
+    pub public_url: Option<String>,
+}
+
+impl ServerSpec {
+    /// Whether people reach the server over HTTPS (the session cookie is then `Secure`).
+    pub fn https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+    }
 }
 
 impl Default for ServerSpec {
@@ -114,6 +127,7 @@ impl Default for ServerSpec {
         Self {
             body_timeout_secs: 30,
             body_budget_mb: 256,
+            public_url: None,
         }
     }
 }
@@ -297,9 +311,28 @@ fn read_server(t: &TableReader<'_, '_>) -> ServerSpec {
     if body_budget_mb == 0 {
         t.invalid("body_budget_mb", "must be at least 1 (MiB)".into());
     }
+    let public_url = t.string("public_url").and_then(|url| {
+        let url = url.value.trim_end_matches('/').to_string();
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match host {
+            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Some(url),
+            _ => {
+                t.invalid(
+                    "public_url",
+                    format!(
+                        "\"{url}\" is not an address; expected https://HOST or http://HOST:PORT"
+                    ),
+                );
+                None
+            }
+        }
+    });
     ServerSpec {
         body_timeout_secs: body_timeout_secs.max(1),
         body_budget_mb: body_budget_mb.max(1),
+        public_url,
     }
 }
 

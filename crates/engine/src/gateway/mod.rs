@@ -325,12 +325,12 @@ impl Engine {
         };
         let mut messages = request.messages.clone();
         let mut extras = request.extras.clone();
-        let guard = self.runner.guard();
-        let guarded = guard.check(
+        let guarded = self.runner.guard().check(
             spec,
             self.project.config.gateway.data_class,
             &mut messages,
             &mut None,
+            &mut extras,
             &mut call.redactions,
         );
         let redacting = match guarded {
@@ -340,9 +340,6 @@ impl Engine {
                 return None;
             }
         };
-        if let Some(user) = extras.as_mut().and_then(|e| e.user.as_mut()) {
-            *user = guard.redact_field(spec, user, &mut call.redactions);
-        }
         if call.run.prompt.is_null() {
             call.run.prompt = json!({ "messages": messages });
         }

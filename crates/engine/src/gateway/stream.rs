@@ -64,6 +64,7 @@ impl Engine {
             text: String::new(),
             pending: model.redacting.then(String::new),
             usage: None,
+            pieces: 0,
             tool_calls: Vec::new(),
             done: false,
             attempt_recorded: false,
@@ -146,6 +147,10 @@ pub struct GatewayStream {
     /// While redacting: text held back because it may end in half a placeholder.
     pending: Option<String>,
     usage: Option<Usage>,
+    /// Pieces of the answer received (text and tool-call deltas): the completion tokens of a
+    /// stream cut off before the provider said its usage, one token a piece as the providers
+    /// stream them.
+    pieces: u32,
     /// The tool calls so far, restored, for the record.
     tool_calls: Vec<ToolCall>,
     done: bool,
@@ -192,11 +197,13 @@ impl GatewayStream {
             };
             match event {
                 Ok(StreamEvent::Delta(piece)) => {
+                    self.pieces = self.pieces.saturating_add(1);
                     if let Some(text) = self.release(&piece, false) {
                         return Some(StreamItem::Text(text));
                     }
                 }
                 Ok(StreamEvent::ToolCall(mut piece)) => {
+                    self.pieces = self.pieces.saturating_add(1);
                     if let (Some(_), Some(call)) = (&self.pending, self.call.as_ref()) {
                         piece.arguments = restore(&piece.arguments, &call.redactions);
                     }
@@ -289,7 +296,10 @@ impl GatewayStream {
             &self.spec,
             self.attempt_started_at,
             self.attempt_clock.elapsed(),
-            self.usage.unwrap_or_default(),
+            self.usage.unwrap_or(Usage {
+                prompt_tokens: 0,
+                completion_tokens: self.pieces,
+            }),
             &self.text,
             match broken {
                 None => Ending::Valid,

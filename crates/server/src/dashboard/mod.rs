@@ -215,23 +215,41 @@ async fn guard(
             .into_response();
         }
     }
+    let signed_in = viewer.is_some();
     if let Some(viewer) = viewer {
         request.extensions_mut().insert(viewer);
     }
     let mut response = if posted {
-        match crate::body::buffer(&state, request).await {
+        let read = if signed_in {
+            crate::body::buffer(&state, request).await
+        } else {
+            crate::body::buffer_stranger(&state, request).await
+        };
+        match read {
             Ok(request) => next.run(request).await,
             Err(error) => return PageError::from(error).into_response(),
         }
     } else {
         next.run(request).await
     };
-    secure_headers(response.headers_mut());
+    secure_headers(response.headers_mut(), state.config.secure_cookies);
     response
 }
 
-/// What every page says about itself to the browser.
-fn secure_headers(headers: &mut HeaderMap) {
+/// What every page says about itself to the browser: no framing, no sniffing, no caching of
+/// what a signed-in person saw (the assets say otherwise for themselves), and a session
+/// cookie sent over HTTPS only when the server is reached that way.
+fn secure_headers(headers: &mut HeaderMap, secure_cookies: bool) {
+    if secure_cookies {
+        if let Some(cookie) = headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Ok(secure) = HeaderValue::from_str(&format!("{cookie}; Secure")) {
+                headers.insert(header::SET_COOKIE, secure);
+            }
+        }
+    }
     let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
         headers
             .entry(name)
@@ -246,6 +264,7 @@ fn secure_headers(headers: &mut HeaderMap) {
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "referrer-policy", "same-origin");
     set(headers, "x-frame-options", "DENY");
+    set(headers, "cache-control", "no-store");
 }
 
 /// The signed-in viewer (a page that needs a permission always has one).

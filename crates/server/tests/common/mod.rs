@@ -250,6 +250,23 @@ impl TestServer {
             .unwrap_or_else(|| panic!("run {id} is not recorded"))
     }
 
+    /// A run recorded in the background (a stream its client left), once it is written; a
+    /// failure after 10 s.
+    pub async fn eventually_recorded(&self, id: &str) -> RunRecord {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            self.state.engine.flush().await;
+            if let Some(run) = self.store().get_run(id).await.unwrap() {
+                return run;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {id} was never recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Shut down gracefully and wait until the server has returned.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -217,10 +217,7 @@ async fn planted_credentials_reach_neither_the_model_nor_the_store() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let run_id = response.headers()["x-shopfloor-run-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let run_id = run_id(&response);
     let sent = upstream.requests()[0].body.to_string();
     let run = server.recorded(&run_id).await;
     let stored = serde_json::to_string(&run.prompt).unwrap();
@@ -246,6 +243,93 @@ async fn planted_credentials_reach_neither_the_model_nor_the_store() {
 }
 
 #[tokio::test]
+async fn personal_data_in_any_field_of_a_chat_request_is_redacted_before_an_outside_model() {
+    let (server, upstream, _dir) = start_with_pii_policy().await;
+    // One address per field that carries text, so that a leak names its field.
+    let plant = |field: &str| format!("{}@example.com", field.replace(['_', '.'], "-"));
+    let fields = [
+        "system",
+        "user",
+        "tool_call_arguments",
+        "tool_result",
+        "stop",
+        "tool_description",
+        "parameter_description",
+        "schema_description",
+        "property_description",
+        "passthrough",
+        "bearer",
+    ];
+    let body = json!({
+        "model": "fast",
+        "messages": [
+            {"role": "system", "content": format!("Write to {}", plant("system"))},
+            {"role": "user", "content": "look someone up"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "lookup",
+                    "arguments": json!({"q": plant("tool_call_arguments")}).to_string()}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": plant("tool_result")},
+            {"role": "user", "content": format!("and {} too, with Authorization: Bearer sk-test-9f8e7d6c5b4a",
+                plant("user"))},
+        ],
+        "stop": [plant("stop")],
+        "tools": [{"type": "function", "function": {"name": "lookup",
+            "description": format!("Find a person; escalate to {}", plant("tool_description")),
+            "parameters": {"type": "object", "properties": {"q": {"type": "string",
+                "description": format!("e.g. {}", plant("parameter_description"))}}}}}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "person",
+            "description": format!("as {} wants it", plant("schema_description")),
+            "schema": {"type": "object", "properties": {"email": {"type": "string",
+                "description": format!("like {}", plant("property_description"))}}}}},
+        "custom_field": {"nested": [plant("passthrough")]},
+    });
+    let response = client()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(&server.keys.operator)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let sent = upstream.requests()[0].body.clone();
+    let sent_text = sent.to_string();
+    for field in fields {
+        let planted = if field == "bearer" {
+            "sk-test-9f8e7d6c5b4a".to_string()
+        } else {
+            plant(field)
+        };
+        assert!(
+            !sent_text.contains(&planted),
+            "{field}: {planted} reached the model: {sent}"
+        );
+    }
+    // Each was replaced, not dropped: the fields are all there, with placeholders.
+    assert!(
+        sent["stop"][0].as_str().unwrap().starts_with("[EMAIL_"),
+        "{sent}"
+    );
+    assert!(
+        sent["tools"][0]["function"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("[EMAIL_"),
+        "{sent}"
+    );
+    assert!(
+        sent["custom_field"]["nested"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("[EMAIL_"),
+        "{sent}"
+    );
+    assert!(sent_text.contains("[SECRET_"), "{sent}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn caller_fields_are_stored_as_the_pii_policy_says() {
     let (server, _upstream, _dir) = start_with_pii_policy().await;
     let c = client();
@@ -260,10 +344,7 @@ async fn caller_fields_are_stored_as_the_pii_policy_says() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let gateway_run = response.headers()["x-shopfloor-run-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let gateway_run = run_id(&response);
     let (status, run) = post(
         &c,
         &server.url("/v1/workflows/triage/runs"),
@@ -465,4 +546,237 @@ async fn sign_in_never_redirects_off_the_server() {
         .unwrap();
     assert_eq!(location(&r).as_deref(), Some("/runs?status=ok"));
     server.stop().await;
+}
+
+/// A request head for the sign-in form, from our own origin, declaring `length` bytes.
+fn login_head(length: usize) -> String {
+    format!(
+        "POST /login HTTP/1.1\r\nHost: test\r\nOrigin: http://test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn forms_sent_without_signing_in_cannot_spend_the_body_budget_of_signed_in_callers() {
+    let config = ServerConfig {
+        body_budget_bytes: 64 * 1024,
+        body_timeout: Duration::from_secs(20),
+        ..test_config()
+    };
+    let (server, _upstream, _dir) = start(config).await;
+    let key = server.keys.operator.clone();
+
+    // A sign-in form is bytes: one that declares megabytes is refused before it is read.
+    let mut big = send_partial(&server, &login_head(4_194_304), b"").await;
+    let (status, _, closed) = response(&mut big, Duration::from_secs(5)).await;
+    assert_eq!(status, 413);
+    assert!(closed);
+
+    // Idle sign-in forms of 16 KB, as many as one address may have in flight; the next is
+    // refused with 429.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(send_partial(&server, &login_head(16 * 1024), b"k").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut fifth = send_partial(&server, &login_head(100), b"").await;
+    let (status, _, _) = response(&mut fifth, Duration::from_secs(5)).await;
+    assert_eq!(status, 429);
+
+    // They hold none of the shared budget: a signed-in caller's 40 KB body goes through
+    // (64 KiB of budget; four 16 KiB forms drawn from it would leave no room).
+    let text = "x".repeat(39_000);
+    let (status, body) = post(
+        &client(),
+        &server.url("/v1/chat/completions"),
+        Some(&key),
+        &chat_body("fast", &text),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Once the idle forms are gone, the address may send forms again.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let form = "key=sf-wrong&next=%2F";
+    let mut stream = send_partial(&server, &login_head(form.len()), form.as_bytes()).await;
+    let (status, _, _) = response(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status, 401, "a wrong key on the sign-in form");
+    server.stop().await;
+}
+
+/// Sign in on the form with `key`: the `Set-Cookie` of the answer.
+async fn sign_in(server: &TestServer, key: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(server.url("/login"))
+        .header("origin", server.url("").trim_end_matches('/'))
+        .form(&[("key", key), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "sign-in answers with a redirect");
+    response
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_https_and_pages_are_not_cached() {
+    // Reached over plain HTTP (the default): a Secure cookie would never come back.
+    let (server, _upstream, _dir) = start(test_config()).await;
+    let cookie = sign_in(&server, &server.keys.viewer).await;
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = client()
+        .get(server.url("/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    // The stylesheet is the same for everyone, and cached.
+    let css = client()
+        .get(server.url("/assets/dashboard.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.headers()["cache-control"], "public, max-age=3600");
+    server.stop().await;
+
+    // Behind a proxy that ends TLS (`[server] public_url = "https://…"`): Secure.
+    let config = ServerConfig {
+        secure_cookies: true,
+        ..test_config()
+    };
+    let (server, _upstream, _dir) = start(config).await;
+    let cookie = sign_in(&server, &server.keys.viewer).await;
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    server.stop().await;
+}
+
+use shopfloor_testkit::PLANTED_PII as PLANTED;
+
+#[tokio::test]
+async fn notes_webhook_events_and_credential_fields_are_kept_as_the_store_policy_says() {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    shopfloor_testkit::append(
+        &dir.path().join("shopfloor.toml"),
+        "\n[policy.pii]\non_external = \"redact\"\non_store = \"redact\"\n",
+    );
+    shopfloor_testkit::append(
+        &dir.path().join("workflows/approve.toml"),
+        "\n[review]\nwebhook = { url = \"http://127.0.0.1:9/hooks\", secret_env = \"HOME\" }\n\
+         \n[outcome]\nkpi = \"minutes to first response\"\nbaseline = 42\ntarget = 15\nminutes_saved_per_accepted = 3\n",
+    );
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let (keys, c) = (server.keys.clone(), client());
+    let note = format!("called the customer: {}", PLANTED.join(", "));
+
+    // A held run, rejected and another edited by a reviewer with the note: the decisions and
+    // the webhook events they queue.
+    let mut runs = Vec::new();
+    for action in ["reject", "edit"] {
+        let (status, held) = post(
+            &c,
+            &server.url("/v1/workflows/approve/runs"),
+            Some(&keys.operator),
+            &json!({"input": {"text": "billing", "password": "hunter2-q7", "apiKey": 8812345}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{held}");
+        let run_id = held["run_id"].as_str().unwrap().to_string();
+        let body = match action {
+            "reject" => json!({"reason": "unsafe", "note": note}),
+            _ => json!({"output": "bug", "note": note}),
+        };
+        let (status, decided) = post(
+            &c,
+            &server.url(&format!("/v1/reviews/{run_id}/{action}")),
+            Some(&keys.reviewer),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 200, "{action}: {decided}");
+        runs.push(run_id);
+    }
+
+    // A KPI value with the note; viewers read it back redacted.
+    let url = server.url("/v1/workflows/approve/outcomes");
+    let (status, recorded) = post(
+        &c,
+        &url,
+        Some(&keys.builder),
+        &json!({"value": 30, "note": note}),
+    )
+    .await;
+    assert_eq!(status, 201, "{recorded}");
+    let (status, report) = get(&c, &url, Some(&keys.viewer)).await;
+    assert_eq!(status, 200, "{report}");
+    let shown = report.to_string();
+    assert!(shown.contains("[EMAIL_1]"), "{shown}");
+
+    // A gateway call whose metadata carries a credential under its name.
+    let mut body = chat_body("fast", "hello");
+    body["metadata"] = json!({"api_key": "abc123xyz", "ticket": "T-1"});
+    let response = c
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(&keys.operator)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let gateway_run = run_id(&response);
+    let stored = server.recorded(&gateway_run).await;
+    assert_eq!(stored.input["metadata"]["ticket"], "T-1");
+    assert!(
+        stored.input["metadata"]["api_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("[SECRET_"),
+        "{}",
+        stored.input
+    );
+    let held = server.recorded(&runs[0]).await;
+    assert!(held.input["password"]
+        .as_str()
+        .unwrap()
+        .starts_with("[SECRET_"));
+    assert!(held.input["apiKey"]
+        .as_str()
+        .unwrap()
+        .starts_with("[SECRET_"));
+    server.stop().await;
+
+    // Nothing planted is anywhere in the database: decisions, outbox, KPI values, runs.
+    let mut bytes = Vec::new();
+    for file in ["shopfloor.db", "shopfloor.db-wal"] {
+        bytes.extend(std::fs::read(dir.path().join(".shopfloor").join(file)).unwrap_or_default());
+    }
+    let database = String::from_utf8_lossy(&bytes);
+    assert!(
+        database.contains("called the customer"),
+        "the notes were kept"
+    );
+    for planted in PLANTED
+        .iter()
+        .copied()
+        .chain(["hunter2-q7", "8812345", "abc123xyz"])
+    {
+        assert!(
+            !database.contains(planted),
+            "{planted} is in the database file"
+        );
+    }
 }

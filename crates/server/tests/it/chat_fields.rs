@@ -559,3 +559,128 @@ async fn usage_is_null_not_zero_when_the_upstream_sends_none_and_finish_reasons_
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sampling_numbers_outside_openais_ranges_are_refused_by_name() {
+    let fake = FakeServer::start(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_fields_project(dir.path(), &fake.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let client = client();
+    let cases = [
+        ("temperature", json!(2.5)),
+        ("temperature", json!(-0.1)),
+        ("temperature", json!(1e308)),
+        ("top_p", json!(1.5)),
+        ("top_p", json!(-1)),
+        ("presence_penalty", json!(2.01)),
+        ("frequency_penalty", json!(-3)),
+        ("frequency_penalty", json!(1e308)),
+        ("top_logprobs", json!(21)),
+    ];
+    for (field, value) in cases {
+        let mut body = json!({"model": "oai", "messages": [{"role": "user", "content": "Hi"}]});
+        body[field] = value.clone();
+        if field == "top_logprobs" {
+            body["logprobs"] = json!(true);
+        }
+        let before = fake.request_count();
+        let (status, error) = post(
+            &client,
+            &server.url("/v1/chat/completions"),
+            Some(&server.keys.operator),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 400, "{field} = {value}: {error}");
+        assert_eq!(error["error"]["param"], field, "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().contains(field),
+            "{error}"
+        );
+        assert_eq!(fake.request_count(), before, "{field} reached the upstream");
+    }
+
+    // The edges are inside, and reach the upstream as the numbers they were.
+    let body = json!({"model": "oai", "messages": [{"role": "user", "content": "Hi"}],
+        "temperature": 2, "top_p": 0, "presence_penalty": -2, "frequency_penalty": 2});
+    let (status, answer) = post(
+        &client,
+        &server.url("/v1/chat/completions"),
+        Some(&server.keys.operator),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let sent = fake.requests().last().unwrap().body.clone();
+    assert_eq!(sent["temperature"], json!(2.0));
+    assert_eq!(sent["frequency_penalty"], json!(2.0));
+    assert_eq!(sent["presence_penalty"], json!(-2.0));
+
+    // A temperature too small for the embedded model's f32 arithmetic is its limit, greedy
+    // decoding: an answer, not a 503.
+    let greedy = |temperature: Value| {
+        json!({"model": "local", "messages": [{"role": "user", "content": "Say hello"}],
+            "max_tokens": 4, "temperature": temperature})
+    };
+    let mut answers = Vec::new();
+    for temperature in [json!(1e-45), json!(0)] {
+        let (status, answer) = post(
+            &client,
+            &server.url("/v1/chat/completions"),
+            Some(&server.keys.operator),
+            &greedy(temperature.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "temperature {temperature}: {answer}");
+        answers.push(answer["choices"][0]["message"]["content"].clone());
+    }
+    assert_eq!(answers[0], answers[1], "1e-45 decodes as greedy");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_off_by_its_client_records_the_tokens_it_streamed() {
+    use futures::StreamExt;
+    let fake = FakeServer::start(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_fields_project(dir.path(), &fake.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    // The embedded model streams a long answer a token at a time; the client reads a few
+    // events and hangs up long before the end (and before any usage is reported).
+    let response = client()
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(&server.keys.operator)
+        .json(&json!({"model": "local", "stream": true, "max_tokens": 400,
+            "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let run_id = run_id(&response);
+    let mut body = response.bytes_stream();
+    let mut events = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        let text = String::from_utf8_lossy(&chunk);
+        // Pieces of text, not the opening event's empty content.
+        events += text.matches("\"content\":\"").count() - text.matches("\"content\":\"\"").count();
+        if events >= 4 {
+            break;
+        }
+    }
+    drop(body);
+    let run = server.eventually_recorded(&run_id).await;
+    assert_eq!(
+        run.status,
+        shopfloor_store::RunStatus::Failed,
+        "cut off: {run:?}"
+    );
+    assert!(
+        run.completion_tokens >= 4,
+        "{} completion tokens recorded for at least 4 streamed",
+        run.completion_tokens
+    );
+    assert_eq!(run.attempts[0].completion_tokens, run.completion_tokens);
+    server.stop().await;
+}

@@ -383,18 +383,7 @@ async fn a_client_that_leaves_does_not_lose_the_run() {
     assert_eq!(response.status(), 200);
     let run_id = run_id(&response);
     drop(response);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let run = loop {
-        server.state.engine.flush().await;
-        if let Some(run) = server.store().get_run(&run_id).await.unwrap() {
-            break run;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the streamed run was never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let run = server.eventually_recorded(&run_id).await;
     assert_eq!(run.attempts.len(), 1, "{run:?}");
     assert_eq!(run.model.as_deref(), Some("fast"));
     // Either the whole answer went out before the hang-up was noticed, or the cut is recorded.

@@ -35,10 +35,34 @@ async fn kpi_values_are_recorded_and_read_back_with_the_outcomes() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(bad["error"]["param"], "at", "{bad}");
+    // A value no KPI has, and a date not yet come, are refused naming the field; nothing of
+    // them is recorded.
+    for (body, field) in [
+        (json!({"value": 1e308}), "value"),
+        (json!({"value": -2e15}), "value"),
+        (json!({"value": 20, "at": "9999-12-31"}), "at"),
+    ] {
+        let (status, bad) = post(&c, &url, Some(&keys.builder), &body).await;
+        assert_eq!(status, 400, "{body}: {bad}");
+        assert_eq!(bad["error"]["param"], field, "{bad}");
+    }
+    // Unknown fields are refused by name, not ignored.
+    let (status, bad) = post(
+        &c,
+        &url,
+        Some(&keys.builder),
+        &json!({"value": 20, "date": "2026-12-01"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["param"], "date", "{bad}");
 
     let (status, report) = get(&c, &url, Some(&keys.viewer)).await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(report["kpi"]["latest"]["value"], 28.5);
+    assert_eq!(
+        report["kpi"]["latest"]["value"], 28.5,
+        "only the good value was recorded"
+    );
     assert_eq!(report["kpi"]["progress"], 0.5);
     assert_eq!(report["total"]["runs"], 0);
     let (status, _) = get(

@@ -91,6 +91,26 @@ async fn bad_inputs_unknown_workflows_and_bad_outputs_are_errors_naming_what_is_
         "{body}"
     );
 
+    // A field the run body does not have (a misspelt `model`) is refused by name, for runs
+    // and batches: ignored, it would run on a model the caller did not ask for.
+    for (path, body) in [
+        ("runs", json!({"input": {"text": "x"}, "modle": "fast"})),
+        (
+            "batches",
+            json!({"inputs": [{"text": "x"}], "modle": "fast"}),
+        ),
+    ] {
+        let (status, error) = post(
+            &c,
+            &server.url(&format!("/v1/workflows/triage/{path}")),
+            key,
+            &body,
+        )
+        .await;
+        assert_eq!(status, 400, "{path}: {error}");
+        assert_eq!(error["error"]["param"], "modle", "{error}");
+    }
+
     let (status, body) = post(
         &c,
         &server.url("/v1/workflows/nope/runs"),

@@ -19,6 +19,29 @@ async fn sqlite_file_is_created_in_wal_mode() {
     assert_eq!(db.texts("PRAGMA journal_mode").await, ["wal"]);
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_folder_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".shopfloor/shopfloor.db");
+    let store = open(path.to_str().unwrap()).await.unwrap();
+    let r = run("p", "triage", 1, None);
+    store.insert_runs(std::slice::from_ref(&r)).await.unwrap();
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    let wal = path.with_extension("db-wal");
+    assert_eq!(mode(&wal), 0o600, "the write-ahead log holds the same rows");
+    drop(store);
+
+    // A file an earlier version left readable by everyone loses that when opened.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(mode(&path), 0o640);
+    drop(store);
+}
+
 #[tokio::test]
 async fn plain_path_and_memory_locations_open_sqlite() {
     let dir = tempfile::tempdir().unwrap();

@@ -169,6 +169,31 @@ fn reads_the_server_table_and_refuses_out_of_range_limits() {
 }
 
 #[test]
+fn the_public_url_says_whether_people_reach_the_server_over_https() {
+    let models = "[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n";
+    assert!(!ServerSpec::default().https());
+    let text = format!("{models}\n[server]\npublic_url = \"https://shopfloor.example/\"\n");
+    let (config, diags) = parse_config("shopfloor.toml", &text);
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(
+        config.server.public_url.as_deref(),
+        Some("https://shopfloor.example")
+    );
+    assert!(config.server.https());
+    let text = format!("{models}\n[server]\npublic_url = \"http://10.0.0.5:8080\"\n");
+    let (config, _) = parse_config("shopfloor.toml", &text);
+    assert!(!config.server.https());
+    let text = format!("{models}\n[server]\npublic_url = \"shopfloor.example\"\n");
+    let (_, diags) = parse_config("shopfloor.toml", &text);
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("server.public_url") && t.contains("expected https://HOST")),
+        "{text:?}"
+    );
+}
+
+#[test]
 fn monitoring_reads_an_interval_and_min_runs_and_names_bad_values() {
     let models = "[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n";
     let (config, diags) = parse_config(
