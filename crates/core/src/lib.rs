@@ -8,6 +8,8 @@ mod canonical;
 pub mod dataset;
 mod diagnostic;
 pub mod drift;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod output;
 pub mod pii;

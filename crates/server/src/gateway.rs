@@ -411,6 +411,7 @@ async fn workflow_chat(
     include_usage: bool,
     started: Instant,
 ) -> Result<Response, ApiError> {
+    tracing::Span::current().record("workflow", workflow);
     let loaded = state.engine.project.workflow(workflow).map_err(|_| {
         ApiError::not_found(format!(
             "unknown model \"{WORKFLOW_PREFIX}{workflow}\": no workflow named \"{workflow}\""

@@ -11,6 +11,8 @@ mod body;
 mod chat_body;
 mod dashboard;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod metrics;
 pub mod otlp;
@@ -333,6 +335,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         })
         .unwrap_or("unmatched");
     let method = request.method().clone();
+    // Every line logged for a workflow's request names the workflow (the gateway records it
+    // too, for `model = "workflow:NAME"`).
+    let workflow = route
+        .starts_with("/v1/workflows/{name}")
+        .then(|| request.uri().path().split('/').nth(3))
+        .flatten()
+        .filter(|name| name.len() <= 128)
+        .map(str::to_string);
     // A caller's W3C trace context makes this request part of its trace.
     let traceparent = request
         .headers()
@@ -348,6 +358,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         http.request.method = %method,
         http.response.status_code = tracing::field::Empty,
         traceparent = traceparent.as_deref(),
+        workflow = workflow.as_deref(),
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -184,7 +184,12 @@ async fn run_case(
             }
         }
     };
-    let span = tracing::info_span!("batch_case", batch = %case.batch_id, case = case.case_index);
+    let span = tracing::info_span!(
+        "batch_case",
+        batch = %case.batch_id,
+        case = case.case_index,
+        workflow = %case.workflow,
+    );
     let run = tracing::Instrument::instrument(
         state.engine.run_claimed(case, &info.version, info.caller),
         span,

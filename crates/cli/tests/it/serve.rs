@@ -99,6 +99,14 @@ async fn serve_prints_its_address_and_sigterm_finishes_a_request_in_flight() {
         served.iter().all(|l| l["span"]["request_id"].is_string()),
         "every request's lines carry its request id: {log}"
     );
+    let run_line = served
+        .iter()
+        .find(|l| l["fields"]["route"] == "/v1/workflows/{name}/runs")
+        .unwrap_or_else(|| panic!("no line for the run: {log}"));
+    assert_eq!(
+        run_line["span"]["workflow"], "ticket-triage",
+        "a workflow's request lines name it: {log}"
+    );
 
     // The spans of the run reached the collector before the process exited.
     let run_id = body["run_id"].as_str().unwrap();

@@ -1,0 +1,102 @@
+//! What the fuzz targets in `fuzz/` check, one function per target, so that the corpora they
+//! grew run again as ordinary tests (`tests/it/fuzz_corpora.rs`): every input a reader or a
+//! template takes from a file or a caller must give a result or a named error, never a panic,
+//! and redacting then restoring personal data gives the text back.
+//!
+//! Not part of the API: the functions panic on purpose when an invariant breaks.
+
+use crate::dataset::{parse_dataset, DatasetFormat};
+use crate::pii::{redact, restore, PiiKind, Redactions};
+use crate::spec::{parse_config, parse_workflow, Located, PromptSpec};
+use crate::template::PromptTemplates;
+
+/// `shopfloor.toml` and a workflow file, read from any bytes.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (_, diagnostics) = parse_config("shopfloor.toml", &text);
+    for d in &diagnostics {
+        assert!(!d.to_string().is_empty());
+    }
+    let (_, diagnostics) = parse_workflow("fuzz", "workflows/fuzz.toml", &text);
+    for d in &diagnostics {
+        assert!(!d.to_string().is_empty());
+    }
+}
+
+/// A prompt template (the first line of `data` is the user template's first line, and so on
+/// up to a line `---`), rendered for the JSON input after it (or a fixed one).
+pub fn template(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (template, input) = text.split_once("\n---\n").unwrap_or((&text, ""));
+    let spec = PromptSpec {
+        system: None,
+        user: Located::new(template.to_string(), None),
+        assistant_prefix: None,
+    };
+    let Ok(templates) = PromptTemplates::compile(&spec) else {
+        return;
+    };
+    let input = serde_json::from_str(input)
+        .unwrap_or_else(|_| serde_json::json!({"text": "a ticket", "n": 3, "tags": ["a", "b"]}));
+    let _ = templates.variables();
+    let _ = templates.render(&input);
+}
+
+/// An eval dataset, as JSON lines and as CSV.
+pub fn dataset(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for format in [DatasetFormat::Jsonl, DatasetFormat::Csv] {
+        let (cases, bad) = parse_dataset(&text, format);
+        for case in &cases {
+            assert!(!case.id.is_empty());
+        }
+        for b in &bad {
+            assert!(!b.message.is_empty(), "line {}: no message", b.line);
+        }
+    }
+}
+
+/// Redacting every kind of personal data and restoring it gives the text back.
+pub fn pii_round_trip(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut mapping = Redactions::new();
+    let redacted = redact(&text, &PiiKind::ALL, &mut mapping);
+    assert_eq!(restore(&redacted, &mapping), text, "redacted: {redacted:?}");
+}
+
+/// Every input in `fuzz/corpus/TARGET/` (what the fuzzer kept, seeds and fixed crashes
+/// included), run through `check`; the number run.
+#[doc(hidden)]
+pub fn replay_corpus(target: &str, check: fn(&[u8])) -> usize {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|entry| entry.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    for file in &files {
+        let data = std::fs::read(file).expect("a corpus file");
+        let outcome = std::panic::catch_unwind(|| check(&data));
+        assert!(outcome.is_ok(), "{} fails again", file.display());
+    }
+    files.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fuzz_corpora_run_clean() {
+        for (target, check) in [
+            ("config", config as fn(&[u8])),
+            ("template", template),
+            ("dataset", dataset),
+            ("pii_round_trip", pii_round_trip),
+        ] {
+            assert!(replay_corpus(target, check) > 0, "{target}: empty corpus");
+        }
+    }
+}
