@@ -250,3 +250,44 @@ fn version_ignores_owner_and_comments_but_not_the_prompt() {
         version(&GOOD.replace("[route]\n", "[route]\ntemperature = 0.7\n"))
     );
 }
+
+#[test]
+fn embedding_models_serve_no_route_and_only_some_providers_embed() {
+    let config = format!(
+        "{CONFIG}\n[models.embed]\nprovider = \"openai\"\nkind = \"embedding\"\nmodel = \"text-embedding-3-small\"\ndata_classes = [\"internal\"]\n\
+         \n[models.claude-embed]\nprovider = \"anthropic\"\nkind = \"embedding\"\nmodel = \"x\"\n\
+         \n[models.odd]\nprovider = \"openai\"\nkind = \"vector\"\nmodel = \"x\"\n"
+    );
+    let (parsed, diags) = parse_config("shopfloor.toml", &config);
+    let text: Vec<String> = diags.iter().map(Diagnostic::to_string).collect();
+    assert_has(
+        &text,
+        "models.claude-embed.kind: anthropic models do not serve embeddings",
+    );
+    assert_has(&text, "models.odd.kind");
+    assert_eq!(
+        parsed.models["embed"].kind,
+        shopfloor_core::spec::ModelUse::Embedding
+    );
+    assert_eq!(
+        parsed.models["local"].kind,
+        shopfloor_core::spec::ModelUse::Chat
+    );
+
+    let workflow = GOOD.replace(
+        "models = [\"gpt-mini\", \"local\"]",
+        "models = [\"embed\", \"local\"]",
+    );
+    let (workflow, _) = parse_workflow("ticket-triage", "workflows/ticket-triage.toml", &workflow);
+    let workflows: Vec<_> = workflow.into_iter().collect();
+    let diags = validate_project(&ProjectFiles {
+        config: &parsed,
+        workflows: &workflows,
+        file_exists: &|path: &str| path == "datasets/ticket-triage.jsonl",
+    });
+    let text: Vec<String> = diags.iter().map(Diagnostic::to_string).collect();
+    assert_has(
+        &text,
+        "route.models: model \"embed\" is an embedding model (kind = \"embedding\"); a workflow's route needs chat models",
+    );
+}

@@ -70,9 +70,17 @@ fn build(spec: &ModelSpec, root: &std::path::Path) -> Result<Arc<dyn Provider>, 
 
 #[cfg(feature = "local")]
 fn build_local(spec: &ModelSpec) -> Result<Arc<dyn Provider>, ProviderError> {
-    let provider = shopfloor_local::LocalProvider::shared(&spec.model)
-        .map_err(|e| ProviderError::Config(format!("model \"{}\": {e}", spec.name)))?;
-    Ok(provider)
+    let refused = |e: shopfloor_local::LocalError| {
+        ProviderError::Config(format!("model \"{}\": {e}", spec.name))
+    };
+    Ok(match spec.kind {
+        shopfloor_core::spec::ModelUse::Chat => {
+            shopfloor_local::LocalProvider::shared(&spec.model).map_err(refused)?
+        }
+        shopfloor_core::spec::ModelUse::Embedding => {
+            shopfloor_local::LocalEmbedder::shared(&spec.model).map_err(refused)?
+        }
+    })
 }
 
 #[cfg(not(feature = "local"))]

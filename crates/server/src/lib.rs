@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod chat_body;
 mod dashboard;
+mod embeddings;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -10,7 +10,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use shopfloor_core::access::Permission;
 
 use crate::auth::Access;
-use crate::{gateway, outcomes, reviews, workflows, AppState};
+use crate::{embeddings, gateway, outcomes, reviews, workflows, AppState};
 
 /// One route of the API.
 pub struct Route {
@@ -29,12 +29,18 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 20] = [
+pub static ROUTES: [Route; 21] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
         access: Access::Needs(Permission::CallModels),
         serve: |m| on(m, gateway::chat),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/embeddings",
+        access: Access::Needs(Permission::CallModels),
+        serve: |m| on(m, embeddings::embeddings),
     },
     Route {
         method: Method::GET,

@@ -42,7 +42,28 @@ pub struct ModelSpec {
     pub data_classes: Vec<DataClass>,
     /// Runs inside the organisation (local or self-hosted): may see raw text if its classes allow.
     pub on_premises: bool,
+    /// `kind`: what the model does, chat (the default) or embeddings.
+    pub kind: ModelUse,
     pub line: Option<usize>,
+}
+
+/// What a model is for: answering chats (workflows, the judge, Chat Completions) or turning
+/// texts into vectors (`POST /v1/embeddings`). One never stands in for the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelUse {
+    #[default]
+    Chat,
+    Embedding,
+}
+
+impl ModelUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelUse::Chat => "chat",
+            ModelUse::Embedding => "embedding",
+        }
+    }
 }
 
 /// What to do with personal data found in text bound for a model outside the building.
@@ -226,7 +247,24 @@ fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSp
         price
     });
     let data_classes = read_data_classes(t);
+    let kind = t
+        .choice(
+            "kind",
+            &[("chat", ModelUse::Chat), ("embedding", ModelUse::Embedding)],
+        )
+        .unwrap_or_default();
     let provider = provider?;
+    if kind == ModelUse::Embedding
+        && matches!(provider, ProviderKind::Anthropic | ProviderKind::Replay)
+    {
+        t.invalid(
+            "kind",
+            format!(
+                "{} models do not serve embeddings; use an openai, openai-compatible or local model",
+                provider.as_str()
+            ),
+        );
+    }
     match provider.facts().requires {
         Some(RequiredField::BaseUrl(example)) if base_url.is_none() => t.missing(
             "base_url",
@@ -256,6 +294,7 @@ fn read_model(name: &Located<String>, t: &TableReader<'_, '_>) -> Option<ModelSp
         price: price.unwrap_or_default(),
         data_classes: data_classes.unwrap_or_else(|| vec![DataClass::Public]),
         on_premises: on_premises.unwrap_or(provider.facts().on_premises),
+        kind,
         line: name.line,
     })
 }

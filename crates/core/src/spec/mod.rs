@@ -12,8 +12,8 @@ mod validate;
 mod workflow;
 
 pub use config::{
-    parse_config, ExternalAction, GatewaySpec, ModelSpec, PiiPolicy, Price, ProjectConfig,
-    ServerSpec, StoreAction,
+    parse_config, ExternalAction, GatewaySpec, ModelSpec, ModelUse, PiiPolicy, Price,
+    ProjectConfig, ServerSpec, StoreAction,
 };
 pub use provider::{ProviderFacts, ProviderKind, RequiredField};
 pub use reader::Located;

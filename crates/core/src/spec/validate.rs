@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 
-use super::config::ProjectConfig;
+use super::config::{ModelUse, ProjectConfig};
 use super::provider::ProviderKind;
 use super::workflow::{OutputContract, Workflow};
 use crate::template::PromptTemplates;
@@ -46,6 +46,17 @@ fn check_route(config: &ProjectConfig, workflow: &Workflow, out: &mut Vec<Diagno
                         } else {
                             known.join(", ")
                         }
+                    ),
+                ));
+            }
+            Some(model) if model.kind != ModelUse::Chat => {
+                out.push(Diagnostic::new(
+                    &workflow.file,
+                    name.line,
+                    "route.models",
+                    format!(
+                        "model \"{}\" is an embedding model (kind = \"embedding\"); a workflow's route needs chat models",
+                        name.value
                     ),
                 ));
             }
@@ -187,6 +198,15 @@ fn check_judge(config: &ProjectConfig, workflow: &Workflow, out: &mut Vec<Diagno
             judge.model.line,
             "eval.judge.model",
             format!("unknown model \"{}\"", judge.model.value),
+        )),
+        Some(model) if model.kind != ModelUse::Chat => out.push(Diagnostic::new(
+            &workflow.file,
+            judge.model.line,
+            "eval.judge.model",
+            format!(
+                "model \"{}\" is an embedding model; a judge must be a chat model",
+                judge.model.value
+            ),
         )),
         Some(model) if !model.data_classes.contains(&workflow.data_class) => {
             out.push(Diagnostic::new(

@@ -25,8 +25,10 @@ use crate::runner::new_run;
 use crate::trace;
 use crate::Engine;
 
+mod embed;
 mod stream;
 
+pub use embed::{EmbedAnswer, EmbedOutcome, EmbedRequest};
 pub use stream::{last_user_text, GatewayStream, StreamItem};
 
 /// The workflow name gateway runs are recorded under.
@@ -253,6 +255,18 @@ impl Engine {
 
     /// The models tried for a call to `model`: it, then its `[gateway] fallbacks`.
     fn gateway_route(&self, model: &str) -> Result<Vec<String>, GatewayError> {
+        if let Some(spec) = self.project.config.models.get(model) {
+            if spec.kind != shopfloor_core::spec::ModelUse::Chat {
+                return Err(GatewayError::Unsupported {
+                    model: model.to_string(),
+                    unsupported: Unsupported {
+                        param: "model".into(),
+                        reason: "it is an embedding model; send its texts to POST /v1/embeddings"
+                            .into(),
+                    },
+                });
+            }
+        }
         if !self.project.config.models.contains_key(model) {
             return Err(GatewayError::UnknownModel {
                 name: model.to_string(),

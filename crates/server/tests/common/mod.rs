@@ -99,6 +99,9 @@ retries = 0
 /// The default upstream: a label for workflow prompts (`Classify: …` → the first word after
 /// it), [`ANSWER`] otherwise; streamed when asked.
 pub fn answer(request: &ReceivedRequest) -> Reply {
+    if request.path.ends_with("/embeddings") {
+        return embeddings(request);
+    }
     let last = request.body["messages"]
         .as_array()
         .and_then(|m| m.last())
@@ -119,6 +122,33 @@ pub fn answer(request: &ReceivedRequest) -> Reply {
     } else {
         Reply::Json(200, openai_completion(&text, 7, 3))
     }
+}
+
+/// A fake embedding model: for each text, `[characters, words, 1]`, 4 tokens a text.
+pub fn embeddings(request: &ReceivedRequest) -> Reply {
+    let inputs = request.body["input"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let text = text.as_str().unwrap_or_default();
+            let vector = [
+                text.chars().count() as f32,
+                text.split_whitespace().count() as f32,
+                1.0,
+            ];
+            json!({"object": "embedding", "index": index, "embedding": vector})
+        })
+        .collect();
+    let tokens = 4 * inputs.len();
+    Reply::Json(
+        200,
+        json!({"object": "list", "data": data, "model": "fake-embed",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+    )
 }
 
 /// One secret per role.
@@ -360,4 +390,44 @@ pub async fn serve_bench(engine: Engine) -> (String, tokio::sync::oneshot::Sende
         let _ = stopped.await;
     }));
     (base, stop)
+}
+
+/// Run `tests/python/SCRIPT` with the official OpenAI Python SDK against `server` (its base
+/// URL and operator key in `SHOPFLOOR_BASE_URL` and `SHOPFLOOR_API_KEY`, `model` in
+/// `SHOPFLOOR_MODEL`), and read the JSON it prints. Fails, saying how to install it, when
+/// the SDK is missing: a client test that passes without its client proves nothing.
+pub async fn python_sdk_script(server: &TestServer, script: &str, model: &str) -> Value {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        panic!(
+            "the OpenAI Python SDK is not installed (`python3 -c \"import openai\"` fails); \
+             `python3 -m pip install openai` and run this test again: {probe:?}"
+        );
+    }
+    let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let (base_url, key, model) = (
+        server.url("/v1"),
+        server.keys.operator.clone(),
+        model.to_string(),
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(&script)
+            .env("SHOPFLOOR_BASE_URL", base_url)
+            .env("SHOPFLOOR_API_KEY", key)
+            .env("SHOPFLOOR_MODEL", model)
+            .output()
+            .expect("run python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the SDK script failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).expect("the script prints JSON")
 }

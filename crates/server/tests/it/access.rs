@@ -34,6 +34,7 @@ fn request_for(
         );
     let body = match route.path {
         "/v1/chat/completions" => Some(chat_body("fast", "Hi")),
+        "/v1/embeddings" => Some(json!({"model": "embed", "input": "Hi"})),
         "/v1/workflows/{name}/runs" => Some(json!({"input": {"text": "billing"}})),
         "/v1/workflows/{name}/batches" => Some(json!({"inputs": [{"text": "bug"}]})),
         "/v1/reviews/{run_id}/edit" => Some(json!({"output": "bug"})),
@@ -74,6 +75,14 @@ async fn every_route_against_every_role() {
     shopfloor_testkit::append(
         &dir.path().join("workflows/triage.toml"),
         "\n[outcome]\nkpi = \"minutes to triage\"\nminutes_saved_per_accepted = 2\n",
+    );
+    // A model for /v1/embeddings.
+    shopfloor_testkit::append(
+        &dir.path().join("shopfloor.toml"),
+        &format!(
+            "\n[models.embed]\nprovider = \"openai-compatible\"\nkind = \"embedding\"\nmodel = \"e\"\nbase_url = \"{}\"\ndata_classes = [\"internal\"]\n",
+            upstream.base_url()
+        ),
     );
     let server = TestServer::start(dir.path(), test_config()).await;
     let c = client();

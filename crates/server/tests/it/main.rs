@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod adversarial;
 mod chat_fields;
+mod embeddings;
 mod gateway;
 mod lifecycle;
 mod models;

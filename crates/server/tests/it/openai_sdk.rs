@@ -5,57 +5,18 @@
 
 use crate::common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::{json, Value};
 use shopfloor_store::RunStatus;
 use shopfloor_testkit::FakeServer;
 
-/// Why the SDK cannot be imported, if it cannot.
-fn sdk_missing() -> Option<String> {
-    match Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-    {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
-        Err(e) => Some(format!("cannot run python3: {e}")),
-    }
-}
-
 #[tokio::test]
 async fn the_official_python_sdk_works_against_the_gateway() {
-    if let Some(why) = sdk_missing() {
-        panic!(
-            "the OpenAI Python SDK is not installed (`python3 -c \"import openai\"` fails); \
-             `python3 -m pip install openai` and run this test again:\n{why}"
-        );
-    }
     let upstream = FakeServer::start(answer).await;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
     let server = TestServer::start(dir.path(), test_config()).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_client.py");
-    let base_url = server.url("/v1");
-    let key = server.keys.operator.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .env("SHOPFLOOR_BASE_URL", base_url)
-            .env("SHOPFLOOR_API_KEY", key)
-            .output()
-            .expect("run python3")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK script failed:\n{stderr}\n{stdout}"
-    );
-    let seen: Value = serde_json::from_str(&stdout).expect("the script prints JSON");
+    let seen = python_sdk_script(&server, "openai_client.py", "fast").await;
     eprintln!("OpenAI Python SDK {}", seen["sdk_version"]);
 
     assert!(
@@ -150,9 +111,6 @@ fn weather(request: &shopfloor_testkit::ReceivedRequest) -> shopfloor_testkit::R
 
 #[tokio::test]
 async fn the_official_python_sdk_calls_tools_and_sends_their_results_back() {
-    if let Some(why) = sdk_missing() {
-        panic!("the OpenAI Python SDK is not installed; `python3 -m pip install openai`:\n{why}");
-    }
     let upstream = FakeServer::start(weather).await;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
@@ -164,28 +122,9 @@ async fn the_official_python_sdk_calls_tools_and_sends_their_results_back() {
         ),
     );
     let server = TestServer::start(dir.path(), test_config()).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/openai_tools.py");
     for model in ["fast", "claude"] {
         let before = upstream.request_count();
-        let (base_url, key) = (server.url("/v1"), server.keys.operator.clone());
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new("python3")
-                .arg(script)
-                .env("SHOPFLOOR_BASE_URL", base_url)
-                .env("SHOPFLOOR_API_KEY", key)
-                .env("SHOPFLOOR_MODEL", model)
-                .output()
-                .expect("run python3")
-        })
-        .await
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{model}: the SDK script failed:\n{}\n{stdout}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let seen: Value = serde_json::from_str(&stdout).expect("the script prints JSON");
+        let seen = python_sdk_script(&server, "openai_tools.py", model).await;
         assert_eq!(
             seen["first"]["finish_reason"], "tool_calls",
             "{model}: {seen}"
