@@ -42,9 +42,9 @@ pub use eval::{
     GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use gateway::{
-    last_user_text, workflow_input, EmbedAnswer, EmbedOutcome, EmbedRequest, GatewayAnswer,
-    GatewayError, GatewayOutcome, GatewayRequest, GatewayStream, RunFacts, StreamItem,
-    GATEWAY_WORKFLOW,
+    last_user_text, strict_schema, workflow_input, EmbedAnswer, EmbedOutcome, EmbedRequest,
+    GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest, GatewayStream, RunFacts,
+    StreamItem, GATEWAY_WORKFLOW,
 };
 pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;

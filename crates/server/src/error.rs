@@ -193,6 +193,11 @@ impl From<GatewayError> for ApiError {
             ))
             .param(unsupported.param)
             .code("unsupported_parameter"),
+            GatewayError::InvalidOutput { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", error.to_string())
+                    .param("response_format")
+                    .code("invalid_output")
+            }
         }
     }
 }

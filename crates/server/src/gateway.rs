@@ -13,8 +13,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use shopfloor_core::access::Permission;
 use shopfloor_engine::{
-    last_user_text, workflow_input, GatewayAnswer, GatewayRequest, GatewayStream, RunFacts,
-    StreamItem,
+    last_user_text, strict_schema, workflow_input, GatewayAnswer, GatewayRequest, GatewayStream,
+    RunFacts, StreamItem,
 };
 use shopfloor_providers::{FinishReason, ToolCall, ToolCallDelta, Usage};
 use shopfloor_store::{RunRecord, RunStatus};
@@ -66,7 +66,9 @@ pub(crate) async fn chat(
     if let Some(workflow) = workflow {
         return workflow_chat(state, &workflow, request, stream, include_usage, started).await;
     }
-    if stream {
+    // A strict JSON schema is checked once the whole answer is in (and asked again when it
+    // does not match), so such a stream is answered whole, then sent as events.
+    if stream && strict_schema(&request).is_none() {
         return stream_chat(state, request, include_usage, legacy, started).await;
     }
     let engine = state.engine.clone();
@@ -79,6 +81,12 @@ pub(crate) async fn chat(
         })
         .await?;
     match outcome.result {
+        Ok(answer) if stream => Ok(replayed_stream(
+            model,
+            &outcome.run.id,
+            &answer,
+            include_usage,
+        )),
         Ok(answer) => Ok(completion(&model, &outcome.run.id, &answer, legacy)),
         Err(e) => {
             let model = outcome.run.model.as_deref();
@@ -459,8 +467,19 @@ async fn workflow_chat(
     if !stream {
         return Ok(completion(&requested, &run.id, &answer, false));
     }
+    Ok(replayed_stream(requested, &run.id, &answer, include_usage))
+}
+
+/// An answer that is already whole, sent as the events of a stream: a workflow's output, or
+/// an answer checked against a strict JSON schema.
+fn replayed_stream(
+    requested: String,
+    run_id: &str,
+    answer: &GatewayAnswer,
+    include_usage: bool,
+) -> Response {
     let chunks = Chunks {
-        id: format!("chatcmpl-{}", run.id),
+        id: format!("chatcmpl-{run_id}"),
         created: unix_seconds(),
         model: requested,
         legacy: false,
@@ -478,7 +497,7 @@ async fn workflow_chat(
     for event in events {
         let _ = tx.try_send(event);
     }
-    Ok(with_run(sse_response(rx), &run.id, Some(&answer.model)))
+    with_run(sse_response(rx), run_id, Some(&answer.model))
 }
 
 /// A held run through the gateway: accepted, but its output waits for a reviewer, so the

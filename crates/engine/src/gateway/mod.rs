@@ -9,11 +9,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use shopfloor_core::output::OutputValidator;
 use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
+use shopfloor_core::spec::OutputContract;
 use shopfloor_providers::{
-    ChatExtras, ChatRequest, FinishReason, Message, Provider, ProviderError, ToolCall, Unsupported,
-    Usage,
+    ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Provider, ProviderError,
+    ResponseFormat, Role, ToolCall, Unsupported, Usage,
 };
 use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
@@ -82,6 +84,10 @@ pub enum GatewayError {
         model: String,
         unsupported: Unsupported,
     },
+    /// The answer broke the request's strict JSON schema, also when asked again. The message
+    /// names the schema's places, never the answer.
+    #[error("model \"{model}\" answered JSON that does not match the response_format schema, twice: {problem}")]
+    InvalidOutput { model: String, problem: String },
 }
 
 impl GatewayError {
@@ -91,6 +97,7 @@ impl GatewayError {
             GatewayError::UnknownModel { .. } => ErrorKind::Unavailable,
             GatewayError::Failed(failure) => failure.kind,
             GatewayError::Unsupported { .. } => ErrorKind::Rejected,
+            GatewayError::InvalidOutput { .. } => ErrorKind::Upstream,
         }
     }
 }
@@ -430,17 +437,22 @@ impl Engine {
             return self.route_failed(call).await;
         };
         let mut response = answer.value;
-        if model.redacting {
-            response.text = restore(&response.text, &call.redactions);
-            for tool_call in &mut response.tool_calls {
-                tool_call.arguments = restore(&tool_call.arguments, &call.redactions);
+        restore_answer(&mut response, model.redacting, &call.redactions);
+        let mut timed = (answer.started_at_ms, answer.latency);
+        if let Some(schema) = strict_schema(&request) {
+            match self
+                .conforming(&model, &schema, response, timed, &mut call)
+                .await
+            {
+                Ok((conforming, at)) => (response, timed) = (conforming, at),
+                Err(error) => return self.unanswered(call, error).await,
             }
         }
         call.run.attempts.push(attempt::answered(
             call.run.attempts.len(),
             model.spec,
-            answer.started_at_ms,
-            answer.latency,
+            timed.0,
+            timed.1,
             response.usage.unwrap_or_default(),
             &response.text,
             Ending::Valid,
@@ -457,6 +469,62 @@ impl Engine {
         GatewayOutcome {
             result: Ok(answer),
             run: facts,
+        }
+    }
+
+    /// An answer that meets the request's strict JSON schema: `response` itself, or the
+    /// answer to asking the same model once more with what is wrong (both recorded as
+    /// attempts). Never a non-conforming answer passed through as if it were one.
+    async fn conforming(
+        &self,
+        model: &Prepared<'_>,
+        schema: &OutputValidator,
+        response: ChatResponse,
+        timed: (i64, Duration),
+        call: &mut Call,
+    ) -> Result<(ChatResponse, (i64, Duration)), GatewayError> {
+        let problem = match schema.parse(&response.text) {
+            Ok(_) => return Ok((response, timed)),
+            Err(problem) => problem,
+        };
+        call.invalid_answer(model.spec, timed, &response, &problem);
+        // Ask again with the answer and what is wrong with it, under the same policy.
+        let mut again = model.request.clone();
+        let mut said = response.text.clone();
+        let mut told = format!(
+            "Your answer does not match the response_format JSON schema: {}. Answer again with only JSON that matches it.",
+            problem.for_model()
+        );
+        if model.redacting {
+            said = self.runner.guard().redact_more(&said, &mut call.redactions);
+            told = self.runner.guard().redact_more(&told, &mut call.redactions);
+        }
+        again.messages.push(Message::new(Role::Assistant, said));
+        again.messages.push(Message::new(Role::User, told));
+        let mut attempts = self.attempts(model.spec);
+        let provider = &*model.provider;
+        let sent = &again;
+        let result = attempts
+            .call(&mut call.run.attempts, move || async move {
+                provider.complete(&trace::traced(sent)).await
+            })
+            .await;
+        call.upstream += attempts.upstream();
+        let answer = result
+            .map_err(|e| GatewayError::Failed(CallFailure::from_provider(&model.spec.name, &e)))?;
+        let mut second = answer.value;
+        restore_answer(&mut second, model.redacting, &call.redactions);
+        let timed = (answer.started_at_ms, answer.latency);
+        match schema.parse(&second.text) {
+            Ok(_) => Ok((second, timed)),
+            Err(problem) => {
+                call.invalid_answer(model.spec, timed, &second, &problem);
+                call.run.raw_output = Some(second.text);
+                Err(GatewayError::InvalidOutput {
+                    model: model.spec.name.clone(),
+                    problem: problem.to_string(),
+                })
+            }
         }
     }
 
@@ -527,8 +595,12 @@ impl Engine {
                 run.output = Some(answer_output(&answer.text, &answer.tool_calls));
             }
             Err(error) => {
-                run.status = match error.kind() {
-                    ErrorKind::Refused => RunStatus::Refused,
+                run.status = match (error, error.kind()) {
+                    (GatewayError::InvalidOutput { model, .. }, _) => {
+                        run.model = Some(model.clone());
+                        RunStatus::Invalid
+                    }
+                    (_, ErrorKind::Refused) => RunStatus::Refused,
                     _ => RunStatus::Failed,
                 };
                 run.error = Some(error.to_string());
@@ -543,11 +615,53 @@ impl Engine {
 }
 
 impl Call {
+    /// `spec` answered, at `timed` (start, latency), what broke the request's schema.
+    fn invalid_answer(
+        &mut self,
+        spec: &ModelSpec,
+        timed: (i64, Duration),
+        response: &ChatResponse,
+        problem: &shopfloor_core::output::ContractViolation,
+    ) {
+        self.run.attempts.push(attempt::answered(
+            self.run.attempts.len(),
+            spec,
+            timed.0,
+            timed.1,
+            response.usage.unwrap_or_default(),
+            &response.text,
+            Ending::Invalid(problem),
+        ));
+    }
+
     /// `spec` could not be called at all (policy, configuration): record it as an attempt
     /// that took no time, and move on.
     fn fail_before_calling(&mut self, spec: &ModelSpec, failure: CallFailure) {
         attempt::not_called(&mut self.run.attempts, spec, &failure);
         self.route.failed(failure);
+    }
+}
+
+/// Put the originals back into an answer to a redacted request.
+fn restore_answer(response: &mut ChatResponse, redacting: bool, redactions: &Redactions) {
+    if redacting {
+        response.text = restore(&response.text, redactions);
+        for tool_call in &mut response.tool_calls {
+            tool_call.arguments = restore(&tool_call.arguments, redactions);
+        }
+    }
+}
+
+/// The request's `response_format` JSON schema when it is `strict: true`: the gateway then
+/// checks the answer against it, whatever the provider promised.
+pub fn strict_schema(request: &GatewayRequest) -> Option<OutputValidator> {
+    match request.extras.as_deref()?.response_format.as_ref()? {
+        ResponseFormat::JsonSchema {
+            schema: Some(schema),
+            strict: Some(true),
+            ..
+        } => OutputValidator::new(&OutputContract::Json(schema.clone())).ok(),
+        _ => None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 use shopfloor_store::{AttemptOutcome, RunStatus};
-use shopfloor_testkit::{openai_completion, openai_error, FakeServer, Reply};
+use shopfloor_testkit::{openai_completion, openai_error, FakeServer, ReceivedRequest, Reply};
 
 #[tokio::test]
 async fn a_chat_call_is_answered_and_recorded_with_caller_tokens_and_cost() {
@@ -535,5 +535,102 @@ async fn personal_data_is_redacted_for_the_provider_and_restored_for_the_client(
             "stream={stream}"
         );
     }
+    server.stop().await;
+}
+
+/// A model that answers a label first, and JSON once told its answer broke the schema,
+/// unless the user says "stubborn".
+fn schema_learner(request: &ReceivedRequest) -> Reply {
+    let messages = request.body["messages"].to_string();
+    let text = if messages.contains("stubborn") || !messages.contains("does not match") {
+        "billing"
+    } else {
+        r#"{"queue": "billing", "urgent": false}"#
+    };
+    Reply::Json(200, openai_completion(text, 7, 3))
+}
+
+#[tokio::test]
+async fn strict_json_schemas_are_checked_on_the_way_back_and_asked_again_once() {
+    let upstream = FakeServer::start(schema_learner).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let c = client();
+    let key = server.keys.operator.clone();
+    let url = server.url("/v1/chat/completions");
+    let body = |text: &str, strict: bool, stream: bool| {
+        json!({"model": "fast", "stream": stream,
+            "messages": [{"role": "user", "content": text}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "route", "strict": strict,
+                "schema": {"type": "object", "required": ["queue", "urgent"],
+                    "properties": {"queue": {"type": "string"}, "urgent": {"type": "boolean"}},
+                    "additionalProperties": false}}}})
+    };
+
+    // A label where the schema wants an object: asked again with the problem, then answered.
+    let response = c
+        .post(&url)
+        .bearer_auth(&key)
+        .json(&body("route this", true, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = run_id(&response);
+    let answer: Value = response.json().await.unwrap();
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(content).unwrap()["queue"],
+        "billing"
+    );
+    let asked = upstream.requests();
+    assert_eq!(asked.len(), 2, "one answer, one re-ask");
+    let again = asked[1].body["messages"].as_array().unwrap().clone();
+    assert_eq!(again[1]["role"], "assistant");
+    assert_eq!(again[1]["content"], "billing");
+    assert!(again[2]["content"]
+        .as_str()
+        .unwrap()
+        .contains("does not match the response_format JSON schema"));
+    let run = server.recorded(&first).await;
+    let outcomes: Vec<_> = run.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, [AttemptOutcome::Invalid, AttemptOutcome::Ok]);
+
+    // Twice wrong: 502 naming the schema's place, never the answer; the run is invalid.
+    let response = c
+        .post(&url)
+        .bearer_auth(&key)
+        .json(&body("stubborn", true, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let failed = run_id(&response);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_output", "{error}");
+    assert_eq!(error["error"]["param"], "response_format");
+    assert!(!error.to_string().contains("billing"), "{error}");
+    assert_eq!(server.recorded(&failed).await.status, RunStatus::Invalid);
+
+    // Streamed: the checked answer, sent as events.
+    let response = c
+        .post(&url)
+        .bearer_auth(&key)
+        .json(&body("route this", true, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let events = response.text().await.unwrap();
+    assert!(events.contains(r#"\"queue\": \"billing\""#), "{events}");
+    assert!(events.trim_end().ends_with("data: [DONE]"), "{events}");
+
+    // Not strict: the model's answer as it came, no re-ask.
+    let before = upstream.request_count();
+    let (status, answer) = post(&c, &url, Some(&key), &body("route this", false, false)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["choices"][0]["message"]["content"], "billing");
+    assert_eq!(upstream.request_count(), before + 1);
     server.stop().await;
 }
