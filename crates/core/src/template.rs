@@ -23,6 +23,40 @@ pub struct PromptTemplates {
     assistant_prefix: Option<String>,
 }
 
+/// The longest prompt a template may render. An input can make a template repeat something
+/// (`{{ "=" * width }}`, `{{ tags * n }}`): past this, rendering stops with an error instead
+/// of filling the memory.
+const MAX_RENDERED: usize = 4 << 20;
+
+/// The most items of a list a template may print at once.
+const MAX_PRINTED_ITEMS: usize = 100_000;
+
+/// Template instructions one rendering may execute: loops over loops of inputs end with an
+/// error instead of running for hours. A prompt of the example needs a few hundred.
+const FUEL: u64 = 5_000_000;
+
+/// A writer that takes at most [`MAX_RENDERED`] bytes, then refuses.
+#[derive(Default)]
+struct Capped {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED {
+            self.full = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Which template a problem is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateError {
@@ -38,6 +72,22 @@ impl PromptTemplates {
         // Optional input fields that are absent render as empty instead of failing the run;
         // `check` has already verified every variable is declared in the input schema.
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_fuel(Some(FUEL));
+        // A list repeated by a number from the input (`{{ tags * n }}`) is lazy and knows its
+        // length: refuse to print a huge one instead of writing it item by item.
+        env.set_formatter(|out, state, value| {
+            let huge = value.kind() != minijinja::value::ValueKind::String
+                && value.len().is_some_and(|n| n > MAX_PRINTED_ITEMS);
+            if huge {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!(
+                        "a list of more than {MAX_PRINTED_ITEMS} items cannot go into a prompt"
+                    ),
+                ));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         let mut errors = Vec::new();
         if let Some(system) = &prompt.system {
             if let Err(e) = env.add_template_owned("system", system.value.clone()) {
@@ -81,10 +131,21 @@ impl PromptTemplates {
                 field,
                 message: describe(&e),
             })?;
-            template.render(input).map_err(|e| TemplateError {
-                field,
-                message: describe(&e),
-            })
+            let mut out = Capped::default();
+            match template.render_captured_to(input, &mut out) {
+                Ok(_) => Ok(String::from_utf8_lossy(&out.bytes).into_owned()),
+                Err(_) if out.full => Err(TemplateError {
+                    field,
+                    message: format!(
+                        "the rendered prompt is longer than {} MiB; check what the template repeats",
+                        MAX_RENDERED >> 20
+                    ),
+                }),
+                Err(e) => Err(TemplateError {
+                    field,
+                    message: describe(&e),
+                }),
+            }
         };
         let system = if self.has_system {
             Some(render("system", "prompt.system")?)
@@ -137,6 +198,31 @@ mod tests {
             .unwrap();
         assert_eq!(r.system.as_deref(), Some("You route tickets."));
         assert_eq!(r.user, "Subject: Refund\nPlease");
+    }
+
+    #[test]
+    fn an_input_cannot_make_a_template_run_or_grow_without_end() {
+        // Found by the template fuzz target: a list repeated by a number from the input.
+        let t = PromptTemplates::compile(&prompt(None, "{{ tags * n }}")).unwrap();
+        let error = t
+            .render(&json!({"tags": ["a", "b"], "n": 59_900_000_000_000u64}))
+            .expect_err("too long");
+        assert!(
+            error.message.contains("more than 100000 items"),
+            "{}",
+            error.message
+        );
+        let t = PromptTemplates::compile(&prompt(None, "{{ '=' * width }}")).unwrap();
+        assert!(t.render(&json!({"width": 1_000_000_000u64})).is_err());
+        assert_eq!(t.render(&json!({"width": 3})).unwrap().user, "===");
+        // Loops over loops: out of fuel, an error in well under a second.
+        let t = PromptTemplates::compile(&prompt(
+            None,
+            "{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}",
+        ))
+        .unwrap();
+        let error = t.render(&json!({"n": 100_000})).expect_err("out of fuel");
+        assert_eq!(error.field, "prompt.user");
     }
 
     #[test]
