@@ -1,5 +1,5 @@
-//! What the fuzz targets in `fuzz/` check, one function per target, so that the corpora they
-//! grew run again as ordinary tests (`tests/it/fuzz_corpora.rs`): every input a reader or a
+//! What the fuzz targets in `fuzz/` check, one function per target, so that what they found
+//! runs again as ordinary tests (the `fuzz/regression/` inputs, in the unit tests below): every input a reader or a
 //! template takes from a file or a caller must give a result or a named error, never a panic,
 //! and redacting then restoring personal data gives the text back.
 //!
@@ -64,12 +64,12 @@ pub fn pii_round_trip(data: &[u8]) {
     assert_eq!(restore(&redacted, &mapping), text, "redacted: {redacted:?}");
 }
 
-/// Every input in `fuzz/corpus/TARGET/` (what the fuzzer kept, seeds and fixed crashes
-/// included), run through `check`; the number run.
+/// Every input in `fuzz/regression/TARGET/` (seeds, fixed crashes, and a sample of the
+/// smallest inputs a fuzz run kept), run through `check`; the number run.
 #[doc(hidden)]
 pub fn replay_corpus(target: &str, check: fn(&[u8])) -> usize {
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
+        .join("../../fuzz/regression")
         .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&folder)
         .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))

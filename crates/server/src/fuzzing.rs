@@ -1,5 +1,5 @@
-//! What the `chat_body` fuzz target in `fuzz/` checks, so that its corpus runs again as an
-//! ordinary test (`tests/it/fuzz_corpora.rs`): any bytes sent as a Chat Completions body are
+//! What the `chat_body` fuzz target in `fuzz/` checks, so that its regression inputs run
+//! again as an ordinary test (below): any bytes sent as a Chat Completions body are
 //! read into a request or refused with a 400, never a panic. Not part of the API.
 
 use crate::chat_body::{messages, ChatBody};
