@@ -42,7 +42,7 @@ pub use eval::{
     GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use gateway::{
-    last_user_text, strict_schema, workflow_input, EmbedAnswer, EmbedOutcome, EmbedRequest,
+    has_strict_schema, last_user_text, workflow_input, EmbedAnswer, EmbedOutcome, EmbedRequest,
     GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest, GatewayStream, RunFacts,
     StreamItem, GATEWAY_WORKFLOW,
 };

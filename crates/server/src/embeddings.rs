@@ -16,7 +16,8 @@ use shopfloor_engine::{EmbedAnswer, EmbedRequest};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::{json_response, AppState, Json, RUN_ID_HEADER};
+use crate::gateway::with_run;
+use crate::{json_response, AppState, Json};
 
 /// Texts in one request, at most (OpenAI's own limit).
 const MAX_INPUTS: usize = 2048;
@@ -141,14 +142,11 @@ fn list(requested: &str, run_id: &str, answer: &EmbedAnswer, encoding: Encoding)
         "model": requested,
         "usage": {"prompt_tokens": answer.prompt_tokens, "total_tokens": answer.prompt_tokens},
     });
-    let mut response = json_response(StatusCode::OK, &body);
-    if let Ok(value) = run_id.parse() {
-        response.headers_mut().insert(RUN_ID_HEADER, value);
-    }
-    if let Ok(value) = answer.model.parse() {
-        response.headers_mut().insert("x-shopfloor-model", value);
-    }
-    response
+    with_run(
+        json_response(StatusCode::OK, &body),
+        run_id,
+        Some(&answer.model),
+    )
 }
 
 #[cfg(test)]

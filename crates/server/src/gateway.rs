@@ -13,8 +13,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use shopfloor_core::access::Permission;
 use shopfloor_engine::{
-    last_user_text, strict_schema, workflow_input, GatewayAnswer, GatewayRequest, GatewayStream,
-    RunFacts, StreamItem,
+    has_strict_schema, last_user_text, workflow_input, GatewayAnswer, GatewayRequest,
+    GatewayStream, RunFacts, StreamItem,
 };
 use shopfloor_providers::{FinishReason, ToolCall, ToolCallDelta, Usage};
 use shopfloor_store::{RunRecord, RunStatus};
@@ -68,7 +68,7 @@ pub(crate) async fn chat(
     }
     // A strict JSON schema is checked once the whole answer is in (and asked again when it
     // does not match), so such a stream is answered whole, then sent as events.
-    if stream && strict_schema(&request).is_none() {
+    if stream && !has_strict_schema(&request) {
         return stream_chat(state, request, include_usage, legacy, started).await;
     }
     let engine = state.engine.clone();
@@ -169,7 +169,8 @@ fn completion(requested: &str, run_id: &str, answer: &GatewayAnswer, legacy: boo
     )
 }
 
-fn with_run(mut response: Response, run_id: &str, model: Option<&str>) -> Response {
+/// `response` with the headers naming its run and the model that answered.
+pub(crate) fn with_run(mut response: Response, run_id: &str, model: Option<&str>) -> Response {
     if let Ok(value) = HeaderValue::from_str(run_id) {
         response.headers_mut().insert(RUN_ID_HEADER, value);
     }

@@ -94,13 +94,7 @@ impl Engine {
                     "dimensions": answer.vectors.first().map_or(0, Vec::len),
                 }));
             }
-            Err(error) => {
-                run.status = match error.kind() {
-                    ErrorKind::Refused => RunStatus::Refused,
-                    _ => RunStatus::Failed,
-                };
-                run.error = Some(error.to_string());
-            }
+            Err(error) => error.record_on(&mut run),
         }
         attempt::finish_totals(&mut run, started);
         trace::record_run(&tracing::Span::current(), &run);

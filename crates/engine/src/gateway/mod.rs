@@ -91,6 +91,19 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Record this failure on the call's run: its status and its message.
+    pub(crate) fn record_on(&self, run: &mut RunRecord) {
+        run.status = match (self, self.kind()) {
+            (GatewayError::InvalidOutput { model, .. }, _) => {
+                run.model = Some(model.clone());
+                RunStatus::Invalid
+            }
+            (_, ErrorKind::Refused) => RunStatus::Refused,
+            _ => RunStatus::Failed,
+        };
+        run.error = Some(self.to_string());
+    }
+
     /// The kind of failure, for statuses and metrics.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -594,17 +607,7 @@ impl Engine {
                 run.raw_output = Some(answer.text.clone());
                 run.output = Some(answer_output(&answer.text, &answer.tool_calls));
             }
-            Err(error) => {
-                run.status = match (error, error.kind()) {
-                    (GatewayError::InvalidOutput { model, .. }, _) => {
-                        run.model = Some(model.clone());
-                        RunStatus::Invalid
-                    }
-                    (_, ErrorKind::Refused) => RunStatus::Refused,
-                    _ => RunStatus::Failed,
-                };
-                run.error = Some(error.to_string());
-            }
+            Err(error) => error.record_on(run),
         }
         attempt::finish_totals(run, call.started);
         trace::record_run(&tracing::Span::current(), run);
@@ -652,17 +655,27 @@ fn restore_answer(response: &mut ChatResponse, redacting: bool, redactions: &Red
     }
 }
 
-/// The request's `response_format` JSON schema when it is `strict: true`: the gateway then
-/// checks the answer against it, whatever the provider promised.
-pub fn strict_schema(request: &GatewayRequest) -> Option<OutputValidator> {
+/// Whether the request's `response_format` is a JSON schema with `strict: true`: the gateway
+/// then checks the answer against it, whatever the provider promised (and a stream is
+/// answered whole first).
+pub fn has_strict_schema(request: &GatewayRequest) -> bool {
+    strict_schema_of(request).is_some()
+}
+
+fn strict_schema_of(request: &GatewayRequest) -> Option<&Value> {
     match request.extras.as_deref()?.response_format.as_ref()? {
         ResponseFormat::JsonSchema {
             schema: Some(schema),
             strict: Some(true),
             ..
-        } => OutputValidator::new(&OutputContract::Json(schema.clone())).ok(),
+        } => Some(schema),
         _ => None,
     }
+}
+
+/// The validator of the request's strict schema, compiled once per call.
+fn strict_schema(request: &GatewayRequest) -> Option<OutputValidator> {
+    OutputValidator::new(&OutputContract::Json(strict_schema_of(request)?.clone())).ok()
 }
 
 /// A gateway answer as its run records it: the text, or with tool calls an object of both.

@@ -232,24 +232,13 @@ async fn guard(
     } else {
         next.run(request).await
     };
-    secure_headers(response.headers_mut(), state.config.secure_cookies);
+    secure_headers(response.headers_mut());
     response
 }
 
 /// What every page says about itself to the browser: no framing, no sniffing, no caching of
-/// what a signed-in person saw (the assets say otherwise for themselves), and a session
-/// cookie sent over HTTPS only when the server is reached that way.
-fn secure_headers(headers: &mut HeaderMap, secure_cookies: bool) {
-    if secure_cookies {
-        if let Some(cookie) = headers
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-        {
-            if let Ok(secure) = HeaderValue::from_str(&format!("{cookie}; Secure")) {
-                headers.insert(header::SET_COOKIE, secure);
-            }
-        }
-    }
+/// what a signed-in person saw (the assets say otherwise for themselves).
+fn secure_headers(headers: &mut HeaderMap) {
     let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
         headers
             .entry(name)
@@ -319,9 +308,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `Set-Cookie` for a session, or for ending one (`secret` empty).
-fn session_set_cookie(secret: &str, max_age_s: i64) -> HeaderValue {
+/// The session cookie; `Secure` when people reach the server over HTTPS (`[server] public_url`).
+fn session_set_cookie(secret: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}"
+        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("sf_session=; Path=/; Max-Age=0"))
 }
@@ -359,7 +350,7 @@ async fn sign_in_page(
     let next = local_next(query.next.as_deref());
     if let Some(token) = query.token.as_deref() {
         return match state.engine_call(state.engine.sign_in_with_token(token)).await {
-            Ok(Some(session)) => started(&session, &next),
+            Ok(Some(session)) => started(&session, &next, state.config.secure_cookies),
             Ok(None) => login_form(
                 StatusCode::UNAUTHORIZED,
                 &next,
@@ -379,13 +370,13 @@ fn login_form(status: StatusCode, next: &str, error: Option<&str>) -> Response {
     (status, page).into_response()
 }
 
-fn started(session: &shopfloor_engine::NewSession, next: &str) -> Response {
+fn started(session: &shopfloor_engine::NewSession, next: &str, secure: bool) -> Response {
     let max_age = (session.record.expires_at_ms - session.record.created_at_ms) / 1000;
     // `next` went through `local_next`: printable ASCII, so it always fits a header.
     let mut response = Redirect::to(next).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session_set_cookie(&session.secret, max_age),
+        session_set_cookie(&session.secret, max_age, secure),
     );
     response
 }
@@ -422,7 +413,7 @@ async fn sign_in_with_key(State(state): State<AppState>, request: Request) -> Re
         .engine_call(state.engine.sign_in_with_key(&form.key))
         .await
     {
-        Ok(Some(session)) => started(&session, &next),
+        Ok(Some(session)) => started(&session, &next, state.config.secure_cookies),
         Ok(None) => login_form(
             StatusCode::UNAUTHORIZED,
             &next,
@@ -440,9 +431,10 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response
         }
     }
     let mut response = Redirect::to("/login").into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_set_cookie("", 0));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_set_cookie("", 0, state.config.secure_cookies),
+    );
     response
 }
 

@@ -185,13 +185,20 @@ async fn a_body_that_is_not_json_is_refused_with_415() {
 /// The test project with `[policy.pii]`: everything detected, redacted before an external
 /// model sees it and before the store keeps it.
 async fn start_with_pii_policy() -> (TestServer, FakeServer, tempfile::TempDir) {
+    start_with_pii_policy_and(&[]).await
+}
+
+/// [`start_with_pii_policy`], with `(file, text)` appended to the project's files first.
+async fn start_with_pii_policy_and(
+    more: &[(&str, &str)],
+) -> (TestServer, FakeServer, tempfile::TempDir) {
     let upstream = FakeServer::start(answer).await;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
-    let config = dir.path().join("shopfloor.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[policy.pii]\non_external = \"redact\"\non_store = \"redact\"\n");
-    std::fs::write(&config, text).unwrap();
+    let policy = "\n[policy.pii]\non_external = \"redact\"\non_store = \"redact\"\n";
+    for (file, text) in [("shopfloor.toml", policy)].iter().chain(more) {
+        shopfloor_testkit::append(&dir.path().join(file), text);
+    }
     let server = TestServer::start(dir.path(), test_config()).await;
     (server, upstream, dir)
 }
@@ -667,19 +674,12 @@ use shopfloor_testkit::PLANTED_PII as PLANTED;
 
 #[tokio::test]
 async fn notes_webhook_events_and_credential_fields_are_kept_as_the_store_policy_says() {
-    let upstream = FakeServer::start(answer).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
-    shopfloor_testkit::append(
-        &dir.path().join("shopfloor.toml"),
-        "\n[policy.pii]\non_external = \"redact\"\non_store = \"redact\"\n",
-    );
-    shopfloor_testkit::append(
-        &dir.path().join("workflows/approve.toml"),
+    let (server, _upstream, dir) = start_with_pii_policy_and(&[(
+        "workflows/approve.toml",
         "\n[review]\nwebhook = { url = \"http://127.0.0.1:9/hooks\", secret_env = \"HOME\" }\n\
          \n[outcome]\nkpi = \"minutes to first response\"\nbaseline = 42\ntarget = 15\nminutes_saved_per_accepted = 3\n",
-    );
-    let server = TestServer::start(dir.path(), test_config()).await;
+    )])
+    .await;
     let (keys, c) = (server.keys.clone(), client());
     let note = format!("called the customer: {}", PLANTED.join(", "));
 
