@@ -142,8 +142,11 @@ check(foreign.status() === 403, `a form post from another origin is refused (${f
 
 // --- Reviewing with the keyboard -------------------------------------------------------------
 await page.goto(BASE + "/review");
+check(new URL(page.url()).pathname === "/review", `opening /review claims nothing and stays on the queue (${page.url()})`);
+await axe(page, "review-queue");
+await Promise.all([page.waitForURL((url) => /^\/review\/[0-9a-f-]{36}$/.test(url.pathname)), page.keyboard.press("n")]);
 const first = new URL(page.url()).pathname.split("/").pop();
-check(/^[0-9a-f-]{36}$/.test(first), `opening /review claims an item (${page.url()})`);
+check(/^[0-9a-f-]{36}$/.test(first), `n takes the next item (${page.url()})`);
 await axe(page, "review");
 await shoot(page, "review");
 await page.keyboard.press("?");

@@ -65,7 +65,7 @@ const READ: Option<Permission> = Some(Permission::ReadRuns);
 const REVIEW: Option<Permission> = Some(Permission::Review);
 
 /// Every page and form action.
-pub(crate) static PAGES: [Page; 23] = [
+pub(crate) static PAGES: [Page; 25] = [
     page!(GET "/", READ, pages::portfolio),
     page!(GET "/workflows/{name}", READ, pages::workflow),
     page!(POST "/workflows/{name}/promote", Some(Permission::Promote), pages::promote),
@@ -76,8 +76,10 @@ pub(crate) static PAGES: [Page; 23] = [
     page!(GET "/evals/{id}", READ, evals::eval),
     page!(GET "/evals/{id}/cases/{case}", READ, evals::case),
     page!(GET "/evals/{a}/compare/{b}", READ, evals::compare),
-    page!(GET "/review", REVIEW, review::next),
+    page!(GET "/review", REVIEW, review::queue_page),
+    page!(POST "/review/next", REVIEW, review::take_next),
     page!(GET "/review/{run_id}", REVIEW, review::item),
+    page!(POST "/review/{run_id}/claim", REVIEW, review::claim),
     page!(POST "/review/{run_id}/approve", REVIEW, review::approve),
     page!(POST "/review/{run_id}/edit", REVIEW, review::edit),
     page!(POST "/review/{run_id}/reject", REVIEW, review::reject),

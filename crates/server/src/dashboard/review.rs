@@ -1,7 +1,13 @@
-//! The review queue in the browser: opening `/review` claims the next item; an item shows
-//! its input, output, confidence and the decisions so far, with approve, edit (a form fitted
-//! to the output contract) and reject. The keyboard drives it (see `assets/dashboard.js`).
-//! Decisions go through the same engine call as the API and the CLI.
+//! The review queue in the browser. Opening a page never changes anything: `/review` lists the
+//! queue, and a reviewer takes the next item with a button (`Enter`), which claims it by a form
+//! post; an item's page shows its input, output, confidence and the decisions so far, with
+//! approve, edit (a form fitted to the output contract) and reject, and a claim button when no
+//! one holds it. A decision claims the next item and opens it, so the keyboard goes from one to
+//! the next (see `assets/dashboard.js`). Decisions go through the same engine call as the API
+//! and the CLI.
+//!
+//! Claims are posts, not page views: a GET that claimed (as before) let any link, prefetch or
+//! crawler reserve an item in a reviewer's name.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -30,29 +36,18 @@ pub(crate) struct NextQuery {
     /// The run just decided, to say so.
     #[serde(default)]
     done: Option<String>,
+    /// Taking the next item found none this reviewer may decide.
+    #[serde(default)]
+    none: Option<bool>,
 }
 
-/// `GET /review`: claim the oldest pending item this reviewer may decide and open it.
-pub(crate) async fn next(
+/// `GET /review`: the queue, with a button that takes the next item. Claims nothing.
+pub(crate) async fn queue_page(
     State(state): State<AppState>,
     viewer: Viewer,
     crate::Query(query): crate::Query<NextQuery>,
 ) -> Result<Response, PageError> {
     let workflow = query.workflow.filter(|w| !w.is_empty());
-    let claimed = state
-        .engine_call(
-            state
-                .engine
-                .review_next(workflow.as_deref(), &reviewer(&viewer.principal)),
-        )
-        .await?;
-    if let Some(view) = claimed {
-        let mut to = format!("/review/{}", url_encode(&view.item.run_id));
-        if let Some(done) = &query.done {
-            to.push_str(&format!("?done={}", url_encode(done)));
-        }
-        return Ok(Redirect::to(&to).into_response());
-    }
     let queue = queue(&state, workflow.as_deref()).await?;
     Ok(render(
         "review.html",
@@ -60,10 +55,64 @@ pub(crate) async fn next(
             item => Value::UNDEFINED,
             queue => queue,
             done => query.done,
+            none_left => query.none,
             workflow => workflow,
             ..frame(&viewer, "Review queue", "/review")
         },
     ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NextForm {
+    #[serde(default)]
+    workflow: Option<String>,
+}
+
+/// `POST /review/next`: claim the oldest pending item this reviewer may decide and open it;
+/// back to the queue, saying so, when there is none.
+pub(crate) async fn take_next(
+    State(state): State<AppState>,
+    Posted(viewer, form): Posted<NextForm>,
+) -> Result<Response, PageError> {
+    let workflow = form.workflow.filter(|w| !w.is_empty());
+    next_item(&state, &viewer, workflow.as_deref(), None).await
+}
+
+/// Claim the next item and redirect to it (`done`: the run just decided, to say so).
+async fn next_item(
+    state: &AppState,
+    viewer: &Viewer,
+    workflow: Option<&str>,
+    done: Option<&str>,
+) -> Result<Response, PageError> {
+    let claimed = state
+        .engine_call(
+            state
+                .engine
+                .review_next(workflow, &reviewer(&viewer.principal)),
+        )
+        .await
+        .map_err(|e| PageError::from(e).with_viewer(viewer.clone()))?;
+    let mut query = Vec::new();
+    if let Some(done) = done {
+        query.push(format!("done={}", url_encode(done)));
+    }
+    let to = match claimed {
+        Some(view) => format!("/review/{}", url_encode(&view.item.run_id)),
+        None => {
+            query.push("none=true".to_string());
+            if let Some(workflow) = workflow {
+                query.push(format!("workflow={}", url_encode(workflow)));
+            }
+            "/review".to_string()
+        }
+    };
+    let to = if query.is_empty() {
+        to
+    } else {
+        format!("{to}?{}", query.join("&"))
+    };
+    Ok(Redirect::to(&to).into_response())
 }
 
 async fn queue(state: &AppState, workflow: Option<&str>) -> Result<Value, PageError> {
@@ -83,7 +132,8 @@ pub(crate) struct ItemQuery {
     done: Option<String>,
 }
 
-/// `GET /review/RUN_ID`: claim the item (when free) and show it.
+/// `GET /review/RUN_ID`: the item as it stands. Claims nothing: the claim button (or taking
+/// the next item) does.
 pub(crate) async fn item(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -92,17 +142,23 @@ pub(crate) async fn item(
 ) -> Result<Response, PageError> {
     let engine = &state.engine;
     let me = reviewer(&viewer.principal);
-    // Claim it when it is pending and free; otherwise show it as it stands.
-    let (view, notice) = match state.engine_call(engine.review_claim(&run_id, &me)).await {
-        Ok(view) => (view, None),
+    let view = match state.engine_call(engine.review_show(&run_id)).await {
+        Ok(view) => view,
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             return Err(PageError::not_found(e.message).with_viewer(viewer))
         }
-        Err(e) => (
-            state.engine_call(engine.review_show(&run_id)).await?,
-            Some(e.message),
-        ),
+        Err(e) => return Err(PageError::from(e).with_viewer(viewer)),
     };
+    let now = shopfloor_engine::now_ms();
+    let pending = view.item.status == ReviewStatus::Pending;
+    let notice = view
+        .item
+        .claimed_by_other(&me.name, now)
+        .filter(|_| pending)
+        .map(|holder| {
+            format!("{holder} is reviewing this item; it opens to others when their claim lapses.")
+        });
+    let claimable = pending && view.item.holder(now).is_none();
     let workflow = engine.project.workflow(&view.item.workflow).ok();
     let (editor, labels, reasons) = match &workflow {
         Some(w) => {
@@ -152,6 +208,7 @@ pub(crate) async fn item(
             schema => schema,
             output_text => output_text,
             decidable => decidable,
+            claimable => claimable,
             notice => notice,
             done => query.done,
             ..frame(&viewer, "Review", "/review")
@@ -318,7 +375,25 @@ pub(crate) async fn reject(
     .await
 }
 
-/// Decide, then open the next item.
+/// `POST /review/RUN_ID/claim`: hold the item for this reviewer (the workflow's
+/// `reservation_minutes`), then show it.
+pub(crate) async fn claim(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    Posted(viewer, _): Posted<serde::de::IgnoredAny>,
+) -> Result<Response, PageError> {
+    state
+        .engine_call(
+            state
+                .engine
+                .review_claim(&run_id, &reviewer(&viewer.principal)),
+        )
+        .await
+        .map_err(|e| PageError::from(e).with_viewer(viewer.clone()))?;
+    Ok(Redirect::to(&format!("/review/{}", url_encode(&run_id))).into_response())
+}
+
+/// Decide, then claim the next item and open it.
 async fn decide(
     state: &AppState,
     viewer: &Viewer,
@@ -333,7 +408,7 @@ async fn decide(
         )
         .await
         .map_err(|e| PageError::from(e).with_viewer(viewer.clone()))?;
-    Ok(Redirect::to(&format!("/review?done={}", url_encode(run_id))).into_response())
+    next_item(state, viewer, None, Some(run_id)).await
 }
 
 #[cfg(test)]

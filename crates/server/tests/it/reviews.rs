@@ -415,3 +415,137 @@ async fn an_invalid_answer_of_a_held_workflow_waits_for_a_reviewer() {
     assert_eq!(status, 502, "{body}");
     server.stop().await;
 }
+
+/// Opening the review pages claims nothing (a link, a prefetch or a crawler used to reserve an
+/// item in the reviewer's name); taking the next item or holding one is a form post with the
+/// session's CSRF token, and a decision takes the next item (issue 25 item 8).
+#[tokio::test]
+async fn opening_review_pages_claims_nothing_and_a_posted_form_does() {
+    use shopfloor_core::access::Role;
+    let (_upstream, _dir, server) = start().await;
+    let keys = server.keys.clone();
+    let run_id = held_run(&server, &keys.operator, "billing question").await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let origin = server.url("").trim_end_matches('/').to_string();
+    let session = |role: Role| {
+        let key = keys.for_role(role).to_string();
+        let engine = server.state.engine.clone();
+        async move {
+            let session = engine.sign_in_with_key(&key).await.unwrap().unwrap();
+            (
+                format!("sf_session={}", session.secret),
+                session.record.csrf_token.clone(),
+            )
+        }
+    };
+    let page = |cookie: String, path: String| {
+        let (browser, url) = (browser.clone(), server.url(&path));
+        async move {
+            let r = browser
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().await.unwrap()
+        }
+    };
+    let form = |cookie: String, path: String, fields: Vec<(&'static str, String)>| {
+        let (browser, url, origin) = (browser.clone(), server.url(&path), origin.clone());
+        async move {
+            let r = browser
+                .post(url)
+                .header("cookie", cookie)
+                .header("origin", origin)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
+            let to = r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), to)
+        }
+    };
+    let holder = || async {
+        let (status, view) = get(
+            &client(),
+            &server.url(&format!("/v1/reviews/{run_id}")),
+            Some(&keys.reviewer),
+        )
+        .await;
+        assert_eq!(status, 200, "{view}");
+        view["item"]["claimed_by"].clone()
+    };
+
+    let (rita, rita_csrf) = session(Role::Reviewer).await;
+    let queue = page(rita.clone(), "/review".into()).await;
+    assert!(queue.contains("id=\"next-form\""), "{queue}");
+    assert!(queue.contains(&run_id), "the queue lists the item: {queue}");
+    let item = page(rita.clone(), format!("/review/{run_id}")).await;
+    assert!(item.contains("id=\"claim-form\""), "{item}");
+    assert!(
+        item.contains("id=\"approve-form\""),
+        "a free item may be decided: {item}"
+    );
+    assert_eq!(
+        holder().await,
+        Value::Null,
+        "opening pages claimed the item"
+    );
+
+    // Without the session's token the post is refused and claims nothing.
+    let (status, _) = form(rita.clone(), "/review/next".into(), vec![]).await;
+    assert_eq!(status, 403);
+    assert_eq!(holder().await, Value::Null);
+
+    let (status, to) = form(
+        rita.clone(),
+        "/review/next".into(),
+        vec![("csrf", rita_csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(to.as_deref(), Some(format!("/review/{run_id}").as_str()));
+    let held_by = holder().await;
+    assert!(
+        held_by.is_string(),
+        "taking the next item claims it: {held_by}"
+    );
+    let item = page(rita.clone(), format!("/review/{run_id}")).await;
+    assert!(!item.contains("id=\"claim-form\""), "{item}");
+    assert!(item.contains("id=\"approve-form\""), "{item}");
+
+    // Someone else sees who holds it, and cannot decide it meanwhile.
+    let (ada, _) = session(Role::Admin).await;
+    let item = page(ada, format!("/review/{run_id}")).await;
+    let name = held_by.as_str().unwrap();
+    assert!(
+        item.contains(&format!("{name} is reviewing this item")),
+        "{item}"
+    );
+    assert!(!item.contains("id=\"approve-form\""), "{item}");
+    assert!(!item.contains("id=\"claim-form\""), "{item}");
+
+    // A decision takes the next item: none left, back to the queue saying so.
+    let (status, to) = form(
+        rita.clone(),
+        format!("/review/{run_id}/approve"),
+        vec![("csrf", rita_csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        to.as_deref(),
+        Some(format!("/review?done={run_id}&none=true").as_str())
+    );
+    let queue = page(rita, format!("/review?done={run_id}&none=true")).await;
+    assert!(queue.contains("id=\"none-left\""), "{queue}");
+    assert!(!queue.contains("id=\"next-form\""), "{queue}");
+    server.stop().await;
+}

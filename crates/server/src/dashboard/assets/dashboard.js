@@ -38,6 +38,12 @@
         if (approve) { event.preventDefault(); approve.requestSubmit(); }
         break;
       }
+      case "n":
+      case "c": {
+        var taken = document.getElementById(event.key === "n" ? "next-form" : "claim-form");
+        if (taken) { event.preventDefault(); taken.requestSubmit(); }
+        break;
+      }
       case "e": event.preventDefault(); openPanel("edit-panel", "edit-output"); break;
       case "r": event.preventDefault(); openPanel("reject-panel", "reject-reason"); break;
       case "j": step(1); break;
