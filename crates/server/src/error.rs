@@ -109,6 +109,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body()).into_response();
+        // Kept for the routes that answer errors in another form (`messages::in_anthropic_form`).
+        response.extensions_mut().insert(self.clone());
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

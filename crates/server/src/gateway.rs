@@ -13,8 +13,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use shopfloor_core::access::Permission;
 use shopfloor_engine::{
-    has_strict_schema, last_user_text, workflow_input, GatewayAnswer, GatewayRequest,
-    GatewayStream, RunFacts, StreamItem,
+    has_strict_schema, last_user_text, workflow_input, GatewayAnswer, GatewayOutcome,
+    GatewayRequest, GatewayStream, RunFacts, StreamItem,
 };
 use shopfloor_providers::{FinishReason, ToolCall, ToolCallDelta, Usage};
 use shopfloor_store::{RunRecord, RunStatus};
@@ -69,23 +69,18 @@ pub(crate) async fn chat(
     // A strict JSON schema is checked once the whole answer is in (and asked again when it
     // does not match), so such a stream is answered whole, then sent as events.
     if stream && !has_strict_schema(&request) {
-        return stream_chat(state, request, include_usage, legacy, started).await;
+        let stream = open_stream(&state, request, started)
+            .await
+            .map_err(|e| in_callers_terms(e, legacy))?;
+        let chunks = Chunks::new(stream.run_id(), model, legacy, include_usage);
+        return Ok(serve_stream(state, stream, chunks, started));
     }
-    let engine = state.engine.clone();
-    let metrics_state = state.clone();
-    let outcome = state
-        .detached(async move {
-            let outcome = engine.gateway_complete(request).await;
-            metrics_state.metrics.run(&outcome.run, started.elapsed());
-            outcome
-        })
-        .await?;
+    let outcome = complete(&state, request, started).await?;
     match outcome.result {
-        Ok(answer) if stream => Ok(replayed_stream(
-            model,
+        Ok(answer) if stream => Ok(replayed(
+            Chunks::new(&outcome.run.id, model, legacy, include_usage),
             &outcome.run.id,
             &answer,
-            include_usage,
         )),
         Ok(answer) => Ok(completion(&model, &outcome.run.id, &answer, legacy)),
         Err(e) => {
@@ -230,6 +225,15 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// How a stream's items go on the wire: Chat Completions chunks here, Anthropic's Messages
+/// events in `messages.rs`. One pump and one replay serve both.
+pub(crate) trait StreamWire: Send + 'static {
+    /// The events before the first item.
+    fn opening(&mut self) -> Vec<Bytes>;
+    /// The events of one item; `answering` is the model that answers (for errors).
+    fn item(&mut self, item: StreamItem, answering: &str) -> Vec<Bytes>;
+}
+
 /// Server-sent events of `chat.completion.chunk`s.
 struct Chunks {
     id: String,
@@ -237,9 +241,21 @@ struct Chunks {
     model: String,
     /// Tool calls go out as the legacy `function_call`.
     legacy: bool,
+    /// A chunk with the usage before `[DONE]` (`stream_options.include_usage`).
+    include_usage: bool,
 }
 
 impl Chunks {
+    fn new(run_id: &str, requested: String, legacy: bool, include_usage: bool) -> Self {
+        Chunks {
+            id: format!("chatcmpl-{run_id}"),
+            created: unix_seconds(),
+            model: requested,
+            legacy,
+            include_usage,
+        }
+    }
+
     fn event(&self, delta: Value, finish: Option<&str>) -> Bytes {
         let chunk = json!({
             "id": self.id,
@@ -263,6 +279,51 @@ impl Chunks {
     }
 }
 
+impl StreamWire for Chunks {
+    fn opening(&mut self) -> Vec<Bytes> {
+        vec![self.event(json!({"role": "assistant", "content": ""}), None)]
+    }
+
+    fn item(&mut self, item: StreamItem, answering: &str) -> Vec<Bytes> {
+        match item {
+            StreamItem::Text(text) => vec![self.event(json!({"content": text}), None)],
+            StreamItem::ToolCall(piece) => {
+                let delta = if self.legacy {
+                    let mut call = json!({ "arguments": piece.arguments });
+                    if let Some(name) = &piece.name {
+                        call["name"] = json!(name);
+                    }
+                    json!({ "function_call": call })
+                } else {
+                    tool_call_delta(&piece)
+                };
+                vec![self.event(delta, None)]
+            }
+            StreamItem::Done {
+                usage,
+                finish_reason: reason,
+            } => {
+                let reason = finish_reason(reason, self.legacy);
+                let mut events = vec![self.event(json!({}), Some(reason))];
+                if self.include_usage {
+                    events.push(self.usage(usage));
+                }
+                events.push(Bytes::from_static(DONE));
+                events
+            }
+            StreamItem::Error(e) => {
+                let error = ApiError::gateway(e, Some(answering));
+                vec![sse(&json!({"error": {
+                    "message": error.message,
+                    "type": error.kind,
+                    "param": null,
+                    "code": error.code,
+                }}))]
+            }
+        }
+    }
+}
+
 fn sse(value: &Value) -> Bytes {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"data: ");
@@ -273,17 +334,31 @@ fn sse(value: &Value) -> Bytes {
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-/// A streamed answer: the route is tried until a model starts answering (errors before then
-/// get a proper status); the stream is then driven by a task of its own, so that the run is
-/// recorded whether or not the client stays.
-async fn stream_chat(
-    state: AppState,
+/// A whole answer, in a task of its own (a client that goes away never loses the record of
+/// its run), counted in the metrics.
+pub(crate) async fn complete(
+    state: &AppState,
     request: GatewayRequest,
-    include_usage: bool,
-    legacy: bool,
     started: Instant,
-) -> Result<Response, ApiError> {
-    let requested = request.model.clone();
+) -> Result<GatewayOutcome, ApiError> {
+    let engine = state.engine.clone();
+    let metrics_state = state.clone();
+    state
+        .detached(async move {
+            let outcome = engine.gateway_complete(request).await;
+            metrics_state.metrics.run(&outcome.run, started.elapsed());
+            outcome
+        })
+        .await
+}
+
+/// Open a streamed answer: the route is tried until a model starts answering (errors before
+/// then get a proper status, with the run that recorded them).
+pub(crate) async fn open_stream(
+    state: &AppState,
+    request: GatewayRequest,
+    started: Instant,
+) -> Result<GatewayStream, ApiError> {
     let engine = state.engine.clone();
     let metrics_state = state.clone();
     let opened = state
@@ -295,92 +370,60 @@ async fn stream_chat(
             opened
         })
         .await?;
-    let stream = match opened {
-        Ok(stream) => stream,
-        Err(outcome) => {
-            let model = outcome.run.model.as_deref();
-            let error = outcome
-                .result
-                .err()
-                .map(|e| ApiError::gateway(e, model))
-                .unwrap_or_else(|| ApiError::internal("the stream ended before it began"));
-            return Err(in_callers_terms(error, legacy).run(outcome.run.id));
-        }
-    };
+    opened.map_err(|outcome| {
+        let model = outcome.run.model.as_deref();
+        outcome
+            .result
+            .err()
+            .map(|e| ApiError::gateway(e, model))
+            .unwrap_or_else(|| ApiError::internal("the stream ended before it began"))
+            .run(outcome.run.id)
+    })
+}
+
+/// Answer with an open stream in `wire`'s events. The stream is driven by a task of its own,
+/// so that the run is recorded whether or not the client stays.
+pub(crate) fn serve_stream<W: StreamWire>(
+    state: AppState,
+    stream: GatewayStream,
+    wire: W,
+    started: Instant,
+) -> Response {
     let run_id = stream.run_id().to_string();
     let answering = stream.model_name().to_string();
-    let chunks = Chunks {
-        id: format!("chatcmpl-{run_id}"),
-        created: unix_seconds(),
-        model: requested,
-        legacy,
-    };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let task_state = state.clone();
-    state.tasks.spawn(
-        pump(task_state, stream, chunks, tx, include_usage, started)
-            .instrument(tracing::Span::current()),
-    );
-    Ok(with_run(sse_response(rx), &run_id, Some(&answering)))
+    state
+        .tasks
+        .spawn(pump(task_state, stream, wire, tx, started).instrument(tracing::Span::current()));
+    with_run(sse_response(rx), &run_id, Some(&answering))
+}
+
+/// Send `events` in order; `false` once the client has gone away.
+async fn send_all(tx: &mpsc::Sender<Bytes>, events: Vec<Bytes>) -> bool {
+    for event in events {
+        if tx.send(event).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Move a stream's pieces to the client; stop (and record the cut) when it goes away.
-async fn pump(
+async fn pump<W: StreamWire>(
     state: AppState,
     mut stream: GatewayStream,
-    chunks: Chunks,
+    mut wire: W,
     tx: mpsc::Sender<Bytes>,
-    include_usage: bool,
     started: Instant,
 ) {
-    let mut client_here = tx
-        .send(chunks.event(json!({"role": "assistant", "content": ""}), None))
-        .await
-        .is_ok();
+    let mut client_here = send_all(&tx, wire.opening()).await;
     while client_here {
         let Some(item) = stream.next().await else {
             break;
         };
-        let sent = match item {
-            StreamItem::Text(text) => tx.send(chunks.event(json!({"content": text}), None)).await,
-            StreamItem::ToolCall(piece) => {
-                let delta = if chunks.legacy {
-                    let mut call = json!({ "arguments": piece.arguments });
-                    if let Some(name) = &piece.name {
-                        call["name"] = json!(name);
-                    }
-                    json!({ "function_call": call })
-                } else {
-                    tool_call_delta(&piece)
-                };
-                tx.send(chunks.event(delta, None)).await
-            }
-            StreamItem::Done {
-                usage,
-                finish_reason: reason,
-            } => {
-                let reason = finish_reason(reason, chunks.legacy);
-                let mut ok = tx.send(chunks.event(json!({}), Some(reason))).await;
-                if ok.is_ok() && include_usage {
-                    ok = tx.send(chunks.usage(usage)).await;
-                }
-                if ok.is_ok() {
-                    ok = tx.send(Bytes::from_static(DONE)).await;
-                }
-                ok
-            }
-            StreamItem::Error(e) => {
-                let error = ApiError::gateway(e, Some(stream.model_name()));
-                tx.send(sse(&json!({"error": {
-                    "message": error.message,
-                    "type": error.kind,
-                    "param": null,
-                    "code": error.code,
-                }})))
-                .await
-            }
-        };
-        client_here = sent.is_ok();
+        let events = wire.item(item, stream.model_name());
+        client_here = send_all(&tx, events).await;
     }
     if !client_here {
         tracing::warn!(
@@ -468,32 +511,40 @@ async fn workflow_chat(
     if !stream {
         return Ok(completion(&requested, &run.id, &answer, false));
     }
-    Ok(replayed_stream(requested, &run.id, &answer, include_usage))
+    Ok(replayed(
+        Chunks::new(&run.id, requested, false, include_usage),
+        &run.id,
+        &answer,
+    ))
 }
 
 /// An answer that is already whole, sent as the events of a stream: a workflow's output, or
 /// an answer checked against a strict JSON schema.
-fn replayed_stream(
-    requested: String,
+pub(crate) fn replayed<W: StreamWire>(
+    mut wire: W,
     run_id: &str,
     answer: &GatewayAnswer,
-    include_usage: bool,
 ) -> Response {
-    let chunks = Chunks {
-        id: format!("chatcmpl-{run_id}"),
-        created: unix_seconds(),
-        model: requested,
-        legacy: false,
-    };
-    let mut events = vec![
-        chunks.event(json!({"role": "assistant", "content": ""}), None),
-        chunks.event(json!({"content": answer.text}), None),
-        chunks.event(json!({}), Some("stop")),
-    ];
-    if include_usage {
-        events.push(chunks.usage(answer.usage));
+    let mut items = Vec::new();
+    if !answer.text.is_empty() || answer.tool_calls.is_empty() {
+        items.push(StreamItem::Text(answer.text.clone()));
     }
-    events.push(Bytes::from_static(DONE));
+    for (index, call) in answer.tool_calls.iter().enumerate() {
+        items.push(StreamItem::ToolCall(ToolCallDelta {
+            index: index as u32,
+            id: Some(call.id.clone()),
+            name: Some(call.name.clone()),
+            arguments: call.arguments.clone(),
+        }));
+    }
+    items.push(StreamItem::Done {
+        usage: answer.usage,
+        finish_reason: answer.finish_reason,
+    });
+    let mut events = wire.opening();
+    for item in items {
+        events.extend(wire.item(item, &answer.model));
+    }
     let (tx, rx) = mpsc::channel(events.len());
     for event in events {
         let _ = tx.try_send(event);

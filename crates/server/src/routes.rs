@@ -10,7 +10,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use shopfloor_core::access::Permission;
 
 use crate::auth::Access;
-use crate::{embeddings, gateway, outcomes, reviews, workflows, AppState};
+use crate::{embeddings, gateway, messages, outcomes, reviews, workflows, AppState};
 
 /// One route of the API.
 pub struct Route {
@@ -29,12 +29,18 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 21] = [
+pub static ROUTES: [Route; 22] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
         access: Access::Needs(Permission::CallModels),
         serve: |m| on(m, gateway::chat),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/messages",
+        access: Access::Needs(Permission::CallModels),
+        serve: |m| on(m, messages::create),
     },
     Route {
         method: Method::POST,
@@ -164,11 +170,17 @@ impl Route {
         let filter = MethodFilter::try_from(self.method.clone())
             .unwrap_or_else(|_| panic!("{self:?}: the router cannot serve this method"));
         let served = (self.serve)(filter);
-        match self.access {
+        let served = match self.access {
             Access::Public => served,
             Access::Needs(_) | Access::NeedsOrOwn(_) => served.route_layer(
                 axum::middleware::from_fn_with_state((state.clone(), self), crate::auth::guard),
             ),
+        };
+        // Anthropic's API, Anthropic's errors: the key check's included, so it wraps the guard.
+        if self.path.starts_with("/v1/messages") {
+            served.layer(axum::middleware::map_response(messages::in_anthropic_form))
+        } else {
+            served
         }
     }
 }

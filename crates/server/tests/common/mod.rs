@@ -392,18 +392,20 @@ pub async fn serve_bench(engine: Engine) -> (String, tokio::sync::oneshot::Sende
     (base, stop)
 }
 
-/// Run `tests/python/SCRIPT` with the official OpenAI Python SDK against `server` (its base
-/// URL and operator key in `SHOPFLOOR_BASE_URL` and `SHOPFLOOR_API_KEY`, `model` in
-/// `SHOPFLOOR_MODEL`), and read the JSON it prints. Fails, saying how to install it, when
-/// the SDK is missing: a client test that passes without its client proves nothing.
+/// Run `tests/python/SCRIPT` with an official Python SDK (the one its name starts with:
+/// `openai_…` or `anthropic_…`) against `server` (its base URL and operator key in
+/// `SHOPFLOOR_BASE_URL` and `SHOPFLOOR_API_KEY`, `model` in `SHOPFLOOR_MODEL`), and read the
+/// JSON it prints. Fails, saying how to install it, when the SDK is missing: a client test
+/// that passes without its client proves nothing.
 pub async fn python_sdk_script(server: &TestServer, script: &str, model: &str) -> Value {
+    let sdk = script.split('_').next().unwrap_or("openai");
     let probe = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
+        .args(["-c", &format!("import {sdk}")])
         .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         panic!(
-            "the OpenAI Python SDK is not installed (`python3 -c \"import openai\"` fails); \
-             `python3 -m pip install openai` and run this test again: {probe:?}"
+            "the {sdk} Python SDK is not installed (`python3 -c \"import {sdk}\"` fails); \
+             `python3 -m pip install {sdk}` and run this test again: {probe:?}"
         );
     }
     let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
@@ -430,4 +432,69 @@ pub async fn python_sdk_script(server: &TestServer, script: &str, model: &str) -
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_str(&stdout).expect("the script prints JSON")
+}
+
+/// A fake upstream that calls `get_weather` until it is given the tool's result, in the
+/// wire form of the path it is called on (OpenAI or Anthropic), streamed when asked.
+pub fn weather(request: &shopfloor_testkit::ReceivedRequest) -> shopfloor_testkit::Reply {
+    use shopfloor_testkit::Reply;
+    let body = &request.body;
+    let anthropic = request.path.ends_with("/messages");
+    let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
+    let answered =
+        last.is_some_and(|m| m["role"] == "tool" || m["content"][0]["type"] == "tool_result");
+    let stream = body["stream"] == json!(true);
+    match (anthropic, answered, stream) {
+        (false, true, _) => Reply::Json(200, shopfloor_testkit::openai_completion("It is sunny.", 9, 4)),
+        (true, true, _) => Reply::Json(200, shopfloor_testkit::anthropic_message("It is sunny.", 9, 4)),
+        (false, false, false) => Reply::Json(200, json!({
+            "id": "c1", "object": "chat.completion", "model": "fake",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null,
+                "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}})),
+        (false, false, true) => Reply::Sse(vec![
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0,
+                "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                "function": {"arguments": "{\"city\":"}}]}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                "function": {"arguments": "\"Paris\"}"}}]}}]}).to_string(),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
+            "[DONE]".to_string(),
+        ]),
+        (true, false, false) => Reply::Json(200, json!({
+            "id": "m1", "type": "message", "role": "assistant", "model": "fake-claude",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 9, "output_tokens": 4}})),
+        (true, false, true) => Reply::Sse(vec![
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}).to_string(),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}).to_string(),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"}}).to_string(),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "\"Paris\"}"}}).to_string(),
+            json!({"type": "content_block_stop", "index": 0}).to_string(),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}).to_string(),
+            json!({"type": "message_stop"}).to_string(),
+        ]),
+    }
+}
+
+/// A server over the test project with `claude` added, all its models on one fake upstream
+/// that answers with `reply`.
+pub async fn start_with_claude(
+    reply: impl Fn(&ReceivedRequest) -> Reply + Send + Sync + 'static,
+) -> (shopfloor_testkit::FakeServer, tempfile::TempDir, TestServer) {
+    let upstream = shopfloor_testkit::FakeServer::start(reply).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    shopfloor_testkit::append(
+        &dir.path().join("shopfloor.toml"),
+        &format!(
+            "\n[models.claude]\nprovider = \"anthropic\"\nmodel = \"fake-claude\"\nbase_url = \"{}\"\n# Any variable that is set: the fake takes any key.\napi_key_env = \"HOME\"\ndata_classes = [\"public\", \"internal\"]\n",
+            upstream.base_url()
+        ),
+    );
+    let server = TestServer::start(dir.path(), test_config()).await;
+    (upstream, dir, server)
 }

@@ -35,6 +35,8 @@ fn request_for(
     let body = match route.path {
         "/v1/chat/completions" => Some(chat_body("fast", "Hi")),
         "/v1/embeddings" => Some(json!({"model": "embed", "input": "Hi"})),
+        "/v1/messages" => Some(json!({"model": "fast", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Hi"}]})),
         "/v1/workflows/{name}/runs" => Some(json!({"input": {"text": "billing"}})),
         "/v1/workflows/{name}/batches" => Some(json!({"inputs": [{"text": "bug"}]})),
         "/v1/reviews/{run_id}/edit" => Some(json!({"output": "bug"})),
@@ -48,6 +50,17 @@ fn request_for(
         _ => None,
     };
     (path, body)
+}
+
+/// An error in the form of the route's API: Anthropic's on `/v1/messages`, else OpenAI's.
+fn assert_error(route: &Route, response: &Value, kind: &str) {
+    if route.path.starts_with("/v1/messages") {
+        assert_eq!(response["type"], "error", "{response}");
+        assert_eq!(response["error"]["type"], kind, "{response}");
+        assert!(response["error"]["message"].is_string(), "{response}");
+    } else {
+        assert_openai_error(response, kind);
+    }
 }
 
 async fn call(
@@ -142,7 +155,7 @@ async fn every_route_against_every_role() {
                     "{} {path} without a key: {response}",
                     route.method
                 );
-                assert_openai_error(&response, "authentication_error");
+                assert_error(route, &response, "authentication_error");
             }
         }
         for &(name, role) in Role::CHOICES {
@@ -174,10 +187,10 @@ async fn every_route_against_every_role() {
                 // A read-own route for something the admin made: answered as if it did not
                 // exist, so that another key cannot tell a real id from a made-up one.
                 assert_eq!(status, 404, "{name} on {} {path}: {response}", route.method);
-                assert_openai_error(&response, "not_found_error");
+                assert_error(route, &response, "not_found_error");
             } else {
                 assert_eq!(status, 403, "{name} on {} {path}: {response}", route.method);
-                assert_openai_error(&response, "permission_error");
+                assert_error(route, &response, "permission_error");
             }
             checked += 1;
         }

@@ -5,6 +5,7 @@ mod common;
 
 mod access;
 mod adversarial;
+mod anthropic_sdk;
 mod chat_fields;
 mod embeddings;
 mod gateway;

@@ -63,65 +63,9 @@ async fn the_official_python_sdk_works_against_the_gateway() {
     server.stop().await;
 }
 
-/// A fake upstream that calls `get_weather` until it is given the tool's result, in the
-/// wire form of the path it is called on (OpenAI or Anthropic), streamed when asked.
-fn weather(request: &shopfloor_testkit::ReceivedRequest) -> shopfloor_testkit::Reply {
-    use shopfloor_testkit::Reply;
-    let body = &request.body;
-    let anthropic = request.path.ends_with("/messages");
-    let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
-    let answered =
-        last.is_some_and(|m| m["role"] == "tool" || m["content"][0]["type"] == "tool_result");
-    let stream = body["stream"] == json!(true);
-    match (anthropic, answered, stream) {
-        (false, true, _) => Reply::Json(200, shopfloor_testkit::openai_completion("It is sunny.", 9, 4)),
-        (true, true, _) => Reply::Json(200, shopfloor_testkit::anthropic_message("It is sunny.", 9, 4)),
-        (false, false, false) => Reply::Json(200, json!({
-            "id": "c1", "object": "chat.completion", "model": "fake",
-            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-                "role": "assistant", "content": null,
-                "tool_calls": [{"id": "call_1", "type": "function",
-                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}})),
-        (false, false, true) => Reply::Sse(vec![
-            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0,
-                "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}}]}).to_string(),
-            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
-                "function": {"arguments": "{\"city\":"}}]}}]}).to_string(),
-            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
-                "function": {"arguments": "\"Paris\"}"}}]}}]}).to_string(),
-            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}).to_string(),
-            "[DONE]".to_string(),
-        ]),
-        (true, false, false) => Reply::Json(200, json!({
-            "id": "m1", "type": "message", "role": "assistant", "model": "fake-claude",
-            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
-            "stop_reason": "tool_use", "usage": {"input_tokens": 9, "output_tokens": 4}})),
-        (true, false, true) => Reply::Sse(vec![
-            json!({"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}).to_string(),
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}).to_string(),
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"}}).to_string(),
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "\"Paris\"}"}}).to_string(),
-            json!({"type": "content_block_stop", "index": 0}).to_string(),
-            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}).to_string(),
-            json!({"type": "message_stop"}).to_string(),
-        ]),
-    }
-}
-
 #[tokio::test]
 async fn the_official_python_sdk_calls_tools_and_sends_their_results_back() {
-    let upstream = FakeServer::start(weather).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
-    shopfloor_testkit::append(
-        &dir.path().join("shopfloor.toml"),
-        &format!(
-            "\n[models.claude]\nprovider = \"anthropic\"\nmodel = \"fake-claude\"\nbase_url = \"{}\"\n# Any variable that is set: the fake takes any key.\napi_key_env = \"HOME\"\ndata_classes = [\"public\", \"internal\"]\n",
-            upstream.base_url()
-        ),
-    );
-    let server = TestServer::start(dir.path(), test_config()).await;
+    let (upstream, _dir, server) = start_with_claude(weather).await;
     for model in ["fast", "claude"] {
         let before = upstream.request_count();
         let seen = python_sdk_script(&server, "openai_tools.py", model).await;

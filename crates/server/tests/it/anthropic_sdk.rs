@@ -1,0 +1,136 @@
+//! The official anthropic Python SDK against `/v1/messages` (issue 26 item 2): a message, a
+//! stream, a tool call and its result, a streamed tool call, and errors in Anthropic's form,
+//! each against an OpenAI-style and an Anthropic-style upstream, with what reached the
+//! upstream checked. Fails without the SDK (`pip install anthropic`; `.ci/run` installs it).
+
+use crate::common;
+
+use common::*;
+use serde_json::{json, Value};
+use shopfloor_store::RunStatus;
+use shopfloor_testkit::{ReceivedRequest, Reply};
+
+/// The weather fake for tool turns, [`ANSWER`] (in two pieces when streamed) otherwise, in
+/// the wire form of the path it is called on.
+fn upstream(request: &ReceivedRequest) -> Reply {
+    let first = &request.body["messages"][0]["content"];
+    let text = first
+        .as_str()
+        .or_else(|| first[0]["text"].as_str())
+        .unwrap_or("");
+    if text.starts_with("Weather") {
+        return weather(request);
+    }
+    let anthropic = request.path.ends_with("/messages");
+    let stream = request.body["stream"] == json!(true);
+    let (a, b) = ANSWER.split_at(ANSWER.len() / 2);
+    match (anthropic, stream) {
+        (false, false) => Reply::Json(200, shopfloor_testkit::openai_completion(ANSWER, 7, 3)),
+        (false, true) => Reply::Sse(shopfloor_testkit::openai_stream(&[a, b], 7, 3)),
+        (true, false) => Reply::Json(200, shopfloor_testkit::anthropic_message(ANSWER, 7, 3)),
+        (true, true) => Reply::Sse(shopfloor_testkit::anthropic_stream(&[a, b], 7, 3)),
+    }
+}
+
+#[tokio::test]
+async fn the_anthropic_sdk_works_against_the_gateway_on_either_kind_of_upstream() {
+    let (upstream, _dir, server) = start_with_claude(upstream).await;
+    for model in ["fast", "claude"] {
+        let before = upstream.request_count();
+        let seen = python_sdk_script(&server, "anthropic_messages.py", model).await;
+        eprintln!("anthropic Python SDK {}", seen["sdk_version"]);
+        let create = &seen["create"];
+        assert_eq!(create["type"], "message", "{model}: {seen}");
+        assert_eq!(create["role"], "assistant");
+        assert_eq!(create["text"], ANSWER, "{model}: {seen}");
+        assert_eq!(create["stop_reason"], "end_turn");
+        assert_eq!(create["input_tokens"], 7);
+        assert_eq!(create["output_tokens"], 3);
+        let stream = &seen["stream"];
+        assert_eq!(stream["text"], ANSWER, "{model}: {seen}");
+        assert_eq!(stream["final_text"], ANSWER);
+        assert_eq!(stream["pieces"], 2, "streamed in pieces: {seen}");
+        assert_eq!(stream["stop_reason"], "end_turn");
+        assert_eq!(stream["output_tokens"], 3);
+
+        assert_eq!(seen["first"]["stop_reason"], "tool_use", "{model}: {seen}");
+        assert_eq!(seen["first"]["name"], "get_weather");
+        assert_eq!(seen["first"]["input"], json!({"city": "Paris"}));
+        assert_eq!(seen["second"]["text"], "It is sunny.", "{model}: {seen}");
+        assert_eq!(seen["second"]["stop_reason"], "end_turn");
+        assert_eq!(seen["stream_tool"]["stop_reason"], "tool_use", "{seen}");
+        assert_eq!(seen["stream_tool"]["name"], "get_weather");
+        assert_eq!(seen["stream_tool"]["input"], json!({"city": "Paris"}));
+
+        let errors = &seen["errors"];
+        assert_eq!(errors["unknown_model"]["status"], 404, "{errors}");
+        assert_eq!(errors["unknown_model"]["type"], "not_found_error");
+        assert_eq!(errors["unknown_model"]["class"], "NotFoundError");
+        assert_eq!(errors["bad_key"]["status"], 401, "{errors}");
+        assert_eq!(errors["bad_key"]["type"], "authentication_error");
+        assert_eq!(errors["image"]["status"], 400, "{errors}");
+        assert_eq!(errors["image"]["type"], "invalid_request_error");
+        assert!(
+            errors["image"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("messages.0.content.0: image blocks"),
+            "{errors}"
+        );
+
+        // What reached the upstream, in its own form: the system prompt, the stop sequence,
+        // the end user; then the tool, and the call and its result.
+        let sent = upstream.requests();
+        let sent = &sent[before..];
+        assert_eq!(sent.len(), 5, "{model}: one upstream call per SDK call");
+        let (hello, tools, result) = (&sent[0].body, &sent[2].body, &sent[3].body);
+        let call_id = seen["first"]["id"].as_str().unwrap();
+        if model == "fast" {
+            assert!(
+                sent[0].path.ends_with("/chat/completions"),
+                "{}",
+                sent[0].path
+            );
+            assert_eq!(
+                hello["messages"][0],
+                json!({"role": "system", "content": "Be brief."})
+            );
+            assert_eq!(hello["stop"], json!(["END"]));
+            assert_eq!(hello["max_tokens"], 64);
+            assert_eq!(tools["tools"][0]["function"]["name"], "get_weather");
+            let messages = result["messages"].as_array().unwrap();
+            assert_eq!(messages[1]["tool_calls"][0]["id"], call_id);
+            assert_eq!(
+                messages[2],
+                json!({"role": "tool", "content": "sunny, 21C", "tool_call_id": call_id})
+            );
+        } else {
+            assert!(sent[0].path.ends_with("/messages"), "{}", sent[0].path);
+            assert_eq!(hello["system"], "Be brief.", "{hello}");
+            assert_eq!(hello["stop_sequences"], json!(["END"]));
+            assert_eq!(
+                tools["tools"][0]["input_schema"]["required"],
+                json!(["city"])
+            );
+            let messages = result["messages"].as_array().unwrap();
+            assert_eq!(
+                messages[1]["content"],
+                json!([{"type": "tool_use", "id": call_id, "name": "get_weather", "input": {"city": "Paris"}}])
+            );
+            assert_eq!(
+                messages[2]["content"],
+                json!([{"type": "tool_result", "tool_use_id": call_id, "content": "sunny, 21C"}])
+            );
+        }
+
+        // Recorded like any gateway call: the caller is the SDK's metadata.user_id.
+        let id = create["id"].as_str().unwrap();
+        let run = server
+            .recorded(id.strip_prefix("msg_").expect("msg_ + the run id"))
+            .await;
+        assert_eq!(run.status, RunStatus::Ok);
+        assert_eq!(run.output, Some(Value::String(ANSWER.into())));
+        assert_eq!(run.caller.unwrap().user.as_deref(), Some("sdk-user"));
+    }
+    server.stop().await;
+}
