@@ -57,14 +57,7 @@ fn main() {
     let (bare_server, bare, _) = start_server(&project, &["--no-dashboard"]);
     let _bare_server = KillOnDrop(bare_server);
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"Say hello"}]}"#;
-    let script = work.path().join("post.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {key}\"\n"
-        ),
-    )
-    .unwrap();
+    let script = post_script(work.path(), "chat", body, &key);
 
     println!("gateway bench: {seconds} s per run, recording every call to SQLite");
     println!(
@@ -122,6 +115,30 @@ fn main() {
             without.p99_ms,
         );
     }
+    // The same call in the other wire formats, at 8 connections: what each edge costs beside
+    // Chat Completions (the model path behind them is one).
+    println!("{:>17} | {:>22}", "8 connections", "gateway req/s p50 p99");
+    for (name, path, body) in [
+        ("chat completions", "/v1/chat/completions", body),
+        (
+            "responses",
+            "/v1/responses",
+            r#"{"model":"fast","input":"Say hello"}"#,
+        ),
+        (
+            "messages",
+            "/v1/messages",
+            r#"{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#,
+        ),
+    ] {
+        let script = post_script(work.path(), name, body, &key);
+        wrk(&format!("{base}{path}"), &script, 8, 1);
+        let figures = wrk(&format!("{base}{path}"), &script, 8, seconds);
+        println!(
+            "{name:>17} | {:>8.0} {:>6.3} {:>6.3}   (ms)",
+            figures.rps, figures.p50_ms, figures.p99_ms
+        );
+    }
     let (median, p90) = keep_alive_latency(&base, &key, 200);
     println!(
         "one keep-alive connection, Nagle on at the client, 200 calls in turn: median {:.3} ms, p90 {:.3} ms (a Nagle/delayed-ACK stall would add ~40 ms each)",
@@ -163,6 +180,19 @@ fn main() {
         stopped.elapsed().as_secs_f64() * 1e3
     );
     drop(runtime);
+}
+
+/// A wrk script that POSTs `body` as JSON with the key.
+fn post_script(dir: &Path, name: &str, body: &str, key: &str) -> PathBuf {
+    let script = dir.join(format!("{}.lua", name.replace(' ', "_")));
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {key}\"\n"
+        ),
+    )
+    .unwrap();
+    script
 }
 
 /// A fast upstream that answers every chat call with the same small completion: nginx when

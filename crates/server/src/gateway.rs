@@ -219,7 +219,7 @@ fn finish_reason(reason: FinishReason, legacy: bool) -> &'static str {
     }
 }
 
-fn unix_seconds() -> u64 {
+pub(crate) fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

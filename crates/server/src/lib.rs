@@ -19,6 +19,7 @@ mod messages;
 mod metrics;
 pub mod otlp;
 mod outcomes;
+mod responses;
 mod reviews;
 mod routes;
 mod tasks;

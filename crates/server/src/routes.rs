@@ -10,7 +10,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use shopfloor_core::access::Permission;
 
 use crate::auth::Access;
-use crate::{embeddings, gateway, messages, outcomes, reviews, workflows, AppState};
+use crate::{embeddings, gateway, messages, outcomes, responses, reviews, workflows, AppState};
 
 /// One route of the API.
 pub struct Route {
@@ -29,12 +29,24 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 22] = [
+pub static ROUTES: [Route; 24] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
         access: Access::Needs(Permission::CallModels),
         serve: |m| on(m, gateway::chat),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/responses",
+        access: Access::Needs(Permission::CallModels),
+        serve: |m| on(m, responses::create),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/responses/{id}",
+        access: Access::NeedsOrOwn(Permission::ReadRuns),
+        serve: |m| on(m, responses::get),
     },
     Route {
         method: Method::POST,

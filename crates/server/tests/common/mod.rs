@@ -408,30 +408,73 @@ pub async fn python_sdk_script(server: &TestServer, script: &str, model: &str) -
              `python3 -m pip install {sdk}` and run this test again: {probe:?}"
         );
     }
-    let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!("{}/tests/python", env!("CARGO_MANIFEST_DIR"));
+    client_script(server, "python3", &dir, script, model).await
+}
+
+/// Run `PROGRAM SCRIPT` in `dir` against `server` (its base URL and operator key in
+/// `SHOPFLOOR_BASE_URL` and `SHOPFLOOR_API_KEY`, `model` in `SHOPFLOOR_MODEL`), and read the
+/// JSON it prints.
+pub async fn client_script(
+    server: &TestServer,
+    program: &str,
+    dir: &str,
+    script: &str,
+    model: &str,
+) -> Value {
+    let (program, dir, script) = (program.to_string(), dir.to_string(), script.to_string());
     let (base_url, key, model) = (
         server.url("/v1"),
         server.keys.operator.clone(),
         model.to_string(),
     );
     let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
+        std::process::Command::new(&program)
             .arg(&script)
+            .current_dir(&dir)
             .env("SHOPFLOOR_BASE_URL", base_url)
             .env("SHOPFLOOR_API_KEY", key)
             .env("SHOPFLOOR_MODEL", model)
             .output()
-            .expect("run python3")
+            .unwrap_or_else(|e| panic!("run {program}: {e}"))
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "the SDK script failed:\n{}\n{stdout}",
+        "the client script failed:\n{}\n{stdout}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_str(&stdout).expect("the script prints JSON")
+}
+
+/// The text of the first user message an upstream was sent (a string, or the first block's).
+pub fn first_user_text(request: &ReceivedRequest) -> String {
+    let first = request.body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .map(|m| m["content"].clone())
+        .unwrap_or_default();
+    first
+        .as_str()
+        .or_else(|| first[0]["text"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// [`ANSWER`], in two pieces when streamed, in the wire form of the path it is called on
+/// (OpenAI or Anthropic).
+pub fn hello(request: &ReceivedRequest) -> Reply {
+    let anthropic = request.path.ends_with("/messages");
+    let stream = request.body["stream"] == json!(true);
+    let (a, b) = ANSWER.split_at(ANSWER.len() / 2);
+    match (anthropic, stream) {
+        (false, false) => Reply::Json(200, openai_completion(ANSWER, 7, 3)),
+        (false, true) => Reply::Sse(openai_stream(&[a, b], 7, 3)),
+        (true, false) => Reply::Json(200, shopfloor_testkit::anthropic_message(ANSWER, 7, 3)),
+        (true, true) => Reply::Sse(shopfloor_testkit::anthropic_stream(&[a, b], 7, 3)),
+    }
 }
 
 /// A fake upstream that calls `get_weather` until it is given the tool's result, in the

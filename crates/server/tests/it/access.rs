@@ -12,16 +12,29 @@ use shopfloor_core::access::{Permission, Role};
 use shopfloor_server::{Access, Route, ServerConfig, ROUTES};
 use shopfloor_testkit::FakeServer;
 
+/// The ids a request needs: a workflow run, a batch, a held run, a gateway response.
+struct Made {
+    run_id: String,
+    batch_id: String,
+    held_id: String,
+    response_id: String,
+}
+
 /// A request to `route` that succeeds for a key allowed it: (path, body).
-fn request_for(
-    route: &Route,
-    run_id: &str,
-    batch_id: &str,
-    held_id: &str,
-) -> (String, Option<Value>) {
+fn request_for(route: &Route, made: &Made) -> (String, Option<Value>) {
+    let Made {
+        run_id,
+        batch_id,
+        held_id,
+        response_id,
+    } = made;
     let path = route
         .path
         .replace("/v1/models/{id}", "/v1/models/fast")
+        .replace(
+            "/v1/responses/{id}",
+            &format!("/v1/responses/{response_id}"),
+        )
         .replace("{name}", "triage")
         .replace("{run_id}", held_id)
         .replace(
@@ -30,11 +43,13 @@ fn request_for(
                 batch_id
             } else {
                 run_id
-            },
+            }
+            .as_str(),
         );
     let body = match route.path {
         "/v1/chat/completions" => Some(chat_body("fast", "Hi")),
         "/v1/embeddings" => Some(json!({"model": "embed", "input": "Hi"})),
+        "/v1/responses" => Some(json!({"model": "fast", "input": "Hi"})),
         "/v1/messages" => Some(json!({"model": "fast", "max_tokens": 16,
             "messages": [{"role": "user", "content": "Hi"}]})),
         "/v1/workflows/{name}/runs" => Some(json!({"input": {"text": "billing"}})),
@@ -126,6 +141,20 @@ async fn every_route_against_every_role() {
     )
     .await;
     let held_id = held["run_id"].as_str().unwrap().to_string();
+    // A response to read back: a gateway call the admin made.
+    let (_, response) = post(
+        &c,
+        &server.url("/v1/responses"),
+        Some(&server.keys.admin),
+        &json!({"model": "fast", "input": "Hi"}),
+    )
+    .await;
+    let made = Made {
+        run_id,
+        batch_id,
+        held_id,
+        response_id: response["id"].as_str().unwrap().to_string(),
+    };
     server.state.engine.flush().await;
 
     // The router is built from ROUTES and nothing else (`shopfloor_server::app`), so these are
@@ -133,7 +162,7 @@ async fn every_route_against_every_role() {
     // only a route the router serves does (a path it does not serve is a 404).
     let mut checked = 0;
     for route in ROUTES.iter() {
-        let (path, body) = request_for(route, &run_id, &batch_id, &held_id);
+        let (path, body) = request_for(route, &made);
         // No route is served for PATCH, so it is another method than each path's own (a path
         // can be served for several methods, e.g. GET and POST of outcomes).
         let response = c

@@ -10,26 +10,12 @@ use serde_json::{json, Value};
 use shopfloor_store::RunStatus;
 use shopfloor_testkit::{ReceivedRequest, Reply};
 
-/// The weather fake for tool turns, [`ANSWER`] (in two pieces when streamed) otherwise, in
-/// the wire form of the path it is called on.
+/// The weather fake for tool turns, [`hello`] otherwise.
 fn upstream(request: &ReceivedRequest) -> Reply {
-    let first = &request.body["messages"][0]["content"];
-    let text = first
-        .as_str()
-        .or_else(|| first[0]["text"].as_str())
-        .unwrap_or("");
-    if text.starts_with("Weather") {
+    if first_user_text(request).starts_with("Weather") {
         return weather(request);
     }
-    let anthropic = request.path.ends_with("/messages");
-    let stream = request.body["stream"] == json!(true);
-    let (a, b) = ANSWER.split_at(ANSWER.len() / 2);
-    match (anthropic, stream) {
-        (false, false) => Reply::Json(200, shopfloor_testkit::openai_completion(ANSWER, 7, 3)),
-        (false, true) => Reply::Sse(shopfloor_testkit::openai_stream(&[a, b], 7, 3)),
-        (true, false) => Reply::Json(200, shopfloor_testkit::anthropic_message(ANSWER, 7, 3)),
-        (true, true) => Reply::Sse(shopfloor_testkit::anthropic_stream(&[a, b], 7, 3)),
-    }
+    hello(request)
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod lifecycle;
 mod models;
 mod openai_sdk;
 mod outcomes;
+mod responses;
 mod reviews;
 mod worker;
 mod workflows;
