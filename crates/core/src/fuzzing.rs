@@ -32,6 +32,7 @@ pub fn template(data: &[u8]) {
         system: None,
         user: Located::new(template.to_string(), None),
         assistant_prefix: None,
+        examples: None,
     };
     let Ok(templates) = PromptTemplates::compile(&spec) else {
         return;

@@ -14,6 +14,18 @@ pub struct RenderedPrompt {
     pub system: Option<String>,
     pub user: String,
     pub assistant_prefix: Option<String>,
+    /// Solved cases shown before the user message (`[prompt] examples`), in order.
+    pub examples: Vec<Shot>,
+}
+
+/// A solved case shown to the model before the input: its user turn (the case's input
+/// through the workflow's template) and the answer (its expected output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shot {
+    /// The case's id in its dataset.
+    pub id: String,
+    pub user: String,
+    pub answer: String,
 }
 
 /// A workflow's templates, compiled once.
@@ -157,6 +169,7 @@ impl PromptTemplates {
             system,
             user,
             assistant_prefix: self.assistant_prefix.clone(),
+            examples: Vec::new(),
         })
     }
 }
@@ -183,6 +196,7 @@ mod tests {
             system: system.map(|s| Located::new(s.to_string(), None)),
             user: Located::new(user.to_string(), None),
             assistant_prefix: None,
+            examples: None,
         }
     }
 

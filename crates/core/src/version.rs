@@ -12,9 +12,14 @@ use crate::spec::{ModelSpec, Workflow};
 const VERSION_LEN: usize = 12;
 
 /// The version of `workflow` given the project's models: templates, output contract, route and
-/// parameters, and the routed models' provider and model ids. Owner, description, stage,
-/// comments and formatting do not change it.
-pub fn workflow_version(workflow: &Workflow, models: &BTreeMap<String, ModelSpec>) -> String {
+/// parameters, the routed models' provider and model ids, and its examples (how many, how
+/// chosen, and `examples_set`: the hash of the example file's content). Owner, description,
+/// stage, comments and formatting do not change it.
+pub fn workflow_version(
+    workflow: &Workflow,
+    models: &BTreeMap<String, ModelSpec>,
+    examples_set: Option<&str>,
+) -> String {
     let route_models: Vec<_> = workflow
         .route
         .models
@@ -24,7 +29,7 @@ pub fn workflow_version(workflow: &Workflow, models: &BTreeMap<String, ModelSpec
             None => json!({"unknown": name.value}),
         })
         .collect();
-    let behaviour = json!({
+    let mut behaviour = json!({
         "prompt": {
             "system": workflow.prompt.system.as_ref().map(|s| &s.value),
             "user": workflow.prompt.user.value,
@@ -45,6 +50,14 @@ pub fn workflow_version(workflow: &Workflow, models: &BTreeMap<String, ModelSpec
             "seed": workflow.route.seed,
         },
     });
+    // Only a workflow with examples gets the field: versions of the others stay as they were.
+    if let Some(examples) = &workflow.prompt.examples {
+        behaviour["prompt"]["examples"] = json!({
+            "k": examples.k,
+            "select": examples.select,
+            "set": examples_set,
+        });
+    }
     let digest = Sha256::digest(crate::canonical_json(&behaviour).as_bytes());
     hex::encode(digest)[..VERSION_LEN].to_string()
 }

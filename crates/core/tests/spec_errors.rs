@@ -228,7 +228,7 @@ fn version_ignores_owner_and_comments_but_not_the_prompt() {
     let version = |text: &str| {
         let (w, diags) = parse_workflow("t", "workflows/t.toml", text);
         assert!(diags.is_empty(), "{diags:?}");
-        workflow_version(&w.unwrap(), &config.models)
+        workflow_version(&w.unwrap(), &config.models, None)
     };
     let base = version(GOOD);
     assert_eq!(base.len(), 12);

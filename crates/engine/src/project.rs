@@ -12,6 +12,7 @@ use shopfloor_core::template::PromptTemplates;
 use shopfloor_core::version::workflow_version;
 use shopfloor_core::Diagnostic;
 
+use crate::examples::ExampleSet;
 use crate::EngineError;
 
 /// The config file's name inside a project folder.
@@ -26,6 +27,8 @@ pub struct LoadedWorkflow {
     pub templates: PromptTemplates,
     pub output: OutputValidator,
     pub input_schema: jsonschema::Validator,
+    /// `[prompt] examples`, read with the project.
+    pub examples: Option<Arc<ExampleSet>>,
 }
 
 /// A valid project.
@@ -85,7 +88,6 @@ impl Project {
         }
         let mut loaded = BTreeMap::new();
         for spec in workflows {
-            let version = workflow_version(&spec, &config.models);
             let templates = PromptTemplates::compile(&spec.prompt).map_err(|errors| {
                 EngineError::InvalidProject(
                     errors
@@ -94,6 +96,17 @@ impl Project {
                         .collect(),
                 )
             })?;
+            let examples = match &spec.prompt.examples {
+                Some(examples) => Some(Arc::new(ExampleSet::load(
+                    root, &spec.file, examples, &templates,
+                )?)),
+                None => None,
+            };
+            let version = workflow_version(
+                &spec,
+                &config.models,
+                examples.as_ref().map(|e| e.hash.as_str()),
+            );
             let output = OutputValidator::new(&spec.output.contract).map_err(|m| {
                 EngineError::InvalidProject(vec![Diagnostic::new(&spec.file, None, "output", m)])
             })?;
@@ -114,6 +127,7 @@ impl Project {
                     templates,
                     output,
                     input_schema,
+                    examples,
                 }),
             );
         }

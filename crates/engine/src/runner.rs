@@ -72,14 +72,31 @@ impl Runner {
             options.caller.clone(),
         );
         let span = trace::run_span(workflow.spec.name.as_str());
-        match workflow.templates.render(&run.input) {
+        let rendered = match workflow.templates.render(&run.input) {
+            Ok(mut prompt) => match &workflow.examples {
+                Some(set) => {
+                    match crate::examples::choose(set, &prompt.user, &run.input, options.evaluation)
+                        .await
+                    {
+                        Ok(shots) => {
+                            prompt.examples = shots;
+                            Ok(prompt)
+                        }
+                        Err(e) => Err(format!("prompt.examples: {e}")),
+                    }
+                }
+                None => Ok(prompt),
+            },
+            Err(e) => Err(format!("{}: {}", e.field, e.message)),
+        };
+        match rendered {
             Ok(prompt) => {
                 run.prompt = prompt_json(&prompt);
                 self.route(workflow, &prompt, options, &mut run)
                     .instrument(span.clone())
                     .await;
             }
-            Err(e) => run.error = Some(format!("{}: {}", e.field, e.message)),
+            Err(e) => run.error = Some(e),
         }
         attempt::finish_totals(&mut run, started);
         apply_review_policy(workflow, &mut run, !options.evaluation);
@@ -443,20 +460,31 @@ fn correction(problem: &str) -> String {
     format!("Your answer could not be used: {problem}. Answer again, following the required format exactly, with nothing else.")
 }
 
+/// The system message, the examples as user/assistant turns, then the input.
 fn messages(prompt: &RenderedPrompt) -> Vec<Message> {
-    let mut messages = Vec::with_capacity(2);
+    let mut messages = Vec::with_capacity(2 + 2 * prompt.examples.len());
     if let Some(system) = &prompt.system {
         messages.push(Message::new(Role::System, system.clone()));
+    }
+    for shot in &prompt.examples {
+        messages.push(Message::new(Role::User, shot.user.clone()));
+        messages.push(Message::new(Role::Assistant, shot.answer.clone()));
     }
     messages.push(Message::new(Role::User, prompt.user.clone()));
     messages
 }
 
 fn prompt_json(prompt: &RenderedPrompt) -> Value {
-    json!({
+    let mut prompt_json = json!({
         "messages": messages(prompt),
         "assistant_prefix": prompt.assistant_prefix,
-    })
+    });
+    if !prompt.examples.is_empty() {
+        // Which cases the run was shown, by their ids in the examples file.
+        let ids: Vec<&str> = prompt.examples.iter().map(|s| s.id.as_str()).collect();
+        prompt_json["examples"] = json!(ids);
+    }
+    prompt_json
 }
 
 /// Milliseconds since the Unix epoch.

@@ -26,6 +26,6 @@ pub use review::{
 pub use types::{DataClass, RiskTier, Stage, WorkflowName};
 pub use validate::{validate_project, ProjectFiles};
 pub use workflow::{
-    parse_workflow, EvalSpec, JudgeSpec, Outcome, OutputContract, OutputSpec, PromptSpec,
-    RouteSpec, Workflow,
+    parse_workflow, EvalSpec, ExampleSelect, ExamplesSpec, JudgeSpec, Outcome, OutputContract,
+    OutputSpec, PromptSpec, RouteSpec, Workflow,
 };

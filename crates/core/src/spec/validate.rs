@@ -5,7 +5,8 @@ use serde_json::Value as Json;
 
 use super::config::{ModelUse, ProjectConfig};
 use super::provider::ProviderKind;
-use super::workflow::{OutputContract, Workflow};
+use super::reader::Located;
+use super::workflow::{ExampleSelect, OutputContract, Workflow};
 use crate::template::PromptTemplates;
 use crate::Diagnostic;
 
@@ -25,6 +26,7 @@ pub fn validate_project(project: &ProjectFiles<'_>) -> Vec<Diagnostic> {
         check_confidence(project.config, workflow, &mut out);
         check_input_and_templates(workflow, &mut out);
         check_eval(project, workflow, &mut out);
+        check_examples(project, workflow, &mut out);
     }
     out
 }
@@ -169,19 +171,49 @@ fn template_line(workflow: &Workflow, field: &str) -> Option<usize> {
     }
 }
 
+/// The examples file must exist; `balanced` needs labels to balance.
+fn check_examples(project: &ProjectFiles<'_>, workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+    let Some(examples) = &workflow.prompt.examples else {
+        return;
+    };
+    let from = &examples.from;
+    check_file(project, workflow, from, "prompt.examples.from", out);
+    if examples.select == ExampleSelect::Balanced
+        && !matches!(workflow.output.contract, OutputContract::Labels(_))
+    {
+        out.push(Diagnostic::new(
+            &workflow.file,
+            from.line,
+            "prompt.examples.select",
+            "\"balanced\" takes k examples per label, and this workflow's output has no labels; use \"similar\" or \"fixed\"",
+        ));
+    }
+}
+
 fn check_eval(project: &ProjectFiles<'_>, workflow: &Workflow, out: &mut Vec<Diagnostic>) {
     check_judge(project.config, workflow, out);
     let Some(dataset) = workflow.eval.as_ref().and_then(|e| e.dataset.as_ref()) else {
         return;
     };
-    if !(project.file_exists)(&dataset.value) {
+    check_file(project, workflow, dataset, "eval.dataset", out);
+}
+
+/// A file the workflow names at `field` must exist in the project folder.
+fn check_file(
+    project: &ProjectFiles<'_>,
+    workflow: &Workflow,
+    path: &Located<String>,
+    field: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    if !(project.file_exists)(&path.value) {
         out.push(Diagnostic::new(
             &workflow.file,
-            dataset.line,
-            "eval.dataset",
+            path.line,
+            field,
             format!(
                 "file \"{}\" does not exist (paths are relative to the project folder)",
-                dataset.value
+                path.value
             ),
         ));
     }

@@ -28,7 +28,40 @@ pub struct PromptSpec {
     pub user: Located<String>,
     /// Text the answer starts with, for providers that can take it.
     pub assistant_prefix: Option<String>,
+    /// Solved cases shown to the model before the input (in-context examples).
+    pub examples: Option<ExamplesSpec>,
 }
+
+/// `[prompt] examples = { from = "datasets/NAME.jsonl", k = 4, select = "similar" }`: cases of
+/// a dataset shown to the model as user/assistant turns before the input, the user turn being
+/// the case's input through the workflow's own template and the assistant turn its expected
+/// output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExamplesSpec {
+    /// The dataset file, relative to the project folder.
+    pub from: Located<String>,
+    /// How many examples (per label, for `balanced`).
+    pub k: usize,
+    pub select: ExampleSelect,
+}
+
+/// How examples are chosen for an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExampleSelect {
+    /// The k cases nearest to the input (cosine similarity of the embedded MiniLM's vectors
+    /// of the rendered user message).
+    Similar,
+    /// The first k cases of the file.
+    Fixed,
+    /// The first k cases of each label, labels in the order they first appear.
+    Balanced,
+}
+
+/// Default number of examples.
+pub const DEFAULT_EXAMPLES: u64 = 4;
+/// At most this many examples (per label): each one lengthens every prompt.
+pub const MAX_EXAMPLES: u64 = 32;
 
 /// What a valid output looks like.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -302,10 +335,41 @@ fn read_prompt(t: &TableReader<'_, '_>) -> Option<PromptSpec> {
         "the user message template, e.g. \"Subject: {{ subject }}\"",
     );
     let assistant_prefix = t.string("assistant_prefix").map(|p| p.value);
+    let examples = t.table("examples").and_then(|e| {
+        let from = e.required_string(
+            "from",
+            "a dataset file of solved cases, e.g. \"datasets/ticket-triage.jsonl\"",
+        );
+        let k = e
+            .unsigned_at_most("k", MAX_EXAMPLES)
+            .unwrap_or(DEFAULT_EXAMPLES);
+        if k == 0 {
+            e.invalid(
+                "k",
+                "expected at least 1 (leave examples out for none)".into(),
+            );
+        }
+        let select = e
+            .choice(
+                "select",
+                &[
+                    ("similar", ExampleSelect::Similar),
+                    ("fixed", ExampleSelect::Fixed),
+                    ("balanced", ExampleSelect::Balanced),
+                ],
+            )
+            .unwrap_or(ExampleSelect::Similar);
+        Some(ExamplesSpec {
+            from: from?,
+            k: k.max(1) as usize,
+            select,
+        })
+    });
     Some(PromptSpec {
         system,
         user: user?,
         assistant_prefix,
+        examples,
     })
 }
 

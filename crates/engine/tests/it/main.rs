@@ -5,6 +5,7 @@ mod common;
 
 mod confidence;
 mod eval;
+mod examples;
 mod policy;
 mod recorder;
 mod replay;

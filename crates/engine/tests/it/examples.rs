@@ -1,0 +1,223 @@
+//! In-context examples (`[prompt] examples`, issue 29) through the engine against a real HTTP
+//! upstream and a real SQLite file: what reaches the model, the version, leave-one-out in
+//! evals, and `similar` with the real embedded MiniLM choosing the nearest cases.
+
+use crate::common;
+use common::engine;
+
+use std::path::Path;
+
+use serde_json::json;
+use shopfloor_engine::{EvalObserver, EvalRequest};
+use shopfloor_store::EvalCaseRecord;
+use shopfloor_testkit::{
+    self as testkit, openai_completion, FakeServer, OpenAiModel, ReceivedRequest, Reply,
+    WorkflowToml,
+};
+
+const CASES: [(&str, &str); 9] = [
+    ("I was charged twice for my subscription", "billing"),
+    ("The app crashes when I save a file", "bug"),
+    ("How do I reset my password", "account"),
+    ("My invoice shows the wrong amount", "billing"),
+    ("Error 500 on the dashboard page", "bug"),
+    ("I cannot log in to my account", "account"),
+    ("Please refund my last payment", "billing"),
+    ("The export button does nothing", "bug"),
+    ("Add a new user to our team", "account"),
+];
+
+fn project(dir: &Path, base_url: &str, examples: &str) {
+    let fake = OpenAiModel::new("fake", base_url).classes(&["internal"]);
+    let workflow = WorkflowToml::new(&["text"], "Ticket: {{ text }}").then(&format!(
+        "{examples}\n[output]\nlabels = [\"billing\", \"bug\", \"account\"]\n[route]\nmodels = [\"fake\"]\n\
+         [eval]\ndataset = \"datasets/cases.jsonl\"\nscorers = [\"label_accuracy\"]\n"
+    ));
+    testkit::write_project(dir, &fake.to_string(), &[("triage", &workflow)]);
+    std::fs::create_dir_all(dir.join("datasets")).unwrap();
+    let lines: Vec<String> = CASES
+        .iter()
+        .enumerate()
+        .map(|(i, (text, label))| {
+            json!({"id": format!("c{i}"), "input": {"text": text}, "expected": label}).to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("datasets/cases.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+fn billing(_: &ReceivedRequest) -> Reply {
+    Reply::Json(200, openai_completion("billing", 10, 1))
+}
+
+/// The (role, content) pairs an upstream request carried.
+fn turns(request: &ReceivedRequest) -> Vec<(String, String)> {
+    request.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_string(),
+                m["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn run(engine: &shopfloor_engine::Engine, text: &str) -> shopfloor_store::RunRecord {
+    engine
+        .run_workflow("triage", json!({"text": text}), None, None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fixed_and_balanced_examples_are_turns_before_the_input_and_part_of_the_version() {
+    let upstream = FakeServer::start(billing).await;
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &upstream.base_url(), "");
+    let plain = engine(dir.path()).await;
+    let plain_version = plain.project.workflow("triage").unwrap().version.clone();
+    drop(plain);
+
+    project(
+        dir.path(),
+        &upstream.base_url(),
+        "examples = { from = \"datasets/cases.jsonl\", k = 2, select = \"fixed\" }",
+    );
+    let fixed = engine(dir.path()).await;
+    let fixed_version = fixed.project.workflow("triage").unwrap().version.clone();
+    assert_ne!(fixed_version, plain_version, "examples change the version");
+    let record = run(&fixed, "Where is my receipt?").await;
+    let sent = upstream.requests();
+    assert_eq!(
+        turns(sent.last().unwrap()),
+        [
+            ("user".to_string(), format!("Ticket: {}", CASES[0].0)),
+            ("assistant".to_string(), "billing".to_string()),
+            ("user".to_string(), format!("Ticket: {}", CASES[1].0)),
+            ("assistant".to_string(), "bug".to_string()),
+            (
+                "user".to_string(),
+                "Ticket: Where is my receipt?".to_string()
+            ),
+        ]
+    );
+    assert_eq!(record.prompt["examples"], json!(["c0", "c1"]));
+    drop(fixed);
+
+    // A correction added to the file is an example from the next load on, in a new version.
+    let mut text = std::fs::read_to_string(dir.path().join("datasets/cases.jsonl")).unwrap();
+    text = format!(
+        "{}\n{text}",
+        json!({"id": "r1", "input": {"text": "Corrected by a reviewer"}, "expected": "account"})
+    );
+    std::fs::write(dir.path().join("datasets/cases.jsonl"), text).unwrap();
+    let again = engine(dir.path()).await;
+    assert_ne!(
+        again.project.workflow("triage").unwrap().version,
+        fixed_version
+    );
+    let record = run(&again, "Where is my receipt?").await;
+    assert_eq!(record.prompt["examples"], json!(["r1", "c0"]));
+    drop(again);
+
+    project(
+        dir.path(),
+        &upstream.base_url(),
+        "examples = { from = \"datasets/cases.jsonl\", k = 1, select = \"balanced\" }",
+    );
+    let balanced = engine(dir.path()).await;
+    let record = run(&balanced, "Where is my receipt?").await;
+    assert_eq!(
+        record.prompt["examples"],
+        json!(["c0", "c1", "c2"]),
+        "one of each label, in the order the labels first appear"
+    );
+}
+
+struct Quiet;
+impl EvalObserver for Quiet {
+    fn started(&self, _: &str, _: u64, _: u64) {}
+    fn finished(&self, _: &EvalCaseRecord) {}
+}
+
+/// The nearest cases by the real MiniLM are the ones shown, the nearest last; in an eval over
+/// the examples' own file, no case is ever shown itself.
+#[tokio::test]
+async fn similar_examples_are_the_nearest_and_an_eval_never_shows_a_case_itself() {
+    let upstream = FakeServer::start(billing).await;
+    let dir = tempfile::tempdir().unwrap();
+    project(
+        dir.path(),
+        &upstream.base_url(),
+        "examples = { from = \"datasets/cases.jsonl\", k = 3 }",
+    );
+    let engine = engine(dir.path()).await;
+    let record = run(&engine, "I forgot my password and cannot sign in").await;
+    let ids: Vec<String> = serde_json::from_value(record.prompt["examples"].clone()).unwrap();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    // The two account cases about signing in are the nearest two, next to the input.
+    let mut nearest = ids[1..].to_vec();
+    nearest.sort();
+    assert_eq!(nearest, ["c2", "c5"], "{ids:?}");
+    // The vectors are kept beside the store for the next load.
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join(".shopfloor/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].ends_with("-minilm.vectors"), "{kept:?}");
+
+    let before = upstream.request_count();
+    let summary = engine
+        .run_eval(
+            &EvalRequest {
+                workflow: "triage".into(),
+                concurrency: 2,
+                ..EvalRequest::default()
+            },
+            &Quiet,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.cases, CASES.len() as u64);
+    let sent = upstream.requests();
+    assert_eq!(sent.len() - before, CASES.len());
+    for request in &sent[before..] {
+        let turns = turns(request);
+        let (input, shown) = turns.split_last().unwrap();
+        assert_eq!(shown.len(), 6, "three examples each: {turns:?}");
+        assert!(
+            shown.iter().all(|(_, content)| content != &input.1),
+            "a case was shown itself: {turns:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_examples_file_that_is_missing_or_cannot_be_balanced_is_a_project_error() {
+    let upstream = FakeServer::start(billing).await;
+    let dir = tempfile::tempdir().unwrap();
+    project(
+        dir.path(),
+        &upstream.base_url(),
+        "examples = { from = \"datasets/none.jsonl\", k = 40, select = \"closest\" }",
+    );
+    let Err(shopfloor_engine::EngineError::InvalidProject(problems)) =
+        shopfloor_engine::Engine::open(common::options(dir.path())).await
+    else {
+        panic!("the project opened, or failed otherwise");
+    };
+    let error: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let error = error.join("\n");
+    for expected in [
+        "prompt.examples.from",
+        "datasets/none.jsonl\" does not exist",
+        "prompt.examples.k",
+        "prompt.examples.select",
+    ] {
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+}
