@@ -170,7 +170,7 @@ impl ExampleSet {
                 nearest(vectors, &query, self.k, |i| allowed(&self.examples[i]))
                     .into_iter()
                     .rev()
-                    .map(|i| &self.examples[i])
+                    .map(|(i, _)| &self.examples[i])
                     .collect()
             }
         };
@@ -199,19 +199,20 @@ impl ExampleSet {
     }
 }
 
-/// The indexes of the `k` vectors nearest to `query` (highest dot product of unit vectors:
-/// cosine similarity) among those `allowed`, nearest first; ties go to the earlier case.
+/// The `k` vectors nearest to `query` (highest dot product of unit vectors: cosine
+/// similarity) among those `allowed`, nearest first, as (index, similarity); ties go to the
+/// earlier case.
 pub fn nearest(
     vectors: &[Vec<f32>],
     query: &[f32],
     k: usize,
     allowed: impl Fn(usize) -> bool,
-) -> Vec<usize> {
+) -> Vec<(usize, f32)> {
     let mut scored: Vec<(f32, usize)> = vectors
         .iter()
         .enumerate()
         .filter(|(i, _)| allowed(*i))
-        .map(|(i, v)| (v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), i))
+        .map(|(i, v)| (dot(v, query), i))
         .collect();
     let k = k.min(scored.len());
     if k == 0 {
@@ -221,7 +222,26 @@ pub fn nearest(
     scored.select_nth_unstable_by(k - 1, by_score);
     scored.truncate(k);
     scored.sort_by(by_score);
-    scored.into_iter().map(|(_, i)| i).collect()
+    scored.into_iter().map(|(score, i)| (i, score)).collect()
+}
+
+/// The dot product, in eight independent sums so that the compiler can keep them in one
+/// vector register (a single running sum is a chain it may not reorder).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
 }
 
 #[cfg(feature = "local")]
@@ -281,6 +301,90 @@ fn write_vectors(path: &Path, vectors: &[Vec<f32>]) -> std::io::Result<()> {
     std::fs::rename(partial, path)
 }
 
+/// A case found by [`Engine::similar_cases`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimilarCase {
+    pub id: String,
+    /// Cosine similarity to the input, from -1 to 1.
+    pub similarity: f32,
+    /// The case's input through the workflow's template.
+    pub user: String,
+    /// Its expected output.
+    pub answer: String,
+}
+
+impl ExampleSet {
+    /// The `k` cases nearest to the rendered user message `user`, nearest first.
+    fn search(&self, user: &str, k: usize) -> Result<Vec<SimilarCase>, String> {
+        let vectors = self.vectors()?;
+        let query = encode(&[user.to_string()])?
+            .pop()
+            .ok_or("the encoder returned no vector")?;
+        Ok(nearest(vectors, &query, k, |_| true)
+            .into_iter()
+            .map(|(i, similarity)| {
+                let shot = &self.examples[i].shot;
+                SimilarCase {
+                    id: shot.id.clone(),
+                    similarity,
+                    user: shot.user.clone(),
+                    answer: shot.answer.clone(),
+                }
+            })
+            .collect())
+    }
+}
+
+impl crate::Engine {
+    /// The `k` cases nearest to `input` (cosine similarity of the embedded MiniLM's vectors of
+    /// the rendered user messages) among the workflow's examples, or its eval dataset when it
+    /// has none; nearest first. The file it searched comes first in the answer.
+    pub async fn similar_cases(
+        &self,
+        workflow: &str,
+        input: Value,
+        k: usize,
+    ) -> Result<(String, Vec<SimilarCase>), EngineError> {
+        let loaded = self.project.workflow(workflow)?;
+        crate::validate_input(&loaded, &input).map_err(EngineError::InvalidInput)?;
+        let user = loaded
+            .templates
+            .render(&input)
+            .map_err(|e| EngineError::InvalidInput(format!("{}: {}", e.field, e.message)))?
+            .user;
+        let set = match (&loaded.examples, &loaded.spec.prompt.examples) {
+            (Some(set), Some(spec)) => (spec.from.value.clone(), set.clone()),
+            _ => {
+                let Some(dataset) = loaded.spec.eval.as_ref().and_then(|e| e.dataset.clone())
+                else {
+                    return Err(EngineError::NoDataset(workflow.to_string()));
+                };
+                let spec = ExamplesSpec {
+                    from: dataset.clone(),
+                    k,
+                    select: ExampleSelect::Similar,
+                };
+                let set = ExampleSet::load(
+                    &self.project.root,
+                    &loaded.spec.file,
+                    &spec,
+                    &loaded.templates,
+                )?;
+                (dataset.value, Arc::new(set))
+            }
+        };
+        let (file, set) = set;
+        let found = tokio::task::spawn_blocking(move || set.search(&user, k))
+            .await
+            .map_err(|e| EngineError::InvalidInput(format!("the search failed: {e}")))?
+            .map_err(|e| EngineError::InvalidField {
+                field: "prompt.examples",
+                message: e,
+            })?;
+        Ok((file, found))
+    }
+}
+
 /// Choose `set`'s examples on a blocking thread (`similar` encodes).
 pub(crate) async fn choose(
     set: &Arc<ExampleSet>,
@@ -311,10 +415,26 @@ mod tests {
             unit(1.0, 1.0),
         ];
         let query = unit(1.0, 0.02);
-        assert_eq!(nearest(&vectors, &query, 2, |_| true), [0, 2]);
-        assert_eq!(nearest(&vectors, &query, 3, |i| i != 0), [2, 3, 1]);
+        let indexes =
+            |found: Vec<(usize, f32)>| found.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
+        assert_eq!(indexes(nearest(&vectors, &query, 2, |_| true)), [0, 2]);
+        assert_eq!(indexes(nearest(&vectors, &query, 3, |i| i != 0)), [2, 3, 1]);
+        let (_, best) = nearest(&vectors, &query, 1, |_| true)[0];
+        assert!((best - 0.9998).abs() < 1e-3, "{best}");
         assert_eq!(nearest(&vectors, &query, 9, |_| true).len(), 4);
         assert!(nearest(&vectors, &query, 2, |_| false).is_empty());
+    }
+
+    #[test]
+    fn the_dot_product_matches_the_plain_sum() {
+        let a: Vec<f32> = (0..21).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..21).map(|i| 1.0 - i as f32 * 0.25).collect();
+        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!(
+            (dot(&a, &b) - plain).abs() < 1e-4,
+            "{} vs {plain}",
+            dot(&a, &b)
+        );
     }
 
     #[test]

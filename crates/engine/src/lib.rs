@@ -42,7 +42,7 @@ pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
     GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
-pub use examples::{ExampleSet, EXAMPLE_ENCODER};
+pub use examples::{nearest, ExampleSet, SimilarCase, EXAMPLE_ENCODER};
 pub use gateway::{
     has_strict_schema, last_user_text, workflow_input, EmbedAnswer, EmbedOutcome, EmbedRequest,
     GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest, GatewayStream, RunFacts,

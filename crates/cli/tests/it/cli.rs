@@ -507,3 +507,57 @@ async fn quickstart_leaves_an_eval_runs_and_a_held_item_on_the_embedded_model() 
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[0].output, Some(json!("account")));
 }
+
+/// `datasets similar` finds the example's sign-in tickets nearest to a sign-in question, with
+/// the real MiniLM, and says what is wrong with an input that does not fit.
+#[test]
+fn datasets_similar_lists_the_nearest_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(shopfloor(dir.path(), &["init"]).status.success());
+    let input = r#"{"subject": "Cannot sign in", "body": "I reset my password but the login page still says invalid credentials"}"#;
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "datasets",
+            "similar",
+            "ticket-triage",
+            "--json",
+            input,
+            "--k",
+            "3",
+            "--as-json",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let found: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(found["file"], "datasets/ticket-triage.jsonl");
+    let cases = found["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    assert!(cases.iter().all(|c| c["answer"] == "account"), "{found}");
+    let scores: Vec<f64> = cases
+        .iter()
+        .map(|c| c["similarity"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "nearest first: {scores:?}"
+    );
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "datasets",
+            "similar",
+            "ticket-triage",
+            "--json",
+            r#"{"subject": 3}"#,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("\"body\" is a required property"),
+        "{:?}",
+        text(&out)
+    );
+}
