@@ -278,6 +278,15 @@ impl Provider for LocalProvider {
         "local"
     }
 
+    fn counts_tokens(&self) -> bool {
+        true
+    }
+
+    /// The prompt's token ids through the model's own chat template and tokenizer.
+    async fn count_tokens(&self, request: &ChatRequest) -> Result<u32, ProviderError> {
+        Ok(self.prompt(request)?.len() as u32)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             assistant_prefix: true,

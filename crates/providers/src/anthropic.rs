@@ -33,6 +33,8 @@ pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 #[derive(Debug)]
 pub struct Anthropic {
     endpoint: http::Endpoint,
+    /// `{base_url}/messages/count_tokens`.
+    count: http::Endpoint,
 }
 
 impl Anthropic {
@@ -49,15 +51,11 @@ impl Anthropic {
         };
         let base_url = base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         let headers = &[("anthropic-version", API_VERSION)];
+        let endpoint =
+            http::Endpoint::new(name.into(), base_url, "messages", api_key, key, headers)?;
         Ok(Anthropic {
-            endpoint: http::Endpoint::new(
-                name.into(),
-                base_url,
-                "messages",
-                api_key,
-                key,
-                headers,
-            )?,
+            count: endpoint.with_path(base_url, "messages/count_tokens")?,
+            endpoint,
         })
     }
 }
@@ -422,6 +420,36 @@ impl Provider for Anthropic {
             tool_calls,
             logprobs: None,
         })
+    }
+
+    fn counts_tokens(&self) -> bool {
+        true
+    }
+
+    /// The Messages API's own count (`POST /v1/messages/count_tokens`), sent the fields that
+    /// endpoint takes.
+    async fn count_tokens(&self, request: &ChatRequest) -> Result<u32, ProviderError> {
+        let prepared = prepare(request, false);
+        let mut body = serde_json::to_value(&prepared.wire)
+            .map_err(|e| ProviderError::Config(format!("the count request: {e}")))?;
+        if let Some(fields) = body.as_object_mut() {
+            fields.retain(|key, _| {
+                matches!(
+                    key.as_str(),
+                    "model" | "messages" | "system" | "tools" | "tool_choice"
+                )
+            });
+        }
+        let response = self.count.post(request, &body).await?;
+        #[derive(Deserialize)]
+        struct Counted {
+            input_tokens: u32,
+        }
+        let counted: Counted = self
+            .count
+            .read_json(response, "a count_tokens JSON object")
+            .await?;
+        Ok(counted.input_tokens)
     }
 
     async fn stream(

@@ -362,6 +362,21 @@ pub trait Provider: Send + Sync {
         Ok(whole_answer(self.complete(request).await?))
     }
 
+    /// Whether [`Provider::count_tokens`] can count: the provider has the model's tokenizer
+    /// or a counting endpoint. The default has neither.
+    fn counts_tokens(&self) -> bool {
+        false
+    }
+
+    /// How many input tokens `request` takes, as the model counts them (its chat template
+    /// included). Callers check [`Provider::counts_tokens`] first; the default refuses.
+    async fn count_tokens(&self, _request: &ChatRequest) -> Result<u32, ProviderError> {
+        Err(ProviderError::Config(format!(
+            "{} models cannot count tokens here",
+            self.kind()
+        )))
+    }
+
     /// Why this model cannot answer `request` for embeddings, naming the field (`model` when
     /// it serves none at all). The default serves none.
     fn unsupported_embedding(&self, _request: &EmbeddingRequest) -> Option<Unsupported> {

@@ -81,7 +81,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let stream = body.stream.unwrap_or(false);
-    let (request, user) = gateway_request(body)?;
+    let (request, user) = gateway_request(body, false)?;
     let request = GatewayRequest {
         caller: Some(principal.caller(user.as_deref())),
         ..request
@@ -111,8 +111,35 @@ pub(crate) async fn create(
     }
 }
 
-/// The gateway's request for a Messages body, and the end user `metadata.user_id` names.
-fn gateway_request(body: MessagesBody) -> Result<(GatewayRequest, Option<String>), ApiError> {
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": N}` for a Messages body (`max_tokens`
+/// not needed), counted by the named model after the policy guard; nothing is generated.
+pub(crate) async fn count_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<MessagesBody>,
+) -> Result<Response, ApiError> {
+    let (mut request, user) = gateway_request(body, true)?;
+    request.caller = Some(principal.caller(user.as_deref()));
+    let model = request.model.clone();
+    let engine = state.engine.clone();
+    let counted = state
+        .detached(async move { engine.gateway_count_tokens(request).await })
+        .await?;
+    match counted {
+        Ok(tokens) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "input_tokens": tokens }),
+        )),
+        Err(e) => Err(in_anthropic_terms(ApiError::gateway(e, Some(&model)))),
+    }
+}
+
+/// The gateway's request for a Messages body, and the end user `metadata.user_id` names;
+/// `counting` for `count_tokens`, which takes no `max_tokens`.
+fn gateway_request(
+    body: MessagesBody,
+    counting: bool,
+) -> Result<(GatewayRequest, Option<String>), ApiError> {
     let refuse = |field: &'static str, why: String| {
         Err(ApiError::bad_request(format!("{field}: {why}")).param(field))
     };
@@ -122,7 +149,7 @@ fn gateway_request(body: MessagesBody) -> Result<(GatewayRequest, Option<String>
             "workflows are run through /v1/workflows/NAME/runs or /v1/chat/completions, not /v1/messages".into(),
         );
     }
-    let Some(max_tokens) = body.max_tokens else {
+    let Some(max_tokens) = body.max_tokens.or(counting.then_some(1)) else {
         return refuse("max_tokens", "Field required".into());
     };
     if max_tokens == 0 {
@@ -669,9 +696,15 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    fn gateway_request_for(
+        body: MessagesBody,
+    ) -> Result<(GatewayRequest, Option<String>), ApiError> {
+        gateway_request(body, false)
+    }
+
     #[test]
     fn tool_turns_become_the_engines_messages() {
-        let (request, user) = gateway_request(body(json!({
+        let (request, user) = gateway_request_for(body(json!({
             "model": "fast", "max_tokens": 100,
             "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}],
             "metadata": {"user_id": "u-7"},
@@ -729,7 +762,7 @@ mod tests {
                 .as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            gateway_request(body(value)).unwrap_err()
+            gateway_request_for(body(value)).unwrap_err()
         };
         let e = refused(json!({"messages": [{"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]}));
@@ -753,7 +786,7 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("metadata"));
         let e = refused(json!({"messages": [{"role": "system", "content": "x"}]}));
         assert!(e.message.contains("messages.0.role"), "{}", e.message);
-        let no_limit = gateway_request(body(json!({"model": "fast",
+        let no_limit = gateway_request_for(body(json!({"model": "fast",
             "messages": [{"role": "user", "content": "hi"}]})))
         .unwrap_err();
         assert_eq!(no_limit.message, "max_tokens: Field required");

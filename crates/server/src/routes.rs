@@ -29,7 +29,7 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 24] = [
+pub static ROUTES: [Route; 25] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
@@ -53,6 +53,12 @@ pub static ROUTES: [Route; 24] = [
         path: "/v1/messages",
         access: Access::Needs(Permission::CallModels),
         serve: |m| on(m, messages::create),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/messages/count_tokens",
+        access: Access::Needs(Permission::CallModels),
+        serve: |m| on(m, messages::count_tokens),
     },
     Route {
         method: Method::POST,

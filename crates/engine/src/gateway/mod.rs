@@ -429,6 +429,47 @@ impl Engine {
         )
     }
 
+    /// How many input tokens the named model would read for `request` (Anthropic's
+    /// `count_tokens`): counted by the model's own tokenizer (the embedded model) or counting
+    /// endpoint (Anthropic), after the policy guard (what would leave is what is counted). No
+    /// fallback counts for another model, nothing is generated, and no run is recorded.
+    pub async fn gateway_count_tokens(&self, request: GatewayRequest) -> Result<u32, GatewayError> {
+        self.gateway_route(&request.model)?;
+        let mut call = self.start_call(&request);
+        let Some(prepared) = self.prepare(&request.model, true, &request, &mut call) else {
+            return Err(call
+                .unsupported
+                .take()
+                .unwrap_or_else(|| GatewayError::Failed(call.route.failure())));
+        };
+        if !prepared.provider.counts_tokens() {
+            return Err(GatewayError::Unsupported {
+                model: prepared.spec.name.clone(),
+                unsupported: Unsupported {
+                    param: "model".into(),
+                    reason: format!(
+                        "{} models have no token counting here (neither their tokenizer nor a counting endpoint); count with an anthropic or local model",
+                        prepared.provider.kind()
+                    ),
+                },
+            });
+        }
+        let timeout = Duration::from_millis(self.project.config.gateway.timeout_ms);
+        let counted =
+            tokio::time::timeout(timeout, prepared.provider.count_tokens(&prepared.request));
+        match counted.await {
+            Ok(Ok(tokens)) => Ok(tokens),
+            Ok(Err(e)) => Err(GatewayError::Failed(CallFailure::from_provider(
+                &prepared.spec.name,
+                &e,
+            ))),
+            Err(_) => Err(GatewayError::Failed(CallFailure::new(
+                ErrorKind::Timeout,
+                format!("counting tokens took longer than {timeout:?}"),
+            ))),
+        }
+    }
+
     /// Call a model (and its fallbacks) with the client's messages, record the run, and
     /// return the answer.
     pub async fn gateway_complete(&self, request: GatewayRequest) -> GatewayOutcome {

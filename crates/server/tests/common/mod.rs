@@ -102,6 +102,9 @@ pub fn answer(request: &ReceivedRequest) -> Reply {
     if request.path.ends_with("/embeddings") {
         return embeddings(request);
     }
+    if let Some(counted) = counted(request) {
+        return counted;
+    }
     let last = request.body["messages"]
         .as_array()
         .and_then(|m| m.last())
@@ -463,9 +466,30 @@ pub fn first_user_text(request: &ReceivedRequest) -> String {
         .to_string()
 }
 
+/// Anthropic's `count_tokens` answered as a fake: 3 tokens a message, 5 for the system
+/// prompt; `None` for any other path.
+pub fn counted(request: &ReceivedRequest) -> Option<Reply> {
+    if !request.path.ends_with("/messages/count_tokens") {
+        return None;
+    }
+    let messages = request.body["messages"].as_array().map_or(0, Vec::len);
+    let system = if request.body["system"].is_null() {
+        0
+    } else {
+        5
+    };
+    Some(Reply::Json(
+        200,
+        json!({"input_tokens": 3 * messages + system}),
+    ))
+}
+
 /// [`ANSWER`], in two pieces when streamed, in the wire form of the path it is called on
 /// (OpenAI or Anthropic).
 pub fn hello(request: &ReceivedRequest) -> Reply {
+    if let Some(counted) = counted(request) {
+        return counted;
+    }
     let anthropic = request.path.ends_with("/messages");
     let stream = request.body["stream"] == json!(true);
     let (a, b) = ANSWER.split_at(ANSWER.len() / 2);
@@ -533,11 +557,15 @@ pub async fn start_with_claude(
     write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
     shopfloor_testkit::append(
         &dir.path().join("shopfloor.toml"),
-        &format!(
-            "\n[models.claude]\nprovider = \"anthropic\"\nmodel = \"fake-claude\"\nbase_url = \"{}\"\n# Any variable that is set: the fake takes any key.\napi_key_env = \"HOME\"\ndata_classes = [\"public\", \"internal\"]\n",
-            upstream.base_url()
-        ),
+        &claude_model(&upstream.base_url()),
     );
     let server = TestServer::start(dir.path(), test_config()).await;
     (upstream, dir, server)
+}
+
+/// `claude`: an Anthropic-kind model at `base_url`, as `shopfloor.toml` lines.
+pub fn claude_model(base_url: &str) -> String {
+    format!(
+        "\n[models.claude]\nprovider = \"anthropic\"\nmodel = \"fake-claude\"\nbase_url = \"{base_url}\"\n# Any variable that is set: the fake takes any key.\napi_key_env = \"HOME\"\ndata_classes = [\"public\", \"internal\"]\n"
+    )
 }

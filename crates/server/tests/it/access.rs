@@ -52,6 +52,8 @@ fn request_for(route: &Route, made: &Made) -> (String, Option<Value>) {
         "/v1/responses" => Some(json!({"model": "fast", "input": "Hi"})),
         "/v1/messages" => Some(json!({"model": "fast", "max_tokens": 16,
             "messages": [{"role": "user", "content": "Hi"}]})),
+        "/v1/messages/count_tokens" => Some(json!({"model": "claude",
+            "messages": [{"role": "user", "content": "Hi"}]})),
         "/v1/workflows/{name}/runs" => Some(json!({"input": {"text": "billing"}})),
         "/v1/workflows/{name}/batches" => Some(json!({"inputs": [{"text": "bug"}]})),
         "/v1/reviews/{run_id}/edit" => Some(json!({"output": "bug"})),
@@ -111,6 +113,11 @@ async fn every_route_against_every_role() {
             "\n[models.embed]\nprovider = \"openai-compatible\"\nkind = \"embedding\"\nmodel = \"e\"\nbase_url = \"{}\"\ndata_classes = [\"internal\"]\n",
             upstream.base_url()
         ),
+    );
+    // A model that counts tokens, for /v1/messages/count_tokens.
+    shopfloor_testkit::append(
+        &dir.path().join("shopfloor.toml"),
+        &claude_model(&upstream.base_url()),
     );
     let server = TestServer::start(dir.path(), test_config()).await;
     let c = client();

@@ -64,11 +64,36 @@ async fn the_anthropic_sdk_works_against_the_gateway_on_either_kind_of_upstream(
             "{errors}"
         );
 
+        // Tokens are counted where the model can count them: Anthropic's own endpoint (the
+        // fake counts 3 a message and 5 for the system prompt), never guessed for OpenAI's.
+        if model == "claude" {
+            assert_eq!(seen["count"], 14, "{seen}");
+        } else {
+            assert_eq!(seen["count"]["status"], 400, "{seen}");
+            let message = seen["count"]["message"].as_str().unwrap();
+            assert!(message.contains("no token counting"), "{message}");
+        }
+
         // What reached the upstream, in its own form: the system prompt, the stop sequence,
         // the end user; then the tool, and the call and its result.
         let sent = upstream.requests();
         let sent = &sent[before..];
-        assert_eq!(sent.len(), 5, "{model}: one upstream call per SDK call");
+        let counting = usize::from(model == "claude");
+        assert_eq!(
+            sent.len(),
+            5 + counting,
+            "{model}: one upstream call per SDK call"
+        );
+        if model == "claude" {
+            let count = sent.last().unwrap();
+            assert!(
+                count.path.ends_with("/messages/count_tokens"),
+                "{}",
+                count.path
+            );
+            assert!(count.body.get("max_tokens").is_none(), "{}", count.body);
+            assert_eq!(count.body["system"], "Be brief.");
+        }
         let (hello, tools, result) = (&sent[0].body, &sent[2].body, &sent[3].body);
         let call_id = seen["first"]["id"].as_str().unwrap();
         if model == "fast" {

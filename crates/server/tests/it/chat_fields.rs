@@ -684,3 +684,37 @@ async fn a_stream_cut_off_by_its_client_records_the_tokens_it_streamed() {
     assert_eq!(run.attempts[0].completion_tokens, run.completion_tokens);
     server.stop().await;
 }
+
+/// `count_tokens` on the embedded model counts with its own tokenizer and chat template: the
+/// number it then reports as input tokens when it answers the same messages.
+#[tokio::test]
+async fn the_embedded_model_counts_tokens_as_it_reads_them() {
+    let fake = FakeServer::start(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_fields_project(dir.path(), &fake.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let (c, key) = (client(), server.keys.operator.clone());
+    let body = json!({"model": "local", "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Say hello to the whole team"}]});
+    let (status, counted) = post(
+        &c,
+        &server.url("/v1/messages/count_tokens"),
+        Some(&key),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{counted}");
+    let tokens = counted["input_tokens"].as_u64().unwrap();
+    assert!(tokens > 10, "{counted}");
+    let mut ask = body.clone();
+    ask["max_tokens"] = json!(2);
+    let (status, answer) = post(&c, &server.url("/v1/messages"), Some(&key), &ask).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["input_tokens"], tokens, "{answer}");
+    assert_eq!(
+        fake.request_count(),
+        0,
+        "counted and answered on this machine"
+    );
+    server.stop().await;
+}

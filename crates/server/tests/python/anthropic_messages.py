@@ -105,6 +105,14 @@ def error_of(call):
     return None
 
 
+try:
+    seen["count"] = client.messages.count_tokens(
+        model=model, system="Be brief.", messages=hello + [
+            {"role": "assistant", "content": "Hi."}, {"role": "user", "content": "Again"}],
+    ).input_tokens
+except anthropic.APIStatusError as e:
+    seen["count"] = {"status": e.status_code, "message": e.body["error"]["message"]}
+
 seen["errors"] = {
     "unknown_model": error_of(lambda: client.messages.create(
         model="no-such-model", max_tokens=8, messages=hello)),
