@@ -211,6 +211,10 @@ pub(crate) async fn guard(
         Err(error) => return error.into_response(),
     };
     match crate::body::buffer(&state, request).await {
+        Ok(mut request) if crate::idempotency::applies(route) => {
+            request.extensions_mut().insert(principal.clone());
+            crate::idempotency::around(&state, &principal, request, next).await
+        }
         Ok(mut request) => {
             request.extensions_mut().insert(principal);
             next.run(request).await

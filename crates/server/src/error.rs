@@ -90,7 +90,7 @@ impl ApiError {
     }
 
     /// The body as bytes, built once.
-    fn body(&self) -> Vec<u8> {
+    pub(crate) fn body(&self) -> Vec<u8> {
         let mut body = json!({
             "error": {
                 "message": self.message,

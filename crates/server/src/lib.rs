@@ -15,6 +15,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gateway;
+mod idempotency;
 mod messages;
 mod metrics;
 pub mod otlp;

@@ -8,6 +8,7 @@ mod codec;
 mod drift;
 mod eval_codec;
 mod eval_record;
+mod idempotency;
 mod keys;
 mod location;
 mod migrate;
@@ -34,6 +35,7 @@ pub use audit::{
 pub use batch_lease::BatchLeaseStore;
 pub use drift::{DriftStore, RunWindow, SampledRun, WindowCounts};
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
+pub use idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotencyStore, KeptAnswer};
 pub use keys::{ApiKeyRecord, Caller};
 pub use location::redact_location;
 pub use outbox::{
@@ -91,7 +93,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Persistence for runs, batches, evals and baselines. Both implementations pass the same test suite.
 #[async_trait]
 pub trait Store:
-    BatchLeaseStore + ReviewStore + OutboxStore + OutcomeStore + DriftStore + SessionStore + Send + Sync
+    BatchLeaseStore
+    + ReviewStore
+    + OutboxStore
+    + OutcomeStore
+    + DriftStore
+    + SessionStore
+    + IdempotencyStore
+    + Send
+    + Sync
 {
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -81,6 +81,11 @@ const MIGRATIONS: &[Migration] = &[
         "dashboard_sessions",
         include_str!("../migrations/0010_dashboard.sql"),
     ),
+    Migration::new(
+        11,
+        "idempotency_keys",
+        include_str!("../migrations/0011_idempotency.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

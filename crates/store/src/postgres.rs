@@ -15,6 +15,7 @@ use crate::batch_lease::batch_lease_store_impl;
 use crate::codec::{self, to_bigint, ATTEMPT_COLUMNS, RUN_COLUMNS};
 use crate::drift::drift_store_impl;
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
+use crate::idempotency::idempotency_store_impl;
 use crate::location::redact_location;
 use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
@@ -244,6 +245,7 @@ drift_store_impl!(PostgresStore, Postgres);
 outcome_store_impl!(PostgresStore, Postgres);
 batch_lease_store_impl!(PostgresStore, Postgres);
 session_store_impl!(PostgresStore, Postgres);
+idempotency_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;

@@ -18,6 +18,7 @@ use crate::codec::{
 };
 use crate::drift::drift_store_impl;
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
+use crate::idempotency::idempotency_store_impl;
 use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
@@ -383,6 +384,7 @@ drift_store_impl!(SqliteStore, Sqlite);
 outcome_store_impl!(SqliteStore, Sqlite);
 batch_lease_store_impl!(SqliteStore, Sqlite);
 session_store_impl!(SqliteStore, Sqlite);
+idempotency_store_impl!(SqliteStore, Sqlite);
 
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are

@@ -9,6 +9,7 @@ mod anthropic_sdk;
 mod chat_fields;
 mod embeddings;
 mod gateway;
+mod idempotency;
 mod lifecycle;
 mod models;
 mod openai_sdk;

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 
 use serde_json::json;
 use shopfloor_store::{
-    verify_chain, ApiKeyRecord, AuditAction, BatchStatus, NewAuditEntry, RunRecord, SessionRecord,
-    StoreError,
+    verify_chain, ApiKeyRecord, AuditAction, BatchStatus, IdempotencyClaim, IdempotencyRequest,
+    KeptAnswer, NewAuditEntry, RunRecord, SessionRecord, StoreError,
 };
 
 use common::{batch, both_backends, run, Db};
@@ -23,6 +23,7 @@ both_backends!(
     replicas_claiming_at_once_never_share_a_case,
     cancelled_batches_are_not_claimed,
     login_tokens_are_used_once_and_sessions_end_with_their_key,
+    an_idempotency_key_answers_its_request_once_and_nothing_else,
 );
 
 fn key(id: &str, name: &str, role: &str) -> ApiKeyRecord {
@@ -351,5 +352,110 @@ async fn login_tokens_are_used_once_and_sessions_end_with_their_key(db: &Db) {
     assert!(
         store.session("s-hash", 5_000).await.unwrap().is_none(),
         "signed out"
+    );
+}
+
+/// A key is claimed once; until its answer is kept a retry waits, then gets that answer; another
+/// body is a mismatch; a released key is claimed again; a forgotten or abandoned one is taken
+/// over; another API key's same key is its own.
+async fn an_idempotency_key_answers_its_request_once_and_nothing_else(db: &Db) {
+    let store = &db.store;
+    let claim = |key_id: &'static str, body_hash: &'static str, now_ms: i64| IdempotencyRequest {
+        api_key_id: key_id,
+        key: "retry-1",
+        route: "POST /v1/chat/completions",
+        body_hash,
+        now_ms,
+        expired_before_ms: now_ms - 86_400_000,
+        abandoned_before_ms: now_ms - 600_000,
+    };
+    let at = 10_000_000_000;
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h1", at))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Fresh
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h1", at + 5))
+            .await
+            .unwrap(),
+        IdempotencyClaim::InFlight
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h2", at + 5))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Mismatch
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k2", "h2", at + 5))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Fresh,
+        "another API key's key is its own"
+    );
+    let answer = KeptAnswer {
+        status: 200,
+        content_type: "application/json".into(),
+        run_id: Some("run-1".into()),
+        model: Some("fast".into()),
+        body: r#"{"ok":true}"#.into(),
+    };
+    store
+        .keep_idempotent_answer("k1", "retry-1", &answer)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h1", at + 9))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Answered(answer.clone())
+    );
+    // Releasing an answered key changes nothing; a day later the key is new again.
+    store.release_idempotency("k1", "retry-1").await.unwrap();
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h1", at + 10))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Answered(answer)
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h2", at + 86_400_001))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Fresh
+    );
+    // A failed request is released: its retry runs again.
+    store.release_idempotency("k1", "retry-1").await.unwrap();
+    let later = at + 86_400_002;
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h2", later))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Fresh
+    );
+    // One left in flight by a server that died is taken over after ten minutes.
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h2", later + 1))
+            .await
+            .unwrap(),
+        IdempotencyClaim::InFlight
+    );
+    assert_eq!(
+        store
+            .claim_idempotency(&claim("k1", "h2", later + 600_001))
+            .await
+            .unwrap(),
+        IdempotencyClaim::Fresh
     );
 }
