@@ -40,7 +40,7 @@ pub use corrections::AddedCases;
 pub use drift::{DriftReference, DriftReport, DriftWindow, ReferenceKind, SAMPLE_RUNS};
 pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
-    GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
+    ExamplesSetting, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use examples::{nearest, ExampleSet, SimilarCase, EXAMPLE_ENCODER};
 pub use gateway::{

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use shopfloor_core::output::OutputValidator;
 use shopfloor_core::spec::{
-    parse_config, parse_workflow, validate_project, ProjectConfig, ProjectFiles, Workflow,
+    parse_config, parse_workflow, validate_project, ExamplesSpec, ProjectConfig, ProjectFiles,
+    Workflow,
 };
 use shopfloor_core::template::PromptTemplates;
 use shopfloor_core::version::workflow_version;
@@ -88,54 +89,26 @@ impl Project {
         }
         let mut loaded = BTreeMap::new();
         for spec in workflows {
-            let templates = PromptTemplates::compile(&spec.prompt).map_err(|errors| {
-                EngineError::InvalidProject(
-                    errors
-                        .into_iter()
-                        .map(|e| Diagnostic::new(&spec.file, None, e.field, e.message))
-                        .collect(),
-                )
-            })?;
-            let examples = match &spec.prompt.examples {
-                Some(examples) => Some(Arc::new(ExampleSet::load(
-                    root, &spec.file, examples, &templates,
-                )?)),
-                None => None,
-            };
-            let version = workflow_version(
-                &spec,
-                &config.models,
-                examples.as_ref().map(|e| e.hash.as_str()),
-            );
-            let output = OutputValidator::new(&spec.output.contract).map_err(|m| {
-                EngineError::InvalidProject(vec![Diagnostic::new(&spec.file, None, "output", m)])
-            })?;
-            let input_schema = jsonschema::validator_for(&spec.input_schema).map_err(|e| {
-                EngineError::InvalidProject(vec![Diagnostic::new(
-                    &spec.file,
-                    None,
-                    "input.schema",
-                    e.to_string(),
-                )])
-            })?;
             let name = spec.name.as_str().to_string();
-            loaded.insert(
-                name,
-                Arc::new(LoadedWorkflow {
-                    spec,
-                    version,
-                    templates,
-                    output,
-                    input_schema,
-                    examples,
-                }),
-            );
+            loaded.insert(name, Arc::new(load_workflow(root, &config, spec)?));
         }
         Ok(Self {
             root: root.to_path_buf(),
             config,
             workflows: loaded,
         })
+    }
+
+    /// Workflow `name` with other examples (`None`: without any): another version of it, for
+    /// an eval that compares example settings. The project is unchanged.
+    pub fn with_examples(
+        &self,
+        name: &str,
+        examples: Option<ExamplesSpec>,
+    ) -> Result<Arc<LoadedWorkflow>, EngineError> {
+        let mut spec = self.workflow(name)?.spec.clone();
+        spec.prompt.examples = examples;
+        Ok(Arc::new(load_workflow(&self.root, &self.config, spec)?))
     }
 
     /// A workflow by name, or an error listing the known ones.
@@ -148,6 +121,52 @@ impl Project {
                 known: self.workflows.keys().cloned().collect(),
             })
     }
+}
+
+/// Compile a validated workflow: its templates, examples, version, validators.
+fn load_workflow(
+    root: &Path,
+    config: &ProjectConfig,
+    spec: Workflow,
+) -> Result<LoadedWorkflow, EngineError> {
+    let templates = PromptTemplates::compile(&spec.prompt).map_err(|errors| {
+        EngineError::InvalidProject(
+            errors
+                .into_iter()
+                .map(|e| Diagnostic::new(&spec.file, None, e.field, e.message))
+                .collect(),
+        )
+    })?;
+    let examples = match &spec.prompt.examples {
+        Some(examples) => Some(Arc::new(ExampleSet::load(
+            root, &spec.file, examples, &templates,
+        )?)),
+        None => None,
+    };
+    let version = workflow_version(
+        &spec,
+        &config.models,
+        examples.as_ref().map(|e| e.hash.as_str()),
+    );
+    let output = OutputValidator::new(&spec.output.contract).map_err(|m| {
+        EngineError::InvalidProject(vec![Diagnostic::new(&spec.file, None, "output", m)])
+    })?;
+    let input_schema = jsonschema::validator_for(&spec.input_schema).map_err(|e| {
+        EngineError::InvalidProject(vec![Diagnostic::new(
+            &spec.file,
+            None,
+            "input.schema",
+            e.to_string(),
+        )])
+    })?;
+    Ok(LoadedWorkflow {
+        spec,
+        version,
+        templates,
+        output,
+        input_schema,
+        examples,
+    })
 }
 
 fn workflow_files(root: &Path) -> Result<Vec<(String, PathBuf)>, EngineError> {

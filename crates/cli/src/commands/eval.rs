@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shopfloor_engine::{Engine, EvalObserver, EvalRequest, EvalSummary};
+use shopfloor_engine::{Engine, EvalObserver, EvalRequest, EvalSummary, ExamplesSetting};
 use shopfloor_store::{EvalCaseRecord, RunStatus};
 
 use super::Global;
@@ -40,6 +40,12 @@ pub struct Args {
     /// Write the summary as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Run the eval without examples and with the 1, 4 and 8 most similar (from the
+    /// workflow's [prompt] examples file, else its eval dataset; a case never sees itself),
+    /// and print each scorer's lift over none with its paired 95% interval: whether examples
+    /// help this workflow, and how many.
+    #[arg(long, conflicts_with_all = ["gate", "junit", "json"])]
+    compare_examples: bool,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -53,7 +59,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         limit: args.limit,
         no_cache: args.no_cache,
         skip_invalid: args.skip_invalid,
+        examples: ExamplesSetting::AsConfigured,
+        compare_with: None,
     };
+    if args.compare_examples {
+        let compared = compare_examples(&engine, request).await;
+        engine.close().await;
+        return compared.map(|()| ExitCode::SUCCESS);
+    }
     let result = evaluate(&engine, &request).await;
     let summary = match result {
         Ok(s) => s,
@@ -82,6 +95,72 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Run an eval with a progress bar; Ctrl-C stops it (stored as cancelled).
+/// `--compare-examples`: one eval per setting, each compared with the one without examples.
+async fn compare_examples(engine: &Engine, request: EvalRequest) -> anyhow::Result<()> {
+    let settings = [
+        ("none", ExamplesSetting::Without),
+        ("similar, k = 1", ExamplesSetting::Similar(1)),
+        ("similar, k = 4", ExamplesSetting::Similar(4)),
+        ("similar, k = 8", ExamplesSetting::Similar(8)),
+    ];
+    let mut rows: Vec<(&str, EvalSummary)> = Vec::new();
+    for (name, examples) in settings {
+        eprintln!("examples: {name}");
+        let compare_with = rows.first().map(|(_, none)| none.eval_id.clone());
+        let summary = evaluate(
+            engine,
+            &EvalRequest {
+                examples,
+                compare_with,
+                ..request.clone()
+            },
+        )
+        .await?;
+        rows.push((name, summary));
+    }
+    let Some((_, none)) = rows.first() else {
+        return Ok(());
+    };
+    println!(
+        "{} · {} case(s) · lift over no examples, paired by case",
+        request.workflow, none.cases
+    );
+    for score in &none.scores {
+        println!("  {}", score.scorer);
+        for (name, summary) in &rows {
+            let Some(mine) = summary.scores.iter().find(|s| s.scorer == score.scorer) else {
+                continue;
+            };
+            let lift = summary
+                .baseline
+                .as_ref()
+                .and_then(|b| b.scores.iter().find(|d| d.scorer == score.scorer))
+                .map(|d| {
+                    format!(
+                        "{:+.3} ({:+.3} to {:+.3}){}",
+                        d.delta,
+                        d.delta_low,
+                        d.delta_high,
+                        if d.significant { " significant" } else { "" }
+                    )
+                })
+                .unwrap_or_else(|| "—".to_string());
+            println!(
+                "    {name:<15} {:.3} ({:.3}–{:.3})  {lift:<36} p50 {} ms · {} tokens in · eval {}",
+                mine.mean,
+                mine.ci_low,
+                mine.ci_high,
+                summary
+                    .latency_p50_ms
+                    .map_or("—".to_string(), |m| m.to_string()),
+                summary.prompt_tokens,
+                summary.eval_id
+            );
+        }
+    }
+    Ok(())
+}
+
 pub async fn evaluate(engine: &Engine, request: &EvalRequest) -> anyhow::Result<EvalSummary> {
     let progress = EvalProgress {
         bar: ProgressBar::hidden(),

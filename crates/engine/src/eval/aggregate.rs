@@ -63,6 +63,11 @@ pub struct ScoreDelta {
     pub baseline: f64,
     pub current: f64,
     pub delta: f64,
+    /// 95% interval of the paired difference (a bootstrap of the per-case differences).
+    #[serde(default)]
+    pub delta_low: f64,
+    #[serde(default)]
+    pub delta_high: f64,
     pub p_value: f64,
     pub significant: bool,
     pub improved: usize,
@@ -436,11 +441,21 @@ impl Accumulator {
             } else {
                 paired_continuous(&before_values, &after_values, SEED)
             };
+            let differences: Vec<f64> = after_values
+                .iter()
+                .zip(&before_values)
+                .map(|(a, b)| a - b)
+                .collect();
+            let (delta_low, delta_high) =
+                bootstrap_mean_interval(&differences, BOOTSTRAP_RESAMPLES, SEED)
+                    .unwrap_or((result.delta, result.delta));
             scores.push(ScoreDelta {
                 scorer: name.to_string(),
                 baseline: mean(&before_values).unwrap_or(0.0),
                 current: mean(&after_values).unwrap_or(0.0),
                 delta: result.delta,
+                delta_low,
+                delta_high,
                 p_value: result.p_value,
                 significant: result.significant(),
                 improved: result.improved,

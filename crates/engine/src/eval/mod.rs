@@ -70,6 +70,24 @@ pub struct EvalRequest {
     pub no_cache: bool,
     /// Run the valid cases of a dataset that has invalid ones.
     pub skip_invalid: bool,
+    /// Examples other than the workflow's own, to see what they change: evaluated as the
+    /// version of the workflow they make.
+    pub examples: ExamplesSetting,
+    /// Compare with this eval (its cases, paired by id) instead of the workflow's baseline.
+    pub compare_with: Option<String>,
+}
+
+/// Which examples an eval shows the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExamplesSetting {
+    /// As the workflow's `[prompt] examples` says.
+    #[default]
+    AsConfigured,
+    /// None at all.
+    Without,
+    /// The `k` most similar: from the workflow's examples file, else its eval dataset (an
+    /// eval never shows a case itself).
+    Similar(usize),
 }
 
 /// Told about an eval's progress.
@@ -95,7 +113,12 @@ impl Engine {
         observer: &dyn EvalObserver,
         stop: impl Future<Output = ()>,
     ) -> Result<EvalSummary, EngineError> {
-        let workflow = self.project.workflow(&request.workflow)?;
+        let workflow = self.workflow_for_eval(request)?;
+        if let Some(id) = &request.compare_with {
+            if self.store.get_eval(id).await?.is_none() {
+                return Err(EngineError::UnknownEval(id.clone()));
+            }
+        }
         if let Some(model) = &request.model_override {
             self.check_model(model)?;
         }
@@ -161,7 +184,7 @@ impl Engine {
         self.recorder.flush().await;
 
         let baseline = self
-            .compare_with_baseline(&workflow, &eval.id, &acc)
+            .compare_with_baseline(&workflow, &eval.id, request.compare_with.as_deref(), &acc)
             .await?;
         let scores = acc.scores();
         let gates = aggregate::gates(spec, &scores, baseline.as_ref());
@@ -400,14 +423,50 @@ impl Engine {
         Ok((relative, path))
     }
 
+    /// The workflow an eval runs: as loaded, or with the examples `request` asks for.
+    fn workflow_for_eval(
+        &self,
+        request: &EvalRequest,
+    ) -> Result<std::sync::Arc<LoadedWorkflow>, EngineError> {
+        let name = request.workflow.as_str();
+        match request.examples {
+            ExamplesSetting::AsConfigured => self.project.workflow(name),
+            ExamplesSetting::Without => self.project.with_examples(name, None),
+            ExamplesSetting::Similar(k) => {
+                let loaded = self.project.workflow(name)?;
+                let from = match &loaded.spec.prompt.examples {
+                    Some(examples) => examples.from.clone(),
+                    None => loaded
+                        .spec
+                        .eval
+                        .as_ref()
+                        .and_then(|e| e.dataset.clone())
+                        .ok_or_else(|| EngineError::NoDataset(name.to_string()))?,
+                };
+                let examples = shopfloor_core::spec::ExamplesSpec {
+                    from,
+                    k,
+                    select: shopfloor_core::spec::ExampleSelect::Similar,
+                };
+                self.project.with_examples(name, Some(examples))
+            }
+        }
+    }
+
     async fn compare_with_baseline(
         &self,
         workflow: &LoadedWorkflow,
         eval_id: &str,
+        compare_with: Option<&str>,
         acc: &aggregate::Accumulator,
     ) -> Result<Option<BaselineComparison>, EngineError> {
-        let Some(baseline_id) = self.store.baseline(workflow.spec.name.as_str()).await? else {
-            return Ok(None);
+        let baseline_id = match compare_with {
+            // Checked to exist before the eval began.
+            Some(id) => id.to_string(),
+            None => match self.store.baseline(workflow.spec.name.as_str()).await? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
         };
         if baseline_id == eval_id {
             return Ok(None);

@@ -8,7 +8,7 @@ use common::engine;
 use std::path::Path;
 
 use serde_json::json;
-use shopfloor_engine::{EvalObserver, EvalRequest};
+use shopfloor_engine::{EvalObserver, EvalRequest, ExamplesSetting};
 use shopfloor_store::EvalCaseRecord;
 use shopfloor_testkit::{
     self as testkit, openai_completion, FakeServer, OpenAiModel, ReceivedRequest, Reply,
@@ -220,4 +220,95 @@ async fn an_examples_file_that_is_missing_or_cannot_be_balanced_is_a_project_err
     ] {
         assert!(error.contains(expected), "{expected}: {error}");
     }
+}
+
+/// An upstream that answers right only when it is shown examples (the label of the ticket's
+/// keywords), else always "billing".
+fn helped(request: &ReceivedRequest) -> Reply {
+    let messages = request.body["messages"].as_array().unwrap();
+    let users = messages.iter().filter(|m| m["role"] == "user").count();
+    let last = messages.last().unwrap()["content"].as_str().unwrap();
+    let label = if users == 1 {
+        "billing"
+    } else if ["crash", "Error", "button"]
+        .iter()
+        .any(|k| last.contains(k))
+    {
+        "bug"
+    } else if ["password", "log in", "user"]
+        .iter()
+        .any(|k| last.contains(k))
+    {
+        "account"
+    } else {
+        "billing"
+    };
+    Reply::Json(200, openai_completion(label, 10, 1))
+}
+
+/// `--compare-examples` in the engine: the same workflow evaluated without examples and with
+/// the k most similar of its own eval dataset (it configures none), each its own version, the
+/// second paired with the first: the lift and its interval.
+#[tokio::test]
+async fn an_eval_with_other_examples_is_another_version_compared_with_the_first() {
+    let upstream = FakeServer::start(helped).await;
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &upstream.base_url(), "");
+    let engine = engine(dir.path()).await;
+    let request = |examples, compare_with| EvalRequest {
+        workflow: "triage".into(),
+        concurrency: 2,
+        examples,
+        compare_with,
+        ..EvalRequest::default()
+    };
+    let none = engine
+        .run_eval(
+            &request(ExamplesSetting::Without, None),
+            &Quiet,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    let similar = engine
+        .run_eval(
+            &request(ExamplesSetting::Similar(2), Some(none.eval_id.clone())),
+            &Quiet,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert_ne!(similar.version, none.version);
+    assert_eq!(
+        none.version,
+        engine.project.workflow("triage").unwrap().version,
+        "without examples is the workflow as it is"
+    );
+    assert_eq!(none.scores[0].mean, 3.0 / 9.0);
+    assert_eq!(similar.scores[0].mean, 1.0);
+    let compared = similar
+        .baseline
+        .expect("compared with the eval without examples");
+    assert_eq!(compared.baseline_id, none.eval_id);
+    assert_eq!(compared.paired_cases, 9);
+    let lift = &compared.scores[0];
+    assert!((lift.delta - 6.0 / 9.0).abs() < 1e-9, "{lift:?}");
+    assert!(
+        lift.delta_low > 0.0 && lift.delta_low <= lift.delta && lift.delta <= lift.delta_high,
+        "{lift:?}"
+    );
+    // An eval id that does not exist is refused before anything runs.
+    let before = upstream.request_count();
+    let unknown = engine
+        .run_eval(
+            &request(ExamplesSetting::Without, Some("no-such-eval".into())),
+            &Quiet,
+            std::future::pending(),
+        )
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(shopfloor_engine::EngineError::UnknownEval(_))
+    ));
+    assert_eq!(upstream.request_count(), before);
 }
