@@ -140,7 +140,34 @@ impl From<EngineError> for ApiError {
                 .code("invalid_input"),
             EngineError::Store(_) => ApiError::unavailable(error.to_string()),
             EngineError::Review(review) => ApiError::review(review),
-            _ => ApiError::internal(error.to_string()),
+            EngineError::UnknownEval(_) => {
+                ApiError::not_found(error.to_string()).code("eval_not_found")
+            }
+            EngineError::NoDataset(_) => {
+                ApiError::bad_request(error.to_string()).code("no_dataset")
+            }
+            EngineError::InvalidDataset(_) => {
+                ApiError::bad_request(error.to_string()).code("invalid_dataset")
+            }
+            EngineError::PromotionRefused { .. } => {
+                conflict(error.to_string(), "promotion_refused")
+            }
+            EngineError::BatchMismatch(_) => conflict(error.to_string(), "batch_mismatch"),
+            EngineError::Webhook(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", error.to_string())
+                    .code("webhook_failed")
+            }
+            // The server's own files and records: the client learns that, the log learns which.
+            EngineError::NoProject { .. }
+            | EngineError::InvalidProject(_)
+            | EngineError::Io { .. }
+            | EngineError::WorkflowEdit { .. }
+            | EngineError::Unscored { .. } => {
+                tracing::error!("{error}");
+                ApiError::internal(
+                    "the server could not read or write its own project or records; its log says which",
+                )
+            }
         }
     }
 }
@@ -279,6 +306,31 @@ mod tests {
             body,
             json!({"error": {"message": "no", "type": "invalid_request_error", "param": "model", "code": null}, "run_id": "r1"})
         );
+    }
+
+    #[test]
+    fn every_engine_error_has_its_own_status_and_none_leaks_a_path() {
+        let status = |error: EngineError| ApiError::from(error).status.as_u16();
+        assert_eq!(status(EngineError::UnknownEval("e1".into())), 404);
+        assert_eq!(status(EngineError::NoDataset("w".into())), 400);
+        assert_eq!(
+            status(EngineError::InvalidDataset(vec!["line 2".into()])),
+            400
+        );
+        let refused = EngineError::PromotionRefused {
+            workflow: "w".into(),
+            to: "production",
+            reasons: vec!["no eval".into()],
+        };
+        assert_eq!(status(refused), 409);
+        assert_eq!(status(EngineError::BatchMismatch("other file".into())), 409);
+        assert_eq!(status(EngineError::Webhook("down".into())), 502);
+        let io = ApiError::from(EngineError::Io {
+            path: "/srv/project/datasets/secret.jsonl".into(),
+            source: std::io::Error::other("denied"),
+        });
+        assert_eq!(io.status.as_u16(), 500);
+        assert!(!io.message.contains("/srv"), "{}", io.message);
     }
 
     #[test]
