@@ -16,6 +16,7 @@ pub mod pii;
 pub mod policy_doc;
 pub mod review;
 pub mod scorers;
+pub mod sequential;
 pub mod spec;
 pub mod stats;
 pub mod template;

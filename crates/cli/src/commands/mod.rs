@@ -7,6 +7,7 @@ pub mod datasets;
 pub mod drift;
 pub mod eval;
 pub mod evals;
+pub mod experiment;
 pub mod init;
 pub mod keys;
 pub mod models;

@@ -561,3 +561,42 @@ fn datasets_similar_lists_the_nearest_cases() {
         text(&out)
     );
 }
+
+/// `experiment simulate` prints the sequential statistics' own A/A false-positive rate, at
+/// most α however many looks, beside a plain test peeked at as often (issue 28).
+#[test]
+fn experiment_simulate_shows_the_stopping_rule_is_honest() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "experiment",
+            "simulate",
+            "--experiments",
+            "400",
+            "--runs",
+            "2000",
+            "--looks",
+            "30",
+            "--json",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let figures: Value = serde_json::from_str(&stdout).unwrap();
+    let sequential = figures["aa_false_positive_rate"].as_f64().unwrap();
+    let peeked = figures["aa_false_positive_rate_plain_test_peeked"]
+        .as_f64()
+        .unwrap();
+    assert!(sequential <= 0.05, "{figures}");
+    assert!(peeked > 0.10, "{figures}");
+    let power = figures["power"].as_array().unwrap();
+    assert_eq!(power.len(), 3);
+    assert!(power[2]["power"].as_f64().unwrap() > 0.95, "{figures}");
+    let bad = shopfloor(
+        dir.path(),
+        &["experiment", "simulate", "--base", "0.99", "--lift", "0.05"],
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad).1.contains("--base"), "{:?}", text(&bad));
+}
