@@ -26,6 +26,8 @@ use crate::EngineError;
 
 /// The embedded sentence encoder `similar` uses.
 pub const EXAMPLE_ENCODER: &str = "minilm";
+/// Cases encoded between two progress reports.
+const ENCODE_CHUNK: usize = 256;
 
 /// One solved case.
 #[derive(Debug, Clone)]
@@ -177,25 +179,54 @@ impl ExampleSet {
         Ok(chosen.into_iter().map(|e| e.shot.clone()).collect())
     }
 
+    /// Whether choosing will first encode every case (`similar`, with no vectors kept yet):
+    /// the moment for a progress bar.
+    pub fn needs_encoding(&self) -> bool {
+        self.select == ExampleSelect::Similar
+            && self.vectors.get().is_none()
+            && read_vectors(&self.vectors_file, self.examples.len()).is_none()
+    }
+
+    /// Encode the cases now (when `similar` needs them), telling `progress` (done, total)
+    /// after each chunk. Blocks.
+    pub fn encode_with(&self, progress: &dyn Fn(usize, usize)) -> Result<(), String> {
+        if self.select != ExampleSelect::Similar {
+            return Ok(());
+        }
+        self.vectors
+            .get_or_init(|| self.read_or_encode(progress))
+            .as_ref()
+            .map(|_| ())
+            .map_err(Clone::clone)
+    }
+
     /// The cases' vectors: read from beside the store, else encoded once and written there.
     fn vectors(&self) -> Result<&Vec<Vec<f32>>, String> {
         self.vectors
-            .get_or_init(|| {
-                if let Some(vectors) = read_vectors(&self.vectors_file, self.examples.len()) {
-                    return Ok(vectors);
-                }
-                let texts: Vec<String> = self.examples.iter().map(|e| e.shot.user.clone()).collect();
-                let vectors = encode(&texts)?;
-                if let Err(e) = write_vectors(&self.vectors_file, &vectors) {
-                    tracing::warn!(
-                        file = %self.vectors_file.display(),
-                        "the example vectors could not be kept; they are encoded again next time: {e}"
-                    );
-                }
-                Ok(vectors)
-            })
+            .get_or_init(|| self.read_or_encode(&|_, _| {}))
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    fn read_or_encode(&self, progress: &dyn Fn(usize, usize)) -> Result<Vec<Vec<f32>>, String> {
+        if let Some(vectors) = read_vectors(&self.vectors_file, self.examples.len()) {
+            return Ok(vectors);
+        }
+        let total = self.examples.len();
+        tracing::info!(cases = total, "encoding the examples once");
+        let mut vectors = Vec::with_capacity(total);
+        for chunk in self.examples.chunks(ENCODE_CHUNK) {
+            let texts: Vec<String> = chunk.iter().map(|e| e.shot.user.clone()).collect();
+            vectors.extend(encode(&texts)?);
+            progress(vectors.len(), total);
+        }
+        if let Err(e) = write_vectors(&self.vectors_file, &vectors) {
+            tracing::warn!(
+                file = %self.vectors_file.display(),
+                "the example vectors could not be kept; they are encoded again next time: {e}"
+            );
+        }
+        Ok(vectors)
     }
 }
 
@@ -336,6 +367,15 @@ impl ExampleSet {
 }
 
 impl crate::Engine {
+    /// The example set an eval of `request` would show the model, if any: to encode it first
+    /// with a progress bar ([`ExampleSet::encode_with`]).
+    pub fn examples_for_eval(
+        &self,
+        request: &crate::EvalRequest,
+    ) -> Result<Option<Arc<ExampleSet>>, EngineError> {
+        Ok(self.workflow_for_eval(request)?.examples.clone())
+    }
+
     /// The `k` cases nearest to `input` (cosine similarity of the embedded MiniLM's vectors of
     /// the rendered user messages) among the workflow's examples, or its eval dataset when it
     /// has none; nearest first. The file it searched comes first in the answer.

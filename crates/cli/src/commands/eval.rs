@@ -62,6 +62,19 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         examples: ExamplesSetting::AsConfigured,
         compare_with: None,
     };
+    // Similar examples are encoded once per content of their file: show it happening.
+    let warm = EvalRequest {
+        examples: if args.compare_examples {
+            ExamplesSetting::Similar(1)
+        } else {
+            ExamplesSetting::AsConfigured
+        },
+        ..request.clone()
+    };
+    if let Err(e) = encode_examples(&engine, &warm).await {
+        engine.close().await;
+        return Err(e);
+    }
     if args.compare_examples {
         let compared = compare_examples(&engine, request).await;
         engine.close().await;
@@ -95,6 +108,31 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Run an eval with a progress bar; Ctrl-C stops it (stored as cancelled).
+/// Encode the `similar` examples an eval of `request` would use, with a progress bar, when
+/// they are not kept beside the store yet.
+async fn encode_examples(engine: &Engine, request: &EvalRequest) -> anyhow::Result<()> {
+    let Some(set) = engine.examples_for_eval(request)? else {
+        return Ok(());
+    };
+    if !set.needs_encoding() {
+        return Ok(());
+    }
+    let bar = ProgressBar::new(set.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "encoding {len} examples once (kept beside the store) {wide_bar} {pos}/{len} {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let shown = bar.clone();
+    tokio::task::spawn_blocking(move || {
+        set.encode_with(&|done, _| shown.set_position(done as u64))
+    })
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
 /// `--compare-examples`: one eval per setting, each compared with the one without examples.
 async fn compare_examples(engine: &Engine, request: EvalRequest) -> anyhow::Result<()> {
     let settings = [

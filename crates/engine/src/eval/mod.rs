@@ -424,7 +424,7 @@ impl Engine {
     }
 
     /// The workflow an eval runs: as loaded, or with the examples `request` asks for.
-    fn workflow_for_eval(
+    pub(crate) fn workflow_for_eval(
         &self,
         request: &EvalRequest,
     ) -> Result<std::sync::Arc<LoadedWorkflow>, EngineError> {

@@ -154,6 +154,20 @@ async fn similar_examples_are_the_nearest_and_an_eval_never_shows_a_case_itself(
         "examples = { from = \"datasets/cases.jsonl\", k = 3 }",
     );
     let engine = engine(dir.path()).await;
+    // Encoded once, up front, with progress (what `shopfloor eval` draws as a bar).
+    let set = engine
+        .examples_for_eval(&EvalRequest {
+            workflow: "triage".into(),
+            ..EvalRequest::default()
+        })
+        .unwrap()
+        .expect("the workflow's examples");
+    assert!(set.needs_encoding());
+    let reports = std::sync::Mutex::new(Vec::new());
+    set.encode_with(&|done, total| reports.lock().unwrap().push((done, total)))
+        .unwrap();
+    assert_eq!(reports.into_inner().unwrap().last(), Some(&(9, 9)));
+    assert!(!set.needs_encoding());
     let record = run(&engine, "I forgot my password and cannot sign in").await;
     let ids: Vec<String> = serde_json::from_value(record.prompt["examples"].clone()).unwrap();
     assert_eq!(ids.len(), 3, "{ids:?}");
