@@ -16,7 +16,13 @@ pub struct RenderedPrompt {
     pub assistant_prefix: Option<String>,
     /// Solved cases shown before the user message (`[prompt] examples`), in order.
     pub examples: Vec<Shot>,
+    /// The examples are in the templates' text (they read `examples`), not separate turns.
+    pub examples_in_template: bool,
 }
+
+/// The variable a template reads `[prompt] examples` from, to place them itself: a list of
+/// `{id, input, user, answer}` (`user`: the input through the template without examples).
+pub const EXAMPLES_VARIABLE: &str = "examples";
 
 /// A solved case shown to the model before the input: its user turn (the case's input
 /// through the workflow's template) and the answer (its expected output).
@@ -24,6 +30,8 @@ pub struct RenderedPrompt {
 pub struct Shot {
     /// The case's id in its dataset.
     pub id: String,
+    /// The case's input (for a template that places examples itself: `{{ e.input.FIELD }}`).
+    pub input: Json,
     pub user: String,
     pub answer: String,
 }
@@ -136,6 +144,39 @@ impl PromptTemplates {
         out
     }
 
+    /// Whether a template reads `variable`.
+    pub fn reads(&self, variable: &str) -> bool {
+        self.variables()
+            .iter()
+            .any(|(_, names)| names.contains(variable))
+    }
+
+    /// Render for one input object with `examples` in the templates' hands (when they read
+    /// [`EXAMPLES_VARIABLE`]) or as turns before the user message (when they do not).
+    pub fn render_with_examples(
+        &self,
+        input: &Json,
+        examples: Vec<Shot>,
+    ) -> Result<RenderedPrompt, TemplateError> {
+        if !self.reads(EXAMPLES_VARIABLE) {
+            let mut prompt = self.render(input)?;
+            prompt.examples = examples;
+            return Ok(prompt);
+        }
+        let mut context = match input {
+            Json::Object(fields) => fields.clone(),
+            _ => serde_json::Map::new(),
+        };
+        context.insert(
+            EXAMPLES_VARIABLE.to_string(),
+            serde_json::to_value(&examples).unwrap_or_default(),
+        );
+        let mut prompt = self.render(&Json::Object(context))?;
+        prompt.examples = examples;
+        prompt.examples_in_template = true;
+        Ok(prompt)
+    }
+
     /// Render for one input object.
     pub fn render(&self, input: &Json) -> Result<RenderedPrompt, TemplateError> {
         let render = |name: &str, field: &'static str| -> Result<String, TemplateError> {
@@ -170,6 +211,7 @@ impl PromptTemplates {
             user,
             assistant_prefix: self.assistant_prefix.clone(),
             examples: Vec::new(),
+            examples_in_template: false,
         })
     }
 }

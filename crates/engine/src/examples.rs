@@ -104,12 +104,13 @@ impl ExampleSet {
                 other => other.to_string(),
             };
             examples.push(Example {
+                input: canonical_json(&case.input),
                 shot: Shot {
                     id: case.id,
+                    input: case.input,
                     user: rendered.user,
                     answer,
                 },
-                input: canonical_json(&case.input),
             });
         }
         Ok(ExampleSet {

@@ -73,15 +73,15 @@ impl Runner {
         );
         let span = trace::run_span(workflow.spec.name.as_str());
         let rendered = match workflow.templates.render(&run.input) {
-            Ok(mut prompt) => match &workflow.examples {
+            Ok(prompt) => match &workflow.examples {
                 Some(set) => {
                     match crate::examples::choose(set, &prompt.user, &run.input, options.evaluation)
                         .await
                     {
-                        Ok(shots) => {
-                            prompt.examples = shots;
-                            Ok(prompt)
-                        }
+                        Ok(shots) => workflow
+                            .templates
+                            .render_with_examples(&run.input, shots)
+                            .map_err(|e| format!("{}: {}", e.field, e.message)),
                         Err(e) => Err(format!("prompt.examples: {e}")),
                     }
                 }
@@ -466,7 +466,12 @@ fn messages(prompt: &RenderedPrompt) -> Vec<Message> {
     if let Some(system) = &prompt.system {
         messages.push(Message::new(Role::System, system.clone()));
     }
-    for shot in &prompt.examples {
+    let turns = if prompt.examples_in_template {
+        &[][..]
+    } else {
+        &prompt.examples[..]
+    };
+    for shot in turns {
         messages.push(Message::new(Role::User, shot.user.clone()));
         messages.push(Message::new(Role::Assistant, shot.answer.clone()));
     }

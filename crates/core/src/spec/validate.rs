@@ -7,7 +7,7 @@ use super::config::{ModelUse, ProjectConfig};
 use super::provider::ProviderKind;
 use super::reader::Located;
 use super::workflow::{ExampleSelect, OutputContract, Workflow};
-use crate::template::PromptTemplates;
+use crate::template::{PromptTemplates, EXAMPLES_VARIABLE};
 use crate::Diagnostic;
 
 /// What the cross-file checks need; the caller does the I/O.
@@ -147,7 +147,10 @@ fn check_input_and_templates(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
         Ok(templates) => {
             for (field, variables) in templates.variables() {
                 for variable in variables {
-                    if !declared.contains(&variable.as_str()) {
+                    // `[prompt] examples` puts its examples in `examples` when a template asks.
+                    let examples =
+                        variable == EXAMPLES_VARIABLE && workflow.prompt.examples.is_some();
+                    if !examples && !declared.contains(&variable.as_str()) {
                         out.push(Diagnostic::new(
                             &workflow.file,
                             template_line(workflow, field),

@@ -326,3 +326,41 @@ async fn an_eval_with_other_examples_is_another_version_compared_with_the_first(
     ));
     assert_eq!(upstream.request_count(), before);
 }
+
+/// A template that reads `examples` places them itself: one user message, no turns.
+#[tokio::test]
+async fn a_template_that_reads_examples_places_them_itself() {
+    let upstream = FakeServer::start(billing).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = OpenAiModel::new("fake", &upstream.base_url()).classes(&["internal"]);
+    let workflow = WorkflowToml::new(
+        &["text"],
+        "{% for e in examples %}Example: {{ e.input.text }} => {{ e.answer }}\n{% endfor %}Now: {{ text }}",
+    )
+    .then(
+        "examples = { from = \"datasets/cases.jsonl\", k = 2, select = \"fixed\" }\n\
+         [output]\nlabels = [\"billing\", \"bug\", \"account\"]\n[route]\nmodels = [\"fake\"]\n",
+    );
+    testkit::write_project(dir.path(), &fake.to_string(), &[("triage", &workflow)]);
+    std::fs::create_dir_all(dir.path().join("datasets")).unwrap();
+    let lines: Vec<String> = CASES[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, (text, label))| {
+            json!({"id": format!("c{i}"), "input": {"text": text}, "expected": label}).to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("datasets/cases.jsonl"), lines.join("\n")).unwrap();
+    let engine = engine(dir.path()).await;
+    let record = run(&engine, "Where is my receipt?").await;
+    assert_eq!(record.prompt["examples"], json!(["c0", "c1"]));
+    let sent = turns(upstream.requests().last().unwrap());
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0].1,
+        format!(
+            "Example: {} => billing\nExample: {} => bug\nNow: Where is my receipt?",
+            CASES[0].0, CASES[1].0
+        )
+    );
+}
