@@ -108,6 +108,13 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                 "totals    {} ms · {} prompt + {} completion tokens · ${:.6}",
                 run.latency_ms, run.prompt_tokens, run.completion_tokens, run.cost_usd
             );
+            if let Some(examples) = run.prompt.get("examples").and_then(|e| e.as_array()) {
+                let ids: Vec<&str> = examples.iter().filter_map(|e| e.as_str()).collect();
+                println!(
+                    "examples  {} ([prompt] examples, by case id)",
+                    ids.join(", ")
+                );
+            }
             println!("\ninput\n  {}", run.input);
             println!("\nprompt");
             if let Some(messages) = run.prompt.get("messages").and_then(|m| m.as_array()) {

@@ -600,3 +600,32 @@ fn experiment_simulate_shows_the_stopping_rule_is_honest() {
     assert!(!bad.status.success());
     assert!(text(&bad).1.contains("--base"), "{:?}", text(&bad));
 }
+
+/// `runs show` names the examples a run was given, by case id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_names_the_examples_a_run_was_given() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    let workflow = dir.path().join("workflows/ticket-triage.toml");
+    let text_of = std::fs::read_to_string(&workflow).unwrap().replace(
+        "\n[output]",
+        "examples = { from = \"datasets/ticket-triage.jsonl\", k = 2, select = \"fixed\" }\n\n[output]",
+    );
+    std::fs::write(&workflow, text_of).unwrap();
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "run",
+            "ticket-triage",
+            "--json",
+            r#"{"subject": "Refund", "body": "Please refund"}"#,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    let id = result["run_id"].as_str().unwrap();
+    let (show, _) = text(&shopfloor(dir.path(), &["runs", "show", id]));
+    assert!(show.contains("examples  t001, t002"), "{show}");
+}
