@@ -49,7 +49,8 @@ impl Anthropic {
             name: "x-api-key",
             prefix: "",
         };
-        let base_url = base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let base_url = with_version(base_url.as_deref().unwrap_or(DEFAULT_BASE_URL));
+        let base_url = base_url.as_str();
         let headers = &[("anthropic-version", API_VERSION)];
         let endpoint =
             http::Endpoint::new(name.into(), base_url, "messages", api_key, key, headers)?;
@@ -57,6 +58,16 @@ impl Anthropic {
             count: endpoint.with_path(base_url, "messages/count_tokens")?,
             endpoint,
         })
+    }
+}
+
+/// The API's base with its version: a bare host (`https://api.anthropic.com`, how Anthropic's
+/// SDKs write it) gets `/v1`; a base with a path (`…/v1`, a proxy's prefix) is kept as given.
+fn with_version(base_url: &str) -> String {
+    let trimmed = base_url.trim_end_matches('/');
+    match reqwest::Url::parse(trimmed) {
+        Ok(url) if url.path() == "/" || url.path().is_empty() => format!("{trimmed}/v1"),
+        _ => trimmed.to_string(),
     }
 }
 

@@ -211,3 +211,40 @@ async fn an_error_event_mid_stream_keeps_its_retry_meaning() {
     assert!(error.is_retryable(), "{error}");
     assert_eq!(events.len(), 2);
 }
+
+/// A base URL written as Anthropic's SDKs write it (no `/v1`) reaches the same endpoint as one
+/// with it; a base with another path is kept as given.
+#[tokio::test]
+async fn a_base_url_without_the_version_gets_it() {
+    let server = FakeServer::start(|_: &shopfloor_testkit::ReceivedRequest| {
+        shopfloor_testkit::Reply::Json(200, shopfloor_testkit::anthropic_message("ok", 1, 1))
+    })
+    .await;
+    let root = server.base_url().trim_end_matches("/v1").to_string();
+    let request = ChatRequest {
+        model: "claude-3-5-haiku-latest".into(),
+        messages: vec![Message::new(Role::User, "Hi")],
+        ..ChatRequest::default()
+    };
+    for base in [root.clone(), format!("{root}/"), format!("{root}/v1")] {
+        Anthropic::new("claude", Some(base.clone()), Some("k".into()))
+            .unwrap()
+            .complete(&request)
+            .await
+            .unwrap_or_else(|e| panic!("{base}: {e}"));
+        assert_eq!(
+            server.requests().last().unwrap().path,
+            "/v1/messages",
+            "{base}"
+        );
+    }
+    let proxied = format!("{root}/proxy/anthropic");
+    let _ = Anthropic::new("claude", Some(proxied), Some("k".into()))
+        .unwrap()
+        .complete(&request)
+        .await;
+    assert_eq!(
+        server.requests().last().unwrap().path,
+        "/proxy/anthropic/messages"
+    );
+}
