@@ -395,20 +395,23 @@ pub async fn serve_bench(engine: Engine) -> (String, tokio::sync::oneshot::Sende
     (base, stop)
 }
 
-/// Run `tests/python/SCRIPT` with an official Python SDK (the one its name starts with:
-/// `openai_…` or `anthropic_…`) against `server` (its base URL and operator key in
+/// Run `tests/python/SCRIPT` with a Python client (the one its name starts with: `openai_…`,
+/// `anthropic_…`, `langchain_…`) against `server` (its base URL and operator key in
 /// `SHOPFLOOR_BASE_URL` and `SHOPFLOOR_API_KEY`, `model` in `SHOPFLOOR_MODEL`), and read the
 /// JSON it prints. Fails, saying how to install it, when the SDK is missing: a client test
 /// that passes without its client proves nothing.
 pub async fn python_sdk_script(server: &TestServer, script: &str, model: &str) -> Value {
-    let sdk = script.split('_').next().unwrap_or("openai");
+    let (module, package) = match script.split('_').next().unwrap_or("openai") {
+        "langchain" => ("langchain_openai", "langchain-openai"),
+        sdk => (sdk, sdk),
+    };
     let probe = std::process::Command::new("python3")
-        .args(["-c", &format!("import {sdk}")])
+        .args(["-c", &format!("import {module}")])
         .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         panic!(
-            "the {sdk} Python SDK is not installed (`python3 -c \"import {sdk}\"` fails); \
-             `python3 -m pip install {sdk}` and run this test again: {probe:?}"
+            "the Python package {package} is not installed (`python3 -c \"import {module}\"` fails); \
+             `python3 -m pip install {package}` and run this test again: {probe:?}"
         );
     }
     let dir = format!("{}/tests/python", env!("CARGO_MANIFEST_DIR"));

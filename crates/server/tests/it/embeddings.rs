@@ -236,3 +236,33 @@ async fn the_official_python_sdk_embeds_through_the_gateway() {
     );
     server.stop().await;
 }
+
+/// LangChain's `OpenAIEmbeddings` (langchain-openai), the embeddings of most retrieval
+/// pipelines, against the gateway: documents, a query, and the embedded MiniLM.
+#[tokio::test]
+async fn langchain_embeds_through_the_gateway() {
+    let (server, fake, _dir) = start().await;
+    let before = fake.request_count();
+    let seen = python_sdk_script(&server, "langchain_embeddings.py", "embed").await;
+    assert_eq!(
+        seen["documents"],
+        json!([[17.0, 3.0, 1.0], [4.0, 1.0, 1.0]]),
+        "{seen}"
+    );
+    assert_eq!(seen["query"], json!([17.0, 3.0, 1.0]), "{seen}");
+    assert_eq!(seen["minilm_dimensions"], 384);
+    let sent: Vec<Value> = fake.requests()[before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/embeddings"))
+        .map(|r| r.body["input"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            json!(["reset my password", "help"]),
+            json!(["reset my password"])
+        ],
+        "the texts reached the upstream as text"
+    );
+    server.stop().await;
+}
