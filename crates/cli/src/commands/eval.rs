@@ -394,7 +394,11 @@ fn print_gates(s: &EvalSummary) {
         println!(
             "  gate {:<10} {} {}",
             g.kind,
-            if g.passed { "PASS" } else { "FAIL" },
+            match (g.passed, g.no_baseline) {
+                (_, true) => "NO BASELINE",
+                (true, false) => "PASS",
+                (false, false) => "FAIL",
+            },
             g.message
         );
     }

@@ -53,6 +53,10 @@ pub struct GateResult {
     /// The measured mean (absolute) or the drop against the baseline (regression).
     pub actual: Option<f64>,
     pub passed: bool,
+    /// A regression gate with nothing to compare with: it passes (a first eval must be able
+    /// to), and says so as its own state rather than as a plain pass.
+    #[serde(default)]
+    pub no_baseline: bool,
     pub message: String,
 }
 
@@ -499,6 +503,7 @@ pub fn gates(
             threshold: *threshold,
             actual,
             passed,
+            no_baseline: false,
             message: match actual {
                 Some(a) => format!("{scorer} = {a:.4}, required {relation} {threshold}"),
                 None => format!("{scorer} was not scored"),
@@ -511,6 +516,9 @@ pub fn gates(
             .iter()
             .find(|s| &s.scorer == scorer)
             .is_none_or(|s| s.higher_is_better);
+        // What decides: the drop of the mean against the baseline, on the cases both evals
+        // share, is at most `max_drop`. The paired test is reported beside it, not used: a
+        // significant drop within the allowance passes, an insignificant one past it fails.
         let (actual, passed, message) = match delta {
             None => (None, true, format!("{scorer}: no baseline to compare with (set one with `shopfloor evals baseline EVAL_ID`)")),
             Some(d) => {
@@ -519,8 +527,11 @@ pub fn gates(
                     Some(drop),
                     drop <= *max_drop,
                     format!(
-                        "{scorer} moved from {:.4} to {:.4} against the baseline (allowed regression {max_drop})",
-                        d.baseline, d.current
+                        "{scorer} moved from {:.4} to {:.4} against the baseline (allowed regression {max_drop}; paired test p = {:.3}{}, reported, not deciding)",
+                        d.baseline,
+                        d.current,
+                        d.p_value,
+                        if d.significant { ", significant" } else { "" }
                     ),
                 )
             }
@@ -531,8 +542,62 @@ pub fn gates(
             threshold: *max_drop,
             actual,
             passed,
+            no_baseline: delta.is_none(),
             message,
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> EvalSpec {
+        EvalSpec {
+            dataset: None,
+            scorers: vec!["label_accuracy".into()],
+            gate: Vec::new(),
+            max_regression: vec![("label_accuracy".into(), 0.05)],
+            judge: None,
+        }
+    }
+
+    fn comparison(baseline: f64, current: f64, significant: bool) -> BaselineComparison {
+        BaselineComparison {
+            baseline_id: "b".into(),
+            baseline_version: "v0".into(),
+            paired_cases: 100,
+            scores: vec![ScoreDelta {
+                scorer: "label_accuracy".into(),
+                baseline,
+                current,
+                delta: current - baseline,
+                delta_low: 0.0,
+                delta_high: 0.0,
+                p_value: if significant { 0.01 } else { 0.4 },
+                significant,
+                improved: 0,
+                regressed: 0,
+            }],
+            regressed_cases: Vec::new(),
+            improved_cases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_drop_decides_a_regression_gate_and_no_baseline_is_its_own_state() {
+        let spec = spec();
+        let none = gates(Some(&spec), &[], None);
+        assert!(none[0].passed && none[0].no_baseline, "{none:?}");
+        // A significant drop within the allowance passes; an insignificant one past it fails.
+        let within = gates(Some(&spec), &[], Some(&comparison(0.80, 0.77, true)));
+        assert!(within[0].passed && !within[0].no_baseline, "{within:?}");
+        assert!(
+            within[0].message.contains("p = 0.010, significant"),
+            "{within:?}"
+        );
+        let past = gates(Some(&spec), &[], Some(&comparison(0.80, 0.70, false)));
+        assert!(!past[0].passed, "{past:?}");
+    }
 }
