@@ -18,6 +18,7 @@ mod gateway;
 mod idempotency;
 mod messages;
 mod metrics;
+pub mod openapi;
 pub mod otlp;
 mod outcomes;
 mod responses;
