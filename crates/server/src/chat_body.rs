@@ -74,19 +74,13 @@ impl ChatBody {
             "top_p" => (0.0, 1.0),
             _ => (-2.0, 2.0),
         };
-        if !(low..=high).contains(&value) {
-            let shown = if value.abs() < 1e6 {
-                value.to_string()
-            } else {
-                format!("{value:e}")
-            };
-            self.refuse(
-                field,
-                format!("{field} = {shown} is not between {low} and {high}"),
-            );
-            return None;
+        match in_range(field, value, low, high) {
+            Ok(value) => Some(value),
+            Err(why) => {
+                self.refuse(field, why);
+                None
+            }
         }
-        Some(value as f32)
     }
 
     /// What is left to check once every field is read: combinations the gateway refuses.
@@ -113,6 +107,20 @@ impl ChatBody {
         }
         self
     }
+}
+
+/// A sampling number of an API's request within `low..=high`, as the `f32` models take, or
+/// why not (a value past `f32`, `1e308`, would otherwise reach the model as `null`).
+pub(crate) fn in_range(field: &str, value: f64, low: f64, high: f64) -> Result<f32, String> {
+    if (low..=high).contains(&value) {
+        return Ok(value as f32);
+    }
+    let shown = if value.abs() < 1e6 {
+        value.to_string()
+    } else {
+        format!("{value:e}")
+    };
+    Err(format!("{field} = {shown} is not between {low} and {high}"))
 }
 
 /// A field name, borrowed from the body where it can be.

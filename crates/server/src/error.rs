@@ -43,6 +43,19 @@ impl ApiError {
         self
     }
 
+    /// The field this error names, renamed for a client that calls it otherwise (`renames`:
+    /// the engine's name, then the client's), in `param` and in the message.
+    pub fn renamed(mut self, renames: &[(&str, &'static str)]) -> Self {
+        let Some(&(old, new)) = renames
+            .iter()
+            .find(|(old, _)| self.param.as_deref() == Some(*old))
+        else {
+            return self;
+        };
+        self.message = self.message.replace(old, new);
+        self.param(new)
+    }
+
     pub fn run(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());
         self
@@ -109,8 +122,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body()).into_response();
-        // Kept for the routes that answer errors in another form (`messages::in_anthropic_form`).
-        response.extensions_mut().insert(self.clone());
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -118,6 +129,8 @@ impl IntoResponse for ApiError {
         if let Some(id) = self.run_id.as_deref().and_then(|id| id.parse().ok()) {
             response.headers_mut().insert(crate::RUN_ID_HEADER, id);
         }
+        // Kept for the routes that answer errors in another form (`messages::in_anthropic_form`).
+        response.extensions_mut().insert(self);
         response
     }
 }

@@ -28,7 +28,7 @@ use crate::workflows::{output_text, run_failure};
 use crate::{json_response, AppState, Json, RUN_ID_HEADER};
 
 /// The prefix that makes `model` name a workflow.
-const WORKFLOW_PREFIX: &str = "workflow:";
+pub(crate) const WORKFLOW_PREFIX: &str = "workflow:";
 
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat(
@@ -80,7 +80,7 @@ pub(crate) async fn chat(
         Ok(answer) if stream => Ok(replayed(
             Chunks::new(&outcome.run.id, model, legacy, include_usage),
             &outcome.run.id,
-            &answer,
+            answer,
         )),
         Ok(answer) => Ok(completion(&model, &outcome.run.id, &answer, legacy)),
         Err(e) => {
@@ -92,15 +92,11 @@ pub(crate) async fn chat(
 
 /// A refusal of `tools` / `tool_choice` names what a client of the legacy API sent
 /// (`functions` / `function_call`).
-fn in_callers_terms(mut error: ApiError, legacy: bool) -> ApiError {
-    let renamed = match error.param.as_deref() {
-        Some("tools") if legacy => "functions",
-        Some("tool_choice") if legacy => "function_call",
-        _ => return error,
-    };
-    let old = error.param.take().unwrap_or_default();
-    error.message = error.message.replace(old.as_ref(), renamed);
-    error.param(renamed)
+fn in_callers_terms(error: ApiError, legacy: bool) -> ApiError {
+    if !legacy {
+        return error;
+    }
+    error.renamed(&[("tools", "functions"), ("tool_choice", "function_call")])
 }
 
 /// A workflow takes its input from the last user message: what else a client asks for has
@@ -170,7 +166,7 @@ pub(crate) fn with_run(mut response: Response, run_id: &str, model: Option<&str>
         response.headers_mut().insert(RUN_ID_HEADER, value);
     }
     if let Some(value) = model.and_then(|m| HeaderValue::from_str(m).ok()) {
-        response.headers_mut().insert("x-shopfloor-model", value);
+        response.headers_mut().insert(crate::MODEL_HEADER, value);
     }
     response
 }
@@ -325,9 +321,20 @@ impl StreamWire for Chunks {
 }
 
 fn sse(value: &Value) -> Bytes {
+    sse_event(None, value)
+}
+
+/// One server-sent event: `event: NAME` when named (Anthropic's and the Responses API's
+/// events are), then `data:` with the JSON.
+pub(crate) fn sse_event(name: Option<&str>, data: &Value) -> Bytes {
     let mut out = Vec::with_capacity(256);
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
     out.extend_from_slice(b"data: ");
-    let _ = serde_json::to_writer(&mut out, value);
+    let _ = serde_json::to_writer(&mut out, data);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
@@ -514,7 +521,7 @@ async fn workflow_chat(
     Ok(replayed(
         Chunks::new(&run.id, requested, false, include_usage),
         &run.id,
-        &answer,
+        answer,
     ))
 }
 
@@ -523,18 +530,18 @@ async fn workflow_chat(
 pub(crate) fn replayed<W: StreamWire>(
     mut wire: W,
     run_id: &str,
-    answer: &GatewayAnswer,
+    answer: GatewayAnswer,
 ) -> Response {
     let mut items = Vec::new();
     if !answer.text.is_empty() || answer.tool_calls.is_empty() {
-        items.push(StreamItem::Text(answer.text.clone()));
+        items.push(StreamItem::Text(answer.text));
     }
-    for (index, call) in answer.tool_calls.iter().enumerate() {
+    for (index, call) in answer.tool_calls.into_iter().enumerate() {
         items.push(StreamItem::ToolCall(ToolCallDelta {
             index: index as u32,
-            id: Some(call.id.clone()),
-            name: Some(call.name.clone()),
-            arguments: call.arguments.clone(),
+            id: Some(call.id),
+            name: Some(call.name),
+            arguments: call.arguments,
         }));
     }
     items.push(StreamItem::Done {

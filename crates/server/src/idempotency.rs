@@ -19,12 +19,11 @@ use shopfloor_store::{IdempotencyClaim, IdempotencyRequest, KeptAnswer};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::routes::Route;
-use crate::{AppState, RUN_ID_HEADER};
+use crate::{AppState, MODEL_HEADER, RUN_ID_HEADER};
 
 const HEADER: &str = "idempotency-key";
 /// Set on an answer that comes from the store.
 const REPLAYED: &str = "idempotent-replayed";
-const MODEL_HEADER: &str = "x-shopfloor-model";
 /// A key is forgotten a day after its first use.
 const FORGOTTEN_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
 /// A request still unanswered after this is taken to have died with its server.

@@ -60,6 +60,8 @@ use tasks::Tasks;
 
 /// The response header that names the run a request recorded.
 pub const RUN_ID_HEADER: &str = "x-shopfloor-run-id";
+/// The header naming the model that answered (a fallback, maybe).
+pub const MODEL_HEADER: &str = "x-shopfloor-model";
 /// The request id header: taken from the client when it sends a sane one, else made up.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -381,7 +383,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             .map(str::to_string)
     };
     let run_id = header(RUN_ID_HEADER);
-    let model = header("x-shopfloor-model");
+    let model = header(MODEL_HEADER);
     // The W3C trace id: the second field of `traceparent`.
     let trace_id = traceparent
         .as_deref()

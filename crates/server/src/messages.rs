@@ -29,8 +29,11 @@ use shopfloor_providers::{
 };
 
 use crate::auth::Principal;
+use crate::chat_body::in_range;
 use crate::error::ApiError;
-use crate::gateway::{complete, open_stream, serve_stream, with_run, StreamWire};
+use crate::gateway::{
+    complete, open_stream, serve_stream, sse_event, with_run, StreamWire, WORKFLOW_PREFIX,
+};
 use crate::{json_response, AppState, Json};
 
 /// The body of `POST /v1/messages`, as Anthropic's API defines it. A field it does not
@@ -143,7 +146,7 @@ fn gateway_request(
     let refuse = |field: &'static str, why: String| {
         Err(ApiError::bad_request(format!("{field}: {why}")).param(field))
     };
-    if body.model.starts_with("workflow:") {
+    if body.model.starts_with(WORKFLOW_PREFIX) {
         return refuse(
             "model",
             "workflows are run through /v1/workflows/NAME/runs or /v1/chat/completions, not /v1/messages".into(),
@@ -155,14 +158,19 @@ fn gateway_request(
     if max_tokens == 0 {
         return refuse("max_tokens", "must be at least 1".into());
     }
-    for (field, value) in [("temperature", body.temperature), ("top_p", body.top_p)] {
-        if value.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
-            return refuse(
-                field,
-                format!("{} is not between 0 and 1", value.unwrap_or_default()),
-            );
+    let mut sampling = [None, None];
+    for (i, (field, value)) in [("temperature", body.temperature), ("top_p", body.top_p)]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(value) = value {
+            match in_range(field, value, 0.0, 1.0) {
+                Ok(value) => sampling[i] = Some(value),
+                Err(_) => return refuse(field, format!("{value} is not between 0 and 1")),
+            }
         }
     }
+    let [temperature, top_p] = sampling;
     if body.top_k.as_ref().is_some_and(|v| !v.is_null()) {
         return refuse(
             "top_k",
@@ -244,8 +252,8 @@ fn gateway_request(
         model: body.model,
         messages,
         max_tokens: Some(max_tokens),
-        temperature: body.temperature.map(|t| t as f32),
-        top_p: body.top_p.map(|p| p as f32),
+        temperature,
+        top_p,
         seed: None,
         caller: None,
         extras,
@@ -423,16 +431,15 @@ fn in_message(message: InMessage, out: &mut Vec<Message>) -> Result<(), String> 
 }
 
 /// The engine's names of request fields, in the Messages API's terms, for refusals.
-fn in_anthropic_terms(mut error: ApiError) -> ApiError {
-    let renamed = match error.param.as_deref() {
-        Some("stop") => "stop_sequences",
-        Some("user") => "metadata.user_id",
-        Some("parallel_tool_calls") => "tool_choice.disable_parallel_tool_use",
-        _ => return error,
-    };
-    let old = error.param.take().unwrap_or_default();
-    error.message = error.message.replace(old.as_ref(), renamed);
-    error.param(renamed)
+fn in_anthropic_terms(error: ApiError) -> ApiError {
+    error.renamed(&[
+        ("stop", "stop_sequences"),
+        ("user", "metadata.user_id"),
+        (
+            "parallel_tool_calls",
+            "tool_choice.disable_parallel_tool_use",
+        ),
+    ])
 }
 
 /// A `message` object for a whole answer.
@@ -633,13 +640,7 @@ impl StreamWire for Events {
 }
 
 fn event(name: &str, data: &Value) -> Bytes {
-    let mut out = Vec::with_capacity(128);
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    let _ = serde_json::to_writer(&mut out, data);
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
+    sse_event(Some(name), data)
 }
 
 /// Anthropic's error `type` for a status.
@@ -696,15 +697,9 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn gateway_request_for(
-        body: MessagesBody,
-    ) -> Result<(GatewayRequest, Option<String>), ApiError> {
-        gateway_request(body, false)
-    }
-
     #[test]
     fn tool_turns_become_the_engines_messages() {
-        let (request, user) = gateway_request_for(body(json!({
+        let (request, user) = gateway_request(body(json!({
             "model": "fast", "max_tokens": 100,
             "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}],
             "metadata": {"user_id": "u-7"},
@@ -721,7 +716,7 @@ mod tests {
             "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
             "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
             "stop_sequences": ["END"],
-        })))
+        })), false)
         .unwrap();
         assert_eq!(user.as_deref(), Some("u-7"));
         let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
@@ -762,7 +757,7 @@ mod tests {
                 .as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            gateway_request_for(body(value)).unwrap_err()
+            gateway_request(body(value), false).unwrap_err()
         };
         let e = refused(json!({"messages": [{"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]}));
@@ -786,8 +781,11 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("metadata"));
         let e = refused(json!({"messages": [{"role": "system", "content": "x"}]}));
         assert!(e.message.contains("messages.0.role"), "{}", e.message);
-        let no_limit = gateway_request_for(body(json!({"model": "fast",
-            "messages": [{"role": "user", "content": "hi"}]})))
+        let no_limit = gateway_request(
+            body(json!({"model": "fast",
+            "messages": [{"role": "user", "content": "hi"}]})),
+            false,
+        )
         .unwrap_err();
         assert_eq!(no_limit.message, "max_tokens: Field required");
         assert!(

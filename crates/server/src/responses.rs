@@ -35,9 +35,11 @@ use shopfloor_providers::{
 use shopfloor_store::{RunRecord, RunStatus};
 
 use crate::auth::Principal;
+use crate::chat_body::in_range;
 use crate::error::ApiError;
 use crate::gateway::{
-    complete, open_stream, replayed, serve_stream, unix_seconds, with_run, StreamWire,
+    complete, open_stream, replayed, serve_stream, sse_event, unix_seconds, with_run, StreamWire,
+    WORKFLOW_PREFIX,
 };
 use crate::{json_response, AppState, Json};
 
@@ -118,16 +120,16 @@ pub(crate) async fn create(
     let requested = request.model.clone();
     if stream && !has_strict_schema(&request) {
         let stream = open_stream(&state, request, started).await?;
-        let events = Events::new(skeleton(stream.run_id(), &requested, settings));
+        let events = Events::new(stream.run_id(), &requested, settings);
         return Ok(serve_stream(state, stream, events, started));
     }
     let outcome = complete(&state, request, started).await?;
     let run_id = outcome.run.id.clone();
     match outcome.result {
         Ok(answer) if stream => Ok(replayed(
-            Events::new(skeleton(&run_id, &requested, settings)),
+            Events::new(&run_id, &requested, settings),
             &run_id,
-            &answer,
+            answer,
         )),
         Ok(answer) => {
             let items = output_items(&run_id, &answer.text, &answer.tool_calls);
@@ -437,20 +439,28 @@ fn gateway_request(
     history: Vec<Message>,
 ) -> Result<(GatewayRequest, Option<String>), ApiError> {
     let refuse = |field: &'static str, why: String| Err(ApiError::bad_request(why).param(field));
-    if body.model.starts_with("workflow:") {
+    if body.model.starts_with(WORKFLOW_PREFIX) {
         return refuse(
             "model",
             "workflows are run through /v1/workflows/NAME/runs or /v1/chat/completions, not /v1/responses".into(),
         );
     }
-    for (field, value, high) in [
+    let mut sampling = [None, None];
+    for (i, (field, value, high)) in [
         ("temperature", body.temperature, 2.0),
         ("top_p", body.top_p, 1.0),
-    ] {
-        if let Some(v) = value.filter(|v| !(0.0..=high).contains(v)) {
-            return refuse(field, format!("{field} = {v} is not between 0 and {high}"));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if let Some(value) = value {
+            match in_range(field, value, 0.0, high) {
+                Ok(value) => sampling[i] = Some(value),
+                Err(why) => return refuse(field, why),
+            }
         }
     }
+    let [temperature, top_p] = sampling;
     if body.background == Some(true) {
         return refuse(
             "background",
@@ -570,8 +580,8 @@ fn gateway_request(
         model: body.model,
         messages,
         max_tokens: body.max_output_tokens,
-        temperature: body.temperature.map(|t| t as f32),
-        top_p: body.top_p.map(|p| p as f32),
+        temperature,
+        top_p,
         seed: None,
         caller: None,
         extras,
@@ -782,15 +792,10 @@ struct Events {
 }
 
 impl Events {
-    fn new(response: Value) -> Self {
-        let run_id = response["id"]
-            .as_str()
-            .and_then(|id| id.strip_prefix("resp_"))
-            .unwrap_or_default()
-            .to_string();
+    fn new(run_id: &str, requested: &str, settings: Map<String, Value>) -> Self {
         Events {
-            response,
-            run_id,
+            response: skeleton(run_id, requested, settings),
+            run_id: run_id.to_string(),
             sequence: 0,
             output: Vec::new(),
             open: None,
@@ -801,13 +806,7 @@ impl Events {
         data["type"] = json!(kind);
         data["sequence_number"] = json!(self.sequence);
         self.sequence += 1;
-        let mut out = Vec::with_capacity(160);
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        let _ = serde_json::to_writer(&mut out, &data);
-        out.extend_from_slice(b"\n\n");
-        Bytes::from(out)
+        sse_event(Some(kind), &data)
     }
 
     /// The open item's place in the output and its id.
@@ -1074,7 +1073,7 @@ mod tests {
 
     #[test]
     fn a_stream_is_the_typed_event_sequence_with_the_whole_response_last() {
-        let mut events = Events::new(skeleton("r1", "fast", Map::new()));
+        let mut events = Events::new("r1", "fast", Map::new());
         let mut out: Vec<Bytes> = events.opening();
         for item in [
             StreamItem::Text("It is".into()),
