@@ -14,7 +14,7 @@
 //!
 //! [`simulate`] runs this on simulated A/A and A/B data, to show what it promises holds here.
 
-use crate::stats::splitmix64;
+use crate::stats::{splitmix64, Z_95};
 
 /// The running sums of one arm's outcomes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -153,8 +153,8 @@ fn fixed_sample(a: &Arm, b: &Arm) -> Option<Interval> {
     let se = (a.variance() / a.n as f64 + b.variance() / b.n as f64).sqrt();
     Some(Interval {
         estimate,
-        low: estimate - 1.96 * se,
-        high: estimate + 1.96 * se,
+        low: estimate - Z_95 * se,
+        high: estimate + Z_95 * se,
     })
 }
 

@@ -41,6 +41,8 @@ pub struct PromptTemplates {
     env: Environment<'static>,
     has_system: bool,
     assistant_prefix: Option<String>,
+    /// A template reads [`EXAMPLES_VARIABLE`]: it places the examples itself.
+    reads_examples: bool,
 }
 
 /// The longest prompt a template may render. An input can make a template repeat something
@@ -126,11 +128,17 @@ impl PromptTemplates {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Self {
+        let mut templates = Self {
             env,
             has_system: prompt.system.is_some(),
             assistant_prefix: prompt.assistant_prefix.clone(),
-        })
+            reads_examples: false,
+        };
+        templates.reads_examples = templates
+            .variables()
+            .iter()
+            .any(|(_, names)| names.contains(EXAMPLES_VARIABLE));
+        Ok(templates)
     }
 
     /// The top-level variables each template reads, by field.
@@ -144,22 +152,15 @@ impl PromptTemplates {
         out
     }
 
-    /// Whether a template reads `variable`.
-    pub fn reads(&self, variable: &str) -> bool {
-        self.variables()
-            .iter()
-            .any(|(_, names)| names.contains(variable))
-    }
-
-    /// Render for one input object with `examples` in the templates' hands (when they read
-    /// [`EXAMPLES_VARIABLE`]) or as turns before the user message (when they do not).
-    pub fn render_with_examples(
+    /// `prompt` (rendered for `input`) with its `examples`: as turns before the user message,
+    /// or, when a template reads [`EXAMPLES_VARIABLE`], rendered again with them in its hands.
+    pub fn with_examples(
         &self,
+        mut prompt: RenderedPrompt,
         input: &Json,
         examples: Vec<Shot>,
     ) -> Result<RenderedPrompt, TemplateError> {
-        if !self.reads(EXAMPLES_VARIABLE) {
-            let mut prompt = self.render(input)?;
+        if !self.reads_examples {
             prompt.examples = examples;
             return Ok(prompt);
         }

@@ -165,17 +165,12 @@ impl ExampleSet {
                     })
                     .collect()
             }
-            ExampleSelect::Similar => {
-                let vectors = self.vectors()?;
-                let query = encode(&[user.to_string()])?
-                    .pop()
-                    .ok_or("the encoder returned no vector")?;
-                nearest(vectors, &query, self.k, |i| allowed(&self.examples[i]))
-                    .into_iter()
-                    .rev()
-                    .map(|(i, _)| &self.examples[i])
-                    .collect()
-            }
+            ExampleSelect::Similar => self
+                .ranked(user, self.k, |i| allowed(&self.examples[i]))?
+                .into_iter()
+                .rev()
+                .map(|(i, _)| &self.examples[i])
+                .collect(),
         };
         Ok(chosen.into_iter().map(|e| e.shot.clone()).collect())
     }
@@ -183,9 +178,32 @@ impl ExampleSet {
     /// Whether choosing will first encode every case (`similar`, with no vectors kept yet):
     /// the moment for a progress bar.
     pub fn needs_encoding(&self) -> bool {
-        self.select == ExampleSelect::Similar
-            && self.vectors.get().is_none()
-            && read_vectors(&self.vectors_file, self.examples.len()).is_none()
+        if self.select != ExampleSelect::Similar || self.vectors.get().is_some() {
+            return false;
+        }
+        match read_vectors(&self.vectors_file, self.examples.len()) {
+            // Read once: kept for the choices that follow.
+            Some(vectors) => {
+                let _ = self.vectors.set(Ok(vectors));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The `k` cases nearest to the rendered user message `user` among those `allowed`,
+    /// nearest first, as (index, similarity). Encodes the set on first use, then `user`.
+    fn ranked(
+        &self,
+        user: &str,
+        k: usize,
+        allowed: impl Fn(usize) -> bool,
+    ) -> Result<Vec<(usize, f32)>, String> {
+        let vectors = self.vectors()?;
+        let query = encode(&[user.to_string()])?
+            .pop()
+            .ok_or("the encoder returned no vector")?;
+        Ok(nearest(vectors, &query, k, allowed))
     }
 
     /// Encode the cases now (when `similar` needs them), telling `progress` (done, total)
@@ -257,23 +275,14 @@ pub fn nearest(
     scored.into_iter().map(|(score, i)| (i, score)).collect()
 }
 
-/// The dot product, in eight independent sums so that the compiler can keep them in one
-/// vector register (a single running sum is a chain it may not reorder).
+/// The embedded model's own vectorised dot product.
+#[cfg(feature = "local")]
+use shopfloor_local::dot;
+
+/// Without the embedded models nothing is encoded to compare; `nearest` still works.
+#[cfg(not(feature = "local"))]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            sums[lane] += x[lane] * y[lane];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(feature = "local")]
@@ -348,11 +357,8 @@ pub struct SimilarCase {
 impl ExampleSet {
     /// The `k` cases nearest to the rendered user message `user`, nearest first.
     fn search(&self, user: &str, k: usize) -> Result<Vec<SimilarCase>, String> {
-        let vectors = self.vectors()?;
-        let query = encode(&[user.to_string()])?
-            .pop()
-            .ok_or("the encoder returned no vector")?;
-        Ok(nearest(vectors, &query, k, |_| true)
+        Ok(self
+            .ranked(user, k, |_| true)?
             .into_iter()
             .map(|(i, similarity)| {
                 let shot = &self.examples[i].shot;
@@ -464,18 +470,6 @@ mod tests {
         assert!((best - 0.9998).abs() < 1e-3, "{best}");
         assert_eq!(nearest(&vectors, &query, 9, |_| true).len(), 4);
         assert!(nearest(&vectors, &query, 2, |_| false).is_empty());
-    }
-
-    #[test]
-    fn the_dot_product_matches_the_plain_sum() {
-        let a: Vec<f32> = (0..21).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let b: Vec<f32> = (0..21).map(|i| 1.0 - i as f32 * 0.25).collect();
-        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!(
-            (dot(&a, &b) - plain).abs() < 1e-4,
-            "{} vs {plain}",
-            dot(&a, &b)
-        );
     }
 
     #[test]

@@ -72,24 +72,7 @@ impl Runner {
             options.caller.clone(),
         );
         let span = trace::run_span(workflow.spec.name.as_str());
-        let rendered = match workflow.templates.render(&run.input) {
-            Ok(prompt) => match &workflow.examples {
-                Some(set) => {
-                    match crate::examples::choose(set, &prompt.user, &run.input, options.evaluation)
-                        .await
-                    {
-                        Ok(shots) => workflow
-                            .templates
-                            .render_with_examples(&run.input, shots)
-                            .map_err(|e| format!("{}: {}", e.field, e.message)),
-                        Err(e) => Err(format!("prompt.examples: {e}")),
-                    }
-                }
-                None => Ok(prompt),
-            },
-            Err(e) => Err(format!("{}: {}", e.field, e.message)),
-        };
-        match rendered {
+        match render_prompt(workflow, &run.input, options.evaluation).await {
             Ok(prompt) => {
                 run.prompt = prompt_json(&prompt);
                 self.route(workflow, &prompt, options, &mut run)
@@ -454,6 +437,28 @@ impl Runner {
 pub struct CallBudget {
     pub timeout: Duration,
     pub retries: u32,
+}
+
+/// The prompt for `input`, with the examples `[prompt] examples` chooses for it (never the
+/// input itself in an `evaluation`), or why there is none.
+async fn render_prompt(
+    workflow: &LoadedWorkflow,
+    input: &Value,
+    evaluation: bool,
+) -> Result<RenderedPrompt, String> {
+    let templates = &workflow.templates;
+    let describe =
+        |e: shopfloor_core::template::TemplateError| format!("{}: {}", e.field, e.message);
+    let prompt = templates.render(input).map_err(describe)?;
+    let Some(set) = &workflow.examples else {
+        return Ok(prompt);
+    };
+    let shots = crate::examples::choose(set, &prompt.user, input, evaluation)
+        .await
+        .map_err(|e| format!("prompt.examples: {e}"))?;
+    templates
+        .with_examples(prompt, input, shots)
+        .map_err(describe)
 }
 
 fn correction(problem: &str) -> String {

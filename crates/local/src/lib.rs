@@ -40,6 +40,7 @@ pub use catalog::{
 pub use embed::{Embeddings, LocalEmbedder, MAX_INPUTS, MAX_TOKENS};
 pub use error::LocalError;
 pub use json::{check_schema, SchemaError};
+pub use kernels::dot;
 pub use prompt::{render_chatml, DEFAULT_SYSTEM_PROMPT};
 pub use provider::{thread_count, LocalProvider, DEFAULT_MAX_TOKENS};
 pub use pull::{pull, pull_into, PullProgress};

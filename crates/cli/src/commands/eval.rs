@@ -107,7 +107,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Run an eval with a progress bar; Ctrl-C stops it (stored as cancelled).
 /// Encode the `similar` examples an eval of `request` would use, with a progress bar, when
 /// they are not kept beside the store yet.
 async fn encode_examples(engine: &Engine, request: &EvalRequest) -> anyhow::Result<()> {
@@ -199,6 +198,7 @@ async fn compare_examples(engine: &Engine, request: EvalRequest) -> anyhow::Resu
     Ok(())
 }
 
+/// Run an eval with a progress bar; Ctrl-C stops it (stored as cancelled).
 pub async fn evaluate(engine: &Engine, request: &EvalRequest) -> anyhow::Result<EvalSummary> {
     let progress = EvalProgress {
         bar: ProgressBar::hidden(),

@@ -275,19 +275,7 @@ impl Engine {
 
     /// The models tried for a call to `model`: it, then its `[gateway] fallbacks`.
     fn gateway_route(&self, model: &str) -> Result<Vec<String>, GatewayError> {
-        if let Some(spec) = self.project.config.models.get(model) {
-            if spec.kind != shopfloor_core::spec::ModelUse::Chat {
-                return Err(GatewayError::Unsupported {
-                    model: model.to_string(),
-                    unsupported: Unsupported {
-                        param: "model".into(),
-                        reason: "it is an embedding model; send its texts to POST /v1/embeddings"
-                            .into(),
-                    },
-                });
-            }
-        }
-        if !self.project.config.models.contains_key(model) {
+        let Some(spec) = self.project.config.models.get(model) else {
             return Err(GatewayError::UnknownModel {
                 name: model.to_string(),
                 known: self
@@ -295,6 +283,16 @@ impl Engine {
                     .iter()
                     .map(|m| m.name.clone())
                     .collect(),
+            });
+        };
+        if spec.kind != shopfloor_core::spec::ModelUse::Chat {
+            return Err(GatewayError::Unsupported {
+                model: model.to_string(),
+                unsupported: Unsupported {
+                    param: "model".into(),
+                    reason: "it is an embedding model; send its texts to POST /v1/embeddings"
+                        .into(),
+                },
             });
         }
         let mut route = vec![model.to_string()];
