@@ -81,15 +81,21 @@ impl ExampleSet {
         let text = String::from_utf8(bytes)
             .map_err(|_| problem(format!("{} is not UTF-8 text", spec.from.value)))?;
         let hash = hex::encode(Sha256::digest(text.as_bytes()));
-        let (cases, bad) = parse_dataset(&text, DatasetFormat::from_path(&spec.from.value));
+        let (mut cases, bad) = parse_dataset(&text, DatasetFormat::from_path(&spec.from.value));
         if let Some(bad) = bad.first() {
             return Err(problem(format!(
                 "{} line {}: {}",
                 spec.from.value, bad.line, bad.message
             )));
         }
+        // A case from a rejected review waits for a person to write its answer: until then
+        // it has none to show (`null` would be shown as one, and counted as a label).
+        cases.retain(|c| !c.expected.is_null());
         if cases.is_empty() {
-            return Err(problem(format!("{} has no cases", spec.from.value)));
+            return Err(problem(format!(
+                "{} has no answered cases",
+                spec.from.value
+            )));
         }
         let mut examples = Vec::with_capacity(cases.len());
         for case in cases {

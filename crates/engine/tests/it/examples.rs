@@ -109,7 +109,8 @@ async fn fixed_and_balanced_examples_are_turns_before_the_input_and_part_of_the_
     // A correction added to the file is an example from the next load on, in a new version.
     let mut text = std::fs::read_to_string(dir.path().join("datasets/cases.jsonl")).unwrap();
     text = format!(
-        "{}\n{text}",
+        "{}\n{}\n{text}",
+        json!({"id": "r0", "input": {"text": "Rejected, its answer still to write"}, "expected": null}),
         json!({"id": "r1", "input": {"text": "Corrected by a reviewer"}, "expected": "account"})
     );
     std::fs::write(dir.path().join("datasets/cases.jsonl"), text).unwrap();
@@ -119,7 +120,11 @@ async fn fixed_and_balanced_examples_are_turns_before_the_input_and_part_of_the_
         fixed_version
     );
     let record = run(&again, "Where is my receipt?").await;
-    assert_eq!(record.prompt["examples"], json!(["r1", "c0"]));
+    assert_eq!(
+        record.prompt["examples"],
+        json!(["r1", "c0"]),
+        "a case without its answer is no example"
+    );
     drop(again);
 
     project(
