@@ -788,11 +788,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(no_limit.message, "max_tokens: Field required");
-        assert!(
-            serde_json::from_value::<MessagesBody>(json!({"model": "fast", "max_tokens": 1,
-            "messages": [], "container": "c"}))
-            .is_err()
-        );
+        let unknown = serde_json::from_value::<MessagesBody>(json!({"model": "fast",
+            "max_tokens": 1, "messages": [], "container": "c"}))
+        .unwrap_err();
+        assert!(unknown.to_string().contains("`container`"), "{unknown}");
     }
 
     #[test]

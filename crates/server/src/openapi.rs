@@ -115,6 +115,17 @@ mod tests {
                 public,
                 "{route:?}"
             );
+            match route.access {
+                Access::Public => assert!(op.get("x-shopfloor-permission").is_none()),
+                Access::Needs(p) | Access::NeedsOrOwn(p) => {
+                    assert_eq!(op["x-shopfloor-permission"], p.describe(), "{route:?}");
+                    let own = matches!(route.access, Access::NeedsOrOwn(_));
+                    assert_eq!(op.get("x-shopfloor-own-only").is_some(), own, "{route:?}");
+                }
+            }
+            if route.method == axum::http::Method::POST {
+                assert_eq!(op["requestBody"]["required"], true, "{route:?}");
+            }
         }
         let ids: Vec<&str> = doc["paths"]
             .as_object()

@@ -1065,10 +1065,10 @@ mod tests {
         let fine = json!({"model": "fast", "input": "hi", "reasoning": {"effort": null},
             "include": [], "truncation": "disabled", "tool_choice": null, "text": {"format": {"type": "text"}}});
         assert!(gateway_request(body(fine), Vec::new()).is_ok());
-        assert!(serde_json::from_value::<ResponsesBody>(
-            json!({"model": "fast", "conversation": "c"})
-        )
-        .is_err());
+        let unknown =
+            serde_json::from_value::<ResponsesBody>(json!({"model": "fast", "conversation": "c"}))
+                .unwrap_err();
+        assert!(unknown.to_string().contains("`conversation`"), "{unknown}");
     }
 
     #[test]

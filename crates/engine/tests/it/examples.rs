@@ -176,10 +176,21 @@ async fn similar_examples_are_the_nearest_and_an_eval_never_shows_a_case_itself(
     let record = run(&engine, "I forgot my password and cannot sign in").await;
     let ids: Vec<String> = serde_json::from_value(record.prompt["examples"].clone()).unwrap();
     assert_eq!(ids.len(), 3, "{ids:?}");
-    // The two account cases about signing in are the nearest two, next to the input.
+    // The two account cases about signing in are the nearest two, and the nearest comes last,
+    // next to the input: the order `datasets similar` ranks them in, reversed.
     let mut nearest = ids[1..].to_vec();
     nearest.sort();
     assert_eq!(nearest, ["c2", "c5"], "{ids:?}");
+    let (_, ranked) = engine
+        .similar_cases(
+            "triage",
+            json!({"text": "I forgot my password and cannot sign in"}),
+            3,
+        )
+        .await
+        .unwrap();
+    let ranked: Vec<&str> = ranked.iter().rev().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ranked, "nearest last");
     // The vectors are kept beside the store for the next load.
     let kept: Vec<_> = std::fs::read_dir(dir.path().join(".shopfloor/examples"))
         .unwrap()
@@ -316,11 +327,15 @@ async fn an_eval_with_other_examples_is_another_version_compared_with_the_first(
         lift.delta_low > 0.0 && lift.delta_low <= lift.delta && lift.delta <= lift.delta_high,
         "{lift:?}"
     );
-    // An eval id that does not exist is refused before anything runs.
+    // An eval id that does not exist is refused before anything runs: without the cache, a
+    // run would call the upstream for every case.
     let before = upstream.request_count();
     let unknown = engine
         .run_eval(
-            &request(ExamplesSetting::Without, Some("no-such-eval".into())),
+            &EvalRequest {
+                no_cache: true,
+                ..request(ExamplesSetting::Without, Some("no-such-eval".into()))
+            },
             &Quiet,
             std::future::pending(),
         )

@@ -96,7 +96,10 @@ async fn a_retry_with_the_same_key_gets_the_first_answer_and_calls_no_model() {
     let (status, _, first) = send(&server, "/v1/workflows/triage/runs", &key, "run-1", &run).await;
     assert_eq!(status, 200, "{first}");
     let calls = upstream.request_count();
-    let (_, _, again) = send(&server, "/v1/workflows/triage/runs", &key, "run-1", &run).await;
+    let (status, headers, again) =
+        send(&server, "/v1/workflows/triage/runs", &key, "run-1", &run).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(headers["idempotent-replayed"], "true");
     let (first, again): (Value, Value) = (
         serde_json::from_str(&first).unwrap(),
         serde_json::from_str(&again).unwrap(),
