@@ -280,6 +280,13 @@ fn personal_data(config: &ProjectConfig) -> Section {
                     "nothing is redacted or blocked; the text is sent as is, personal data included.",
                 ),
             }));
+            if policy.on_external != ExternalAction::Allow {
+                blocks.push(Block::Paragraph(if policy.images_external {
+                    Text::new().strong("Images").plain(" go to models outside the premises as they are (").code("images = \"allow\"").plain("): no detector reads them.")
+                } else {
+                    Text::new().strong("Images").plain(" cannot be scanned, so a call that holds one is refused for every model outside the premises (").code("images = \"refuse\"").plain(", the default).")
+                }));
+            }
             blocks.push(Block::Paragraph(
                 Text::new()
                     .strong("Models on the premises")

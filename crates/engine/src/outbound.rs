@@ -58,6 +58,15 @@ impl Guard<'_> {
             .as_mut()
             .and_then(|e| e.user.take())
             .map(|user| redact(&user, &policy.detect, redactions));
+        if !policy.images_external && messages.iter().any(|m| m.images().next().is_some()) {
+            return Err(CallFailure::new(
+                ErrorKind::Refused,
+                format!(
+                    "refused by policy: the input holds images, which no detector of [policy.pii] can read, and model \"{}\" is not on premises (images = \"allow\" lets them go)",
+                    spec.name
+                ),
+            ));
+        }
         let mut rest = extras.as_ref().map(|e| to_value(e));
         let outcome = match policy.on_external {
             ExternalAction::Allow => Ok(false),
@@ -96,7 +105,7 @@ impl Guard<'_> {
             }
             ExternalAction::Redact => {
                 for m in messages.iter_mut() {
-                    m.content = redact(&m.content, &policy.detect, redactions);
+                    m.map_text(|text| redact(text, &policy.detect, redactions));
                     for call in &mut m.tool_calls {
                         call.arguments = redact(&call.arguments, &policy.detect, redactions);
                     }

@@ -323,6 +323,9 @@ impl Provider for LocalProvider {
                 reason: format!("messages hold tool calls or tool results: {TOOLS}"),
             });
         }
+        if let Some(unsupported) = shopfloor_providers::no_images("the embedded", request) {
+            return Some(unsupported);
+        }
         self.schema_problem(request).map(|problem| Unsupported {
             param: "response_format".into(),
             reason: format!(

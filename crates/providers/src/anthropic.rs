@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::registry::ProviderConfig;
 use crate::sse::EventParser;
 use crate::{
-    http, Capabilities, ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Provider,
-    ProviderError, ResponseFormat, Role, StreamEvent, ToolCall, ToolCallDelta, ToolChoice,
-    Unsupported, Usage,
+    http, Capabilities, ChatExtras, ChatRequest, ChatResponse, FinishReason, Image, Message, Part,
+    Provider, ProviderError, ResponseFormat, Role, StreamEvent, ToolCall, ToolCallDelta,
+    ToolChoice, Unsupported, Usage,
 };
 use serde_json::{json, Value};
 
@@ -131,6 +131,19 @@ fn unsupported(request: &ChatRequest) -> Option<Unsupported> {
     if request.seed.is_some() {
         return Some(Unsupported::field("seed", "anthropic"));
     }
+    let images = request.messages.iter().flat_map(Message::images);
+    if let Some((media_type, _)) = images
+        .filter_map(Image::data)
+        .find(|(media_type, _)| !IMAGE_TYPES.contains(media_type))
+    {
+        return Some(Unsupported {
+            param: "messages".into(),
+            reason: format!(
+                "anthropic models take images of type {}, not {media_type}",
+                IMAGE_TYPES.join(", ")
+            ),
+        });
+    }
     let extras = request.extras.as_deref()?;
     let set = extras.set_fields();
     if let Some(field) = set
@@ -159,6 +172,10 @@ fn wire_messages(messages: &[Message]) -> Vec<WireMessage<'_>> {
     for message in messages {
         match message.role {
             Role::System => {}
+            Role::User if !message.parts.is_empty() => out.push(WireMessage {
+                role: "user",
+                content: WireContent::Blocks(message.parts.iter().map(wire_part).collect()),
+            }),
             Role::User => out.push(WireMessage {
                 role: "user",
                 content: WireContent::Text(&message.content),
@@ -207,6 +224,22 @@ fn wire_messages(messages: &[Message]) -> Vec<WireMessage<'_>> {
     }
     out
 }
+
+/// A text or image part as a content block: a data URL as a base64 source, any other URL as
+/// a URL source.
+fn wire_part(part: &Part) -> Value {
+    match part {
+        Part::Text(text) => json!({"type": "text", "text": text}),
+        Part::Image(image) => match image.data() {
+            Some((media_type, data)) => json!({"type": "image", "source": {
+                "type": "base64", "media_type": media_type, "data": data}}),
+            None => json!({"type": "image", "source": {"type": "url", "url": image.url}}),
+        },
+    }
+}
+
+/// The image types this API takes.
+const IMAGE_TYPES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
 
 /// Tools, tool choice and a requested format in this API's form; the name of the forced
 /// answer tool when a format is asked for.

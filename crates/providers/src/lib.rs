@@ -47,6 +47,11 @@ pub struct Message {
     /// A [`Role::Tool`] message: the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Set only for a message that holds images: all its parts, in order. `content` then
+    /// holds its text parts joined, which is what the policy, token counts and recording read;
+    /// change the text through [`Message::map_text`], which keeps the two in step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
 }
 
 impl Message {
@@ -57,7 +62,86 @@ impl Message {
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            parts: Vec::new(),
         }
+    }
+
+    /// A message of text and image parts; a message of text parts only is plain text.
+    pub fn with_parts(role: Role, parts: Vec<Part>) -> Self {
+        let mut message = Self::new(role, String::new());
+        if parts.iter().any(|p| matches!(p, Part::Image(_))) {
+            message.parts = parts;
+            message.content = message.joined_text();
+        } else {
+            message.content = parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Part::Text(text) => Some(text),
+                    Part::Image(_) => None,
+                })
+                .collect();
+        }
+        message
+    }
+
+    /// The message's images, in order.
+    pub fn images(&self) -> impl Iterator<Item = &Image> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Image(image) => Some(image),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Rewrite every text of the message (not its tool calls) with `f`: the content, or each
+    /// text part and then the content they join to.
+    pub fn map_text(&mut self, mut f: impl FnMut(&str) -> String) {
+        if self.parts.is_empty() {
+            self.content = f(&self.content);
+            return;
+        }
+        for part in &mut self.parts {
+            if let Part::Text(text) = part {
+                *text = f(text);
+            }
+        }
+        self.content = self.joined_text();
+    }
+
+    fn joined_text(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(text) => Some(text.as_str()),
+                Part::Image(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A piece of a message that holds images.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    Text(String),
+    Image(Image),
+}
+
+/// An image in a message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Image {
+    /// An `https://` URL, or a `data:image/…;base64,…` URL holding the image.
+    pub url: String,
+    /// OpenAI's `detail` (`low`, `high`, `auto`), where the client gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Image {
+    /// A data URL's media type and base64 data; `None` for any other URL.
+    pub fn data(&self) -> Option<(&str, &str)> {
+        let rest = self.url.strip_prefix("data:")?;
+        let (media_type, data) = rest.split_once(";base64,")?;
+        Some((media_type, data))
     }
 }
 
@@ -419,6 +503,21 @@ pub fn plain_only(kind: &str, request: &ChatRequest) -> Option<Unsupported> {
             param: "messages".into(),
             reason: format!(
                 "{kind} models cannot call tools: messages hold tool calls or tool results"
+            ),
+        })
+        .or_else(|| no_images(kind, request))
+}
+
+/// The check of a provider that cannot see images.
+pub fn no_images(kind: &str, request: &ChatRequest) -> Option<Unsupported> {
+    request
+        .messages
+        .iter()
+        .any(|m| m.images().next().is_some())
+        .then(|| Unsupported {
+            param: "messages".into(),
+            reason: format!(
+                "{kind} models cannot see images: messages hold image parts; route them to an openai, openai-compatible or anthropic model that takes images"
             ),
         })
 }

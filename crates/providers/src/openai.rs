@@ -12,8 +12,8 @@ use crate::registry::ProviderConfig;
 use crate::sse::EventParser;
 use crate::{
     http, Capabilities, ChatExtras, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse,
-    FinishReason, Message, Provider, ProviderError, ResponseFormat, Role, StreamEvent, ToolCall,
-    ToolCallDelta, ToolChoice, Unsupported, Usage,
+    FinishReason, Message, Part, Provider, ProviderError, ResponseFormat, Role, StreamEvent,
+    ToolCall, ToolCallDelta, ToolChoice, Unsupported, Usage,
 };
 use serde::ser::SerializeSeq;
 use serde_json::{json, Map, Value};
@@ -215,8 +215,12 @@ impl Serialize for WireMessages<'_> {
                     Role::Tool => "tool",
                 },
                 // An assistant turn that only calls tools has no content (`null`).
-                content: (!message.content.is_empty() || message.tool_calls.is_empty())
-                    .then_some(message.content.as_str()),
+                content: if !message.parts.is_empty() {
+                    Some(WireContent::Parts(WireParts(&message.parts)))
+                } else {
+                    (!message.content.is_empty() || message.tool_calls.is_empty())
+                        .then_some(WireContent::Text(message.content.as_str()))
+                },
                 tool_calls: WireToolCalls(&message.tool_calls),
                 tool_call_id: message.tool_call_id.as_deref(),
             })?;
@@ -228,11 +232,43 @@ impl Serialize for WireMessages<'_> {
 #[derive(Serialize)]
 struct WireOutMessage<'a> {
     role: &'static str,
-    content: Option<&'a str>,
+    content: Option<WireContent<'a>>,
     #[serde(skip_serializing_if = "WireToolCalls::is_empty")]
     tool_calls: WireToolCalls<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
+}
+
+/// A message's content: its text, or its parts when it holds images.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(&'a str),
+    Parts(WireParts<'a>),
+}
+
+/// Text and `image_url` parts, in order.
+struct WireParts<'a>(&'a [Part]);
+
+impl Serialize for WireParts<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for part in self.0 {
+            match part {
+                Part::Text(text) => {
+                    seq.serialize_element(&json!({"type": "text", "text": text}))?
+                }
+                Part::Image(image) => {
+                    let mut url = json!({ "url": image.url });
+                    if let Some(detail) = &image.detail {
+                        url["detail"] = json!(detail);
+                    }
+                    seq.serialize_element(&json!({"type": "image_url", "image_url": url}))?
+                }
+            }
+        }
+        seq.end()
+    }
 }
 
 struct WireToolCalls<'a>(&'a [ToolCall]);

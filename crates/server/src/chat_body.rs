@@ -14,7 +14,10 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use shopfloor_providers::{ChatExtras, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
+use shopfloor_providers::{
+    ChatExtras, Image, Message, Part as MessagePart, ResponseFormat, Role, Tool, ToolCall,
+    ToolChoice,
+};
 
 use crate::error::ApiError;
 
@@ -473,6 +476,71 @@ struct Part {
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    image_url: Option<ImageUrl>,
+}
+
+/// `image_url`: the URL, or an object with it and a `detail`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ImageUrl {
+    Url(String),
+    Object {
+        url: String,
+        #[serde(default)]
+        detail: Option<String>,
+    },
+}
+
+/// The largest image a request may carry inline, in bytes of its data URL.
+const MAX_DATA_URL: usize = 20 << 20;
+
+/// An image part's URL and detail, checked: an `https://` URL or a base64 `data:image/…` URL.
+/// The error says what is wrong, to follow the part's place in the message.
+pub(crate) fn image(url: String, detail: Option<String>) -> Result<Image, String> {
+    if let Some(detail) = detail.as_deref() {
+        if !matches!(detail, "auto" | "low" | "high") {
+            return Err(format!(
+                ".detail \"{detail}\" is not one of auto, low, high"
+            ));
+        }
+    }
+    let image = Image { url, detail };
+    if let Some(rest) = image.url.strip_prefix("data:") {
+        let Some((media_type, data)) = image.data() else {
+            return Err(
+                ".url is a data URL without \";base64,\": only base64 data URLs are taken".into(),
+            );
+        };
+        if !media_type.starts_with("image/") || media_type.len() <= "image/".len() {
+            let media_type = rest.split([';', ',']).next().unwrap_or_default();
+            return Err(format!(
+                ".url is a data URL of type \"{media_type}\", not an image"
+            ));
+        }
+        if data.is_empty()
+            || !data
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        {
+            return Err(".url is a data URL whose data is not base64".into());
+        }
+        if image.url.len() > MAX_DATA_URL {
+            return Err(format!(
+                ".url is a data URL of {} bytes; the most an image may take is {} MiB",
+                image.url.len(),
+                MAX_DATA_URL >> 20
+            ));
+        }
+        return Ok(image);
+    }
+    if !image.url.starts_with("https://") || image.url.len() <= "https://".len() {
+        let shown: String = image.url.chars().take(40).collect();
+        return Err(format!(
+            ".url \"{shown}\" is neither an https:// URL nor a data:image/…;base64 URL"
+        ));
+    }
+    Ok(image)
 }
 
 #[derive(Debug, Deserialize)]
@@ -526,21 +594,43 @@ fn message(m: WireMessage) -> Result<Message, String> {
     if m.audio.as_ref().is_some_and(|a| !a.is_null()) {
         return Err(".audio: audio is not supported by this gateway".into());
     }
+    let mut parts = Vec::new();
     let mut content = match m.content {
         Some(Content::Text(text)) => Some(text),
-        Some(Content::Parts(parts)) => {
-            let mut text = String::new();
-            for part in parts {
-                match (part.kind.as_str(), part.text) {
-                    ("text", Some(t)) => text.push_str(&t),
-                    (kind, _) => {
+        Some(Content::Parts(wire)) => {
+            for (j, part) in wire.into_iter().enumerate() {
+                match (part.kind.as_str(), part.text, part.image_url) {
+                    ("text", Some(t), _) => parts.push(MessagePart::Text(t)),
+                    ("image_url", _, Some(url)) if role == Role::User => {
+                        let (url, detail) = match url {
+                            ImageUrl::Url(url) => (url, None),
+                            ImageUrl::Object { url, detail } => (url, detail),
+                        };
+                        let image = image(url, detail)
+                            .map_err(|why| format!(".content[{j}].image_url{why}"))?;
+                        parts.push(MessagePart::Image(image));
+                    }
+                    ("image_url", _, Some(_)) => {
                         return Err(format!(
-                            " has a content part of type \"{kind}\"; only text parts are supported"
+                            ".content[{j}] is an image in a {} message; images go in user messages",
+                            m.role
+                        ))
+                    }
+                    (kind @ ("text" | "image_url"), _, _) => {
+                        return Err(format!(
+                            ".content[{j}] is a \"{kind}\" part without its {kind} field"
+                        ))
+                    }
+                    (kind, _, _) => {
+                        return Err(format!(
+                            ".content[{j}] is a part of type \"{kind}\"; text and image_url parts are supported"
                         ))
                     }
                 }
             }
-            Some(text)
+            let joined = Message::with_parts(role, std::mem::take(&mut parts));
+            parts = joined.parts;
+            Some(joined.content)
         }
         None => None,
     };
@@ -593,5 +683,6 @@ fn message(m: WireMessage) -> Result<Message, String> {
         None if role == Role::Assistant => String::new(),
         None => return Err(" has no content".into()),
     };
+    message.parts = parts;
     Ok(message)
 }

@@ -7,8 +7,9 @@
 //!
 //! Every field of the request is carried, applied or refused by name: `system`,
 //! `stop_sequences`, `temperature`, `top_p`, `metadata.user_id` (the caller), client `tools`
-//! and `tool_choice` (with `disable_parallel_tool_use`), `tool_use` / `tool_result` blocks.
-//! Refused: image and document blocks, extended thinking, `top_k`, server tools, and
+//! and `tool_choice` (with `disable_parallel_tool_use`), `tool_use` / `tool_result` blocks,
+//! `image` blocks of user turns (base64 or URL sources, carried to models that take images).
+//! Refused: document blocks, extended thinking, `top_k`, server tools, and
 //! anything Anthropic's API does not define. `cache_control` marks are accepted and not
 //! carried (they tell Anthropic what to cache; the answer does not depend on them). A
 //! `tool_result` with `is_error` reaches the model as its text after `Error: `, since
@@ -25,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shopfloor_engine::{GatewayAnswer, GatewayRequest, StreamItem};
 use shopfloor_providers::{
-    ChatExtras, FinishReason, Message, Role, Tool, ToolCall, ToolChoice, Usage,
+    ChatExtras, FinishReason, Image, Message, Part, Role, Tool, ToolCall, ToolChoice, Usage,
 };
 
 use crate::auth::Principal;
@@ -344,8 +345,9 @@ fn block_type(block: &Value) -> &str {
 fn unsupported_block(j: usize, kind: &str) -> String {
     match kind {
         "" => format!("{j}.type: Field required"),
-        "image" | "document" => {
-            format!("{j}: {kind} blocks are not supported by this gateway yet; send text")
+        "image" => format!("{j}: image blocks go in user turns"),
+        "document" => {
+            format!("{j}: document blocks are not supported by this gateway; send text and images")
         }
         "thinking" | "redacted_thinking" => format!(
             "{j}: {kind} blocks are not supported: this gateway does not run extended thinking"
@@ -376,14 +378,22 @@ fn in_message(message: InMessage, out: &mut Vec<Message>) -> Result<(), String> 
         _ => return Err(".content: expected a string or a list of content blocks".into()),
     };
     let mut texts = Vec::new();
+    let mut parts = Vec::new();
     let mut calls = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
         let at = |why: String| format!(".content.{why}");
         match (block_type(block), role) {
             ("text", _) => match block.get("text").and_then(Value::as_str) {
-                Some(text) => texts.push(text.to_string()),
+                Some(text) => {
+                    texts.push(text.to_string());
+                    parts.push(Part::Text(text.to_string()));
+                }
                 None => return Err(at(format!("{j}.text: Field required"))),
             },
+            ("image", Role::User) => {
+                let image = in_image(block).map_err(|why| at(format!("{j}.source{why}")))?;
+                parts.push(Part::Image(image));
+            }
             ("tool_use", Role::Assistant) => {
                 let field = |name: &str| block.get(name).and_then(Value::as_str);
                 let (Some(id), Some(name)) = (field("id"), field("name")) else {
@@ -420,7 +430,9 @@ fn in_message(message: InMessage, out: &mut Vec<Message>) -> Result<(), String> 
             (kind, _) => return Err(at(unsupported_block(j, kind))),
         }
     }
-    if !texts.is_empty() || !calls.is_empty() {
+    if parts.iter().any(|p| matches!(p, Part::Image(_))) {
+        out.push(Message::with_parts(role, parts));
+    } else if !texts.is_empty() || !calls.is_empty() {
         let mut turn = Message::new(role, texts.join("\n"));
         turn.tool_calls = calls;
         out.push(turn);
@@ -428,6 +440,28 @@ fn in_message(message: InMessage, out: &mut Vec<Message>) -> Result<(), String> 
         return Err(".content: at least one content block is required".into());
     }
     Ok(())
+}
+
+/// An image block's source: `{"type": "base64", "media_type", "data"}` (kept as a data URL)
+/// or `{"type": "url", "url"}`.
+fn in_image(block: &Value) -> Result<Image, String> {
+    let source = block.get("source").ok_or(": Field required")?;
+    let field = |name: &str| {
+        source
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!(".{name}: Field required"))
+    };
+    let url = match field("type")? {
+        "base64" => format!("data:{};base64,{}", field("media_type")?, field("data")?),
+        "url" => field("url")?.to_string(),
+        other => {
+            return Err(format!(
+                ".type: \"{other}\" is not one of base64, url (files are not supported)"
+            ))
+        }
+    };
+    crate::chat_body::image(url, None)
 }
 
 /// The engine's names of request fields, in the Messages API's terms, for refusals.
@@ -760,10 +794,17 @@ mod tests {
             gateway_request(body(value), false).unwrap_err()
         };
         let e = refused(json!({"messages": [{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]}));
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}}]}]}));
         assert_eq!(e.param.as_deref(), Some("messages"));
         assert!(
-            e.message.contains("messages.0.content.0: image blocks"),
+            e.message.contains("messages.0.content.0: document blocks"),
+            "{}",
+            e.message
+        );
+        let e = refused(json!({"messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "text/plain", "data": "AA=="}}]}]}));
+        assert!(
+            e.message.contains("messages.0.content.0.source.url is a data URL of type \"text/plain\", not an image"),
             "{}",
             e.message
         );

@@ -11,10 +11,11 @@
 //! still recorded as a run (that is the gateway's audit), but `GET` and `previous_response_id`
 //! answer 404 / 400 for it.
 //!
-//! Carried: `input` (text, or message / `function_call` / `function_call_output` items),
+//! Carried: `input` (text, or message / `function_call` / `function_call_output` items;
+//! `input_image` parts of user messages by `https://` or data URL),
 //! `instructions`, function `tools`, `tool_choice`, `parallel_tool_calls`, `text.format`,
 //! `max_output_tokens`, `temperature`, `top_p`, `user` / `safety_identifier`; recorded:
-//! `metadata`, `store`. Refused by name: image, file and audio inputs, reasoning items and
+//! `metadata`, `store`. Refused by name: file and audio inputs, images by `file_id`, reasoning items and
 //! settings, built-in tools, `background`, `include`, `truncation: auto`, `top_logprobs`,
 //! `max_tool_calls`, and anything the API does not define. `prompt_cache_key` is accepted and
 //! not carried (a cache hint).
@@ -30,7 +31,8 @@ use serde_json::{json, Map, Value};
 use shopfloor_core::access::Permission;
 use shopfloor_engine::{has_strict_schema, Audience, GatewayRequest, StreamItem, GATEWAY_WORKFLOW};
 use shopfloor_providers::{
-    ChatExtras, FinishReason, Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice, Usage,
+    ChatExtras, FinishReason, Message, Part, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+    Usage,
 };
 use shopfloor_store::{RunRecord, RunStatus};
 
@@ -263,6 +265,15 @@ async fn previous_messages(
             ))
         })?;
     messages.retain(|m| m.role != Role::System);
+    if messages
+        .iter()
+        .flat_map(Message::images)
+        .any(|i| i.url.starts_with("data:") && i.data().is_none())
+    {
+        return Err(refuse(format!(
+            "response {id} was given an image inline, which is recorded by its SHA-256 only; send the conversation again as input"
+        )));
+    }
     let (text, calls) = recorded_answer(output);
     let mut answer = Message::new(Role::Assistant, text);
     answer.tool_calls = calls;
@@ -728,26 +739,51 @@ fn in_message(item: &Value, out: &mut Vec<Message>) -> Result<(), String> {
         }
         None => return Err(".role: a message needs its role".into()),
     };
-    let text = match item.get("content") {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => parts_text(parts).map_err(|why| format!(".content{why}"))?,
+    let message = match item.get("content") {
+        Some(Value::String(text)) => Message::new(role, text.clone()),
+        Some(Value::Array(parts)) => Message::with_parts(
+            role,
+            in_parts(parts, role == Role::User).map_err(|why| format!(".content{why}"))?,
+        ),
         _ => return Err(".content: a string or a list of content parts".into()),
     };
-    out.push(Message::new(role, text));
+    out.push(message);
     Ok(())
 }
 
 /// The text of content parts (`input_text`, `output_text`, `refusal`); other kinds are refused.
 fn parts_text(parts: &[Value]) -> Result<String, String> {
-    let mut text = String::new();
+    Ok(Message::with_parts(Role::Tool, in_parts(parts, false)?).content)
+}
+
+/// Content parts: text (`input_text`, `output_text`, `refusal`) and, where `images` allows,
+/// `input_image` by URL; other kinds are refused.
+fn in_parts(parts: &[Value], images: bool) -> Result<Vec<Part>, String> {
+    let mut out = Vec::with_capacity(parts.len());
     for (j, part) in parts.iter().enumerate() {
         let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
         let piece = match kind {
             "input_text" | "output_text" | "text" => part.get("text"),
             "refusal" => part.get("refusal"),
-            "input_image" | "input_file" | "input_audio" => {
+            "input_image" if images => {
+                let Some(url) = part.get("image_url").and_then(Value::as_str) else {
+                    return Err(format!(
+                        "[{j}]: an input_image part needs its image_url (an https:// or data: URL); file_id is not supported"
+                    ));
+                };
+                let detail = part
+                    .get("detail")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let image = crate::chat_body::image(url.to_string(), detail)
+                    .map_err(|why| format!("[{j}]{why}"))?;
+                out.push(Part::Image(image));
+                continue;
+            }
+            "input_image" => return Err(format!("[{j}]: input_image parts go in user messages")),
+            "input_file" | "input_audio" => {
                 return Err(format!(
-                    "[{j}]: {kind} parts are not supported by this gateway yet; send text"
+                    "[{j}]: {kind} parts are not supported by this gateway; send text and images"
                 ))
             }
             "" => return Err(format!("[{j}].type: a content part needs its type")),
@@ -758,11 +794,11 @@ fn parts_text(parts: &[Value]) -> Result<String, String> {
             }
         };
         match piece.and_then(Value::as_str) {
-            Some(piece) => text.push_str(piece),
+            Some(piece) => out.push(Part::Text(piece.to_string())),
             None => return Err(format!("[{j}]: a {kind} part needs its text")),
         }
     }
-    Ok(text)
+    Ok(out)
 }
 
 /// What is open in a stream: a message's text, or a function call.
@@ -1018,10 +1054,19 @@ mod tests {
             gateway_request(body(value), Vec::new()).unwrap_err()
         };
         let e = refused(json!({"input": [{"role": "user", "content": [
-            {"type": "input_image", "image_url": "https://example.com/a.png"}]}]}));
+            {"type": "input_file", "file_id": "file-1"}]}]}));
         assert_eq!(e.param.as_deref(), Some("input"));
         assert!(
-            e.message.contains("input[0].content[0]: input_image"),
+            e.message.contains("input[0].content[0]: input_file"),
+            "{}",
+            e.message
+        );
+        let e = refused(json!({"input": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": "http://example.com/a.png"}]}]}));
+        assert!(
+            e.message.contains(
+                "input[0].content[0].url \"http://example.com/a.png\" is neither an https:// URL"
+            ),
             "{}",
             e.message
         );

@@ -94,6 +94,10 @@ pub struct PiiPolicy {
     pub detect: Vec<crate::pii::PiiKind>,
     pub on_external: ExternalAction,
     pub on_store: StoreAction,
+    /// `images = "allow"`: images may go to models outside the premises although no detector
+    /// can read them. The default (`"refuse"`) refuses them there unless `on_external` is
+    /// `allow`.
+    pub images_external: bool,
 }
 
 /// `[gateway]`: how `shopfloor serve` routes calls to its OpenAI-compatible endpoint, where
@@ -329,10 +333,14 @@ fn read_pii(t: &TableReader<'_, '_>) -> PiiPolicy {
             ],
         )
         .unwrap_or_default();
+    let images_external = t
+        .choice("images", &[("refuse", false), ("allow", true)])
+        .unwrap_or(false);
     PiiPolicy {
         detect,
         on_external,
         on_store,
+        images_external,
     }
 }
 

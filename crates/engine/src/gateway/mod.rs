@@ -9,12 +9,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use shopfloor_core::output::OutputValidator;
 use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
 use shopfloor_core::spec::OutputContract;
 use shopfloor_providers::{
-    ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Provider, ProviderError,
+    ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Part, Provider, ProviderError,
     ResponseFormat, Role, ToolCall, Unsupported, Usage,
 };
 use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunRecord, RunStatus};
@@ -312,7 +313,7 @@ impl Engine {
     fn start_call(&self, request: &GatewayRequest) -> Call {
         let mut input = json!({
             "model": request.model,
-            "messages": request.messages,
+            "messages": recorded_messages(&request.messages),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
         });
@@ -373,7 +374,7 @@ impl Engine {
             }
         };
         if call.run.prompt.is_null() {
-            call.run.prompt = json!({ "messages": messages });
+            call.run.prompt = json!({ "messages": recorded_messages(&messages) });
         }
         let provider = match self.runner.models.provider(spec) {
             Ok(provider) => provider,
@@ -734,6 +735,24 @@ fn gateway_version(spec: Option<&ModelSpec>) -> String {
     };
     let digest = Sha256::digest(format!("{}\0{}", spec.provider.as_str(), spec.model).as_bytes());
     hex::encode(&digest[..6])
+}
+
+/// Messages as a run records them: an image sent inline (a data URL, up to megabytes) is
+/// kept as its media type and SHA-256 (`data:image/png;sha256,HEX`), which says which image it
+/// was without storing it; an image's `https://` URL is kept as it is.
+pub fn recorded_messages(messages: &[Message]) -> Value {
+    let mut messages = messages.to_vec();
+    for message in &mut messages {
+        for part in &mut message.parts {
+            if let Part::Image(image) = part {
+                if let Some((media_type, data)) = image.data() {
+                    let digest = hex::encode(Sha256::digest(data.as_bytes()));
+                    image.url = format!("data:{media_type};sha256,{digest}");
+                }
+            }
+        }
+    }
+    json!(messages)
 }
 
 /// A workflow's input from a chat message: a JSON object as is, or plain text as the one

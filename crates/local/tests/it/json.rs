@@ -175,3 +175,29 @@ async fn schemas_it_cannot_enforce_are_refused_by_name() {
     let error = provider.complete(&request).await.expect_err("too short");
     assert!(error.to_string().contains("raise max_tokens"), "{error}");
 }
+
+#[tokio::test]
+async fn images_are_refused_by_name() {
+    use shopfloor_providers::{Image, Message, Part, Role};
+    let provider = provider();
+    let mut request = ask("Hi", 5);
+    request.messages = vec![Message::with_parts(
+        Role::User,
+        vec![
+            Part::Text("What is this?".into()),
+            Part::Image(Image {
+                url: "https://example.com/cat.jpg".into(),
+                detail: None,
+            }),
+        ],
+    )];
+    let unsupported = provider.unsupported(&request).expect("refused");
+    assert_eq!(unsupported.param, "messages");
+    assert!(
+        unsupported
+            .reason
+            .contains("the embedded models cannot see images"),
+        "{}",
+        unsupported.reason
+    );
+}

@@ -54,15 +54,16 @@ async fn the_anthropic_sdk_works_against_the_gateway_on_either_kind_of_upstream(
         assert_eq!(errors["unknown_model"]["class"], "NotFoundError");
         assert_eq!(errors["bad_key"]["status"], 401, "{errors}");
         assert_eq!(errors["bad_key"]["type"], "authentication_error");
-        assert_eq!(errors["image"]["status"], 400, "{errors}");
-        assert_eq!(errors["image"]["type"], "invalid_request_error");
+        assert_eq!(errors["document"]["status"], 400, "{errors}");
+        assert_eq!(errors["document"]["type"], "invalid_request_error");
         assert!(
-            errors["image"]["message"]
+            errors["document"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("messages.0.content.0: image blocks"),
+                .contains("messages.0.content.0: document blocks"),
             "{errors}"
         );
+        assert_eq!(seen["image"]["text"], ANSWER, "{seen}");
 
         // Tokens are counted where the model can count them: Anthropic's own endpoint (the
         // fake counts 3 a message and 5 for the system prompt), never guessed for OpenAI's.
@@ -81,11 +82,53 @@ async fn the_anthropic_sdk_works_against_the_gateway_on_either_kind_of_upstream(
         let counting = usize::from(model == "claude");
         assert_eq!(
             sent.len(),
-            5 + counting,
+            6 + counting,
             "{model}: one upstream call per SDK call"
         );
+        // The image turn, in the upstream's form, its parts in order.
+        let pictured = &sent.last().unwrap().body["messages"][0]["content"];
+        if model == "fast" {
+            assert_eq!(
+                *pictured,
+                json!([
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                ]),
+                "{pictured}"
+            );
+        } else {
+            assert_eq!(
+                *pictured,
+                json!([
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+                ]),
+                "{pictured}"
+            );
+        }
+        // Recorded with the inline image as its SHA-256, the URL as it is.
+        let pictured_run = server
+            .recorded(
+                seen["image"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("msg_")
+                    .unwrap(),
+            )
+            .await;
+        let recorded = pictured_run.input["messages"][0]["parts"].to_string();
+        assert!(
+            recorded.contains("data:image/png;sha256,") && !recorded.contains("iVBORw0KGgo="),
+            "{recorded}"
+        );
+        assert!(
+            recorded.contains("https://example.com/cat.jpg"),
+            "{recorded}"
+        );
         if model == "claude" {
-            let count = sent.last().unwrap();
+            let count = &sent[5];
             assert!(
                 count.path.ends_with("/messages/count_tokens"),
                 "{}",

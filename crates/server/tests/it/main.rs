@@ -10,6 +10,7 @@ mod chat_fields;
 mod embeddings;
 mod gateway;
 mod idempotency;
+mod images;
 mod lifecycle;
 mod models;
 mod openai_sdk;

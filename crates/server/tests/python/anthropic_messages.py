@@ -119,9 +119,18 @@ seen["errors"] = {
     "bad_key": error_of(lambda: anthropic.Anthropic(
         base_url=root, api_key="sf_wrong", max_retries=0).messages.create(
         model=model, max_tokens=8, messages=hello)),
-    "image": error_of(lambda: client.messages.create(
+    "document": error_of(lambda: client.messages.create(
         model=model, max_tokens=8, messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
         ]}])),
 }
+
+# An image and a question about it: carried to the upstream in its own form.
+pictured = client.messages.create(
+    model=model, max_tokens=16, messages=[{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+    ]}])
+seen["image"] = {"id": pictured.id, "text": pictured.content[0].text}
 print(json.dumps(seen))
