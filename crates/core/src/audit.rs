@@ -23,6 +23,8 @@ crate::text_enum! {
         KeyCreate => "key.create",
         /// An API key was revoked.
         KeyRevoke => "key.revoke",
+        /// An API key's rate limits or budget changed.
+        KeyLimits => "key.limits",
         /// A one-time dashboard sign-in link was made for a key.
         LoginLink => "login.link",
         /// Policy refused a run (the entry names the reason, never the data).

@@ -11,6 +11,7 @@ pub mod drift;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lifecycle;
+pub mod limits;
 pub mod output;
 pub mod pii;
 pub mod policy_doc;

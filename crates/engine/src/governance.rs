@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::lifecycle::{promotion_blockers, set_stage, EvalFact, PromotionFacts};
+use shopfloor_core::limits::{self, KeyLimits, KeyUsage};
 use shopfloor_core::spec::Stage;
 use shopfloor_store::{
     ApiKeyRecord, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, EvalStatus,
@@ -177,11 +178,25 @@ impl Engine {
         team: Option<&str>,
         actor: &str,
     ) -> Result<NewKey, EngineError> {
+        self.create_key_limited(name, role, team, KeyLimits::default(), actor)
+            .await
+    }
+
+    /// Create an API key with rate limits or a budget, audited as done by `actor`.
+    pub async fn create_key_limited(
+        &self,
+        name: &str,
+        role: Role,
+        team: Option<&str>,
+        limits: KeyLimits,
+        actor: &str,
+    ) -> Result<NewKey, EngineError> {
         if name.trim().is_empty() {
             return Err(EngineError::InvalidInput(
                 "a key needs a non-empty name".into(),
             ));
         }
+        check_limits(&limits)?;
         let secret = generate_key();
         let record = ApiKeyRecord {
             id: uuid::Uuid::now_v7().to_string(),
@@ -192,16 +207,81 @@ impl Engine {
             prefix: secret.chars().take(10).collect(),
             created_at_ms: now_ms(),
             revoked_at_ms: None,
+            limits,
         };
         self.store.create_api_key(&record).await?;
+        let mut detail = json!({"key_id": record.id, "role": record.role, "team": record.team, "prefix": record.prefix});
+        if limits.any() {
+            detail["limits"] = json!(limits);
+        }
+        self.audit(actor, AuditAction::KeyCreate, name, detail)
+            .await?;
+        Ok(NewKey { record, secret })
+    }
+
+    /// Replace the limits of the live key with this name or id, audited as done by `actor`.
+    /// Servers see the change when their key cache next reads the key (within its time to
+    /// live, 5 s by default).
+    pub async fn set_key_limits(
+        &self,
+        name_or_id: &str,
+        limits: KeyLimits,
+        actor: &str,
+    ) -> Result<ApiKeyRecord, EngineError> {
+        check_limits(&limits)?;
+        let record = self.store.set_key_limits(name_or_id, &limits).await?;
         self.audit(
             actor,
-            AuditAction::KeyCreate,
-            name,
-            json!({"key_id": record.id, "role": record.role, "team": record.team, "prefix": record.prefix}),
+            AuditAction::KeyLimits,
+            &record.name,
+            json!({"key_id": record.id, "limits": limits}),
         )
         .await?;
-        Ok(NewKey { record, secret })
+        Ok(record)
+    }
+
+    /// Admit a request of `key` or say which of its limits it reached: tokens per minute and
+    /// the budget against what its recorded runs used, then one of its requests for this
+    /// minute, taken in the store (so replicas share the count). A key without limits costs
+    /// nothing here. Calls already in flight when a limit is reached still finish, so use can
+    /// pass a token or budget limit by what they take.
+    pub async fn admit(
+        &self,
+        key_id: &str,
+        key_name: &str,
+        limits: &KeyLimits,
+    ) -> Result<(), EngineError> {
+        if !limits.any() {
+            return Ok(());
+        }
+        let now = now_ms();
+        if limits.tpm.is_some() || limits.budget.is_some() {
+            let usage = self.store.key_usage(key_id, now).await?;
+            limits::check(limits, &usage, key_name, now).map_err(EngineError::LimitReached)?;
+        }
+        if let Some(rpm) = limits.rpm {
+            let minute = limits::Window::Minute.start(now);
+            if !self.store.take_request(key_id, minute, rpm).await? {
+                return Err(EngineError::LimitReached(limits::requests_reached(
+                    rpm, key_name, now,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key with what it used in the minute, day and month that hold now.
+    pub async fn keys_with_usage(&self) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
+        let now = now_ms();
+        let keys = self.store.list_api_keys().await?;
+        let mut usage = self.store.all_key_usage(now).await?;
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let used = usage.remove(&key.id).unwrap_or_default();
+                (key, used)
+            })
+            .collect())
     }
 
     /// Revoke the live key with this name or id, audited as done by `actor`.
@@ -334,6 +414,34 @@ impl Engine {
             audit_seq: entry.seq,
         })
     }
+}
+
+/// Limits that can be met: at least one request and one token a minute, a positive budget.
+fn check_limits(limits: &KeyLimits) -> Result<(), EngineError> {
+    let field = |field: &'static str, message: &str| {
+        Err(EngineError::InvalidField {
+            field,
+            message: message.to_string(),
+        })
+    };
+    if limits.rpm == Some(0) {
+        return field(
+            "rpm",
+            "must be at least 1 request a minute (leave it out for no limit)",
+        );
+    }
+    if limits.tpm == Some(0) {
+        return field(
+            "tpm",
+            "must be at least 1 token a minute (leave it out for no limit)",
+        );
+    }
+    if let Some(budget) = limits.budget {
+        if !(budget.usd.is_finite() && budget.usd > 0.0) {
+            return field("budget_usd", "must be a positive number of US dollars");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

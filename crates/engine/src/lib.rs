@@ -122,6 +122,9 @@ pub enum EngineError {
     Review(#[from] review::ReviewError),
     #[error("webhook delivery: {0}")]
     Webhook(String),
+    /// An API key reached one of its limits: the request is not made.
+    #[error("{}", .0.message)]
+    LimitReached(shopfloor_core::limits::LimitReached),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

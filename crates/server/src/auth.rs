@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shopfloor_core::access::{Permission, Role};
+use shopfloor_core::limits::KeyLimits;
 use shopfloor_store::{ApiKeyRecord, Caller};
 
 use crate::error::ApiError;
@@ -52,6 +53,8 @@ pub struct Principal {
     /// Granted only because the route lets a key read what it made itself: the handler must
     /// check that it did.
     pub own_only: bool,
+    /// The key's rate limits and budget, checked before a model is called.
+    pub limits: KeyLimits,
 }
 
 impl Principal {
@@ -155,6 +158,7 @@ impl AppState {
             role,
             team: key.team,
             own_only: false,
+            limits: key.limits,
         };
         if role.allows(permission) {
             return Ok(principal);
@@ -212,6 +216,14 @@ pub(crate) async fn guard(
     };
     match crate::body::buffer(&state, request).await {
         Ok(mut request) if crate::idempotency::applies(route) => {
+            // A call of a model (or work that will call one) counts against the key's limits.
+            let admitted =
+                state
+                    .engine
+                    .admit(&principal.key_id, &principal.name, &principal.limits);
+            if let Err(error) = state.engine_call(admitted).await {
+                return error.into_response();
+            }
             request.extensions_mut().insert(principal.clone());
             crate::idempotency::around(&state, &principal, request, next).await
         }

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     /// The run this error belongs to, when one was recorded.
     pub run_id: Option<String>,
+    /// Seconds to wait before trying again, sent as `Retry-After`.
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
@@ -30,6 +32,7 @@ impl ApiError {
             param: None,
             code: None,
             run_id: None,
+            retry_after_s: None,
         }
     }
 
@@ -129,6 +132,11 @@ impl IntoResponse for ApiError {
         if let Some(id) = self.run_id.as_deref().and_then(|id| id.parse().ok()) {
             response.headers_mut().insert(crate::RUN_ID_HEADER, id);
         }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         // Kept for the routes that answer errors in another form (`messages::in_anthropic_form`).
         response.extensions_mut().insert(self);
         response
@@ -166,6 +174,20 @@ impl From<EngineError> for ApiError {
                 conflict(error.to_string(), "promotion_refused")
             }
             EngineError::BatchMismatch(_) => conflict(error.to_string(), "batch_mismatch"),
+            // OpenAI's forms: a rate limit names what ran out, a spent budget is a quota.
+            EngineError::LimitReached(reached) => {
+                let (kind, code) = match reached.limit {
+                    "budget" => ("insufficient_quota", "insufficient_quota"),
+                    "tokens" => ("tokens", "rate_limit_exceeded"),
+                    _ => ("requests", "rate_limit_exceeded"),
+                };
+                let mut error =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, kind, error.to_string())
+                        .code(code);
+                error.retry_after_s =
+                    Some(u32::try_from(reached.retry_after_s).unwrap_or(u32::MAX));
+                error
+            }
             EngineError::Webhook(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "server_error", error.to_string())
                     .code("webhook_failed")

@@ -17,9 +17,10 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
+use shopfloor_core::limits::{BudgetPeriod, KeyUsage};
 use shopfloor_core::review::ReviewStatus;
 use shopfloor_engine::{DeliveryPass, RunFacts, SweepReport};
-use shopfloor_store::{DeliveryState, ReviewCount, RunStatus};
+use shopfloor_store::{ApiKeyRecord, DeliveryState, ReviewCount, RunStatus};
 
 mod process;
 
@@ -104,6 +105,31 @@ struct ReviewFamilies {
 
 /// Cost adds up in a float counter (US dollars).
 type CostCounter = Counter<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeySpendLabels {
+    key: String,
+    period: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLimitLabels {
+    key: String,
+    limit: &'static str,
+}
+
+/// API keys' spend and budgets, read from the store at each scrape (one count for every
+/// replica).
+struct KeyFamilies {
+    spend: Family<KeySpendLabels, Gauge<f64, AtomicU64>>,
+    tokens_this_minute: Family<KeyLabels, Gauge>,
+    limits: Family<KeyLimitLabels, Gauge<f64, AtomicU64>>,
+}
 
 /// The families of the runs' metrics, labelled by workflow and model.
 struct RunFamilies {
@@ -191,6 +217,7 @@ pub struct Metrics {
     in_flight: Gauge,
     run_families: RunFamilies,
     review: ReviewFamilies,
+    keys: KeyFamilies,
     /// workflow → model → handles.
     runs: RwLock<HashMap<String, HashMap<String, Arc<RunSeries>>>>,
 }
@@ -328,6 +355,26 @@ impl Metrics {
                 Default::default(),
             ),
         };
+        let keys = KeyFamilies {
+            spend: registered(
+                r,
+                "shopfloor_key_spend_usd",
+                "What each live API key's runs cost this UTC day and month, in US dollars",
+                Default::default(),
+            ),
+            tokens_this_minute: registered(
+                r,
+                "shopfloor_key_tokens_this_minute",
+                "Tokens each live API key's runs used this UTC minute",
+                Default::default(),
+            ),
+            limits: registered(
+                r,
+                "shopfloor_key_limit",
+                "Each live API key's limits: rpm, tpm, budget_usd_day or budget_usd_month",
+                Default::default(),
+            ),
+        };
         registry.register_collector(Box::new(process::Process));
         Self {
             registry,
@@ -336,6 +383,7 @@ impl Metrics {
             in_flight,
             run_families,
             review,
+            keys,
             runs: RwLock::default(),
         }
     }
@@ -414,6 +462,48 @@ impl Metrics {
                     state: state.as_str(),
                 })
                 .set(gauge_value(*n));
+        }
+    }
+
+    /// Live keys' spend, tokens this minute and limits, as the store counts them now:
+    /// replaces what the last scrape set, so a revoked key's series go.
+    pub fn keys(&self, keys: &[(ApiKeyRecord, KeyUsage)]) {
+        let k = &self.keys;
+        k.spend.clear();
+        k.tokens_this_minute.clear();
+        k.limits.clear();
+        for (key, usage) in keys.iter().filter(|(key, _)| key.revoked_at_ms.is_none()) {
+            for (period, spent) in [("day", usage.day_cost_usd), ("month", usage.month_cost_usd)] {
+                k.spend
+                    .get_or_create(&KeySpendLabels {
+                        key: key.name.clone(),
+                        period,
+                    })
+                    .set(spent);
+            }
+            k.tokens_this_minute
+                .get_or_create(&KeyLabels {
+                    key: key.name.clone(),
+                })
+                .set(gauge_value(usage.minute_tokens));
+            let limits = &key.limits;
+            let budget = limits.budget.map(|b| match b.period {
+                BudgetPeriod::Day => ("budget_usd_day", b.usd),
+                BudgetPeriod::Month => ("budget_usd_month", b.usd),
+            });
+            let set = [
+                limits.rpm.map(|n| ("rpm", n as f64)),
+                limits.tpm.map(|n| ("tpm", n as f64)),
+                budget,
+            ];
+            for (limit, value) in set.into_iter().flatten() {
+                k.limits
+                    .get_or_create(&KeyLimitLabels {
+                        key: key.name.clone(),
+                        limit,
+                    })
+                    .set(value);
+            }
         }
     }
 

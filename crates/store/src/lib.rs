@@ -9,6 +9,7 @@ mod drift;
 mod eval_codec;
 mod eval_record;
 mod idempotency;
+mod key_usage;
 mod keys;
 mod location;
 mod migrate;
@@ -36,6 +37,7 @@ pub use batch_lease::BatchLeaseStore;
 pub use drift::{DriftStore, RunWindow, SampledRun, WindowCounts};
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotencyStore, KeptAnswer};
+pub use key_usage::KeyUsageStore;
 pub use keys::{ApiKeyRecord, Caller};
 pub use location::redact_location;
 pub use outbox::{
@@ -100,6 +102,7 @@ pub trait Store:
     + DriftStore
     + SessionStore
     + IdempotencyStore
+    + KeyUsageStore
     + Send
     + Sync
 {
@@ -195,6 +198,14 @@ pub trait Store:
 
     /// Revoke the live key with this name or id; returns it. `NotFound` when there is none.
     async fn revoke_api_key(&self, name_or_id: &str, at_ms: i64) -> Result<ApiKeyRecord>;
+
+    /// Set the limits of the live key with this name or id; returns it. `NotFound` when there
+    /// is none.
+    async fn set_key_limits(
+        &self,
+        name_or_id: &str,
+        limits: &shopfloor_core::limits::KeyLimits,
+    ) -> Result<ApiKeyRecord>;
 
     /// Append an entry to the audit log, numbered and chained to the last one atomically
     /// (replicas appending at once are serialised).

@@ -86,6 +86,11 @@ const MIGRATIONS: &[Migration] = &[
         "idempotency_keys",
         include_str!("../migrations/0011_idempotency.sql"),
     ),
+    Migration::new(
+        12,
+        "key_limits_and_usage",
+        include_str!("../migrations/0012_key_limits.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

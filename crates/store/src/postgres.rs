@@ -16,6 +16,7 @@ use crate::codec::{self, to_bigint, ATTEMPT_COLUMNS, RUN_COLUMNS};
 use crate::drift::drift_store_impl;
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
 use crate::idempotency::idempotency_store_impl;
+use crate::key_usage::key_usage_store_impl;
 use crate::location::redact_location;
 use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
@@ -155,6 +156,13 @@ impl PostgresStore {
             .filter(|r| r.review.is_some() && inserted.contains(&r.id))
             .collect();
         insert_review_rows(&mut tx, &reviewed).await?;
+        let keyed: Vec<&RunRecord> = runs
+            .iter()
+            .filter(|r| r.caller.is_some() && inserted.contains(&r.id))
+            .collect();
+        if !keyed.is_empty() {
+            add_key_usage(&mut tx, &keyed).await?;
+        }
         // A queued case is done once its run is recorded.
         let queued: Vec<_> = run_rows.iter().filter(|r| r.batch_id.is_some()).collect();
         if !queued.is_empty() {
@@ -246,6 +254,7 @@ outcome_store_impl!(PostgresStore, Postgres);
 batch_lease_store_impl!(PostgresStore, Postgres);
 session_store_impl!(PostgresStore, Postgres);
 idempotency_store_impl!(PostgresStore, Postgres);
+key_usage_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;

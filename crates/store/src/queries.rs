@@ -375,6 +375,7 @@ macro_rules! store_impl {
                 if live.is_some() {
                     return Err(keys::duplicate_key(&key.name));
                 }
+                let limits = keys::limit_columns(&key.limits);
                 sqlx::query::<$db>(keys::INSERT_KEY)
                     .bind(&key.id)
                     .bind(&key.name)
@@ -384,10 +385,35 @@ macro_rules! store_impl {
                     .bind(&key.prefix)
                     .bind(key.created_at_ms)
                     .bind(key.revoked_at_ms)
+                    .bind(limits.0)
+                    .bind(limits.1)
+                    .bind(limits.2)
+                    .bind(limits.3)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn set_key_limits(
+                &self,
+                name_or_id: &str,
+                limits: &::shopfloor_core::limits::KeyLimits,
+            ) -> $crate::Result<$crate::ApiKeyRecord> {
+                use $crate::keys;
+                let (rpm, tpm, usd, period) = keys::limit_columns(limits);
+                let sql = format!("{} RETURNING {}", keys::SET_KEY_LIMITS, keys::KEY_COLUMNS);
+                sqlx::query::<$db>(&sql)
+                    .bind(rpm)
+                    .bind(tpm)
+                    .bind(usd)
+                    .bind(period)
+                    .bind(name_or_id)
+                    .fetch_optional(self.writer())
+                    .await?
+                    .map(|row| keys::key_from_row(&row))
+                    .transpose()?
+                    .ok_or_else(|| keys::no_live_key(name_or_id))
             }
 
             async fn api_key_by_hash(

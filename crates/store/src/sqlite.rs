@@ -19,6 +19,7 @@ use crate::codec::{
 use crate::drift::drift_store_impl;
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
 use crate::idempotency::idempotency_store_impl;
+use crate::key_usage::key_usage_store_impl;
 use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
@@ -272,6 +273,13 @@ impl SqliteStore {
             .filter(|r| r.review.is_some() && inserted.contains(&r.id))
             .collect();
         insert_review_rows(&mut tx, &reviewed).await?;
+        let keyed: Vec<&RunRecord> = runs
+            .iter()
+            .filter(|r| r.caller.is_some() && inserted.contains(&r.id))
+            .collect();
+        if !keyed.is_empty() {
+            add_key_usage(&mut tx, &keyed).await?;
+        }
         // A queued case is done once its run is recorded.
         for run in run_rows.iter().filter(|r| r.batch_id.is_some()) {
             sqlx::query::<Sqlite>(
@@ -385,6 +393,7 @@ outcome_store_impl!(SqliteStore, Sqlite);
 batch_lease_store_impl!(SqliteStore, Sqlite);
 session_store_impl!(SqliteStore, Sqlite);
 idempotency_store_impl!(SqliteStore, Sqlite);
+key_usage_store_impl!(SqliteStore, Sqlite);
 
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are

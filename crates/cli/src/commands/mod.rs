@@ -106,6 +106,7 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
         | EngineError::WorkflowEdit { .. }
         | EngineError::Unscored { .. }
         | EngineError::Webhook(_)
+        | EngineError::LimitReached(_)
         | EngineError::Store(_) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

@@ -94,6 +94,48 @@ async fn promotion_is_gated_and_every_change_is_audited() {
     let listing = run_ok(dir, &["keys", "list"]);
     assert!(listing.contains("ci-bot") && listing.contains("operator") && listing.contains("live"));
     assert!(!listing.contains(&secret[12..]), "{listing}");
+    assert!(
+        listing.contains("limits: none; spent today $0.00"),
+        "{listing}"
+    );
+    // Limits: set exactly as given, refused when they cannot be met, shown in the listing.
+    let out = shopfloor(dir, &["keys", "limit", "ci-bot", "--rpm", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("rpm: must be at least 1"),
+        "{}",
+        text(&out)
+    );
+    let out = shopfloor(dir, &["keys", "limit", "ci-bot", "--budget-usd", "5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--budget-usd needs its period: {}",
+        text(&out)
+    );
+    let set = run_ok(
+        dir,
+        &[
+            "keys",
+            "limit",
+            "ci-bot",
+            "--rpm",
+            "60",
+            "--budget-usd",
+            "5",
+            "--budget-period",
+            "month",
+        ],
+    );
+    assert!(set.contains("limits 60 requests/min, $5.00/month"), "{set}");
+    let json = run_ok(dir, &["keys", "list", "--json"]);
+    let key: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(key["limits"]["rpm"], 60);
+    assert_eq!(
+        key["limits"]["budget"],
+        serde_json::json!({"usd": 5.0, "period": "month"})
+    );
+    assert_eq!(key["usage"]["month_cost_usd"], 0.0);
     run_ok(dir, &["keys", "revoke", "ci-bot"]);
     assert!(run_ok(dir, &["keys", "list"]).contains("revoked"));
 
@@ -109,6 +151,7 @@ async fn promotion_is_gated_and_every_change_is_audited() {
             "workflow.version",
             "workflow.promote",
             "key.create",
+            "key.limits",
             "key.revoke"
         ],
         "{entries:#?}"
@@ -126,7 +169,7 @@ async fn promotion_is_gated_and_every_change_is_audited() {
     std::fs::write(&workflow_file, changed).unwrap();
     run_ok(dir, &["runs", "list"]);
     let out = run_ok(dir, &["audit", "verify"]);
-    assert!(out.contains("intact: 6 entries"), "{out}");
+    assert!(out.contains("intact: 7 entries"), "{out}");
     let last = audit(dir).pop().unwrap();
     assert_eq!(last["action"], "workflow.version");
     assert_eq!(last["detail"]["previous"], entries[1]["detail"]["version"]);

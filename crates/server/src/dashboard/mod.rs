@@ -185,6 +185,7 @@ async fn guard(
                         role,
                         team: key.team,
                         own_only: false,
+                        limits: key.limits,
                     },
                     csrf: session.csrf_token,
                 })

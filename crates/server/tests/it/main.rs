@@ -12,6 +12,7 @@ mod gateway;
 mod idempotency;
 mod images;
 mod lifecycle;
+mod limits;
 mod models;
 mod openai_sdk;
 mod outcomes;

@@ -12,6 +12,7 @@ use shopfloor_store::{
 };
 
 use common::{batch, both_backends, run, Db};
+use shopfloor_core::limits::{Budget, BudgetPeriod, KeyLimits, Window};
 
 both_backends!(
     keys_are_found_by_hash_and_names_are_unique_among_live_keys,
@@ -24,6 +25,7 @@ both_backends!(
     cancelled_batches_are_not_claimed,
     login_tokens_are_used_once_and_sessions_end_with_their_key,
     an_idempotency_key_answers_its_request_once_and_nothing_else,
+    key_limits_round_trip_and_usage_is_counted_per_window,
 );
 
 fn key(id: &str, name: &str, role: &str) -> ApiKeyRecord {
@@ -36,6 +38,7 @@ fn key(id: &str, name: &str, role: &str) -> ApiKeyRecord {
         prefix: "sf_abcd".into(),
         created_at_ms: 1_000,
         revoked_at_ms: None,
+        limits: KeyLimits::default(),
     }
 }
 
@@ -457,5 +460,91 @@ async fn an_idempotency_key_answers_its_request_once_and_nothing_else(db: &Db) {
             .await
             .unwrap(),
         IdempotencyClaim::Fresh
+    );
+}
+
+/// Limits are stored with the key and changed in place; recorded runs add their tokens and
+/// cost to their key's minute, day and month (a run recorded twice, once); requests are taken
+/// up to the limit and no further, per minute.
+async fn key_limits_round_trip_and_usage_is_counted_per_window(db: &Db) {
+    let store = &db.store;
+    let mut limited = key("key-1", "billing-service", "operator");
+    limited.limits = KeyLimits {
+        rpm: Some(2),
+        tpm: None,
+        budget: Some(Budget {
+            usd: 1.5,
+            period: BudgetPeriod::Month,
+        }),
+    };
+    store.create_api_key(&limited).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash("hash-of-key-1").await.unwrap(),
+        Some(limited.clone())
+    );
+    let tighter = KeyLimits {
+        tpm: Some(1000),
+        ..KeyLimits::default()
+    };
+    let changed = store
+        .set_key_limits("billing-service", &tighter)
+        .await
+        .unwrap();
+    assert_eq!(changed.limits, tighter);
+    assert!(matches!(
+        store.set_key_limits("nobody", &tighter).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // 2026-12-07 12:00:30 UTC, and a run of the day before.
+    let now = 1_796_644_830_000;
+    let yesterday = now - 86_400_000;
+    let runs = vec![
+        run("u1", "gateway", now, None),
+        run("u2", "gateway", now - 1_000, None),
+        run("u3", "gateway", yesterday, None),
+    ];
+    store.insert_runs(&runs).await.unwrap();
+    store.insert_runs(&runs[..1]).await.unwrap();
+    let usage = store.key_usage("key-1", now).await.unwrap();
+    assert_eq!(
+        usage.minute_tokens,
+        2 * 254,
+        "two runs this minute, each 240 + 14 tokens"
+    );
+    assert!(
+        (usage.day_cost_usd - 2.0 * 0.000_246_8).abs() < 1e-12,
+        "{usage:?}"
+    );
+    assert!(
+        (usage.month_cost_usd - 3.0 * 0.000_246_8).abs() < 1e-12,
+        "{usage:?}"
+    );
+    assert_eq!(usage.minute_requests, 0, "requests are taken, not recorded");
+    let all = store.all_key_usage(now).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all["key-1"], usage);
+
+    let minute = Window::Minute.start(now);
+    assert!(store.take_request("key-1", minute, 2).await.unwrap());
+    assert!(store.take_request("key-1", minute, 2).await.unwrap());
+    assert!(
+        !store.take_request("key-1", minute, 2).await.unwrap(),
+        "the third of 2"
+    );
+    assert!(
+        store.take_request("key-2", minute, 2).await.unwrap(),
+        "another key's own"
+    );
+    assert!(
+        store
+            .take_request("key-1", minute + 60_000, 2)
+            .await
+            .unwrap(),
+        "the next minute"
+    );
+    assert_eq!(
+        store.key_usage("key-1", now).await.unwrap().minute_requests,
+        2
     );
 }
