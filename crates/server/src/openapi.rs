@@ -1,7 +1,9 @@
 //! `GET /openapi.json`: an OpenAPI 3.1 document of the API, generated from the one route table
 //! ([`ROUTES`]), so it lists exactly what the router serves, with each route's permission.
-//! Bodies are described as JSON objects; their fields are the wire formats the README names
-//! (OpenAI's, Anthropic's, the workflow API's).
+//! Request bodies are described field by field (the fields clients send most; the wire
+//! formats take more, which is why they stay open to other properties), with this server's
+//! model and workflow names as examples, so that a generated client or a fuzzer such as
+//! schemathesis reaches past the first check.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -11,14 +13,21 @@ use crate::auth::Access;
 use crate::json_response;
 use crate::routes::{Route, ROUTES};
 
+/// Names of this server's project, given as examples in the document.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Names<'a> {
+    pub models: &'a [String],
+    pub workflows: &'a [String],
+}
+
 /// The document.
-pub fn document() -> Value {
+pub fn document(names: Names<'_>) -> Value {
     let mut paths = Map::new();
     for route in ROUTES.iter() {
         let entry = paths
             .entry(route.path.to_string())
             .or_insert_with(|| json!({}));
-        entry[route.method.as_str().to_ascii_lowercase()] = operation(route);
+        entry[route.method.as_str().to_ascii_lowercase()] = operation(route, names);
     }
     json!({
         "openapi": "3.1.0",
@@ -35,7 +44,7 @@ pub fn document() -> Value {
     })
 }
 
-fn operation(route: &Route) -> Value {
+fn operation(route: &Route, names: Names<'_>) -> Value {
     let method = route.method.as_str().to_ascii_lowercase();
     let id = format!(
         "{method}_{}",
@@ -50,7 +59,13 @@ fn operation(route: &Route) -> Value {
         .path
         .split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .map(|name| {
+            let mut schema = json!({"type": "string"});
+            if name == "name" && !names.workflows.is_empty() {
+                schema["enum"] = json!(names.workflows);
+            }
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
+        })
         .collect();
     let errors = if route.path.starts_with("/v1/messages") {
         "An error in Anthropic's form: {\"type\": \"error\", \"error\": {\"type\", \"message\"}}"
@@ -68,10 +83,12 @@ fn operation(route: &Route) -> Value {
         },
     });
     if route.method == axum::http::Method::POST {
-        op["requestBody"] = json!({
-            "required": true,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        });
+        if let Some((required, schema)) = body_schema(route.path, names) {
+            op["requestBody"] = json!({
+                "required": required,
+                "content": {"application/json": {"schema": schema}},
+            });
+        }
     }
     match route.access {
         Access::Public => op["security"] = json!([]),
@@ -88,9 +105,167 @@ fn operation(route: &Route) -> Value {
     op
 }
 
+/// The body of a POST route: whether it is required, and its schema; `None` for a route that
+/// takes none.
+fn body_schema(path: &str, names: Names<'_>) -> Option<(bool, Value)> {
+    // This server's names are the only ones it serves: any other is 400 or 404.
+    let mut model = json!({"type": "string", "description": "A model of shopfloor.toml"});
+    if !names.models.is_empty() {
+        model["enum"] = json!(names.models);
+    }
+    let text = json!({"type": "string"});
+    let parts = json!({"type": "array", "items": {"type": "object", "required": ["type"],
+        "properties": {"type": {"type": "string"}}}});
+    let content = json!({"anyOf": [text, parts]});
+    let object = |required: &[&str], properties: Value| json!({"type": "object", "required": required, "properties": properties});
+    let tools = json!({"type": "array", "items": {"type": "object"}});
+    let schema = match path {
+        "/v1/chat/completions" => object(
+            &["model", "messages"],
+            json!({
+                "model": with_workflows(&model, names),
+                "messages": {"type": "array", "minItems": 1, "items": object(&["role"], json!({
+                    "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+                    "content": {"anyOf": [text, parts, {"type": "null"}]},
+                    "tool_call_id": text,
+                    "tool_calls": tools,
+                }))},
+                "stream": {"type": "boolean"},
+                "max_tokens": {"type": "integer", "minimum": 1},
+                "max_completion_tokens": {"type": "integer", "minimum": 1},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+                "seed": {"type": "integer"},
+                "stop": {"anyOf": [text, {"type": "array", "items": text, "maxItems": 4}]},
+                "user": text,
+                "tools": tools,
+                "tool_choice": {"anyOf": [text, {"type": "object"}]},
+                "response_format": object(&["type"], json!({"type": {"type": "string", "enum": ["text", "json_object", "json_schema"]}})),
+            }),
+        ),
+        "/v1/responses" => object(
+            &["model", "input"],
+            json!({
+                "model": model,
+                "input": {"anyOf": [text, {"type": "array", "items": {"type": "object"}}]},
+                "instructions": text,
+                "stream": {"type": "boolean"},
+                "store": {"type": "boolean"},
+                "max_output_tokens": {"type": "integer", "minimum": 1},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "previous_response_id": text,
+                "tools": tools,
+                "text": {"type": "object"},
+                "metadata": {"type": "object", "additionalProperties": text},
+            }),
+        ),
+        "/v1/messages" | "/v1/messages/count_tokens" => {
+            let mut schema = object(
+                &["model", "messages"],
+                json!({
+                    "model": model,
+                    "messages": {"type": "array", "minItems": 1, "items": object(&["role", "content"], json!({
+                        "role": {"type": "string", "enum": ["user", "assistant"]},
+                        "content": content,
+                    }))},
+                    "system": content,
+                    "tools": tools,
+                    "tool_choice": {"type": "object"},
+                }),
+            );
+            if path == "/v1/messages" {
+                schema["required"] = json!(["model", "messages", "max_tokens"]);
+                let properties = &mut schema["properties"];
+                properties["max_tokens"] = json!({"type": "integer", "minimum": 1});
+                properties["stream"] = json!({"type": "boolean"});
+                properties["temperature"] = json!({"type": "number", "minimum": 0, "maximum": 1});
+                properties["stop_sequences"] = json!({"type": "array", "items": text});
+                properties["metadata"] = json!({"type": "object", "properties": {"user_id": text}});
+            }
+            schema
+        }
+        "/v1/embeddings" => object(
+            &["model", "input"],
+            json!({
+                "model": model,
+                "input": {"anyOf": [text, {"type": "array", "items": text, "minItems": 1}]},
+                "encoding_format": {"type": "string", "enum": ["float", "base64"]},
+                "dimensions": {"type": "integer", "minimum": 1},
+                "user": text,
+            }),
+        ),
+        "/v1/workflows/{name}/runs" => closed(object(
+            &["input"],
+            json!({
+                "input": {"type": "object", "description": "The workflow's input, as its input schema says"},
+                "model": text,
+                "user": text,
+            }),
+        )),
+        "/v1/workflows/{name}/batches" => closed(object(
+            &["inputs"],
+            json!({
+                "inputs": {"type": "array", "items": {"type": "object"}},
+                "model": text,
+                "user": text,
+            }),
+        )),
+        "/v1/reviews/{run_id}/approve" => {
+            return Some((false, closed(object(&[], json!({"note": text})))))
+        }
+        "/v1/reviews/{run_id}/edit" => closed(object(
+            &["output"],
+            json!({"output": {"description": "The corrected output"}, "note": text}),
+        )),
+        "/v1/reviews/{run_id}/reject" => {
+            closed(object(&["reason"], json!({"reason": text, "note": text})))
+        }
+        "/v1/workflows/{name}/outcomes" => closed(object(
+            &["value"],
+            json!({
+                "value": {"type": "number"},
+                "at": {"type": "string", "description": "YYYY-MM-DD"},
+                "note": text,
+            }),
+        )),
+        _ => return None,
+    };
+    Some((true, schema))
+}
+
+/// Chat Completions' `model`: a model, or `workflow:NAME`.
+fn with_workflows(model: &Value, names: Names<'_>) -> Value {
+    let mut model = model.clone();
+    if let Some(models) = model.get_mut("enum").and_then(Value::as_array_mut) {
+        models.extend(
+            names
+                .workflows
+                .iter()
+                .map(|w| json!(format!("workflow:{w}"))),
+        );
+    }
+    model["description"] = json!("A model of shopfloor.toml, or workflow:NAME");
+    model
+}
+
+/// A schema that takes no other properties (the body is read with unknown fields refused).
+fn closed(mut schema: Value) -> Value {
+    schema["additionalProperties"] = json!(false);
+    schema
+}
+
 /// `GET /openapi.json`.
-pub(crate) async fn serve() -> Response {
-    json_response(StatusCode::OK, &document())
+pub(crate) async fn serve(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+) -> Response {
+    let project = &state.engine.project;
+    let models: Vec<String> = project.config.models.keys().cloned().collect();
+    let workflows: Vec<String> = project.workflows.keys().cloned().collect();
+    let names = Names {
+        models: &models,
+        workflows: &workflows,
+    };
+    json_response(StatusCode::OK, &document(names))
 }
 
 #[cfg(test)]
@@ -99,7 +274,7 @@ mod tests {
 
     #[test]
     fn every_route_is_documented_with_its_parameters_and_access() {
-        let doc = document();
+        let doc = document(Names::default());
         for route in ROUTES.iter() {
             let op = &doc["paths"][route.path][route.method.as_str().to_ascii_lowercase()];
             assert_eq!(op["summary"], route.summary, "{route:?}");
@@ -123,8 +298,19 @@ mod tests {
                     assert_eq!(op.get("x-shopfloor-own-only").is_some(), own, "{route:?}");
                 }
             }
-            if route.method == axum::http::Method::POST {
-                assert_eq!(op["requestBody"]["required"], true, "{route:?}");
+            let takes_body = !route.path.ends_with("/claim") && !route.path.ends_with("/next");
+            if route.method == axum::http::Method::POST && takes_body {
+                let body = &op["requestBody"];
+                let schema = &body["content"]["application/json"]["schema"];
+                assert_eq!(schema["type"], "object", "{route:?}");
+                assert!(schema["properties"].is_object(), "{route:?}");
+                assert_eq!(
+                    body["required"],
+                    !route.path.ends_with("/approve"),
+                    "{route:?}"
+                );
+            } else {
+                assert!(op.get("requestBody").is_none(), "{route:?}");
             }
         }
         let ids: Vec<&str> = doc["paths"]
@@ -134,6 +320,16 @@ mod tests {
             .flat_map(|p| p.as_object().unwrap().values())
             .map(|op| op["operationId"].as_str().unwrap())
             .collect();
+        let names = Names {
+            models: &["fast".to_string()],
+            workflows: &["triage".to_string()],
+        };
+        let doc = document(names);
+        let chat = &doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["properties"]["model"];
+        assert_eq!(chat["enum"], json!(["fast", "workflow:triage"]));
+        let runs = &doc["paths"]["/v1/workflows/{name}/runs"]["post"]["parameters"][0];
+        assert_eq!(runs["schema"]["enum"], json!(["triage"]));
         let mut unique = ids.clone();
         unique.sort();
         unique.dedup();

@@ -18,5 +18,6 @@ mod openai_sdk;
 mod outcomes;
 mod responses;
 mod reviews;
+mod schemathesis;
 mod worker;
 mod workflows;
