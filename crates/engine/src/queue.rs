@@ -259,6 +259,7 @@ fn not_run(
     RunRecord {
         error: Some(error),
         ..new_run(
+            shopfloor_store::RunOrigin::Batch,
             workflow,
             version,
             input,

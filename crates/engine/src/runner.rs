@@ -10,7 +10,7 @@ use shopfloor_core::review::{entry_reason, holds_invalid, ReviewReason};
 use shopfloor_core::spec::{DataClass, ModelSpec, OutputContract, ProjectConfig};
 use shopfloor_core::template::RenderedPrompt;
 use shopfloor_providers::{ChatExtras, ChatRequest, Message, Provider, ResponseFormat, Role};
-use shopfloor_store::{ErrorKind, ReviewTicket, RunRecord, RunStatus};
+use shopfloor_store::{ErrorKind, ReviewTicket, RunOrigin, RunRecord, RunStatus};
 use tracing::Instrument;
 
 use crate::attempt::{self, Attempts, CallFailure, Ending, RetryPolicy, Route};
@@ -64,7 +64,13 @@ impl Runner {
         options: &RunOptions,
     ) -> RunRecord {
         let started = Instant::now();
+        let origin = match (options.evaluation, &options.batch) {
+            (true, _) => RunOrigin::Eval,
+            (false, Some(_)) => RunOrigin::Batch,
+            (false, None) => RunOrigin::Run,
+        };
         let mut run = new_run(
+            origin,
             workflow.spec.name.as_str(),
             &workflow.version,
             input,
@@ -334,6 +340,7 @@ fn apply_review_policy(workflow: &LoadedWorkflow, run: &mut RunRecord, queue: bo
 
 /// A run that has produced nothing yet: failed, with no attempts, until one settles it.
 pub(crate) fn new_run(
+    origin: RunOrigin,
     workflow: &str,
     version: &str,
     input: Value,
@@ -364,6 +371,7 @@ pub(crate) fn new_run(
         sampled_for_review: false,
         confidence: None,
         review: None,
+        origin,
     }
 }
 

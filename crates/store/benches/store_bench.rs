@@ -241,6 +241,7 @@ fn records(count: usize) -> Vec<RunRecord> {
                 sampled_for_review: false,
                 confidence: None,
                 review: None,
+                origin: Default::default(),
             }
         })
         .collect()

@@ -16,9 +16,9 @@ use crate::{
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, version, batch_id, case_index, status, \
      input, prompt, raw_output, output, error, model, prompt_tokens, completion_tokens, \
      cost_usd, latency_ms, created_at_ms, key_id, caller_user, team, sampled_for_review, \
-     confidence";
+     confidence, origin";
 /// Number of columns in [`RUN_COLUMNS`].
-pub(crate) const RUN_COLUMN_COUNT: usize = 22;
+pub(crate) const RUN_COLUMN_COUNT: usize = 23;
 /// Columns of `attempts`, in [`AttemptRow`] order.
 pub(crate) const ATTEMPT_COLUMNS: &str = "run_id, n, model, provider, started_at_ms, \
      latency_ms, prompt_tokens, completion_tokens, cost_usd, outcome, error, raw_output, \
@@ -58,6 +58,7 @@ pub(crate) struct RunRow<'a> {
     pub team: Option<&'a str>,
     pub sampled_for_review: bool,
     pub confidence: Option<f64>,
+    pub origin: &'static str,
 }
 
 impl<'a> RunRow<'a> {
@@ -89,6 +90,7 @@ impl<'a> RunRow<'a> {
             team: run.caller.as_ref().and_then(|c| c.team.as_deref()),
             sampled_for_review: run.sampled_for_review,
             confidence: run.confidence,
+            origin: run.origin.as_str(),
         })
     }
 }
@@ -295,6 +297,7 @@ pub(crate) fn run_from_row(
         sampled_for_review: row.boolean("sampled_for_review")?,
         confidence: row.opt_float("confidence")?,
         review,
+        origin: enumeration(row, T, "origin", crate::RunOrigin::parse)?,
     })
 }
 

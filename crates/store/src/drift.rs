@@ -87,8 +87,9 @@ pub(crate) fn nearest_rank(n: u64, percentile: f64) -> u64 {
 }
 
 /// The condition selecting a window's runs (`r` is `runs`); binds `$1`…`$4`.
+/// An eval of the live version is not production traffic: its runs never count.
 pub(crate) const WINDOW: &str = "r.workflow = $1 AND r.created_at_ms >= $2 \
-     AND r.created_at_ms < $3 AND r.version = $4";
+     AND r.created_at_ms < $3 AND r.version = $4 AND r.origin <> 'eval'";
 
 /// `impl DriftStore for $store` over `$db`.
 macro_rules! drift_store_impl {
@@ -283,7 +284,7 @@ macro_rules! drift_store_impl {
             ) -> $crate::Result<Option<i64>> {
                 Ok(sqlx::query_scalar::<$db, i64>(
                     "SELECT created_at_ms FROM runs WHERE workflow = $1 AND created_at_ms >= $2 \
-                     AND version = $3 ORDER BY created_at_ms LIMIT 1",
+                     AND version = $3 AND origin <> 'eval' ORDER BY created_at_ms LIMIT 1",
                 )
                 .bind(workflow)
                 .bind(from_ms)

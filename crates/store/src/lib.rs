@@ -50,8 +50,8 @@ pub use outcomes::{
 pub use postgres::PostgresStore;
 pub use queue::ClaimedCase;
 pub use record::{
-    AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, RunFilter, RunRecord,
-    RunStatus, RunSummary,
+    AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, RunFilter, RunOrigin,
+    RunRecord, RunStatus, RunSummary,
 };
 pub use reviews::{
     ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore,

@@ -91,6 +91,11 @@ const MIGRATIONS: &[Migration] = &[
         "key_limits_and_usage",
         include_str!("../migrations/0012_key_limits.sql"),
     ),
+    Migration::new(
+        13,
+        "run_origin",
+        include_str!("../migrations/0013_run_origin.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

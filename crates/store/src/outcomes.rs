@@ -135,8 +135,7 @@ pub trait OutcomeStore {
 }
 
 /// Runs that are not eval cases.
-pub(crate) const NOT_EVAL: &str =
-    "(runs.batch_id IS NULL OR NOT EXISTS (SELECT 1 FROM evals e WHERE e.id = runs.batch_id))";
+pub(crate) const NOT_EVAL: &str = "runs.origin <> 'eval'";
 
 /// The rows of `$sql` whose `$1` is the workflow and `$2`, `$3` the window's bounds.
 macro_rules! window_rows {

@@ -125,6 +125,7 @@ impl PostgresStore {
             .bind(column!(run_rows, |r| r.team))
             .bind(column!(run_rows, |r| r.sampled_for_review))
             .bind(column!(run_rows, |r| r.confidence))
+            .bind(column!(run_rows, |r| r.origin))
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -268,7 +269,7 @@ static INSERT_RUNS: LazyLock<String> = LazyLock::new(|| {
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
          $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::bigint[], \
-         $18::text[], $19::text[], $20::text[], $21::bool[], $22::float8[]) \
+         $18::text[], $19::text[], $20::text[], $21::bool[], $22::float8[], $23::text[]) \
          ON CONFLICT DO NOTHING RETURNING id"
     )
 });

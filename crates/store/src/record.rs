@@ -3,6 +3,46 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Where a run came from. Evals are not production traffic: drift, outcomes and spend per
+/// workflow leave them out by this, not by guessing from the batch id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOrigin {
+    /// One run of a workflow: the CLI's `run`, or `POST /v1/workflows/NAME/runs`.
+    #[default]
+    Run,
+    /// A case of a batch (the CLI's or the server's queue).
+    Batch,
+    /// A call through the gateway's model APIs.
+    Gateway,
+    /// A case of an eval; its `batch_id` is the eval's id.
+    Eval,
+}
+
+impl RunOrigin {
+    pub const ALL: [RunOrigin; 4] = [
+        RunOrigin::Run,
+        RunOrigin::Batch,
+        RunOrigin::Gateway,
+        RunOrigin::Eval,
+    ];
+
+    /// The text stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOrigin::Run => "run",
+            RunOrigin::Batch => "batch",
+            RunOrigin::Gateway => "gateway",
+            RunOrigin::Eval => "eval",
+        }
+    }
+
+    /// The inverse of [`RunOrigin::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -205,6 +245,9 @@ pub struct RunRecord {
     /// Why and how the run waits for a reviewer, when it does.
     #[serde(default)]
     pub review: Option<crate::ReviewTicket>,
+    /// Where the run came from.
+    #[serde(default)]
+    pub origin: RunOrigin,
 }
 
 /// A run as listed (no prompt, input or attempts).

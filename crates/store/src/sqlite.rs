@@ -228,7 +228,8 @@ impl SqliteStore {
                     .push_bind(r.caller_user)
                     .push_bind(r.team)
                     .push_bind(r.sampled_for_review)
-                    .push_bind(r.confidence);
+                    .push_bind(r.confidence)
+                    .push_bind(r.origin);
             });
             // Skips runs whose id or (batch_id, case_index) is already recorded; RETURNING
             // names the ones actually written, whose attempts are the only ones to write.

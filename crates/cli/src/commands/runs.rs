@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
 use shopfloor_engine::{open_store, run_view_in, Audience};
-use shopfloor_store::{RunFilter, RunStatus};
+use shopfloor_store::{RunFilter, RunOrigin, RunStatus};
 
 use super::Global;
 
@@ -97,8 +97,12 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             }
             println!("run       {}", run.id);
             println!("workflow  {} (version {})", run.workflow, run.version);
-            if let (Some(batch), Some(case)) = (&run.batch_id, run.case_index) {
-                println!("batch     {batch}, case {case}");
+            match (&run.batch_id, run.case_index, run.origin) {
+                (Some(eval), Some(case), RunOrigin::Eval) => {
+                    println!("origin    eval {eval}, case {case}")
+                }
+                (Some(batch), Some(case), _) => println!("batch     {batch}, case {case}"),
+                (_, _, origin) => println!("origin    {}", origin.as_str()),
             }
             println!("status    {}", run.status.as_str());
             if let Some(error) = &run.error {

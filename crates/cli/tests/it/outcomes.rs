@@ -50,6 +50,7 @@ fn run_at(at: i64, id: &str, status: RunStatus, cost_usd: f64, user: &str) -> Ru
         sampled_for_review: false,
         confidence: None,
         review: None,
+        origin: Default::default(),
     }
 }
 

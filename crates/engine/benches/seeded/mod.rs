@@ -97,6 +97,7 @@ pub fn run(i: usize, version: &str, now: i64, runs: usize) -> RunRecord {
             approvals_required: 1,
             due_at_ms: None,
         }),
+        origin: Default::default(),
     }
 }
 

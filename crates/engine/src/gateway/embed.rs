@@ -70,6 +70,7 @@ impl Engine {
         let started = Instant::now();
         let spec = self.project.config.models.get(&request.model);
         let mut run = new_run(
+            shopfloor_store::RunOrigin::Gateway,
             GATEWAY_WORKFLOW,
             &gateway_version(spec),
             json!({

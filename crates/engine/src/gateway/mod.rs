@@ -18,7 +18,7 @@ use shopfloor_providers::{
     ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Part, Provider, ProviderError,
     ResponseFormat, Role, ToolCall, Unsupported, Usage,
 };
-use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunRecord, RunStatus};
+use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunOrigin, RunRecord, RunStatus};
 use tracing::Instrument;
 
 use crate::attempt::{self, Answered, Attempts, CallFailure, Ending, Route, Timed};
@@ -324,6 +324,7 @@ impl Engine {
         }
         Call {
             run: new_run(
+                RunOrigin::Gateway,
                 GATEWAY_WORKFLOW,
                 &gateway_version(self.project.config.models.get(&request.model)),
                 input,

@@ -124,6 +124,29 @@ async fn an_eval_scores_stores_caches_and_compares_with_its_baseline() {
     let stored = engine.all_eval_cases(&first.eval_id).await.unwrap();
     assert_eq!(stored.len(), 10);
     assert!(!stored[9].scores["label_accuracy"].passed);
+    // Its runs say they are an eval's, so drift and outcomes leave them out; and they do.
+    engine.flush().await;
+    let run = engine
+        .store()
+        .get_run(&stored[0].run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.origin, shopfloor_store::RunOrigin::Eval);
+    assert_eq!(run.batch_id.as_deref(), Some(first.eval_id.as_str()));
+    let now = shopfloor_engine::now_ms();
+    let window = shopfloor_store::RunWindow {
+        workflow: "triage",
+        version: &run.version,
+        from_ms: now - 3_600_000,
+        to_ms: now + 1_000,
+    };
+    let counts = engine.store().window_counts(&window).await.unwrap();
+    assert_eq!(
+        counts.runs(),
+        0,
+        "an eval of the live version is not traffic"
+    );
 
     // Same version, temperature 0: every case comes from the cache.
     let cached = eval(&engine, &request()).await.unwrap();

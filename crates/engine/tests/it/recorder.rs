@@ -30,6 +30,7 @@ fn run(id: &str, prompt_tokens: u64) -> RunRecord {
         sampled_for_review: false,
         confidence: None,
         review: None,
+        origin: Default::default(),
     }
 }
 

@@ -307,5 +307,6 @@ fn recorded_run(version: &str, at: i64) -> shopfloor_store::RunRecord {
         sampled_for_review: false,
         confidence: None,
         review: None,
+        origin: Default::default(),
     }
 }

@@ -211,6 +211,7 @@ pub fn run(id: &str, workflow: &str, created_at_ms: i64, batch: Option<(&str, u6
         sampled_for_review: true,
         confidence: Some(0.875),
         review: None,
+        origin: Default::default(),
     }
 }
 

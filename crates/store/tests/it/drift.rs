@@ -5,7 +5,7 @@ use crate::common;
 
 use common::{attempt, both_backends, run, Db};
 use serde_json::json;
-use shopfloor_store::{AttemptOutcome, RunDay, RunRecord, RunStatus, RunWindow, Window};
+use shopfloor_store::{AttemptOutcome, RunDay, RunOrigin, RunRecord, RunStatus, RunWindow, Window};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -65,7 +65,16 @@ async fn seed(db: &Db) {
     refused.model = None;
     refused.attempts = Vec::new();
     refused.latency_ms = 99_999;
-    runs.extend([other_version, other_workflow, later, refused]);
+    // An eval of the live version, inside the window: not production traffic, never counted.
+    let mut evaluated = window_run(503);
+    evaluated.id = "run-eval".into();
+    evaluated.created_at_ms = T0 + 300;
+    evaluated.origin = RunOrigin::Eval;
+    evaluated.batch_id = Some("eval-1".into());
+    evaluated.case_index = Some(1);
+    evaluated.output = Some(json!("refund"));
+    evaluated.latency_ms = 50_000;
+    runs.extend([other_version, other_workflow, later, refused, evaluated]);
     db.store.insert_runs(&runs).await.unwrap();
 }
 
