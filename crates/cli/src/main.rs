@@ -142,7 +142,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Init(args) => commands::init::run(&global, args),
-            Command::Check => commands::check::run(&global),
+            Command::Check => commands::check::run(&global).await,
             Command::Run(args) => commands::run::run(&global, args).await,
             Command::Quickstart(args) => commands::quickstart::run(args).await,
             Command::Eval(args) => commands::eval::run(&global, args).await,

@@ -291,3 +291,88 @@ fn embedding_models_serve_no_route_and_only_some_providers_embed() {
         "route.models: model \"embed\" is an embedding model (kind = \"embedding\"); a workflow's route needs chat models",
     );
 }
+
+const VARIANTS: &str = r#"
+[variants.terse]
+description = "A shorter system prompt"
+prompt = { system = "Route tickets. One word." }
+
+[variants.local-only.route]
+models = ["local"]
+temperature = 0.2
+"#;
+
+#[test]
+fn variants_replace_what_they_name_and_have_versions_of_their_own() {
+    let text = format!("{GOOD}{VARIANTS}");
+    assert!(check(&text).is_empty(), "{:#?}", check(&text));
+    let (config, _) = parse_config("shopfloor.toml", CONFIG);
+    let (parsed, _) = parse_workflow("ticket-triage", "workflows/ticket-triage.toml", &text);
+    let workflow = parsed.unwrap();
+    let names: Vec<&str> = workflow
+        .variants
+        .iter()
+        .map(|v| v.name.value.as_str())
+        .collect();
+    assert_eq!(names, ["local-only", "terse"], "by name");
+    assert_eq!(
+        workflow.variants[1].description.as_deref(),
+        Some("A shorter system prompt")
+    );
+    let terse = workflow.variant("terse").unwrap();
+    assert_eq!(
+        terse.prompt.system.unwrap().value,
+        "Route tickets. One word."
+    );
+    assert_eq!(
+        terse.prompt.user, workflow.prompt.user,
+        "the rest is the workflow's"
+    );
+    assert_eq!(terse.route, workflow.route);
+    let local = workflow.variant("local-only").unwrap();
+    let models: Vec<&str> = local
+        .route
+        .models
+        .iter()
+        .map(|m| m.value.as_str())
+        .collect();
+    assert_eq!(models, ["local"]);
+    assert_eq!(local.route.temperature, 0.2);
+    assert_eq!(local.route.retries, workflow.route.retries);
+    assert_eq!(local.variant.as_deref(), Some("local-only"));
+    assert!(local.variants.is_empty());
+    assert!(workflow.variant("nope").is_none());
+    let base = workflow_version(&workflow, &config.models, None);
+    let versions = [
+        workflow_version(&workflow.variant("terse").unwrap(), &config.models, None),
+        workflow_version(&local, &config.models, None),
+    ];
+    assert!(
+        versions.iter().all(|v| *v != base),
+        "{versions:?} vs {base}"
+    );
+    assert_ne!(versions[0], versions[1]);
+    // The variants leave the workflow's own version as it was.
+    let (plain, _) = parse_workflow("ticket-triage", "workflows/ticket-triage.toml", GOOD);
+    assert_eq!(
+        workflow_version(&plain.unwrap(), &config.models, None),
+        base
+    );
+}
+
+#[test]
+fn a_variant_is_checked_as_the_workflow_it_makes() {
+    let bad = "\n[variants.typo.route]\nmodels = [\"gpt-mni\"]\n\n[variants.control]\nprompt = { user = \"{{ subjekt }}\" }\n\n[variants.nothing]\ndescription = \"changes nothing\"\n\n[variants.Bad-Name.route]\nretries = 3\n";
+    let diags = check(&format!("{GOOD}{bad}"));
+    assert_has(
+        &diags,
+        "variants.typo.route.models: unknown model \"gpt-mni\"; models defined in shopfloor.toml",
+    );
+    assert_has(
+        &diags,
+        "variants.control: \"control\" is the workflow itself in an experiment",
+    );
+    assert_has(&diags, "variants.control.prompt.user");
+    assert_has(&diags, "variants.nothing: a variant changes something");
+    assert_has(&diags, "\"Bad-Name\" is not a variant name");
+}

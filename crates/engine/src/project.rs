@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use shopfloor_core::output::OutputValidator;
 use shopfloor_core::spec::{
-    parse_config, parse_workflow, validate_project, ExamplesSpec, ProjectConfig, ProjectFiles,
-    Workflow,
+    parse_config, parse_workflow, validate_project, ProjectConfig, ProjectFiles, Workflow,
 };
 use shopfloor_core::template::PromptTemplates;
 use shopfloor_core::version::workflow_version;
@@ -99,15 +98,39 @@ impl Project {
         })
     }
 
-    /// Workflow `name` with other examples (`None`: without any): another version of it, for
-    /// an eval that compares example settings. The project is unchanged.
-    pub fn with_examples(
-        &self,
-        name: &str,
-        examples: Option<ExamplesSpec>,
-    ) -> Result<Arc<LoadedWorkflow>, EngineError> {
-        let mut spec = self.workflow(name)?.spec.clone();
-        spec.prompt.examples = examples;
+    /// The workflow `name` as its variant `variant` makes it (`[variants.NAME]`), compiled,
+    /// with the version of its own.
+    pub fn variant(&self, name: &str, variant: &str) -> Result<Arc<LoadedWorkflow>, EngineError> {
+        let spec = self.variant_spec(name, variant)?;
+        self.compile(spec)
+    }
+
+    /// The spec of variant `variant` of `name`, or an error listing its variants.
+    pub fn variant_spec(&self, name: &str, variant: &str) -> Result<Workflow, EngineError> {
+        let loaded = self.workflow(name)?;
+        loaded.spec.variant(variant).ok_or_else(|| {
+            let known: Vec<&str> = loaded
+                .spec
+                .variants
+                .iter()
+                .map(|v| v.name.value.as_str())
+                .collect();
+            EngineError::InvalidField {
+                field: "variant",
+                message: format!(
+                    "workflow {name} has no variant \"{variant}\"; its variants: {}",
+                    if known.is_empty() {
+                        "none (add a [variants.NAME] table to its file)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            }
+        })
+    }
+
+    /// Compile a spec of this project (a variant, other examples) as a workflow to run.
+    pub fn compile(&self, spec: Workflow) -> Result<Arc<LoadedWorkflow>, EngineError> {
         Ok(Arc::new(load_workflow(&self.root, &self.config, spec)?))
     }
 

@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::Project;
+use shopfloor_engine::{Engine, Project};
 
 use super::Global;
 
-pub fn run(global: &Global) -> anyhow::Result<ExitCode> {
+pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let project = Project::load(&global.project)?;
     println!(
         "{:<28} {:<11} {:<7} {:<13} {:<13} route",
@@ -25,10 +25,50 @@ pub fn run(global: &Global) -> anyhow::Result<ExitCode> {
             route.join(" → ")
         );
     }
+    let with_variants: Vec<&str> = project
+        .workflows
+        .iter()
+        .filter(|(_, w)| !w.spec.variants.is_empty())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let variants = with_variants.len();
+    if !with_variants.is_empty() {
+        // Which variants may take traffic is in the store: their versions' last evals.
+        let engine = global.open_engine().await?;
+        let listed = list_variants(&engine, &with_variants).await;
+        engine.close().await;
+        listed?;
+    }
     println!(
-        "ok: {} model(s), {} workflow(s), no problems",
+        "ok: {} model(s), {} workflow(s){}, no problems",
         project.config.models.len(),
-        project.workflows.len()
+        project.workflows.len(),
+        if variants > 0 {
+            format!(", {variants} with variants")
+        } else {
+            String::new()
+        }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each variant of `workflows` with its version and whether it may take traffic.
+async fn list_variants(engine: &Engine, workflows: &[&str]) -> anyhow::Result<()> {
+    println!(
+        "\n{:<28} {:<20} {:<13} experiment",
+        "workflow", "variant", "version"
+    );
+    for workflow in workflows {
+        for v in engine.variants(workflow).await? {
+            println!(
+                "{:<28} {:<20} {:<13} {}: {}",
+                workflow,
+                v.name,
+                v.version,
+                if v.eligible { "eligible" } else { "not yet" },
+                v.reason(workflow)
+            );
+        }
+    }
+    Ok(())
 }

@@ -46,6 +46,11 @@ pub struct Args {
     /// help this workflow, and how many.
     #[arg(long, conflicts_with_all = ["gate", "junit", "json"])]
     compare_examples: bool,
+    /// Evaluate this [variants.NAME] of the workflow (a version of its own) instead of the
+    /// workflow: a variant may take traffic in an experiment once such an eval passed the
+    /// gates (`shopfloor check` lists which may).
+    #[arg(long, value_name = "NAME")]
+    variant: Option<String>,
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -61,7 +66,21 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         skip_invalid: args.skip_invalid,
         examples: ExamplesSetting::AsConfigured,
         compare_with: None,
+        variant: args.variant.clone(),
     };
+    if let Some(variant) = &args.variant {
+        let loaded = engine.project.variant(&args.workflow, variant);
+        match loaded {
+            Ok(loaded) => eprintln!(
+                "variant {variant} of {} (version {})",
+                args.workflow, loaded.version
+            ),
+            Err(e) => {
+                engine.close().await;
+                return Err(e.into());
+            }
+        }
+    }
     // Similar examples are encoded once per content of their file: show it happening.
     let warm = EvalRequest {
         examples: if args.compare_examples {

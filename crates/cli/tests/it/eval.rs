@@ -133,3 +133,79 @@ async fn a_broken_dataset_exits_2() {
     );
     assert_eq!(server.request_count(), 0);
 }
+
+/// `[variants.NAME]`: `check` lists each with its version and whether it may take traffic;
+/// `eval --variant` evaluates that version; a passed eval makes it eligible, a failed one not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variants_are_evaluated_as_versions_of_their_own_and_eligible_once_they_pass() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    // `careful` keeps "queue" in the prompt (the router answers); `terse` drops it (the router
+    // then says "other" to everything).
+    shopfloor_testkit::append(
+        &dir.path().join("workflows/ticket-triage.toml"),
+        "\n[variants.careful]\ndescription = \"Ask for care\"\nprompt = { system = \"You route support tickets carefully. Answer with one word.\" }\n\n[variants.terse.prompt]\nuser = \"{{ subject }}: {{ body }}\"\n",
+    );
+    let out = shopfloor(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let listing = text(&out);
+    assert_contains(
+        &listing,
+        &["not yet: no eval of this version yet: shopfloor eval ticket-triage --variant careful"],
+    );
+    assert_contains(&listing, &["1 with variants"]);
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "eval",
+            "ticket-triage",
+            "--variant",
+            "careful",
+            "--json",
+            "careful.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let careful: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("careful.json")).unwrap())
+            .unwrap();
+    let version = careful["version"].as_str().unwrap();
+    assert_contains(
+        &text(&out),
+        &[&format!(
+            "variant careful of ticket-triage (version {version})"
+        )],
+    );
+    assert_eq!(careful["passed"], true, "{careful}");
+    let out = shopfloor(dir.path(), &["eval", "ticket-triage", "--variant", "terse"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let listing = text(&shopfloor(dir.path(), &["check"]));
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with("ticket-triage") && l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{listing}"))
+            .to_string()
+    };
+    let careful_line = line("careful");
+    assert!(careful_line.contains(version), "{careful_line}");
+    assert!(
+        careful_line.contains(&format!(
+            "eligible: eval {} passed its gates",
+            careful["eval_id"].as_str().unwrap()
+        )),
+        "{careful_line}"
+    );
+    assert_contains(&line("terse"), &["not yet: eval "]);
+    assert_contains(&line("terse"), &["failed its gates"]);
+
+    let out = shopfloor(dir.path(), &["eval", "ticket-triage", "--variant", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &["workflow ticket-triage has no variant \"nope\"; its variants: careful, terse"],
+    );
+}

@@ -27,5 +27,5 @@ pub use types::{DataClass, RiskTier, Stage, WorkflowName};
 pub use validate::{validate_project, ProjectFiles};
 pub use workflow::{
     parse_workflow, EvalSpec, ExampleSelect, ExamplesSpec, JudgeSpec, Outcome, OutputContract,
-    OutputSpec, PromptSpec, RouteSpec, Workflow,
+    OutputSpec, PromptFields, PromptSpec, RouteFields, RouteSpec, VariantSpec, Workflow, CONTROL,
 };

@@ -22,11 +22,31 @@ pub struct ProjectFiles<'a> {
 pub fn validate_project(project: &ProjectFiles<'_>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for workflow in project.workflows {
+        let before = out.len();
         check_route(project.config, workflow, &mut out);
         check_confidence(project.config, workflow, &mut out);
         check_input_and_templates(workflow, &mut out);
         check_eval(project, workflow, &mut out);
         check_examples(project, workflow, &mut out);
+        let own: Vec<Diagnostic> = out[before..].to_vec();
+        // A variant is checked as the workflow it makes; what it shares with the workflow is
+        // reported once, for the workflow.
+        for variant in &workflow.variants {
+            let Some(made) = workflow.variant(&variant.name.value) else {
+                continue;
+            };
+            let mut found = Vec::new();
+            check_route(project.config, &made, &mut found);
+            check_input_and_templates(&made, &mut found);
+            check_examples(project, &made, &mut found);
+            for mut d in found {
+                if own.contains(&d) {
+                    continue;
+                }
+                d.field = format!("variants.{}.{}", variant.name.value, d.field);
+                out.push(d);
+            }
+        }
     }
     out
 }

@@ -137,6 +137,82 @@ pub struct Workflow {
     pub route: RouteSpec,
     pub eval: Option<EvalSpec>,
     pub review: ReviewSpec,
+    /// `[variants.NAME]`: other versions of the prompt and route, for experiments.
+    pub variants: Vec<VariantSpec>,
+    /// The variant this is, when made by [`Workflow::variant`].
+    pub variant: Option<String>,
+}
+
+/// `[variants.NAME]`: the workflow with some of its prompt and route replaced. A variant has
+/// a version of its own, is evaluated with `shopfloor eval --variant NAME`, and may take
+/// production traffic in an experiment once an eval of that version passed the gates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantSpec {
+    pub name: Located<String>,
+    /// What the variant tries, in a line.
+    pub description: Option<String>,
+    pub prompt: PromptFields,
+    pub route: RouteFields,
+}
+
+/// The fields of a `[prompt]` table as written: a workflow's must have `user`; a variant's
+/// replace the workflow's that they name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PromptFields {
+    pub system: Option<Located<String>>,
+    pub user: Option<Located<String>>,
+    pub assistant_prefix: Option<String>,
+    pub examples: Option<ExamplesSpec>,
+}
+
+/// The fields of a `[route]` table as written (see [`PromptFields`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteFields {
+    pub models: Option<Vec<Located<String>>>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+}
+
+/// A name no variant may take: an experiment's arms are the workflow (`control`) and a variant.
+pub const CONTROL: &str = "control";
+
+impl Workflow {
+    /// The workflow as variant `name` makes it, or `None` when it has no such variant.
+    pub fn variant(&self, name: &str) -> Option<Workflow> {
+        let variant = self.variants.iter().find(|v| v.name.value == name)?;
+        let mut out = self.clone();
+        out.variants = Vec::new();
+        out.variant = Some(name.to_string());
+        let p = &variant.prompt;
+        if let Some(system) = &p.system {
+            out.prompt.system = Some(system.clone());
+        }
+        if let Some(user) = &p.user {
+            out.prompt.user = user.clone();
+        }
+        if let Some(prefix) = &p.assistant_prefix {
+            out.prompt.assistant_prefix = Some(prefix.clone());
+        }
+        if let Some(examples) = &p.examples {
+            out.prompt.examples = Some(examples.clone());
+        }
+        let r = &variant.route;
+        let route = &mut out.route;
+        if let Some(models) = &r.models {
+            route.models = models.clone();
+        }
+        route.timeout_ms = r.timeout_ms.unwrap_or(route.timeout_ms);
+        route.retries = r.retries.unwrap_or(route.retries);
+        route.temperature = r.temperature.unwrap_or(route.temperature);
+        route.max_tokens = r.max_tokens.or(route.max_tokens);
+        route.top_p = r.top_p.or(route.top_p);
+        route.seed = r.seed.or(route.seed);
+        Some(out)
+    }
 }
 
 /// Parse one workflow file. `name` is the file stem. Returns the workflow when it could be read
@@ -200,6 +276,7 @@ fn read_workflow(name: &str, file: &str, root: &TableReader<'_, '_>) -> Option<W
     );
     let eval = optional_table(root, "eval", read_eval);
     let review = optional_table(root, "review", read_review);
+    let variants = optional_table(root, "variants", read_variants).unwrap_or_default();
     if let (Some(review), Some(OutputContract::Labels(labels))) =
         (&review, output.as_ref().map(|o| &o.contract))
     {
@@ -229,7 +306,49 @@ fn read_workflow(name: &str, file: &str, root: &TableReader<'_, '_>) -> Option<W
         route: route?,
         eval,
         review: review.unwrap_or_default(),
+        variants,
+        variant: None,
     })
+}
+
+/// `[variants.NAME]` tables: each replaces some of `prompt` and `route`.
+fn read_variants(t: &TableReader<'_, '_>) -> Vec<VariantSpec> {
+    let mut out = Vec::new();
+    for (name, table) in t.entries() {
+        let Some(v) = table else { continue };
+        let valid = !name.value.is_empty()
+            && name.value.len() <= 40
+            && name
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            v.report_here(format!(
+                "\"{}\" is not a variant name: use 1 to 40 lowercase letters, digits, - or _",
+                name.value
+            ));
+        } else if name.value == CONTROL {
+            v.report_here(format!(
+                "\"{CONTROL}\" is the workflow itself in an experiment; name the variant otherwise"
+            ));
+        }
+        let description = v.string("description").map(|d| d.value);
+        let prompt = optional_table(&v, "prompt", |p| read_prompt_fields(p, false));
+        let route = optional_table(&v, "route", read_route_fields);
+        if prompt.is_none() && route.is_none() {
+            v.report_here(
+                "a variant changes something: give it a prompt or route table, e.g. [variants.NAME.prompt] system = \"…\"".into(),
+            );
+        }
+        v.finish();
+        out.push(VariantSpec {
+            name,
+            description,
+            prompt: prompt.unwrap_or_default(),
+            route: route.unwrap_or_default(),
+        });
+    }
+    out
 }
 
 /// The sub-table `key`, read by `read`; reported missing (`expected`) when absent.
@@ -329,11 +448,26 @@ fn read_outcome(t: &TableReader<'_, '_>) -> Option<Outcome> {
 }
 
 fn read_prompt(t: &TableReader<'_, '_>) -> Option<PromptSpec> {
+    let fields = read_prompt_fields(t, true);
+    Some(PromptSpec {
+        system: fields.system,
+        user: fields.user?,
+        assistant_prefix: fields.assistant_prefix,
+        examples: fields.examples,
+    })
+}
+
+/// The fields of a prompt table; `user` reported missing only where it is `required`.
+fn read_prompt_fields(t: &TableReader<'_, '_>, required: bool) -> PromptFields {
     let system = t.string("system");
-    let user = t.required_string(
-        "user",
-        "the user message template, e.g. \"Subject: {{ subject }}\"",
-    );
+    let user = if required {
+        t.required_string(
+            "user",
+            "the user message template, e.g. \"Subject: {{ subject }}\"",
+        )
+    } else {
+        t.string("user")
+    };
     let assistant_prefix = t.string("assistant_prefix").map(|p| p.value);
     let examples = t.table("examples").and_then(|e| {
         let from = e.required_string(
@@ -365,12 +499,12 @@ fn read_prompt(t: &TableReader<'_, '_>) -> Option<PromptSpec> {
             select,
         })
     });
-    Some(PromptSpec {
+    PromptFields {
         system,
-        user: user?,
+        user,
         assistant_prefix,
         examples,
-    })
+    }
 }
 
 fn read_output(t: &TableReader<'_, '_>) -> Option<OutputSpec> {
@@ -440,30 +574,46 @@ fn check_labels(t: &TableReader<'_, '_>, labels: &[Located<String>]) {
 }
 
 fn read_route(t: &TableReader<'_, '_>) -> Option<RouteSpec> {
-    let models = t.strings("models");
-    if models.as_ref().is_some_and(|m| m.is_empty())
-        || (models.is_none() && t.line_of("models").is_none())
-    {
+    let fields = read_route_fields(t);
+    if fields.models.is_none() && t.line_of("models").is_none() {
         t.invalid(
             "models",
             "expected at least one model name from shopfloor.toml, in fallback order".into(),
         );
     }
-    let timeout_ms = t
-        .unsigned_at_most("timeout_ms", super::MAX_TIMEOUT_MS)
-        .unwrap_or(30_000);
-    if timeout_ms == 0 {
+    Some(RouteSpec {
+        models: fields.models?,
+        timeout_ms: fields.timeout_ms.unwrap_or(30_000),
+        retries: fields.retries.unwrap_or(2),
+        temperature: fields.temperature.unwrap_or(0.0),
+        max_tokens: fields.max_tokens,
+        top_p: fields.top_p,
+        seed: fields.seed,
+    })
+}
+
+/// The fields of a route table that are set, each checked.
+fn read_route_fields(t: &TableReader<'_, '_>) -> RouteFields {
+    let models = t.strings("models");
+    if models.as_ref().is_some_and(|m| m.is_empty()) {
+        t.invalid(
+            "models",
+            "expected at least one model name from shopfloor.toml, in fallback order".into(),
+        );
+    }
+    let timeout_ms = t.unsigned_at_most("timeout_ms", super::MAX_TIMEOUT_MS);
+    if timeout_ms == Some(0) {
         t.invalid("timeout_ms", "must be more than 0".into());
     }
-    let retries = t.unsigned("retries").unwrap_or(2);
-    if retries > 10 {
+    let retries = t.unsigned("retries");
+    if let Some(retries) = retries.filter(|r| *r > 10) {
         t.invalid(
             "retries",
             format!("{retries} is too many; expected 0 to 10"),
         );
     }
-    let temperature = t.number("temperature").unwrap_or(0.0);
-    if !(0.0..=2.0).contains(&temperature) {
+    let temperature = t.number("temperature");
+    if let Some(temperature) = temperature.filter(|t| !(0.0..=2.0).contains(t)) {
         t.invalid(
             "temperature",
             format!("{temperature} is out of range; expected 0 to 2"),
@@ -477,15 +627,15 @@ fn read_route(t: &TableReader<'_, '_>) -> Option<RouteSpec> {
         t.invalid("top_p", "expected a number above 0 and at most 1".into());
     }
     let seed = t.unsigned("seed");
-    Some(RouteSpec {
-        models: models?,
+    RouteFields {
+        models: models.filter(|m| !m.is_empty()),
         timeout_ms,
-        retries: retries as u32,
-        temperature: temperature as f32,
+        retries: retries.map(|r| r.min(10) as u32),
+        temperature: temperature.map(|t| t as f32),
         max_tokens,
         top_p: top_p.map(|p| p as f32),
         seed,
-    })
+    }
 }
 
 fn read_eval(t: &TableReader<'_, '_>) -> EvalSpec {

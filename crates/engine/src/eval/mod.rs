@@ -75,6 +75,9 @@ pub struct EvalRequest {
     pub examples: ExamplesSetting,
     /// Compare with this eval (its cases, paired by id) instead of the workflow's baseline.
     pub compare_with: Option<String>,
+    /// Evaluate this `[variants.NAME]` of the workflow (its own version) instead of the
+    /// workflow itself.
+    pub variant: Option<String>,
 }
 
 /// Which examples an eval shows the model.
@@ -429,28 +432,31 @@ impl Engine {
         request: &EvalRequest,
     ) -> Result<std::sync::Arc<LoadedWorkflow>, EngineError> {
         let name = request.workflow.as_str();
+        let mut spec = match (&request.variant, request.examples) {
+            (None, ExamplesSetting::AsConfigured) => return self.project.workflow(name),
+            (None, _) => self.project.workflow(name)?.spec.clone(),
+            (Some(variant), _) => self.project.variant_spec(name, variant)?,
+        };
         match request.examples {
-            ExamplesSetting::AsConfigured => self.project.workflow(name),
-            ExamplesSetting::Without => self.project.with_examples(name, None),
+            ExamplesSetting::AsConfigured => {}
+            ExamplesSetting::Without => spec.prompt.examples = None,
             ExamplesSetting::Similar(k) => {
-                let loaded = self.project.workflow(name)?;
-                let from = match &loaded.spec.prompt.examples {
+                let from = match &spec.prompt.examples {
                     Some(examples) => examples.from.clone(),
-                    None => loaded
-                        .spec
+                    None => spec
                         .eval
                         .as_ref()
                         .and_then(|e| e.dataset.clone())
                         .ok_or_else(|| EngineError::NoDataset(name.to_string()))?,
                 };
-                let examples = shopfloor_core::spec::ExamplesSpec {
+                spec.prompt.examples = Some(shopfloor_core::spec::ExamplesSpec {
                     from,
                     k,
                     select: shopfloor_core::spec::ExampleSelect::Similar,
-                };
-                self.project.with_examples(name, Some(examples))
+                });
             }
         }
+        self.project.compile(spec)
     }
 
     async fn compare_with_baseline(

@@ -1,0 +1,69 @@
+//! A workflow's `[variants.NAME]`: each a version of its own, eligible for production traffic
+//! once the last eval of that version passed the workflow's gates (the same rule promotion
+//! applies to the workflow itself).
+
+use serde::Serialize;
+use shopfloor_store::EvalStatus;
+
+use crate::{Engine, EngineError};
+
+/// A variant and whether it may take traffic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantStatus {
+    pub name: String,
+    pub description: Option<String>,
+    pub version: String,
+    /// The last finished eval of the variant's version: its id and whether its gates passed
+    /// (`None` when the workflow has no gates).
+    pub last_eval: Option<(String, Option<bool>)>,
+    /// Whether that eval passed: the variant may take traffic in an experiment.
+    pub eligible: bool,
+}
+
+impl VariantStatus {
+    /// Why the variant may or may not take traffic, in words.
+    pub fn reason(&self, workflow: &str) -> String {
+        match &self.last_eval {
+            Some((id, Some(true))) => format!("eval {id} passed its gates"),
+            Some((id, Some(false))) => format!("eval {id} failed its gates"),
+            Some((id, None)) => format!("eval {id} had no gates to pass; add [eval] gate"),
+            None => format!(
+                "no eval of this version yet: shopfloor eval {workflow} --variant {}",
+                self.name
+            ),
+        }
+    }
+}
+
+impl Engine {
+    /// Every variant of `workflow`, by name, with its version and eligibility.
+    pub async fn variants(&self, workflow: &str) -> Result<Vec<VariantStatus>, EngineError> {
+        let loaded = self.project.workflow(workflow)?;
+        if loaded.spec.variants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let evals = self.store.list_evals(Some(workflow), 1_000).await?;
+        let mut out = Vec::with_capacity(loaded.spec.variants.len());
+        for variant in &loaded.spec.variants {
+            let name = variant.name.value.as_str();
+            let version = self.project.variant(workflow, name)?.version.clone();
+            let last_eval = evals
+                .iter()
+                .filter(|e| {
+                    e.version == version
+                        && e.status != EvalStatus::Running
+                        && e.model_override.is_none()
+                })
+                .max_by_key(|e| e.created_at_ms)
+                .map(|e| (e.id.clone(), e.passed));
+            out.push(VariantStatus {
+                name: name.to_string(),
+                description: variant.description.clone(),
+                eligible: matches!(last_eval, Some((_, Some(true)))),
+                version,
+                last_eval,
+            });
+        }
+        Ok(out)
+    }
+}
