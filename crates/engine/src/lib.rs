@@ -41,7 +41,7 @@ pub use corrections::AddedCases;
 pub use drift::{DriftReference, DriftReport, DriftWindow, ReferenceKind, SAMPLE_RUNS};
 pub use eval::{
     all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
-    ExamplesSetting, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
+    ExampleCounts, ExamplesSetting, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use examples::{nearest, ExampleSet, SimilarCase, EXAMPLE_ENCODER};
 pub use gateway::{

@@ -296,6 +296,17 @@ pub fn print_scorecard(s: &EvalSummary) {
     if let (Some(p50), Some(p95)) = (s.latency_p50_ms, s.latency_p95_ms) {
         println!("  latency          p50 {p50} ms · p95 {p95} ms");
     }
+    if let Some(e) = &s.examples {
+        let per_case = if e.min == e.max {
+            format!("{} per case", e.min)
+        } else {
+            format!("{} to {} per case (mean {:.1})", e.min, e.max, e.mean())
+        };
+        println!(
+            "  examples         {per_case}, never a case's own answer ({} case(s) that ran)",
+            e.cases
+        );
+    }
     println!(
         "  tokens           {} in / {} out · cost ${:.4}",
         s.prompt_tokens, s.completion_tokens, s.cost_usd

@@ -145,6 +145,32 @@ pub struct EvalSummary {
     /// Cases left out because their `expected` is still to be filled in.
     #[serde(default)]
     pub unanswered_cases: u64,
+    /// How many examples the cases were shown, for a workflow with `[prompt] examples`
+    /// (cases answered from the cache are not counted: their runs were not re-read).
+    #[serde(default)]
+    pub examples: Option<ExampleCounts>,
+}
+
+/// How many examples each case of an eval was shown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExampleCounts {
+    /// Cases counted (those that ran).
+    pub cases: u64,
+    pub min: u64,
+    pub max: u64,
+    /// Examples shown over all counted cases.
+    pub total: u64,
+}
+
+impl ExampleCounts {
+    /// The mean per counted case.
+    pub fn mean(&self) -> f64 {
+        if self.cases == 0 {
+            0.0
+        } else {
+            self.total as f64 / self.cases as f64
+        }
+    }
 }
 
 /// The scores of one slice of an eval's cases.
@@ -195,9 +221,24 @@ pub struct Accumulator {
     pub cost_usd: f64,
     pub judge_errors: u64,
     pub judge_cost_usd: f64,
+    pub examples: Option<ExampleCounts>,
 }
 
 impl Accumulator {
+    /// A case that ran was shown `n` examples.
+    pub fn examples_shown(&mut self, n: usize) {
+        let n = n as u64;
+        let counts = self.examples.get_or_insert(ExampleCounts {
+            min: n,
+            max: n,
+            ..ExampleCounts::default()
+        });
+        counts.cases += 1;
+        counts.total += n;
+        counts.min = counts.min.min(n);
+        counts.max = counts.max.max(n);
+    }
+
     pub fn new(scorers: &[Metric]) -> Self {
         Self {
             labels: scorers.iter().any(|m| m.name == "label_accuracy"),

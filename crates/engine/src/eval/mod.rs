@@ -17,7 +17,8 @@ use shopfloor_providers::{Message, Role};
 use shopfloor_store::{EvalCaseRecord, EvalRecord, EvalStatus};
 
 pub use aggregate::{
-    BaselineComparison, EvalSummary, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
+    BaselineComparison, EvalSummary, ExampleCounts, GateKind, GateResult, ScoreDelta, ScoreSummary,
+    WorstCase,
 };
 
 use crate::batch::validate_input;
@@ -167,9 +168,12 @@ impl Engine {
             request.concurrency,
             stop,
             |case| self.eval_case(&workflow, &eval, &scorers, case, use_cache),
-            async |result: Result<EvalCaseRecord, EngineError>| {
-                let mut record = result?;
+            async |result: Result<(EvalCaseRecord, Option<usize>), EngineError>| {
+                let (mut record, shown) = result?;
                 acc.add(&record)?;
+                if let Some(shown) = shown.filter(|_| workflow.examples.is_some()) {
+                    acc.examples_shown(shown);
+                }
                 observer.finished(&record);
                 if let Some(redactor) = &self.store_redactor {
                     redactor.eval_case(&mut record);
@@ -229,6 +233,7 @@ impl Engine {
             interrupted,
             review_slice: acc.review_slice(),
             unanswered_cases: unanswered,
+            examples: acc.examples,
         };
         let status = if interrupted {
             EvalStatus::Cancelled
@@ -257,7 +262,7 @@ impl Engine {
         scorers: &[EvalScorer],
         case: DatasetCase,
         use_cache: bool,
-    ) -> Result<EvalCaseRecord, EngineError> {
+    ) -> Result<(EvalCaseRecord, Option<usize>), EngineError> {
         let hash = input_hash(&case.input);
         // Kept only when a judge needs to read it.
         let case_input = scorers
@@ -287,7 +292,8 @@ impl Engine {
                 record.scores = self
                     .score_all(workflow, scorers, &record, &case_input_of(&case_input))
                     .await;
-                return Ok(record);
+                // What a reused answer was shown is in its run, not read back here.
+                return Ok((record, None));
             }
         }
         let options = RunOptions {
@@ -318,8 +324,14 @@ impl Engine {
         record.scores = self
             .score_all(workflow, scorers, &record, &case_input_of(&case_input))
             .await;
+        // The examples the run was given, by id in its recorded prompt (none: 0).
+        let shown = run
+            .prompt
+            .get("examples")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
         self.record(run).await;
-        Ok(record)
+        Ok((record, Some(shown)))
     }
 
     /// Every scorer's verdict on one case, keyed by scorer name.

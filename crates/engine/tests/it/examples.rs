@@ -316,6 +316,14 @@ async fn an_eval_with_other_examples_is_another_version_compared_with_the_first(
     );
     assert_eq!(none.scores[0].mean, 3.0 / 9.0);
     assert_eq!(similar.scores[0].mean, 1.0);
+    // The report says how many examples each case got: 2 of the 8 others, never its own;
+    // none for the eval without examples.
+    assert_eq!(none.examples, None);
+    let shown = similar.examples.expect("counted");
+    assert_eq!(
+        (shown.cases, shown.min, shown.max, shown.total),
+        (9, 2, 2, 18)
+    );
     let compared = similar
         .baseline
         .expect("compared with the eval without examples");
