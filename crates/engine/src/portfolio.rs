@@ -128,12 +128,20 @@ impl Engine {
             .latest_audit(AuditAction::WorkflowPromote, &name)
             .await?
             .map(|e| (now - e.at_ms).div_euclid(DAY_MS));
-        let last_eval = self
+        // The workflow's own evals: not one forced onto another model, and the live version's
+        // before any other (a variant's eval, or an earlier version's, is not this one's).
+        let evals: Vec<EvalRecord> = self
             .store
-            .list_evals(Some(&name), 1)
+            .list_evals(Some(&name), 200)
             .await?
             .into_iter()
-            .next()
+            .filter(|e| e.model_override.is_none())
+            .collect();
+        let last_eval = evals
+            .iter()
+            .find(|e| e.version == workflow.version)
+            .or_else(|| evals.first())
+            .cloned()
             .map(|e: EvalRecord| LastEval {
                 id: e.id,
                 version: e.version,

@@ -3,9 +3,9 @@
 //! applies to the workflow itself).
 
 use serde::Serialize;
-use shopfloor_store::EvalStatus;
+use shopfloor_store::{EvalStatus, Store};
 
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, Project};
 
 /// A variant and whether it may take traffic.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,32 +38,50 @@ impl VariantStatus {
 impl Engine {
     /// Every variant of `workflow`, by name, with its version and eligibility.
     pub async fn variants(&self, workflow: &str) -> Result<Vec<VariantStatus>, EngineError> {
-        let loaded = self.project.workflow(workflow)?;
-        if loaded.spec.variants.is_empty() {
-            return Ok(Vec::new());
-        }
-        let evals = self.store.list_evals(Some(workflow), 1_000).await?;
-        let mut out = Vec::with_capacity(loaded.spec.variants.len());
-        for variant in &loaded.spec.variants {
-            let name = variant.name.value.as_str();
-            let version = self.project.variant(workflow, name)?.version.clone();
-            let last_eval = evals
-                .iter()
-                .filter(|e| {
-                    e.version == version
-                        && e.status != EvalStatus::Running
-                        && e.model_override.is_none()
-                })
-                .max_by_key(|e| e.created_at_ms)
-                .map(|e| (e.id.clone(), e.passed));
-            out.push(VariantStatus {
-                name: name.to_string(),
-                description: variant.description.clone(),
-                eligible: matches!(last_eval, Some((_, Some(true)))),
-                version,
-                last_eval,
-            });
-        }
-        Ok(out)
+        variant_statuses(&self.project, &*self.store, workflow).await
     }
+}
+
+/// Every variant of `workflow`, by name, with its version and eligibility, read from `store`
+/// alone (what `shopfloor check` uses: it opens no engine, so it records nothing).
+pub async fn variant_statuses(
+    project: &Project,
+    store: &dyn Store,
+    workflow: &str,
+) -> Result<Vec<VariantStatus>, EngineError> {
+    let loaded = project.workflow(workflow)?;
+    if loaded.spec.variants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let evals = store.list_evals(Some(workflow), 1_000).await?;
+    // Only an eval of the workflow's own dataset counts: a smaller one proves less.
+    let dataset = loaded
+        .spec
+        .eval
+        .as_ref()
+        .and_then(|e| e.dataset.as_ref())
+        .map(|d| d.value.clone());
+    let mut out = Vec::with_capacity(loaded.spec.variants.len());
+    for variant in &loaded.spec.variants {
+        let name = variant.name.value.as_str();
+        let version = project.variant(workflow, name)?.version.clone();
+        let last_eval = evals
+            .iter()
+            .filter(|e| {
+                e.version == version
+                    && e.status != EvalStatus::Running
+                    && e.model_override.is_none()
+                    && dataset.as_deref() == Some(e.dataset.as_str())
+            })
+            .max_by_key(|e| e.created_at_ms)
+            .map(|e| (e.id.clone(), e.passed));
+        out.push(VariantStatus {
+            name: name.to_string(),
+            description: variant.description.clone(),
+            eligible: matches!(last_eval, Some((_, Some(true)))),
+            version,
+            last_eval,
+        });
+    }
+    Ok(out)
 }

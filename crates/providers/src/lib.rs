@@ -67,8 +67,18 @@ impl Message {
     }
 
     /// A message of text and image parts; a message of text parts only is plain text.
+    /// Consecutive text parts become one, so that the policy reads (and redacts) text that
+    /// runs across them as the model will.
     pub fn with_parts(role: Role, parts: Vec<Part>) -> Self {
         let mut message = Self::new(role, String::new());
+        let mut merged: Vec<Part> = Vec::with_capacity(parts.len());
+        for part in parts {
+            match (merged.last_mut(), part) {
+                (Some(Part::Text(text)), Part::Text(more)) => text.push_str(&more),
+                (_, part) => merged.push(part),
+            }
+        }
+        let parts = merged;
         if parts.iter().any(|p| matches!(p, Part::Image(_))) {
             message.parts = parts;
             message.content = message.joined_text();

@@ -177,6 +177,18 @@ impl AppState {
         )))
     }
 
+    /// Whether the request carries a live key whose role may call models (for what a public
+    /// route may add for such callers).
+    pub(crate) async fn may_call_models(&self, headers: &HeaderMap) -> bool {
+        let Some(secret) = bearer(headers) else {
+            return false;
+        };
+        match self.key_for(secret).await {
+            Ok(key) => Role::parse(&key.role).is_some_and(|r| r.allows(Permission::CallModels)),
+            Err(_) => false,
+        }
+    }
+
     async fn key_for(&self, secret: &str) -> Result<ApiKeyRecord, ApiError> {
         let hash = shopfloor_engine::hash_key(secret);
         let key = match self.keys.get(&hash) {
@@ -216,14 +228,8 @@ pub(crate) async fn guard(
     };
     match crate::body::buffer(&state, request).await {
         Ok(mut request) if crate::idempotency::applies(route) => {
-            // A call of a model (or work that will call one) counts against the key's limits.
-            let admitted =
-                state
-                    .engine
-                    .admit(&principal.key_id, &principal.name, &principal.limits);
-            if let Err(error) = state.engine_call(admitted).await {
-                return error.into_response();
-            }
+            // A call of a model (or work that will call one) counts against the key's limits:
+            // `around` checks them, after a replay has been answered from the store.
             request.extensions_mut().insert(principal.clone());
             crate::idempotency::around(&state, &principal, request, next).await
         }

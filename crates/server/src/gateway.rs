@@ -478,6 +478,12 @@ async fn workflow_chat(
         .param("model")
         .code("model_not_found")
     })?;
+    if request.messages.iter().any(|m| !m.parts.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "workflow {workflow} takes its input as text (its input schema); images cannot be given to a workflow"
+        ))
+        .param("messages"));
+    }
     let text = last_user_text(&request.messages).ok_or_else(|| {
         ApiError::bad_request("no user message to use as the workflow's input").param("messages")
     })?;

@@ -43,7 +43,20 @@ pub(crate) fn applies(route: &Route) -> bool {
         )
 }
 
-/// Answer `request` (already authorized, its body in memory) once per key.
+/// Check the key's rate limits and budget before a model is called; the refusal (429 with
+/// `Retry-After`) when one is reached.
+async fn admit(state: &AppState, principal: &Principal) -> Result<(), Response> {
+    let admitted = state
+        .engine
+        .admit(&principal.key_id, &principal.name, &principal.limits);
+    state
+        .engine_call(admitted)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// Answer `request` (already authorized, its body in memory) once per key, after the key's
+/// limits admit it.
 pub(crate) async fn around(
     state: &AppState,
     principal: &Principal,
@@ -51,6 +64,9 @@ pub(crate) async fn around(
     next: Next,
 ) -> Response {
     let Some(value) = request.headers().get(HEADER) else {
+        if let Err(refused) = admit(state, principal).await {
+            return refused;
+        }
         return next.run(request).await;
     };
     let key = match value.to_str() {
@@ -87,7 +103,17 @@ pub(crate) async fn around(
     };
     let store = state.engine.store();
     match state.store_call(store.claim_idempotency(&claim)).await {
-        Ok(IdempotencyClaim::Fresh) => {}
+        Ok(IdempotencyClaim::Fresh) => {
+            // Only a request that will call a model counts against the key's limits: a replay
+            // or a retry of one still running does not.
+            if let Err(refused) = admit(state, principal).await {
+                let release = store.release_idempotency(&principal.key_id, &key);
+                if let Err(e) = state.store_call(release).await {
+                    tracing::warn!("idempotency: cannot release key {key}: {}", e.message);
+                }
+                return refused;
+            }
+        }
         Ok(IdempotencyClaim::Answered(answer)) => return replay(answer),
         Ok(IdempotencyClaim::InFlight) => {
             let mut response = ApiError::new(

@@ -2,21 +2,27 @@
 //! ([`ROUTES`]), so it lists exactly what the router serves, with each route's permission.
 //! Request bodies are described field by field (the fields clients send most; the wire
 //! formats take more, which is why they stay open to other properties), with this server's
-//! model and workflow names as examples, so that a generated client or a fuzzer such as
+//! model and workflow names as the values they take (for a caller whose key may call models;
+//! the public document names nothing), so that a generated client or a fuzzer such as
 //! schemathesis reaches past the first check.
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use shopfloor_core::spec::ModelUse;
+
 use crate::auth::Access;
 use crate::json_response;
 use crate::routes::{Route, ROUTES};
 
-/// Names of this server's project, given as examples in the document.
+/// Names of this server's project, given as the values fields take; only in the document a
+/// caller with a key that may call models gets (the public one names nothing).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Names<'a> {
+    /// Chat models.
     pub models: &'a [String],
+    pub embedding_models: &'a [String],
     pub workflows: &'a [String],
 }
 
@@ -109,10 +115,7 @@ fn operation(route: &Route, names: Names<'_>) -> Value {
 /// takes none.
 fn body_schema(path: &str, names: Names<'_>) -> Option<(bool, Value)> {
     // This server's names are the only ones it serves: any other is 400 or 404.
-    let mut model = json!({"type": "string", "description": "A model of shopfloor.toml"});
-    if !names.models.is_empty() {
-        model["enum"] = json!(names.models);
-    }
+    let model = named(names.models, "A model of shopfloor.toml");
     let text = json!({"type": "string"});
     let parts = json!({"type": "array", "items": {"type": "object", "required": ["type"],
         "properties": {"type": {"type": "string"}}}});
@@ -187,7 +190,7 @@ fn body_schema(path: &str, names: Names<'_>) -> Option<(bool, Value)> {
         "/v1/embeddings" => object(
             &["model", "input"],
             json!({
-                "model": model,
+                "model": named(names.embedding_models, "An embedding model of shopfloor.toml"),
                 "input": {"anyOf": [text, {"type": "array", "items": text, "minItems": 1}]},
                 "encoding_format": {"type": "string", "enum": ["float", "base64"]},
                 "dimensions": {"type": "integer", "minimum": 1},
@@ -233,6 +236,15 @@ fn body_schema(path: &str, names: Names<'_>) -> Option<(bool, Value)> {
     Some((true, schema))
 }
 
+/// A string field that takes one of `names` (any string when none are given).
+fn named(names: &[String], description: &str) -> Value {
+    let mut schema = json!({"type": "string", "description": description});
+    if !names.is_empty() {
+        schema["enum"] = json!(names);
+    }
+    schema
+}
+
 /// Chat Completions' `model`: a model, or `workflow:NAME`.
 fn with_workflows(model: &Value, names: Names<'_>) -> Value {
     let mut model = model.clone();
@@ -254,15 +266,30 @@ fn closed(mut schema: Value) -> Value {
     schema
 }
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json`: public; a caller whose key may call models also gets the project's
+/// model and workflow names as the values the fields take (what `/v1/models` would tell it).
 pub(crate) async fn serve(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    if !state.may_call_models(&headers).await {
+        return json_response(StatusCode::OK, &document(Names::default()));
+    }
     let project = &state.engine.project;
-    let models: Vec<String> = project.config.models.keys().cloned().collect();
+    let of_kind = |kind: ModelUse| -> Vec<String> {
+        project
+            .config
+            .models
+            .iter()
+            .filter(|(_, m)| m.kind == kind)
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    let (models, embedding_models) = (of_kind(ModelUse::Chat), of_kind(ModelUse::Embedding));
     let workflows: Vec<String> = project.workflows.keys().cloned().collect();
     let names = Names {
         models: &models,
+        embedding_models: &embedding_models,
         workflows: &workflows,
     };
     json_response(StatusCode::OK, &document(names))
@@ -322,6 +349,7 @@ mod tests {
             .collect();
         let names = Names {
             models: &["fast".to_string()],
+            embedding_models: &["embed".to_string()],
             workflows: &["triage".to_string()],
         };
         let doc = document(names);

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::{Engine, Project};
+use shopfloor_engine::{open_store, variant_statuses, Project};
+use shopfloor_store::Store;
 
 use super::Global;
 
@@ -33,11 +34,15 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         .collect();
     let variants = with_variants.len();
     if !with_variants.is_empty() {
-        // Which variants may take traffic is in the store: their versions' last evals.
-        let engine = global.open_engine().await?;
-        let listed = list_variants(&engine, &with_variants).await;
-        engine.close().await;
-        listed?;
+        // Which variants may take traffic is in the store: their versions' last evals. Only
+        // read there (no engine: `check` records nothing), and not a failure when it is out
+        // of reach: the project is still valid.
+        match open_store(&global.project, global.database_url.as_deref()).await {
+            Ok(store) => list_variants(&project, &*store, &with_variants).await?,
+            Err(e) => println!(
+                "\nwhich variants may take traffic is unknown: the database cannot be opened ({e})"
+            ),
+        }
     }
     println!(
         "ok: {} model(s), {} workflow(s){}, no problems",
@@ -53,13 +58,17 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 /// Each variant of `workflows` with its version and whether it may take traffic.
-async fn list_variants(engine: &Engine, workflows: &[&str]) -> anyhow::Result<()> {
+async fn list_variants(
+    project: &Project,
+    store: &dyn Store,
+    workflows: &[&str],
+) -> anyhow::Result<()> {
     println!(
         "\n{:<28} {:<20} {:<13} experiment",
         "workflow", "variant", "version"
     );
     for workflow in workflows {
-        for v in engine.variants(workflow).await? {
+        for v in variant_statuses(project, store, workflow).await? {
             println!(
                 "{:<28} {:<20} {:<13} {}: {}",
                 workflow,

@@ -55,7 +55,23 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let engine = global.open_engine().await?;
-    super::models::ensure_pulled(&engine.local_models_for(&args.workflow, args.model.as_deref())?)?;
+    let mut local = engine.local_models_for(&args.workflow, args.model.as_deref())?;
+    // A variant may route to embedded models the workflow does not.
+    if let (Some(variant), None) = (&args.variant, &args.model) {
+        if let Ok(spec) = engine.project.variant_spec(&args.workflow, variant) {
+            let config = &engine.project.config;
+            local.extend(
+                spec.route
+                    .models
+                    .iter()
+                    .filter_map(|m| config.models.get(&m.value))
+                    .filter(|m| m.provider == shopfloor_core::spec::ProviderKind::Local)
+                    .map(|m| m.model.clone()),
+            );
+        }
+    }
+    local.dedup();
+    super::models::ensure_pulled(&local)?;
     let request = EvalRequest {
         workflow: args.workflow.clone(),
         dataset: args.dataset.clone(),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use shopfloor_core::access::Role;
 use shopfloor_core::limits::{Budget, BudgetPeriod, KeyLimits};
-use shopfloor_engine::Engine;
+use shopfloor_engine::{open_store, Engine};
 
 use super::Global;
 
@@ -48,8 +48,9 @@ pub enum Command {
     },
 }
 
-/// A key's limits, checked by the server before each call of a model (the gateway's APIs and
-/// workflow runs and batches); a request past one is answered 429 with `Retry-After`.
+/// A key's limits, checked by the server before each request that will call a model (the
+/// gateway's APIs and workflow runs; a batch once, when submitted); a request past one is
+/// answered 429 with `Retry-After`.
 #[derive(clap::Args)]
 pub struct LimitArgs {
     /// Requests per minute.
@@ -114,10 +115,18 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             );
         }
         Command::List { json } => {
-            let engine = engine(global).await?;
-            let keys = engine.keys_with_usage().await;
-            engine.close().await;
-            let keys = keys?;
+            // Read from the store alone, like before limits: listing keys needs no valid project.
+            let store = open_store(&global.project, global.database_url.as_deref()).await?;
+            let mut usage = store.all_key_usage(shopfloor_engine::now_ms()).await?;
+            let keys: Vec<_> = store
+                .list_api_keys()
+                .await?
+                .into_iter()
+                .map(|key| {
+                    let used = usage.remove(&key.id).unwrap_or_default();
+                    (key, used)
+                })
+                .collect();
             if json {
                 for (k, usage) in &keys {
                     let line = serde_json::json!({

@@ -37,6 +37,7 @@ pub fn validate_project(project: &ProjectFiles<'_>) -> Vec<Diagnostic> {
             };
             let mut found = Vec::new();
             check_route(project.config, &made, &mut found);
+            check_confidence(project.config, &made, &mut found);
             check_input_and_templates(&made, &mut found);
             check_examples(project, &made, &mut found);
             for mut d in found {

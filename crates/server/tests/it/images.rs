@@ -191,3 +191,29 @@ async fn the_pii_policy_holds_images_back_unless_allowed_and_still_redacts_the_t
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_workflow_refuses_images_rather_than_drop_them() {
+    let fake = FakeServer::start(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &fake.base_url(), &fake.base_url());
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let (status, body) = post(
+        &client(),
+        &server.url("/v1/chat/completions"),
+        Some(&server.keys.operator),
+        &json!({"model": "workflow:triage", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Classify this"},
+            {"type": "image_url", "image_url": {"url": PNG}}]}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "messages");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("images cannot be given to a workflow"),
+        "{message}"
+    );
+    assert_eq!(fake.request_count(), 0);
+    server.stop().await;
+}

@@ -27,6 +27,17 @@ async fn limited(limits: KeyLimits) -> (FakeServer, tempfile::TempDir, TestServe
     (upstream, dir, server, secret)
 }
 
+/// Wait out a minute about to end, so that what a test does next falls in one minute.
+async fn a_fresh_minute() {
+    let into_minute = shopfloor_engine::now_ms() % 60_000;
+    if into_minute > 55_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            60_100 - into_minute as u64,
+        ))
+        .await;
+    }
+}
+
 async fn chat(server: &TestServer, key: &str) -> reqwest::Response {
     client()
         .post(server.url("/v1/chat/completions"))
@@ -54,6 +65,7 @@ async fn requests_past_the_minutes_limit_are_answered_429_and_never_reach_the_mo
         ..KeyLimits::default()
     })
     .await;
+    a_fresh_minute().await;
     for _ in 0..2 {
         assert_eq!(chat(&server, &key).await.status(), 200);
     }
@@ -152,13 +164,7 @@ async fn tokens_past_the_minutes_allowance_stop_the_next_call_until_the_minute_e
     })
     .await;
     // Both calls in one minute: wait out a minute about to end.
-    let into_minute = shopfloor_engine::now_ms() % 60_000;
-    if into_minute > 55_000 {
-        tokio::time::sleep(std::time::Duration::from_millis(
-            60_100 - into_minute as u64,
-        ))
-        .await;
-    }
+    a_fresh_minute().await;
     let response = chat(&server, &key).await;
     assert_eq!(response.status(), 200);
     server.recorded(&run_id(&response)).await;
@@ -195,4 +201,34 @@ async fn metrics(server: &TestServer) -> (u16, String) {
         .await
         .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_replay_of_an_idempotent_request_is_not_held_back_by_the_limits() {
+    let (upstream, _dir, server, key) = limited(KeyLimits {
+        rpm: Some(1),
+        ..KeyLimits::default()
+    })
+    .await;
+    let send = |idempotency: Option<&'static str>| {
+        let mut request = client()
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&chat_body("fast", "Hello"));
+        if let Some(k) = idempotency {
+            request = request.header("Idempotency-Key", k);
+        }
+        request.send()
+    };
+    a_fresh_minute().await;
+    assert_eq!(send(Some("order-1")).await.unwrap().status(), 200);
+    // The same request again: answered from the store, the minute's one request already used.
+    let replay = send(Some("order-1")).await.unwrap();
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    // A new request is refused, and its key stays free for when the minute turns.
+    let (status, _, body) = read(send(Some("order-2")).await.unwrap()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(upstream.request_count(), 1);
+    server.stop().await;
 }

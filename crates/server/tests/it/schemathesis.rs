@@ -57,6 +57,30 @@ async fn schemathesis_finds_no_server_error_on_any_route() {
         ),
     );
     let server = TestServer::start(dir.path(), test_config()).await;
+    // The public document names no model or workflow; a key that may call models gets them.
+    let (_, public) = get(&client(), &server.url("/openapi.json"), None).await;
+    let model = "/v1/chat/completions";
+    let chat_model = |doc: &serde_json::Value| {
+        doc["paths"][model]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["properties"]["model"]
+            .clone()
+    };
+    assert!(
+        chat_model(&public).get("enum").is_none(),
+        "{}",
+        chat_model(&public)
+    );
+    let (_, named) = get(
+        &client(),
+        &server.url("/openapi.json"),
+        Some(&server.keys.operator),
+    )
+    .await;
+    let names = chat_model(&named)["enum"].to_string();
+    assert!(
+        names.contains("\"fast\"") && names.contains("workflow:triage") && !names.contains("embed"),
+        "{names}"
+    );
     let seconds: u64 = std::env::var("SHOPFLOOR_SCHEMATHESIS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
