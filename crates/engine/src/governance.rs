@@ -270,6 +270,32 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether a queued case of a batch that key `key_id` submitted may run now: the key's
+    /// tokens per minute and budget, checked against what its runs used (the recorder written
+    /// first, so that cases run one after another see each other's spend). `None` to run; the
+    /// limit reached otherwise. Requests per minute do not apply: a batch was one request,
+    /// and its pace is the worker's.
+    pub async fn admit_queued(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<limits::LimitReached>, EngineError> {
+        let keys = self.store.list_api_keys().await?;
+        let Some(key) = keys.into_iter().find(|k| k.id == key_id) else {
+            return Ok(None);
+        };
+        let limits = KeyLimits {
+            rpm: None,
+            ..key.limits
+        };
+        if !limits.any() {
+            return Ok(None);
+        }
+        self.recorder.flush().await;
+        let now = now_ms();
+        let usage = self.store.key_usage(key_id, now).await?;
+        Ok(limits::check(&limits, &usage, &key.name, now).err())
+    }
+
     /// Every key with what it used in the minute, day and month that hold now.
     pub async fn keys_with_usage(&self) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
         let now = now_ms();

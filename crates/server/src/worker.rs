@@ -184,6 +184,27 @@ async fn run_case(
             }
         }
     };
+    // The submitter's tokens per minute and budget hold for its queued cases too: a case past
+    // one stays queued (its lease runs out, and a worker tries it again later).
+    if let Some(caller) = &info.caller {
+        match state.engine.admit_queued(&caller.key_id).await {
+            Ok(None) => {}
+            Ok(Some(reached)) => {
+                tracing::info!(
+                    batch = %batch, case = case.case_index,
+                    "{}; the case stays queued until the limit renews", reached.message
+                );
+                return batch;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    batch = %batch, case = case.case_index,
+                    "the key's limits cannot be read ({e}); the case stays queued, not run"
+                );
+                return batch;
+            }
+        }
+    }
     let span = tracing::info_span!(
         "batch_case",
         batch = %case.batch_id,

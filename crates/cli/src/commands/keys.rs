@@ -49,8 +49,8 @@ pub enum Command {
 }
 
 /// A key's limits, checked by the server before each request that will call a model (the
-/// gateway's APIs and workflow runs; a batch once, when submitted); a request past one is
-/// answered 429 with `Retry-After`.
+/// gateway's APIs, workflow runs and batch submissions; a batch's queued cases against tokens
+/// and budget, one by one); a request past one is answered 429 with `Retry-After`.
 #[derive(clap::Args)]
 pub struct LimitArgs {
     /// Requests per minute.

@@ -232,3 +232,57 @@ async fn a_replay_of_an_idempotent_request_is_not_held_back_by_the_limits() {
     assert_eq!(upstream.request_count(), 1);
     server.stop().await;
 }
+
+/// A batch is one request when submitted, but its cases spend the key's budget one by one:
+/// once it is spent, the rest of the batch waits in the queue instead of running.
+#[tokio::test]
+async fn a_batch_stops_at_its_keys_budget_and_its_other_cases_wait() {
+    let upstream = FakeServer::start(answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &upstream.base_url(), &upstream.base_url());
+    let mut config = test_config();
+    if let Some(worker) = config.worker.as_mut() {
+        worker.concurrency = 1;
+    }
+    let server = TestServer::start(dir.path(), config).await;
+    // Less than one call's $0.000013.
+    let limits = KeyLimits {
+        budget: Some(Budget {
+            usd: 0.00001,
+            period: BudgetPeriod::Day,
+        }),
+        ..KeyLimits::default()
+    };
+    let key = server
+        .state
+        .engine
+        .create_key_limited("batch-app", Role::Operator, None, limits, "test")
+        .await
+        .unwrap()
+        .secret;
+    let inputs: Vec<Value> = (0..5)
+        .map(|i| json!({"text": format!("billing case {i}")}))
+        .collect();
+    let (status, body) = post(
+        &client(),
+        &server.url("/v1/workflows/triage/batches"),
+        Some(&key),
+        &json!({"inputs": inputs}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let url = server.url(&format!(
+        "/v1/batches/{}",
+        body["batch_id"].as_str().unwrap()
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let (_, progress) = get(&client(), &url, Some(&key)).await;
+    assert_eq!(progress["done"], 1, "{progress}");
+    assert_eq!(progress["status"], "running", "{progress}");
+    assert_eq!(
+        upstream.request_count(),
+        1,
+        "the other four reached no model"
+    );
+    server.stop().await;
+}
