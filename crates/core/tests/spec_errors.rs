@@ -376,3 +376,27 @@ fn a_variant_is_checked_as_the_workflow_it_makes() {
     assert_has(&diags, "variants.nothing: a variant changes something");
     assert_has(&diags, "\"Bad-Name\" is not a variant name");
 }
+
+#[test]
+fn balanced_examples_need_labels() {
+    let text = GOOD
+        .replace(
+            "labels = [\"billing\", \"bug\", \"account\", \"other\"]",
+            "text = { max_chars = 200 }",
+        )
+        .replace(
+            "[output]",
+            "examples = { from = \"datasets/ticket-triage.jsonl\", k = 2, select = \"balanced\" }\n\n[output]",
+        )
+        .replace("scorers = [\"label_accuracy\"]\ngate = { label_accuracy = 0.8 }", "scorers = [\"exact\"]");
+    assert_has(
+        &check(&text),
+        "prompt.examples.select: \"balanced\" takes k examples per label, and this workflow's output has no labels",
+    );
+    // The same examples on a workflow with labels are fine.
+    let labelled = GOOD.replace(
+        "[output]",
+        "examples = { from = \"datasets/ticket-triage.jsonl\", k = 2, select = \"balanced\" }\n\n[output]",
+    );
+    assert!(check(&labelled).is_empty(), "{:#?}", check(&labelled));
+}

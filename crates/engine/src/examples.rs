@@ -405,28 +405,22 @@ impl crate::Engine {
             .render(&input)
             .map_err(|e| EngineError::InvalidInput(format!("{}: {}", e.field, e.message)))?
             .user;
-        let set = match (&loaded.examples, &loaded.spec.prompt.examples) {
-            (Some(set), Some(spec)) => (spec.from.value.clone(), set.clone()),
-            _ => {
-                let Some(dataset) = loaded.spec.eval.as_ref().and_then(|e| e.dataset.clone())
-                else {
-                    return Err(EngineError::NoDataset(workflow.to_string()));
-                };
-                let spec = ExamplesSpec {
-                    from: dataset.clone(),
-                    k,
-                    select: ExampleSelect::Similar,
-                };
-                let set = ExampleSet::load(
-                    &self.project.root,
-                    &loaded.spec.file,
-                    &spec,
-                    &loaded.templates,
-                )?;
-                (dataset.value, Arc::new(set))
-            }
+        // The workflow's own examples, else what an eval with similar examples would use.
+        let with_examples = match &loaded.examples {
+            Some(_) => loaded.clone(),
+            None => self.workflow_for_eval(&crate::EvalRequest {
+                workflow: workflow.to_string(),
+                examples: crate::ExamplesSetting::Similar(k),
+                ..crate::EvalRequest::default()
+            })?,
         };
-        let (file, set) = set;
+        let (Some(set), Some(spec)) = (
+            with_examples.examples.clone(),
+            &with_examples.spec.prompt.examples,
+        ) else {
+            return Err(EngineError::NoDataset(workflow.to_string()));
+        };
+        let file = spec.from.value.clone();
         let found = tokio::task::spawn_blocking(move || set.search(&user, k))
             .await
             .map_err(|e| EngineError::InvalidInput(format!("the search failed: {e}")))?

@@ -12,7 +12,7 @@ use shopfloor_core::limits::{self, KeyLimits, KeyUsage};
 use shopfloor_core::spec::Stage;
 use shopfloor_store::{
     ApiKeyRecord, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, EvalStatus,
-    NewAuditEntry, RunRecord,
+    NewAuditEntry, RunRecord, Store,
 };
 
 use crate::{now_ms, Engine, EngineError, WORKFLOWS_DIR};
@@ -279,8 +279,7 @@ impl Engine {
         &self,
         key_id: &str,
     ) -> Result<Option<limits::LimitReached>, EngineError> {
-        let keys = self.store.list_api_keys().await?;
-        let Some(key) = keys.into_iter().find(|k| k.id == key_id) else {
+        let Some(key) = self.store.api_key_by_id(key_id).await? else {
             return Ok(None);
         };
         let limits = KeyLimits {
@@ -298,16 +297,7 @@ impl Engine {
 
     /// Every key with what it used in the minute, day and month that hold now.
     pub async fn keys_with_usage(&self) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
-        let now = now_ms();
-        let keys = self.store.list_api_keys().await?;
-        let mut usage = self.store.all_key_usage(now).await?;
-        Ok(keys
-            .into_iter()
-            .map(|key| {
-                let used = usage.remove(&key.id).unwrap_or_default();
-                (key, used)
-            })
-            .collect())
+        keys_with_usage_in(&*self.store).await
     }
 
     /// Revoke the live key with this name or id, audited as done by `actor`.
@@ -440,6 +430,22 @@ impl Engine {
             audit_seq: entry.seq,
         })
     }
+}
+
+/// Every key of `store` with what it used in the minute, day and month that hold now (what
+/// `keys list` reads without loading a project).
+pub async fn keys_with_usage_in(
+    store: &dyn Store,
+) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
+    let keys = store.list_api_keys().await?;
+    let mut usage = store.all_key_usage(now_ms()).await?;
+    Ok(keys
+        .into_iter()
+        .map(|key| {
+            let used = usage.remove(&key.id).unwrap_or_default();
+            (key, used)
+        })
+        .collect())
 }
 
 /// Limits that can be met: at least one request and one token a minute, a positive budget.

@@ -49,7 +49,7 @@ pub use gateway::{
     GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest, GatewayStream, RunFacts,
     StreamItem, GATEWAY_WORKFLOW,
 };
-pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
+pub use governance::{generate_key, hash_key, keys_with_usage_in, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;
 pub use outcomes::{
     DayFigures, KpiStatus, NewKpiValue, OutcomeDay, OutcomeFigures, OutcomeReport, OutcomeWeek,

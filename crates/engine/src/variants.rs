@@ -5,7 +5,7 @@
 use serde::Serialize;
 use shopfloor_store::{EvalStatus, Store};
 
-use crate::{Engine, EngineError, Project};
+use crate::{EngineError, Project};
 
 /// A variant and whether it may take traffic.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,13 +32,6 @@ impl VariantStatus {
                 self.name
             ),
         }
-    }
-}
-
-impl Engine {
-    /// Every variant of `workflow`, by name, with its version and eligibility.
-    pub async fn variants(&self, workflow: &str) -> Result<Vec<VariantStatus>, EngineError> {
-        variant_statuses(&self.project, &*self.store, workflow).await
     }
 }
 

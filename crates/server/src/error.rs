@@ -59,6 +59,12 @@ impl ApiError {
         self.param(new)
     }
 
+    /// Sent with `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
+        self
+    }
+
     pub fn run(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());
         self
@@ -181,12 +187,9 @@ impl From<EngineError> for ApiError {
                     "tokens" => ("tokens", "rate_limit_exceeded"),
                     _ => ("requests", "rate_limit_exceeded"),
                 };
-                let mut error =
-                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, kind, error.to_string())
-                        .code(code);
-                error.retry_after_s =
-                    Some(u32::try_from(reached.retry_after_s).unwrap_or(u32::MAX));
-                error
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, kind, error.to_string())
+                    .code(code)
+                    .retry_after(reached.retry_after_s)
             }
             EngineError::Webhook(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "server_error", error.to_string())

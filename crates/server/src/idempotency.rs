@@ -10,7 +10,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -107,26 +107,20 @@ pub(crate) async fn around(
             // Only a request that will call a model counts against the key's limits: a replay
             // or a retry of one still running does not.
             if let Err(refused) = admit(state, principal).await {
-                let release = store.release_idempotency(&principal.key_id, &key);
-                if let Err(e) = state.store_call(release).await {
-                    tracing::warn!("idempotency: cannot release key {key}: {}", e.message);
-                }
+                release(state, principal, &key).await;
                 return refused;
             }
         }
         Ok(IdempotencyClaim::Answered(answer)) => return replay(answer),
         Ok(IdempotencyClaim::InFlight) => {
-            let mut response = ApiError::new(
+            return ApiError::new(
                 StatusCode::CONFLICT,
                 "invalid_request_error",
                 format!("a request with Idempotency-Key {key} is still being answered; retry it in a moment"),
             )
             .code("idempotency_in_flight")
+            .retry_after(1)
             .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
         }
         Ok(IdempotencyClaim::Mismatch) => {
             return ApiError::new(
@@ -148,18 +142,24 @@ pub(crate) async fn around(
     keep(state, principal, &key, response).await
 }
 
+/// Let `key` go unanswered, so that a retry runs the request again.
+async fn release(state: &AppState, principal: &Principal, key: &str) {
+    let store = state.engine.store();
+    if let Err(e) = state
+        .store_call(store.release_idempotency(&principal.key_id, key))
+        .await
+    {
+        tracing::warn!("an idempotency key could not be released: {}", e.message);
+    }
+}
+
 /// Keep a successful answer for the key's retries; release the key of any other.
 async fn keep(state: &AppState, principal: &Principal, key: &str, response: Response) -> Response {
-    let store = state.engine.store();
     if !response.status().is_success() {
-        if let Err(e) = state
-            .store_call(store.release_idempotency(&principal.key_id, key))
-            .await
-        {
-            tracing::warn!("an idempotency key could not be released: {}", e.message);
-        }
+        release(state, principal, key).await;
         return response;
     }
+    let store = state.engine.store();
     let text = |headers: &HeaderMap, name: &str| {
         headers
             .get(name)

@@ -377,17 +377,13 @@ fn in_message(message: InMessage, out: &mut Vec<Message>) -> Result<(), String> 
         Value::Array(blocks) => blocks,
         _ => return Err(".content: expected a string or a list of content blocks".into()),
     };
-    let mut texts = Vec::new();
     let mut parts = Vec::new();
     let mut calls = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
         let at = |why: String| format!(".content.{why}");
         match (block_type(block), role) {
             ("text", _) => match block.get("text").and_then(Value::as_str) {
-                Some(text) => {
-                    texts.push(text.to_string());
-                    parts.push(Part::Text(text.to_string()));
-                }
+                Some(text) => parts.push(Part::Text(text.to_string())),
                 None => return Err(at(format!("{j}.text: Field required"))),
             },
             ("image", Role::User) => {
@@ -432,7 +428,15 @@ fn in_message(message: InMessage, out: &mut Vec<Message>) -> Result<(), String> 
     }
     if parts.iter().any(|p| matches!(p, Part::Image(_))) {
         out.push(Message::with_parts(role, parts));
-    } else if !texts.is_empty() || !calls.is_empty() {
+    } else if !parts.is_empty() || !calls.is_empty() {
+        // Text blocks only (an image would have made a message of parts above).
+        let texts: Vec<&str> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(text) => Some(text.as_str()),
+                Part::Image(_) => None,
+            })
+            .collect();
         let mut turn = Message::new(role, texts.join("\n"));
         turn.tool_calls = calls;
         out.push(turn);

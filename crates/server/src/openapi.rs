@@ -253,7 +253,7 @@ fn with_workflows(model: &Value, names: Names<'_>) -> Value {
             names
                 .workflows
                 .iter()
-                .map(|w| json!(format!("workflow:{w}"))),
+                .map(|w| json!(format!("{}{w}", crate::gateway::WORKFLOW_PREFIX))),
         );
     }
     model["description"] = json!("A model of shopfloor.toml, or workflow:NAME");

@@ -93,14 +93,15 @@ pub trait KeyUsageStore {
 /// calls in its transaction.
 macro_rules! key_usage_store_impl {
     ($store:ty, $db:ty) => {
-        /// Add the usage of `runs` (those just inserted) to their keys' windows, and delete
+        /// Add the usage of the `inserted` ones of `runs` to their keys' windows, and delete
         /// those keys' minute rows that are past keeping.
         async fn add_key_usage(
             tx: &mut <$db as sqlx::Database>::Connection,
-            runs: &[&$crate::RunRecord],
+            runs: &[$crate::RunRecord],
+            inserted: &::std::collections::HashSet<String>,
         ) -> $crate::Result<()> {
             use $crate::key_usage::{usage_rows, MINUTE_ROWS_KEPT_MS};
-            let rows = usage_rows(runs.iter().copied());
+            let rows = usage_rows(runs.iter().filter(|r| inserted.contains(&r.id)));
             for row in &rows {
                 sqlx::query::<$db>(
                     "INSERT INTO key_usage (key_id, span, starts_at_ms, tokens, cost_usd) \

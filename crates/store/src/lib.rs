@@ -196,6 +196,9 @@ pub trait Store:
     /// Every key, live and revoked, oldest first.
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
 
+    /// The key with this id, live or revoked.
+    async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+
     /// Revoke the live key with this name or id; returns it. `NotFound` when there is none.
     async fn revoke_api_key(&self, name_or_id: &str, at_ms: i64) -> Result<ApiKeyRecord>;
 

@@ -157,13 +157,7 @@ impl PostgresStore {
             .filter(|r| r.review.is_some() && inserted.contains(&r.id))
             .collect();
         insert_review_rows(&mut tx, &reviewed).await?;
-        let keyed: Vec<&RunRecord> = runs
-            .iter()
-            .filter(|r| r.caller.is_some() && inserted.contains(&r.id))
-            .collect();
-        if !keyed.is_empty() {
-            add_key_usage(&mut tx, &keyed).await?;
-        }
+        add_key_usage(&mut tx, runs, &inserted).await?;
         // A queued case is done once its run is recorded.
         let queued: Vec<_> = run_rows.iter().filter(|r| r.batch_id.is_some()).collect();
         if !queued.is_empty() {

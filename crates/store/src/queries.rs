@@ -43,6 +43,25 @@ pub(crate) enum TxLock {
 /// [`Store::claim_batch_cases`]: crate::Store::claim_batch_cases
 macro_rules! store_impl {
     ($store:ty, $db:ty, $backend:literal) => {
+        /// The key whose `column` (`key_hash` or `id`: never caller text) is `value`.
+        async fn api_key_where(
+            pool: &sqlx::Pool<$db>,
+            column: &'static str,
+            value: &str,
+        ) -> $crate::Result<Option<$crate::ApiKeyRecord>> {
+            use $crate::keys;
+            let sql = format!(
+                "SELECT {} FROM api_keys WHERE {column} = $1",
+                keys::KEY_COLUMNS
+            );
+            sqlx::query::<$db>(&sql)
+                .bind(value)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| keys::key_from_row(&row))
+                .transpose()
+        }
+
         /// Insert a batch's row.
         async fn insert_batch<'c>(
             executor: impl sqlx::Executor<'c, Database = $db>,
@@ -420,17 +439,14 @@ macro_rules! store_impl {
                 &self,
                 key_hash: &str,
             ) -> $crate::Result<Option<$crate::ApiKeyRecord>> {
-                use $crate::keys;
-                let sql = format!(
-                    "SELECT {} FROM api_keys WHERE key_hash = $1",
-                    keys::KEY_COLUMNS
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(key_hash)
-                    .fetch_optional(self.reader())
-                    .await?
-                    .map(|row| keys::key_from_row(&row))
-                    .transpose()
+                api_key_where(self.reader(), "key_hash", key_hash).await
+            }
+
+            async fn api_key_by_id(
+                &self,
+                id: &str,
+            ) -> $crate::Result<Option<$crate::ApiKeyRecord>> {
+                api_key_where(self.reader(), "id", id).await
             }
 
             async fn list_api_keys(&self) -> $crate::Result<Vec<$crate::ApiKeyRecord>> {

@@ -32,7 +32,6 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         .filter(|(_, w)| !w.spec.variants.is_empty())
         .map(|(name, _)| name.as_str())
         .collect();
-    let variants = with_variants.len();
     if !with_variants.is_empty() {
         // Which variants may take traffic is in the store: their versions' last evals. Only
         // read there (no engine: `check` records nothing), and not a failure when it is out
@@ -48,8 +47,8 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         "ok: {} model(s), {} workflow(s){}, no problems",
         project.config.models.len(),
         project.workflows.len(),
-        if variants > 0 {
-            format!(", {variants} with variants")
+        if !with_variants.is_empty() {
+            format!(", {} with variants", with_variants.len())
         } else {
             String::new()
         }

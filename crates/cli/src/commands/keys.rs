@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use shopfloor_core::access::Role;
 use shopfloor_core::limits::{Budget, BudgetPeriod, KeyLimits};
-use shopfloor_engine::{open_store, Engine};
+use shopfloor_engine::{keys_with_usage_in, open_store, Engine};
 
 use super::Global;
 
@@ -117,16 +117,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
         Command::List { json } => {
             // Read from the store alone, like before limits: listing keys needs no valid project.
             let store = open_store(&global.project, global.database_url.as_deref()).await?;
-            let mut usage = store.all_key_usage(shopfloor_engine::now_ms()).await?;
-            let keys: Vec<_> = store
-                .list_api_keys()
-                .await?
-                .into_iter()
-                .map(|key| {
-                    let used = usage.remove(&key.id).unwrap_or_default();
-                    (key, used)
-                })
-                .collect();
+            let keys = keys_with_usage_in(&*store).await?;
             if json {
                 for (k, usage) in &keys {
                     let line = serde_json::json!({

@@ -741,7 +741,15 @@ fn gateway_version(spec: Option<&ModelSpec>) -> String {
 /// Messages as a run records them: an image sent inline (a data URL, up to megabytes) is
 /// kept as its media type and SHA-256 (`data:image/png;sha256,HEX`), which says which image it
 /// was without storing it; an image's `https://` URL is kept as it is.
-pub fn recorded_messages(messages: &[Message]) -> Value {
+fn recorded_messages(messages: &[Message]) -> Value {
+    // The common case, no inline image, is recorded as it is, without a copy.
+    if !messages
+        .iter()
+        .flat_map(Message::images)
+        .any(|image| image.data().is_some())
+    {
+        return json!(messages);
+    }
     let mut messages = messages.to_vec();
     for message in &mut messages {
         for part in &mut message.parts {

@@ -226,8 +226,9 @@ async fn similar_examples_are_the_nearest_and_an_eval_never_shows_a_case_itself(
     }
 }
 
+/// (Balanced examples on a workflow without labels: `core`'s `balanced_examples_need_labels`.)
 #[tokio::test]
-async fn an_examples_file_that_is_missing_or_cannot_be_balanced_is_a_project_error() {
+async fn an_examples_file_that_is_missing_or_badly_set_is_a_project_error() {
     let upstream = FakeServer::start(billing).await;
     let dir = tempfile::tempdir().unwrap();
     project(
