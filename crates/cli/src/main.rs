@@ -69,7 +69,8 @@ enum Command {
     Drift(commands::drift::Args),
     /// Every workflow's health on one page, with keep / fix / cut and the reasons.
     Portfolio(commands::portfolio::Args),
-    /// Experiments: `simulate` checks the statistics that decide them on simulated data.
+    /// Experiments: a variant takes a share of a workflow's runs until the numbers say keep or
+    /// cut (start, status, stop); `simulate` checks the statistics that decide.
     #[command(subcommand)]
     Experiment(commands::experiment::Command),
     /// Reports: the weekly operating review.
@@ -154,7 +155,7 @@ fn main() -> ExitCode {
             Command::Drift(args) => commands::drift::run(&global, args).await,
             Command::Portfolio(args) => commands::portfolio::run(&global, args).await,
             Command::Report(command) => commands::report::run(&global, command).await,
-            Command::Experiment(command) => commands::experiment::run(command),
+            Command::Experiment(command) => commands::experiment::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),
             Command::Policy(command) => commands::policy::run(&global, command),
             Command::Promote(args) => commands::promote::run(&global, args).await,

@@ -37,6 +37,12 @@ crate::text_enum! {
         ReviewEdit => "review.edit",
         /// A reviewer rejected an output.
         ReviewReject => "review.reject",
+        /// An experiment started: a variant took a share of a workflow's traffic.
+        ExperimentStart => "experiment.start",
+        /// A guardrail stopped an experiment's variant taking traffic.
+        ExperimentHalt => "experiment.halt",
+        /// An experiment ended with a decision (keep or cut) and its numbers.
+        ExperimentStop => "experiment.stop",
     }
 }
 

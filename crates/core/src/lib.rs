@@ -8,6 +8,7 @@ mod canonical;
 pub mod dataset;
 mod diagnostic;
 pub mod drift;
+pub mod experiment;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lifecycle;

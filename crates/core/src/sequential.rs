@@ -43,7 +43,7 @@ impl Arm {
 }
 
 /// An estimate and its interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {
     pub estimate: f64,
     pub low: f64,

@@ -248,6 +248,7 @@ impl Engine {
                 batch: Some((batch.id.clone(), case.line)),
                 caller: None,
                 evaluation: false,
+                experiment: None,
             };
             let workflow = workflow.clone();
             async move { self.runner.run(&workflow, case.input, &options).await }

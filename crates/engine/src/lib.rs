@@ -9,6 +9,7 @@ mod corrections;
 mod drift;
 mod eval;
 mod examples;
+mod experiments;
 mod gateway;
 mod governance;
 mod models;
@@ -44,6 +45,9 @@ pub use eval::{
     ExampleCounts, ExamplesSetting, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use examples::{nearest, ExampleSet, SimilarCase, EXAMPLE_ENCODER};
+pub use experiments::{
+    ExperimentStart, ExperimentStatus, MetricValues, DEFAULT_MIN_RUNS, DEFAULT_SHARE,
+};
 pub use gateway::{
     has_strict_schema, last_user_text, workflow_input, EmbedAnswer, EmbedOutcome, EmbedRequest,
     GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest, GatewayStream, RunFacts,
@@ -103,6 +107,12 @@ pub enum EngineError {
     Unscored { case: String, scorer: String },
     #[error("no batch with id {0}")]
     UnknownBatch(String),
+    /// No experiment to act on (none live to stop).
+    #[error("{0}")]
+    NoExperiment(String),
+    /// An experiment cannot be started or stopped as things stand (one is already live).
+    #[error("{0}")]
+    ExperimentConflict(String),
     #[error("{0}")]
     BatchMismatch(String),
     #[error("{}: {source}", path.display())]
@@ -158,6 +168,7 @@ pub struct Engine {
     recorder_task: RecorderTask,
     runner: Runner,
     store_redactor: Option<redaction::StoreRedactor>,
+    experiments: experiments::LiveExperiments,
 }
 
 /// Open the store for a project: `database_url` if given, else the embedded SQLite file.
@@ -201,6 +212,7 @@ impl Engine {
             recorder_task,
             runner,
             store_redactor,
+            experiments: Default::default(),
         };
         engine.audit_new_versions().await?;
         Ok(engine)
@@ -231,7 +243,7 @@ impl Engine {
         model_override: Option<String>,
     ) -> Result<RunRecord, EngineError> {
         let run = self
-            .run_workflow(workflow, input, model_override, None)
+            .run_workflow(workflow, input, model_override, None, None)
             .await?;
         self.recorder.flush().await;
         Ok(run)

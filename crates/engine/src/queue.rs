@@ -32,26 +32,38 @@ impl BatchProgress {
 impl Engine {
     /// Run a workflow on one input and queue the run for recording (the store is not waited
     /// for). The caller gets the whole record, unredacted.
+    ///
+    /// When the workflow has a running experiment, the run goes to the arm that `subject`
+    /// (the caller's end user, or the input field the experiment names) hashes to; without
+    /// either, the run draws its own.
     pub async fn run_workflow(
         &self,
         workflow: &str,
         input: Value,
         model_override: Option<String>,
         caller: Option<Caller>,
+        subject: Option<&str>,
     ) -> Result<RunRecord, EngineError> {
         let workflow = self.project.workflow(workflow)?;
         if let Some(model) = &model_override {
             self.check_model(model)?;
         }
         validate_input(&workflow, &input).map_err(EngineError::InvalidInput)?;
+        let (workflow, experiment, check_guardrails) = self
+            .arm_for(workflow, &input, subject, model_override.is_some())
+            .await;
         let options = RunOptions {
             model_override,
             batch: None,
             caller,
             evaluation: false,
+            experiment,
         };
         let run = self.runner.run(&workflow, input, &options).await;
         self.record(run.clone()).await;
+        if check_guardrails {
+            self.check_guardrails_now(&run.workflow).await;
+        }
         Ok(run)
     }
 
@@ -175,6 +187,7 @@ impl Engine {
             batch: Some((case.batch_id.clone(), case.case_index)),
             caller: caller.clone(),
             evaluation: false,
+            experiment: None,
         };
         let run = match self.project.workflow(&case.workflow) {
             Ok(workflow) if workflow.version == batch_version => {

@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub caller: Option<shopfloor_store::Caller>,
     /// A run of an eval: its output is held as any other, but never queued for review.
     pub evaluation: bool,
+    /// The experiment and arm the run is in, when its workflow has one running.
+    pub experiment: Option<shopfloor_store::ExperimentArm>,
 }
 
 /// Runs workflows against the project's models.
@@ -77,6 +79,7 @@ impl Runner {
             options.batch.clone(),
             options.caller.clone(),
         );
+        run.experiment = options.experiment.clone();
         let span = trace::run_span(workflow.spec.name.as_str());
         match render_prompt(workflow, &run.input, options.evaluation).await {
             Ok(prompt) => {
@@ -372,6 +375,7 @@ pub(crate) fn new_run(
         confidence: None,
         review: None,
         origin,
+        experiment: None,
     }
 }
 

@@ -140,6 +140,7 @@ impl Engine {
         if risks.is_empty() {
             risks.push("None flagged.".into());
         }
+        let experiments = experiment_lines(&audit, &self.live_experiments().await?);
 
         let sunday = window.to_ms - DAY_MS;
         Ok(PolicyDocument {
@@ -170,10 +171,88 @@ impl Engine {
                     heading: "Risks".into(),
                     blocks: vec![Block::List(risks)],
                 },
+                Section {
+                    id: "experiments",
+                    heading: "Experiments and decisions due".into(),
+                    blocks: vec![Block::List(experiments)],
+                },
             ],
             gaps: Vec::new(),
         })
     }
+}
+
+/// Experiments started, halted and decided this week, and each live one with what its
+/// numbers recommend: a decision is due when they say keep or cut, or a guardrail halted it.
+fn experiment_lines(
+    audit: &[shopfloor_store::AuditEntry],
+    live: &[crate::ExperimentStatus],
+) -> Vec<Text> {
+    let field = |e: &shopfloor_store::AuditEntry, name: &str| {
+        e.detail[name].as_str().unwrap_or("?").to_string()
+    };
+    let mut lines: Vec<Text> = Vec::new();
+    for entry in audit {
+        let line = match entry.action {
+            AuditAction::ExperimentStart => Text::new()
+                .code(entry.subject.as_str())
+                .plain(": experiment of variant ")
+                .code(field(entry, "variant"))
+                .plain(format!(
+                    " started by {} (hypothesis: {})",
+                    entry.actor,
+                    field(entry, "hypothesis")
+                )),
+            AuditAction::ExperimentHalt => Text::new()
+                .code(entry.subject.as_str())
+                .plain(": variant ")
+                .code(field(entry, "variant"))
+                .plain(format!(" halted: {}", field(entry, "reason"))),
+            AuditAction::ExperimentStop => {
+                let note = entry.detail["note"]
+                    .as_str()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                Text::new()
+                    .code(entry.subject.as_str())
+                    .plain(": variant ")
+                    .code(field(entry, "variant"))
+                    .plain(format!(
+                        " decided: {} by {}{note}; hypothesis: {}",
+                        field(entry, "decision"),
+                        entry.actor,
+                        field(entry, "hypothesis")
+                    ))
+            }
+            _ => continue,
+        };
+        lines.push(line);
+    }
+    for status in live {
+        let r = &status.record;
+        let due = match (&r.halted_reason, &status.recommendation) {
+            (Some(reason), _) => format!("decision due: halted by {reason}"),
+            (None, Some(rec)) if rec.verdict != shopfloor_core::experiment::Verdict::Continue => {
+                format!(
+                    "decision due: the numbers say {} — {}",
+                    rec.verdict, rec.reason
+                )
+            }
+            (None, Some(rec)) => format!("running: {}", rec.reason),
+            (None, None) => "running".to_string(),
+        };
+        lines.push(
+            Text::new()
+                .code(r.workflow.as_str())
+                .plain(": variant ")
+                .code(r.variant.as_str())
+                .plain(format!(" on {}, {due}", r.metric)),
+        );
+    }
+    if lines.is_empty() {
+        lines.push("No experiment running, started or decided.".into());
+    }
+    lines
 }
 
 /// The table of workflows and the chart of minutes saved.

@@ -180,6 +180,12 @@ impl From<EngineError> for ApiError {
                 conflict(error.to_string(), "promotion_refused")
             }
             EngineError::BatchMismatch(_) => conflict(error.to_string(), "batch_mismatch"),
+            EngineError::NoExperiment(_) => {
+                ApiError::not_found(error.to_string()).code("experiment_not_found")
+            }
+            EngineError::ExperimentConflict(_) => {
+                conflict(error.to_string(), "experiment_conflict")
+            }
             // OpenAI's forms: a rate limit names what ran out, a spent budget is a quota.
             EngineError::LimitReached(reached) => {
                 let (kind, code) = match reached.limit {

@@ -47,6 +47,7 @@ pub(crate) async fn chat(
     let stream = body.stream;
     let legacy = body.legacy_functions;
     let caller = principal.caller(body.user());
+    let subject = body.user().map(str::to_string);
     let model = std::mem::take(&mut body.model);
     let workflow = model.strip_prefix(WORKFLOW_PREFIX).map(str::to_string);
     if workflow.is_some() {
@@ -64,7 +65,13 @@ pub(crate) async fn chat(
         recorded: body.recorded.map(Value::Object),
     };
     if let Some(workflow) = workflow {
-        return workflow_chat(state, &workflow, request, stream, include_usage, started).await;
+        let call = WorkflowCall {
+            subject,
+            stream,
+            include_usage,
+            started,
+        };
+        return workflow_chat(state, &workflow, request, call).await;
     }
     // A strict JSON schema is checked once the whole answer is in (and asked again when it
     // does not match), so such a stream is answered whole, then sent as events.
@@ -460,16 +467,29 @@ fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
     response
 }
 
+/// How a `workflow:NAME` call asked to be answered.
+struct WorkflowCall {
+    /// The end user the request named: the subject of the workflow's experiment.
+    subject: Option<String>,
+    stream: bool,
+    include_usage: bool,
+    started: Instant,
+}
+
 /// `model = "workflow:NAME"`: run the workflow with the last user message as its input and
 /// answer with its output as text.
 async fn workflow_chat(
     state: AppState,
     workflow: &str,
     request: GatewayRequest,
-    stream: bool,
-    include_usage: bool,
-    started: Instant,
+    call: WorkflowCall,
 ) -> Result<Response, ApiError> {
+    let WorkflowCall {
+        subject,
+        stream,
+        include_usage,
+        started,
+    } = call;
     tracing::Span::current().record("workflow", workflow);
     let loaded = state.engine.project.workflow(workflow).map_err(|_| {
         ApiError::not_found(format!(
@@ -495,7 +515,9 @@ async fn workflow_chat(
     let caller = request.caller.clone();
     let run = state
         .detached(async move {
-            let run = engine.run_workflow(&name, input, None, caller).await;
+            let run = engine
+                .run_workflow(&name, input, None, caller, subject.as_deref())
+                .await;
             if let Ok(run) = &run {
                 metrics_state
                     .metrics

@@ -12,6 +12,7 @@ mod chat_body;
 mod dashboard;
 mod embeddings;
 mod error;
+mod experiments;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gateway;

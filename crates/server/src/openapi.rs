@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
+use shopfloor_core::experiment::Metric;
 use shopfloor_core::spec::ModelUse;
 
 use crate::auth::Access;
@@ -223,6 +224,27 @@ fn body_schema(path: &str, names: Names<'_>) -> Option<(bool, Value)> {
         "/v1/reviews/{run_id}/reject" => {
             closed(object(&["reason"], json!({"reason": text, "note": text})))
         }
+        "/v1/workflows/{name}/experiments" => {
+            let metrics: Vec<&str> = Metric::ALL.iter().map(|m| m.as_str()).collect();
+            closed(object(
+                &["variant", "hypothesis", "metric"],
+                json!({
+                    "variant": text,
+                    "hypothesis": {"type": "string", "minLength": 1},
+                    "metric": {"type": "string", "enum": metrics},
+                    "guardrails": {"type": "array", "items": {"type": "string",
+                        "description": "METRIC:LIMIT, e.g. cost_per_accepted:1.5x"}},
+                    "share": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                    "min_runs": {"type": "integer", "minimum": 1},
+                    "mde": {"type": "number", "exclusiveMinimum": 0},
+                    "subject_field": text,
+                }),
+            ))
+        }
+        "/v1/workflows/{name}/experiments/stop" => closed(object(
+            &["decision"],
+            json!({"decision": {"type": "string", "enum": ["keep", "cut"]}, "note": text}),
+        )),
         "/v1/workflows/{name}/outcomes" => closed(object(
             &["value"],
             json!({

@@ -207,8 +207,8 @@ pub(crate) async fn stats(
     Ok(json_response(StatusCode::OK, &json!(stats)))
 }
 
-/// Until `stop` turns true, every `every`: apply the review SLAs and send the webhook events
-/// that are due; and, when `[monitoring] every` is set, run the drift check that often. Every
+/// Until `stop` turns true, every `every`: apply the review SLAs, send the webhook events
+/// that are due and halt experiments whose guardrails are breached; and, when `[monitoring] every` is set, run the drift check that often. Every
 /// replica may run it: items and events are leased or guarded in the store, so none is acted
 /// on twice. A store error is logged and tried again next time.
 pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
@@ -244,6 +244,9 @@ pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::
             }
         };
         state.metrics.review_work(&pass, &sweep);
+        if let Err(e) = state.engine.check_experiments().await {
+            tracing::warn!("experiment guardrail check failed: {e}");
+        }
         if let Some(every_ms) = drift_every_ms {
             let now = shopfloor_engine::now_ms();
             if now >= next_drift {

@@ -10,7 +10,9 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use shopfloor_core::access::Permission;
 
 use crate::auth::Access;
-use crate::{embeddings, gateway, messages, outcomes, responses, reviews, workflows, AppState};
+use crate::{
+    embeddings, experiments, gateway, messages, outcomes, responses, reviews, workflows, AppState,
+};
 
 /// One route of the API.
 pub struct Route {
@@ -31,7 +33,7 @@ impl std::fmt::Debug for Route {
 }
 
 /// Every route the server serves.
-pub static ROUTES: [Route; 26] = [
+pub static ROUTES: [Route; 29] = [
     Route {
         method: Method::POST,
         path: "/v1/chat/completions",
@@ -192,6 +194,27 @@ pub static ROUTES: [Route; 26] = [
         summary: "Record a KPI value",
         access: Access::Needs(Permission::ManageEvals),
         serve: |m| on(m, outcomes::record),
+    },
+    Route {
+        method: Method::GET,
+        path: "/v1/workflows/{name}/experiments",
+        summary: "A workflow's experiments: each arm's figures and what they recommend",
+        access: Access::Needs(Permission::ReadRuns),
+        serve: |m| on(m, experiments::list),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/workflows/{name}/experiments",
+        summary: "Start an experiment: a variant takes a share of the workflow's runs",
+        access: Access::Needs(Permission::Promote),
+        serve: |m| on(m, experiments::start),
+    },
+    Route {
+        method: Method::POST,
+        path: "/v1/workflows/{name}/experiments/stop",
+        summary: "End the workflow's live experiment with a decision (keep or cut)",
+        access: Access::Needs(Permission::Promote),
+        serve: |m| on(m, experiments::stop),
     },
     Route {
         method: Method::GET,

@@ -66,7 +66,13 @@ pub(crate) async fn run(
     let run = state
         .detached(async move {
             let run = engine
-                .run_workflow(&name, body.input, body.model, Some(caller))
+                .run_workflow(
+                    &name,
+                    body.input,
+                    body.model,
+                    Some(caller),
+                    body.user.as_deref(),
+                )
                 .await;
             if let Ok(run) = &run {
                 task_state

@@ -242,6 +242,7 @@ fn records(count: usize) -> Vec<RunRecord> {
                 confidence: None,
                 review: None,
                 origin: Default::default(),
+                experiment: None,
             }
         })
         .collect()

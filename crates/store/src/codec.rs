@@ -16,9 +16,9 @@ use crate::{
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, version, batch_id, case_index, status, \
      input, prompt, raw_output, output, error, model, prompt_tokens, completion_tokens, \
      cost_usd, latency_ms, created_at_ms, key_id, caller_user, team, sampled_for_review, \
-     confidence, origin";
+     confidence, origin, experiment_id, arm";
 /// Number of columns in [`RUN_COLUMNS`].
-pub(crate) const RUN_COLUMN_COUNT: usize = 23;
+pub(crate) const RUN_COLUMN_COUNT: usize = 25;
 /// Columns of `attempts`, in [`AttemptRow`] order.
 pub(crate) const ATTEMPT_COLUMNS: &str = "run_id, n, model, provider, started_at_ms, \
      latency_ms, prompt_tokens, completion_tokens, cost_usd, outcome, error, raw_output, \
@@ -59,6 +59,8 @@ pub(crate) struct RunRow<'a> {
     pub sampled_for_review: bool,
     pub confidence: Option<f64>,
     pub origin: &'static str,
+    pub experiment_id: Option<&'a str>,
+    pub arm: Option<&'a str>,
 }
 
 impl<'a> RunRow<'a> {
@@ -91,6 +93,8 @@ impl<'a> RunRow<'a> {
             sampled_for_review: run.sampled_for_review,
             confidence: run.confidence,
             origin: run.origin.as_str(),
+            experiment_id: run.experiment.as_ref().map(|e| e.id.as_str()),
+            arm: run.experiment.as_ref().map(|e| e.arm.as_str()),
         })
     }
 }
@@ -298,6 +302,10 @@ pub(crate) fn run_from_row(
         confidence: row.opt_float("confidence")?,
         review,
         origin: enumeration(row, T, "origin", crate::RunOrigin::parse)?,
+        experiment: match (row.opt_text("experiment_id")?, row.opt_text("arm")?) {
+            (Some(id), Some(arm)) => Some(crate::ExperimentArm { id, arm }),
+            _ => None,
+        },
     })
 }
 

@@ -8,6 +8,7 @@ mod codec;
 mod drift;
 mod eval_codec;
 mod eval_record;
+mod experiments;
 mod idempotency;
 mod key_usage;
 mod keys;
@@ -36,6 +37,9 @@ pub use audit::{
 pub use batch_lease::BatchLeaseStore;
 pub use drift::{DriftStore, RunWindow, SampledRun, WindowCounts};
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
+pub use experiments::{
+    ExperimentEnd, ExperimentFigures, ExperimentRecord, ExperimentState, ExperimentStore,
+};
 pub use idempotency::{IdempotencyClaim, IdempotencyRequest, IdempotencyStore, KeptAnswer};
 pub use key_usage::KeyUsageStore;
 pub use keys::{ApiKeyRecord, Caller};
@@ -50,8 +54,8 @@ pub use outcomes::{
 pub use postgres::PostgresStore;
 pub use queue::ClaimedCase;
 pub use record::{
-    AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, RunFilter, RunOrigin,
-    RunRecord, RunStatus, RunSummary,
+    AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, ExperimentArm, RunFilter,
+    RunOrigin, RunRecord, RunStatus, RunSummary,
 };
 pub use reviews::{
     ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore,
@@ -103,6 +107,7 @@ pub trait Store:
     + SessionStore
     + IdempotencyStore
     + KeyUsageStore
+    + ExperimentStore
     + Send
     + Sync
 {

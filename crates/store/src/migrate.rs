@@ -96,6 +96,11 @@ const MIGRATIONS: &[Migration] = &[
         "run_origin",
         include_str!("../migrations/0013_run_origin.sql"),
     ),
+    Migration::new(
+        14,
+        "experiments",
+        include_str!("../migrations/0014_experiments.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

@@ -15,6 +15,7 @@ use crate::batch_lease::batch_lease_store_impl;
 use crate::codec::{self, to_bigint, ATTEMPT_COLUMNS, RUN_COLUMNS};
 use crate::drift::drift_store_impl;
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS};
+use crate::experiments::experiment_store_impl;
 use crate::idempotency::idempotency_store_impl;
 use crate::key_usage::key_usage_store_impl;
 use crate::location::redact_location;
@@ -126,6 +127,8 @@ impl PostgresStore {
             .bind(column!(run_rows, |r| r.sampled_for_review))
             .bind(column!(run_rows, |r| r.confidence))
             .bind(column!(run_rows, |r| r.origin))
+            .bind(column!(run_rows, |r| r.experiment_id))
+            .bind(column!(run_rows, |r| r.arm))
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -250,6 +253,7 @@ batch_lease_store_impl!(PostgresStore, Postgres);
 session_store_impl!(PostgresStore, Postgres);
 idempotency_store_impl!(PostgresStore, Postgres);
 key_usage_store_impl!(PostgresStore, Postgres);
+experiment_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;
@@ -263,7 +267,7 @@ static INSERT_RUNS: LazyLock<String> = LazyLock::new(|| {
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
          $13::bigint[], $14::bigint[], $15::float8[], $16::bigint[], $17::bigint[], \
-         $18::text[], $19::text[], $20::text[], $21::bool[], $22::float8[], $23::text[]) \
+         $18::text[], $19::text[], $20::text[], $21::bool[], $22::float8[], $23::text[], $24::text[], $25::text[]) \
          ON CONFLICT DO NOTHING RETURNING id"
     )
 });

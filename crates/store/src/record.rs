@@ -248,6 +248,16 @@ pub struct RunRecord {
     /// Where the run came from.
     #[serde(default)]
     pub origin: RunOrigin,
+    /// The experiment and arm the run ran in, when its workflow had one running.
+    #[serde(default)]
+    pub experiment: Option<ExperimentArm>,
+}
+
+/// An experiment's id and the arm a run ran in: `control` or the variant's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExperimentArm {
+    pub id: String,
+    pub arm: String,
 }
 
 /// A run as listed (no prompt, input or attempts).

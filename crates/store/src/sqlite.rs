@@ -18,6 +18,7 @@ use crate::codec::{
 };
 use crate::drift::drift_store_impl;
 use crate::eval_codec::{EvalCaseRow, EVAL_CASE_INSERT_COLUMNS, EVAL_CASE_INSERT_COLUMN_COUNT};
+use crate::experiments::experiment_store_impl;
 use crate::idempotency::idempotency_store_impl;
 use crate::key_usage::key_usage_store_impl;
 use crate::outbox::outbox_store_impl;
@@ -229,7 +230,9 @@ impl SqliteStore {
                     .push_bind(r.team)
                     .push_bind(r.sampled_for_review)
                     .push_bind(r.confidence)
-                    .push_bind(r.origin);
+                    .push_bind(r.origin)
+                    .push_bind(r.experiment_id)
+                    .push_bind(r.arm);
             });
             // Skips runs whose id or (batch_id, case_index) is already recorded; RETURNING
             // names the ones actually written, whose attempts are the only ones to write.
@@ -389,6 +392,7 @@ batch_lease_store_impl!(SqliteStore, Sqlite);
 session_store_impl!(SqliteStore, Sqlite);
 idempotency_store_impl!(SqliteStore, Sqlite);
 key_usage_store_impl!(SqliteStore, Sqlite);
+experiment_store_impl!(SqliteStore, Sqlite);
 
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are

@@ -95,6 +95,8 @@ fn report_engine_error(error: &EngineError) -> ExitCode {
         | EngineError::NoDataset(_)
         | EngineError::UnknownEval(_)
         | EngineError::PromotionRefused { .. }
+        | EngineError::NoExperiment(_)
+        | EngineError::ExperimentConflict(_)
         | EngineError::Review(_) => {
             eprintln!("error: {error}");
             if let Some(hint) = hint(error) {
@@ -120,6 +122,9 @@ fn hint(error: &EngineError) -> Option<&'static str> {
     match error {
         EngineError::InvalidDataset(_) => Some("run the valid cases with --skip-invalid"),
         EngineError::NoDataset(_) => Some("or pass a dataset file with --dataset"),
+        EngineError::ExperimentConflict(_) => {
+            Some("shopfloor experiment stop WORKFLOW --decision keep|cut --note \"…\"")
+        }
         _ => None,
     }
 }

@@ -208,4 +208,145 @@ async fn variants_are_evaluated_as_versions_of_their_own_and_eligible_once_they_
         &text(&out),
         &["workflow ticket-triage has no variant \"nope\"; its variants: careful, terse"],
     );
+
+    // Experiments: only an eligible variant, only a testable metric, one live at a time.
+    let start = |variant: &str, metric: &str| {
+        shopfloor(
+            dir.path(),
+            &[
+                "experiment",
+                "start",
+                "ticket-triage",
+                "--variant",
+                variant,
+                "--metric",
+                metric,
+                "--hypothesis",
+                "careful routing is accepted more often",
+                "--guardrail",
+                "cost_per_accepted:2x",
+                "--share",
+                "0.5",
+            ],
+        )
+    };
+    let out = start("terse", "acceptance_rate");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &[
+            "variant terse of ticket-triage may not take traffic yet: eval ",
+            "failed its gates",
+        ],
+    );
+    let out = start("careful", "cost_per_accepted");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &[
+            "make it a guardrail",
+            "acceptance_rate, invalid_rate, cost_per_run",
+        ],
+    );
+    let out = start("careful", "acceptance_rate");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &["variant careful of ticket-triage takes 50% of its single runs"],
+    );
+    let out = start("careful", "acceptance_rate");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &[
+            "already has a live experiment",
+            "hint: shopfloor experiment stop WORKFLOW",
+        ],
+    );
+
+    // Single runs split between the arms, and each records its arm.
+    for i in 0..16 {
+        let input = format!(r#"{{"subject": "Invoice {i} charged twice", "body": "refund"}}"#);
+        let out = shopfloor(dir.path(), &["run", "ticket-triage", "--json", &input]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = shopfloor(
+        dir.path(),
+        &["experiment", "status", "ticket-triage", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let live = &status[0];
+    assert_eq!(live["state"], "running", "{live}");
+    assert_eq!(live["variant"], "careful");
+    assert_eq!(live["variant_version"], version);
+    let (control, variant) = (
+        live["figures"]["control"]["runs"].as_u64().unwrap(),
+        live["figures"]["variant"]["runs"].as_u64().unwrap(),
+    );
+    assert_eq!(control + variant, 16, "{live}");
+    assert!(control > 0 && variant > 0, "{live}");
+    assert_eq!(live["recommendation"]["verdict"], "continue", "{live}");
+    let store = common::open_store(dir.path()).await;
+    let runs = store
+        .list_runs(&shopfloor_store::RunFilter {
+            workflow: Some("ticket-triage".into()),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut versions = std::collections::BTreeSet::new();
+    for summary in runs.iter().filter(|r| r.batch_id.is_none()) {
+        let run = store.get_run(&summary.id).await.unwrap().unwrap();
+        let arm = run
+            .experiment
+            .expect("every single run is in the experiment");
+        assert_eq!(arm.id, live["id"].as_str().unwrap());
+        // The variant's runs run the variant's version.
+        assert_eq!(
+            arm.arm == "careful",
+            run.version == version,
+            "{}",
+            run.version
+        );
+        versions.insert(run.version);
+    }
+    assert_eq!(versions.len(), 2, "{versions:?}");
+
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "experiment",
+            "stop",
+            "ticket-triage",
+            "--decision",
+            "cut",
+            "--note",
+            "too few runs to tell",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &["stopped", "decided: cut by ", " — too few runs to tell"],
+    );
+    let out = shopfloor(
+        dir.path(),
+        &["experiment", "stop", "ticket-triage", "--decision", "keep"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &["workflow ticket-triage has no live experiment"],
+    );
+    let audit = text(&shopfloor(dir.path(), &["audit", "list", "--json"]));
+    assert_contains(
+        &audit,
+        &[
+            "experiment.start",
+            "experiment.stop",
+            "too few runs to tell",
+        ],
+    );
 }

@@ -51,6 +51,7 @@ fn run_at(at: i64, id: &str, status: RunStatus, cost_usd: f64, user: &str) -> Ru
         confidence: None,
         review: None,
         origin: Default::default(),
+        experiment: None,
     }
 }
 

@@ -98,6 +98,7 @@ pub fn run(i: usize, version: &str, now: i64, runs: usize) -> RunRecord {
             due_at_ms: None,
         }),
         origin: Default::default(),
+        experiment: None,
     }
 }
 

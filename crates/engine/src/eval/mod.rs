@@ -102,6 +102,12 @@ pub trait EvalObserver: Send + Sync {
     fn finished(&self, case: &EvalCaseRecord);
 }
 
+/// No observer: an eval run for its result alone.
+impl EvalObserver for () {
+    fn started(&self, _: &str, _: u64, _: u64) {}
+    fn finished(&self, _: &EvalCaseRecord) {}
+}
+
 /// The SHA-256 of a value's canonical JSON: the eval cache key's half.
 pub fn input_hash(input: &Value) -> String {
     hex::encode(Sha256::digest(
@@ -301,6 +307,7 @@ impl Engine {
             batch: Some((eval.id.clone(), case.line)),
             caller: None,
             evaluation: true,
+            experiment: None,
         };
         let run = self.runner.run(workflow, case.input, &options).await;
         let mut record = EvalCaseRecord {

@@ -66,7 +66,7 @@ fn turns(request: &ReceivedRequest) -> Vec<(String, String)> {
 
 async fn run(engine: &shopfloor_engine::Engine, text: &str) -> shopfloor_store::RunRecord {
     engine
-        .run_workflow("triage", json!({"text": text}), None, None)
+        .run_workflow("triage", json!({"text": text}), None, None, None)
         .await
         .unwrap()
 }

@@ -6,6 +6,7 @@ mod common;
 mod confidence;
 mod eval;
 mod examples;
+mod experiments;
 mod policy;
 mod recorder;
 mod replay;

@@ -31,6 +31,7 @@ fn run(id: &str, prompt_tokens: u64) -> RunRecord {
         confidence: None,
         review: None,
         origin: Default::default(),
+        experiment: None,
     }
 }
 

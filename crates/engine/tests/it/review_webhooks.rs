@@ -308,5 +308,6 @@ fn recorded_run(version: &str, at: i64) -> shopfloor_store::RunRecord {
         confidence: None,
         review: None,
         origin: Default::default(),
+        experiment: None,
     }
 }

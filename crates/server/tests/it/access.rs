@@ -61,6 +61,10 @@ fn request_for(route: &Route, made: &Made) -> (String, Option<Value>) {
         "/v1/workflows/{name}/outcomes" if route.method == reqwest::Method::POST => {
             Some(json!({"value": 12.5}))
         }
+        "/v1/workflows/{name}/experiments" if route.method == reqwest::Method::POST => Some(
+            json!({"variant": "warm", "hypothesis": "warmer reads better", "metric": "acceptance_rate"}),
+        ),
+        "/v1/workflows/{name}/experiments/stop" => Some(json!({"decision": "cut"})),
         path if path.starts_with("/v1/reviews/") && route.method == reqwest::Method::POST => {
             Some(json!({}))
         }
@@ -119,8 +123,34 @@ async fn every_route_against_every_role() {
         &dir.path().join("shopfloor.toml"),
         &claude_model(&upstream.base_url()),
     );
+    // A variant whose eval passed, to start an experiment of (and stop it).
+    shopfloor_testkit::append(
+        &dir.path().join("workflows/triage.toml"),
+        "\n[eval]\ndataset = \"cases.jsonl\"\nscorers = [\"label_accuracy\"]\ngate = { label_accuracy = 0.5 }\n\n[variants.warm]\nroute = { temperature = 0.5 }\n",
+    );
+    std::fs::write(
+        dir.path().join("cases.jsonl"),
+        r#"{"id": "c1", "input": {"text": "bug"}, "expected": "bug"}"#,
+    )
+    .unwrap();
     let server = TestServer::start(dir.path(), test_config()).await;
     let c = client();
+    let eval = server
+        .state
+        .engine
+        .run_eval(
+            &shopfloor_engine::EvalRequest {
+                workflow: "triage".into(),
+                variant: Some("warm".into()),
+                concurrency: 1,
+                ..Default::default()
+            },
+            &(),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert!(eval.passed);
 
     // Something to read: a run and a batch made by the admin.
     let (_, run) = post(

@@ -8,6 +8,7 @@ mod adversarial;
 mod anthropic_sdk;
 mod chat_fields;
 mod embeddings;
+mod experiments;
 mod gateway;
 mod idempotency;
 mod images;

@@ -212,6 +212,7 @@ pub fn run(id: &str, workflow: &str, created_at_ms: i64, batch: Option<(&str, u6
         confidence: Some(0.875),
         review: None,
         origin: Default::default(),
+        experiment: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod drift;
 mod evals;
+mod experiments;
 mod open;
 mod reviews;
 mod store;
