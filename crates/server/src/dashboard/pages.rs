@@ -246,6 +246,12 @@ pub(crate) async fn workflow(
             }
         })
         .collect();
+    let experiments: Vec<Value> = state
+        .engine_call(engine.experiment_status(&name))
+        .await?
+        .iter()
+        .map(experiment_panel)
+        .collect();
     let config = std::fs::read_to_string(
         engine
             .project
@@ -268,6 +274,7 @@ pub(crate) async fn workflow(
             daily => daily,
             kpi_chart => kpi_chart,
             drift => Value::from_serialize(&drift),
+            experiments => experiments,
             evals => eval_rows,
             next_stage => next_stage.map(|s| s.as_str()),
             blockers => blockers,
@@ -276,6 +283,42 @@ pub(crate) async fn workflow(
             ..frame(&viewer, &format!("{} · workflow", spec.name), "/")
         },
     ))
+}
+
+/// An experiment as the workflow page shows it: each arm's counts and every metric's value
+/// in words, the recommendation, the halt and the decision.
+fn experiment_panel(status: &shopfloor_engine::ExperimentStatus) -> Value {
+    use shopfloor_core::experiment::format_value;
+    let r = &status.record;
+    let show =
+        |metric, value: Option<f64>| value.map_or("–".to_string(), |v| format_value(metric, v));
+    let arm = |name: &str, f: &shopfloor_core::experiment::ArmFigures| {
+        context! { name => name, runs => f.runs, reviewed => f.reviewed, accepted => f.accepted,
+        invalid => f.invalid }
+    };
+    context! {
+        id => r.id.clone(),
+        variant => r.variant.clone(),
+        state => r.state.as_str(),
+        hypothesis => r.hypothesis.clone(),
+        metric => r.metric.as_str(),
+        share => format!("{:.0}%", r.share * 100.0),
+        guardrails => r.guardrails.iter().map(|g| g.text()).collect::<Vec<_>>(),
+        started => format!("{} by {}", shopfloor_core::calendar::utc_datetime(r.started_at_ms), r.started_by),
+        arms => vec![arm("control", &status.figures.control), arm(&r.variant, &status.figures.variant)],
+        values => status.values.iter().map(|v| context! {
+            metric => v.metric.as_str(),
+            decides => v.metric == r.metric,
+            control => show(v.metric, v.control),
+            variant => show(v.metric, v.variant),
+        }).collect::<Vec<_>>(),
+        recommendation => status.recommendation.as_ref().map(|rec| context! {
+            verdict => rec.verdict.as_str(), reason => rec.reason.clone() }),
+        halted => r.halted_reason.clone(),
+        decision => r.decision.clone(),
+        decided_by => r.ended_by.clone(),
+        note => r.note.clone(),
+    }
 }
 
 fn not_found(e: EngineError) -> PageError {

@@ -448,5 +448,41 @@ async fn a_better_variant_is_kept_an_equal_one_is_not_and_a_costly_one_is_halted
     ] {
         assert!(review.contains(expected), "{expected}:\n{review}");
     }
+
+    // The workflow page shows the decided experiment to a viewer.
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let link = server
+        .state
+        .engine
+        .login_link("vic", shopfloor_core::access::Role::Viewer, "test")
+        .await
+        .unwrap();
+    let signed_in = c
+        .get(server.url(&format!("/login?token={}", link.token)))
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = c
+        .get(server.url("/workflows/triage"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    for expected in [
+        "<h2 id=\"experiments\">Experiments</h2>",
+        "Variant <code>careful</code> · stopped",
+        "Hypothesis: the careful model is accepted more often",
+        "Decided <strong>keep</strong> by ada: accepted 30 points more often",
+        "acceptance_rate (decides)",
+    ] {
+        assert!(page.contains(expected), "{expected}:\n{page}");
+    }
     server.stop().await;
 }
