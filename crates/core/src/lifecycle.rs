@@ -73,7 +73,7 @@ fn production_blockers(workflow: &Workflow, facts: &PromotionFacts) -> Vec<Strin
     let short = |v: &str| v.chars().take(12).collect::<String>();
     match &facts.last_eval {
         None => blockers.push(format!(
-            "no eval has run on the current version {}: run `shopfloor eval {}`",
+            "no eval has run on the current version {} (one that ran the whole dataset to the end): run `shopfloor eval {}`",
             short(&facts.version),
             workflow.name
         )),
@@ -92,7 +92,7 @@ fn production_blockers(workflow: &Workflow, facts: &PromotionFacts) -> Vec<Strin
                 eval.id
             )),
             None => blockers.push(format!(
-                "the last eval on the current version ({}) did not finish",
+                "the last eval on the current version ({}) had no gates to pass: add [eval] gate",
                 eval.id
             )),
         },

@@ -361,7 +361,12 @@ impl Engine {
                 .list_evals(Some(workflow), 1_000)
                 .await?
                 .into_iter()
-                .filter(|e| e.version == loaded.version && e.status != EvalStatus::Running)
+                // Only an eval that ran its whole dataset to the end proves the gates.
+                .filter(|e| {
+                    e.version == loaded.version
+                        && e.status == EvalStatus::Done
+                        && e.case_limit.is_none()
+                })
                 .max_by_key(|e| e.created_at_ms)
                 .map(|e| EvalFact {
                     id: e.id,

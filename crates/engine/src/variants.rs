@@ -47,7 +47,7 @@ pub async fn variant_statuses(
         return Ok(Vec::new());
     }
     let evals = store.list_evals(Some(workflow), 1_000).await?;
-    // Only an eval of the workflow's own dataset counts: a smaller one proves less.
+    // Only a complete eval of the workflow's own dataset counts: a smaller one proves less.
     let dataset = loaded
         .spec
         .eval
@@ -62,7 +62,8 @@ pub async fn variant_statuses(
             .iter()
             .filter(|e| {
                 e.version == version
-                    && e.status != EvalStatus::Running
+                    && e.status == EvalStatus::Done
+                    && e.case_limit.is_none()
                     && e.model_override.is_none()
                     && dataset.as_deref() == Some(e.dataset.as_str())
             })

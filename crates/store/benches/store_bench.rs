@@ -121,6 +121,7 @@ async fn record_cases(store: &dyn Store, cases: &[EvalCaseRecord]) -> Duration {
             passed: None,
             created_at_ms: 1_700_000_000_000,
             finished_at_ms: None,
+            case_limit: None,
         })
         .await
         .expect("the eval is created");

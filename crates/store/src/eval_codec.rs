@@ -13,7 +13,8 @@ use crate::{EvalCaseRecord, EvalRecord, EvalStatus, Result, RunStatus, StoreErro
 
 /// Columns of `evals`, in the order [`INSERT_EVAL`] binds them.
 pub(crate) const EVAL_COLUMNS: &str = "id, workflow, version, dataset, dataset_hash, \
-     model_override, status, total_cases, summary, passed, created_at_ms, finished_at_ms";
+     model_override, status, total_cases, summary, passed, created_at_ms, finished_at_ms, \
+     case_limit";
 
 /// Columns of `eval_cases` that make up an [`EvalCaseRecord`], in [`EvalCaseRow`] order.
 macro_rules! case_columns {
@@ -33,7 +34,8 @@ pub(crate) const EVAL_CASE_INSERT_COLUMN_COUNT: usize = 19;
 /// Insert one eval.
 pub(crate) const INSERT_EVAL: &str = "INSERT INTO evals (id, workflow, version, dataset, \
      dataset_hash, model_override, status, total_cases, summary, passed, created_at_ms, \
-     finished_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     finished_at_ms, case_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+     $13)";
 
 /// End an eval: status, summary, verdict, finish time; bound in that order, then the id.
 pub(crate) const FINISH_EVAL: &str = "UPDATE evals SET status = $1, summary = $2, passed = $3, \
@@ -224,6 +226,16 @@ pub(crate) fn eval_from_row(row: &impl Columns) -> Result<EvalRecord> {
         passed: row.opt_boolean("passed")?,
         created_at_ms: row.int("created_at_ms")?,
         finished_at_ms: row.opt_int("finished_at_ms")?,
+        case_limit: row
+            .opt_int("case_limit")?
+            .map(|n| {
+                u64::try_from(n).map_err(|_| StoreError::Corrupt {
+                    table: T,
+                    column: "case_limit",
+                    message: format!("negative: {n}"),
+                })
+            })
+            .transpose()?,
     })
 }
 

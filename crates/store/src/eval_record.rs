@@ -60,6 +60,10 @@ pub struct EvalRecord {
     pub passed: Option<bool>,
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    /// Only the first N answered cases were run (`eval --limit N`); `None` when the eval ran
+    /// the whole dataset. A limited eval proves nothing about its version's gates.
+    #[serde(default)]
+    pub case_limit: Option<u64>,
 }
 
 /// The result of one dataset case within an eval run.

@@ -101,6 +101,11 @@ const MIGRATIONS: &[Migration] = &[
         "experiments",
         include_str!("../migrations/0014_experiments.sql"),
     ),
+    Migration::new(
+        15,
+        "eval_case_limit",
+        include_str!("../migrations/0015_eval_case_limit.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

@@ -220,6 +220,11 @@ macro_rules! store_impl {
                     .bind(eval.passed)
                     .bind(eval.created_at_ms)
                     .bind(eval.finished_at_ms)
+                    .bind(
+                        eval.case_limit
+                            .map(|n| $crate::codec::to_bigint("evals.case_limit", n))
+                            .transpose()?,
+                    )
                     .execute(self.writer())
                     .await?;
                 Ok(())

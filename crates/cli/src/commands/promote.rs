@@ -9,7 +9,8 @@ use super::Global;
 #[derive(clap::Args)]
 #[command(
     after_help = "Gates: pilot and production need an owner and an [outcome]; \
-production needs the last eval on the current version to have passed its gates, and a live \
+production needs the last complete eval on the current version (its whole dataset, finished) \
+to have passed its gates, and a live \
 reviewer key for high-risk workflows. Retiring is always allowed. The workflow file's `stage` \
 is rewritten and the promotion is written to the audit log with who did it \
 (SHOPFLOOR_ACTOR, else USER)."

@@ -155,6 +155,23 @@ async fn variants_are_evaluated_as_versions_of_their_own_and_eligible_once_they_
         &["not yet: no eval of this version yet: shopfloor eval ticket-triage --variant careful"],
     );
     assert_contains(&listing, &["1 with variants"]);
+    // An eval of the first cases only proves nothing: the variant is still not eligible.
+    let out = shopfloor(
+        dir.path(),
+        &[
+            "eval",
+            "ticket-triage",
+            "--variant",
+            "careful",
+            "--limit",
+            "5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_contains(
+        &text(&shopfloor(dir.path(), &["check"])),
+        &["not yet: no eval of this version yet: shopfloor eval ticket-triage --variant careful"],
+    );
 
     let out = shopfloor(
         dir.path(),

@@ -145,6 +145,11 @@ impl Engine {
         let before = cases.len();
         cases.retain(|c| !c.expected.is_null());
         let unanswered = (before - cases.len()) as u64;
+        // A limit that leaves cases out makes the eval partial: it proves no gate.
+        let case_limit = request
+            .limit
+            .filter(|&limit| limit < cases.len())
+            .map(|limit| limit as u64);
         if let Some(limit) = request.limit {
             cases.truncate(limit);
         }
@@ -161,6 +166,7 @@ impl Engine {
             passed: None,
             created_at_ms: now_ms(),
             finished_at_ms: None,
+            case_limit,
         };
         self.store.create_eval(&eval).await?;
         observer.started(&eval.id, cases.len() as u64, bad.len() as u64);

@@ -250,6 +250,7 @@ pub fn eval(id: &str, workflow: &str, created_at_ms: i64) -> EvalRecord {
         passed: None,
         created_at_ms,
         finished_at_ms: None,
+        case_limit: None,
     }
 }
 

@@ -25,6 +25,7 @@ async fn eval_and_cases_round_trip_with_every_field(db: &Db) {
         summary: Some(json!({"label_accuracy": {"mean": 0.91, "ci": [0.88, 0.94]}, "cost": 1.5})),
         passed: Some(false),
         finished_at_ms: Some(1_700_000_060_000),
+        case_limit: Some(25),
         ..eval("e-full", "ticket-triage", 1_700_000_000_000)
     };
     let bare = EvalRecord {
@@ -468,7 +469,7 @@ async fn a_database_of_the_previous_schema_is_upgraded_once(db: &Db) {
         )
     };
     let upgraded = migrations().await;
-    assert_eq!(upgraded.len(), 14, "every migration once: {upgraded:?}");
+    assert_eq!(upgraded.len(), 15, "every migration once: {upgraded:?}");
     assert_eq!(upgraded[0], "1:42", "migration 1 is not run again");
     for (i, applied) in upgraded.iter().enumerate().skip(1) {
         assert!(applied.starts_with(&format!("{}:", i + 1)), "{upgraded:?}");
