@@ -40,8 +40,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Scaffold a project: shopfloor.toml, an example workflow, its dataset and a guide.
+    /// Scaffold a project from a template: shopfloor.toml, the workflow, its dataset, a guide.
     Init(commands::init::Args),
+    /// The gallery of workflow templates, each with a dataset written for it.
+    #[command(subcommand)]
+    Templates(commands::templates::Command),
+    /// Add to this project: `new workflow NAME --template T`.
+    #[command(subcommand)]
+    New(commands::templates::NewCommand),
     /// Validate the whole project and print each workflow's version hash.
     Check,
     /// Run a workflow on one input (--json) or a file of inputs (--input).
@@ -155,6 +161,8 @@ fn main() -> ExitCode {
             Command::Drift(args) => commands::drift::run(&global, args).await,
             Command::Portfolio(args) => commands::portfolio::run(&global, args).await,
             Command::Report(command) => commands::report::run(&global, command).await,
+            Command::Templates(command) => commands::templates::run(command),
+            Command::New(command) => commands::templates::new(&global, command),
             Command::Experiment(command) => commands::experiment::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),
             Command::Policy(command) => commands::policy::run(&global, command),

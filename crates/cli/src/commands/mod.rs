@@ -21,6 +21,7 @@ pub mod review;
 pub mod run;
 pub mod runs;
 pub mod serve;
+pub mod templates;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -629,31 +629,3 @@ async fn runs_show_names_the_examples_a_run_was_given() {
     let (show, _) = text(&shopfloor(dir.path(), &["runs", "show", id]));
     assert!(show.contains("examples  t001, t002"), "{show}");
 }
-
-/// The lead-qualification project (the README's second examples dataset) stays valid: it
-/// checks clean, and its dataset holds the 71 cases the README's figures are of.
-#[test]
-fn the_lead_qualification_template_checks_clean() {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/lead-qualification");
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["", "workflows", "datasets"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-    }
-    for file in [
-        "shopfloor.toml",
-        "workflows/lead-qualification.toml",
-        "datasets/lead-qualification.jsonl",
-    ] {
-        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
-    }
-    let out = shopfloor(dir.path(), &["check"]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert_contains(&stdout, &["lead-qualification", "no problems"]);
-    let cases = std::fs::read_to_string(dir.path().join("datasets/lead-qualification.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count();
-    assert_eq!(cases, 71);
-}

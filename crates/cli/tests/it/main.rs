@@ -11,3 +11,4 @@ mod misuse;
 mod outcomes;
 mod policy;
 mod serve;
+mod templates;

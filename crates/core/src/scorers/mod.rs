@@ -104,6 +104,8 @@ pub const DEFAULT_NUMERIC_ABS: f64 = 1e-6;
 pub const DEFAULT_JSON_TOLERANCE: f64 = 1e-6;
 /// Default token F1 from which a `similarity` case counts as passed.
 pub const DEFAULT_SIMILARITY_PASS: f64 = 0.8;
+/// Default share of key points from which a `coverage` case counts as passed.
+pub const DEFAULT_COVERAGE_PASS: f64 = 0.5;
 
 /// How a scorer turns a case into a score.
 #[derive(Clone, Copy)]
@@ -142,6 +144,7 @@ const SCORERS: &[Registration] = &[
         DEFAULT_NUMERIC_ABS,
     ),
     rate("similarity", text::similarity, DEFAULT_SIMILARITY_PASS),
+    rate("coverage", text::coverage, DEFAULT_COVERAGE_PASS),
     // Budgets are unlimited until a gate sets one: every case passes, the figure is kept.
     budget("latency_ms", |case| case.latency_ms as f64),
     budget("cost", |case| case.cost_usd),

@@ -42,17 +42,42 @@ pub(super) fn exact(output: &Json, expected: &Json) -> Score {
 /// `contains`: the expected text occurs in the output text, ignoring case. An expected array
 /// of strings asks for each of them; the value is the fraction found.
 pub(super) fn contains(output: &Json, expected: &Json) -> Score {
-    let haystack = as_text(output).to_lowercase();
+    let (found, detail) = found_in(output, expected, str::to_lowercase);
+    Score::rate(found, detail.is_none(), detail)
+}
+
+/// `coverage`: the share of the expected key points (an array of short phrases: names,
+/// numbers, decisions) that the output states, ignoring case and runs of whitespace; a case
+/// passes from `pass` (default 0.5). What a summary is scored by.
+pub(super) fn coverage(output: &Json, expected: &Json, pass: f64) -> Score {
+    let normal = |text: &str| {
+        text.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let (found, detail) = found_in(output, expected, normal);
+    Score::rate(found, found >= pass, detail)
+}
+
+/// The fraction of the expected strings (one, or an array) found in the output, both read
+/// through `normal`, and which were missing.
+fn found_in(
+    output: &Json,
+    expected: &Json,
+    normal: impl Fn(&str) -> String,
+) -> (f64, Option<String>) {
+    let haystack = normal(&as_text(output));
     let needles: Vec<String> = match expected {
         Json::Array(items) => items.iter().map(|i| as_text(i).into_owned()).collect(),
         other => vec![as_text(other).into_owned()],
     };
     if needles.is_empty() {
-        return Score::binary(true, None);
+        return (1.0, None);
     }
     let missing: Vec<&String> = needles
         .iter()
-        .filter(|n| !haystack.contains(&n.to_lowercase()))
+        .filter(|n| !haystack.contains(&normal(n)))
         .collect();
     let found = needles.len() - missing.len();
     let detail = (!missing.is_empty()).then(|| {
@@ -63,11 +88,7 @@ pub(super) fn contains(output: &Json, expected: &Json) -> Score {
             .collect();
         format!("not found: {}", list.join(", "))
     });
-    Score::rate(
-        found as f64 / needles.len() as f64,
-        missing.is_empty(),
-        detail,
-    )
+    (found as f64 / needles.len() as f64, detail)
 }
 
 /// `regex`: the expected string is a pattern the output text must match (anywhere; anchor
@@ -204,6 +225,26 @@ mod tests {
         assert!(!partial.passed);
         assert!(partial.detail.unwrap().contains("apology"));
         assert!(contains(&json!({"id": 17}), &json!("\"id\":17")).passed);
+    }
+
+    #[test]
+    fn coverage_counts_key_points_across_case_and_line_breaks() {
+        let summary = json!("Summary: launch moved to\n14 May.\nActions: Maria — budget  12K");
+        let all = coverage(
+            &summary,
+            &json!(["Maria", "launch moved to 14 May", "budget 12k"]),
+            0.5,
+        );
+        assert_eq!((all.value, all.passed, all.detail), (1.0, true, None));
+        let some = coverage(
+            &summary,
+            &json!(["Maria", "Tom", "Lisbon", "budget 12k"]),
+            0.5,
+        );
+        assert_eq!(some.value, 0.5);
+        assert!(some.passed);
+        assert!(some.detail.unwrap().contains("\"Tom\", \"Lisbon\""));
+        assert!(!coverage(&summary, &json!(["Tom", "Lisbon", "Maria"]), 0.5).passed);
     }
 
     #[test]
