@@ -45,6 +45,10 @@ enum Command {
     /// The gallery of workflow templates, each with a dataset written for it.
     #[command(subcommand)]
     Templates(commands::templates::Command),
+    /// Proposed processes (intake/NAME.toml): rank them by value and feasibility, accept one
+    /// as a draft workflow.
+    #[command(subcommand)]
+    Intake(commands::intake::Command),
     /// Add to this project: `new workflow NAME --template T`.
     #[command(subcommand)]
     New(commands::templates::NewCommand),
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
             Command::Portfolio(args) => commands::portfolio::run(&global, args).await,
             Command::Report(command) => commands::report::run(&global, command).await,
             Command::Templates(command) => commands::templates::run(command),
+            Command::Intake(command) => commands::intake::run(&global, command),
             Command::New(command) => commands::templates::new(&global, command),
             Command::Experiment(command) => commands::experiment::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),

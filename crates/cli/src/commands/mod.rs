@@ -9,6 +9,7 @@ pub mod eval;
 pub mod evals;
 pub mod experiment;
 pub mod init;
+pub mod intake;
 pub mod keys;
 pub mod models;
 pub mod outcomes;

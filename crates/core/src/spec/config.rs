@@ -176,6 +176,11 @@ pub struct ProjectConfig {
     pub gateway: GatewaySpec,
     pub server: ServerSpec,
     pub monitoring: MonitoringSpec,
+    /// `[intake] hourly_rate`: what an hour of the people doing a process costs, for ranking
+    /// proposed processes by value; `None`: [`super::intake::DEFAULT_HOURLY_RATE`]. Left out
+    /// of the serialised config when unset, so that it moves no config version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hourly_rate: Option<f64>,
 }
 
 /// Parse `shopfloor.toml`. Returns the config (possibly partial) and every problem found.
@@ -216,6 +221,16 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
         if let Some(monitoring) = root.table("monitoring") {
             config.monitoring = read_monitoring(&monitoring);
             monitoring.finish();
+        }
+        if let Some(intake) = root.table("intake") {
+            config.hourly_rate = intake.number("hourly_rate").filter(|&rate| {
+                let ok = rate >= 0.0;
+                if !ok {
+                    intake.invalid("hourly_rate", format!("cannot be negative, got {rate}"));
+                }
+                ok
+            });
+            intake.finish();
         }
         if let Some(policy) = root.table("policy") {
             if let Some(pii) = policy.table("pii") {

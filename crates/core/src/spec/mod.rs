@@ -4,6 +4,7 @@
 //! ([`crate::Diagnostic`]); a value of these types that exists is valid.
 
 mod config;
+pub mod intake;
 mod provider;
 mod reader;
 mod review;

@@ -107,6 +107,10 @@ pub struct EvalSpec {
     pub max_regression: Vec<(String, f64)>,
     /// The LLM-as-judge settings, required when `scorers` has `llm_judge`.
     pub judge: Option<JudgeSpec>,
+    /// `min_cases`: the eval refuses to run on a dataset with fewer answered cases (a workflow
+    /// accepted from intake starts with an empty dataset and a minimum of 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_cases: Option<u64>,
 }
 
 /// `[eval] judge = { model = "…", rubric = "…", scale = "unit" | "five" }`.
@@ -684,12 +688,14 @@ fn read_eval(t: &TableReader<'_, '_>) -> EvalSpec {
             "a judge for llm_judge: judge = { model = \"NAME\", rubric = \"what a good answer is\" }",
         );
     }
+    let min_cases = t.unsigned("min_cases");
     EvalSpec {
         dataset,
         scorers,
         gate,
         max_regression,
         judge,
+        min_cases,
     }
 }
 

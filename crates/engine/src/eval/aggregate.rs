@@ -601,6 +601,7 @@ mod tests {
             gate: Vec::new(),
             max_regression: vec![("label_accuracy".into(), 0.05)],
             judge: None,
+            min_cases: None,
         }
     }
 

@@ -145,6 +145,19 @@ impl Engine {
         let before = cases.len();
         cases.retain(|c| !c.expected.is_null());
         let unanswered = (before - cases.len()) as u64;
+        if let Some(min) = spec.and_then(|e| e.min_cases) {
+            if (cases.len() as u64) < min && request.dataset.is_none() {
+                return Err(EngineError::InvalidField {
+                    field: "dataset",
+                    message: format!(
+                        "{relative} has {} answered case(s); this workflow asks for at least \
+                         {min} before its first eval ([eval] min_cases): add known-good cases of \
+                         your own, one JSON object per line with its input and expected output",
+                        cases.len()
+                    ),
+                });
+            }
+        }
         // A limit that leaves cases out makes the eval partial: it proves no gate.
         let case_limit = request
             .limit
