@@ -49,6 +49,10 @@ enum Command {
     /// as a draft workflow.
     #[command(subcommand)]
     Intake(commands::intake::Command),
+    /// Shared prompt patterns (patterns/*.j2): each with its macros, the workflows using it and
+    /// their latest eval scores.
+    #[command(subcommand)]
+    Patterns(commands::patterns::Command),
     /// Add to this project: `new workflow NAME --template T`.
     #[command(subcommand)]
     New(commands::templates::NewCommand),
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
             Command::Report(command) => commands::report::run(&global, command).await,
             Command::Templates(command) => commands::templates::run(command),
             Command::Intake(command) => commands::intake::run(&global, command),
+            Command::Patterns(command) => commands::patterns::run(&global, command).await,
             Command::New(command) => commands::templates::new(&global, command),
             Command::Experiment(command) => commands::experiment::run(&global, command).await,
             Command::Models(command) => commands::models::run(command),

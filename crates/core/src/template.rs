@@ -1,6 +1,6 @@
 //! Prompt templates: minijinja over the input object.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -34,6 +34,87 @@ pub struct Shot {
     pub input: Json,
     pub user: String,
     pub answer: String,
+}
+
+/// The folder of a project that holds shared prompt patterns.
+pub const PATTERNS_DIR: &str = "patterns";
+
+/// A project's prompt patterns: `patterns/NAME.j2` files of minijinja macros (`classify`,
+/// `extract`, `few_shot`, …) that workflows import by path, e.g.
+/// `{% from "patterns/classify.j2" import classify %}`. Core reads no files: the caller passes
+/// each file's path and text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Patterns {
+    sources: BTreeMap<String, String>,
+}
+
+impl Patterns {
+    /// Patterns from `(path, text)` pairs, paths relative to the project (`patterns/x.j2`).
+    pub fn new(sources: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            sources: sources.into_iter().collect(),
+        }
+    }
+
+    /// Every pattern's path, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    /// The macros a pattern defines, in the order written.
+    pub fn macros(&self, path: &str) -> Vec<String> {
+        let Some(text) = self.sources.get(path) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("macro ") {
+            rest = rest[at + "macro ".len()..].trim_start();
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && rest[name.len()..].trim_start().starts_with('(') {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// The patterns `texts` import, and those they import in turn, each with the SHA-256 of
+    /// its text: what a workflow's version covers.
+    pub fn used_by(&self, texts: &[&str]) -> BTreeMap<String, String> {
+        use sha2::{Digest, Sha256};
+        let mut used = BTreeMap::new();
+        let mut queue: Vec<String> = texts.iter().flat_map(|t| referenced(t)).collect();
+        while let Some(path) = queue.pop() {
+            if used.contains_key(&path) {
+                continue;
+            }
+            let Some(text) = self.sources.get(&path) else {
+                continue;
+            };
+            queue.extend(referenced(text));
+            used.insert(path, hex::encode(Sha256::digest(text.as_bytes())));
+        }
+        used
+    }
+}
+
+/// The pattern paths a template's text names (`"patterns/NAME.j2"` in quotes).
+pub fn referenced(text: &str) -> Vec<String> {
+    let prefix = format!("{PATTERNS_DIR}/");
+    let mut out = Vec::new();
+    for quote in ['"', '\''] {
+        for piece in text.split(quote).skip(1).step_by(2) {
+            if piece.starts_with(&prefix) && piece.ends_with(".j2") && !piece.contains(quote) {
+                out.push(piece.to_string());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A workflow's templates, compiled once.
@@ -90,6 +171,14 @@ pub struct TemplateError {
 impl PromptTemplates {
     /// Compile the system and user templates; syntax errors name the template and line.
     pub fn compile(prompt: &PromptSpec) -> Result<Self, Vec<TemplateError>> {
+        Self::compile_with(prompt, &Patterns::default())
+    }
+
+    /// Compile the templates with the project's patterns, which they may import.
+    pub fn compile_with(
+        prompt: &PromptSpec,
+        patterns: &Patterns,
+    ) -> Result<Self, Vec<TemplateError>> {
         let mut env = Environment::new();
         // Optional input fields that are absent render as empty instead of failing the run;
         // `check` has already verified every variable is declared in the input schema.
@@ -111,6 +200,37 @@ impl PromptTemplates {
             minijinja::escape_formatter(out, state, value)
         });
         let mut errors = Vec::new();
+        let texts: Vec<&str> = prompt
+            .system
+            .iter()
+            .map(|s| s.value.as_str())
+            .chain([prompt.user.value.as_str()])
+            .collect();
+        // The patterns the templates import, and those they import in turn.
+        for path in patterns.used_by(&texts).into_keys() {
+            let text = patterns.sources[&path].clone();
+            if let Err(e) = env.add_template_owned(path.clone(), text) {
+                errors.push(TemplateError {
+                    field: "prompt.user",
+                    message: format!("{path}: {}", describe(&e)),
+                });
+            }
+        }
+        for path in texts.iter().flat_map(|t| referenced(t)) {
+            if !patterns.sources.contains_key(&path) {
+                errors.push(TemplateError {
+                    field: "prompt.user",
+                    message: format!(
+                        "imports {path}, which is not in the project; patterns: {}",
+                        if patterns.sources.is_empty() {
+                            "none (write them under patterns/)".to_string()
+                        } else {
+                            patterns.paths().collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                });
+            }
+        }
         if let Some(system) = &prompt.system {
             if let Err(e) = env.add_template_owned("system", system.value.clone()) {
                 errors.push(TemplateError {
@@ -233,6 +353,59 @@ mod tests {
     use super::*;
     use crate::spec::Located;
     use serde_json::json;
+
+    fn patterns() -> Patterns {
+        Patterns::new([
+            (
+                "patterns/classify.j2".to_string(),
+                "{% macro classify(labels, text) %}Answer with one of: {{ labels|join(\", \") }}.\n{{ text }}{% endmacro %}\n{% macro  unused_name (x) %}{% endmacro %}".to_string(),
+            ),
+            (
+                "patterns/ticket.j2".to_string(),
+                "{% from \"patterns/classify.j2\" import classify %}{% macro ticket(t) %}{{ classify([\"bug\", \"billing\"], t) }}{% endmacro %}".to_string(),
+            ),
+            ("patterns/other.j2".to_string(), "{% macro other() %}x{% endmacro %}".to_string()),
+        ])
+    }
+
+    #[test]
+    fn templates_import_patterns_and_versions_see_what_they_use() {
+        let patterns = patterns();
+        assert_eq!(
+            patterns.macros("patterns/classify.j2"),
+            ["classify", "unused_name"]
+        );
+        let user = "{% from 'patterns/ticket.j2' import ticket %}{{ ticket(subject) }}";
+        let compiled = PromptTemplates::compile_with(&prompt(None, user), &patterns).unwrap();
+        let rendered = compiled
+            .render(&json!({"subject": "Charged twice"}))
+            .unwrap();
+        assert_eq!(
+            rendered.user,
+            "Answer with one of: bug, billing.\nCharged twice"
+        );
+        // The variables the template reads are the input's, not the macros'.
+        assert_eq!(
+            compiled.variables(),
+            [("prompt.user", BTreeSet::from(["subject".to_string()]))]
+        );
+        // Used: the pattern named and the one it imports, never the others.
+        let used = patterns.used_by(&[user]);
+        assert_eq!(
+            used.keys().collect::<Vec<_>>(),
+            ["patterns/classify.j2", "patterns/ticket.j2"]
+        );
+        let errors = PromptTemplates::compile_with(
+            &prompt(None, "{% import \"patterns/nope.j2\" as p %}{{ p.x() }}"),
+            &patterns,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            errors[0].message.contains("imports patterns/nope.j2, which is not in the project; patterns: patterns/classify.j2"),
+            "{errors:?}"
+        );
+    }
 
     fn prompt(system: Option<&str>, user: &str) -> PromptSpec {
         PromptSpec {

@@ -13,12 +13,15 @@ const VERSION_LEN: usize = 12;
 
 /// The version of `workflow` given the project's models: templates, output contract, route and
 /// parameters, the routed models' provider and model ids, and its examples (how many, how
-/// chosen, and `examples_set`: the hash of the example file's content). Owner, description,
-/// stage, comments and formatting do not change it.
+/// chosen, and `examples_set`: the hash of the example file's content), and the prompt
+/// patterns its templates import (`patterns`: path → hash of the text, from
+/// [`crate::template::Patterns::used_by`]). Owner, description, stage, comments and
+/// formatting do not change it.
 pub fn workflow_version(
     workflow: &Workflow,
     models: &BTreeMap<String, ModelSpec>,
     examples_set: Option<&str>,
+    patterns: &BTreeMap<String, String>,
 ) -> String {
     let route_models: Vec<_> = workflow
         .route
@@ -57,6 +60,10 @@ pub fn workflow_version(
             "select": examples.select,
             "set": examples_set,
         });
+    }
+    // Likewise only a workflow that imports patterns.
+    if !patterns.is_empty() {
+        behaviour["prompt"]["patterns"] = json!(patterns);
     }
     let digest = Sha256::digest(crate::canonical_json(&behaviour).as_bytes());
     hex::encode(digest)[..VERSION_LEN].to_string()

@@ -58,6 +58,7 @@ fn check(workflow: &str) -> Vec<String> {
     let workflows: Vec<_> = parsed.into_iter().collect();
     let exists = |path: &str| path == "datasets/ticket-triage.jsonl";
     diags.extend(validate_project(&ProjectFiles {
+        patterns: &Default::default(),
         config: &config,
         workflows: &workflows,
         file_exists: &exists,
@@ -228,7 +229,7 @@ fn version_ignores_owner_and_comments_but_not_the_prompt() {
     let version = |text: &str| {
         let (w, diags) = parse_workflow("t", "workflows/t.toml", text);
         assert!(diags.is_empty(), "{diags:?}");
-        workflow_version(&w.unwrap(), &config.models, None)
+        workflow_version(&w.unwrap(), &config.models, None, &Default::default())
     };
     let base = version(GOOD);
     assert_eq!(base.len(), 12);
@@ -281,6 +282,7 @@ fn embedding_models_serve_no_route_and_only_some_providers_embed() {
     let (workflow, _) = parse_workflow("ticket-triage", "workflows/ticket-triage.toml", &workflow);
     let workflows: Vec<_> = workflow.into_iter().collect();
     let diags = validate_project(&ProjectFiles {
+        patterns: &Default::default(),
         config: &parsed,
         workflows: &workflows,
         file_exists: &|path: &str| path == "datasets/ticket-triage.jsonl",
@@ -342,10 +344,15 @@ fn variants_replace_what_they_name_and_have_versions_of_their_own() {
     assert_eq!(local.variant.as_deref(), Some("local-only"));
     assert!(local.variants.is_empty());
     assert!(workflow.variant("nope").is_none());
-    let base = workflow_version(&workflow, &config.models, None);
+    let base = workflow_version(&workflow, &config.models, None, &Default::default());
     let versions = [
-        workflow_version(&workflow.variant("terse").unwrap(), &config.models, None),
-        workflow_version(&local, &config.models, None),
+        workflow_version(
+            &workflow.variant("terse").unwrap(),
+            &config.models,
+            None,
+            &Default::default(),
+        ),
+        workflow_version(&local, &config.models, None, &Default::default()),
     ];
     assert!(
         versions.iter().all(|v| *v != base),
@@ -355,7 +362,7 @@ fn variants_replace_what_they_name_and_have_versions_of_their_own() {
     // The variants leave the workflow's own version as it was.
     let (plain, _) = parse_workflow("ticket-triage", "workflows/ticket-triage.toml", GOOD);
     assert_eq!(
-        workflow_version(&plain.unwrap(), &config.models, None),
+        workflow_version(&plain.unwrap(), &config.models, None, &Default::default()),
         base
     );
 }

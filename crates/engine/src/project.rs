@@ -8,7 +8,7 @@ use shopfloor_core::output::OutputValidator;
 use shopfloor_core::spec::{
     parse_config, parse_workflow, validate_project, ProjectConfig, ProjectFiles, Workflow,
 };
-use shopfloor_core::template::PromptTemplates;
+use shopfloor_core::template::{Patterns, PromptTemplates, PATTERNS_DIR};
 use shopfloor_core::version::workflow_version;
 use shopfloor_core::Diagnostic;
 
@@ -36,6 +36,8 @@ pub struct Project {
     pub root: PathBuf,
     pub config: ProjectConfig,
     pub workflows: BTreeMap<String, Arc<LoadedWorkflow>>,
+    /// `patterns/*.j2`: prompt macros the workflows' templates may import.
+    pub patterns: Patterns,
 }
 
 impl Project {
@@ -77,11 +79,13 @@ impl Project {
             diagnostics.extend(found);
             workflows.extend(workflow);
         }
+        let patterns = read_patterns(root, &mut diagnostics)?;
         let exists = |relative: &str| root.join(relative).is_file();
         diagnostics.extend(validate_project(&ProjectFiles {
             config: &config,
             workflows: &workflows,
             file_exists: &exists,
+            patterns: &patterns,
         }));
         if !diagnostics.is_empty() {
             return Err(EngineError::InvalidProject(diagnostics));
@@ -89,12 +93,16 @@ impl Project {
         let mut loaded = BTreeMap::new();
         for spec in workflows {
             let name = spec.name.as_str().to_string();
-            loaded.insert(name, Arc::new(load_workflow(root, &config, spec)?));
+            loaded.insert(
+                name,
+                Arc::new(load_workflow(root, &config, &patterns, spec)?),
+            );
         }
         Ok(Self {
             root: root.to_path_buf(),
             config,
             workflows: loaded,
+            patterns,
         })
     }
 
@@ -131,7 +139,12 @@ impl Project {
 
     /// Compile a spec of this project (a variant, other examples) as a workflow to run.
     pub fn compile(&self, spec: Workflow) -> Result<Arc<LoadedWorkflow>, EngineError> {
-        Ok(Arc::new(load_workflow(&self.root, &self.config, spec)?))
+        Ok(Arc::new(load_workflow(
+            &self.root,
+            &self.config,
+            &self.patterns,
+            spec,
+        )?))
     }
 
     /// A workflow by name, or an error listing the known ones.
@@ -150,9 +163,10 @@ impl Project {
 fn load_workflow(
     root: &Path,
     config: &ProjectConfig,
+    patterns: &Patterns,
     spec: Workflow,
 ) -> Result<LoadedWorkflow, EngineError> {
-    let templates = PromptTemplates::compile(&spec.prompt).map_err(|errors| {
+    let templates = PromptTemplates::compile_with(&spec.prompt, patterns).map_err(|errors| {
         EngineError::InvalidProject(
             errors
                 .into_iter()
@@ -166,10 +180,18 @@ fn load_workflow(
         )?)),
         None => None,
     };
+    let texts: Vec<&str> = spec
+        .prompt
+        .system
+        .iter()
+        .map(|s| s.value.as_str())
+        .chain([spec.prompt.user.value.as_str()])
+        .collect();
     let version = workflow_version(
         &spec,
         &config.models,
         examples.as_ref().map(|e| e.hash.as_str()),
+        &patterns.used_by(&texts),
     );
     let output = OutputValidator::new(&spec.output.contract).map_err(|m| {
         EngineError::InvalidProject(vec![Diagnostic::new(&spec.file, None, "output", m)])
@@ -215,6 +237,38 @@ fn workflow_files(root: &Path) -> Result<Vec<(String, PathBuf)>, EngineError> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Every `patterns/*.j2` of the project, by path; a file that is not UTF-8 is a problem.
+fn read_patterns(root: &Path, diagnostics: &mut Vec<Diagnostic>) -> Result<Patterns, EngineError> {
+    let dir = root.join(PATTERNS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Patterns::default()),
+        Err(e) => {
+            return Err(EngineError::Io {
+                path: dir,
+                source: e,
+            })
+        }
+    };
+    let mut sources = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(EngineError::io(dir.clone()))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.ends_with(".j2") {
+            continue;
+        }
+        let file = format!("{PATTERNS_DIR}/{name}");
+        let bytes = std::fs::read(&path).map_err(EngineError::io(path.clone()))?;
+        match utf8_text(&file, bytes) {
+            Ok(text) => sources.push((file, text)),
+            Err(d) => diagnostics.push(d),
+        }
+    }
+    Ok(Patterns::new(sources))
 }
 
 /// `bytes` of `file` as text, or where they stop being UTF-8 (a binary file, another encoding).

@@ -13,6 +13,7 @@ pub mod intake;
 pub mod keys;
 pub mod models;
 pub mod outcomes;
+pub mod patterns;
 pub mod policy;
 pub mod portfolio;
 pub mod promote;

@@ -367,3 +367,83 @@ async fn variants_are_evaluated_as_versions_of_their_own_and_eligible_once_they_
         ],
     );
 }
+
+/// The version hash of `workflow` as `check` prints it.
+fn version_of(dir: &std::path::Path, workflow: &str) -> String {
+    let out = shopfloor(dir, &["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    text(&out)
+        .lines()
+        .find(|l| l.starts_with(workflow))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .unwrap_or_else(|| panic!("no line for {workflow}: {}", text(&out)))
+        .to_string()
+}
+
+/// Prompt patterns: a workflow imports a macro from patterns/, its version covers the
+/// pattern's text, and `patterns list` shows the pattern with the workflow's eval scores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_import_patterns_whose_text_their_versions_cover() {
+    let server = FakeServer::start(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    scaffold(dir.path(), &server.base_url());
+    let before = version_of(dir.path(), "ticket-triage");
+    std::fs::create_dir_all(dir.path().join("patterns")).unwrap();
+    std::fs::write(
+        dir.path().join("patterns/route.j2"),
+        "{% macro route(subject, body) %}Ticket subject: {{ subject }}\n\n{{ body }}\n\nWhich queue should handle this ticket: billing, bug, account or other?{% endmacro %}\n",
+    )
+    .unwrap();
+    let file = dir.path().join("workflows/ticket-triage.toml");
+    let workflow = std::fs::read_to_string(&file).unwrap();
+    let start = workflow.find("user = \"\"\"").unwrap();
+    let end = start + workflow[start..].find("?\"\"\"").unwrap() + 4;
+    let imported = format!(
+        "{}user = \"{{% from 'patterns/route.j2' import route %}}{{{{ route(subject, body) }}}}\"{}",
+        &workflow[..start],
+        &workflow[end..]
+    );
+    std::fs::write(&file, imported).unwrap();
+    let with_pattern = version_of(dir.path(), "ticket-triage");
+    assert_ne!(with_pattern, before);
+
+    let out = shopfloor(dir.path(), &["eval", "ticket-triage"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = shopfloor(dir.path(), &["patterns", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["pattern"], "patterns/route.j2");
+    assert_eq!(list[0]["macros"], serde_json::json!(["route"]));
+    let user = &list[0]["workflows"][0];
+    assert_eq!(user["workflow"], "ticket-triage");
+    assert_eq!(user["version"], with_pattern.as_str());
+    assert_eq!(user["last_eval"]["scores"][0]["scorer"], "label_accuracy");
+    assert!(
+        user["last_eval"]["scores"][0]["mean"].as_f64().unwrap() >= 0.5,
+        "{user}"
+    );
+    assert_contains(
+        &text(&shopfloor(dir.path(), &["patterns", "list"])),
+        &[
+            "patterns/route.j2  macros: route",
+            "ticket-triage (version",
+            "label_accuracy 0.",
+        ],
+    );
+
+    // The pattern's text is part of the version of every workflow using it.
+    std::fs::write(
+        dir.path().join("patterns/route.j2"),
+        "{% macro route(subject, body) %}Subject: {{ subject }}\n{{ body }}\nQueue: billing, bug, account or other?{% endmacro %}\n",
+    )
+    .unwrap();
+    assert_ne!(version_of(dir.path(), "ticket-triage"), with_pattern);
+    // A pattern that is not there is named.
+    std::fs::remove_file(dir.path().join("patterns/route.j2")).unwrap();
+    let out = shopfloor(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_contains(
+        &text(&out),
+        &["imports patterns/route.j2, which is not in the project; patterns: none"],
+    );
+}

@@ -16,6 +16,8 @@ pub struct ProjectFiles<'a> {
     pub workflows: &'a [Workflow],
     /// Whether a path relative to the project folder is an existing file.
     pub file_exists: &'a dyn Fn(&str) -> bool,
+    /// The project's prompt patterns, which templates may import.
+    pub patterns: &'a crate::template::Patterns,
 }
 
 /// Every cross-file problem of a project.
@@ -25,7 +27,7 @@ pub fn validate_project(project: &ProjectFiles<'_>) -> Vec<Diagnostic> {
         let before = out.len();
         check_route(project.config, workflow, &mut out);
         check_confidence(project.config, workflow, &mut out);
-        check_input_and_templates(workflow, &mut out);
+        check_input_and_templates(project, workflow, &mut out);
         check_eval(project, workflow, &mut out);
         check_examples(project, workflow, &mut out);
         let own: Vec<Diagnostic> = out[before..].to_vec();
@@ -38,7 +40,7 @@ pub fn validate_project(project: &ProjectFiles<'_>) -> Vec<Diagnostic> {
             let mut found = Vec::new();
             check_route(project.config, &made, &mut found);
             check_confidence(project.config, &made, &mut found);
-            check_input_and_templates(&made, &mut found);
+            check_input_and_templates(project, &made, &mut found);
             check_examples(project, &made, &mut found);
             for mut d in found {
                 if own.contains(&d) {
@@ -126,7 +128,11 @@ fn check_confidence(config: &ProjectConfig, workflow: &Workflow, out: &mut Vec<D
     }
 }
 
-fn check_input_and_templates(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
+fn check_input_and_templates(
+    project: &ProjectFiles<'_>,
+    workflow: &Workflow,
+    out: &mut Vec<Diagnostic>,
+) {
     let schema = &workflow.input_schema;
     let schema_ok = match jsonschema::meta::validate(schema) {
         Ok(()) => true,
@@ -153,7 +159,7 @@ fn check_input_and_templates(workflow: &Workflow, out: &mut Vec<Diagnostic>) {
         .and_then(Json::as_object)
         .map(|p| p.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    match PromptTemplates::compile(&workflow.prompt) {
+    match PromptTemplates::compile_with(&workflow.prompt, project.patterns) {
         Err(errors) => {
             for e in errors {
                 let line = template_line(workflow, e.field);
