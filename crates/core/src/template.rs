@@ -200,12 +200,7 @@ impl PromptTemplates {
             minijinja::escape_formatter(out, state, value)
         });
         let mut errors = Vec::new();
-        let texts: Vec<&str> = prompt
-            .system
-            .iter()
-            .map(|s| s.value.as_str())
-            .chain([prompt.user.value.as_str()])
-            .collect();
+        let texts = prompt.texts();
         // The patterns the templates import, and those they import in turn.
         for path in patterns.used_by(&texts).into_keys() {
             let text = patterns.sources[&path].clone();

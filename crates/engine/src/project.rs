@@ -180,18 +180,11 @@ fn load_workflow(
         )?)),
         None => None,
     };
-    let texts: Vec<&str> = spec
-        .prompt
-        .system
-        .iter()
-        .map(|s| s.value.as_str())
-        .chain([spec.prompt.user.value.as_str()])
-        .collect();
     let version = workflow_version(
         &spec,
         &config.models,
         examples.as_ref().map(|e| e.hash.as_str()),
-        &patterns.used_by(&texts),
+        &patterns.used_by(&spec.prompt.texts()),
     );
     let output = OutputValidator::new(&spec.output.contract).map_err(|m| {
         EngineError::InvalidProject(vec![Diagnostic::new(&spec.file, None, "output", m)])

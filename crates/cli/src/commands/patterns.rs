@@ -37,14 +37,11 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
     for path in project.patterns.paths() {
         let mut users = Vec::new();
         for (name, workflow) in &project.workflows {
-            let prompt = &workflow.spec.prompt;
-            let texts: Vec<&str> = prompt
-                .system
-                .iter()
-                .map(|s| s.value.as_str())
-                .chain([prompt.user.value.as_str()])
-                .collect();
-            if !project.patterns.used_by(&texts).contains_key(path) {
+            if !project
+                .patterns
+                .used_by(&workflow.spec.prompt.texts())
+                .contains_key(path)
+            {
                 continue;
             }
             let eval = match &store {

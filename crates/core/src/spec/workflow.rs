@@ -32,6 +32,17 @@ pub struct PromptSpec {
     pub examples: Option<ExamplesSpec>,
 }
 
+impl PromptSpec {
+    /// The template texts: the system's, if any, then the user's.
+    pub fn texts(&self) -> Vec<&str> {
+        self.system
+            .iter()
+            .map(|s| s.value.as_str())
+            .chain([self.user.value.as_str()])
+            .collect()
+    }
+}
+
 /// `[prompt] examples = { from = "datasets/NAME.jsonl", k = 4, select = "similar" }`: cases of
 /// a dataset shown to the model as user/assistant turns before the input, the user turn being
 /// the case's input through the workflow's own template and the assistant turn its expected
