@@ -20,6 +20,8 @@ pub const LONG_PILOT_DAYS: i64 = 90;
 pub const IDLE_DAYS: i64 = 14;
 /// Cost per accepted output up by more than this share week over week.
 const COST_RISE: f64 = 0.2;
+/// Days in production after which the minutes saved are held against the intake's prediction.
+pub const PREDICTION_DAYS: i64 = 30;
 
 shopfloor_core::text_enum! {
     /// Something an operating review should look at.
@@ -34,6 +36,7 @@ shopfloor_core::text_enum! {
         CostRising => "cost_rising",
         DriftAlert => "drift_alert",
         ReviewsOverdue => "reviews_overdue",
+        PredictionMissed => "prediction_missed",
     }
 }
 
@@ -167,6 +170,7 @@ impl Engine {
             runs_in_idle_window: this_week.runs + last_week.runs,
             kpi: kpi.as_ref(),
             reviews_overdue,
+            predicted_minutes_per_week: outcome.and_then(|o| o.predicted_minutes_saved_per_week),
             drift_alert: match self.drift_alert(&name, now).await {
                 Ok(alert) => alert,
                 // The portfolio still shows the rest; the drift command says what failed.
@@ -230,6 +234,8 @@ struct Facts<'a> {
     runs_in_idle_window: u64,
     kpi: Option<&'a KpiStatus>,
     reviews_overdue: u64,
+    /// `[outcome] predicted_minutes_saved_per_week`, from intake.
+    predicted_minutes_per_week: Option<f64>,
     drift_alert: bool,
 }
 
@@ -299,6 +305,19 @@ fn flags(f: &Facts<'_>) -> Vec<Flagged> {
             HealthFlag::DriftAlert,
             "its inputs or outputs drifted from the reference".into(),
         );
+    }
+    if let (Stage::Production, Some(days), Some(predicted)) =
+        (f.stage, f.days_in_stage, f.predicted_minutes_per_week)
+    {
+        let realised = f.this_week.minutes_saved;
+        if days >= PREDICTION_DAYS && realised < predicted / 2.0 {
+            flag(
+                HealthFlag::PredictionMissed,
+                format!(
+                    "saved {realised:.0} minutes this week against {predicted:.0} predicted at intake: less than half, {days} days into production"
+                ),
+            );
+        }
     }
     if f.reviews_overdue > 0 {
         flag(
@@ -377,8 +396,35 @@ mod tests {
             runs_in_idle_window: this.runs + last.runs,
             kpi: None,
             reviews_overdue: 0,
+            predicted_minutes_per_week: None,
             drift_alert: false,
         }
+    }
+
+    #[test]
+    fn a_prediction_missed_by_more_than_half_is_flagged_after_30_days_in_production() {
+        let mut week = figures(200, 180, Some(0.01));
+        week.minutes_saved = 400.0;
+        let mut f = facts(&week, &week);
+        f.predicted_minutes_per_week = Some(1000.0);
+        assert!(flags_of(&f).is_empty(), "10 days in: too early to tell");
+        f.days_in_stage = Some(30);
+        let flagged = flags(&f);
+        assert_eq!(flagged[0].flag, HealthFlag::PredictionMissed);
+        assert!(
+            flagged[0]
+                .reason
+                .contains("saved 400 minutes this week against 1000 predicted"),
+            "{flagged:?}"
+        );
+        week.minutes_saved = 500.0;
+        let f = Facts {
+            this_week: &week,
+            predicted_minutes_per_week: Some(1000.0),
+            days_in_stage: Some(40),
+            ..facts(&week, &week)
+        };
+        assert!(flags_of(&f).is_empty(), "half of the prediction is no miss");
     }
 
     #[test]

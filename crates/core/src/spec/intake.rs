@@ -235,7 +235,7 @@ pub const MIN_FIRST_EVAL_CASES: u64 = 30;
 
 /// The draft workflow file for `intake`, from a template's workflow file: its description,
 /// owner, risk and data class are the intake's; `stage` is draft; `[outcome]` counts the
-/// intake's minutes per case; `[eval] min_cases` asks for [`MIN_FIRST_EVAL_CASES`] of the
+/// intake's minutes per case and keeps its prediction (cases × minutes a week); `[eval] min_cases` asks for [`MIN_FIRST_EVAL_CASES`] of the
 /// owner's own cases; examples drawn from the (still empty) dataset are left out.
 pub fn draft_workflow(template: &str, intake: &Intake) -> Result<String, String> {
     use toml_edit::{value, DocumentMut, Item, Table};
@@ -253,6 +253,8 @@ pub fn draft_workflow(template: &str, intake: &Intake) -> Result<String, String>
     outcome["baseline"] = value(round(intake.minutes_per_case));
     outcome["target"] = value(round(intake.minutes_per_case / 4.0));
     outcome["minutes_saved_per_accepted"] = value(round(intake.minutes_per_case));
+    outcome["predicted_minutes_saved_per_week"] =
+        value(round(intake.cases_per_week * intake.minutes_per_case));
     doc["outcome"] = Item::Table(outcome);
     if let Some(prompt) = doc.get_mut("prompt").and_then(Item::as_table_mut) {
         prompt.remove("examples");
@@ -396,6 +398,7 @@ output = "fields"
             "baseline = 3.0",
             "target = 0.8",
             "min_cases = 30",
+            "predicted_minutes_saved_per_week = 1200.0",
         ] {
             assert!(draft.contains(expected), "{expected}:\n{draft}");
         }

@@ -19,6 +19,10 @@ pub struct Outcome {
     /// What an hour of a reviewer's time costs (in the currency of model prices, US dollars),
     /// for the cost per accepted output; 0 when unset.
     pub reviewer_cost_per_hour: f64,
+    /// The minutes a week the workflow was expected to save when it was proposed (intake);
+    /// after 30 days in production the portfolio holds the realised minutes against it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_minutes_saved_per_week: Option<f64>,
 }
 
 /// The prompt templates (minijinja over the input object).
@@ -453,12 +457,20 @@ fn read_outcome(t: &TableReader<'_, '_>) -> Option<Outcome> {
     if reviewer_cost.is_some_and(|c| c < 0.0) {
         t.invalid("reviewer_cost_per_hour", "cannot be negative".into());
     }
+    let predicted = t.number("predicted_minutes_saved_per_week");
+    if predicted.is_some_and(|p| p < 0.0) {
+        t.invalid(
+            "predicted_minutes_saved_per_week",
+            "cannot be negative".into(),
+        );
+    }
     Some(Outcome {
         kpi: kpi?.value,
         baseline,
         target,
         minutes_saved_per_accepted: minutes?,
         reviewer_cost_per_hour: reviewer_cost.unwrap_or(0.0),
+        predicted_minutes_saved_per_week: predicted,
     })
 }
 
