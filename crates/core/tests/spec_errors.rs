@@ -406,4 +406,10 @@ fn balanced_examples_need_labels() {
         "examples = { from = \"datasets/ticket-triage.jsonl\", k = 2, select = \"balanced\" }\n\n[output]",
     );
     assert!(check(&labelled).is_empty(), "{:#?}", check(&labelled));
+    // A key the examples table does not know is named, not ignored.
+    let typo = GOOD.replace(
+        "[output]",
+        "examples = { from = \"datasets/ticket-triage.jsonl\", k = 2, selct = \"fixed\" }\n\n[output]",
+    );
+    assert_has(&check(&typo), "prompt.examples.selct: unknown key");
 }

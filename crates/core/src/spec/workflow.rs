@@ -520,6 +520,7 @@ fn read_prompt_fields(t: &TableReader<'_, '_>, required: bool) -> PromptFields {
                 ],
             )
             .unwrap_or(ExampleSelect::Similar);
+        e.finish();
         Some(ExamplesSpec {
             from: from?,
             k: k.max(1) as usize,
