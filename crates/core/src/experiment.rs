@@ -35,6 +35,16 @@ crate::text_enum! {
 }
 
 impl Metric {
+    /// The metric named `text`, or a message listing them.
+    pub fn from_text(text: &str) -> Result<Metric, String> {
+        Metric::parse(text).ok_or_else(|| {
+            format!(
+                "unknown metric \"{text}\"; expected one of: {}",
+                Metric::expected()
+            )
+        })
+    }
+
     /// Whether more is better.
     pub fn higher_is_better(self) -> bool {
         self == Metric::AcceptanceRate

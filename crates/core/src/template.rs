@@ -124,6 +124,9 @@ pub struct PromptTemplates {
     assistant_prefix: Option<String>,
     /// A template reads [`EXAMPLES_VARIABLE`]: it places the examples itself.
     reads_examples: bool,
+    /// The patterns the templates import (and those they import), each with the hash of its
+    /// text: what the workflow's version covers.
+    patterns_used: BTreeMap<String, String>,
 }
 
 /// The longest prompt a template may render. An input can make a template repeat something
@@ -202,8 +205,9 @@ impl PromptTemplates {
         let mut errors = Vec::new();
         let texts = prompt.texts();
         // The patterns the templates import, and those they import in turn.
-        for path in patterns.used_by(&texts).into_keys() {
-            let text = patterns.sources[&path].clone();
+        let patterns_used = patterns.used_by(&texts);
+        for path in patterns_used.keys() {
+            let text = patterns.sources[path].clone();
             if let Err(e) = env.add_template_owned(path.clone(), text) {
                 errors.push(TemplateError {
                     field: "prompt.user",
@@ -248,12 +252,18 @@ impl PromptTemplates {
             has_system: prompt.system.is_some(),
             assistant_prefix: prompt.assistant_prefix.clone(),
             reads_examples: false,
+            patterns_used,
         };
         templates.reads_examples = templates
             .variables()
             .iter()
             .any(|(_, names)| names.contains(EXAMPLES_VARIABLE));
         Ok(templates)
+    }
+
+    /// The patterns the templates import, with the hash of each one's text.
+    pub fn patterns_used(&self) -> &BTreeMap<String, String> {
+        &self.patterns_used
     }
 
     /// The top-level variables each template reads, by field.
@@ -386,6 +396,7 @@ mod tests {
         );
         // Used: the pattern named and the one it imports, never the others.
         let used = patterns.used_by(&[user]);
+        assert_eq!(compiled.patterns_used(), &used);
         assert_eq!(
             used.keys().collect::<Vec<_>>(),
             ["patterns/classify.j2", "patterns/ticket.j2"]

@@ -70,7 +70,7 @@ pub struct ExperimentStatus {
 }
 
 impl ExperimentStatus {
-    /// The status in a few lines, for the terminal and the weekly review.
+    /// The status in a few lines, for the terminal.
     pub fn summary(&self) -> String {
         let r = &self.record;
         let mut out = format!(
@@ -127,7 +127,7 @@ impl ExperimentStatus {
 }
 
 /// A running experiment with its variant compiled, as the run path uses it.
-struct Live {
+pub(crate) struct Live {
     record: ExperimentRecord,
     variant: Arc<LoadedWorkflow>,
     /// Runs this replica gave either arm: every few, the guardrails are read at once.
@@ -364,7 +364,8 @@ impl Engine {
             .ok_or_else(|| {
                 EngineError::NoExperiment(format!("workflow {workflow} has no live experiment"))
             })?;
-        let before = self.status_of(live.clone()).await?;
+        let before = self.status_of(live).await?;
+        let live = &before.record;
         let end = ExperimentEnd {
             state: ExperimentState::Stopped,
             at_ms: now_ms(),
@@ -396,31 +397,33 @@ impl Engine {
             }),
         )
         .await?;
-        let record = self
-            .store
-            .experiments(Some(workflow))
-            .await?
-            .into_iter()
-            .find(|e| e.id == live.id)
-            .unwrap_or(live);
-        self.status_of(record).await
+        // Stopping changes the record, not the figures: no need to count them again.
+        Ok(ExperimentStatus {
+            record: before.record.ended(&end),
+            recommendation: None,
+            ..before
+        })
     }
 
     /// The arm a single run of `workflow` runs in: the workflow itself when it has no running
-    /// experiment or the caller pinned a model, else the arm the subject hashes to; and
-    /// whether the guardrails are to be read once the run is recorded.
+    /// experiment or the caller pinned a model, else the arm the subject hashes to; and the
+    /// experiment, when its guardrails are to be read once the run is recorded.
     pub(crate) async fn arm_for(
         &self,
         workflow: Arc<LoadedWorkflow>,
         input: &Value,
         subject: Option<&str>,
         pinned_model: bool,
-    ) -> (Arc<LoadedWorkflow>, Option<ExperimentArm>, bool) {
+    ) -> (
+        Arc<LoadedWorkflow>,
+        Option<ExperimentArm>,
+        Option<Arc<Live>>,
+    ) {
         if pinned_model {
-            return (workflow, None, false);
+            return (workflow, None, None);
         }
         let Some(live) = self.live(workflow.spec.name.as_str()).await else {
-            return (workflow, None, false);
+            return (workflow, None, None);
         };
         let from_input = live
             .record
@@ -436,7 +439,8 @@ impl Engine {
         let subject = from_input
             .or_else(|| subject.map(str::to_string))
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let due = guardrails_due(live.runs.fetch_add(1, Ordering::Relaxed) + 1);
+        let due =
+            guardrails_due(live.runs.fetch_add(1, Ordering::Relaxed) + 1).then(|| live.clone());
         if assign(&live.record.id, &subject, live.record.share) {
             let arm = ExperimentArm {
                 id: live.record.id.clone(),
@@ -452,12 +456,9 @@ impl Engine {
         }
     }
 
-    /// Read the guardrails of `workflow`'s running experiment now (its runs so far written
-    /// first), and halt it if one is breached.
-    pub(crate) async fn check_guardrails_now(&self, workflow: &str) {
-        let Some(live) = self.live(workflow).await else {
-            return;
-        };
+    /// Read the guardrails of a running experiment now (its runs so far written first), and
+    /// halt it if one is breached.
+    pub(crate) async fn check_guardrails_now(&self, live: &Live) {
         self.flush().await;
         let checked = async {
             let status = self.status_of(live.record.clone()).await?;
@@ -589,8 +590,7 @@ impl Engine {
             )
             .await?;
         }
-        status.record.state = ExperimentState::Halted;
-        status.record.halted_reason = Some(reason);
+        status.record = status.record.ended(&end);
         Ok(status)
     }
 }

@@ -11,8 +11,8 @@ use shopfloor_core::lifecycle::{promotion_blockers, set_stage, EvalFact, Promoti
 use shopfloor_core::limits::{self, KeyLimits, KeyUsage};
 use shopfloor_core::spec::Stage;
 use shopfloor_store::{
-    ApiKeyRecord, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, EvalStatus,
-    NewAuditEntry, RunRecord, Store,
+    ApiKeyRecord, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry,
+    RunRecord, Store,
 };
 
 use crate::{now_ms, Engine, EngineError, WORKFLOWS_DIR};
@@ -356,18 +356,8 @@ impl Engine {
         let loaded = self.project.workflow(workflow)?;
         let facts = PromotionFacts {
             version: loaded.version.clone(),
-            last_eval: self
-                .store
-                .list_evals(Some(workflow), 1_000)
+            last_eval: crate::last_complete_eval(self.store.as_ref(), workflow, &loaded.version)
                 .await?
-                .into_iter()
-                // Only an eval that ran its whole dataset to the end proves the gates.
-                .filter(|e| {
-                    e.version == loaded.version
-                        && e.status == EvalStatus::Done
-                        && e.case_limit.is_none()
-                })
-                .max_by_key(|e| e.created_at_ms)
                 .map(|e| EvalFact {
                     id: e.id,
                     version: e.version,

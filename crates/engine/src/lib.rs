@@ -66,7 +66,7 @@ pub use recorder::{not_recorded, Recorder, RecorderTask};
 pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
 pub use runner::{now_ms, Answer, CallBudget, RunOptions, Runner};
 pub use sessions::{LoginLink, NewSession, LOGIN_LINK_MINUTES, SESSION_HOURS};
-pub use variants::{variant_statuses, VariantStatus};
+pub use variants::{last_complete_eval, variant_statuses, VariantStatus};
 pub use visibility::{released_output, run_view_in, Audience, RunView, Withheld};
 pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};
 

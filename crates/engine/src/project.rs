@@ -184,7 +184,7 @@ fn load_workflow(
         &spec,
         &config.models,
         examples.as_ref().map(|e| e.hash.as_str()),
-        &patterns.used_by(&spec.prompt.texts()),
+        templates.patterns_used(),
     );
     let output = OutputValidator::new(&spec.output.contract).map_err(|m| {
         EngineError::InvalidProject(vec![Diagnostic::new(&spec.file, None, "output", m)])

@@ -61,8 +61,8 @@ impl Engine {
         };
         let run = self.runner.run(&workflow, input, &options).await;
         self.record(run.clone()).await;
-        if check_guardrails {
-            self.check_guardrails_now(&run.workflow).await;
+        if let Some(live) = check_guardrails {
+            self.check_guardrails_now(&live).await;
         }
         Ok(run)
     }

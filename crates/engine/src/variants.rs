@@ -3,7 +3,7 @@
 //! applies to the workflow itself).
 
 use serde::Serialize;
-use shopfloor_store::{EvalStatus, Store};
+use shopfloor_store::{EvalRecord, Store};
 
 use crate::{EngineError, Project};
 
@@ -35,6 +35,21 @@ impl VariantStatus {
     }
 }
 
+/// The last eval of `workflow` at `version` that ran its whole dataset to the end: what its
+/// gates are judged by (promotion, `patterns list`). Read from `store` alone.
+pub async fn last_complete_eval(
+    store: &dyn Store,
+    workflow: &str,
+    version: &str,
+) -> Result<Option<EvalRecord>, EngineError> {
+    Ok(store
+        .list_evals(Some(workflow), 1_000)
+        .await?
+        .into_iter()
+        .filter(|e| e.version == version && e.complete())
+        .max_by_key(|e| e.created_at_ms))
+}
+
 /// Every variant of `workflow`, by name, with its version and eligibility, read from `store`
 /// alone (what `shopfloor check` uses: it opens no engine, so it records nothing).
 pub async fn variant_statuses(
@@ -62,8 +77,7 @@ pub async fn variant_statuses(
             .iter()
             .filter(|e| {
                 e.version == version
-                    && e.status == EvalStatus::Done
-                    && e.case_limit.is_none()
+                    && e.complete()
                     && e.model_override.is_none()
                     && dataset.as_deref() == Some(e.dataset.as_str())
             })

@@ -63,14 +63,8 @@ pub(crate) async fn start(
     principal: Principal,
     Json(body): Json<StartBody>,
 ) -> Result<Response, ApiError> {
-    let metric = Metric::parse(&body.metric).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unknown metric \"{}\"; expected one of: {}",
-            body.metric,
-            Metric::expected()
-        ))
-        .param("metric")
-    })?;
+    let metric =
+        Metric::from_text(&body.metric).map_err(|e| ApiError::bad_request(e).param("metric"))?;
     let guardrails = body
         .guardrails
         .iter()

@@ -66,6 +66,14 @@ pub struct EvalRecord {
     pub case_limit: Option<u64>,
 }
 
+impl EvalRecord {
+    /// Whether the eval ran its whole dataset to the end: only such an eval proves (or
+    /// disproves) its version's gates, for promotion and for a variant's eligibility.
+    pub fn complete(&self) -> bool {
+        self.status == EvalStatus::Done && self.case_limit.is_none()
+    }
+}
+
 /// The result of one dataset case within an eval run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalCaseRecord {

@@ -68,6 +68,21 @@ pub struct ExperimentEnd {
     pub halted_reason: Option<String>,
 }
 
+impl ExperimentRecord {
+    /// The record as [`ExperimentStore::end_experiment`] leaves it after `end`.
+    pub fn ended(mut self, end: &ExperimentEnd) -> Self {
+        self.state = end.state;
+        self.ended_at_ms = Some(end.at_ms);
+        self.ended_by = Some(end.by.clone());
+        self.decision = end.decision.clone();
+        self.note = end.note.clone();
+        if end.halted_reason.is_some() {
+            self.halted_reason = end.halted_reason.clone();
+        }
+        self
+    }
+}
+
 /// The figures of each arm of an experiment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ExperimentFigures {

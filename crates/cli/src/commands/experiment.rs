@@ -123,12 +123,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             subject_field,
             json,
         } => {
-            let metric = Metric::parse(&metric).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--metric: unknown metric \"{metric}\"; expected one of: {}",
-                    Metric::expected()
-                )
-            })?;
+            let metric =
+                Metric::from_text(&metric).map_err(|e| anyhow::anyhow!("--metric: {e}"))?;
             let guardrails = guardrails
                 .iter()
                 .map(|g| Guardrail::parse(g).map_err(|e| anyhow::anyhow!("--guardrail: {e}")))

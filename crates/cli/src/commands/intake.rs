@@ -11,7 +11,7 @@ use shopfloor_core::spec::intake::{
     assess, draft_workflow, parse_intake, rank, Intake, IntakeOutput, DEFAULT_HOURLY_RATE,
     MIN_FIRST_EVAL_CASES,
 };
-use shopfloor_core::spec::{parse_config, ModelUse, ProjectConfig};
+use shopfloor_core::spec::{ModelUse, ProjectConfig};
 
 use super::templates::{self, write_files};
 use super::Global;
@@ -66,30 +66,6 @@ pub fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The project's config, or an error naming the file.
-fn config(root: &Path) -> anyhow::Result<ProjectConfig> {
-    let path = root.join(shopfloor_engine::CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{} is not a shopfloor project ({} not found); create one with `shopfloor init`",
-            root.display(),
-            path.display()
-        )
-    })?;
-    let (config, problems) = parse_config(shopfloor_engine::CONFIG_FILE, &text);
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!("error: {p}");
-        }
-        bail!(
-            "{} has {} problem(s)",
-            shopfloor_engine::CONFIG_FILE,
-            problems.len()
-        );
-    }
-    Ok(config)
-}
-
 /// Every intake file of the project, parsed; problems are printed as they are found.
 fn read_intakes(root: &Path) -> anyhow::Result<(Vec<Intake>, usize)> {
     let dir = root.join(INTAKE_DIR);
@@ -139,7 +115,7 @@ fn model_for(config: &ProjectConfig, class: shopfloor_core::spec::DataClass) -> 
 }
 
 fn rank_command(root: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let config = config(root)?;
+    let config = super::project_config(root, "shopfloor init")?;
     let (intakes, problems) = read_intakes(root)?;
     let rate = config.hourly_rate.unwrap_or(DEFAULT_HOURLY_RATE);
     let ranked = rank(
@@ -216,7 +192,7 @@ fn accept(
     template: Option<&str>,
     force: bool,
 ) -> anyhow::Result<ExitCode> {
-    config(root)?;
+    super::project_config(root, "shopfloor init")?;
     let file = format!("{INTAKE_DIR}/{name}.toml");
     let text = std::fs::read_to_string(root.join(&file))
         .with_context(|| format!("cannot read {file} (an intake of this name)"))?;

@@ -131,3 +131,33 @@ fn hint(error: &EngineError) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// The project's `shopfloor.toml`, parsed alone (not its workflows), or an error naming the
+/// file and each problem; `init` is the command that would make the project.
+pub fn project_config(
+    root: &std::path::Path,
+    init: &str,
+) -> anyhow::Result<shopfloor_core::spec::ProjectConfig> {
+    use anyhow::Context;
+    let path = root.join(shopfloor_engine::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a shopfloor project ({} not found); create one with `{init}`",
+            root.display(),
+            path.display()
+        )
+    })?;
+    let (config, problems) =
+        shopfloor_core::spec::parse_config(shopfloor_engine::CONFIG_FILE, &text);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        anyhow::bail!(
+            "{} has {} problem(s)",
+            shopfloor_engine::CONFIG_FILE,
+            problems.len()
+        );
+    }
+    Ok(config)
+}

@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
-use shopfloor_engine::{open_store, Project};
-use shopfloor_store::{EvalStatus, Store};
+use shopfloor_engine::{last_complete_eval, open_store, Project};
+use shopfloor_store::Store;
 
 use super::Global;
 
@@ -37,11 +37,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
     for path in project.patterns.paths() {
         let mut users = Vec::new();
         for (name, workflow) in &project.workflows {
-            if !project
-                .patterns
-                .used_by(&workflow.spec.prompt.texts())
-                .contains_key(path)
-            {
+            if !workflow.templates.patterns_used().contains_key(path) {
                 continue;
             }
             let eval = match &store {
@@ -107,13 +103,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
 
 /// The last complete eval of `workflow` at `version`: its id, whether it passed, its scores.
 async fn latest_eval(store: &dyn Store, workflow: &str, version: &str) -> anyhow::Result<Value> {
-    let eval = store
-        .list_evals(Some(workflow), 1_000)
-        .await?
-        .into_iter()
-        .filter(|e| e.version == version && e.status == EvalStatus::Done && e.case_limit.is_none())
-        .max_by_key(|e| e.created_at_ms);
-    Ok(match eval {
+    Ok(match last_complete_eval(store, workflow, version).await? {
         Some(e) => json!({
             "id": e.id,
             "passed": e.passed,

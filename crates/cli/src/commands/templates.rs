@@ -196,15 +196,10 @@ pub fn new(global: &Global, command: NewCommand) -> anyhow::Result<ExitCode> {
         bail!("workflow name \"{name}\": use lower case letters, digits and dashes, e.g. vendor-invoices");
     }
     let root = &global.project;
-    let config = root.join(shopfloor_engine::CONFIG_FILE);
-    let config = std::fs::read_to_string(&config).with_context(|| {
-        format!(
-            "{} is not a shopfloor project ({} not found); create one with `shopfloor init --template {}`",
-            root.display(),
-            config.display(),
-            template.name
-        )
-    })?;
+    let config = super::project_config(
+        root,
+        &format!("shopfloor init --template {}", template.name),
+    )?;
     let files = [
         (
             format!("workflows/{name}.toml"),
@@ -224,7 +219,7 @@ pub fn new(global: &Global, command: NewCommand) -> anyhow::Result<ExitCode> {
     for (path, _) in &files {
         println!("  {path}");
     }
-    if !config.contains("[models.local]") {
+    if !config.models.contains_key("local") {
         println!(
             "note: the template routes to the embedded model `local`, which {} does not define: \
              add it (see `shopfloor init`'s shopfloor.toml) or change [route] models",
