@@ -167,6 +167,21 @@ fn empty_and_duplicated_labels() {
         )),
         "\"Billing\" is listed twice",
     );
+    let long = "x".repeat(65);
+    assert_has(
+        &check(&GOOD.replace(
+            "labels = [\"billing\", \"bug\", \"account\", \"other\"]",
+            &format!("labels = [\"billing\", \"{long}\"]"),
+        )),
+        "is 65 characters long; a label is a name of at most 64 characters",
+    );
+    assert_has(
+        &check(&GOOD.replace(
+            "labels = [\"billing\", \"bug\", \"account\", \"other\"]",
+            "labels = [\"billing\", \"two\\nlines\"]",
+        )),
+        "\"two\\nlines\" contains a control character",
+    );
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! How long the operating review's commands take on a large history, on SQLite and on
-//! PostgreSQL side by side: `outcomes`, `drift`, `portfolio` and `report weekly` over RUNS runs
-//! (one attempt each, 1% of them held and decided by a reviewer, spread over 28 days).
+//! PostgreSQL side by side: `outcomes`, `drift`, `portfolio`, `report weekly` and `review stats`
+//! over RUNS runs (one attempt each, 1% of them held and decided by a reviewer, spread over 28
+//! days).
 //!
 //! `cargo bench -p shopfloor-engine --bench operating_bench` (`SHOPFLOOR_BENCH_RUNS`, default
 //! 1,000,000; PostgreSQL at `SHOPFLOOR_TEST_POSTGRES_URL`, default 127.0.0.1:5432). Prints the
-//! seeding rate and each command's time, each the best of three calls.
+//! seeding rate and each command's time, each the best of three calls, then one line per
+//! figure for scripts: `figure COMMAND BACKEND MS` (e.g. `figure portfolio sqlite 212`).
 
 mod seeded;
 
@@ -46,22 +48,39 @@ async fn measure(dir: &Path, database_url: Option<&str>, runs: usize) -> Vec<(St
         engine.outcomes("triage", None).await.unwrap();
     })
     .await;
-    out.push(("outcomes".into(), format!("{:.3} s", t.as_secs_f64())));
+    out.push((
+        "outcomes".into(),
+        format!("{:.1} ms", t.as_secs_f64() * 1e3),
+    ));
     let t = best(|| async {
         engine.drift("triage", now_ms()).await.unwrap();
     })
     .await;
-    out.push(("drift".into(), format!("{:.3} s", t.as_secs_f64())));
+    out.push(("drift".into(), format!("{:.1} ms", t.as_secs_f64() * 1e3)));
     let t = best(|| async {
         engine.portfolio().await.unwrap();
     })
     .await;
-    out.push(("portfolio".into(), format!("{:.3} s", t.as_secs_f64())));
+    out.push((
+        "portfolio".into(),
+        format!("{:.1} ms", t.as_secs_f64() * 1e3),
+    ));
     let t = best(|| async {
         engine.weekly_report(&week).await.unwrap();
     })
     .await;
-    out.push(("report weekly".into(), format!("{:.3} s", t.as_secs_f64())));
+    out.push((
+        "report weekly".into(),
+        format!("{:.1} ms", t.as_secs_f64() * 1e3),
+    ));
+    let t = best(|| async {
+        engine.review_stats(Some("triage")).await.unwrap();
+    })
+    .await;
+    out.push((
+        "review stats".into(),
+        format!("{:.1} ms", t.as_secs_f64() * 1e3),
+    ));
     engine.close().await;
     out
 }
@@ -81,5 +100,11 @@ async fn main() {
     println!("{:<16} {:>12} {:>12}", "", "SQLite", "PostgreSQL");
     for ((name, s), (_, p)) in sqlite.iter().zip(&postgres) {
         println!("{name:<16} {s:>12} {p:>12}");
+    }
+    for (backend, figures) in [("sqlite", &sqlite), ("postgres", &postgres)] {
+        for (name, value) in figures.iter().skip(1) {
+            let ms = value.trim_end_matches(" ms");
+            println!("figure {} {backend} {ms}", name.replace(' ', "_"));
+        }
     }
 }

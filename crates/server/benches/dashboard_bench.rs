@@ -4,7 +4,7 @@
 //! real `serve` on 127.0.0.1 with a signed-in session. Each figure is the median of five
 //! requests, measured at the client on the loopback (so it includes HTTP, which is well under a
 //! millisecond here); the CSV export of every run is printed apart, as it is a download, not a
-//! page.
+//! page. Ends with one line per figure for scripts: `figure PAGE BACKEND MS`.
 //!
 //! `cargo bench -p shopfloor-server --bench dashboard_bench` (`SHOPFLOOR_BENCH_RUNS`, default
 //! 100,000; PostgreSQL at `SHOPFLOOR_TEST_POSTGRES_URL`, default 127.0.0.1:5432).
@@ -145,5 +145,16 @@ async fn main() {
     };
     for ((name, s), (_, p)) in sqlite.iter().zip(&postgres) {
         println!("{name:<16} {:>12} {:>12}", cell(s), cell(p));
+    }
+    // One line per figure for scripts: `figure PAGE BACKEND MS`.
+    for (backend, figures) in [("sqlite", &sqlite), ("postgres", &postgres)] {
+        for (name, time) in figures {
+            let page: String = name
+                .split(|c: char| !(c.is_alphanumeric() || c == '.'))
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join("_");
+            println!("figure {page} {backend} {:.1}", time.as_secs_f64() * 1e3);
+        }
     }
 }

@@ -91,6 +91,27 @@ pub(crate) fn nearest_rank(n: u64, percentile: f64) -> u64 {
 pub(crate) const WINDOW: &str = "r.workflow = $1 AND r.created_at_ms >= $2 \
      AND r.created_at_ms < $3 AND r.version = $4 AND r.origin <> 'eval'";
 
+/// A window with more runs than this is sampled by time ([`SLOT_SAMPLE`]) rather than by
+/// rank: numbering this many runs takes a few milliseconds, numbering a week of a busy
+/// workflow's runs most of a second.
+pub const SLOT_SAMPLING_MIN_RUNS: u64 = 20_000;
+
+/// The first run (that reached a model) of each of `$5` spans of `$6` ms from the window's start,
+/// with the tokens of its last attempt; binds the window as `$1`…`$4`. Each span is one index
+/// seek, so the cost follows the sample's size, not the window's.
+pub(crate) const SLOT_SAMPLE: &str = "WITH RECURSIVE slots(k) AS ( \
+       SELECT CAST(0 AS BIGINT) UNION ALL SELECT k + 1 FROM slots WHERE k + 1 < $5) \
+     SELECT s.input AS input, a.prompt_tokens AS prompt_tokens, \
+       a.completion_tokens AS completion_tokens \
+     FROM (SELECT slots.k AS k, (SELECT r.id FROM runs r WHERE r.workflow = $1 \
+             AND r.created_at_ms >= $2 + slots.k * $6 AND r.created_at_ms < $2 + (slots.k + 1) * $6 \
+             AND r.created_at_ms < $3 AND r.version = $4 AND r.origin <> 'eval' \
+             ORDER BY r.created_at_ms, r.id LIMIT 1) AS id FROM slots) p \
+     JOIN runs s ON s.id = p.id \
+     JOIN attempts a ON a.run_id = s.id \
+       AND a.n = (SELECT MAX(l.n) FROM attempts l WHERE l.run_id = s.id) \
+     ORDER BY p.k";
+
 /// `impl DriftStore for $store` over `$db`.
 macro_rules! drift_store_impl {
     ($store:ty, $db:ty) => {
@@ -125,62 +146,55 @@ macro_rules! drift_store_impl {
                 window: &$crate::drift::RunWindow<'_>,
             ) -> $crate::Result<$crate::drift::WindowCounts> {
                 use $crate::codec::{enumeration, non_negative, Columns};
-                use $crate::drift::WINDOW;
-                let statuses = window_query(
-                    &format!(
-                        "{}{}{}",
-                        "SELECT r.status AS status, COUNT(*) AS n FROM runs r WHERE ",
-                        WINDOW,
-                        " GROUP BY r.status"
-                    ),
-                    window,
-                )
-                .fetch_all(self.reader())
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok((
-                        enumeration(row, "runs", "status", $crate::RunStatus::parse)?,
-                        non_negative("runs", "n", row.int("n")?)?,
-                    ))
-                })
-                .collect::<$crate::Result<Vec<_>>>()?;
-                let outputs = window_query(
-                    &format!(
-                        "{}{}{}",
-                        "SELECT r.output AS output, COUNT(*) AS n FROM runs r WHERE ",
-                        WINDOW,
-                        " AND r.output IS NOT NULL AND r.status IN ('ok', 'held', 'rejected') \
-                     GROUP BY r.output ORDER BY r.output"
-                    ),
-                    window,
-                )
-                .fetch_all(self.reader())
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok((
-                        row.text("output")?,
-                        non_negative("runs", "n", row.int("n")?)?,
-                    ))
-                })
-                .collect::<$crate::Result<Vec<_>>>()?;
-                let fallbacks = window_query(
-                    &format!(
-                        "{}{}{}",
-                        "SELECT COUNT(*) AS n FROM runs r \
-                     JOIN attempts a ON a.run_id = r.id AND a.n = 1 WHERE ",
-                        WINDOW,
-                        " AND r.model IS NOT NULL AND r.model <> a.model"
-                    ),
-                    window,
-                )
-                .fetch_one(self.reader())
-                .await?;
+                use $crate::rollups::{run_hour_parts, split_query, union, Split, HOUR_MS, LABEL_SQL};
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                let sql = format!(
+                    "SELECT u.status AS status, CAST(SUM(u.runs) AS BIGINT) AS n, \
+                     CAST(SUM(u.fallbacks) AS BIGINT) AS fallbacks FROM ({}) u \
+                     GROUP BY u.status HAVING SUM(u.runs) > 0 ORDER BY status",
+                    run_hour_parts(" AND r.version = $8")
+                );
+                let mut fallbacks = 0;
+                let statuses = split_query!($db, &sql, window.workflow, split)
+                    .bind(window.version)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        fallbacks += non_negative("runs", "fallbacks", row.int("fallbacks")?)?;
+                        Ok((
+                            enumeration(row, "runs", "status", $crate::RunStatus::parse)?,
+                            non_negative("runs", "n", row.int("n")?)?,
+                        ))
+                    })
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                let sql = format!(
+                    "SELECT u.output AS output, CAST(SUM(u.runs) AS BIGINT) AS n FROM ({}) u \
+                     GROUP BY u.output HAVING SUM(u.runs) > 0 ORDER BY output",
+                    union(
+                        "SELECT r.output AS output, r.runs AS runs FROM run_hour_outputs r",
+                        "hour",
+                        "SELECT r.output, 1 FROM runs r",
+                        LABEL_SQL,
+                        " AND r.version = $8",
+                    )
+                );
+                let outputs = split_query!($db, &sql, window.workflow, split)
+                    .bind(window.version)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            row.text("output")?,
+                            non_negative("runs", "n", row.int("n")?)?,
+                        ))
+                    })
+                    .collect::<$crate::Result<Vec<_>>>()?;
                 Ok($crate::drift::WindowCounts {
                     statuses,
                     outputs,
-                    fallbacks: non_negative("runs", "n", fallbacks.int("n")?)?,
+                    fallbacks,
                 })
             }
 
@@ -191,6 +205,33 @@ macro_rules! drift_store_impl {
             ) -> $crate::Result<Option<u64>> {
                 use $crate::codec::{non_negative, Columns};
                 use $crate::drift::WINDOW;
+                use $crate::rollups::{latency_bucket_sql, split_query, union, Split, HOUR_MS};
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                if split.has_units() {
+                    // Whole hours: the histogram's buckets, the edges bucketed alike.
+                    let sql = format!(
+                        "SELECT u.bucket AS bucket, CAST(SUM(u.runs) AS BIGINT) AS n FROM ({}) u \
+                         GROUP BY u.bucket ORDER BY bucket",
+                        union(
+                            "SELECT r.bucket AS bucket, r.runs AS runs FROM run_hour_latency r",
+                            "hour",
+                            &format!("SELECT {}, 1 FROM runs r", latency_bucket_sql("r.latency_ms")),
+                            " AND r.status <> 'refused'",
+                            " AND r.version = $8",
+                        )
+                    );
+                    let histogram = split_query!($db, &sql, window.workflow, split)
+                        .bind(window.version)
+                        .fetch_all(self.reader())
+                        .await?
+                        .iter()
+                        .map(|row| {
+                            Ok((row.int("bucket")?, non_negative("runs", "n", row.int("n")?)?))
+                        })
+                        .collect::<$crate::Result<::std::collections::BTreeMap<i64, u64>>>()?;
+                    return Ok($crate::rollups::histogram_percentile(&histogram, percentile));
+                }
+                // Less than an hour's edges: the exact value.
                 let n: i64 = window_count(
                     &format!(
                         "{}{}{}",
@@ -231,14 +272,51 @@ macro_rules! drift_store_impl {
                 if limit == 0 {
                     return Ok(Vec::new());
                 }
-                let n: i64 = window_count(
-                    &format!("{}{}{}", "SELECT COUNT(*) FROM runs r WHERE ", WINDOW, ""),
-                    window,
-                )
-                .fetch_one(self.reader())
-                .await?;
-                let step = (non_negative("runs", "n", n)?.div_ceil(u64::from(limit))).max(1);
-                let rows = window_query(
+                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                let sql = format!(
+                    "SELECT CAST(COALESCE(SUM(u.runs), 0) AS BIGINT) AS n FROM ({}) u",
+                    run_hour_parts(" AND r.version = $8")
+                );
+                let n = split_query!($db, &sql, window.workflow, split)
+                    .bind(window.version)
+                    .fetch_one(self.reader())
+                    .await?
+                    .int("n")?;
+                let n = non_negative("runs", "n", n)?;
+                let rows = if n > $crate::drift::SLOT_SAMPLING_MIN_RUNS {
+                    // A large window: the first run of each of `limit` equal spans of time,
+                    // found by index, instead of numbering every run of the window.
+                    // The spans cover the window's runs, not its empty start or end.
+                    let edge = |order: &'static str| {
+                        format!(
+                            "SELECT r.created_at_ms AS at FROM runs r WHERE {WINDOW} \
+                             ORDER BY r.created_at_ms {order} LIMIT 1"
+                        )
+                    };
+                    let first = window_query(&edge("ASC"), window)
+                        .fetch_one(self.reader())
+                        .await?
+                        .int("at")?;
+                    let last = window_query(&edge("DESC"), window)
+                        .fetch_one(self.reader())
+                        .await?
+                        .int("at")?;
+                    let runs = $crate::drift::RunWindow {
+                        from_ms: first,
+                        to_ms: last + 1,
+                        ..*window
+                    };
+                    let width = ((last + 1 - first).max(1) as u64).div_ceil(u64::from(limit));
+                    let width = i64::try_from(width).unwrap_or(i64::MAX);
+                    window_query($crate::drift::SLOT_SAMPLE, &runs)
+                        .bind(i64::from(limit))
+                        .bind(width)
+                        .fetch_all(self.reader())
+                        .await?
+                } else {
+                let step = n.div_ceil(u64::from(limit)).max(1);
+                window_query(
                     &format!(
                         "{}{}{}",
                         "SELECT s.input AS input, a.prompt_tokens AS prompt_tokens, \
@@ -256,7 +334,8 @@ macro_rules! drift_store_impl {
                 .bind($crate::codec::to_bigint("step", step)?)
                 .bind(i64::from(limit))
                 .fetch_all(self.reader())
-                .await?;
+                .await?
+                };
                 rows.iter()
                     .map(|row| {
                         Ok($crate::drift::SampledRun {

@@ -21,6 +21,7 @@ mod queries;
 mod queue;
 mod record;
 mod reviews;
+mod rollups;
 mod sessions;
 mod sqlite;
 #[cfg(feature = "testing")]
@@ -35,7 +36,7 @@ pub use audit::{
     GENESIS_HASH,
 };
 pub use batch_lease::BatchLeaseStore;
-pub use drift::{DriftStore, RunWindow, SampledRun, WindowCounts};
+pub use drift::{DriftStore, RunWindow, SampledRun, WindowCounts, SLOT_SAMPLING_MIN_RUNS};
 pub use eval_record::{EvalCaseRecord, EvalRecord, EvalStatus};
 pub use experiments::{
     ExperimentEnd, ExperimentFigures, ExperimentRecord, ExperimentState, ExperimentStore,

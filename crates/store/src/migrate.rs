@@ -106,6 +106,11 @@ const MIGRATIONS: &[Migration] = &[
         "eval_case_limit",
         include_str!("../migrations/0015_eval_case_limit.sql"),
     ),
+    Migration::new(
+        16,
+        "rollups",
+        include_str!("../migrations/0016_rollups.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

@@ -134,9 +134,6 @@ pub trait OutcomeStore {
     async fn reviewer_counts(&self, window: Window) -> Result<Vec<(String, u64)>>;
 }
 
-/// Runs that are not eval cases.
-pub(crate) const NOT_EVAL: &str = "runs.origin <> 'eval'";
-
 /// The rows of `$sql` whose `$1` is the workflow and `$2`, `$3` the window's bounds.
 macro_rules! window_rows {
     ($db:ty, $store:ident, $sql:expr, $workflow:expr, $window:expr) => {
@@ -162,15 +159,19 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::RunWeek>> {
                 use $crate::codec::{enumeration, non_negative, Columns};
+                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
                 let sql = format!(
-                    "SELECT version, {week} AS week, status, COUNT(*) AS runs, \
-                     SUM(cost_usd) AS cost FROM runs \
-                     WHERE workflow = $1 AND created_at_ms >= $2 AND created_at_ms < $3 AND {not_eval} \
-                     GROUP BY version, week, status ORDER BY week, version, status",
-                    week = $crate::outcomes::week_of("created_at_ms"),
-                    not_eval = $crate::outcomes::NOT_EVAL,
+                    "SELECT u.version AS version, {week} AS week, u.status AS status, \
+                     CAST(SUM(u.runs) AS BIGINT) AS runs, SUM(u.cost) AS cost FROM ({parts}) u \
+                     GROUP BY u.version, {week}, u.status HAVING SUM(u.runs) > 0 \
+                     ORDER BY week, version, status",
+                    week = $crate::outcomes::week_of("u.hour * 3600000"),
+                    parts = run_hour_parts(""),
                 );
-                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                split_query!($db, &sql, workflow, split)
+                    .fetch_all(self.reader())
+                    .await?
                     .iter()
                     .map(|row| {
                         Ok($crate::outcomes::RunWeek {
@@ -190,16 +191,20 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::RunDay>> {
                 use $crate::codec::{non_negative, Columns};
+                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
                 let sql = format!(
-                    "SELECT version, (created_at_ms / 86400000) AS day, COUNT(*) AS runs, \
-                     CAST(SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS BIGINT) AS accepted, \
-                     CAST(SUM(CASE WHEN status = 'invalid' THEN 1 ELSE 0 END) AS BIGINT) AS invalid, \
-                     SUM(cost_usd) AS cost, CAST(SUM(latency_ms) AS BIGINT) AS latency FROM runs \
-                     WHERE workflow = $1 AND created_at_ms >= $2 AND created_at_ms < $3 AND {not_eval} \
-                     GROUP BY version, day ORDER BY day, version",
-                    not_eval = $crate::outcomes::NOT_EVAL,
+                    "SELECT u.version AS version, u.hour / 24 AS day, \
+                     CAST(SUM(u.runs) AS BIGINT) AS runs, \
+                     CAST(SUM(CASE WHEN u.status = 'ok' THEN u.runs ELSE 0 END) AS BIGINT) AS accepted, \
+                     CAST(SUM(CASE WHEN u.status = 'invalid' THEN u.runs ELSE 0 END) AS BIGINT) AS invalid, \
+                     SUM(u.cost) AS cost, CAST(SUM(u.latency) AS BIGINT) AS latency FROM ({parts}) u \
+                     GROUP BY u.version, u.hour / 24 HAVING SUM(u.runs) > 0 ORDER BY day, version",
+                    parts = run_hour_parts(""),
                 );
-                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                split_query!($db, &sql, workflow, split)
+                    .fetch_all(self.reader())
+                    .await?
                     .iter()
                     .map(|row| {
                         let count = |c: &'static str| non_negative("runs", c, row.int(c)?);
@@ -256,28 +261,59 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::CallerWeek>> {
                 use $crate::codec::{non_negative, Columns};
+                use $crate::rollups::{run_hour_parts, split_query, union, Split, DAY_MS, HOUR_MS};
+                // The weeks with runs, and their anonymous runs, by hour.
                 let sql = format!(
-                    "SELECT {week} AS week, COUNT(DISTINCT caller_user) AS users, \
-                     COUNT(DISTINCT team) AS teams, COUNT(DISTINCT key_id) AS keys, \
-                     CAST(SUM(CASE WHEN key_id IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS anonymous \
-                     FROM runs WHERE workflow = $1 AND created_at_ms >= $2 AND created_at_ms < $3 AND {not_eval} \
-                     GROUP BY week ORDER BY week",
-                    week = $crate::outcomes::week_of("created_at_ms"),
-                    not_eval = $crate::outcomes::NOT_EVAL,
+                    "SELECT {week} AS week, CAST(SUM(u.anonymous) AS BIGINT) AS anonymous \
+                     FROM ({parts}) u GROUP BY {week} HAVING SUM(u.runs) > 0 ORDER BY week",
+                    week = $crate::outcomes::week_of("u.hour * 3600000"),
+                    parts = run_hour_parts(""),
                 );
-                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                let mut weeks = split_query!($db, &sql, workflow, split)
+                    .fetch_all(self.reader())
+                    .await?
                     .iter()
                     .map(|row| {
-                        let count = |c: &'static str| non_negative("runs", c, row.int(c)?);
                         Ok($crate::outcomes::CallerWeek {
                             week: row.int("week")?,
-                            users: count("users")?,
-                            teams: count("teams")?,
-                            keys: count("keys")?,
-                            anonymous_runs: count("anonymous")?,
+                            users: 0,
+                            teams: 0,
+                            keys: 0,
+                            anonymous_runs: non_negative("runs", "anonymous", row.int("anonymous")?)?,
                         })
                     })
-                    .collect()
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                // The distinct callers, by day.
+                let sql = format!(
+                    "SELECT {week} AS week, COUNT(DISTINCT u.caller_user) AS users, \
+                     COUNT(DISTINCT u.team) AS teams, COUNT(DISTINCT u.key_id) AS keys \
+                     FROM ({parts}) u GROUP BY {week}",
+                    week = $crate::outcomes::week_of("u.day * 86400000"),
+                    parts = union(
+                        "SELECT r.day AS day, NULLIF(r.caller_user, '') AS caller_user, \
+                         NULLIF(r.team, '') AS team, r.key_id AS key_id FROM run_day_callers r",
+                        "day",
+                        "SELECT r.created_at_ms / 86400000, r.caller_user, r.team, r.key_id \
+                         FROM runs r",
+                        " AND r.key_id IS NOT NULL",
+                        "",
+                    ),
+                );
+                let split = Split::new(window.from_ms, window.to_ms, DAY_MS);
+                for row in split_query!($db, &sql, workflow, split)
+                    .fetch_all(self.reader())
+                    .await?
+                {
+                    let week = row.int("week")?;
+                    if let Some(w) = weeks.iter_mut().find(|w| w.week == week) {
+                        let count = |c: &'static str| non_negative("runs", c, row.int(c)?);
+                        w.users = count("users")?;
+                        w.teams = count("teams")?;
+                        w.keys = count("keys")?;
+                    }
+                }
+                Ok(weeks)
             }
 
             async fn insert_kpi(&self, value: &$crate::outcomes::KpiValue) -> $crate::Result<()> {

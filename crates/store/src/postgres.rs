@@ -24,6 +24,7 @@ use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::reviews::review_store_impl;
+use crate::rollups::rollup_writes;
 use crate::sessions::session_store_impl;
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
@@ -161,6 +162,7 @@ impl PostgresStore {
             .collect();
         insert_review_rows(&mut tx, &reviewed).await?;
         add_key_usage(&mut tx, runs, &inserted).await?;
+        add_run_rollups(&mut tx, runs, &run_rows, &inserted).await?;
         // A queued case is done once its run is recorded.
         let queued: Vec<_> = run_rows.iter().filter(|r| r.batch_id.is_some()).collect();
         if !queued.is_empty() {
@@ -248,6 +250,88 @@ store_impl!(PostgresStore, Postgres, "postgres");
 review_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 outbox_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 drift_store_impl!(PostgresStore, Postgres);
+rollup_writes!(Postgres);
+
+/// Add `rows` ((workflow, version, hour, key) → runs) to the counts in `table`, whose key
+/// column `key` has the SQL type `key_type`.
+async fn add_counts<K>(
+    tx: &mut PgConnection,
+    table: &str,
+    key: &str,
+    key_type: &str,
+    rows: &std::collections::BTreeMap<(&str, &str, i64, K), i64>,
+) -> Result<()>
+where
+    K: Copy + Send + Sync + sqlx::postgres::PgHasArrayType + for<'q> sqlx::Encode<'q, Postgres>,
+    K: sqlx::Type<Postgres>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = rows.iter().collect();
+    sqlx::query::<Postgres>(&format!(
+        "INSERT INTO {table} (workflow, version, hour, {key}, runs) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::{key_type}[], $5::bigint[]) \
+         ON CONFLICT (workflow, version, hour, {key}) DO UPDATE SET runs = {table}.runs + excluded.runs"
+    ))
+    .bind(column!(rows, |(k, _)| k.0))
+    .bind(column!(rows, |(k, _)| k.1))
+    .bind(column!(rows, |(k, _)| k.2))
+    .bind(column!(rows, |(k, _)| k.3))
+    .bind(column!(rows, |(_, n)| **n))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Add `deltas` to the rollup tables: one `UNNEST` upsert per table, whose text never changes
+/// (so it is prepared once per connection, whatever the number of rows).
+async fn apply_rollups(tx: &mut PgConnection, deltas: &crate::rollups::Deltas<'_>) -> Result<()> {
+    if !deltas.hours.is_empty() {
+        let rows: Vec<_> = deltas.hours.iter().collect();
+        sqlx::query::<Postgres>(
+            "INSERT INTO run_hours (workflow, hour, version, status, runs, cost_usd, latency_ms, \
+             fallbacks, anonymous) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
+             $6::float8[], $7::bigint[], $8::bigint[], $9::bigint[]) \
+             ON CONFLICT (workflow, hour, version, status) DO UPDATE SET \
+             runs = run_hours.runs + excluded.runs, \
+             cost_usd = run_hours.cost_usd + excluded.cost_usd, \
+             latency_ms = run_hours.latency_ms + excluded.latency_ms, \
+             fallbacks = run_hours.fallbacks + excluded.fallbacks, \
+             anonymous = run_hours.anonymous + excluded.anonymous",
+        )
+        .bind(column!(rows, |(k, _)| k.0))
+        .bind(column!(rows, |(k, _)| k.1))
+        .bind(column!(rows, |(k, _)| k.2))
+        .bind(column!(rows, |(k, _)| k.3))
+        .bind(column!(rows, |(_, s)| s.runs))
+        .bind(column!(rows, |(_, s)| s.cost_usd))
+        .bind(column!(rows, |(_, s)| s.latency_ms))
+        .bind(column!(rows, |(_, s)| s.fallbacks))
+        .bind(column!(rows, |(_, s)| s.anonymous))
+        .execute(&mut *tx)
+        .await?;
+    }
+    add_counts(tx, "run_hour_outputs", "output", "text", &deltas.outputs).await?;
+    add_counts(tx, "run_hour_latency", "bucket", "bigint", &deltas.latency).await?;
+    if !deltas.callers.is_empty() {
+        let rows: Vec<_> = deltas.callers.iter().collect();
+        sqlx::query::<Postgres>(
+            "INSERT INTO run_day_callers (workflow, day, caller_user, team, key_id) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(column!(rows, |k| k.0))
+        .bind(column!(rows, |k| k.1))
+        .bind(column!(rows, |k| k.2))
+        .bind(column!(rows, |k| k.3))
+        .bind(column!(rows, |k| k.4))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
 outcome_store_impl!(PostgresStore, Postgres);
 batch_lease_store_impl!(PostgresStore, Postgres);
 session_store_impl!(PostgresStore, Postgres);

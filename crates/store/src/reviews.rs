@@ -491,6 +491,8 @@ macro_rules! review_store_impl {
                     )),
                 };
                 if let Some((sql, text)) = release {
+                    // The rollups follow the run from its state before the release to after.
+                    let before = rollup_state(&mut tx, &decision.run_id).await?;
                     let status = match update.status {
                         ReviewStatus::Rejected => $crate::RunStatus::Rejected,
                         _ => $crate::RunStatus::Ok,
@@ -502,7 +504,12 @@ macro_rules! review_store_impl {
                     if let Some(text) = text {
                         query = query.bind(text);
                     }
-                    query.execute(&mut *tx).await?;
+                    let moved = query.execute(&mut *tx).await?.rows_affected();
+                    if let (Some(before), true) = (before, moved > 0) {
+                        if let Some(after) = rollup_state(&mut tx, &decision.run_id).await? {
+                            move_run_rollups(&mut tx, &before, &after).await?;
+                        }
+                    }
                 }
                 tx.commit().await?;
                 Ok(true)

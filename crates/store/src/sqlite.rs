@@ -26,6 +26,7 @@ use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::reviews::review_store_impl;
+use crate::rollups::rollup_writes;
 use crate::sessions::session_store_impl;
 use crate::{migrate, BatchStatus, ClaimedCase, Result, RunRecord, StoreError};
 
@@ -278,6 +279,7 @@ impl SqliteStore {
             .collect();
         insert_review_rows(&mut tx, &reviewed).await?;
         add_key_usage(&mut tx, runs, &inserted).await?;
+        add_run_rollups(&mut tx, runs, &run_rows, &inserted).await?;
         // A queued case is done once its run is recorded.
         for run in run_rows.iter().filter(|r| r.batch_id.is_some()) {
             sqlx::query::<Sqlite>(
@@ -387,6 +389,94 @@ store_impl!(SqliteStore, Sqlite, "sqlite");
 review_store_impl!(SqliteStore, Sqlite, "");
 outbox_store_impl!(SqliteStore, Sqlite, "");
 drift_store_impl!(SqliteStore, Sqlite);
+rollup_writes!(Sqlite);
+
+/// Rows per multi-row upsert of a rollup.
+const ROLLUP_ROWS: usize = 500;
+
+/// Add `rows` ((workflow, version, hour, key) → runs) to the counts in `table`, whose key
+/// column is `key`.
+async fn add_counts<'a, K>(
+    tx: &mut sqlx::SqliteConnection,
+    table: &str,
+    key: &str,
+    rows: &std::collections::BTreeMap<(&'a str, &'a str, i64, K), i64>,
+) -> Result<()>
+where
+    K: Copy + Send + 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let rows: Vec<_> = rows.iter().collect();
+    for chunk in rows.chunks(ROLLUP_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO {table} (workflow, version, hour, {key}, runs) "
+        ));
+        q.push_values(chunk, |mut row, ((workflow, version, hour, key), n)| {
+            row.push_bind(*workflow)
+                .push_bind(*version)
+                .push_bind(*hour)
+                .push_bind(*key)
+                .push_bind(**n);
+        });
+        q.push(format!(
+            " ON CONFLICT (workflow, version, hour, {key}) DO UPDATE SET \
+             runs = {table}.runs + excluded.runs"
+        ));
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Add `deltas` to the rollup tables, one multi-row upsert per table and chunk.
+async fn apply_rollups(
+    tx: &mut sqlx::SqliteConnection,
+    deltas: &crate::rollups::Deltas<'_>,
+) -> crate::Result<()> {
+    let hours: Vec<_> = deltas.hours.iter().collect();
+    for chunk in hours.chunks(ROLLUP_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO run_hours (workflow, hour, version, status, runs, cost_usd, \
+             latency_ms, fallbacks, anonymous) ",
+        );
+        q.push_values(chunk, |mut row, ((workflow, hour, version, status), s)| {
+            row.push_bind(*workflow)
+                .push_bind(*hour)
+                .push_bind(*version)
+                .push_bind(*status)
+                .push_bind(s.runs)
+                .push_bind(s.cost_usd)
+                .push_bind(s.latency_ms)
+                .push_bind(s.fallbacks)
+                .push_bind(s.anonymous);
+        });
+        q.push(
+            " ON CONFLICT (workflow, hour, version, status) DO UPDATE SET \
+             runs = run_hours.runs + excluded.runs, \
+             cost_usd = run_hours.cost_usd + excluded.cost_usd, \
+             latency_ms = run_hours.latency_ms + excluded.latency_ms, \
+             fallbacks = run_hours.fallbacks + excluded.fallbacks, \
+             anonymous = run_hours.anonymous + excluded.anonymous",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    add_counts(tx, "run_hour_outputs", "output", &deltas.outputs).await?;
+    add_counts(tx, "run_hour_latency", "bucket", &deltas.latency).await?;
+    let callers: Vec<_> = deltas.callers.iter().collect();
+    for chunk in callers.chunks(ROLLUP_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO run_day_callers (workflow, day, caller_user, team, key_id) ",
+        );
+        q.push_values(chunk, |mut row, (workflow, day, user, team, key)| {
+            row.push_bind(*workflow)
+                .push_bind(*day)
+                .push_bind(*user)
+                .push_bind(*team)
+                .push_bind(*key);
+        });
+        q.push(" ON CONFLICT DO NOTHING");
+        q.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
 outcome_store_impl!(SqliteStore, Sqlite);
 batch_lease_store_impl!(SqliteStore, Sqlite);
 session_store_impl!(SqliteStore, Sqlite);

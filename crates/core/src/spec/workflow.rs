@@ -575,6 +575,10 @@ fn read_output(t: &TableReader<'_, '_>) -> Option<OutputSpec> {
     })
 }
 
+/// The longest label, in characters. Drift counts outputs by label from a rollup that keeps
+/// string outputs of up to 200 characters of JSON: 64 characters fit with room for escapes.
+pub const MAX_LABEL_CHARS: usize = 64;
+
 fn check_labels(t: &TableReader<'_, '_>, labels: &[Located<String>]) {
     if labels.is_empty() {
         t.invalid("labels", "is empty; expected at least two labels".into());
@@ -586,6 +590,24 @@ fn check_labels(t: &TableReader<'_, '_>, labels: &[Located<String>]) {
             t.invalid(
                 "labels",
                 format!("line {}: empty label", label.line.unwrap_or(0)),
+            );
+        } else if label.value.chars().count() > MAX_LABEL_CHARS {
+            t.invalid(
+                "labels",
+                format!(
+                    "\"{}…\" is {} characters long; a label is a name of at most \
+                     {MAX_LABEL_CHARS} characters (drift counts outputs by label)",
+                    label.value.chars().take(20).collect::<String>(),
+                    label.value.chars().count()
+                ),
+            );
+        } else if label.value.chars().any(char::is_control) {
+            t.invalid(
+                "labels",
+                format!(
+                    "{:?} contains a control character (a line break or tab); a label is one line",
+                    label.value
+                ),
             );
         } else if seen.contains(&normal) {
             t.invalid(

@@ -241,7 +241,48 @@ async fn runs_per_day_by_version(db: &Db) {
     );
 }
 
+/// A window of more than `SLOT_SAMPLING_MIN_RUNS` runs is sampled by time: the first run of
+/// each of `limit` equal spans between its first and last run, oldest first.
+async fn a_busy_window_is_sampled_by_time(db: &Db) {
+    const SPACING: i64 = 30_000;
+    let n = shopfloor_store::SLOT_SAMPLING_MIN_RUNS as usize + 100;
+    let runs: Vec<RunRecord> = (0..n)
+        .map(|i| {
+            let mut r = run(
+                &format!("busy-{i:06}"),
+                "ticket-triage",
+                T0 + i as i64 * SPACING,
+                None,
+            );
+            r.input = json!({ "i": i });
+            r.prompt = json!([]);
+            r
+        })
+        .collect();
+    for chunk in runs.chunks(2_000) {
+        db.store.insert_runs(chunk).await.unwrap();
+    }
+    let w = window(T0 - 5 * SPACING, T0 + (n as i64 + 5) * SPACING);
+    let sample = db.store.window_sample(&w, 100).await.unwrap();
+    let picked: Vec<i64> = sample
+        .iter()
+        .map(|s| {
+            serde_json::from_str::<serde_json::Value>(&s.input).unwrap()["i"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(picked.len(), 100, "{picked:?}");
+    assert_eq!(picked[0], 0);
+    // Spans of ⌈(n - 1) × 30 s + 1 ms) / 100⌉: span k starts at run ⌈k × width / 30 s⌉.
+    let width = ((n as i64 - 1) * SPACING + 1 + 99) / 100;
+    for (k, i) in picked.iter().enumerate() {
+        assert_eq!(*i, (k as i64 * width + SPACING - 1) / SPACING, "span {k}");
+    }
+}
+
 both_backends!(
+    a_busy_window_is_sampled_by_time,
     runs_per_day_by_version,
     counts_come_from_the_window_only,
     p95_latency_is_the_nearest_rank_without_refusals,

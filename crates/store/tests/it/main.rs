@@ -9,4 +9,5 @@ mod evals;
 mod experiments;
 mod open;
 mod reviews;
+mod rollups;
 mod store;
