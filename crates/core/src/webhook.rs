@@ -26,6 +26,8 @@ crate::text_enum! {
         ReviewOverdue => "review.overdue",
         /// A scheduled drift check alerted.
         DriftDetected => "drift.detected",
+        /// A week ended: its operating review (`[monitoring] weekly_webhook`).
+        WeeklyReview => "report.weekly",
     }
 }
 

@@ -82,14 +82,41 @@ impl Engine {
             runs: 0,
         };
         let mut reference_data = WindowData::default();
-        if let Some((from_ms, to_ms)) = self.production_week(workflow, &loaded).await? {
-            let window = RunWindow {
+        let production = self.production_week(workflow, &loaded).await?;
+        let current: Vec<RunWindow<'_>> = WINDOWS
+            .iter()
+            .map(|(_, length)| RunWindow {
                 workflow,
                 version: &loaded.version,
-                from_ms,
-                to_ms,
-            };
-            let data = self.window_data(&window, labelled).await?;
+                from_ms: now_ms - length,
+                to_ms: now_ms,
+            })
+            .collect();
+        // The reference and the current windows are read at once: each is a few independent
+        // queries, and the store has connections to spare.
+        let reference_read = async {
+            match production {
+                Some((from_ms, to_ms)) => {
+                    let window = RunWindow {
+                        workflow,
+                        version: &loaded.version,
+                        from_ms,
+                        to_ms,
+                    };
+                    Ok(Some((
+                        from_ms,
+                        to_ms,
+                        self.window_data(&window, labelled).await?,
+                    )))
+                }
+                None => Ok::<_, EngineError>(None),
+            }
+        };
+        let (production_data, current_data) = tokio::try_join!(
+            reference_read,
+            futures::future::try_join_all(current.iter().map(|w| self.window_data(w, labelled)))
+        )?;
+        if let Some((from_ms, to_ms, data)) = production_data {
             if data.runs >= settings.min_runs {
                 reference = DriftReference {
                     kind: ReferenceKind::Production,
@@ -112,14 +139,8 @@ impl Engine {
             }
         }
         let mut windows = Vec::with_capacity(WINDOWS.len());
-        for (name, length) in WINDOWS {
-            let window = RunWindow {
-                workflow,
-                version: &loaded.version,
-                from_ms: now_ms - length,
-                to_ms: now_ms,
-            };
-            let data = self.window_data(&window, labelled).await?;
+        for (((name, _), window), data) in WINDOWS.iter().zip(&current).zip(current_data) {
+            let name = *name;
             let checks = if reference.kind == ReferenceKind::None {
                 Vec::new()
             } else {
@@ -196,7 +217,11 @@ impl Engine {
         labelled: bool,
     ) -> Result<WindowData, EngineError> {
         let store = self.store();
-        let counts = store.window_counts(window).await?;
+        let (counts, sample, latency_p95_ms) = tokio::try_join!(
+            store.window_counts(window),
+            store.window_sample(window, SAMPLE_RUNS),
+            store.window_latency_percentile(window, 95.0)
+        )?;
         let runs = counts.runs();
         let labels = if labelled {
             counts
@@ -210,7 +235,6 @@ impl Engine {
         } else {
             BTreeMap::new()
         };
-        let sample = store.window_sample(window, SAMPLE_RUNS).await?;
         Ok(WindowData {
             runs,
             labels,
@@ -221,7 +245,7 @@ impl Engine {
                 fallbacks: counts.fallbacks,
                 accepted: counts.with_status(RunStatus::Ok),
             }),
-            latency_p95_ms: store.window_latency_percentile(window, 95.0).await?,
+            latency_p95_ms,
             input_tokens: sample.iter().map(|s| s.prompt_tokens).collect(),
             output_tokens: sample.iter().map(|s| s.completion_tokens).collect(),
             inputs: sample.into_iter().map(|s| input_text(&s.input)).collect(),
@@ -296,7 +320,8 @@ impl Engine {
             }
             let report = self.drift(name, now_ms).await?;
             if report.drift {
-                if let Some(hook) = self.webhook(name) {
+                let hook = self.project.config.monitoring.webhook.clone();
+                if let Some(hook) = hook.or_else(|| self.webhook(name)) {
                     let alerting: Vec<serde_json::Value> = report
                         .windows
                         .iter()

@@ -85,16 +85,33 @@ pub struct PortfolioEntry {
     pub reasons: Vec<String>,
 }
 
+/// Workflows whose portfolio entries are read at once: each entry is itself a dozen
+/// concurrent reads, and the store's pool is about ten connections.
+const WORKFLOWS_AT_ONCE: usize = 4;
+
 impl Engine {
     /// Every workflow's line, in name order.
     pub async fn portfolio(&self) -> Result<Vec<PortfolioEntry>, EngineError> {
         self.flush().await;
-        let now = now_ms();
-        let mut entries = Vec::with_capacity(self.project.workflows.len());
-        for workflow in self.project.workflows.values() {
-            entries.push(self.portfolio_entry(workflow, now).await?);
-        }
-        Ok(entries)
+        self.portfolio_entries(now_ms()).await
+    }
+
+    /// Every workflow's entry at `now`, in name order; a few workflows are read at once.
+    pub(crate) async fn portfolio_entries(
+        &self,
+        now: i64,
+    ) -> Result<Vec<PortfolioEntry>, EngineError> {
+        use futures::{StreamExt, TryStreamExt};
+        let reads: Vec<_> = self
+            .project
+            .workflows
+            .values()
+            .map(|workflow| self.portfolio_entry(workflow, now))
+            .collect();
+        futures::stream::iter(reads)
+            .buffered(WORKFLOWS_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     pub(crate) async fn portfolio_entry(
@@ -113,30 +130,41 @@ impl Engine {
             from_ms: to_ms - 7 * DAY_MS,
             to_ms,
         };
-        let this_week = self.window_figures(&name, week(now), rates).await?;
-        let last_week = self
-            .window_figures(&name, week(now - 7 * DAY_MS), rates)
-            .await?;
-        let kpi = match outcome {
-            Some(o) => Some(kpi_status(
-                &o.kpi,
-                o.baseline,
-                o.target,
-                self.store.kpi_values(&name).await?,
-            )),
-            None => None,
+        // Every read below is independent of the others: they go to the store at once.
+        let (this_week, last_week, kpi_values, promoted, first_seen, evals, review_counts, drift) = tokio::join!(
+            self.window_figures(&name, week(now), rates),
+            self.window_figures(&name, week(now - 7 * DAY_MS), rates),
+            async {
+                match outcome {
+                    Some(_) => self.store.kpi_values(&name).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            self.store.latest_audit(AuditAction::WorkflowPromote, &name),
+            self.store.first_audit(AuditAction::WorkflowVersion, &name),
+            self.store.list_evals(Some(&name), 200),
+            self.store.review_counts(Some(&name), now),
+            self.drift_alert(&name, now),
+        );
+        let (this_week, last_week) = (this_week?, last_week?);
+        let kpi = match (outcome, kpi_values?) {
+            (Some(o), Some(values)) => Some(kpi_status(&o.kpi, o.baseline, o.target, values)),
+            _ => None,
         };
-        let days_in_stage = self
-            .store
-            .latest_audit(AuditAction::WorkflowPromote, &name)
-            .await?
-            .map(|e| (now - e.at_ms).div_euclid(DAY_MS));
+        // Since its last promotion; a workflow never promoted has been in its stage since it
+        // was first seen, when it was first seen in that stage (written so in its file).
+        let in_stage_since = match promoted? {
+            Some(promotion) => Some(promotion.at_ms),
+            None => first_seen?
+                .filter(|e| {
+                    e.detail.get("stage").and_then(|s| s.as_str()) == Some(spec.stage.as_str())
+                })
+                .map(|e| e.at_ms),
+        };
+        let days_in_stage = in_stage_since.map(|at| (now - at).div_euclid(DAY_MS));
         // The workflow's own evals: not one forced onto another model, and the live version's
         // before any other (a variant's eval, or an earlier version's, is not this one's).
-        let evals: Vec<EvalRecord> = self
-            .store
-            .list_evals(Some(&name), 200)
-            .await?
+        let evals: Vec<EvalRecord> = evals?
             .into_iter()
             .filter(|e| e.model_override.is_none())
             .collect();
@@ -151,13 +179,7 @@ impl Engine {
                 at_ms: e.created_at_ms,
                 passed: e.passed,
             });
-        let reviews_overdue = self
-            .store
-            .review_counts(Some(&name), now)
-            .await?
-            .iter()
-            .map(|c| c.overdue)
-            .sum();
+        let reviews_overdue = review_counts?.iter().map(|c| c.overdue).sum();
         let facts = Facts {
             owner: spec.owner.as_deref(),
             stage: spec.stage,
@@ -171,7 +193,7 @@ impl Engine {
             kpi: kpi.as_ref(),
             reviews_overdue,
             predicted_minutes_per_week: outcome.and_then(|o| o.predicted_minutes_saved_per_week),
-            drift_alert: match self.drift_alert(&name, now).await {
+            drift_alert: match drift {
                 Ok(alert) => alert,
                 // The portfolio still shows the rest; the drift command says what failed.
                 Err(e) => {

@@ -15,6 +15,37 @@ const DAY_MS: i64 = 86_400_000;
 const WEEK_LIMIT: u32 = 5_000;
 
 impl Engine {
+    /// Queue the review of the last week that has ended before `now_ms` for `[monitoring]
+    /// weekly_webhook`, to be sent by the delivery pass. The event's id is the week, so
+    /// another replica, or a restart, queueing the same week adds nothing. Returns the week,
+    /// or `None` without a weekly webhook.
+    pub async fn queue_weekly_review(&self, now_ms: i64) -> Result<Option<String>, EngineError> {
+        let Some(hook) = self.project.config.monitoring.weekly_webhook.clone() else {
+            return Ok(None);
+        };
+        let week = iso_week(now_ms - 7 * DAY_MS);
+        let report = self.weekly_report(&week).await?;
+        let id = format!("weekly_{week}");
+        let kind = shopfloor_store::EventKind::WeeklyReview;
+        let body = serde_json::json!({
+            "id": id,
+            "type": kind.as_str(),
+            "created_at_ms": now_ms,
+            "data": {"week": week, "markdown": report.to_markdown()},
+        });
+        let event = shopfloor_store::OutboxEvent::due_now(
+            id,
+            kind,
+            "",
+            None,
+            &hook,
+            body.to_string(),
+            now_ms,
+        );
+        self.store.enqueue_events(&[event]).await?;
+        Ok(Some(week))
+    }
+
     /// The review of ISO week `week` (e.g. `2026-W49`).
     pub async fn weekly_report(&self, week: &str) -> Result<PolicyDocument, EngineError> {
         let monday = parse_iso_week(week).ok_or_else(|| {
@@ -27,10 +58,7 @@ impl Engine {
             from_ms: monday,
             to_ms: monday + 7 * DAY_MS,
         };
-        let mut entries = Vec::with_capacity(self.project.workflows.len());
-        for workflow in self.project.workflows.values() {
-            entries.push(self.portfolio_entry(workflow, window.to_ms).await?);
-        }
+        let entries = self.portfolio_entries(window.to_ms).await?;
         let audit = self.store.audit_in(window, WEEK_LIMIT).await?;
         let evals: Vec<_> = self
             .store

@@ -207,8 +207,13 @@ pub(crate) async fn stats(
     Ok(json_response(StatusCode::OK, &json!(stats)))
 }
 
+/// A week, in milliseconds.
+const WEEK_MS: i64 = 7 * 86_400_000;
+
 /// Until `stop` turns true, every `every`: apply the review SLAs, send the webhook events
-/// that are due and halt experiments whose guardrails are breached; and, when `[monitoring] every` is set, run the drift check that often. Every
+/// that are due and halt experiments whose guardrails are breached; once a week has ended,
+/// queue its review for `[monitoring] weekly_webhook`; and, when `[monitoring] every` is set,
+/// run the drift check that often. Every
 /// replica may run it: items and events are leased or guarded in the store, so none is acted
 /// on twice. A store error is logged and tried again next time.
 pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
@@ -221,6 +226,8 @@ pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::
         .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
     // The first check runs once the server is up; then every period.
     let mut next_drift = shopfloor_engine::now_ms();
+    // The last week whose review this replica queued (the store keeps it to one per week).
+    let mut weekly_queued: Option<String> = None;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -246,6 +253,17 @@ pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::
         state.metrics.review_work(&pass, &sweep);
         if let Err(e) = state.engine.check_experiments().await {
             tracing::warn!("experiment guardrail check failed: {e}");
+        }
+        let ended = shopfloor_core::calendar::iso_week(shopfloor_engine::now_ms() - WEEK_MS);
+        if weekly_queued.as_deref() != Some(ended.as_str()) {
+            match state
+                .engine
+                .queue_weekly_review(shopfloor_engine::now_ms())
+                .await
+            {
+                Ok(_) => weekly_queued = Some(ended),
+                Err(e) => tracing::warn!("weekly review for the webhook failed: {e}"),
+            }
         }
         if let Some(every_ms) = drift_every_ms {
             let now = shopfloor_engine::now_ms();

@@ -226,6 +226,9 @@ pub trait Store:
     /// The newest audit entry with this action and subject.
     async fn latest_audit(&self, action: AuditAction, subject: &str) -> Result<Option<AuditEntry>>;
 
+    /// The oldest audit entry with this action and subject.
+    async fn first_audit(&self, action: AuditAction, subject: &str) -> Result<Option<AuditEntry>>;
+
     /// Create a batch and queue its cases (1-based index, input) in one transaction.
     async fn enqueue_batch(
         &self,

@@ -111,6 +111,11 @@ const MIGRATIONS: &[Migration] = &[
         "rollups",
         include_str!("../migrations/0016_rollups.sql"),
     ),
+    Migration::new(
+        17,
+        "runs_by_status",
+        include_str!("../migrations/0017_runs_by_status.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

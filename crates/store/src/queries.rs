@@ -93,6 +93,28 @@ macro_rules! store_impl {
             Ok(())
         }
 
+        /// The first (`order` "ASC") or last ("DESC") audit entry with this action and subject.
+        async fn audit_at_end(
+            pool: &sqlx::Pool<$db>,
+            action: $crate::AuditAction,
+            subject: &str,
+            order: &'static str,
+        ) -> $crate::Result<Option<$crate::AuditEntry>> {
+            use $crate::audit;
+            let sql = format!(
+                "SELECT {} FROM audit_log WHERE action = $1 AND subject = $2 \
+                 ORDER BY seq {order} LIMIT 1",
+                audit::AUDIT_COLUMNS
+            );
+            sqlx::query::<$db>(&sql)
+                .bind(action.as_str())
+                .bind(subject)
+                .fetch_optional(pool)
+                .await?
+                .map(|row| audit::audit_from_row(&row))
+                .transpose()
+        }
+
         #[::async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> &'static str {
@@ -539,19 +561,15 @@ macro_rules! store_impl {
                 action: $crate::AuditAction,
                 subject: &str,
             ) -> $crate::Result<Option<$crate::AuditEntry>> {
-                use $crate::audit;
-                let sql = format!(
-                    "SELECT {} FROM audit_log WHERE action = $1 AND subject = $2 \
-                     ORDER BY seq DESC LIMIT 1",
-                    audit::AUDIT_COLUMNS
-                );
-                sqlx::query::<$db>(&sql)
-                    .bind(action.as_str())
-                    .bind(subject)
-                    .fetch_optional(self.reader())
-                    .await?
-                    .map(|row| audit::audit_from_row(&row))
-                    .transpose()
+                audit_at_end(self.reader(), action, subject, "DESC").await
+            }
+
+            async fn first_audit(
+                &self,
+                action: $crate::AuditAction,
+                subject: &str,
+            ) -> $crate::Result<Option<$crate::AuditEntry>> {
+                audit_at_end(self.reader(), action, subject, "ASC").await
             }
 
             async fn enqueue_batch(

@@ -157,13 +157,21 @@ impl Default for ServerSpec {
     }
 }
 
-/// `[monitoring]`: drift checks (`shopfloor drift`, and `serve` on a schedule).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// `[monitoring]`: drift checks (`shopfloor drift`, and `serve` on a schedule) and where the
+/// operating signals are posted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MonitoringSpec {
     /// `every`: seconds between the drift checks `serve` runs (`"1h"`, `"30m"`); `None`: never.
     pub every_secs: Option<u64>,
     /// `min_runs` and the rest of how drift is judged.
     pub drift: crate::drift::checks::DriftSettings,
+    /// `webhook`: where drift alerts are POSTed; without it, each workflow's `[review]
+    /// webhook`. Left out of the serialised config when unset (no new config version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<super::WebhookSpec>,
+    /// `weekly_webhook`: where `serve` POSTs the weekly review once each week has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weekly_webhook: Option<super::WebhookSpec>,
 }
 
 /// `shopfloor.toml` as a whole.
@@ -407,6 +415,12 @@ fn read_monitoring(t: &TableReader<'_, '_>) -> MonitoringSpec {
             spec.drift.min_runs = min_runs;
         }
     }
+    spec.webhook = super::review::read_webhook(t, "webhook", "the URL drift alerts are POSTed to");
+    spec.weekly_webhook = super::review::read_webhook(
+        t,
+        "weekly_webhook",
+        "the URL the weekly review is POSTed to each Monday",
+    );
     if let Some(every) = t.string("every") {
         match parse_interval(&every.value) {
             Some(secs) => spec.every_secs = Some(secs),

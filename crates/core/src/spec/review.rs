@@ -111,8 +111,19 @@ pub(super) fn read_review(t: &TableReader<'_, '_>) -> ReviewSpec {
     if let Some(action) = t.choice("on_sla", SlaAction::CHOICES) {
         review.on_sla = action;
     }
-    review.webhook = t.table("webhook").and_then(|w| {
-        let url = w.required_string("url", "the URL decisions are POSTed to");
+    review.webhook = read_webhook(t, "webhook", "the URL decisions are POSTed to");
+    review
+}
+
+/// The webhook table `key` of `t` (`{ url = "…", secret_env = "NAME" }`), whose URL is
+/// described as `what` when it is missing.
+pub(super) fn read_webhook(
+    t: &TableReader<'_, '_>,
+    key: &'static str,
+    what: &'static str,
+) -> Option<WebhookSpec> {
+    t.table(key).and_then(|w| {
+        let url = w.required_string("url", what);
         let secret_env = w.required_string(
             "secret_env",
             "the environment variable that holds the signing secret",
@@ -122,8 +133,7 @@ pub(super) fn read_review(t: &TableReader<'_, '_>) -> ReviewSpec {
             url: url?.value,
             secret_env: secret_env?.value,
         })
-    });
-    review
+    })
 }
 
 /// A positive number of minutes, at most a year.

@@ -246,16 +246,8 @@ async fn a_drift_alert_goes_out_once_per_period_from_any_number_of_replicas() {
     let dir = tempfile::tempdir().unwrap();
     write_labelled_project(dir.path(), &origin(&receiver));
     let engine = engine(dir.path()).await;
-    let version = engine.project.workflow("triage").unwrap().version.clone();
     let now = shopfloor_engine::now_ms();
-    // The eval set expects billing; the last hour answered bug, 250 times.
-    let runs: Vec<shopfloor_store::RunRecord> = (0..250)
-        .map(|i| shopfloor_store::RunRecord {
-            id: format!("r{i}"),
-            ..recorded_run(&version, now - 3_600_000 + i)
-        })
-        .collect();
-    engine.store().insert_runs(&runs).await.unwrap();
+    answer_bug_for_an_hour(&engine, now).await;
     let hour = 3_600_000;
     let verdicts = engine.drift_sweep(now, hour).await.unwrap();
     assert_eq!(verdicts, vec![("triage".to_string(), true)]);
@@ -280,6 +272,89 @@ async fn a_drift_alert_goes_out_once_per_period_from_any_number_of_replicas() {
     assert_eq!(receiver.requests()[0].path, "/hooks/drift");
     other.close().await;
     engine.close().await;
+}
+
+/// Drift alerts go to `[monitoring] webhook` when it is set (not to the workflow's review
+/// webhook), and a week's operating review to `[monitoring] weekly_webhook`, queued once per
+/// week whatever the number of replicas and restarts, and delivered signed.
+#[tokio::test]
+async fn drift_alerts_and_the_weekly_review_go_to_the_monitoring_webhooks() {
+    let receiver = FakeServer::start(|_| Reply::Json(200, json!({}))).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_labelled_project(dir.path(), &origin(&receiver));
+    let config = dir.path().join("shopfloor.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[monitoring]\nwebhook = {{ url = \"{0}/hooks/ops-drift\", secret_env = \"{SECRET_ENV}\" }}\n\
+         weekly_webhook = {{ url = \"{0}/hooks/weekly\", secret_env = \"{SECRET_ENV}\" }}\n",
+        origin(&receiver)
+    ));
+    std::fs::write(&config, text).unwrap();
+    let engine = engine(dir.path()).await;
+    let now = shopfloor_engine::now_ms();
+    answer_bug_for_an_hour(&engine, now).await;
+    assert_eq!(
+        engine.drift_sweep(now, 3_600_000).await.unwrap(),
+        vec![("triage".to_string(), true)]
+    );
+
+    let week = shopfloor_core::calendar::iso_week(now - 7 * 86_400_000);
+    assert_eq!(
+        engine.queue_weekly_review(now).await.unwrap().as_deref(),
+        Some(week.as_str())
+    );
+    let other = common::engine(dir.path()).await;
+    other.queue_weekly_review(now + 60_000).await.unwrap();
+    let events = engine.deliveries(&EventFilter::default()).await.unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        events.len(),
+        2,
+        "one drift alert, one weekly review: {kinds:?}"
+    );
+    assert_eq!(
+        engine
+            .deliver_due_at(now + 120_000)
+            .await
+            .unwrap()
+            .delivered,
+        2
+    );
+    let requests = receiver.requests();
+    let mut paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/hooks/ops-drift", "/hooks/weekly"]);
+    let weekly = requests.iter().find(|r| r.path == "/hooks/weekly").unwrap();
+    let body: Value = serde_json::from_slice(&weekly.raw_body).unwrap();
+    assert_eq!(body["type"], "report.weekly");
+    assert_eq!(body["data"]["week"], week.as_str());
+    let markdown = body["data"]["markdown"].as_str().unwrap();
+    assert!(
+        markdown.starts_with(&format!("# Weekly operating review, {week}")),
+        "{markdown}"
+    );
+    verify_signature(
+        SECRET.as_bytes(),
+        weekly.header(SIGNATURE_HEADER).unwrap(),
+        &weekly.raw_body,
+        shopfloor_engine::now_ms() / 1000,
+        300,
+    )
+    .expect("the receiver can verify the weekly review's signature");
+    other.close().await;
+    engine.close().await;
+}
+
+/// The eval set expects billing; the hour before `now` answered bug, 250 times.
+async fn answer_bug_for_an_hour(engine: &Engine, now: i64) {
+    let version = engine.project.workflow("triage").unwrap().version.clone();
+    let runs: Vec<shopfloor_store::RunRecord> = (0..250)
+        .map(|i| shopfloor_store::RunRecord {
+            id: format!("r{i}"),
+            ..recorded_run(&version, now - 3_600_000 + i)
+        })
+        .collect();
+    engine.store().insert_runs(&runs).await.unwrap();
 }
 
 /// A run of `triage` answered `bug` at `at`.

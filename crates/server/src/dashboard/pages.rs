@@ -152,12 +152,13 @@ pub(crate) async fn workflow(
     let engine = &state.engine;
     let loaded = engine.project.workflow(&name).map_err(not_found)?;
     let spec = &loaded.spec;
-    let outcomes = state.engine_call(engine.outcomes(&name, None)).await?;
-    let drift = state.engine_call(engine.drift(&name, now_ms())).await?;
-    let evals = state
-        .store_call(engine.store().list_evals(Some(&name), 20))
-        .await?;
-    let baseline = state.store_call(engine.store().baseline(&name)).await?;
+    // The page's reads are independent: they go to the store at once.
+    let (outcomes, drift, evals, baseline) = tokio::try_join!(
+        state.engine_call(engine.outcomes(&name, None)),
+        state.engine_call(engine.drift(&name, now_ms())),
+        state.store_call(engine.store().list_evals(Some(&name), 20)),
+        state.store_call(engine.store().baseline(&name)),
+    )?;
     let next_stage = match spec.stage {
         Stage::Draft => Some(Stage::Pilot),
         Stage::Pilot => Some(Stage::Production),

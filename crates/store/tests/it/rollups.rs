@@ -327,7 +327,8 @@ async fn a_database_recorded_before_the_rollups_gets_them_from_its_runs(db: &Db)
     // The database as a build before migration 16 left it.
     db.execute(
         "DROP TABLE run_hours; DROP TABLE run_hour_outputs; DROP TABLE run_hour_latency; \
-         DROP TABLE run_day_callers; DELETE FROM schema_migrations WHERE version = 16;",
+         DROP TABLE run_day_callers; DELETE FROM schema_migrations WHERE version >= 16; \
+         DROP INDEX runs_status_created; DROP INDEX runs_workflow_status_created;",
     )
     .await;
     let reopened = shopfloor_store::open(&db.location).await.unwrap();

@@ -225,3 +225,35 @@ fn monitoring_reads_an_interval_and_min_runs_and_names_bad_values() {
     assert_eq!(parse_interval("h"), None);
     assert_eq!(parse_interval("5x"), None);
 }
+
+#[test]
+fn monitoring_names_where_drift_alerts_and_the_weekly_review_go() {
+    let models = "[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n";
+    let (config, diags) = parse_config(
+        "shopfloor.toml",
+        &format!(
+            "{models}[monitoring]\nwebhook = {{ url = \"https://ops.example/drift\", secret_env = \"DRIFT_SECRET\" }}\n\
+             weekly_webhook = {{ url = \"https://ops.example/weekly\", secret_env = \"WEEKLY_SECRET\" }}\n"
+        ),
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    let drift = config.monitoring.webhook.unwrap();
+    assert_eq!(
+        (drift.url.as_str(), drift.secret_env.as_str()),
+        ("https://ops.example/drift", "DRIFT_SECRET")
+    );
+    let weekly = config.monitoring.weekly_webhook.unwrap();
+    assert_eq!(weekly.url, "https://ops.example/weekly");
+    let (_, diags) = parse_config(
+        "shopfloor.toml",
+        &format!(
+            "{models}[monitoring]\nweekly_webhook = {{ url = \"https://ops.example/weekly\" }}\n"
+        ),
+    );
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("monitoring.weekly_webhook.secret_env")),
+        "{text:?}"
+    );
+}
