@@ -98,6 +98,8 @@ enum Command {
     Policy(commands::policy::Command),
     /// Move a workflow to pilot, production or retired, if its gates allow; audited.
     Promote(commands::promote::Args),
+    /// Apply [retention] now: delete old runs and strip older runs' texts, as serve does.
+    Retention(commands::retention::Args),
     /// The audit log: list it, verify its hash chain.
     #[command(subcommand)]
     Audit(commands::audit::Command),
@@ -167,6 +169,7 @@ fn main() -> ExitCode {
             Command::Datasets(command) => commands::datasets::run(&global, command).await,
             Command::Outcomes(args) => commands::outcomes::run(&global, args).await,
             Command::Drift(args) => commands::drift::run(&global, args).await,
+            Command::Retention(args) => commands::retention::run(&global, args).await,
             Command::Portfolio(args) => commands::portfolio::run(&global, args).await,
             Command::Report(command) => commands::report::run(&global, command).await,
             Command::Templates(command) => commands::templates::run(command),

@@ -43,6 +43,8 @@ crate::text_enum! {
         ExperimentHalt => "experiment.halt",
         /// An experiment ended with a decision (keep or cut) and its numbers.
         ExperimentStop => "experiment.stop",
+        /// Retention stripped old runs' texts or deleted old runs (the entry has the counts).
+        RetentionApply => "retention.apply",
     }
 }
 

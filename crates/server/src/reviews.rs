@@ -209,9 +209,12 @@ pub(crate) async fn stats(
 
 /// A week, in milliseconds.
 const WEEK_MS: i64 = 7 * 86_400_000;
+/// How often `serve` applies `[retention]`.
+const RETENTION_EVERY_MS: i64 = 60_000;
 
 /// Until `stop` turns true, every `every`: apply the review SLAs, send the webhook events
-/// that are due and halt experiments whose guardrails are breached; once a week has ended,
+/// that are due and halt experiments whose guardrails are breached; apply `[retention]` once a
+/// minute; once a week has ended,
 /// queue its review for `[monitoring] weekly_webhook`; and, when `[monitoring] every` is set,
 /// run the drift check that often. Every
 /// replica may run it: items and events are leased or guarded in the store, so none is acted
@@ -228,6 +231,9 @@ pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::
     let mut next_drift = shopfloor_engine::now_ms();
     // The last week whose review this replica queued (the store keeps it to one per week).
     let mut weekly_queued: Option<String> = None;
+    // Retention runs once a minute, ten batches at most (ten thousand runs) each time.
+    let retention = !state.engine.project.config.retention.is_unset();
+    let mut next_retention = shopfloor_engine::now_ms();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -253,6 +259,22 @@ pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::
         state.metrics.review_work(&pass, &sweep);
         if let Err(e) = state.engine.check_experiments().await {
             tracing::warn!("experiment guardrail check failed: {e}");
+        }
+        if retention && shopfloor_engine::now_ms() >= next_retention {
+            next_retention = shopfloor_engine::now_ms() + RETENTION_EVERY_MS;
+            match state
+                .engine
+                .apply_retention(shopfloor_engine::now_ms(), 10)
+                .await
+            {
+                Ok(report) if report.deleted + report.stripped > 0 => tracing::info!(
+                    deleted = report.deleted,
+                    stripped = report.stripped,
+                    "retention applied"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("retention failed: {e}"),
+            }
         }
         let ended = shopfloor_core::calendar::iso_week(shopfloor_engine::now_ms() - WEEK_MS);
         if weekly_queued.as_deref() != Some(ended.as_str()) {

@@ -20,6 +20,7 @@ mod postgres;
 mod queries;
 mod queue;
 mod record;
+mod retention;
 mod reviews;
 mod rollups;
 mod sessions;
@@ -58,6 +59,7 @@ pub use record::{
     AttemptOutcome, AttemptRecord, BatchRecord, BatchStatus, ErrorKind, ExperimentArm, RunFilter,
     RunOrigin, RunRecord, RunStatus, RunSummary,
 };
+pub use retention::RetentionStore;
 pub use reviews::{
     ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore,
     ReviewTicket, ReviewUpdate,
@@ -109,6 +111,7 @@ pub trait Store:
     + IdempotencyStore
     + KeyUsageStore
     + ExperimentStore
+    + RetentionStore
     + Send
     + Sync
 {

@@ -116,6 +116,11 @@ const MIGRATIONS: &[Migration] = &[
         "runs_by_status",
         include_str!("../migrations/0017_runs_by_status.sql"),
     ),
+    Migration::new(
+        18,
+        "retention_marks",
+        include_str!("../migrations/0018_retention.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

@@ -23,6 +23,7 @@ use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
+use crate::retention::retention_store_impl;
 use crate::reviews::review_store_impl;
 use crate::rollups::rollup_writes;
 use crate::sessions::session_store_impl;
@@ -338,6 +339,7 @@ session_store_impl!(PostgresStore, Postgres);
 idempotency_store_impl!(PostgresStore, Postgres);
 key_usage_store_impl!(PostgresStore, Postgres);
 experiment_store_impl!(PostgresStore, Postgres);
+retention_store_impl!(PostgresStore, Postgres);
 
 /// Serialises key creation (name check, then insert) across replicas.
 const KEYS_LOCK_KEY: i64 = 0x5e0f_100a_0002;

@@ -25,6 +25,7 @@ use crate::outbox::outbox_store_impl;
 use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
+use crate::retention::retention_store_impl;
 use crate::reviews::review_store_impl;
 use crate::rollups::rollup_writes;
 use crate::sessions::session_store_impl;
@@ -483,6 +484,7 @@ session_store_impl!(SqliteStore, Sqlite);
 idempotency_store_impl!(SqliteStore, Sqlite);
 key_usage_store_impl!(SqliteStore, Sqlite);
 experiment_store_impl!(SqliteStore, Sqlite);
+retention_store_impl!(SqliteStore, Sqlite);
 
 /// Insert `rows` with multi-row `VALUES` statements of `per_insert` rows (`into` the table and
 /// its columns, then `suffix`), binding each row with `bind`. Statements of the full size are

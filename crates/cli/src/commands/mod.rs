@@ -19,6 +19,7 @@ pub mod portfolio;
 pub mod promote;
 pub mod quickstart;
 pub mod report;
+pub mod retention;
 pub mod review;
 pub mod run;
 pub mod runs;

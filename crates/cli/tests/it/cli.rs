@@ -629,3 +629,34 @@ async fn runs_show_names_the_examples_a_run_was_given() {
     let (show, _) = text(&shopfloor(dir.path(), &["runs", "show", id]));
     assert!(show.contains("examples  t001, t002"), "{show}");
 }
+
+#[test]
+fn retention_says_what_it_did_and_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(shopfloor(dir.path(), &["init"]).status.success());
+    let out = shopfloor(dir.path(), &["retention"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_contains(
+        &stdout,
+        &["shopfloor.toml has no [retention]: nothing to do"],
+    );
+    let config = dir.path().join("shopfloor.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("\n[retention]\nruns_days = 400\nkeep_text_days = 90\n");
+    std::fs::write(&config, toml).unwrap();
+    let out = shopfloor(dir.path(), &["retention"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_contains(&stdout, &["deleted 0 runs older than 400 days"]);
+    assert_contains(
+        &stdout,
+        &["stripped the texts of 0 runs older than 90 days"],
+    );
+    let out = shopfloor(dir.path(), &["retention", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report, json!({"deleted": 0, "stripped": 0, "more": false}));
+    let help = text(&shopfloor(dir.path(), &["retention", "--help"])).0;
+    assert_contains(&help, &["runs_days = 400"]);
+    assert_contains(&help, &["retention.apply"]);
+}

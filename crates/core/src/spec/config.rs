@@ -189,6 +189,54 @@ pub struct ProjectConfig {
     /// of the serialised config when unset, so that it moves no config version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hourly_rate: Option<f64>,
+    /// `[retention]`: how long runs keep their texts and are kept at all. Left out of the
+    /// serialised config when unset.
+    #[serde(skip_serializing_if = "RetentionSpec::is_unset")]
+    pub retention: RetentionSpec,
+}
+
+/// `[retention]`: old production runs lose their texts after `keep_text_days`, and go after
+/// `runs_days`; `serve` applies it in the background, `shopfloor retention apply` at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RetentionSpec {
+    pub runs_days: Option<u32>,
+    pub keep_text_days: Option<u32>,
+}
+
+impl RetentionSpec {
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The most days a retention period may name: a hundred years.
+const MAX_RETENTION_DAYS: u64 = 36_500;
+
+fn read_retention(t: &TableReader<'_, '_>) -> RetentionSpec {
+    let days = |key: &'static str| {
+        let n = t.unsigned_at_most(key, MAX_RETENTION_DAYS)?;
+        if n == 0 {
+            t.invalid(key, "must be at least 1 (days)".into());
+            return None;
+        }
+        u32::try_from(n).ok()
+    };
+    let spec = RetentionSpec {
+        runs_days: days("runs_days"),
+        keep_text_days: days("keep_text_days"),
+    };
+    if let (Some(runs), Some(text)) = (spec.runs_days, spec.keep_text_days) {
+        if text >= runs {
+            t.invalid(
+                "keep_text_days",
+                format!(
+                    "{text} is not less than runs_days ({runs}); runs are deleted before their \
+                     texts would be stripped"
+                ),
+            );
+        }
+    }
+    spec
 }
 
 /// Parse `shopfloor.toml`. Returns the config (possibly partial) and every problem found.
@@ -229,6 +277,10 @@ pub fn parse_config(file: &str, text: &str) -> (ProjectConfig, Vec<Diagnostic>) 
         if let Some(monitoring) = root.table("monitoring") {
             config.monitoring = read_monitoring(&monitoring);
             monitoring.finish();
+        }
+        if let Some(retention) = root.table("retention") {
+            config.retention = read_retention(&retention);
+            retention.finish();
         }
         if let Some(intake) = root.table("intake") {
             config.hourly_rate = intake.number("hourly_rate").filter(|&rate| {

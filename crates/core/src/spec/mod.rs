@@ -14,7 +14,7 @@ mod workflow;
 
 pub use config::{
     parse_config, ExternalAction, GatewaySpec, ModelSpec, ModelUse, PiiPolicy, Price,
-    ProjectConfig, ServerSpec, StoreAction,
+    ProjectConfig, RetentionSpec, ServerSpec, StoreAction,
 };
 pub use provider::{ProviderFacts, ProviderKind, RequiredField};
 pub use reader::Located;

@@ -10,5 +10,6 @@ mod experiments;
 mod policy;
 mod recorder;
 mod replay;
+mod retention;
 mod review_webhooks;
 mod routing;

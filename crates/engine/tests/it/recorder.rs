@@ -8,30 +8,12 @@ use shopfloor_store::{RunFilter, RunRecord, RunStatus};
 
 fn run(id: &str, prompt_tokens: u64) -> RunRecord {
     RunRecord {
-        id: id.into(),
-        workflow: "triage".into(),
-        version: "v1".into(),
         batch_id: Some("b".into()),
         case_index: Some(id.len() as u64),
-        status: RunStatus::Ok,
-        input: json!({"text": id}),
-        prompt: json!([]),
-        raw_output: Some("bug".into()),
-        output: Some(json!("bug")),
-        error: None,
-        model: Some("m".into()),
         prompt_tokens,
-        completion_tokens: 1,
         cost_usd: 0.001,
         latency_ms: 10,
-        created_at_ms: 1_000,
-        attempts: Vec::new(),
-        caller: None,
-        sampled_for_review: false,
-        confidence: None,
-        review: None,
-        origin: Default::default(),
-        experiment: None,
+        ..crate::common::recorded(id, "triage", "v1", "bug", 1_000)
     }
 }
 

@@ -360,29 +360,8 @@ async fn answer_bug_for_an_hour(engine: &Engine, now: i64) {
 /// A run of `triage` answered `bug` at `at`.
 fn recorded_run(version: &str, at: i64) -> shopfloor_store::RunRecord {
     shopfloor_store::RunRecord {
-        id: String::new(),
-        workflow: "triage".into(),
-        version: version.into(),
-        batch_id: None,
-        case_index: None,
-        status: RunStatus::Ok,
         input: json!({"text": "the app crashes"}),
-        prompt: json!([]),
-        raw_output: Some("bug".into()),
-        output: Some(json!("bug")),
-        error: None,
         model: Some("external".into()),
-        prompt_tokens: 20,
-        completion_tokens: 1,
-        cost_usd: 0.0,
-        latency_ms: 100,
-        created_at_ms: at,
-        attempts: Vec::new(),
-        caller: None,
-        sampled_for_review: false,
-        confidence: None,
-        review: None,
-        origin: Default::default(),
-        experiment: None,
+        ..common::recorded("", "triage", version, "bug", at)
     }
 }

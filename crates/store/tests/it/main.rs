@@ -8,6 +8,7 @@ mod drift;
 mod evals;
 mod experiments;
 mod open;
+mod retention;
 mod reviews;
 mod rollups;
 mod store;

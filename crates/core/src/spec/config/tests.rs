@@ -257,3 +257,41 @@ fn monitoring_names_where_drift_alerts_and_the_weekly_review_go() {
         "{text:?}"
     );
 }
+
+#[test]
+fn retention_reads_its_periods_and_names_bad_ones() {
+    let models = "[models.a]\nprovider = \"local\"\nmodel = \"smollm2\"\n";
+    let (config, diags) = parse_config(
+        "shopfloor.toml",
+        &format!("{models}[retention]\nruns_days = 400\nkeep_text_days = 30\n"),
+    );
+    assert!(diags.is_empty(), "{diags:?}");
+    assert_eq!(config.retention.runs_days, Some(400));
+    assert_eq!(config.retention.keep_text_days, Some(30));
+    let (config, _) = parse_config("shopfloor.toml", models);
+    assert!(config.retention.is_unset());
+    let (_, diags) = parse_config(
+        "shopfloor.toml",
+        &format!("{models}[retention]\nruns_days = 30\nkeep_text_days = 30\nkeep = 1\n"),
+    );
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("retention.keep_text_days: 30 is not less than runs_days (30)")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("retention.keep")),
+        "{text:?}"
+    );
+    let (_, diags) = parse_config(
+        "shopfloor.toml",
+        &format!("{models}[retention]\nruns_days = 0\n"),
+    );
+    assert!(
+        diags.iter().any(|d| d
+            .to_string()
+            .contains("retention.runs_days: must be at least 1")),
+        "{diags:?}"
+    );
+}
