@@ -4,12 +4,14 @@
 -- statuses (and, for a correction, outputs) in the transaction that changes it. A window's
 -- partial hours at its edges are still read from `runs`.
 
--- Runs per workflow, hour (Unix ms / 3,600,000), version and status, with what the figures sum.
+-- Runs per workflow, hour (Unix ms / 3,600,000), version, status and the caller's team ('' for
+-- none), with what the figures sum.
 CREATE TABLE run_hours (
     workflow    TEXT NOT NULL,
     hour        BIGINT NOT NULL,
     version     TEXT NOT NULL,
     status      TEXT NOT NULL,
+    team        TEXT NOT NULL,
     runs        BIGINT NOT NULL,
     cost_usd    DOUBLE PRECISION NOT NULL,
     latency_ms  BIGINT NOT NULL,
@@ -17,7 +19,7 @@ CREATE TABLE run_hours (
     fallbacks   BIGINT NOT NULL,
     -- Runs made without an API key (the CLI).
     anonymous   BIGINT NOT NULL,
-    PRIMARY KEY (workflow, hour, version, status)
+    PRIMARY KEY (workflow, hour, version, status, team)
 );
 
 -- Runs per short string output (a label: its JSON text, at most 200 characters) of the statuses
@@ -55,15 +57,15 @@ CREATE TABLE run_day_callers (
 );
 
 -- The runs recorded before this migration.
-INSERT INTO run_hours (workflow, hour, version, status, runs, cost_usd, latency_ms, fallbacks, anonymous)
-SELECT r.workflow, r.created_at_ms / 3600000, r.version, r.status, COUNT(*), SUM(r.cost_usd),
+INSERT INTO run_hours (workflow, hour, version, status, team, runs, cost_usd, latency_ms, fallbacks, anonymous)
+SELECT r.workflow, r.created_at_ms / 3600000, r.version, r.status, COALESCE(r.team, ''), COUNT(*), SUM(r.cost_usd),
        CAST(SUM(r.latency_ms) AS BIGINT),
        CAST(SUM(CASE WHEN r.model IS NOT NULL AND a.model IS NOT NULL AND r.model <> a.model
                      THEN 1 ELSE 0 END) AS BIGINT),
        CAST(SUM(CASE WHEN r.key_id IS NULL THEN 1 ELSE 0 END) AS BIGINT)
 FROM runs r LEFT JOIN attempts a ON a.run_id = r.id AND a.n = 1
 WHERE r.origin <> 'eval'
-GROUP BY r.workflow, r.created_at_ms / 3600000, r.version, r.status;
+GROUP BY r.workflow, r.created_at_ms / 3600000, r.version, r.status, COALESCE(r.team, '');
 
 INSERT INTO run_hour_outputs (workflow, version, hour, output, runs)
 SELECT r.workflow, r.version, r.created_at_ms / 3600000, r.output, COUNT(*)

@@ -51,7 +51,7 @@ pub use outbox::{
 };
 pub use outcomes::{
     week_of_ms, week_start_ms, CallerWeek, KpiValue, OutcomeStore, ReviewWeek, RunDay, RunWeek,
-    Window,
+    TeamRuns, Window,
 };
 pub use postgres::PostgresStore;
 pub use queue::ClaimedCase;

@@ -93,6 +93,16 @@ pub struct CallerWeek {
     pub anonymous_runs: u64,
 }
 
+/// Runs of one workflow by one caller team in a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeamRuns {
+    /// `None`: runs made without a team (the CLI, or a key with no team).
+    pub team: Option<String>,
+    pub runs: u64,
+    /// Outputs that reached the caller (status `ok`, held ones once approved or corrected).
+    pub accepted: u64,
+}
+
 /// One recorded value of a workflow's business KPI.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KpiValue {
@@ -120,6 +130,10 @@ pub trait OutcomeStore {
 
     /// Distinct callers per week of runs made in `window`.
     async fn caller_weeks(&self, workflow: &str, window: Window) -> Result<Vec<CallerWeek>>;
+
+    /// Runs and accepted outputs of `workflow` made in `window`, per caller team (eval runs
+    /// left out), teams in name order with the runs without a team first.
+    async fn team_runs(&self, workflow: &str, window: Window) -> Result<Vec<TeamRuns>>;
 
     /// Record a KPI value.
     async fn insert_kpi(&self, value: &KpiValue) -> Result<()>;
@@ -314,6 +328,35 @@ macro_rules! outcome_store_impl {
                     }
                 }
                 Ok(weeks)
+            }
+
+            async fn team_runs(
+                &self,
+                workflow: &str,
+                window: $crate::outcomes::Window,
+            ) -> $crate::Result<Vec<$crate::outcomes::TeamRuns>> {
+                use $crate::codec::{non_negative, Columns};
+                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
+                let sql = format!(
+                    "SELECT u.team AS team, CAST(SUM(u.runs) AS BIGINT) AS runs, \
+                     CAST(SUM(CASE WHEN u.status = 'ok' THEN u.runs ELSE 0 END) AS BIGINT) AS accepted \
+                     FROM ({}) u GROUP BY u.team HAVING SUM(u.runs) > 0 ORDER BY team",
+                    run_hour_parts("")
+                );
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                split_query!($db, &sql, workflow, split)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        let team = row.text("team")?;
+                        Ok($crate::outcomes::TeamRuns {
+                            team: (!team.is_empty()).then_some(team),
+                            runs: non_negative("runs", "runs", row.int("runs")?)?,
+                            accepted: non_negative("runs", "accepted", row.int("accepted")?)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn insert_kpi(&self, value: &$crate::outcomes::KpiValue) -> $crate::Result<()> {

@@ -291,11 +291,11 @@ async fn apply_rollups(tx: &mut PgConnection, deltas: &crate::rollups::Deltas<'_
     if !deltas.hours.is_empty() {
         let rows: Vec<_> = deltas.hours.iter().collect();
         sqlx::query::<Postgres>(
-            "INSERT INTO run_hours (workflow, hour, version, status, runs, cost_usd, latency_ms, \
-             fallbacks, anonymous) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], \
-             $6::float8[], $7::bigint[], $8::bigint[], $9::bigint[]) \
-             ON CONFLICT (workflow, hour, version, status) DO UPDATE SET \
+            "INSERT INTO run_hours (workflow, hour, version, status, team, runs, cost_usd, \
+             latency_ms, fallbacks, anonymous) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+             $6::bigint[], $7::float8[], $8::bigint[], $9::bigint[], $10::bigint[]) \
+             ON CONFLICT (workflow, hour, version, status, team) DO UPDATE SET \
              runs = run_hours.runs + excluded.runs, \
              cost_usd = run_hours.cost_usd + excluded.cost_usd, \
              latency_ms = run_hours.latency_ms + excluded.latency_ms, \
@@ -306,6 +306,7 @@ async fn apply_rollups(tx: &mut PgConnection, deltas: &crate::rollups::Deltas<'_
         .bind(column!(rows, |(k, _)| k.1))
         .bind(column!(rows, |(k, _)| k.2))
         .bind(column!(rows, |(k, _)| k.3))
+        .bind(column!(rows, |(k, _)| k.4))
         .bind(column!(rows, |(_, s)| s.runs))
         .bind(column!(rows, |(_, s)| s.cost_usd))
         .bind(column!(rows, |(_, s)| s.latency_ms))

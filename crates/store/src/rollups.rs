@@ -83,8 +83,8 @@ pub(crate) struct HourSums {
 /// concurrent writers take row locks in the same order).
 #[derive(Debug, Default)]
 pub(crate) struct Deltas<'a> {
-    /// (workflow, hour, version, status).
-    pub hours: BTreeMap<(&'a str, i64, &'a str, &'a str), HourSums>,
+    /// (workflow, hour, version, status, team): '' for no team.
+    pub hours: BTreeMap<(&'a str, i64, &'a str, &'a str, &'a str), HourSums>,
     /// (workflow, version, hour, output).
     pub outputs: BTreeMap<(&'a str, &'a str, i64, &'a str), i64>,
     /// (workflow, version, hour, bucket).
@@ -100,7 +100,13 @@ impl<'a> Deltas<'a> {
         let hour = run.created_at_ms.div_euclid(HOUR_MS);
         let sums = self
             .hours
-            .entry((run.workflow, hour, run.version, run.status))
+            .entry((
+                run.workflow,
+                hour,
+                run.version,
+                run.status,
+                run.team.unwrap_or(""),
+            ))
             .or_default();
         sums.runs += sign;
         sums.cost_usd += sign as f64 * run.cost_usd;
@@ -207,17 +213,17 @@ pub(crate) const FALLBACK_SQL: &str = "CAST(CASE WHEN r.model IS NOT NULL AND a.
      AND r.model <> a.model THEN 1 ELSE 0 END AS BIGINT)";
 
 /// The runs of workflow `$1` by hour ([`union`] of `run_hours` and the edges' runs), with the
-/// columns `version`, `hour`, `status`, `runs`, `cost`, `latency`, `fallbacks` and
-/// `anonymous`; `extra` as in [`union`].
+/// columns `version`, `hour`, `status`, `team` ('' for none), `runs`, `cost`, `latency`,
+/// `fallbacks` and `anonymous`; `extra` as in [`union`].
 pub(crate) fn run_hour_parts(extra: &str) -> String {
     union(
-        "SELECT r.version AS version, r.hour AS hour, r.status AS status, r.runs AS runs, \
-         r.cost_usd AS cost, r.latency_ms AS latency, r.fallbacks AS fallbacks, \
+        "SELECT r.version AS version, r.hour AS hour, r.status AS status, r.team AS team, \
+         r.runs AS runs, r.cost_usd AS cost, r.latency_ms AS latency, r.fallbacks AS fallbacks, \
          r.anonymous AS anonymous FROM run_hours r",
         "hour",
         &format!(
-            "SELECT r.version, r.created_at_ms / 3600000, r.status, 1, r.cost_usd, r.latency_ms, \
-             {FALLBACK_SQL}, CASE WHEN r.key_id IS NULL THEN 1 ELSE 0 END \
+            "SELECT r.version, r.created_at_ms / 3600000, r.status, COALESCE(r.team, ''), 1, \
+             r.cost_usd, r.latency_ms, {FALLBACK_SQL}, CASE WHEN r.key_id IS NULL THEN 1 ELSE 0 END \
              FROM runs r LEFT JOIN attempts a ON a.run_id = r.id AND a.n = 1"
         ),
         "",

@@ -435,22 +435,26 @@ async fn apply_rollups(
     let hours: Vec<_> = deltas.hours.iter().collect();
     for chunk in hours.chunks(ROLLUP_ROWS) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO run_hours (workflow, hour, version, status, runs, cost_usd, \
+            "INSERT INTO run_hours (workflow, hour, version, status, team, runs, cost_usd, \
              latency_ms, fallbacks, anonymous) ",
         );
-        q.push_values(chunk, |mut row, ((workflow, hour, version, status), s)| {
-            row.push_bind(*workflow)
-                .push_bind(*hour)
-                .push_bind(*version)
-                .push_bind(*status)
-                .push_bind(s.runs)
-                .push_bind(s.cost_usd)
-                .push_bind(s.latency_ms)
-                .push_bind(s.fallbacks)
-                .push_bind(s.anonymous);
-        });
+        q.push_values(
+            chunk,
+            |mut row, ((workflow, hour, version, status, team), s)| {
+                row.push_bind(*workflow)
+                    .push_bind(*hour)
+                    .push_bind(*version)
+                    .push_bind(*status)
+                    .push_bind(*team)
+                    .push_bind(s.runs)
+                    .push_bind(s.cost_usd)
+                    .push_bind(s.latency_ms)
+                    .push_bind(s.fallbacks)
+                    .push_bind(s.anonymous);
+            },
+        );
         q.push(
-            " ON CONFLICT (workflow, hour, version, status) DO UPDATE SET \
+            " ON CONFLICT (workflow, hour, version, status, team) DO UPDATE SET \
              runs = run_hours.runs + excluded.runs, \
              cost_usd = run_hours.cost_usd + excluded.cost_usd, \
              latency_ms = run_hours.latency_ms + excluded.latency_ms, \

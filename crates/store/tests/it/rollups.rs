@@ -238,6 +238,24 @@ async fn check_window(store: &Arc<dyn Store>, runs: &[RunRecord], from_ms: i64, 
         );
     }
 
+    // Runs and accepted outputs per team.
+    let mut expected: BTreeMap<Option<String>, (u64, u64)> = BTreeMap::new();
+    for r in of("triage") {
+        let e = expected
+            .entry(r.caller.as_ref().and_then(|c| c.team.clone()))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(r.status == RunStatus::Ok);
+    }
+    let got: BTreeMap<Option<String>, (u64, u64)> = store
+        .team_runs("triage", window)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.team, (t.runs, t.accepted)))
+        .collect();
+    assert_eq!(got, expected, "{context}");
+
     // Drift's counts, latency and sample, per version.
     for version in ["v1", "v2"] {
         let of_version = || of("triage").filter(|r| r.version == version);
