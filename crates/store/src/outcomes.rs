@@ -165,6 +165,19 @@ pub(crate) use window_rows;
 /// `impl OutcomeStore for $store` over `$db`.
 macro_rules! outcome_store_impl {
     ($store:ty, $db:ty) => {
+        /// The rows of `sql` (over [`run_hour_parts`](crate::rollups::run_hour_parts)) for
+        /// `workflow` in `window`, its whole hours bound as the rollup's.
+        async fn rows_by_hour(
+            pool: &sqlx::Pool<$db>,
+            sql: &str,
+            workflow: &str,
+            window: $crate::outcomes::Window,
+        ) -> $crate::Result<Vec<<$db as sqlx::Database>::Row>> {
+            use $crate::rollups::{split_query, Split, HOUR_MS};
+            let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+            Ok(split_query!($db, sql, workflow, split).fetch_all(pool).await?)
+        }
+
         #[::async_trait::async_trait]
         impl $crate::outcomes::OutcomeStore for $store {
             async fn run_weeks(
@@ -173,7 +186,7 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::RunWeek>> {
                 use $crate::codec::{enumeration, non_negative, Columns};
-                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
+                use $crate::rollups::run_hour_parts;
                 let sql = format!(
                     "SELECT u.version AS version, {week} AS week, u.status AS status, \
                      CAST(SUM(u.runs) AS BIGINT) AS runs, SUM(u.cost) AS cost FROM ({parts}) u \
@@ -182,9 +195,7 @@ macro_rules! outcome_store_impl {
                     week = $crate::outcomes::week_of("u.hour * 3600000"),
                     parts = run_hour_parts(""),
                 );
-                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
-                split_query!($db, &sql, workflow, split)
-                    .fetch_all(self.reader())
+                rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
                     .iter()
                     .map(|row| {
@@ -205,7 +216,7 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::RunDay>> {
                 use $crate::codec::{non_negative, Columns};
-                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
+                use $crate::rollups::run_hour_parts;
                 let sql = format!(
                     "SELECT u.version AS version, u.hour / 24 AS day, \
                      CAST(SUM(u.runs) AS BIGINT) AS runs, \
@@ -215,9 +226,7 @@ macro_rules! outcome_store_impl {
                      GROUP BY u.version, u.hour / 24 HAVING SUM(u.runs) > 0 ORDER BY day, version",
                     parts = run_hour_parts(""),
                 );
-                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
-                split_query!($db, &sql, workflow, split)
-                    .fetch_all(self.reader())
+                rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
                     .iter()
                     .map(|row| {
@@ -275,7 +284,7 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::CallerWeek>> {
                 use $crate::codec::{non_negative, Columns};
-                use $crate::rollups::{run_hour_parts, split_query, union, Split, DAY_MS, HOUR_MS};
+                use $crate::rollups::{run_hour_parts, split_query, union, Split, DAY_MS};
                 // The weeks with runs, and their anonymous runs, by hour.
                 let sql = format!(
                     "SELECT {week} AS week, CAST(SUM(u.anonymous) AS BIGINT) AS anonymous \
@@ -283,9 +292,7 @@ macro_rules! outcome_store_impl {
                     week = $crate::outcomes::week_of("u.hour * 3600000"),
                     parts = run_hour_parts(""),
                 );
-                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
-                let mut weeks = split_query!($db, &sql, workflow, split)
-                    .fetch_all(self.reader())
+                let mut weeks = rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
                     .iter()
                     .map(|row| {
@@ -336,16 +343,14 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::TeamRuns>> {
                 use $crate::codec::{non_negative, Columns};
-                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
+                use $crate::rollups::run_hour_parts;
                 let sql = format!(
                     "SELECT u.team AS team, CAST(SUM(u.runs) AS BIGINT) AS runs, \
                      CAST(SUM(CASE WHEN u.status = 'ok' THEN u.runs ELSE 0 END) AS BIGINT) AS accepted \
                      FROM ({}) u GROUP BY u.team HAVING SUM(u.runs) > 0 ORDER BY team",
                     run_hour_parts("")
                 );
-                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
-                split_query!($db, &sql, workflow, split)
-                    .fetch_all(self.reader())
+                rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
                     .iter()
                     .map(|row| {
