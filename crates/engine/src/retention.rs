@@ -35,22 +35,19 @@ impl Engine {
     ) -> Result<RetentionReport, EngineError> {
         let spec = self.project.config.retention;
         let mut report = RetentionReport::default();
-        if let Some(days) = spec.runs_days {
-            let before = now_ms - i64::from(days) * DAY_MS;
-            let (n, more) = batches(max_batches, || {
+        let cutoff = |days: u32| now_ms - i64::from(days) * DAY_MS;
+        if let Some(before) = spec.runs_days.map(cutoff) {
+            let done = batches(max_batches, || {
                 self.store.delete_runs_before(before, RETENTION_BATCH)
-            })
-            .await?;
-            report.deleted = n;
-            report.more |= more;
+            });
+            (report.deleted, report.more) = done.await?;
         }
-        if let Some(days) = spec.keep_text_days {
-            let before = now_ms - i64::from(days) * DAY_MS;
-            let (n, more) = batches(max_batches, || {
+        if let Some(before) = spec.keep_text_days.map(cutoff) {
+            let done = batches(max_batches, || {
                 self.store.strip_run_texts(before, RETENTION_BATCH)
-            })
-            .await?;
-            report.stripped = n;
+            });
+            let (stripped, more) = done.await?;
+            report.stripped = stripped;
             report.more |= more;
         }
         if report.deleted > 0 || report.stripped > 0 {

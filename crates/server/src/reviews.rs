@@ -260,13 +260,10 @@ pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::
         if let Err(e) = state.engine.check_experiments().await {
             tracing::warn!("experiment guardrail check failed: {e}");
         }
-        if retention && shopfloor_engine::now_ms() >= next_retention {
-            next_retention = shopfloor_engine::now_ms() + RETENTION_EVERY_MS;
-            match state
-                .engine
-                .apply_retention(shopfloor_engine::now_ms(), 10)
-                .await
-            {
+        let now = shopfloor_engine::now_ms();
+        if retention && now >= next_retention {
+            next_retention = now + RETENTION_EVERY_MS;
+            match state.engine.apply_retention(now, 10).await {
                 Ok(report) if report.deleted + report.stripped > 0 => tracing::info!(
                     deleted = report.deleted,
                     stripped = report.stripped,

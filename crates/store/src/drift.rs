@@ -146,13 +146,15 @@ macro_rules! drift_store_impl {
                 window: &$crate::drift::RunWindow<'_>,
             ) -> $crate::Result<$crate::drift::WindowCounts> {
                 use $crate::codec::{enumeration, non_negative, Columns};
-                use $crate::rollups::{run_hour_parts, split_query, union, Split, HOUR_MS, LABEL_SQL};
+                use $crate::rollups::{
+                    run_hour_parts, split_query, union, Fallbacks, Split, HOUR_MS, LABEL_SQL,
+                };
                 let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
                 let sql = format!(
                     "SELECT u.status AS status, CAST(SUM(u.runs) AS BIGINT) AS n, \
                      CAST(SUM(u.fallbacks) AS BIGINT) AS fallbacks FROM ({}) u \
                      GROUP BY u.status HAVING SUM(u.runs) > 0 ORDER BY status",
-                    run_hour_parts(" AND r.version = $8")
+                    run_hour_parts(" AND r.version = $8", Fallbacks::Counted)
                 );
                 let mut fallbacks = 0;
                 let statuses = split_query!($db, &sql, window.workflow, split)
@@ -272,11 +274,11 @@ macro_rules! drift_store_impl {
                 if limit == 0 {
                     return Ok(Vec::new());
                 }
-                use $crate::rollups::{run_hour_parts, split_query, Split, HOUR_MS};
+                use $crate::rollups::{run_hour_parts, split_query, Fallbacks, Split, HOUR_MS};
                 let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
                 let sql = format!(
                     "SELECT CAST(COALESCE(SUM(u.runs), 0) AS BIGINT) AS n FROM ({}) u",
-                    run_hour_parts(" AND r.version = $8")
+                    run_hour_parts(" AND r.version = $8", Fallbacks::Unread)
                 );
                 let n = split_query!($db, &sql, window.workflow, split)
                     .bind(window.version)

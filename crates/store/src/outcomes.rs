@@ -186,14 +186,14 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::RunWeek>> {
                 use $crate::codec::{enumeration, non_negative, Columns};
-                use $crate::rollups::run_hour_parts;
+                use $crate::rollups::{run_hour_parts, Fallbacks};
                 let sql = format!(
                     "SELECT u.version AS version, {week} AS week, u.status AS status, \
                      CAST(SUM(u.runs) AS BIGINT) AS runs, SUM(u.cost) AS cost FROM ({parts}) u \
                      GROUP BY u.version, {week}, u.status HAVING SUM(u.runs) > 0 \
                      ORDER BY week, version, status",
                     week = $crate::outcomes::week_of("u.hour * 3600000"),
-                    parts = run_hour_parts(""),
+                    parts = run_hour_parts("", Fallbacks::Unread),
                 );
                 rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
@@ -216,7 +216,7 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::RunDay>> {
                 use $crate::codec::{non_negative, Columns};
-                use $crate::rollups::run_hour_parts;
+                use $crate::rollups::{run_hour_parts, Fallbacks};
                 let sql = format!(
                     "SELECT u.version AS version, u.hour / 24 AS day, \
                      CAST(SUM(u.runs) AS BIGINT) AS runs, \
@@ -224,7 +224,7 @@ macro_rules! outcome_store_impl {
                      CAST(SUM(CASE WHEN u.status = 'invalid' THEN u.runs ELSE 0 END) AS BIGINT) AS invalid, \
                      SUM(u.cost) AS cost, CAST(SUM(u.latency) AS BIGINT) AS latency FROM ({parts}) u \
                      GROUP BY u.version, u.hour / 24 HAVING SUM(u.runs) > 0 ORDER BY day, version",
-                    parts = run_hour_parts(""),
+                    parts = run_hour_parts("", Fallbacks::Unread),
                 );
                 rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
@@ -284,13 +284,13 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::CallerWeek>> {
                 use $crate::codec::{non_negative, Columns};
-                use $crate::rollups::{run_hour_parts, split_query, union, Split, DAY_MS};
+                use $crate::rollups::{run_hour_parts, split_query, union, Fallbacks, Split, DAY_MS};
                 // The weeks with runs, and their anonymous runs, by hour.
                 let sql = format!(
                     "SELECT {week} AS week, CAST(SUM(u.anonymous) AS BIGINT) AS anonymous \
                      FROM ({parts}) u GROUP BY {week} HAVING SUM(u.runs) > 0 ORDER BY week",
                     week = $crate::outcomes::week_of("u.hour * 3600000"),
-                    parts = run_hour_parts(""),
+                    parts = run_hour_parts("", Fallbacks::Unread),
                 );
                 let mut weeks = rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
@@ -343,12 +343,12 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::TeamRuns>> {
                 use $crate::codec::{non_negative, Columns};
-                use $crate::rollups::run_hour_parts;
+                use $crate::rollups::{run_hour_parts, Fallbacks};
                 let sql = format!(
                     "SELECT u.team AS team, CAST(SUM(u.runs) AS BIGINT) AS runs, \
                      CAST(SUM(CASE WHEN u.status = 'ok' THEN u.runs ELSE 0 END) AS BIGINT) AS accepted \
                      FROM ({}) u GROUP BY u.team HAVING SUM(u.runs) > 0 ORDER BY team",
-                    run_hour_parts("")
+                    run_hour_parts("", Fallbacks::Unread)
                 );
                 rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?

@@ -213,10 +213,23 @@ pub(crate) fn union(rollup: &str, unit: &str, raw: &str, raw_only: &str, extra: 
 pub(crate) const FALLBACK_SQL: &str = "CAST(CASE WHEN r.model <> (SELECT a.model FROM attempts a \
      WHERE a.run_id = r.id AND a.n = 1) THEN 1 ELSE 0 END AS BIGINT)";
 
+/// What [`run_hour_parts`] gives for an edge run's `fallbacks` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fallbacks {
+    /// Looked up per edge run ([`FALLBACK_SQL`]): only drift's counts read the column.
+    Counted,
+    /// 0: the caller never reads it, so no edge run pays for the lookup.
+    Unread,
+}
+
 /// The runs of workflow `$1` by hour ([`union`] of `run_hours` and the edges' runs), with the
 /// columns `version`, `hour`, `status`, `team` ('' for none), `runs`, `cost`, `latency`,
 /// `fallbacks` and `anonymous`; `extra` as in [`union`].
-pub(crate) fn run_hour_parts(extra: &str) -> String {
+pub(crate) fn run_hour_parts(extra: &str, fallbacks: Fallbacks) -> String {
+    let fallback = match fallbacks {
+        Fallbacks::Counted => FALLBACK_SQL,
+        Fallbacks::Unread => "0",
+    };
     union(
         "SELECT r.version AS version, r.hour AS hour, r.status AS status, r.team AS team, \
          r.runs AS runs, r.cost_usd AS cost, r.latency_ms AS latency, r.fallbacks AS fallbacks, \
@@ -224,7 +237,7 @@ pub(crate) fn run_hour_parts(extra: &str) -> String {
         "hour",
         &format!(
             "SELECT r.version, r.created_at_ms / 3600000, r.status, COALESCE(r.team, ''), 1, \
-             r.cost_usd, r.latency_ms, {FALLBACK_SQL}, CASE WHEN r.key_id IS NULL THEN 1 ELSE 0 END \
+             r.cost_usd, r.latency_ms, {fallback}, CASE WHEN r.key_id IS NULL THEN 1 ELSE 0 END \
              FROM runs r"
         ),
         "",
