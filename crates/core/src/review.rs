@@ -180,19 +180,25 @@ pub fn check_reason(spec: &ReviewSpec, reason: &str) -> Result<(), DecisionError
     }
 }
 
-/// Cohen's κ of two raters over the same items: agreement beyond what chance predicts.
-/// `None` with no items, or when chance agreement is total (both always gave one answer).
-pub fn cohens_kappa<T: Eq + Hash>(pairs: &[(T, T)]) -> Option<f64> {
-    if pairs.is_empty() {
+/// Cohen's κ of two raters over the same items, given as (first rater's answer, second's, how
+/// many items got that pair): agreement beyond what chance predicts. `None` with no items, or
+/// when chance agreement is total (both always gave one answer).
+pub fn cohens_kappa<T: Eq + Hash>(pairs: &[(T, T, u64)]) -> Option<f64> {
+    let n = pairs.iter().map(|(_, _, k)| *k).sum::<u64>() as f64;
+    if n == 0.0 {
         return None;
     }
-    let n = pairs.len() as f64;
-    let observed = pairs.iter().filter(|(a, b)| a == b).count() as f64 / n;
+    let observed = pairs
+        .iter()
+        .filter(|(a, b, _)| a == b)
+        .map(|(_, _, k)| *k as f64)
+        .sum::<f64>()
+        / n;
     let mut first: HashMap<&T, f64> = HashMap::new();
     let mut second: HashMap<&T, f64> = HashMap::new();
-    for (a, b) in pairs {
-        *first.entry(a).or_default() += 1.0;
-        *second.entry(b).or_default() += 1.0;
+    for (a, b, k) in pairs {
+        *first.entry(a).or_default() += *k as f64;
+        *second.entry(b).or_default() += *k as f64;
     }
     let expected: f64 = first
         .iter()
@@ -329,13 +335,11 @@ mod tests {
     fn kappa_matches_a_hand_computed_example() {
         // 10 items: both approve 4, both reject 3, they disagree on 3 (2 A/R, 1 R/A).
         // observed 0.7; rater 1 approves 6/10, rater 2 5/10 → expected 0.3 + 0.2 = 0.5.
-        let mut pairs = vec![("a", "a"); 4];
-        pairs.extend(vec![("r", "r"); 3]);
-        pairs.extend(vec![("a", "r"); 2]);
-        pairs.push(("r", "a"));
+        let pairs = [("a", "a", 4), ("r", "r", 3), ("a", "r", 2), ("r", "a", 1)];
         let kappa = cohens_kappa(&pairs).unwrap();
         assert!((kappa - 0.4).abs() < 1e-12, "{kappa}");
         assert_eq!(cohens_kappa::<&str>(&[]), None);
-        assert_eq!(cohens_kappa(&[("a", "a"), ("a", "a")]), None);
+        assert_eq!(cohens_kappa(&[("a", "a", 2)]), None);
+        assert_eq!(cohens_kappa(&[("a", "r", 0)]), None);
     }
 }

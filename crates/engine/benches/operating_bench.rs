@@ -7,6 +7,12 @@
 //! 1,000,000; PostgreSQL at `SHOPFLOOR_TEST_POSTGRES_URL`, default 127.0.0.1:5432). Prints the
 //! seeding rate and each command's time, each the best of three calls, then one line per
 //! figure for scripts: `figure COMMAND BACKEND MS` (e.g. `figure portfolio sqlite 212`).
+//!
+//! `SHOPFLOOR_BENCH_BACKENDS=postgres` (or `sqlite`) measures one backend only;
+//! `SHOPFLOOR_BENCH_KEEP=1` keeps the seeded PostgreSQL database and prints its URL, for
+//! `EXPLAIN ANALYZE` on a large history (drop it by hand afterwards);
+//! `SHOPFLOOR_BENCH_REUSE=URL` measures such a kept database again without seeding it (a
+//! newer build migrates it first).
 
 mod seeded;
 
@@ -32,7 +38,12 @@ where
     best
 }
 
-async fn measure(dir: &Path, database_url: Option<&str>, runs: usize) -> Vec<(String, String)> {
+async fn measure(
+    dir: &Path,
+    database_url: Option<&str>,
+    runs: usize,
+    seeded: bool,
+) -> Vec<(String, String)> {
     write_project(dir, "http://127.0.0.1:9/v1");
     let engine = Engine::open(EngineOptions {
         project_dir: dir.to_path_buf(),
@@ -41,9 +52,13 @@ async fn measure(dir: &Path, database_url: Option<&str>, runs: usize) -> Vec<(St
     })
     .await
     .unwrap();
-    let rate = seed(&engine, runs).await;
+    let rate = if seeded {
+        "-".to_string()
+    } else {
+        format!("{:.0}", seed(&engine, runs).await)
+    };
     let week = shopfloor_core::calendar::iso_week(now_ms());
-    let mut out = vec![("seed (runs/s)".to_string(), format!("{rate:.0}"))];
+    let mut out = vec![("seed (runs/s)".to_string(), rate)];
     let t = best(|| async {
         engine.outcomes("triage", None).await.unwrap();
     })
@@ -91,14 +106,44 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let backends =
+        std::env::var("SHOPFLOOR_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let keep = std::env::var_os("SHOPFLOOR_BENCH_KEEP").is_some();
+    let skipped = || vec![("seed (runs/s)".to_string(), "-".to_string())];
     let sqlite_dir = tempfile::tempdir().unwrap();
-    let sqlite = measure(sqlite_dir.path(), None, runs).await;
-    let pg = TestPostgres::create().await;
-    let pg_dir = tempfile::tempdir().unwrap();
-    let postgres = measure(pg_dir.path(), Some(pg.url()), runs).await;
+    let sqlite = if backends.contains("sqlite") {
+        measure(sqlite_dir.path(), None, runs, false).await
+    } else {
+        skipped()
+    };
+    let reuse = std::env::var("SHOPFLOOR_BENCH_REUSE").ok();
+    let postgres = if let Some(url) = &reuse {
+        let pg_dir = tempfile::tempdir().unwrap();
+        measure(pg_dir.path(), Some(url), runs, true).await
+    } else if backends.contains("postgres") {
+        let pg = TestPostgres::create().await;
+        let pg_dir = tempfile::tempdir().unwrap();
+        let figures = measure(pg_dir.path(), Some(pg.url()), runs, false).await;
+        if keep {
+            println!("kept PostgreSQL database: {}", pg.url());
+            std::mem::forget(pg);
+        }
+        figures
+    } else {
+        skipped()
+    };
     println!("operating review over {runs} runs (1 attempt each, 1% reviewed), best of 3");
     println!("{:<16} {:>12} {:>12}", "", "SQLite", "PostgreSQL");
-    for ((name, s), (_, p)) in sqlite.iter().zip(&postgres) {
+    let names = if sqlite.len() >= postgres.len() {
+        &sqlite
+    } else {
+        &postgres
+    };
+    let value = |figures: &[(String, String)], i: usize| {
+        figures.get(i).map_or("-".to_string(), |(_, v)| v.clone())
+    };
+    for (i, (name, _)) in names.iter().enumerate() {
+        let (s, p) = (value(&sqlite, i), value(&postgres, i));
         println!("{name:<16} {s:>12} {p:>12}");
     }
     for (backend, figures) in [("sqlite", &sqlite), ("postgres", &postgres)] {

@@ -11,7 +11,7 @@ use shopfloor_core::review::{
 };
 use shopfloor_store::{
     AuditAction, ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem,
-    ReviewUpdate, RunRecord,
+    ReviewTallies, ReviewUpdate, RunRecord,
 };
 
 use crate::{now_ms, Engine, EngineError};
@@ -267,9 +267,11 @@ impl Engine {
     pub async fn review_stats(&self, workflow: Option<&str>) -> Result<ReviewStats, EngineError> {
         self.flush().await;
         let now = now_ms();
-        let counts = self.store.review_counts(workflow, now).await?;
-        let decisions = self.store.review_decisions(None, workflow).await?;
-        Ok(stats(&counts, &decisions, now))
+        let (counts, tallies) = tokio::try_join!(
+            self.store.review_counts(workflow, now),
+            self.store.review_tallies(workflow)
+        )?;
+        Ok(stats(&counts, tallies, now))
     }
 
     async fn review_item(&self, run_id: &str) -> Result<ReviewItem, EngineError> {
@@ -369,8 +371,8 @@ impl Engine {
     }
 }
 
-/// The figures of the queue's `counts` and its `decisions` at `now_ms`.
-fn stats(counts: &[ReviewCount], decisions: &[ReviewDecisionRecord], now_ms: i64) -> ReviewStats {
+/// The figures of the queue's `counts` and its decisions' `tallies` at `now_ms`.
+fn stats(counts: &[ReviewCount], tallies: ReviewTallies, now_ms: i64) -> ReviewStats {
     let mut s = ReviewStats::default();
     for count in counts {
         match count.status {
@@ -391,62 +393,30 @@ fn stats(counts: &[ReviewCount], decisions: &[ReviewDecisionRecord], now_ms: i64
         s.acceptance_rate = Some(s.approved as f64 / decided as f64);
         s.edit_rate = Some(s.edited as f64 / decided as f64);
     }
-    let mut reasons: std::collections::BTreeMap<&str, u64> = Default::default();
-    let mut per_reviewer: std::collections::BTreeMap<&str, (u64, Vec<f64>)> = Default::default();
-    let mut per_item: std::collections::BTreeMap<&str, Vec<Decision>> = Default::default();
-    for d in decisions {
-        if let Some(reason) = &d.reason {
-            *reasons.entry(reason).or_default() += 1;
-        }
-        let entry = per_reviewer.entry(&d.reviewer).or_default();
-        entry.0 += 1;
-        if let Some(claimed) = d.claimed_at_ms {
-            entry
-                .1
-                .push((d.decided_at_ms - claimed).max(0) as f64 / 60_000.0);
-        }
-        per_item.entry(&d.run_id).or_default().push(d.decision);
-    }
-    s.reasons = reasons
-        .into_iter()
-        .map(|(r, n)| (r.to_string(), n))
-        .collect();
+    s.reasons = tallies.reasons;
     s.reasons
         .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    s.reviewers = per_reviewer
+    let minutes = |ms: Option<u64>| ms.map(|ms| ms as f64 / 60_000.0);
+    s.reviewers = tallies
+        .reviewers
         .into_iter()
-        .map(|(reviewer, (n, mut minutes))| {
-            minutes.sort_by(f64::total_cmp);
-            ReviewerStats {
-                reviewer: reviewer.to_string(),
-                decisions: n,
-                p50_minutes: percentile(&minutes, 0.50),
-                p95_minutes: percentile(&minutes, 0.95),
-            }
+        .map(|r| ReviewerStats {
+            reviewer: r.reviewer,
+            decisions: r.decisions,
+            p50_minutes: minutes(r.p50_ms),
+            p95_minutes: minutes(r.p95_ms),
         })
         .collect();
-    let pairs: Vec<(Decision, Decision)> = per_item
-        .values()
-        .filter(|d| d.len() >= 2)
-        .map(|d| (d[0], d[1]))
-        .collect();
-    s.agreement_items = pairs.len() as u64;
+    let pairs: Vec<(Decision, Decision, u64)> = tallies.pairs;
+    s.agreement_items = pairs.iter().map(|(_, _, n)| n).sum();
     s.agreement_kappa = cohens_kappa(&pairs);
     s
-}
-
-/// The nearest-rank percentile `q` of sorted `values`.
-fn percentile(values: &[f64], q: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    Some(values[rank - 1])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shopfloor_store::ReviewerTally;
 
     fn count(status: ReviewStatus, items: u64, overdue: u64, oldest: i64) -> ReviewCount {
         ReviewCount {
@@ -458,21 +428,12 @@ mod tests {
         }
     }
 
-    fn decision(
-        run_id: &str,
-        reviewer: &str,
-        decision: Decision,
-        minutes: i64,
-    ) -> ReviewDecisionRecord {
-        ReviewDecisionRecord {
-            run_id: run_id.into(),
-            reviewer: reviewer.into(),
-            decision,
-            output: None,
-            reason: (decision == Decision::Reject).then(|| "unsafe".into()),
-            note: None,
-            claimed_at_ms: Some(0),
-            decided_at_ms: minutes * 60_000,
+    fn reviewer(name: &str, decisions: u64, p50_ms: u64, p95_ms: u64) -> ReviewerTally {
+        ReviewerTally {
+            reviewer: name.into(),
+            decisions,
+            p50_ms: Some(p50_ms),
+            p95_ms: Some(p95_ms),
         }
     }
 
@@ -484,22 +445,35 @@ mod tests {
             count(ReviewStatus::Edited, 1, 0, 0),
             count(ReviewStatus::Rejected, 1, 0, 0),
         ];
-        let decisions = vec![
-            decision("c", "ann", Decision::Approve, 2),
-            decision("d", "ann", Decision::Approve, 4),
-            decision("e", "bob", Decision::Edit, 6),
-            decision("f", "bob", Decision::Reject, 8),
-        ];
-        let s = stats(&counts, &decisions, 5 * 60_000);
+        let tallies = ReviewTallies {
+            reviewers: vec![
+                reviewer("ann", 2, 120_000, 240_000),
+                reviewer("bob", 2, 360_000, 480_000),
+            ],
+            reasons: vec![("off-topic".into(), 1), ("unsafe".into(), 3)],
+            pairs: vec![
+                (Decision::Approve, Decision::Approve, 4),
+                (Decision::Reject, Decision::Reject, 3),
+                (Decision::Approve, Decision::Reject, 2),
+                (Decision::Reject, Decision::Approve, 1),
+            ],
+        };
+        let s = stats(&counts, tallies, 5 * 60_000);
         assert_eq!((s.pending, s.overdue), (2, 2));
         assert_eq!(s.oldest_pending_minutes, Some(5.0));
         assert_eq!((s.approved, s.edited, s.rejected), (2, 1, 1));
         assert_eq!(s.acceptance_rate, Some(0.5));
         assert_eq!(s.edit_rate, Some(0.25));
-        assert_eq!(s.reasons, vec![("unsafe".to_string(), 1)]);
+        assert_eq!(
+            s.reasons,
+            vec![("unsafe".to_string(), 3), ("off-topic".to_string(), 1)],
+            "most given first"
+        );
         assert_eq!(s.reviewers[0].reviewer, "ann");
         assert_eq!(s.reviewers[0].p50_minutes, Some(2.0));
-        assert_eq!(s.reviewers[0].p95_minutes, Some(4.0));
-        assert_eq!(s.agreement_items, 0);
+        assert_eq!(s.reviewers[1].p95_minutes, Some(8.0));
+        assert_eq!(s.agreement_items, 10);
+        let kappa = s.agreement_kappa.unwrap();
+        assert!((kappa - 0.4).abs() < 1e-12, "{kappa}");
     }
 }

@@ -289,21 +289,28 @@ macro_rules! drift_store_impl {
                 let rows = if n > $crate::drift::SLOT_SAMPLING_MIN_RUNS {
                     // A large window: the first run of each of `limit` equal spans of time,
                     // found by index, instead of numbering every run of the window.
-                    // The spans cover the window's runs, not its empty start or end.
-                    let edge = |order: &'static str| {
-                        format!(
-                            "SELECT r.created_at_ms AS at FROM runs r WHERE {WINDOW} \
-                             ORDER BY r.created_at_ms {order} LIMIT 1"
-                        )
+                    // The spans cover the hours that have the version's runs (from the
+                    // rollup), not the window's empty start or end. (Seeking the window's
+                    // first and last run instead let PostgreSQL, without statistics, sort
+                    // every run of the window: 2 s at 10,000,000 runs.)
+                    let hours = sqlx::query::<$db>(
+                        "SELECT MIN(hour) AS first, MAX(hour) AS last FROM run_hours \
+                         WHERE workflow = $1 AND version = $2 AND hour >= $3 AND hour <= $4 \
+                         AND runs > 0",
+                    )
+                    .bind(window.workflow)
+                    .bind(window.version)
+                    .bind(window.from_ms.div_euclid(HOUR_MS))
+                    .bind((window.to_ms - 1).div_euclid(HOUR_MS))
+                    .fetch_one(self.reader())
+                    .await?;
+                    let (Some(first_hour), Some(last_hour)) =
+                        (hours.opt_int("first")?, hours.opt_int("last")?)
+                    else {
+                        return Ok(Vec::new());
                     };
-                    let first = window_query(&edge("ASC"), window)
-                        .fetch_one(self.reader())
-                        .await?
-                        .int("at")?;
-                    let last = window_query(&edge("DESC"), window)
-                        .fetch_one(self.reader())
-                        .await?
-                        .int("at")?;
+                    let first = window.from_ms.max(first_hour * HOUR_MS);
+                    let last = window.to_ms.min((last_hour + 1) * HOUR_MS) - 1;
                     let runs = $crate::drift::RunWindow {
                         from_ms: first,
                         to_ms: last + 1,

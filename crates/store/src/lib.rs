@@ -21,6 +21,7 @@ mod queries;
 mod queue;
 mod record;
 mod retention;
+mod review_rollups;
 mod reviews;
 mod rollups;
 mod sessions;
@@ -60,6 +61,7 @@ pub use record::{
     RunOrigin, RunRecord, RunStatus, RunSummary,
 };
 pub use retention::RetentionStore;
+pub use review_rollups::{ReviewTallies, ReviewerTally};
 pub use reviews::{
     ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewStore,
     ReviewTicket, ReviewUpdate,

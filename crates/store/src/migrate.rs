@@ -121,6 +121,11 @@ const MIGRATIONS: &[Migration] = &[
         "retention_marks",
         include_str!("../migrations/0018_retention.sql"),
     ),
+    Migration::new(
+        19,
+        "review_rollups",
+        include_str!("../migrations/0019_review_rollups.sql"),
+    ),
 ];
 
 /// The table that records which migrations are applied.

@@ -148,20 +148,6 @@ pub trait OutcomeStore {
     async fn reviewer_counts(&self, window: Window) -> Result<Vec<(String, u64)>>;
 }
 
-/// The rows of `$sql` whose `$1` is the workflow and `$2`, `$3` the window's bounds.
-macro_rules! window_rows {
-    ($db:ty, $store:ident, $sql:expr, $workflow:expr, $window:expr) => {
-        sqlx::query::<$db>($sql)
-            .bind($workflow)
-            .bind($window.from_ms)
-            .bind($window.to_ms)
-            .fetch_all($store.reader())
-            .await?
-    };
-}
-
-pub(crate) use window_rows;
-
 /// `impl OutcomeStore for $store` over `$db`.
 macro_rules! outcome_store_impl {
     ($store:ty, $db:ty) => {
@@ -250,21 +236,41 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::ReviewWeek>> {
                 use $crate::codec::{non_negative, Columns};
-                let week = $crate::outcomes::week_of("r.created_at_ms");
-                // One row per version and week of the runs: accepted items, and the decisions
-                // whose reviewer had claimed the item with their time (claim → decision).
+                use $crate::rollups::{split_query, Split, HOUR_MS};
+                // Whole hours from `review_hours`; the edges' items from `reviews`, each with
+                // its decisions whose reviewer had claimed the item, and their time (claim →
+                // decision), looked up by the item's key (a join let PostgreSQL read every
+                // decision).
+                let edge = |from: u8, to: u8| {
+                    format!(
+                        "SELECT r.version, r.created_at_ms / {HOUR_MS}, \
+                         CASE WHEN r.status IN ('approved', 'edited') THEN 1 ELSE 0 END, \
+                         (SELECT COUNT(*) FROM review_decisions d WHERE d.run_id = r.run_id \
+                          AND d.claimed_at_ms IS NOT NULL), \
+                         (SELECT CAST(COALESCE(SUM(d.decided_at_ms - d.claimed_at_ms), 0) \
+                          AS BIGINT) FROM review_decisions d WHERE d.run_id = r.run_id \
+                          AND d.claimed_at_ms IS NOT NULL) \
+                         FROM reviews r WHERE r.workflow = $1 AND r.created_at_ms >= ${from} \
+                         AND r.created_at_ms < ${to}"
+                    )
+                };
                 let sql = format!(
-                    "SELECT r.version AS version, {week} AS week, \
-                     COUNT(DISTINCT CASE WHEN r.status IN ('approved', 'edited') \
-                                    THEN r.run_id END) AS accepted, \
-                     COUNT(d.claimed_at_ms) AS timed, \
-                     CAST(COALESCE(SUM(d.decided_at_ms - d.claimed_at_ms), 0) AS BIGINT) AS ms \
-                     FROM reviews r LEFT JOIN review_decisions d \
-                     ON d.run_id = r.run_id AND d.claimed_at_ms IS NOT NULL \
-                     WHERE r.workflow = $1 AND r.created_at_ms >= $2 AND r.created_at_ms < $3 \
-                     GROUP BY r.version, week ORDER BY week, version"
+                    "SELECT u.version AS version, {week} AS week, \
+                     CAST(SUM(u.accepted) AS BIGINT) AS accepted, \
+                     CAST(SUM(u.timed) AS BIGINT) AS timed, CAST(SUM(u.ms) AS BIGINT) AS ms \
+                     FROM (SELECT r.version AS version, r.hour AS hour, r.accepted AS accepted, \
+                           r.timed AS timed, r.reviewer_ms AS ms FROM review_hours r \
+                           WHERE r.workflow = $1 AND r.hour >= $2 AND r.hour < $3 \
+                           UNION ALL {head} UNION ALL {tail}) u \
+                     GROUP BY u.version, {week} ORDER BY week, version",
+                    week = $crate::outcomes::week_of(&format!("u.hour * {HOUR_MS}")),
+                    head = edge(4, 5),
+                    tail = edge(6, 7),
                 );
-                $crate::outcomes::window_rows!($db, self, &sql, workflow, window)
+                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
+                split_query!($db, &sql, workflow, split)
+                    .fetch_all(self.reader())
+                    .await?
                     .iter()
                     .map(|row| {
                         Ok($crate::outcomes::ReviewWeek {

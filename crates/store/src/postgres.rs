@@ -24,6 +24,7 @@ use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::retention::retention_store_impl;
+use crate::review_rollups::review_rollup_fns;
 use crate::reviews::review_store_impl;
 use crate::rollups::rollup_writes;
 use crate::sessions::session_store_impl;
@@ -252,6 +253,7 @@ review_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 outbox_store_impl!(PostgresStore, Postgres, "FOR UPDATE SKIP LOCKED");
 drift_store_impl!(PostgresStore, Postgres);
 rollup_writes!(Postgres);
+review_rollup_fns!(Postgres);
 
 /// Add `rows` ((workflow, version, hour, key) → runs) to the counts in `table`, whose key
 /// column `key` has the SQL type `key_type`.

@@ -185,6 +185,13 @@ pub trait ReviewStore {
 
     /// Items per workflow and status (of one workflow, or all), counted in the database.
     async fn review_counts(&self, workflow: Option<&str>, now_ms: i64) -> Result<Vec<ReviewCount>>;
+
+    /// The all-time tallies of the decisions on items of `workflow` (all workflows when
+    /// `None`), from the review rollups.
+    async fn review_tallies(
+        &self,
+        workflow: Option<&str>,
+    ) -> Result<crate::review_rollups::ReviewTallies>;
 }
 
 /// The text of `value` for a JSON column.
@@ -436,23 +443,23 @@ macro_rules! review_store_impl {
                 let decision = &update.decision;
                 let mut tx = self.begin_write($crate::queries::TxLock::Rows).await?;
                 let final_at = (update.status != ReviewStatus::Pending).then_some(decision.decided_at_ms);
-                let changed = sqlx::query::<$db>(
+                let item = sqlx::query::<$db>(
                     "UPDATE reviews SET status = $1, decisions = decisions + 1, \
                      corrected_output = COALESCE($2, corrected_output), decided_at_ms = $3, \
                      claimed_by = NULL, claimed_at_ms = NULL, claim_expires_at_ms = NULL \
-                     WHERE run_id = $4 AND status = 'pending' AND decisions = $5",
+                     WHERE run_id = $4 AND status = 'pending' AND decisions = $5 \
+                     RETURNING workflow, version, created_at_ms",
                 )
                 .bind(update.status.as_str())
                 .bind(json_column(decision.output.as_ref()))
                 .bind(final_at)
                 .bind(&decision.run_id)
                 .bind(i64::from(update.seen_decisions))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if changed == 0 {
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(item) = item else {
                     return Ok(false);
-                }
+                };
                 sqlx::query::<$db>(&format!(
                     "INSERT INTO review_decisions ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     $crate::reviews::DECISION_COLUMNS
@@ -468,6 +475,17 @@ macro_rules! review_store_impl {
                 .bind(decision.decided_at_ms)
                 .execute(&mut *tx)
                 .await?;
+                {
+                    use $crate::codec::Columns;
+                    add_review_rollups(
+                        &mut tx,
+                        update,
+                        &item.text("workflow")?,
+                        &item.text("version")?,
+                        item.int("created_at_ms")?,
+                    )
+                    .await?;
+                }
                 insert_outbox_rows(&mut *tx, &update.events).await?;
                 let release = match update.status {
                     ReviewStatus::Pending => None,
@@ -591,6 +609,13 @@ macro_rules! review_store_impl {
                         })
                     })
                     .collect()
+            }
+
+            async fn review_tallies(
+                &self,
+                workflow: Option<&str>,
+            ) -> $crate::Result<$crate::review_rollups::ReviewTallies> {
+                read_review_tallies(self.reader(), workflow).await
             }
         }
     };

@@ -495,6 +495,9 @@ mod tests {
         let migration = include_str!("../migrations/0016_rollups.sql");
         let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(flat(migration).contains(&flat(&latency_bucket_sql("r.latency_ms"))));
+        // Migration 19 buckets the review times recorded before it alike.
+        let migration = include_str!("../migrations/0019_review_rollups.sql");
+        assert!(flat(migration).contains(&flat(&latency_bucket_sql("t.ms"))));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::outcomes::outcome_store_impl;
 use crate::queries::{store_impl, TxLock};
 use crate::queue::{self, Claim, CLAIMED_COLUMNS};
 use crate::retention::retention_store_impl;
+use crate::review_rollups::review_rollup_fns;
 use crate::reviews::review_store_impl;
 use crate::rollups::rollup_writes;
 use crate::sessions::session_store_impl;
@@ -391,6 +392,7 @@ review_store_impl!(SqliteStore, Sqlite, "");
 outbox_store_impl!(SqliteStore, Sqlite, "");
 drift_store_impl!(SqliteStore, Sqlite);
 rollup_writes!(Sqlite);
+review_rollup_fns!(Sqlite);
 
 /// Rows per multi-row upsert of a rollup.
 const ROLLUP_ROWS: usize = 500;

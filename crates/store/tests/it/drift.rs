@@ -242,7 +242,7 @@ async fn runs_per_day_by_version(db: &Db) {
 }
 
 /// A window of more than `SLOT_SAMPLING_MIN_RUNS` runs is sampled by time: the first run of
-/// each of `limit` equal spans between its first and last run, oldest first.
+/// each of `limit` equal spans over the hours that have its runs, oldest first.
 async fn a_busy_window_is_sampled_by_time(db: &Db) {
     const SPACING: i64 = 30_000;
     let n = shopfloor_store::SLOT_SAMPLING_MIN_RUNS as usize + 100;
@@ -274,10 +274,18 @@ async fn a_busy_window_is_sampled_by_time(db: &Db) {
         .collect();
     assert_eq!(picked.len(), 100, "{picked:?}");
     assert_eq!(picked[0], 0);
-    // Spans of ⌈(n - 1) × 30 s + 1 ms) / 100⌉: span k starts at run ⌈k × width / 30 s⌉.
-    let width = ((n as i64 - 1) * SPACING + 1 + 99) / 100;
+    // The spans cover the hours that have runs, cut to the window: from the later of the
+    // window's start and the first run's hour, to the earlier of its end and the last run's
+    // hour's end, in 100 spans; span k picks the first run at or after its start.
+    const HOUR: i64 = 3_600_000;
+    let last_run = T0 + (n as i64 - 1) * SPACING;
+    let start = w.from_ms.max(T0.div_euclid(HOUR) * HOUR);
+    let end = w.to_ms.min((last_run.div_euclid(HOUR) + 1) * HOUR);
+    let width = (end - start + 99) / 100;
     for (k, i) in picked.iter().enumerate() {
-        assert_eq!(*i, (k as i64 * width + SPACING - 1) / SPACING, "span {k}");
+        let from = start + k as i64 * width;
+        let expected = ((from - T0).max(0) + SPACING - 1) / SPACING;
+        assert_eq!(*i, expected, "span {k}");
     }
 }
 

@@ -3,8 +3,10 @@
 //! callers and the anonymous, eval runs, held runs approved, corrected and rejected) is read
 //! through every figure that uses the rollups, over windows with whole hours, ragged edges and
 //! no whole hour, and each answer is checked against the same figure worked out in Rust from
-//! the runs themselves. Then the rollups are dropped and migration 16 rebuilds them from the
-//! runs: the answers must not change.
+//! the runs themselves. The review rollups are checked alike against the decisions (several
+//! reviewers, claimed and unclaimed, reasons, items decided twice). Then the rollups are
+//! dropped and migrations 16 and 19 rebuild them from the runs and decisions: the answers must
+//! not change.
 
 use crate::common;
 
@@ -101,38 +103,85 @@ fn history_run(i: usize) -> RunRecord {
     r
 }
 
-/// Record the history, decide its held runs (approve, correct to "account", reject in turn),
-/// and return the runs as they stand after.
-async fn record_history(store: &Arc<dyn Store>) -> Vec<RunRecord> {
+/// A decision taken on the history, and where its item stands.
+struct Decided {
+    workflow: String,
+    version: String,
+    created_at_ms: i64,
+    decision: ReviewDecisionRecord,
+    /// The item ended approved or corrected.
+    accepted: bool,
+}
+
+/// The runs as they stand after their decisions, and the decisions.
+struct History {
+    runs: Vec<RunRecord>,
+    decided: Vec<Decided>,
+}
+
+/// Record the history and decide its held runs: approve, correct to "account" or reject (with
+/// one of two reasons) in turn, by three reviewers, most under a claim; every fifth item is
+/// decided twice, first by a fourth reviewer.
+async fn record_history(store: &Arc<dyn Store>) -> History {
     let mut runs: Vec<RunRecord> = (0..RUNS).map(history_run).collect();
     for chunk in runs.chunks(256) {
         store.insert_runs(chunk).await.unwrap();
     }
+    let mut decided = Vec::new();
     for (i, r) in runs.iter_mut().enumerate() {
         if r.status != RunStatus::Held || r.origin == RunOrigin::Eval {
             continue;
         }
+        let k = i / 13;
         let (decision, status, output) = match i % 3 {
             0 => (Decision::Approve, ReviewStatus::Approved, None),
             1 => (Decision::Edit, ReviewStatus::Edited, Some(json!("account"))),
             _ => (Decision::Reject, ReviewStatus::Rejected, None),
         };
-        let update = ReviewUpdate {
-            decision: ReviewDecisionRecord {
+        let reason = (decision == Decision::Reject).then(|| ["unsafe", "off-topic"][k % 2].into());
+        let mut steps = Vec::new();
+        if k.is_multiple_of(5) {
+            let first = [Decision::Approve, Decision::Reject][k % 2];
+            let record = ReviewDecisionRecord {
                 run_id: r.id.clone(),
-                reviewer: "ann".into(),
-                decision,
-                output: output.clone(),
-                reason: None,
+                reviewer: "dee".into(),
+                decision: first,
+                output: None,
+                reason: (first == Decision::Reject).then(|| "unsafe".into()),
                 note: None,
-                claimed_at_ms: None,
-                decided_at_ms: r.created_at_ms + 1_000,
-            },
-            status,
-            seen_decisions: 0,
-            events: Vec::new(),
+                claimed_at_ms: Some(r.created_at_ms + 500),
+                decided_at_ms: r.created_at_ms + 500 + (k as i64 * 104_729) % 900_000,
+            };
+            steps.push((record, ReviewStatus::Pending));
+        }
+        let claimed_at_ms = (!k.is_multiple_of(4)).then_some(r.created_at_ms + 1_000);
+        let record = ReviewDecisionRecord {
+            run_id: r.id.clone(),
+            reviewer: ["ann", "bob", "cy"][k % 3].into(),
+            decision,
+            output: output.clone(),
+            reason,
+            note: None,
+            claimed_at_ms,
+            decided_at_ms: r.created_at_ms + 1_000 + (k as i64 * 7_919) % 600_000,
         };
-        assert!(store.decide_review(&update).await.unwrap());
+        steps.push((record, status));
+        for (seen, (record, status)) in steps.into_iter().enumerate() {
+            let update = ReviewUpdate {
+                decision: record.clone(),
+                status,
+                seen_decisions: seen as u32,
+                events: Vec::new(),
+            };
+            assert!(store.decide_review(&update).await.unwrap());
+            decided.push(Decided {
+                workflow: r.workflow.clone(),
+                version: r.version.clone(),
+                created_at_ms: r.created_at_ms,
+                decision: record,
+                accepted: matches!(status, ReviewStatus::Approved | ReviewStatus::Edited),
+            });
+        }
         r.status = match status {
             ReviewStatus::Rejected => RunStatus::Rejected,
             _ => RunStatus::Ok,
@@ -141,7 +190,109 @@ async fn record_history(store: &Arc<dyn Store>) -> Vec<RunRecord> {
             r.output = Some(output);
         }
     }
-    runs
+    History { runs, decided }
+}
+
+/// The review figures over `[from_ms, to_ms)` and the all-time tallies from `store` against
+/// the same figures from the decisions.
+async fn check_reviews(store: &Arc<dyn Store>, history: &History, from_ms: i64, to_ms: i64) {
+    let context = format!("window [{from_ms}, {to_ms})");
+    // Accepted items and reviewer time per version and week of the reviewed runs.
+    let mut expected: BTreeMap<(i64, String), (u64, u64, i64)> = BTreeMap::new();
+    for d in &history.decided {
+        if d.workflow != "triage" || d.created_at_ms < from_ms || d.created_at_ms >= to_ms {
+            continue;
+        }
+        let e = expected
+            .entry((week_of_ms(d.created_at_ms), d.version.clone()))
+            .or_default();
+        e.0 += u64::from(d.accepted);
+        if let Some(claimed) = d.decision.claimed_at_ms {
+            e.1 += 1;
+            e.2 += d.decision.decided_at_ms - claimed;
+        }
+    }
+    expected.retain(|_, e| *e != (0, 0, 0));
+    let got: BTreeMap<(i64, String), (u64, u64, i64)> = store
+        .review_weeks("triage", Window { from_ms, to_ms })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| {
+            (
+                (w.week, w.version),
+                (w.accepted, w.timed_decisions, w.reviewer_ms),
+            )
+        })
+        .filter(|(_, e)| *e != (0, 0, 0))
+        .collect();
+    assert_eq!(got, expected, "{context}");
+
+    for workflow in [Some("triage"), Some("other"), None] {
+        let of = || {
+            history
+                .decided
+                .iter()
+                .filter(move |d| workflow.is_none_or(|w| d.workflow == w))
+        };
+        let tallies = store.review_tallies(workflow).await.unwrap();
+        let mut reviewers: BTreeMap<&str, (u64, Vec<i64>)> = BTreeMap::new();
+        let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+        let mut firsts: BTreeMap<&str, Decision> = BTreeMap::new();
+        let mut pairs: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for d in of() {
+            let e = reviewers.entry(&d.decision.reviewer).or_default();
+            e.0 += 1;
+            e.1.extend(
+                d.decision
+                    .claimed_at_ms
+                    .map(|c| d.decision.decided_at_ms - c),
+            );
+            if let Some(reason) = &d.decision.reason {
+                *reasons.entry(reason.clone()).or_default() += 1;
+            }
+            if let Some(first) = firsts.insert(&d.decision.run_id, d.decision.decision) {
+                *pairs
+                    .entry((first.as_str(), d.decision.decision.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        let context = format!("{workflow:?}");
+        assert_eq!(
+            tallies.reasons.into_iter().collect::<BTreeMap<_, _>>(),
+            reasons,
+            "{context}"
+        );
+        assert_eq!(
+            tallies
+                .pairs
+                .into_iter()
+                .map(|(a, b, n)| ((a.as_str(), b.as_str()), n))
+                .collect::<BTreeMap<_, _>>(),
+            pairs,
+            "{context}"
+        );
+        assert_eq!(tallies.reviewers.len(), reviewers.len(), "{context}");
+        for t in tallies.reviewers {
+            let (n, mut times) = reviewers.remove(t.reviewer.as_str()).unwrap();
+            assert_eq!(t.decisions, n, "{context} {}", t.reviewer);
+            times.sort_unstable();
+            for (q, got) in [(0.50, t.p50_ms), (0.95, t.p95_ms)] {
+                let exact = (!times.is_empty()).then(|| {
+                    let rank = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len());
+                    times[rank - 1] as u64
+                });
+                match (exact, got) {
+                    (Some(exact), Some(got)) => assert!(
+                        got >= exact && got - exact <= exact / 32,
+                        "{context} {}: p{q} {got}, exactly {exact}",
+                        t.reviewer
+                    ),
+                    (exact, got) => assert_eq!(got, exact, "{context} {}", t.reviewer),
+                }
+            }
+        }
+    }
 }
 
 fn in_window(r: &RunRecord, workflow: &str, from_ms: i64, to_ms: i64) -> bool {
@@ -156,7 +307,9 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 /// Every figure over `[from_ms, to_ms)` from `store` against the same figure from `runs`.
-async fn check_window(store: &Arc<dyn Store>, runs: &[RunRecord], from_ms: i64, to_ms: i64) {
+async fn check_window(store: &Arc<dyn Store>, history: &History, from_ms: i64, to_ms: i64) {
+    check_reviews(store, history, from_ms, to_ms).await;
+    let runs = &history.runs;
     let window = Window { from_ms, to_ms };
     let of = |workflow: &'static str| {
         runs.iter()
@@ -334,24 +487,25 @@ const WINDOWS: [(i64, i64); 5] = [
 ];
 
 async fn every_figure_read_from_the_rollups_equals_a_scan_of_the_runs(db: &Db) {
-    let runs = record_history(&db.store).await;
+    let history = record_history(&db.store).await;
     for (from, to) in WINDOWS {
-        check_window(&db.store, &runs, from, to).await;
+        check_window(&db.store, &history, from, to).await;
     }
 }
 
 async fn a_database_recorded_before_the_rollups_gets_them_from_its_runs(db: &Db) {
-    let runs = record_history(&db.store).await;
+    let history = record_history(&db.store).await;
     // The database as a build before migration 16 left it (and what came after).
     db.execute(
         "DROP TABLE run_hours; DROP TABLE run_hour_outputs; DROP TABLE run_hour_latency; \
          DROP TABLE run_day_callers; DELETE FROM schema_migrations WHERE version >= 16; \
          DROP INDEX runs_status_created; DROP INDEX runs_workflow_status_created; \
-         DROP TABLE retention_marks;",
+         DROP TABLE retention_marks; DROP TABLE review_reviewer_times; \
+         DROP TABLE review_reasons; DROP TABLE review_pairs; DROP TABLE review_hours;",
     )
     .await;
     let reopened = shopfloor_store::open(&db.location).await.unwrap();
     for (from, to) in WINDOWS {
-        check_window(&reopened, &runs, from, to).await;
+        check_window(&reopened, &history, from, to).await;
     }
 }
