@@ -201,7 +201,7 @@ impl Engine {
         let record = ApiKeyRecord {
             id: uuid::Uuid::now_v7().to_string(),
             name: name.to_string(),
-            role: role.as_str().to_string(),
+            role,
             team: team.map(str::to_string),
             key_hash: hash_key(&secret),
             prefix: secret.chars().take(10).collect(),
@@ -369,7 +369,7 @@ impl Engine {
                 .await?
                 .iter()
                 .filter(|k| k.revoked_at_ms.is_none())
-                .filter(|k| Role::parse(&k.role).is_some_and(|r| r.allows(Permission::Review)))
+                .filter(|k| k.role.allows(Permission::Review))
                 .count(),
         };
         Ok((loaded, facts))

@@ -18,6 +18,7 @@ mod outcomes;
 mod portfolio;
 mod project;
 mod queue;
+mod reads;
 mod recorder;
 mod redaction;
 mod retention;
@@ -171,6 +172,9 @@ pub struct Engine {
     runner: Runner,
     store_redactor: Option<redaction::StoreRedactor>,
     experiments: experiments::LiveExperiments,
+    /// The HTTP client of webhook deliveries, built at the first delivery and reused (its
+    /// connections with it) by every pass after.
+    webhook_client: std::sync::OnceLock<reqwest::Client>,
 }
 
 /// Open the store for a project: `database_url` if given, else the embedded SQLite file.
@@ -215,6 +219,7 @@ impl Engine {
             runner,
             store_redactor,
             experiments: Default::default(),
+            webhook_client: std::sync::OnceLock::new(),
         };
         engine.audit_new_versions().await?;
         Ok(engine)

@@ -59,7 +59,7 @@ impl Engine {
             .into_iter()
             .find(|k| k.name == name && k.revoked_at_ms.is_none());
         let (key, created_key) = match live {
-            Some(key) if key.role == role.as_str() => (key, false),
+            Some(key) if key.role == role => (key, false),
             Some(key) => {
                 return Err(EngineError::InvalidInput(format!(
                     "the live API key named \"{name}\" has the {} role, not {role}; pick another --name, or revoke it first (`shopfloor keys revoke {name}`)",

@@ -100,13 +100,8 @@ impl Engine {
         if events.is_empty() {
             return Ok(pass);
         }
-        let client = reqwest::Client::builder()
-            .timeout(SEND_TIMEOUT)
-            .user_agent(concat!("shopfloor/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| EngineError::Webhook(format!("cannot build the HTTP client: {e}")))?;
-        let outcomes =
-            futures::future::join_all(events.iter().map(|e| send(&client, e, now))).await;
+        let client = self.webhook_client()?;
+        let outcomes = futures::future::join_all(events.iter().map(|e| send(client, e, now))).await;
         for (event, outcome) in events.iter().zip(outcomes) {
             if outcome.delivered {
                 pass.delivered += 1;
@@ -129,6 +124,20 @@ impl Engine {
             self.store.record_delivery(&outcome).await?;
         }
         Ok(pass)
+    }
+
+    /// The one HTTP client of webhook deliveries.
+    fn webhook_client(&self) -> Result<&reqwest::Client, EngineError> {
+        if let Some(client) = self.webhook_client.get() {
+            return Ok(client);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(SEND_TIMEOUT)
+            .user_agent(concat!("shopfloor/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EngineError::Webhook(format!("cannot build the HTTP client: {e}")))?;
+        // Two passes at once may both build one; the first kept is the one used.
+        Ok(self.webhook_client.get_or_init(|| client))
     }
 
     /// Act on items past their SLA: `escalate` logs a warning and sends `review.overdue`

@@ -146,12 +146,7 @@ impl AppState {
             ));
         };
         let key = self.key_for(secret).await?;
-        let role = Role::parse(&key.role).ok_or_else(|| {
-            ApiError::internal(format!(
-                "API key {} has an unknown role \"{}\"",
-                key.prefix, key.role
-            ))
-        })?;
+        let role = key.role;
         let mut principal = Principal {
             key_id: key.id,
             name: key.name,
@@ -184,7 +179,7 @@ impl AppState {
             return false;
         };
         match self.key_for(secret).await {
-            Ok(key) => Role::parse(&key.role).is_some_and(|r| r.allows(Permission::CallModels)),
+            Ok(key) => key.role.allows(Permission::CallModels),
             Err(_) => false,
         }
     }
@@ -194,9 +189,7 @@ impl AppState {
         let key = match self.keys.get(&hash) {
             Some(key) => key,
             None => {
-                let found = self
-                    .store_call(self.engine.store().api_key_by_hash(&hash))
-                    .await?;
+                let found = self.engine_call(self.engine.key_by_hash(&hash)).await?;
                 let Some(key) = found else {
                     return Err(ApiError::unauthorized("unknown API key"));
                 };

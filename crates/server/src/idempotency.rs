@@ -101,8 +101,7 @@ pub(crate) async fn around(
         expired_before_ms: now - FORGOTTEN_AFTER_MS,
         abandoned_before_ms: now - ABANDONED_AFTER_MS,
     };
-    let store = state.engine.store();
-    match state.store_call(store.claim_idempotency(&claim)).await {
+    match state.engine_call(state.engine.claim_idempotency(&claim)).await {
         Ok(IdempotencyClaim::Fresh) => {
             // Only a request that will call a model counts against the key's limits: a replay
             // or a retry of one still running does not.
@@ -144,9 +143,8 @@ pub(crate) async fn around(
 
 /// Let `key` go unanswered, so that a retry runs the request again.
 async fn release(state: &AppState, principal: &Principal, key: &str) {
-    let store = state.engine.store();
     if let Err(e) = state
-        .store_call(store.release_idempotency(&principal.key_id, key))
+        .engine_call(state.engine.release_idempotency(&principal.key_id, key))
         .await
     {
         tracing::warn!("an idempotency key could not be released: {}", e.message);
@@ -159,7 +157,6 @@ async fn keep(state: &AppState, principal: &Principal, key: &str, response: Resp
         release(state, principal, key).await;
         return response;
     }
-    let store = state.engine.store();
     let text = |headers: &HeaderMap, name: &str| {
         headers
             .get(name)
@@ -207,7 +204,11 @@ async fn keep(state: &AppState, principal: &Principal, key: &str, response: Resp
         (answer, Response::from_parts(parts, Body::from(bytes)))
     };
     if let Err(e) = state
-        .store_call(store.keep_idempotent_answer(&principal.key_id, key, &answer))
+        .engine_call(
+            state
+                .engine
+                .keep_idempotent_answer(&principal.key_id, key, &answer),
+        )
         .await
     {
         // The client has its answer; a retry then waits for the key to be abandoned.

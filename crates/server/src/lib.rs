@@ -17,6 +17,7 @@ mod experiments;
 pub mod fuzzing;
 mod gateway;
 mod idempotency;
+mod jobs;
 mod messages;
 mod metrics;
 pub mod openapi;
@@ -87,9 +88,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The batch worker; `None` runs no worker (this replica then only queues batches).
     pub worker: Option<WorkerConfig>,
-    /// How often this replica applies the review SLAs and sends due webhook events; `None`
-    /// does neither (another replica, or `shopfloor review sweep`, must).
-    pub review_every: Option<Duration>,
+    /// How often this replica runs its background jobs' short passes: the review SLAs,
+    /// webhook delivery, experiment guardrails and the weekly review (retention runs once a
+    /// minute and drift checks every `[monitoring] every`, each as a job of its own). `None`
+    /// runs no job (another replica, or `shopfloor review sweep`, must).
+    pub jobs_every: Option<Duration>,
     /// Serve the dashboard's pages at `/`; without it, only the APIs answer (an API-only
     /// replica behind a load balancer).
     pub dashboard: bool,
@@ -109,7 +112,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(60),
             worker: Some(WorkerConfig::default()),
-            review_every: Some(Duration::from_secs(2)),
+            jobs_every: Some(Duration::from_secs(2)),
             dashboard: true,
             secure_cookies: false,
         }
@@ -162,23 +165,8 @@ impl AppState {
             }),
         }
     }
-
-    /// A store call on the request path, cut off after the configured timeout.
-    pub(crate) async fn store_call<T>(
-        &self,
-        call: impl Future<Output = shopfloor_store::Result<T>>,
-    ) -> Result<T, ApiError> {
-        match tokio::time::timeout(self.config.store_timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(ApiError::unavailable(e.to_string())),
-            Err(_) => Err(ApiError::unavailable(format!(
-                "the store did not answer within {:?}",
-                self.config.store_timeout
-            ))),
-        }
-    }
-
-    /// An engine call that reaches the store, cut off like [`AppState::store_call`].
+    /// An engine call that reaches the store, cut off after the store timeout (503, like a
+    /// store error).
     pub(crate) async fn engine_call<T>(
         &self,
         call: impl Future<Output = Result<T, shopfloor_engine::EngineError>>,
@@ -441,11 +429,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             &serde_json::json!({"status": "shutting down"}),
         );
     }
-    let store = state.engine.store();
-    match state.store_call(store.ping()).await {
-        Ok(()) => json_response(
+    match state.engine_call(state.engine.store_ready()).await {
+        Ok(backend) => json_response(
             StatusCode::OK,
-            &serde_json::json!({"status": "ready", "store": store.backend()}),
+            &serde_json::json!({"status": "ready", "store": backend}),
         ),
         Err(e) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -456,16 +443,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
-    let store = state.engine.store();
     let now = shopfloor_engine::now_ms();
-    let queue = state
-        .store_call(async {
-            Ok((
-                store.review_counts(None, now).await?,
-                store.event_counts().await?,
-            ))
-        })
-        .await;
+    let queue = state.engine_call(state.engine.queue_counts(now)).await;
     match queue {
         Ok((counts, events)) => state.metrics.review_queue(&counts, &events, now),
         Err(e) => tracing::warn!("metrics: cannot read the review queue: {}", e.message),
@@ -518,10 +497,11 @@ impl Server {
             .worker
             .clone()
             .map(|config| tokio::spawn(worker::run(state.clone(), config, stop_rx.clone())));
-        let review_loop = state
+        let jobs = state
             .config
-            .review_every
-            .map(|every| tokio::spawn(reviews::run_loop(state.clone(), every, stop_rx.clone())));
+            .jobs_every
+            .map(|every| jobs::spawn_all(&state, every, &stop_rx))
+            .unwrap_or_default();
         let router = app(state.clone());
         let connections = Tasks::default();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -562,9 +542,9 @@ impl Server {
                 tracing::error!("the batch worker failed: {e}");
             }
         }
-        if let Some(review_loop) = review_loop {
-            if let Err(e) = review_loop.await {
-                tracing::error!("the review loop failed: {e}");
+        for job in jobs {
+            if let Err(e) = job.await {
+                tracing::error!("a background job failed: {e}");
             }
         }
         // Runs whose clients went away finish and record themselves.

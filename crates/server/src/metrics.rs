@@ -88,6 +88,27 @@ struct StateLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    job: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobOutcomeLabels {
+    job: &'static str,
+    outcome: &'static str,
+}
+
+/// A gauge of seconds.
+type SecondsGauge = Gauge<f64, AtomicU64>;
+
+/// The background jobs (`jobs.rs`) of this replica, per job.
+struct JobFamilies {
+    passes: Family<JobOutcomeLabels, Counter>,
+    last_duration: Family<JobLabels, SecondsGauge>,
+    last_end: Family<JobLabels, SecondsGauge>,
+}
+
 /// The review queue and its webhook outbox: gauges read from the store at each scrape (so
 /// every replica reports the one shared queue), counters of what this replica did.
 struct ReviewFamilies {
@@ -218,6 +239,7 @@ pub struct Metrics {
     run_families: RunFamilies,
     review: ReviewFamilies,
     keys: KeyFamilies,
+    jobs: JobFamilies,
     /// workflow → model → handles.
     runs: RwLock<HashMap<String, HashMap<String, Arc<RunSeries>>>>,
 }
@@ -375,6 +397,26 @@ impl Metrics {
                 Default::default(),
             ),
         };
+        let jobs = JobFamilies {
+            passes: registered(
+                r,
+                "shopfloor_job_passes",
+                "Passes of each background job of this server, by outcome (ok, failed)",
+                Default::default(),
+            ),
+            last_duration: registered(
+                r,
+                "shopfloor_job_last_duration_seconds",
+                "How long each background job's last pass took",
+                Default::default(),
+            ),
+            last_end: registered(
+                r,
+                "shopfloor_job_last_end_timestamp_seconds",
+                "When each background job's last pass ended (Unix time)",
+                Default::default(),
+            ),
+        };
         registry.register_collector(Box::new(process::Process));
         Self {
             registry,
@@ -384,6 +426,7 @@ impl Metrics {
             run_families,
             review,
             keys,
+            jobs,
             runs: RwLock::default(),
         }
     }
@@ -507,23 +550,49 @@ impl Metrics {
         }
     }
 
-    /// What one delivery pass and one SLA sweep of this server did.
-    pub fn review_work(&self, pass: &DeliveryPass, sweep: &SweepReport) {
-        let r = &self.review;
+    /// What one webhook delivery pass of this server did.
+    pub fn deliveries(&self, pass: &DeliveryPass) {
         for (state, n) in [
             ("delivered", pass.delivered),
             ("retrying", pass.retrying),
             ("given_up", pass.given_up),
         ] {
-            r.deliveries
+            self.review
+                .deliveries
                 .get_or_create(&StateLabels { state })
                 .inc_by(u64::from(n));
         }
+    }
+
+    /// What one review SLA sweep of this server did.
+    pub fn sla_actions(&self, sweep: &SweepReport) {
         for (state, n) in [("escalated", sweep.escalated), ("rejected", sweep.rejected)] {
-            r.sla_actions
+            self.review
+                .sla_actions
                 .get_or_create(&StateLabels { state })
                 .inc_by(u64::from(n));
         }
+    }
+
+    /// One pass of background job `job`: how long it took and whether it succeeded.
+    pub fn job_pass(&self, job: &'static str, took: Duration, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.jobs
+            .passes
+            .get_or_create(&JobOutcomeLabels { job, outcome })
+            .inc();
+        let labels = JobLabels { job };
+        self.jobs
+            .last_duration
+            .get_or_create(&labels)
+            .set(took.as_secs_f64());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.jobs
+            .last_end
+            .get_or_create(&labels)
+            .set(now.as_secs_f64());
     }
 
     /// The verdicts of a scheduled drift check.

@@ -8,11 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shopfloor_core::review::ReviewStatus;
-use std::time::Duration;
 
-use shopfloor_engine::{DecisionRequest, DeliveryPass, Reviewer, SweepReport};
+use shopfloor_engine::{DecisionRequest, Reviewer};
 use shopfloor_store::ReviewFilter;
-use tokio::sync::watch;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -205,94 +203,4 @@ pub(crate) async fn stats(
         .engine_call(state.engine.review_stats(query.workflow.as_deref()))
         .await?;
     Ok(json_response(StatusCode::OK, &json!(stats)))
-}
-
-/// A week, in milliseconds.
-const WEEK_MS: i64 = 7 * 86_400_000;
-/// How often `serve` applies `[retention]`.
-const RETENTION_EVERY_MS: i64 = 60_000;
-
-/// Until `stop` turns true, every `every`: apply the review SLAs, send the webhook events
-/// that are due and halt experiments whose guardrails are breached; apply `[retention]` once a
-/// minute; once a week has ended,
-/// queue its review for `[monitoring] weekly_webhook`; and, when `[monitoring] every` is set,
-/// run the drift check that often. Every
-/// replica may run it: items and events are leased or guarded in the store, so none is acted
-/// on twice. A store error is logged and tried again next time.
-pub(crate) async fn run_loop(state: AppState, every: Duration, mut stop: watch::Receiver<bool>) {
-    let drift_every_ms = state
-        .engine
-        .project
-        .config
-        .monitoring
-        .every_secs
-        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
-    // The first check runs once the server is up; then every period.
-    let mut next_drift = shopfloor_engine::now_ms();
-    // The last week whose review this replica queued (the store keeps it to one per week).
-    let mut weekly_queued: Option<String> = None;
-    // Retention runs once a minute, ten batches at most (ten thousand runs) each time.
-    let retention = !state.engine.project.config.retention.is_unset();
-    let mut next_retention = shopfloor_engine::now_ms();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = tick.tick() => {}
-        }
-        let sweep = match state.engine.review_sweep().await {
-            Ok(report) => report,
-            Err(e) => {
-                tracing::warn!("review SLA sweep failed: {e}");
-                SweepReport::default()
-            }
-        };
-        let pass = match state.engine.deliver_due().await {
-            Ok(pass) => pass,
-            Err(e) => {
-                tracing::warn!("webhook delivery pass failed: {e}");
-                DeliveryPass::default()
-            }
-        };
-        state.metrics.review_work(&pass, &sweep);
-        if let Err(e) = state.engine.check_experiments().await {
-            tracing::warn!("experiment guardrail check failed: {e}");
-        }
-        let now = shopfloor_engine::now_ms();
-        if retention && now >= next_retention {
-            next_retention = now + RETENTION_EVERY_MS;
-            match state.engine.apply_retention(now, 10).await {
-                Ok(report) if report.deleted + report.stripped > 0 => tracing::info!(
-                    deleted = report.deleted,
-                    stripped = report.stripped,
-                    "retention applied"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("retention failed: {e}"),
-            }
-        }
-        let ended = shopfloor_core::calendar::iso_week(shopfloor_engine::now_ms() - WEEK_MS);
-        if weekly_queued.as_deref() != Some(ended.as_str()) {
-            match state
-                .engine
-                .queue_weekly_review(shopfloor_engine::now_ms())
-                .await
-            {
-                Ok(_) => weekly_queued = Some(ended),
-                Err(e) => tracing::warn!("weekly review for the webhook failed: {e}"),
-            }
-        }
-        if let Some(every_ms) = drift_every_ms {
-            let now = shopfloor_engine::now_ms();
-            if now >= next_drift {
-                next_drift = now.saturating_add(every_ms);
-                match state.engine.drift_sweep(now, every_ms).await {
-                    Ok(verdicts) => state.metrics.drift_verdicts(&verdicts),
-                    Err(e) => tracing::warn!("scheduled drift check failed: {e}"),
-                }
-            }
-        }
-    }
 }

@@ -132,7 +132,7 @@ async fn batch_info(
 }
 
 async fn read_batch(state: &AppState, batch_id: &str) -> Result<BatchInfo, String> {
-    match state.engine.store().get_batch(batch_id).await {
+    match state.engine.batch(batch_id).await {
         Ok(Some(batch)) => Ok(BatchInfo {
             version: batch.version,
             caller: batch.caller,

@@ -237,10 +237,9 @@ async fn batch_results(
     after: u64,
     limit: u32,
 ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
-    let store = state.engine.store();
     // One more than the page: whether it exists says whether there is a next page.
     let mut runs = state
-        .store_call(store.batch_runs(id, after, limit.saturating_add(1)))
+        .engine_call(state.engine.batch_runs(id, after, limit.saturating_add(1)))
         .await?;
     let more = runs.len() > limit as usize;
     runs.truncate(limit as usize);

@@ -2,6 +2,7 @@
 //! and their row decoding.
 
 use serde::{Deserialize, Serialize};
+use shopfloor_core::access::Role;
 use shopfloor_core::limits::{Budget, BudgetPeriod, KeyLimits};
 
 use crate::codec::Columns;
@@ -13,8 +14,7 @@ pub struct ApiKeyRecord {
     pub id: String,
     /// Who or what holds the key (a person, a service); unique among live keys.
     pub name: String,
-    /// A role name from `shopfloor_core::access::Role`.
-    pub role: String,
+    pub role: Role,
     pub team: Option<String>,
     /// Hex SHA-256 of the key.
     pub key_hash: String,
@@ -60,7 +60,7 @@ pub(crate) fn key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         id: row.text("id")?,
         name: row.text("name")?,
-        role: row.text("role")?,
+        role: crate::codec::enumeration(row, "api_keys", "role", Role::parse)?,
         team: row.opt_text("team")?,
         key_hash: row.text("key_hash")?,
         prefix: row.text("prefix")?,

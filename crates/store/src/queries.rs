@@ -425,7 +425,7 @@ macro_rules! store_impl {
                 sqlx::query::<$db>(keys::INSERT_KEY)
                     .bind(&key.id)
                     .bind(&key.name)
-                    .bind(&key.role)
+                    .bind(key.role.as_str())
                     .bind(&key.team)
                     .bind(&key.key_hash)
                     .bind(&key.prefix)

@@ -26,8 +26,8 @@ Examples:
     )]
     Link {
         /// admin, builder, reviewer, operator or viewer: what the session may see and do.
-        #[arg(long, default_value = "admin", value_parser = ["admin", "builder", "reviewer", "operator", "viewer"])]
-        role: String,
+        #[arg(long, default_value = "admin", value_parser = super::role())]
+        role: Role,
         /// The key the session acts as (a person's name; shown on every decision they take).
         /// Default: your user name.
         #[arg(long)]
@@ -42,9 +42,6 @@ Examples:
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Link { role, name, url } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                anyhow!("unknown role \"{role}\"; expected admin, builder, reviewer, operator or viewer")
-            })?;
             if let Some(url) = &url {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(anyhow!(

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::anyhow;
 use shopfloor_core::access::Role;
 use shopfloor_core::limits::{Budget, BudgetPeriod, KeyLimits};
 use shopfloor_engine::{keys_with_usage_in, open_store, Engine};
@@ -18,8 +17,8 @@ pub enum Command {
         name: String,
         /// admin (everything), builder (workflows, evals, baselines), reviewer, operator (calls
         /// models and workflows) or viewer (reads).
-        #[arg(long, value_parser = ["admin", "builder", "reviewer", "operator", "viewer"])]
-        role: String,
+        #[arg(long, value_parser = super::role())]
+        role: Role,
         /// The team the key's use is counted for.
         #[arg(long)]
         team: Option<String>,
@@ -95,11 +94,6 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             team,
             limits,
         } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                anyhow!(
-                    "unknown role \"{role}\"; expected admin, builder, reviewer, operator or viewer"
-                )
-            })?;
             let engine = engine(global).await?;
             let limits = limits.limits();
             let created = engine

@@ -33,12 +33,20 @@ use shopfloor_engine::EngineError;
 
 use crate::EXIT_CONFIG;
 
-/// Options every subcommand shares.
 /// `--concurrency N`: at least 1 (0 would run nothing), at most 1024.
 pub fn concurrency() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..=1024)
 }
 
+/// `--role ROLE`: one of the role names (listed in `--help` and in the error for another).
+pub fn role() -> impl clap::builder::TypedValueParser<Value = shopfloor_core::access::Role> {
+    use clap::builder::TypedValueParser;
+    use shopfloor_core::access::Role;
+    clap::builder::PossibleValuesParser::new(Role::CHOICES.iter().map(|(text, _)| *text))
+        .map(|text| Role::parse(&text).unwrap_or(Role::Viewer))
+}
+
+/// Options every subcommand shares.
 pub struct Global {
     pub project: PathBuf,
     pub database_url: Option<String>,

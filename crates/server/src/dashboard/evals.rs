@@ -27,14 +27,15 @@ pub(crate) async fn evals(
     crate::Query(query): crate::Query<EvalsQuery>,
 ) -> Result<Response, PageError> {
     let workflow = query.workflow.filter(|w| !w.is_empty());
-    let store = state.engine.store();
     let evals = state
-        .store_call(store.list_evals(workflow.as_deref(), 100))
+        .engine_call(state.engine.evals(workflow.as_deref(), 100))
         .await?;
     let mut baselines: HashMap<String, Option<String>> = HashMap::new();
     for e in &evals {
         if !baselines.contains_key(&e.workflow) {
-            let b = state.store_call(store.baseline(&e.workflow)).await?;
+            let b = state
+                .engine_call(state.engine.baseline(&e.workflow))
+                .await?;
             baselines.insert(e.workflow.clone(), b);
         }
     }
@@ -67,7 +68,7 @@ pub(crate) async fn eval(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let record = state
-        .store_call(state.engine.store().get_eval(&id))
+        .engine_call(state.engine.eval(&id))
         .await?
         .ok_or_else(|| {
             PageError::not_found(format!("no eval with id {id}")).with_viewer(viewer.clone())
@@ -78,7 +79,7 @@ pub(crate) async fn eval(
         .and_then(|s| serde_json::from_value(s).ok());
     let cases = state.engine_call(state.engine.all_eval_cases(&id)).await?;
     let baseline = state
-        .store_call(state.engine.store().baseline(&record.workflow))
+        .engine_call(state.engine.baseline(&record.workflow))
         .await?;
     Ok(render(
         "eval.html",
@@ -129,21 +130,22 @@ pub(crate) async fn case(
     viewer: Viewer,
     Path((id, case_id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let store = state.engine.store();
     let not_found = |viewer: &Viewer| {
         PageError::not_found(format!("eval {id} has no case {case_id}")).with_viewer(viewer.clone())
     };
     let record = state
-        .store_call(store.get_eval(&id))
+        .engine_call(state.engine.eval(&id))
         .await?
         .ok_or_else(|| not_found(&viewer))?;
     let find = |cases: Vec<EvalCaseRecord>| cases.into_iter().find(|c| c.case_id == case_id);
     let case = find(state.engine_call(state.engine.all_eval_cases(&id)).await?)
         .ok_or_else(|| not_found(&viewer))?;
-    let run = state.store_call(store.get_run(&case.run_id)).await?;
+    let run = state
+        .engine_call(state.engine.run_record(&case.run_id))
+        .await?;
     let mut history = Vec::new();
     for other in state
-        .store_call(store.list_evals(Some(&record.workflow), CASE_HISTORY))
+        .engine_call(state.engine.evals(Some(&record.workflow), CASE_HISTORY))
         .await?
     {
         let found = if other.id == id {
@@ -193,10 +195,9 @@ pub(crate) async fn compare(
     Path((a, b)): Path<(String, String)>,
     crate::Query(query): crate::Query<CompareQuery>,
 ) -> Result<Response, PageError> {
-    let store = state.engine.store();
     let (Some(left), Some(right)) = (
-        state.store_call(store.get_eval(&a)).await?,
-        state.store_call(store.get_eval(&b)).await?,
+        state.engine_call(state.engine.eval(&a)).await?,
+        state.engine_call(state.engine.eval(&b)).await?,
     ) else {
         return Err(
             PageError::not_found(format!("both evals must exist: {a}, {b}")).with_viewer(viewer),

@@ -25,7 +25,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use shopfloor_core::access::{Permission, Role};
+use shopfloor_core::access::Permission;
 
 use crate::auth::Principal;
 use crate::AppState;
@@ -176,19 +176,16 @@ async fn guard(
     }
     let viewer = match session_cookie(request.headers()) {
         Some(secret) => match state.engine_call(state.engine.session(secret)).await {
-            Ok(found) => found.and_then(|(session, key)| {
-                let role = Role::parse(&key.role)?;
-                Some(Viewer {
-                    principal: Principal {
-                        key_id: key.id,
-                        name: key.name,
-                        role,
-                        team: key.team,
-                        own_only: false,
-                        limits: key.limits,
-                    },
-                    csrf: session.csrf_token,
-                })
+            Ok(found) => found.map(|(session, key)| Viewer {
+                principal: Principal {
+                    key_id: key.id,
+                    name: key.name,
+                    role: key.role,
+                    team: key.team,
+                    own_only: false,
+                    limits: key.limits,
+                },
+                csrf: session.csrf_token,
             }),
             Err(e) => return PageError::from(e).into_response(),
         },

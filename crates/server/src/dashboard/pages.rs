@@ -62,7 +62,7 @@ pub(crate) async fn portfolio(
 ) -> Result<Response, PageError> {
     let entries = state.engine_call(state.engine.portfolio()).await?;
     let counts = state
-        .store_call(state.engine.store().review_counts(None, now_ms()))
+        .engine_call(state.engine.review_counts(now_ms()))
         .await?;
     let mut pending: HashMap<String, u64> = HashMap::new();
     for c in counts
@@ -156,8 +156,8 @@ pub(crate) async fn workflow(
     let (outcomes, drift, evals, baseline) = tokio::try_join!(
         state.engine_call(engine.outcomes(&name, None)),
         state.engine_call(engine.drift(&name, now_ms())),
-        state.store_call(engine.store().list_evals(Some(&name), 20)),
-        state.store_call(engine.store().baseline(&name)),
+        state.engine_call(engine.evals(Some(&name), 20)),
+        state.engine_call(engine.baseline(&name)),
     )?;
     let next_stage = match spec.stage {
         Stage::Draft => Some(Stage::Pilot),
@@ -392,12 +392,13 @@ pub(crate) async fn audit(
         given(&query.actor),
         given(&query.subject),
     );
-    let store = state.engine.store();
     let mut after = query.after.unwrap_or(0);
     let mut entries = Vec::new();
     let mut more = false;
     'pages: loop {
-        let page = state.store_call(store.audit_entries(after, 500)).await?;
+        let page = state
+            .engine_call(state.engine.audit_entries(after, 500))
+            .await?;
         let Some(last) = page.last() else { break };
         let last_seq = last.seq;
         for entry in page {

@@ -127,9 +127,7 @@ pub(crate) async fn runs(
     let mut filter = query.filter()?;
     filter.limit = Some(RUNS_PER_PAGE + 1);
     state.engine.flush().await;
-    let mut rows = state
-        .store_call(state.engine.store().list_runs(&filter))
-        .await?;
+    let mut rows = state.engine_call(state.engine.runs(&filter)).await?;
     let more = rows.len() > RUNS_PER_PAGE as usize;
     rows.truncate(RUNS_PER_PAGE as usize);
     let next = more
@@ -163,9 +161,7 @@ pub(crate) async fn runs_csv(
     let mut out =
         String::from("id,created_at,workflow,version,status,model,latency_ms,cost_usd,batch_id\n");
     loop {
-        let chunk: Vec<RunSummary> = state
-            .store_call(state.engine.store().list_runs(&filter))
-            .await?;
+        let chunk: Vec<RunSummary> = state.engine_call(state.engine.runs(&filter)).await?;
         for r in &chunk {
             let cells = [
                 r.id.clone(),

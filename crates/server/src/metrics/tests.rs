@@ -118,17 +118,15 @@ fn the_review_queue_is_what_the_last_scrape_counted() {
     m.review_queue(&[count("a", ReviewStatus::Pending, 3, 1)], &[], 100_000);
     let text = m.render();
     assert!(!text.contains("workflow=\"b\""), "{text}");
-    m.review_work(
-        &DeliveryPass {
-            delivered: 2,
-            retrying: 1,
-            given_up: 0,
-        },
-        &SweepReport {
-            escalated: 1,
-            rejected: 0,
-        },
-    );
+    m.deliveries(&DeliveryPass {
+        delivered: 2,
+        retrying: 1,
+        given_up: 0,
+    });
+    m.sla_actions(&SweepReport {
+        escalated: 1,
+        rejected: 0,
+    });
     let text = m.render();
     assert!(
         text.contains("shopfloor_webhook_deliveries_total{state=\"delivered\"} 2\n"),
@@ -157,4 +155,32 @@ fn in_flight_requests_are_counted_out() {
     assert!(m.render().contains("shopfloor_http_requests_in_flight 1\n"));
     drop(guard);
     assert!(m.render().contains("shopfloor_http_requests_in_flight 0\n"));
+}
+
+#[test]
+fn each_job_reports_its_passes_and_its_last_one() {
+    let m = Metrics::new();
+    m.job_pass("drift", Duration::from_millis(250), true);
+    m.job_pass("drift", Duration::from_millis(40), false);
+    m.job_pass("webhooks", Duration::from_millis(3), true);
+    let text = m.render();
+    for line in [
+        "shopfloor_job_passes_total{job=\"drift\",outcome=\"ok\"} 1\n",
+        "shopfloor_job_passes_total{job=\"drift\",outcome=\"failed\"} 1\n",
+        "shopfloor_job_passes_total{job=\"webhooks\",outcome=\"ok\"} 1\n",
+        "shopfloor_job_last_duration_seconds{job=\"drift\"} 0.04\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    let ended: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("shopfloor_job_last_end_timestamp_seconds{job=\"webhooks\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - ended).abs() < 60.0, "{ended} against {now}");
 }

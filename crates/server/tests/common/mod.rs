@@ -269,6 +269,19 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// `GET /metrics` as the viewer.
+    pub async fn metrics(&self) -> String {
+        reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .bearer_auth(&self.keys.viewer)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn store(&self) -> &std::sync::Arc<dyn Store> {
         self.state.engine.store()
     }
@@ -383,7 +396,7 @@ pub async fn serve_bench(engine: Engine) -> (String, tokio::sync::oneshot::Sende
     let config = ServerConfig {
         key_cache_ttl: Duration::from_secs(60),
         worker: None,
-        review_every: None,
+        jobs_every: None,
         ..ServerConfig::default()
     };
     let server = Server::build(engine, listener, config);

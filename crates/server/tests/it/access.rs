@@ -426,15 +426,7 @@ async fn a_request_that_matches_no_route_is_observed_like_any_other() {
     );
     let (status, _) = get(&c, &server.url("/healthz"), None).await;
     assert_eq!(status, 200);
-    let metrics = c
-        .get(server.url("/metrics"))
-        .bearer_auth(&server.keys.viewer)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for line in [
         "shopfloor_http_requests_total{route=\"unmatched\",status=\"404\"} 2\n",
         "shopfloor_http_requests_total{route=\"/healthz\",status=\"200\"} 1\n",

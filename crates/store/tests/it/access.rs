@@ -32,7 +32,7 @@ fn key(id: &str, name: &str, role: &str) -> ApiKeyRecord {
     ApiKeyRecord {
         id: id.into(),
         name: name.into(),
-        role: role.into(),
+        role: shopfloor_core::access::Role::parse(role).unwrap(),
         team: Some("support".into()),
         key_hash: format!("hash-of-{id}"),
         prefix: "sf_abcd".into(),
