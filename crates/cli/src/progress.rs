@@ -1,8 +1,8 @@
 //! The batch progress bar, drawn on stderr so that stdout stays clean for results.
 
 use indicatif::{ProgressBar, ProgressStyle};
+use shopfloor_engine::store_types::{RunRecord, RunStatus};
 use shopfloor_engine::BatchObserver;
-use shopfloor_store::{RunRecord, RunStatus};
 
 /// Draws a batch's progress; rejected lines are printed above the bar.
 pub struct BatchProgress {

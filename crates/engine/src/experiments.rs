@@ -171,7 +171,8 @@ impl Engine {
         let control = self.project.workflow(&start.workflow)?;
         let variant = self.project.variant(&start.workflow, &start.variant)?;
         let statuses =
-            crate::variant_statuses(&self.project, self.store.as_ref(), &start.workflow).await?;
+            crate::variants::variant_statuses(&self.project, self.store.as_ref(), &start.workflow)
+                .await?;
         if let Some(status) = statuses.iter().find(|s| s.name == start.variant) {
             if !status.eligible {
                 return Err(invalid(

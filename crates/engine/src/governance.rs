@@ -356,13 +356,17 @@ impl Engine {
         let loaded = self.project.workflow(workflow)?;
         let facts = PromotionFacts {
             version: loaded.version.clone(),
-            last_eval: crate::last_complete_eval(self.store.as_ref(), workflow, &loaded.version)
-                .await?
-                .map(|e| EvalFact {
-                    id: e.id,
-                    version: e.version,
-                    passed: e.passed,
-                }),
+            last_eval: crate::variants::last_complete_eval(
+                self.store.as_ref(),
+                workflow,
+                &loaded.version,
+            )
+            .await?
+            .map(|e| EvalFact {
+                id: e.id,
+                version: e.version,
+                passed: e.passed,
+            }),
             reviewers: self
                 .store
                 .list_api_keys()
@@ -429,7 +433,7 @@ impl Engine {
 
 /// Every key of `store` with what it used in the minute, day and month that hold now (what
 /// `keys list` reads without loading a project).
-pub async fn keys_with_usage_in(
+pub(crate) async fn keys_with_usage_in(
     store: &dyn Store,
 ) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
     let keys = store.list_api_keys().await?;

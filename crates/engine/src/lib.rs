@@ -38,6 +38,26 @@ use serde_json::Value;
 use shopfloor_core::Diagnostic;
 use shopfloor_store::{RunRecord, Store, StoreError};
 
+/// The store's data types, as the engine's callers (the server, the CLI) see them: records and
+/// filters, never the store itself, so that every read and write goes through the engine.
+pub mod store_types {
+    pub use shopfloor_store::{
+        ApiKeyRecord, AuditAction, AuditAnchor, Caller, ClaimedCase, DeliveryState, ErrorKind,
+        EvalCaseRecord, EvalRecord, EventFilter, IdempotencyClaim, IdempotencyRequest, KeptAnswer,
+        OutboxEvent, ReviewCount, ReviewFilter, ReviewItem, RunFilter, RunOrigin, RunRecord,
+        RunStatus, RunSummary,
+    };
+}
+
+/// The request and answer model of a model call, which the gateway's wire formats (OpenAI's
+/// chat and Responses, Anthropic's Messages) fill and read.
+pub mod chat {
+    pub use shopfloor_providers::{
+        ChatExtras, FinishReason, Image, Message, Part, ResponseFormat, Role, Tool, ToolCall,
+        ToolCallDelta, ToolChoice, Usage,
+    };
+}
+
 pub use attempt::{failure_kind, kind_of, CallFailure, RetryPolicy};
 pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchRequest, Case};
 pub use corrections::AddedCases;
@@ -55,7 +75,7 @@ pub use gateway::{
     GatewayAnswer, GatewayError, GatewayOutcome, GatewayRequest, GatewayStream, RunFacts,
     StreamItem, GATEWAY_WORKFLOW,
 };
-pub use governance::{generate_key, hash_key, keys_with_usage_in, NewKey, Promotion, SYSTEM_ACTOR};
+pub use governance::{generate_key, hash_key, NewKey, Promotion, SYSTEM_ACTOR};
 pub use models::ModelPool;
 pub use outcomes::{
     DayFigures, KpiStatus, NewKpiValue, OutcomeDay, OutcomeFigures, OutcomeReport, OutcomeWeek,
@@ -64,13 +84,14 @@ pub use outcomes::{
 pub use portfolio::{Flagged, HealthFlag, LastEval, PortfolioEntry, Suggestion};
 pub use project::{LoadedWorkflow, Project, CONFIG_FILE, WORKFLOWS_DIR};
 pub use queue::{BatchProgress, API_SOURCE};
+pub use reads::Records;
 pub use recorder::{not_recorded, Recorder, RecorderTask};
 pub use retention::{RetentionReport, RETENTION_BATCH};
 pub use review::{DecisionRequest, ReviewError, ReviewStats, ReviewView, Reviewer, ReviewerStats};
 pub use runner::{now_ms, Answer, CallBudget, RunOptions, Runner};
 pub use sessions::{LoginLink, NewSession, LOGIN_LINK_MINUTES, SESSION_HOURS};
-pub use variants::{last_complete_eval, variant_statuses, VariantStatus};
-pub use visibility::{released_output, run_view_in, Audience, RunView, Withheld};
+pub use variants::VariantStatus;
+pub use visibility::{released_output, Audience, RunView, Withheld};
 pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};
 
 /// The folder under the project that holds the embedded database.
@@ -175,6 +196,8 @@ pub struct Engine {
     /// The HTTP client of webhook deliveries, built at the first delivery and reused (its
     /// connections with it) by every pass after.
     webhook_client: std::sync::OnceLock<reqwest::Client>,
+    /// The plain reads of `store`.
+    records: reads::Records,
 }
 
 /// Open the store for a project: `database_url` if given, else the embedded SQLite file.
@@ -211,6 +234,7 @@ impl Engine {
         ));
         let runner = Runner::new(Arc::new(project.config.clone()), models, options.retry);
         let store_redactor = redaction::StoreRedactor::from_config(&project.config);
+        let records = reads::Records::over(store.clone());
         let engine = Self {
             project,
             store,
@@ -220,6 +244,7 @@ impl Engine {
             store_redactor,
             experiments: Default::default(),
             webhook_client: std::sync::OnceLock::new(),
+            records,
         };
         engine.audit_new_versions().await?;
         Ok(engine)
@@ -237,7 +262,9 @@ impl Engine {
         self.recorder.record(run).await;
     }
 
-    /// The store, for listing and showing runs.
+    /// The store itself, for the tests and benches that seed or inspect it. The server and the
+    /// CLI never call it (they do not depend on the store crate): they read through
+    /// [`Engine::read`] and [`Engine::records`].
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -1,16 +1,56 @@
 //! The plain reads the server and the CLI make of what the engine recorded: runs, batches,
 //! evals, the audit log, keys, the queues' sizes, and the idempotency keys the gateway keeps.
-//! They go through the engine rather than the store so that the engine owns read-your-writes:
-//! a read of runs first writes the runs the recorder still holds (at most 50 ms of them).
+//! [`Records`] holds them: the CLI opens it alone ([`Records::open`]) for commands that must
+//! work on a project whose workflows do not load and must not audit new versions as
+//! `Engine::open` does; an engine hands out its own, [`Engine::read`] after writing the runs its
+//! recorder still holds (read-your-writes), [`Engine::records`] as it stands.
 
+use std::path::Path;
+use std::sync::Arc;
+
+use shopfloor_core::limits::KeyUsage;
 use shopfloor_store::{
-    ApiKeyRecord, AuditEntry, BatchRecord, DeliveryState, EvalRecord, IdempotencyClaim,
-    IdempotencyRequest, KeptAnswer, ReviewCount, RunFilter, RunRecord, RunSummary,
+    ApiKeyRecord, AuditEntry, BatchRecord, DeliveryState, EvalCaseRecord, EvalRecord,
+    IdempotencyClaim, IdempotencyRequest, KeptAnswer, ReviewCount, RunFilter, RunRecord,
+    RunSummary, Store,
 };
 
-use crate::{Engine, EngineError};
+use crate::{Audience, Engine, EngineError, Project, RunView, VariantStatus};
+
+/// Reads of a project's store. Cheap to clone (it shares the store).
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<dyn Store>,
+}
 
 impl Engine {
+    /// The records as they stand: for reads that do not depend on runs just made (keys,
+    /// evals, the audit log).
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// The records after writing the runs the recorder still holds, so that a read of runs
+    /// sees every run this engine answered.
+    pub async fn read(&self) -> &Records {
+        self.flush().await;
+        &self.records
+    }
+}
+
+impl Records {
+    /// The records of the project in `project_dir` (its embedded SQLite file) or at
+    /// `database_url`, without loading the project.
+    pub async fn open(project_dir: &Path, database_url: Option<&str>) -> Result<Self, EngineError> {
+        Ok(Self::over(
+            crate::open_store(project_dir, database_url).await?,
+        ))
+    }
+
+    pub(crate) fn over(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
     /// Whether the store answers; `Ok` carries its backend's name (`sqlite`, `postgres`).
     pub async fn store_ready(&self) -> Result<&'static str, EngineError> {
         self.store.ping().await?;
@@ -31,7 +71,6 @@ impl Engine {
 
     /// Items per workflow and status in the review queue at `now_ms`.
     pub async fn review_counts(&self, now_ms: i64) -> Result<Vec<ReviewCount>, EngineError> {
-        self.flush().await;
         Ok(self.store.review_counts(None, now_ms).await?)
     }
 
@@ -42,14 +81,12 @@ impl Engine {
 
     /// Runs matching `filter`, newest first, as summaries.
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, EngineError> {
-        self.flush().await;
         Ok(self.store.list_runs(filter).await?)
     }
 
-    /// One run, whole. Callers that show it to a person go through [`Engine::run_view`],
-    /// which leaves out what their role may not see.
+    /// One run, whole. Callers that show it to a person use [`Records::run_view`], which
+    /// leaves out what their role may not see.
     pub async fn run_record(&self, id: &str) -> Result<Option<RunRecord>, EngineError> {
-        self.flush().await;
         Ok(self.store.get_run(id).await?)
     }
 
@@ -66,7 +103,6 @@ impl Engine {
         after_case: u64,
         limit: u32,
     ) -> Result<Vec<RunRecord>, EngineError> {
-        self.flush().await;
         Ok(self.store.batch_runs(id, after_case, limit).await?)
     }
 
@@ -126,5 +162,42 @@ impl Engine {
         key: &str,
     ) -> Result<(), EngineError> {
         Ok(self.store.release_idempotency(api_key_id, key).await?)
+    }
+
+    /// Run `id` as `audience` may see it, or `None` if there is no such run.
+    pub async fn run_view(
+        &self,
+        id: &str,
+        audience: Audience,
+    ) -> Result<Option<RunView>, EngineError> {
+        crate::visibility::run_view_in(&*self.store, id, audience).await
+    }
+
+    /// Every case result of an eval, read page by page.
+    pub async fn all_eval_cases(&self, eval_id: &str) -> Result<Vec<EvalCaseRecord>, EngineError> {
+        crate::eval::all_eval_cases(&*self.store, eval_id).await
+    }
+
+    /// Every API key with what it used in the minute, day and month that hold now.
+    pub async fn keys_with_usage(&self) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
+        crate::governance::keys_with_usage_in(&*self.store).await
+    }
+
+    /// The last eval of `workflow` at `version` that ran its whole dataset.
+    pub async fn last_complete_eval(
+        &self,
+        workflow: &str,
+        version: &str,
+    ) -> Result<Option<EvalRecord>, EngineError> {
+        crate::variants::last_complete_eval(&*self.store, workflow, version).await
+    }
+
+    /// Every variant of `workflow` in `project`, with its version and eligibility.
+    pub async fn variant_statuses(
+        &self,
+        project: &Project,
+        workflow: &str,
+    ) -> Result<Vec<VariantStatus>, EngineError> {
+        crate::variants::variant_statuses(project, &*self.store, workflow).await
     }
 }

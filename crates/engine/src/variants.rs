@@ -37,7 +37,7 @@ impl VariantStatus {
 
 /// The last eval of `workflow` at `version` that ran its whole dataset to the end: what its
 /// gates are judged by (promotion, `patterns list`). Read from `store` alone.
-pub async fn last_complete_eval(
+pub(crate) async fn last_complete_eval(
     store: &dyn Store,
     workflow: &str,
     version: &str,
@@ -52,7 +52,7 @@ pub async fn last_complete_eval(
 
 /// Every variant of `workflow`, by name, with its version and eligibility, read from `store`
 /// alone (what `shopfloor check` uses: it opens no engine, so it records nothing).
-pub async fn variant_statuses(
+pub(crate) async fn variant_statuses(
     project: &Project,
     store: &dyn Store,
     workflow: &str,

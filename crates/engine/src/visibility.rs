@@ -132,7 +132,7 @@ fn view(
 }
 
 /// Run `id` from `store` as `audience` may see it, or `None` if there is no such run.
-pub async fn run_view_in(
+pub(crate) async fn run_view_in(
     store: &dyn Store,
     id: &str,
     audience: Audience,

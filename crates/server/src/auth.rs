@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::limits::KeyLimits;
-use shopfloor_store::{ApiKeyRecord, Caller};
+use shopfloor_engine::store_types::{ApiKeyRecord, Caller};
 
 use crate::error::ApiError;
 use crate::routes::Route;
@@ -189,7 +189,9 @@ impl AppState {
         let key = match self.keys.get(&hash) {
             Some(key) => key,
             None => {
-                let found = self.engine_call(self.engine.key_by_hash(&hash)).await?;
+                let found = self
+                    .engine_call(self.engine.records().key_by_hash(&hash))
+                    .await?;
                 let Some(key) = found else {
                     return Err(ApiError::unauthorized("unknown API key"));
                 };

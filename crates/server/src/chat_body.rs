@@ -14,7 +14,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use shopfloor_providers::{
+use shopfloor_engine::chat::{
     ChatExtras, Image, Message, Part as MessagePart, ResponseFormat, Role, Tool, ToolCall,
     ToolChoice,
 };

@@ -5,8 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shopfloor_core::review::DecisionError;
+use shopfloor_engine::store_types::ErrorKind;
 use shopfloor_engine::{EngineError, GatewayError, ReviewError};
-use shopfloor_store::ErrorKind;
 
 /// An error response.
 #[derive(Debug, Clone, PartialEq)]

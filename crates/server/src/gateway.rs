@@ -12,12 +12,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use shopfloor_core::access::Permission;
+use shopfloor_engine::chat::{FinishReason, ToolCall, ToolCallDelta, Usage};
+use shopfloor_engine::store_types::{RunRecord, RunStatus};
 use shopfloor_engine::{
     has_strict_schema, last_user_text, workflow_input, GatewayAnswer, GatewayOutcome,
     GatewayRequest, GatewayStream, RunFacts, StreamItem,
 };
-use shopfloor_providers::{FinishReason, ToolCall, ToolCallDelta, Usage};
-use shopfloor_store::{RunRecord, RunStatus};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 

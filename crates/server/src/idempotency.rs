@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use shopfloor_store::{IdempotencyClaim, IdempotencyRequest, KeptAnswer};
+use shopfloor_engine::store_types::{IdempotencyClaim, IdempotencyRequest, KeptAnswer};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -101,7 +101,7 @@ pub(crate) async fn around(
         expired_before_ms: now - FORGOTTEN_AFTER_MS,
         abandoned_before_ms: now - ABANDONED_AFTER_MS,
     };
-    match state.engine_call(state.engine.claim_idempotency(&claim)).await {
+    match state.engine_call(state.engine.records().claim_idempotency(&claim)).await {
         Ok(IdempotencyClaim::Fresh) => {
             // Only a request that will call a model counts against the key's limits: a replay
             // or a retry of one still running does not.
@@ -144,7 +144,12 @@ pub(crate) async fn around(
 /// Let `key` go unanswered, so that a retry runs the request again.
 async fn release(state: &AppState, principal: &Principal, key: &str) {
     if let Err(e) = state
-        .engine_call(state.engine.release_idempotency(&principal.key_id, key))
+        .engine_call(
+            state
+                .engine
+                .records()
+                .release_idempotency(&principal.key_id, key),
+        )
         .await
     {
         tracing::warn!("an idempotency key could not be released: {}", e.message);
@@ -207,6 +212,7 @@ async fn keep(state: &AppState, principal: &Principal, key: &str, response: Resp
         .engine_call(
             state
                 .engine
+                .records()
                 .keep_idempotent_answer(&principal.key_id, key, &answer),
         )
         .await

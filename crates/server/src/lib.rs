@@ -429,7 +429,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             &serde_json::json!({"status": "shutting down"}),
         );
     }
-    match state.engine_call(state.engine.store_ready()).await {
+    match state
+        .engine_call(state.engine.records().store_ready())
+        .await
+    {
         Ok(backend) => json_response(
             StatusCode::OK,
             &serde_json::json!({"status": "ready", "store": backend}),
@@ -444,7 +447,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`.
 pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
     let now = shopfloor_engine::now_ms();
-    let queue = state.engine_call(state.engine.queue_counts(now)).await;
+    let queue = state
+        .engine_call(state.engine.records().queue_counts(now))
+        .await;
     match queue {
         Ok((counts, events)) => state.metrics.review_queue(&counts, &events, now),
         Err(e) => tracing::warn!("metrics: cannot read the review queue: {}", e.message),

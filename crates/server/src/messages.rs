@@ -24,10 +24,10 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use shopfloor_engine::{GatewayAnswer, GatewayRequest, StreamItem};
-use shopfloor_providers::{
+use shopfloor_engine::chat::{
     ChatExtras, FinishReason, Image, Message, Part, Role, Tool, ToolCall, ToolChoice, Usage,
 };
+use shopfloor_engine::{GatewayAnswer, GatewayRequest, StreamItem};
 
 use crate::auth::Principal;
 use crate::chat_body::in_range;
@@ -846,13 +846,13 @@ mod tests {
         let items = [
             StreamItem::Text("It ".into()),
             StreamItem::Text("is".into()),
-            StreamItem::ToolCall(shopfloor_providers::ToolCallDelta {
+            StreamItem::ToolCall(shopfloor_engine::chat::ToolCallDelta {
                 index: 0,
                 id: Some("call_1".into()),
                 name: Some("get_weather".into()),
                 arguments: String::new(),
             }),
-            StreamItem::ToolCall(shopfloor_providers::ToolCallDelta {
+            StreamItem::ToolCall(shopfloor_engine::chat::ToolCallDelta {
                 index: 0,
                 id: None,
                 name: None,

@@ -19,8 +19,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 use shopfloor_core::limits::{BudgetPeriod, KeyUsage};
 use shopfloor_core::review::ReviewStatus;
+use shopfloor_engine::store_types::{ApiKeyRecord, DeliveryState, ReviewCount, RunStatus};
 use shopfloor_engine::{DeliveryPass, RunFacts, SweepReport};
-use shopfloor_store::{ApiKeyRecord, DeliveryState, ReviewCount, RunStatus};
 
 mod process;
 

@@ -29,12 +29,12 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shopfloor_core::access::Permission;
-use shopfloor_engine::{has_strict_schema, Audience, GatewayRequest, StreamItem, GATEWAY_WORKFLOW};
-use shopfloor_providers::{
+use shopfloor_engine::chat::{
     ChatExtras, FinishReason, Message, Part, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
     Usage,
 };
-use shopfloor_store::{RunRecord, RunStatus};
+use shopfloor_engine::store_types::{RunRecord, RunStatus};
+use shopfloor_engine::{has_strict_schema, Audience, GatewayRequest, StreamItem, GATEWAY_WORKFLOW};
 
 use crate::auth::Principal;
 use crate::chat_body::in_range;
@@ -1123,13 +1123,13 @@ mod tests {
         for item in [
             StreamItem::Text("It is".into()),
             StreamItem::Text(" sunny.".into()),
-            StreamItem::ToolCall(shopfloor_providers::ToolCallDelta {
+            StreamItem::ToolCall(shopfloor_engine::chat::ToolCallDelta {
                 index: 0,
                 id: Some("call_1".into()),
                 name: Some("get_weather".into()),
                 arguments: "{\"city\":".into(),
             }),
-            StreamItem::ToolCall(shopfloor_providers::ToolCallDelta {
+            StreamItem::ToolCall(shopfloor_engine::chat::ToolCallDelta {
                 index: 0,
                 id: None,
                 name: None,

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shopfloor_core::review::ReviewStatus;
 
+use shopfloor_engine::store_types::ReviewFilter;
 use shopfloor_engine::{DecisionRequest, Reviewer};
-use shopfloor_store::ReviewFilter;
 
 use crate::auth::Principal;
 use crate::error::ApiError;

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use shopfloor_engine::store_types::{Caller, ClaimedCase};
 use shopfloor_engine::RunFacts;
-use shopfloor_store::{Caller, ClaimedCase};
 use tokio::sync::watch;
 
 use crate::AppState;
@@ -132,7 +132,7 @@ async fn batch_info(
 }
 
 async fn read_batch(state: &AppState, batch_id: &str) -> Result<BatchInfo, String> {
-    match state.engine.batch(batch_id).await {
+    match state.engine.records().batch(batch_id).await {
         Ok(Some(batch)) => Ok(BatchInfo {
             version: batch.version,
             caller: batch.caller,

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shopfloor_engine::store_types::{ErrorKind, RunRecord, RunStatus};
 use shopfloor_engine::{failure_kind, released_output, Audience, RunFacts, RunView};
-use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -239,7 +239,14 @@ async fn batch_results(
 ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
     // One more than the page: whether it exists says whether there is a next page.
     let mut runs = state
-        .engine_call(state.engine.batch_runs(id, after, limit.saturating_add(1)))
+        .engine_call(async {
+            state
+                .engine
+                .read()
+                .await
+                .batch_runs(id, after, limit.saturating_add(1))
+                .await
+        })
         .await?;
     let more = runs.len() > limit as usize;
     runs.truncate(limit as usize);

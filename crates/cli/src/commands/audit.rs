@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::open_store;
-use shopfloor_store::AuditAnchor;
+use shopfloor_engine::store_types::AuditAnchor;
+use shopfloor_engine::Records;
 
 use super::Global;
 
@@ -35,8 +35,8 @@ pub enum Command {
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::List { after, limit, json } => {
-            let store = open_store(&global.project, global.database_url.as_deref()).await?;
-            let entries = store.audit_entries(after, limit).await?;
+            let records = Records::open(&global.project, global.database_url.as_deref()).await?;
+            let entries = records.audit_entries(after, limit).await?;
             if entries.is_empty() {
                 println!("no audit entries after {after}");
             }

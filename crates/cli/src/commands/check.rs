@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use shopfloor_engine::{open_store, variant_statuses, Project};
-use shopfloor_store::Store;
+use shopfloor_engine::{Project, Records};
 
 use super::Global;
 
@@ -36,8 +35,8 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         // Which variants may take traffic is in the store: their versions' last evals. Only
         // read there (no engine: `check` records nothing), and not a failure when it is out
         // of reach: the project is still valid.
-        match open_store(&global.project, global.database_url.as_deref()).await {
-            Ok(store) => list_variants(&project, &*store, &with_variants).await?,
+        match Records::open(&global.project, global.database_url.as_deref()).await {
+            Ok(records) => list_variants(&project, &records, &with_variants).await?,
             Err(e) => println!(
                 "\nwhich variants may take traffic is unknown: the database cannot be opened ({e})"
             ),
@@ -59,7 +58,7 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
 /// Each variant of `workflows` with its version and whether it may take traffic.
 async fn list_variants(
     project: &Project,
-    store: &dyn Store,
+    records: &Records,
     workflows: &[&str],
 ) -> anyhow::Result<()> {
     println!(
@@ -67,7 +66,7 @@ async fn list_variants(
         "workflow", "variant", "version"
     );
     for workflow in workflows {
-        for v in variant_statuses(project, store, workflow).await? {
+        for v in records.variant_statuses(project, workflow).await? {
             println!(
                 "{:<28} {:<20} {:<13} {}: {}",
                 workflow,

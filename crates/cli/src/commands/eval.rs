@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use shopfloor_engine::store_types::{EvalCaseRecord, RunStatus};
 use shopfloor_engine::{Engine, EvalObserver, EvalRequest, EvalSummary, ExamplesSetting};
-use shopfloor_store::{EvalCaseRecord, RunStatus};
 
 use super::Global;
 

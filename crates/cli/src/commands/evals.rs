@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use shopfloor_engine::{open_store, EvalSummary, ScoreSummary};
-use shopfloor_store::{EvalCaseRecord, EvalRecord, Store};
+use shopfloor_engine::store_types::{EvalCaseRecord, EvalRecord};
+use shopfloor_engine::{EvalSummary, Records, ScoreSummary};
 
 use super::Global;
 
@@ -40,10 +40,10 @@ pub enum Command {
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
-    let store = open_store(&global.project, global.database_url.as_deref()).await?;
+    let records = Records::open(&global.project, global.database_url.as_deref()).await?;
     match command {
         Command::List { workflow, limit } => {
-            let evals = store.list_evals(workflow.as_deref(), limit).await?;
+            let evals = records.evals(workflow.as_deref(), limit).await?;
             if evals.is_empty() {
                 println!("no evals yet (try `shopfloor eval WORKFLOW`)");
                 return Ok(ExitCode::SUCCESS);
@@ -55,7 +55,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             );
             for e in evals {
                 if !baselines.contains_key(&e.workflow) {
-                    baselines.insert(e.workflow.clone(), store.baseline(&e.workflow).await?);
+                    baselines.insert(e.workflow.clone(), records.baseline(&e.workflow).await?);
                 }
                 let is_baseline =
                     baselines.get(&e.workflow).and_then(|b| b.as_deref()) == Some(e.id.as_str());
@@ -79,8 +79,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             }
         }
         Command::Show { id } => {
-            let eval = store
-                .get_eval(&id)
+            let eval = records
+                .eval(&id)
                 .await?
                 .ok_or_else(|| anyhow!("no eval with id {id}"))?;
             match summary_of(&eval)? {
@@ -103,21 +103,22 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             engine.close().await;
             println!("eval {id} is now the baseline of {}", set?);
         }
-        Command::Compare { a, b } => compare(&*store, &a, &b).await?,
+        Command::Compare { a, b } => compare(&records, &a, &b).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn compare(store: &dyn Store, a: &str, b: &str) -> anyhow::Result<()> {
-    let (Some(left), Some(right)) = (store.get_eval(a).await?, store.get_eval(b).await?) else {
+async fn compare(records: &Records, a: &str, b: &str) -> anyhow::Result<()> {
+    let (Some(left), Some(right)) = (records.eval(a).await?, records.eval(b).await?) else {
         bail!("both evals must exist: {a}, {b}");
     };
-    let before: HashMap<String, EvalCaseRecord> = shopfloor_engine::all_eval_cases(store, a)
+    let before: HashMap<String, EvalCaseRecord> = records
+        .all_eval_cases(a)
         .await?
         .into_iter()
         .map(|c| (c.case_id.clone(), c))
         .collect();
-    let after = shopfloor_engine::all_eval_cases(store, b).await?;
+    let after = records.all_eval_cases(b).await?;
     println!(
         "A {a}: {} version {} · B {b}: {} version {}",
         left.workflow, left.version, right.workflow, right.version

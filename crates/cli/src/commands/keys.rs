@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use shopfloor_core::access::Role;
 use shopfloor_core::limits::{Budget, BudgetPeriod, KeyLimits};
-use shopfloor_engine::{keys_with_usage_in, open_store, Engine};
+use shopfloor_engine::{Engine, Records};
 
 use super::Global;
 
@@ -110,8 +110,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
         }
         Command::List { json } => {
             // Read from the store alone, like before limits: listing keys needs no valid project.
-            let store = open_store(&global.project, global.database_url.as_deref()).await?;
-            let keys = keys_with_usage_in(&*store).await?;
+            let records = Records::open(&global.project, global.database_url.as_deref()).await?;
+            let keys = records.keys_with_usage().await?;
             if json {
                 for (k, usage) in &keys {
                     let line = serde_json::json!({

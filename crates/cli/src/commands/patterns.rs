@@ -5,8 +5,7 @@
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
-use shopfloor_engine::{last_complete_eval, open_store, Project};
-use shopfloor_store::Store;
+use shopfloor_engine::{Project, Records};
 
 use super::Global;
 
@@ -30,7 +29,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
     let Command::List { json } = command;
     let project = Project::load(&global.project)?;
     // Scores are read from the store only (nothing is recorded); out of reach, they are left out.
-    let store = open_store(&global.project, global.database_url.as_deref())
+    let records = Records::open(&global.project, global.database_url.as_deref())
         .await
         .ok();
     let mut list = Vec::new();
@@ -40,8 +39,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
             if !workflow.templates.patterns_used().contains_key(path) {
                 continue;
             }
-            let eval = match &store {
-                Some(store) => latest_eval(&**store, name, &workflow.version).await?,
+            let eval = match &records {
+                Some(records) => latest_eval(records, name, &workflow.version).await?,
                 None => Value::Null,
             };
             users.push(json!({"workflow": name, "version": workflow.version, "last_eval": eval}));
@@ -102,8 +101,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
 }
 
 /// The last complete eval of `workflow` at `version`: its id, whether it passed, its scores.
-async fn latest_eval(store: &dyn Store, workflow: &str, version: &str) -> anyhow::Result<Value> {
-    Ok(match last_complete_eval(store, workflow, version).await? {
+async fn latest_eval(records: &Records, workflow: &str, version: &str) -> anyhow::Result<Value> {
+    Ok(match records.last_complete_eval(workflow, version).await? {
         Some(e) => json!({
             "id": e.id,
             "passed": e.passed,

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use shopfloor_engine::store_types::RunStatus;
 use shopfloor_engine::{Engine, EngineOptions, EvalRequest, CONFIG_FILE};
-use shopfloor_store::RunStatus;
 
 #[derive(clap::Args)]
 pub struct Args {

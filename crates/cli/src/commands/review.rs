@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use serde_json::Value;
 use shopfloor_core::review::ReviewStatus;
+use shopfloor_engine::store_types::{
+    DeliveryState, EventFilter, OutboxEvent, ReviewFilter, ReviewItem,
+};
 use shopfloor_engine::{DecisionRequest, Engine, ReviewView, Reviewer};
-use shopfloor_store::{DeliveryState, EventFilter, OutboxEvent, ReviewFilter, ReviewItem};
 
 use super::{format_time, Global};
 

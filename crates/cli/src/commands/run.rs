@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::{json, Value};
+use shopfloor_engine::store_types::{RunRecord, RunStatus};
 use shopfloor_engine::{BatchReport, BatchRequest, Engine, EngineError, EngineOptions};
-use shopfloor_store::{RunRecord, RunStatus};
 
 use super::Global;
 use crate::progress::BatchProgress;

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use shopfloor_engine::{open_store, run_view_in, Audience};
-use shopfloor_store::{RunFilter, RunOrigin, RunStatus};
+use shopfloor_engine::store_types::{RunFilter, RunOrigin, RunStatus};
+use shopfloor_engine::{Audience, Records};
 
 use super::Global;
 
@@ -36,7 +36,7 @@ pub enum Command {
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> {
-    let store = open_store(&global.project, global.database_url.as_deref()).await?;
+    let records = Records::open(&global.project, global.database_url.as_deref()).await?;
     match command {
         Command::List {
             workflow,
@@ -50,8 +50,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
                 })?),
                 None => None,
             };
-            let runs = store
-                .list_runs(&RunFilter {
+            let runs = records
+                .runs(&RunFilter {
                     workflow,
                     batch_id: batch,
                     status,
@@ -83,7 +83,7 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<ExitCode> 
         Command::Show { id, json } => {
             // What a reader sees: a held, rejected or corrected run's own answer is for
             // reviewers, who read it with `shopfloor review show`.
-            let Some(view) = run_view_in(&*store, &id, Audience::Reader).await? else {
+            let Some(view) = records.run_view(&id, Audience::Reader).await? else {
                 bail!("no run with id {id} (list runs with `shopfloor runs list`)");
             };
             let (withheld, run) = (view.withheld, view.run);

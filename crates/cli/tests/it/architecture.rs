@@ -48,13 +48,14 @@ fn every_file_and_function_the_architecture_names_exists() {
                 missing.push(format!("file {span}"));
             }
         } else if let Some((_, function)) = span.rsplit_once("::") {
-            // `Engine::drift_sweep`: some function (or closure field) of that name.
+            // `Engine::drift_sweep`: some function (or closure field, or module) of that name.
             let is_function = !function.is_empty()
                 && function
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             let defined = sources.contains(&format!("fn {function}"))
-                || sources.contains(&format!("pub {function}:"));
+                || sources.contains(&format!("pub {function}:"))
+                || sources.contains(&format!("mod {function}"));
             if is_function && !defined {
                 missing.push(format!("function {span}"));
             }

@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use minijinja::{context, Value};
 use serde::Deserialize;
+use shopfloor_engine::store_types::{EvalCaseRecord, RunStatus};
 use shopfloor_engine::EvalSummary;
-use shopfloor_store::{EvalCaseRecord, RunStatus};
 
 use super::{render, PageError, Viewer};
 use crate::AppState;
@@ -28,13 +28,13 @@ pub(crate) async fn evals(
 ) -> Result<Response, PageError> {
     let workflow = query.workflow.filter(|w| !w.is_empty());
     let evals = state
-        .engine_call(state.engine.evals(workflow.as_deref(), 100))
+        .engine_call(state.engine.records().evals(workflow.as_deref(), 100))
         .await?;
     let mut baselines: HashMap<String, Option<String>> = HashMap::new();
     for e in &evals {
         if !baselines.contains_key(&e.workflow) {
             let b = state
-                .engine_call(state.engine.baseline(&e.workflow))
+                .engine_call(state.engine.records().baseline(&e.workflow))
                 .await?;
             baselines.insert(e.workflow.clone(), b);
         }
@@ -68,7 +68,7 @@ pub(crate) async fn eval(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let record = state
-        .engine_call(state.engine.eval(&id))
+        .engine_call(state.engine.records().eval(&id))
         .await?
         .ok_or_else(|| {
             PageError::not_found(format!("no eval with id {id}")).with_viewer(viewer.clone())
@@ -79,7 +79,7 @@ pub(crate) async fn eval(
         .and_then(|s| serde_json::from_value(s).ok());
     let cases = state.engine_call(state.engine.all_eval_cases(&id)).await?;
     let baseline = state
-        .engine_call(state.engine.baseline(&record.workflow))
+        .engine_call(state.engine.records().baseline(&record.workflow))
         .await?;
     Ok(render(
         "eval.html",
@@ -134,18 +134,23 @@ pub(crate) async fn case(
         PageError::not_found(format!("eval {id} has no case {case_id}")).with_viewer(viewer.clone())
     };
     let record = state
-        .engine_call(state.engine.eval(&id))
+        .engine_call(state.engine.records().eval(&id))
         .await?
         .ok_or_else(|| not_found(&viewer))?;
     let find = |cases: Vec<EvalCaseRecord>| cases.into_iter().find(|c| c.case_id == case_id);
     let case = find(state.engine_call(state.engine.all_eval_cases(&id)).await?)
         .ok_or_else(|| not_found(&viewer))?;
     let run = state
-        .engine_call(state.engine.run_record(&case.run_id))
+        .engine_call(async { state.engine.read().await.run_record(&case.run_id).await })
         .await?;
     let mut history = Vec::new();
     for other in state
-        .engine_call(state.engine.evals(Some(&record.workflow), CASE_HISTORY))
+        .engine_call(
+            state
+                .engine
+                .records()
+                .evals(Some(&record.workflow), CASE_HISTORY),
+        )
         .await?
     {
         let found = if other.id == id {
@@ -196,8 +201,8 @@ pub(crate) async fn compare(
     crate::Query(query): crate::Query<CompareQuery>,
 ) -> Result<Response, PageError> {
     let (Some(left), Some(right)) = (
-        state.engine_call(state.engine.eval(&a)).await?,
-        state.engine_call(state.engine.eval(&b)).await?,
+        state.engine_call(state.engine.records().eval(&a)).await?,
+        state.engine_call(state.engine.records().eval(&b)).await?,
     ) else {
         return Err(
             PageError::not_found(format!("both evals must exist: {a}, {b}")).with_viewer(viewer),
@@ -268,7 +273,7 @@ pub(crate) async fn compare(
             ),
         ));
     }
-    let summary = |r: &shopfloor_store::EvalRecord| -> Option<Value> {
+    let summary = |r: &shopfloor_engine::store_types::EvalRecord| -> Option<Value> {
         r.summary
             .clone()
             .and_then(|s| serde_json::from_value::<EvalSummary>(s).ok())

@@ -62,7 +62,7 @@ pub(crate) async fn portfolio(
 ) -> Result<Response, PageError> {
     let entries = state.engine_call(state.engine.portfolio()).await?;
     let counts = state
-        .engine_call(state.engine.review_counts(now_ms()))
+        .engine_call(async { state.engine.read().await.review_counts(now_ms()).await })
         .await?;
     let mut pending: HashMap<String, u64> = HashMap::new();
     for c in counts
@@ -156,8 +156,8 @@ pub(crate) async fn workflow(
     let (outcomes, drift, evals, baseline) = tokio::try_join!(
         state.engine_call(engine.outcomes(&name, None)),
         state.engine_call(engine.drift(&name, now_ms())),
-        state.engine_call(engine.evals(Some(&name), 20)),
-        state.engine_call(engine.baseline(&name)),
+        state.engine_call(engine.records().evals(Some(&name), 20)),
+        state.engine_call(engine.records().baseline(&name)),
     )?;
     let next_stage = match spec.stage {
         Stage::Draft => Some(Stage::Pilot),
@@ -397,7 +397,7 @@ pub(crate) async fn audit(
     let mut more = false;
     'pages: loop {
         let page = state
-            .engine_call(state.engine.audit_entries(after, 500))
+            .engine_call(state.engine.records().audit_entries(after, 500))
             .await?;
         let Some(last) = page.last() else { break };
         let last_seq = last.seq;
@@ -449,7 +449,7 @@ pub(crate) async fn audit(
             actor => actor,
             subject => subject,
             filters => filter_query,
-            actions => shopfloor_store::AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            actions => shopfloor_engine::store_types::AuditAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
             ..frame(&viewer, "Audit log", "/audit")
         },
     ))

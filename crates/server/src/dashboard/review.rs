@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use shopfloor_core::review::ReviewStatus;
 use shopfloor_core::spec::OutputContract;
+use shopfloor_engine::store_types::ReviewFilter;
 use shopfloor_engine::DecisionRequest;
-use shopfloor_store::ReviewFilter;
 
 use super::pages::frame;
 use super::view::url_encode;

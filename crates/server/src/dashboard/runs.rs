@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::{context, Value};
 use serde::{Deserialize, Serialize};
 use shopfloor_core::access::Permission;
-use shopfloor_store::{RunFilter, RunStatus, RunSummary};
+use shopfloor_engine::store_types::{RunFilter, RunStatus, RunSummary};
 
 use super::{render, PageError, Viewer};
 use crate::AppState;
@@ -126,8 +126,9 @@ pub(crate) async fn runs(
 ) -> Result<Response, PageError> {
     let mut filter = query.filter()?;
     filter.limit = Some(RUNS_PER_PAGE + 1);
-    state.engine.flush().await;
-    let mut rows = state.engine_call(state.engine.runs(&filter)).await?;
+    let mut rows = state
+        .engine_call(async { state.engine.read().await.runs(&filter).await })
+        .await?;
     let more = rows.len() > RUNS_PER_PAGE as usize;
     rows.truncate(RUNS_PER_PAGE as usize);
     let next = more
@@ -157,11 +158,12 @@ pub(crate) async fn runs_csv(
 ) -> Result<Response, PageError> {
     let mut filter = query.filter()?;
     filter.limit = Some(CSV_CHUNK);
-    state.engine.flush().await;
     let mut out =
         String::from("id,created_at,workflow,version,status,model,latency_ms,cost_usd,batch_id\n");
     loop {
-        let chunk: Vec<RunSummary> = state.engine_call(state.engine.runs(&filter)).await?;
+        let chunk: Vec<RunSummary> = state
+            .engine_call(async { state.engine.read().await.runs(&filter).await })
+            .await?;
         for r in &chunk {
             let cells = [
                 r.id.clone(),
