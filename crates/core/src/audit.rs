@@ -73,6 +73,28 @@ pub struct NewAuditEntry {
     pub detail: Value,
 }
 
+/// What a `workflow.promote` entry records: the stages, the version promoted, and the eval
+/// its gates were judged by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromoteDetail {
+    pub from: crate::spec::Stage,
+    pub to: crate::spec::Stage,
+    pub version: String,
+    pub eval_id: Option<String>,
+}
+
+/// What a `workflow.version` or `config.version` entry records: the version first seen, the one
+/// the log saw before it, and for a workflow its file and the stage its file gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionDetail {
+    pub version: String,
+    pub previous: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<crate::spec::Stage>,
+}
+
 /// A stored audit entry: its position and its link to the one before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -93,6 +115,25 @@ pub struct AuditEntry {
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl AuditEntry {
+    /// The promotion this entry records, when it is a `workflow.promote` entry whose detail
+    /// reads as one.
+    pub fn promotion(&self) -> Option<PromoteDetail> {
+        (self.action == AuditAction::WorkflowPromote)
+            .then(|| serde_json::from_value(self.detail.clone()).ok())
+            .flatten()
+    }
+
+    /// The version this entry saw first, when it is a `workflow.version` or `config.version`
+    /// entry whose detail reads as one.
+    pub fn version_seen(&self) -> Option<VersionDetail> {
+        matches!(
+            self.action,
+            AuditAction::WorkflowVersion | AuditAction::ConfigVersion
+        )
+        .then(|| serde_json::from_value(self.detail.clone()).ok())
+        .flatten()
+    }
+
     /// Number and chain `entry` after the entry `(seq, hash)` (none for the first).
     pub fn chain(entry: NewAuditEntry, previous: Option<(u64, String)>) -> Self {
         let (seq, prev_hash) = match previous {
@@ -290,6 +331,56 @@ pub fn verify_chain<'a>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn stored(action: AuditAction, detail: Value) -> AuditEntry {
+        let entry = NewAuditEntry {
+            at_ms: 1,
+            actor: "ann".into(),
+            action,
+            subject: "triage".into(),
+            detail,
+        };
+        AuditEntry::chain(entry, None)
+    }
+
+    #[test]
+    fn lifecycle_details_are_typed_and_read_the_entries_written_before_them() {
+        use crate::spec::Stage;
+        // As builds before the types wrote them: the same text, so the same hash.
+        let promote =
+            json!({"from": "pilot", "to": "production", "version": "v2", "eval_id": null});
+        let typed = PromoteDetail {
+            from: Stage::Pilot,
+            to: Stage::Production,
+            version: "v2".into(),
+            eval_id: None,
+        };
+        assert_eq!(json!(typed), promote);
+        let entry = stored(AuditAction::WorkflowPromote, promote);
+        assert_eq!(entry.promotion(), Some(typed));
+        assert_eq!(entry.version_seen(), None, "not a version entry");
+
+        let config = VersionDetail {
+            version: "abc".into(),
+            previous: None,
+            file: None,
+            stage: None,
+        };
+        assert_eq!(json!(config), json!({"version": "abc", "previous": null}));
+        let workflow = json!({"file": "workflows/triage.toml", "stage": "pilot",
+            "version": "v1", "previous": "v0"});
+        let seen = stored(AuditAction::WorkflowVersion, workflow.clone())
+            .version_seen()
+            .unwrap();
+        assert_eq!(
+            (seen.stage, seen.previous.as_deref()),
+            (Some(Stage::Pilot), Some("v0"))
+        );
+        assert_eq!(json!(seen), workflow);
+        // A detail of another shape is not read as one.
+        let odd = stored(AuditAction::WorkflowPromote, json!({"to": "moon"}));
+        assert_eq!(odd.promotion(), None);
+    }
 
     #[test]
     fn anchors_parse_from_seq_and_a_hash_prefix() {

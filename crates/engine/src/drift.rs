@@ -202,7 +202,7 @@ impl Engine {
         let promoted_at = store
             .latest_audit(AuditAction::WorkflowPromote, workflow)
             .await?
-            .filter(|e| e.detail.get("to").and_then(Value::as_str) == Some("production"))
+            .filter(|e| e.promotion().is_some_and(|p| p.to == Stage::Production))
             .map_or(0, |e| e.at_ms);
         let first = store
             .first_run_at(workflow, &loaded.version, promoted_at)

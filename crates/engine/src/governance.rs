@@ -88,7 +88,7 @@ impl Engine {
             AuditAction::ConfigVersion,
             crate::CONFIG_FILE,
             &config_version,
-            json!({}),
+            None,
         )
         .await?;
         for (name, workflow) in &self.project.workflows {
@@ -96,32 +96,36 @@ impl Engine {
                 AuditAction::WorkflowVersion,
                 name,
                 &workflow.version,
-                json!({"file": workflow.spec.file, "stage": workflow.spec.stage.as_str()}),
+                Some((workflow.spec.file.clone(), workflow.spec.stage)),
             )
             .await?;
         }
         Ok(())
     }
 
-    /// Append `action` for `subject` unless the last such entry already has this `version`.
+    /// Append `action` for `subject` unless the last such entry already has this `version`;
+    /// `workflow` is a workflow's file and the stage it gives.
     async fn audit_version(
         &self,
         action: AuditAction,
         subject: &str,
         version: &str,
-        mut detail: Value,
+        workflow: Option<(String, shopfloor_core::spec::Stage)>,
     ) -> Result<(), EngineError> {
         let seen = self.store.latest_audit(action, subject).await?;
-        let previous = seen
-            .as_ref()
-            .and_then(|e| e.detail.get("version"))
-            .and_then(Value::as_str);
-        if previous == Some(version) {
+        let previous = seen.and_then(|e| e.version_seen()).map(|d| d.version);
+        if previous.as_deref() == Some(version) {
             return Ok(());
         }
-        detail["version"] = json!(version);
-        detail["previous"] = json!(previous);
-        self.audit(SYSTEM_ACTOR, action, subject, detail).await?;
+        let (file, stage) = workflow.unzip();
+        let detail = shopfloor_core::audit::VersionDetail {
+            version: version.to_string(),
+            previous,
+            file,
+            stage,
+        };
+        self.audit(SYSTEM_ACTOR, action, subject, json!(detail))
+            .await?;
         Ok(())
     }
 
@@ -414,11 +418,11 @@ impl Engine {
                 actor,
                 AuditAction::WorkflowPromote,
                 workflow,
-                json!({
-                    "from": loaded.spec.stage.as_str(),
-                    "to": to.as_str(),
-                    "version": loaded.version,
-                    "eval_id": facts.last_eval.map(|e| e.id),
+                json!(shopfloor_core::audit::PromoteDetail {
+                    from: loaded.spec.stage,
+                    to,
+                    version: loaded.version.clone(),
+                    eval_id: facts.last_eval.map(|e| e.id),
                 }),
             )
             .await?;

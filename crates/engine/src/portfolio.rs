@@ -156,9 +156,7 @@ impl Engine {
         let in_stage_since = match promoted? {
             Some(promotion) => Some(promotion.at_ms),
             None => first_seen?
-                .filter(|e| {
-                    e.detail.get("stage").and_then(|s| s.as_str()) == Some(spec.stage.as_str())
-                })
+                .filter(|e| e.version_seen().and_then(|d| d.stage) == Some(spec.stage))
                 .map(|e| e.at_ms),
         };
         let days_in_stage = in_stage_since.map(|at| (now - at).div_euclid(DAY_MS));

@@ -72,22 +72,23 @@ impl Engine {
 
         let mut changed: Vec<Text> = Vec::new();
         for entry in &audit {
-            let version = entry.detail["version"].as_str().unwrap_or("?").to_string();
             match entry.action {
                 AuditAction::WorkflowVersion => changed.push(
                     Text::new()
                         .plain("New version of ")
                         .code(entry.subject.as_str())
                         .plain(": ")
-                        .code(version),
+                        .code(entry.version_seen().map_or("?".into(), |d| d.version)),
                 ),
                 AuditAction::WorkflowPromote => {
-                    changed.push(Text::new().code(entry.subject.as_str()).plain(format!(
-                        " promoted from {} to {} by {}",
-                        entry.detail["from"].as_str().unwrap_or("?"),
-                        entry.detail["to"].as_str().unwrap_or("?"),
-                        entry.actor
-                    )))
+                    let (from, to) = entry
+                        .promotion()
+                        .map_or(("?", "?"), |p| (p.from.as_str(), p.to.as_str()));
+                    changed.push(
+                        Text::new()
+                            .code(entry.subject.as_str())
+                            .plain(format!(" promoted from {from} to {to} by {}", entry.actor)),
+                    )
                 }
                 AuditAction::BaselineSet => changed.push(
                     Text::new()
