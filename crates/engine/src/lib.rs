@@ -63,8 +63,8 @@ pub use batch::{read_cases, validate_input, BatchObserver, BatchReport, BatchReq
 pub use corrections::AddedCases;
 pub use drift::{DriftReference, DriftReport, DriftWindow, ReferenceKind, SAMPLE_RUNS};
 pub use eval::{
-    all_eval_cases, input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary,
-    ExampleCounts, ExamplesSetting, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
+    input_hash, BaselineComparison, EvalObserver, EvalRequest, EvalSummary, ExampleCounts,
+    ExamplesSetting, GateKind, GateResult, ScoreDelta, ScoreSummary, WorstCase,
 };
 pub use examples::{nearest, ExampleSet, SimilarCase, EXAMPLE_ENCODER};
 pub use experiments::{
@@ -93,6 +93,7 @@ pub use sessions::{LoginLink, NewSession, LOGIN_LINK_MINUTES, SESSION_HOURS};
 pub use variants::VariantStatus;
 pub use visibility::{released_output, Audience, RunView, Withheld};
 pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};
+pub use weekly::ended_week;
 
 /// The folder under the project that holds the embedded database.
 pub const STATE_DIR: &str = ".shopfloor";

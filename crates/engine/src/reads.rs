@@ -63,10 +63,8 @@ impl Records {
         &self,
         now_ms: i64,
     ) -> Result<(Vec<ReviewCount>, Vec<(DeliveryState, u64)>), EngineError> {
-        Ok(tokio::try_join!(
-            self.store.review_counts(None, now_ms),
-            self.store.event_counts()
-        )?)
+        let events = async { Ok(self.store.event_counts().await?) };
+        tokio::try_join!(self.review_counts(now_ms), events)
     }
 
     /// Items per workflow and status in the review queue at `now_ms`.

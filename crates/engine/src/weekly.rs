@@ -14,6 +14,11 @@ const DAY_MS: i64 = 86_400_000;
 /// Audit entries and evals read for one week, at most.
 const WEEK_LIMIT: u32 = 5_000;
 
+/// The last ISO week that has ended before `now_ms`: the one whose review is due.
+pub fn ended_week(now_ms: i64) -> String {
+    iso_week(now_ms - 7 * DAY_MS)
+}
+
 impl Engine {
     /// Queue the review of the last week that has ended before `now_ms` for `[monitoring]
     /// weekly_webhook`, to be sent by the delivery pass. The event's id is the week, so
@@ -23,7 +28,7 @@ impl Engine {
         let Some(hook) = self.project.config.monitoring.weekly_webhook.clone() else {
             return Ok(None);
         };
-        let week = iso_week(now_ms - 7 * DAY_MS);
+        let week = ended_week(now_ms);
         let report = self.weekly_report(&week).await?;
         let id = format!("weekly_{week}");
         let kind = shopfloor_store::EventKind::WeeklyReview;

@@ -16,19 +16,17 @@ use tokio::task::JoinHandle;
 
 use crate::AppState;
 
-/// A week, in milliseconds.
-const WEEK_MS: i64 = 7 * 86_400_000;
 /// How often retention runs, and how many batches (of 1,000 runs) one pass may apply.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 const RETENTION_BATCHES: u32 = 10;
 
 /// The jobs' names, as `/metrics` labels them.
-pub(crate) const REVIEW_SLA: &str = "review_sla";
-pub(crate) const WEBHOOKS: &str = "webhooks";
-pub(crate) const EXPERIMENTS: &str = "experiments";
-pub(crate) const WEEKLY_REVIEW: &str = "weekly_review";
-pub(crate) const RETENTION: &str = "retention";
-pub(crate) const DRIFT: &str = "drift";
+const REVIEW_SLA: &str = "review_sla";
+const WEBHOOKS: &str = "webhooks";
+const EXPERIMENTS: &str = "experiments";
+const WEEKLY_REVIEW: &str = "weekly_review";
+const RETENTION: &str = "retention";
+const DRIFT: &str = "drift";
 
 /// Start this replica's jobs: the review SLAs, webhook delivery, experiment guardrails and the
 /// weekly review every `every`; `[retention]` once a minute when set; the drift check every
@@ -64,7 +62,7 @@ pub(crate) fn spawn_all(
             let queued = Arc::clone(&queued);
             async move {
                 let now = shopfloor_engine::now_ms();
-                let ended = shopfloor_core::calendar::iso_week(now - WEEK_MS);
+                let ended = shopfloor_engine::ended_week(now);
                 if queued.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(&ended) {
                     return Ok(());
                 }

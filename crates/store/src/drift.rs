@@ -309,14 +309,13 @@ macro_rules! drift_store_impl {
                     else {
                         return Ok(Vec::new());
                     };
-                    let first = window.from_ms.max(first_hour * HOUR_MS);
-                    let last = window.to_ms.min((last_hour + 1) * HOUR_MS) - 1;
                     let runs = $crate::drift::RunWindow {
-                        from_ms: first,
-                        to_ms: last + 1,
+                        from_ms: window.from_ms.max(first_hour * HOUR_MS),
+                        to_ms: window.to_ms.min((last_hour + 1) * HOUR_MS),
                         ..*window
                     };
-                    let width = ((last + 1 - first).max(1) as u64).div_ceil(u64::from(limit));
+                    let width =
+                        ((runs.to_ms - runs.from_ms).max(1) as u64).div_ceil(u64::from(limit));
                     let width = i64::try_from(width).unwrap_or(i64::MAX);
                     window_query($crate::drift::SLOT_SAMPLE, &runs)
                         .bind(i64::from(limit))

@@ -128,7 +128,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
     }
     if let Some(path) = &args.junit {
-        let cases = engine.all_eval_cases(&summary.eval_id).await?;
+        let cases = engine.records().all_eval_cases(&summary.eval_id).await?;
         write_junit(path, &summary, &cases)?;
     }
     engine.close().await;

@@ -518,18 +518,13 @@ impl Engine {
         let Some(baseline) = self.store.get_eval(&baseline_id).await? else {
             return Ok(None);
         };
-        let cases = self.all_eval_cases(&baseline_id).await?;
+        let cases = all_eval_cases(&*self.store, &baseline_id).await?;
         Ok(Some(acc.compare(&baseline_id, &baseline.version, &cases)))
-    }
-
-    /// Every case result of an eval, read page by page.
-    pub async fn all_eval_cases(&self, eval_id: &str) -> Result<Vec<EvalCaseRecord>, EngineError> {
-        all_eval_cases(&*self.store, eval_id).await
     }
 }
 
 /// Every case result of an eval in `store`, read page by page (no engine or project needed).
-pub async fn all_eval_cases(
+pub(crate) async fn all_eval_cases(
     store: &dyn shopfloor_store::Store,
     eval_id: &str,
 ) -> Result<Vec<EvalCaseRecord>, EngineError> {

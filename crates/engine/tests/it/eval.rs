@@ -121,7 +121,11 @@ async fn an_eval_scores_stores_caches_and_compares_with_its_baseline() {
     assert!(first.passed, "{:?}", first.gates);
     assert!((first.cost_usd - 10.0 * 11.0 / 1e6).abs() < 1e-12);
     assert_eq!(server.request_count(), 10);
-    let stored = engine.all_eval_cases(&first.eval_id).await.unwrap();
+    let stored = engine
+        .records()
+        .all_eval_cases(&first.eval_id)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 10);
     assert!(!stored[9].scores["label_accuracy"].passed);
     // Its runs say they are an eval's, so drift and outcomes leave them out; and they do.
@@ -281,7 +285,11 @@ async fn the_judge_grades_and_unparseable_verdicts_count_as_errors() {
     );
     assert_eq!(summary.judge_errors, 1);
     assert!((summary.judge_cost_usd - 2.0 * 70.0 / 1e6).abs() < 1e-12);
-    let cases = engine.all_eval_cases(&summary.eval_id).await.unwrap();
+    let cases = engine
+        .records()
+        .all_eval_cases(&summary.eval_id)
+        .await
+        .unwrap();
     let garbled = cases.iter().find(|c| c.case_id == "c1").unwrap();
     assert!(!garbled.scores["llm_judge"].passed);
     assert!(garbled.scores["llm_judge"]
@@ -356,7 +364,11 @@ async fn a_csv_dataset_evaluates_like_jsonl() {
     assert_eq!(summary.cases, 3);
     assert_eq!(summary.dataset, "cases.csv");
     assert!((summary.scores[0].mean - 2.0 / 3.0).abs() < 1e-9);
-    let cases = engine.all_eval_cases(&summary.eval_id).await.unwrap();
+    let cases = engine
+        .records()
+        .all_eval_cases(&summary.eval_id)
+        .await
+        .unwrap();
     assert_eq!(cases[0].tags, vec!["easy"]);
     assert_eq!(cases[2].case_id, "r3");
     engine.close().await;

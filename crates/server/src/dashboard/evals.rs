@@ -77,7 +77,9 @@ pub(crate) async fn eval(
         .summary
         .clone()
         .and_then(|s| serde_json::from_value(s).ok());
-    let cases = state.engine_call(state.engine.all_eval_cases(&id)).await?;
+    let cases = state
+        .engine_call(state.engine.records().all_eval_cases(&id))
+        .await?;
     let baseline = state
         .engine_call(state.engine.records().baseline(&record.workflow))
         .await?;
@@ -138,8 +140,12 @@ pub(crate) async fn case(
         .await?
         .ok_or_else(|| not_found(&viewer))?;
     let find = |cases: Vec<EvalCaseRecord>| cases.into_iter().find(|c| c.case_id == case_id);
-    let case = find(state.engine_call(state.engine.all_eval_cases(&id)).await?)
-        .ok_or_else(|| not_found(&viewer))?;
+    let case = find(
+        state
+            .engine_call(state.engine.records().all_eval_cases(&id))
+            .await?,
+    )
+    .ok_or_else(|| not_found(&viewer))?;
     let run = state
         .engine_call(async { state.engine.read().await.run_record(&case.run_id).await })
         .await?;
@@ -158,7 +164,7 @@ pub(crate) async fn case(
         } else {
             find(
                 state
-                    .engine_call(state.engine.all_eval_cases(&other.id))
+                    .engine_call(state.engine.records().all_eval_cases(&other.id))
                     .await?,
             )
         };
@@ -215,12 +221,14 @@ pub(crate) async fn compare(
         )));
     }
     let before: HashMap<String, EvalCaseRecord> = state
-        .engine_call(state.engine.all_eval_cases(&a))
+        .engine_call(state.engine.records().all_eval_cases(&a))
         .await?
         .into_iter()
         .map(|c| (c.case_id.clone(), c))
         .collect();
-    let after = state.engine_call(state.engine.all_eval_cases(&b)).await?;
+    let after = state
+        .engine_call(state.engine.records().all_eval_cases(&b))
+        .await?;
     let mut rows = Vec::new();
     let (mut changed, mut fixed, mut broken) = (0, 0, 0);
     for case in &after {
