@@ -101,16 +101,15 @@ impl Context {
         self.pos
     }
 
-    /// A copy that shares the cache read so far and then goes its own way.
-    pub(crate) fn branch(&self) -> Self {
-        Self {
-            model: self.model.clone(),
-            cache: self.cache.clone(),
-            pending: self.pending.clone(),
-            pos: self.pos,
-            logits: self.logits.clone(),
-            prompt: None,
-        }
+    /// The logits after each node of a tree of continuations read after everything fed so
+    /// far, which stays as it is ([`Model::forward_tree`]): `[node][vocabulary]`.
+    pub(crate) fn read_tree(
+        &mut self,
+        tokens: &[u32],
+        paths: &[Vec<usize>],
+    ) -> Result<Vec<f32>, LocalError> {
+        self.model
+            .forward_tree(tokens, paths, self.pos, &mut self.cache)
     }
 }
 

@@ -375,6 +375,62 @@ impl Model {
         pos: usize,
         cache: &mut Cache,
     ) -> Result<Vec<f32>, LocalError> {
+        let pass = Pass {
+            positions: (pos..pos + tokens.len()).collect(),
+            seen: Seen::Causal((0..tokens.len()).collect()),
+        };
+        let x = self.layers(tokens, &pass, pos, cache, true)?;
+        let c = self.inner.config;
+        let last = &x[(tokens.len() - 1) * c.dim..];
+        let mut normed = vec![0f32; c.dim];
+        rms_norm(last, &self.inner.norm, c.eps, &mut normed);
+        Ok(self.inner.output.forward(&normed))
+    }
+
+    /// Read a tree of continuations after the `pos` positions `cache` holds, leaving the cache
+    /// as it is: node `i` is `tokens[i]`, and `paths[i]` lists the nodes from its root down to
+    /// itself (indexes into `tokens`), so it sits at position `pos + paths[i].len() - 1` and
+    /// attends to the cached positions and that path, as if its path alone had been read after
+    /// the cache. The logits after each node, `[node][vocabulary]`.
+    pub(crate) fn forward_tree(
+        &self,
+        tokens: &[u32],
+        paths: &[Vec<usize>],
+        pos: usize,
+        cache: &mut Cache,
+    ) -> Result<Vec<f32>, LocalError> {
+        let well_formed = paths.len() == tokens.len()
+            && paths
+                .iter()
+                .enumerate()
+                .all(|(i, path)| path.last() == Some(&i) && path.iter().all(|&j| j < tokens.len()));
+        if !well_formed {
+            return Err(LocalError::Inference(
+                "a tree pass needs one root-to-node path per token, ending at that token"
+                    .to_owned(),
+            ));
+        }
+        let pass = Pass {
+            positions: paths.iter().map(|p| pos + p.len() - 1).collect(),
+            seen: Seen::Paths(paths),
+        };
+        let x = self.layers(tokens, &pass, pos, cache, false)?;
+        let c = self.inner.config;
+        let mut normed = vec![0f32; x.len()];
+        rms_norm(&x, &self.inner.norm, c.eps, &mut normed);
+        Ok(self.inner.output.forward(&normed))
+    }
+
+    /// The hidden states after the last layer, `[token][dim]`, for `tokens` read after the
+    /// `pos` positions `cache` holds; their keys and values are appended to it if `append`.
+    fn layers(
+        &self,
+        tokens: &[u32],
+        pass: &Pass,
+        pos: usize,
+        cache: &mut Cache,
+        append: bool,
+    ) -> Result<Vec<f32>, LocalError> {
         let inner = &*self.inner;
         let c = inner.config;
         let seq = tokens.len();
@@ -382,28 +438,32 @@ impl Model {
         if seq == 0 {
             return fail("nothing to read".to_owned());
         }
-        if pos + seq > MAX_SEQ_LEN {
+        if pass.positions.iter().any(|&p| p >= MAX_SEQ_LEN) {
             return fail(format!("the context is longer than {MAX_SEQ_LEN} tokens"));
         }
         let mut x = inner.embeddings.lookup(tokens)?;
         let mut h = vec![0f32; seq * c.dim];
         let mut attn = vec![0f32; seq * c.dim];
+        let prior = pos * c.kv_dim();
         for (l, layer) in inner.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
             let qkv = layer.qkv.forward(&h);
             let [mut q, mut k, v] = split_rows(&qkv, seq, [c.dim, c.kv_dim(), c.kv_dim()]);
-            self.rope(&mut q, c.n_head, pos);
-            self.rope(&mut k, c.n_kv_head, pos);
+            self.rope(&mut q, c.n_head, &pass.positions);
+            self.rope(&mut k, c.n_kv_head, &pass.positions);
             let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
-            if keys.len() != pos * c.kv_dim() {
+            if keys.len() != prior {
                 return fail(format!(
                     "the cache holds {} positions, not {pos}",
                     keys.len() / c.kv_dim()
                 ));
             }
-            keys.extend_from_slice(&k);
-            values.extend_from_slice(&v);
-            attention(&c, &q, keys, values, pos, &mut attn);
+            if append {
+                keys.extend_from_slice(&k);
+                values.extend_from_slice(&v);
+            }
+            let cached = (&keys[..prior], &values[..prior]);
+            attention(&c, &q, cached, (&k, &v), &pass.seen, &mut attn);
             let o = layer.wo.forward(&attn);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
@@ -415,19 +475,16 @@ impl Model {
             let d = layer.down.forward(&gate);
             x.iter_mut().zip(&d).for_each(|(x, d)| *x += d);
         }
-        let last = &x[(seq - 1) * c.dim..];
-        let mut normed = vec![0f32; c.dim];
-        rms_norm(last, &inner.norm, c.eps, &mut normed);
-        Ok(inner.output.forward(&normed))
+        Ok(x)
     }
 
-    /// Rotate `x` (`[token][head][head_dim]`, tokens at positions `pos..`) in place.
-    fn rope(&self, x: &mut [f32], heads: usize, pos: usize) {
+    /// Rotate `x` (`[token][head][head_dim]`, token `t` at position `positions[t]`) in place.
+    fn rope(&self, x: &mut [f32], heads: usize, positions: &[usize]) {
         let inner = &*self.inner;
         let hd = inner.config.head_dim;
         let half = hd / 2;
-        for (t, token) in x.chunks_exact_mut(heads * hd).enumerate() {
-            let at = (pos + t) * half;
+        for (token, &pos) in x.chunks_exact_mut(heads * hd).zip(positions) {
+            let at = pos * half;
             let (cos, sin) = (&inner.cos[at..at + half], &inner.sin[at..at + half]);
             for head in token.chunks_exact_mut(hd) {
                 if inner.config.rope_neox {
@@ -449,6 +506,30 @@ impl Model {
     }
 }
 
+/// Where the tokens of one pass sit and which of them each attends to, besides the cache.
+struct Pass<'a> {
+    /// Each token's position.
+    positions: Vec<usize>,
+    seen: Seen<'a>,
+}
+
+/// Which tokens of its own pass a token attends to (besides every cached position).
+enum Seen<'a> {
+    /// Consecutive tokens: token `t` sees tokens `0..=t` (the list holds `0..seq`).
+    Causal(Vec<usize>),
+    /// A tree: token `t` sees the nodes on its path from the root, itself last.
+    Paths(&'a [Vec<usize>]),
+}
+
+impl Seen<'_> {
+    fn of(&self, t: usize) -> &[usize] {
+        match self {
+            Seen::Causal(all) => &all[..=t],
+            Seen::Paths(paths) => &paths[t],
+        }
+    }
+}
+
 /// Split each of the `seq` rows of `x` into consecutive column blocks as wide as `widths`.
 fn split_rows<const N: usize>(x: &[f32], seq: usize, widths: [usize; N]) -> [Vec<f32>; N] {
     let row: usize = widths.iter().sum();
@@ -463,23 +544,32 @@ fn split_rows<const N: usize>(x: &[f32], seq: usize, widths: [usize; N]) -> [Vec
     out
 }
 
-/// Causal attention of the queries `q` (`[token][head][head_dim]`, tokens at `pos..`) over every
-/// cached position up to each token's own; query head `h` reads key/value head `h / group`.
-fn attention(c: &Config, q: &[f32], keys: &[f32], values: &[f32], pos: usize, out: &mut [f32]) {
+/// Attention of the queries `q` (`[token][head][head_dim]`) over every cached position, then
+/// over the tokens of their own pass that `seen` lets each see, in that order; query head `h`
+/// reads key/value head `h / group`. `cached` and `fresh` are keys and values, `[position][kv
+/// head][head_dim]`.
+fn attention(
+    c: &Config,
+    q: &[f32],
+    cached: (&[f32], &[f32]),
+    fresh: (&[f32], &[f32]),
+    seen: &Seen,
+    out: &mut [f32],
+) {
     let hd = c.head_dim;
     let kv_dim = c.kv_dim();
     let group = c.n_head / c.n_kv_head;
     let scale = 1.0 / (hd as f32).sqrt();
+    let prior = cached.0.len() / kv_dim;
     let one = |item: usize, out: &mut [f32], scores: &mut Vec<f32>| {
         let (t, head) = (item / c.n_head, item % c.n_head);
         let kv = (head / group) * hd;
         let query = &q[item * hd..(item + 1) * hd];
-        let len = pos + t + 1;
+        let own = seen.of(t);
+        let key = |keys: &[f32], p: usize| dot(query, &keys[p * kv_dim + kv..][..hd]) * scale;
         scores.clear();
-        scores.extend((0..len).map(|p| {
-            let at = p * kv_dim + kv;
-            dot(query, &keys[at..at + hd]) * scale
-        }));
+        scores.extend((0..prior).map(|p| key(cached.0, p)));
+        scores.extend(own.iter().map(|&p| key(fresh.0, p)));
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for s in scores.iter_mut() {
@@ -487,20 +577,22 @@ fn attention(c: &Config, q: &[f32], keys: &[f32], values: &[f32], pos: usize, ou
             sum += *s;
         }
         out.fill(0.0);
-        for (p, &s) in scores.iter().enumerate() {
-            let at = p * kv_dim + kv;
-            axpy(s / sum, &values[at..at + hd], out);
+        let positions = (0..prior)
+            .map(|p| (cached.1, p))
+            .chain(own.iter().map(|&p| (fresh.1, p)));
+        for ((values, p), &s) in positions.zip(scores.iter()) {
+            axpy(s / sum, &values[p * kv_dim + kv..][..hd], out);
         }
     };
     let items = out.len() / hd;
     if items <= c.n_head {
-        let mut scores = Vec::with_capacity(pos + 1);
+        let mut scores = Vec::with_capacity(prior + 1);
         for (item, o) in out.chunks_exact_mut(hd).enumerate() {
             one(item, o, &mut scores);
         }
     } else {
         out.par_chunks_mut(hd).enumerate().for_each_init(
-            || Vec::with_capacity(pos + items / c.n_head),
+            || Vec::with_capacity(prior + items / c.n_head),
             |scores, (item, o)| one(item, o, scores),
         );
     }
