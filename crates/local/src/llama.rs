@@ -577,15 +577,17 @@ fn attention(
             sum += *s;
         }
         out.fill(0.0);
-        let positions = (0..prior)
-            .map(|p| (cached.1, p))
-            .chain(own.iter().map(|&p| (fresh.1, p)));
-        for ((values, p), &s) in positions.zip(scores.iter()) {
-            axpy(s / sum, &values[p * kv_dim + kv..][..hd], out);
+        let (before, after) = scores.split_at(prior);
+        for (p, &s) in before.iter().enumerate() {
+            axpy(s / sum, &cached.1[p * kv_dim + kv..][..hd], out);
+        }
+        for (&p, &s) in own.iter().zip(after) {
+            axpy(s / sum, &fresh.1[p * kv_dim + kv..][..hd], out);
         }
     };
     let items = out.len() / hd;
-    if items <= c.n_head {
+    // One token's heads over a short context are not worth handing to other threads.
+    if items * (prior + 1) < 4096 {
         let mut scores = Vec::with_capacity(prior + 1);
         for (item, o) in out.chunks_exact_mut(hd).enumerate() {
             one(item, o, &mut scores);

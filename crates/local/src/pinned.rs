@@ -188,6 +188,23 @@ fn greedy_answers_are_pinned() {
     }
 }
 
+/// The portable products (what a CPU without AVX2 runs) give the same greedy answers and the
+/// same first logits, to the bit: forced for the length of this test.
+#[test]
+fn the_portable_path_gives_the_same_answers() {
+    let loaded = loaded();
+    let mut prompts = PromptCache::default();
+    let (_, subject, body) = TICKETS[0];
+    let prompt = encode_chatml(&loaded.tokenizer, &messages(subject, body), None).expect("ids");
+    let (fast_ids, fast_first) = generate(&loaded, &prompt, GREEDY, 8, &mut prompts);
+    crate::q8::cap_simd(Some(crate::q8::Simd::Portable));
+    let portable = generate(&loaded, &prompt, GREEDY, 8, &mut PromptCache::default());
+    crate::q8::cap_simd(None);
+    assert_eq!(portable.0, fast_ids);
+    assert!(GREEDY_IDS[0].starts_with(&portable.0), "{:?}", portable.0);
+    assert!(portable.1 == fast_first, "the first logits differ");
+}
+
 /// A prompt read from the prefix of one kept before gives the logits a fresh read gives, to
 /// the bit; the example's tickets share their first tokens (template, system prompt, "Ticket
 /// subject:"), and the same prompt twice reads only its last two tokens again.

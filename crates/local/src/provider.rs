@@ -140,6 +140,18 @@ impl LocalProvider {
         &self.weights_path
     }
 
+    /// The file the weights are served from: the Q8_0 conversion kept beside the published
+    /// file (what a side-by-side measure with another runtime should load).
+    pub fn served_path(&self) -> PathBuf {
+        let cache = convert::cache_path(&self.weights_path);
+        if cache.exists() {
+            cache
+        } else {
+            // Loaded from the conversion itself (or it could not be written).
+            self.weights_path.clone()
+        }
+    }
+
     /// Compute threads inference uses.
     pub fn threads(&self) -> usize {
         self.threads

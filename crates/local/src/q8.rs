@@ -3,17 +3,18 @@
 //! The input rows are quantised to Q8_0 as ggml does (per block of 32, an `f16` scale
 //! `max|x| / 127` and the values rounded), then every output is a sum over blocks of an exact
 //! integer dot product scaled by the product of the two block scales. On x86 with AVX2 and FMA
-//! (checked at run time) the products run on those instructions; elsewhere a portable version
-//! computes the very same numbers, lane for lane, and is what the SIMD version is tested
-//! against.
+//! (checked at run time) the products run on those instructions, with AVX-512 VNNI's byte dot
+//! product where the CPU has it ([`Simd`]); elsewhere a portable version computes the very
+//! same numbers, lane for lane, and is what the SIMD versions are tested against.
 //!
 //! Each block's 32 products are summed in eight lanes of four, and each lane accumulates its
 //! blocks with a fused multiply-add; the lanes are then added up. Decoding adds them pairwise
 //! and prompt chunks one after another: the orders of the products the model's behaviour was
 //! pinned with (`crate::pinned`), so its logits are the recorded ones to the bit.
 //!
-//! A prompt chunk multiplies each pair of weight rows against four input rows at a time, so a
-//! weight block is read once per four tokens; decoding walks four weight rows against the one
+//! A prompt chunk multiplies two weight rows (four with VNNI, whose AVX-512VL has 32 vector
+//! registers) against four input rows at a time, so a weight block is read once per four tokens
+//! and an input block once per two or four rows; decoding walks four weight rows against the one
 //! input row. Weight rows are split across the current rayon pool.
 
 use rayon::prelude::*;
@@ -22,8 +23,6 @@ use crate::quant::{f16_to_f32, f32_to_f16, q8_0_scale, Q8_0_BYTES, QK};
 
 /// Input rows multiplied together against each weight block (prompt chunks).
 const TOKENS: usize = 4;
-/// Weight rows multiplied together against each input block (prompt chunks).
-const ROWS: usize = 2;
 /// Weight rows multiplied together against the one input row (decoding).
 const DECODE_ROWS: usize = 4;
 
@@ -150,16 +149,76 @@ fn quantize_rows(x: &[f32]) -> Q8Rows {
     Q8Rows { values, scales }
 }
 
+/// The instructions the products run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Simd {
+    /// Plain Rust, on every target: what the others are tested against.
+    Portable,
+    /// x86-64 AVX2 and FMA.
+    Avx2,
+    /// x86-64 AVX2 and FMA, with AVX-512 VNNI's byte dot products on 256-bit registers (and
+    /// AVX-512VL's 32 of them).
+    Vnni,
+}
+
+/// A cap on [`Simd`] set by [`cap_simd`]: 0 for none, else the cap's discriminant plus one.
+static SIMD_CAP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Run the products on at most `cap` from now on, or on the fastest again (`None`): how a test
+/// forces the portable path. Every path computes the same numbers to the bit, so this changes
+/// only the speed, for whatever else the process runs meanwhile too.
+#[cfg(test)]
+pub(crate) fn cap_simd(cap: Option<Simd>) {
+    let value = cap.map_or(0, |s| s as u8 + 1);
+    SIMD_CAP.store(value, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The fastest [`Simd`] this CPU runs, capped by `SHOPFLOOR_LOCAL_SIMD` (`portable`, `avx2`
+/// or `vnni`: for comparing them, or for a CPU that misreports a feature) and by
+/// [`cap_simd`].
+pub(crate) fn simd() -> Simd {
+    static DETECTED: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    let detected = *DETECTED.get_or_init(|| {
+        let cap = match std::env::var("SHOPFLOOR_LOCAL_SIMD").as_deref() {
+            Ok("portable") => Simd::Portable,
+            Ok("avx2") => Simd::Avx2,
+            _ => Simd::Vnni,
+        };
+        detect().min(cap)
+    });
+    match SIMD_CAP.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Simd::Portable,
+        2 => detected.min(Simd::Avx2),
+        _ => detected,
+    }
+}
+
+fn detect() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512vnni") && has!("avx512vl") {
+                return Simd::Vnni;
+            }
+            return Simd::Avx2;
+        }
+    }
+    Simd::Portable
+}
+
 /// Products of the weight rows `w` (raw Q8_0 blocks; scales `ws`) with every row of `x`,
 /// written to `out` as `[row][token]`: pairwise lane sums for one token, in order for more.
 fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, m: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        unsafe { avx2::rows_times_tokens(w, ws, x, k, m, out) };
-        return;
+    match simd() {
+        // SAFETY: `simd` says Vnni only where the CPU has AVX2, FMA, AVX-512 VNNI and VL.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Vnni => unsafe { simd::vnni::rows_times_tokens(w, ws, x, k, m, out) },
+        // SAFETY: `simd` says Avx2 only where the CPU has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { simd::avx2::rows_times_tokens(w, ws, x, k, m, out) },
+        _ => portable_rows_times_tokens(w, ws, x, k, m, out),
     }
-    portable_rows_times_tokens(w, ws, x, k, m, out);
 }
 
 /// The lane sums a block contributes: lane `l` holds the products of values `4l..4l + 4`.
@@ -217,86 +276,14 @@ fn portable_rows_times_tokens(
     }
 }
 
+/// The x86-64 products: one body, compiled twice by [`products!`], once for AVX2 and FMA and
+/// once with AVX-512 VNNI too. They differ only in how a block's bytes are multiplied (the same
+/// 32-bit integers either way) and in how many weight rows a prompt tile holds.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod simd {
     use std::arch::x86_64::*;
 
-    use super::{Q8Rows, DECODE_ROWS, Q8_0_BYTES, QK, ROWS, TOKENS};
-
-    /// AVX2 version of [`super::portable_rows_times_tokens`].
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA. Every memory access is bounds-checked by slicing
-    /// before the unaligned loads in [`tile`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_times_tokens(
-        w: &[u8],
-        ws: &[f32],
-        x: &Q8Rows,
-        k: usize,
-        m: usize,
-        out: &mut [f32],
-    ) {
-        let nb = k / QK;
-        let row_bytes = nb * Q8_0_BYTES;
-        let rows = out.len() / m;
-        if m == 1 {
-            let mut r = 0;
-            while r < rows {
-                let nr = (rows - r).min(DECODE_ROWS);
-                let wr = &w[r * row_bytes..(r + nr) * row_bytes];
-                let wsr = &ws[r * nb..(r + nr) * nb];
-                // SAFETY: AVX2 and FMA are available (this function's contract).
-                let acc = unsafe {
-                    match nr {
-                        DECODE_ROWS => tile::<DECODE_ROWS, 1>(wr, wsr, &x.values, &x.scales, nb),
-                        _ => {
-                            let mut acc = [[_mm256_setzero_ps(); 1]; DECODE_ROWS];
-                            for i in 0..nr {
-                                let wi = &wr[i * row_bytes..(i + 1) * row_bytes];
-                                let wsi = &wsr[i * nb..(i + 1) * nb];
-                                acc[i] = tile::<1, 1>(wi, wsi, &x.values, &x.scales, nb)[0];
-                            }
-                            acc
-                        }
-                    }
-                };
-                for (o, a) in out[r..r + nr].iter_mut().zip(acc) {
-                    // SAFETY: AVX2 is available.
-                    *o = unsafe { pairwise(a[0]) };
-                }
-                r += nr;
-            }
-            return;
-        }
-        let mut r = 0;
-        while r < rows {
-            let nr = (rows - r).min(ROWS);
-            let mut t = 0;
-            while t < m {
-                let nt = if m - t >= TOKENS { TOKENS } else { 1 };
-                let wr = &w[r * row_bytes..(r + nr) * row_bytes];
-                let wsr = &ws[r * nb..(r + nr) * nb];
-                let xv = &x.values[t * k..(t + nt) * k];
-                let xs = &x.scales[t * nb..(t + nt) * nb];
-                // SAFETY: AVX2 and FMA are available (this function's contract).
-                unsafe {
-                    match (nr == ROWS, nt == TOKENS) {
-                        (true, true) => {
-                            store::<ROWS, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
-                        }
-                        (true, false) => store::<ROWS, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m),
-                        (false, true) => {
-                            store::<1, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
-                        }
-                        (false, false) => store::<1, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m),
-                    }
-                }
-                t += nt;
-            }
-            r += nr;
-        }
-    }
+    use super::{Q8Rows, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
 
     /// Write the in-order lane sums of a tile to `out[(r + i) * m + t + j]`.
     ///
@@ -331,55 +318,171 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)))
     }
 
-    /// The lane accumulators of `R` weight rows against `T` input rows, `nb` blocks each.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA. The slices must hold at least `R` (weights) and `T`
-    /// (inputs) rows of `nb` blocks; this is asserted, so the raw loads stay in bounds.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const R: usize, const T: usize>(
-        w: &[u8],
-        ws: &[f32],
-        xv: &[i8],
-        xs: &[f32],
-        nb: usize,
-    ) -> [[__m256; T]; R] {
-        assert!(w.len() >= R * nb * Q8_0_BYTES && ws.len() >= R * nb);
-        assert!(xv.len() >= T * nb * QK && xs.len() >= T * nb);
-        let k = nb * QK;
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_ps(); T]; R];
-        for b in 0..nb {
-            let mut wq = [_mm256_setzero_si256(); R];
-            let mut wd = [_mm256_setzero_ps(); R];
-            for i in 0..R {
-                // SAFETY: block `b` of row `i` ends at (i * nb + b + 1) * Q8_0_BYTES <= w.len();
-                // the 32 values start 2 bytes into it.
-                wq[i] = unsafe {
-                    _mm256_loadu_si256(w.as_ptr().add((i * nb + b) * Q8_0_BYTES + 2).cast())
-                };
-                wd[i] = _mm256_set1_ps(ws[i * nb + b]);
-            }
-            for j in 0..T {
-                // SAFETY: block `b` of input row `j` is 32 values ending at
-                // j * k + (b + 1) * 32 <= xv.len().
-                let xq = unsafe { _mm256_loadu_si256(xv.as_ptr().add(j * k + b * QK).cast()) };
-                let xd = _mm256_set1_ps(xs[j * nb + b]);
-                for i in 0..R {
-                    // |w| as unsigned times x with w's sign: the i8 product, as pairs of i16.
-                    // Q8_0 values lie in -128..=127 and the input's in -127..=127, so a pair
-                    // sum never saturates.
-                    let p16 = _mm256_maddubs_epi16(
-                        _mm256_sign_epi8(wq[i], wq[i]),
-                        _mm256_sign_epi8(xq, wq[i]),
-                    );
-                    let p32 = _mm256_madd_epi16(p16, ones);
-                    let d = _mm256_mul_ps(wd[i], xd);
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, acc[i][j]);
+    /// Defines `rows_times_tokens` and its `tile` for the target features `$features`, with
+    /// `$dot(abs_w, signed_x)` giving the eight lanes' sums of four byte products and `$rows`
+    /// weight rows per prompt tile.
+    macro_rules! products {
+        ($features:literal, $dot:ident, $rows:expr) => {
+            use std::arch::x86_64::*;
+
+            use super::{pairwise, store, Q8Rows, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
+
+            /// Weight rows multiplied together against each input block (prompt chunks).
+            const ROWS: usize = $rows;
+
+            /// SIMD version of [`super::super::portable_rows_times_tokens`].
+            ///
+            /// # Safety
+            /// The CPU must support the module's features. Every memory access is
+            /// bounds-checked by slicing before the unaligned loads in [`tile`].
+            #[target_feature(enable = $features)]
+            pub(in crate::q8) unsafe fn rows_times_tokens(
+                w: &[u8],
+                ws: &[f32],
+                x: &Q8Rows,
+                k: usize,
+                m: usize,
+                out: &mut [f32],
+            ) {
+                let nb = k / QK;
+                let row_bytes = nb * Q8_0_BYTES;
+                let rows = out.len() / m;
+                if m == 1 {
+                    let mut r = 0;
+                    while r < rows {
+                        let nr = (rows - r).min(DECODE_ROWS);
+                        let wr = &w[r * row_bytes..(r + nr) * row_bytes];
+                        let wsr = &ws[r * nb..(r + nr) * nb];
+                        // SAFETY: the features are available (this function's contract).
+                        let acc = unsafe {
+                            match nr {
+                                DECODE_ROWS => {
+                                    tile::<DECODE_ROWS, 1>(wr, wsr, &x.values, &x.scales, nb)
+                                }
+                                _ => {
+                                    let mut acc = [[_mm256_setzero_ps(); 1]; DECODE_ROWS];
+                                    for i in 0..nr {
+                                        let wi = &wr[i * row_bytes..(i + 1) * row_bytes];
+                                        let wsi = &wsr[i * nb..(i + 1) * nb];
+                                        acc[i] = tile::<1, 1>(wi, wsi, &x.values, &x.scales, nb)[0];
+                                    }
+                                    acc
+                                }
+                            }
+                        };
+                        for (o, a) in out[r..r + nr].iter_mut().zip(acc) {
+                            // SAFETY: AVX2 is available.
+                            *o = unsafe { pairwise(a[0]) };
+                        }
+                        r += nr;
+                    }
+                    return;
+                }
+                let mut r = 0;
+                while r < rows {
+                    let nr = if rows - r >= ROWS { ROWS } else { 1 };
+                    let mut t = 0;
+                    while t < m {
+                        let nt = if m - t >= TOKENS { TOKENS } else { 1 };
+                        let wr = &w[r * row_bytes..(r + nr) * row_bytes];
+                        let wsr = &ws[r * nb..(r + nr) * nb];
+                        let xv = &x.values[t * k..(t + nt) * k];
+                        let xs = &x.scales[t * nb..(t + nt) * nb];
+                        // SAFETY: the features are available (this function's contract).
+                        unsafe {
+                            match (nr == ROWS, nt == TOKENS) {
+                                (true, true) => {
+                                    store::<ROWS, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                }
+                                (true, false) => {
+                                    store::<ROWS, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                }
+                                (false, true) => {
+                                    store::<1, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                }
+                                (false, false) => {
+                                    store::<1, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                }
+                            }
+                        }
+                        t += nt;
+                    }
+                    r += nr;
                 }
             }
-        }
-        acc
+
+            /// The lane accumulators of `R` weight rows against `T` input rows, `nb` blocks
+            /// each.
+            ///
+            /// # Safety
+            /// The CPU must support the module's features. The slices must hold at least `R`
+            /// (weights) and `T` (inputs) rows of `nb` blocks; this is asserted, so the raw
+            /// loads stay in bounds.
+            #[target_feature(enable = $features)]
+            unsafe fn tile<const R: usize, const T: usize>(
+                w: &[u8],
+                ws: &[f32],
+                xv: &[i8],
+                xs: &[f32],
+                nb: usize,
+            ) -> [[__m256; T]; R] {
+                assert!(w.len() >= R * nb * Q8_0_BYTES && ws.len() >= R * nb);
+                assert!(xv.len() >= T * nb * QK && xs.len() >= T * nb);
+                let k = nb * QK;
+                let mut acc = [[_mm256_setzero_ps(); T]; R];
+                for b in 0..nb {
+                    let mut wq = [_mm256_setzero_si256(); R];
+                    let mut wa = [_mm256_setzero_si256(); R];
+                    let mut wd = [_mm256_setzero_ps(); R];
+                    for i in 0..R {
+                        // SAFETY: block `b` of row `i` ends at (i * nb + b + 1) * Q8_0_BYTES
+                        // <= w.len(); the 32 values start 2 bytes into it.
+                        wq[i] = unsafe {
+                            _mm256_loadu_si256(w.as_ptr().add((i * nb + b) * Q8_0_BYTES + 2).cast())
+                        };
+                        // |w| as unsigned bytes; x takes w's sign below.
+                        wa[i] = _mm256_sign_epi8(wq[i], wq[i]);
+                        wd[i] = _mm256_set1_ps(ws[i * nb + b]);
+                    }
+                    for j in 0..T {
+                        // SAFETY: block `b` of input row `j` is 32 values ending at
+                        // j * k + (b + 1) * 32 <= xv.len().
+                        let xq =
+                            unsafe { _mm256_loadu_si256(xv.as_ptr().add(j * k + b * QK).cast()) };
+                        let xd = _mm256_set1_ps(xs[j * nb + b]);
+                        for i in 0..R {
+                            let p32 = $dot!(wa[i], _mm256_sign_epi8(xq, wq[i]));
+                            let d = _mm256_mul_ps(wd[i], xd);
+                            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, acc[i][j]);
+                        }
+                    }
+                }
+                acc
+            }
+        };
+    }
+
+    /// AVX2: bytes times bytes as pairs of `i16`, then pairs of those as `i32`. Q8_0 values
+    /// lie in -128..=127 and the input's in -127..=127, so a pair sum never saturates.
+    macro_rules! dot_avx2 {
+        ($a:expr, $b:expr) => {
+            _mm256_madd_epi16(_mm256_maddubs_epi16($a, $b), _mm256_set1_epi16(1))
+        };
+    }
+
+    /// AVX-512 VNNI: four byte products summed into each `i32` lane in one instruction.
+    macro_rules! dot_vnni {
+        ($a:expr, $b:expr) => {
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), $a, $b)
+        };
+    }
+
+    pub(super) mod avx2 {
+        products!("avx2,fma", dot_avx2, 2);
+    }
+
+    pub(super) mod vnni {
+        products!("avx2,fma,avx512f,avx512vnni,avx512vl", dot_vnni, 4);
     }
 }
 
@@ -402,19 +505,35 @@ mod tests {
         Q8Weights::new(data, n, k).expect("whole blocks")
     }
 
-    /// The SIMD kernel gives the portable one's numbers exactly, for one token (pairwise
-    /// sums) and for several (in order), on tiles cut short at both edges.
+    /// Each SIMD kernel this CPU runs gives the portable one's numbers exactly, for one token
+    /// (pairwise sums) and for several (in order), on tiles cut short at both edges (7 rows: a
+    /// tile of 4 or 2 and single rows; 6 tokens: a tile of 4 and single tokens).
     #[test]
     fn simd_matches_portable_to_the_bit() {
         let (n, k) = (7, 96);
         let w = weights(n, k);
         for m in [1, 6] {
             let x = quantize_rows(&values(m * k, 3));
-            let mut simd = vec![0f32; n * m];
             let mut portable = vec![0f32; n * m];
-            rows_times_tokens(&w.data, &w.scales, &x, k, m, &mut simd);
             portable_rows_times_tokens(&w.data, &w.scales, &x, k, m, &mut portable);
-            assert_eq!(simd, portable, "{m} tokens");
+            #[cfg(target_arch = "x86_64")]
+            {
+                type Kernel = unsafe fn(&[u8], &[f32], &Q8Rows, usize, usize, &mut [f32]);
+                let kernels: [(Simd, Kernel); 2] = [
+                    (Simd::Avx2, simd::avx2::rows_times_tokens),
+                    (Simd::Vnni, simd::vnni::rows_times_tokens),
+                ];
+                for (level, kernel) in kernels {
+                    if detect() < level {
+                        eprintln!("this CPU lacks {level:?}: not compared");
+                        continue;
+                    }
+                    let mut out = vec![0f32; n * m];
+                    // SAFETY: the CPU has the kernel's features (checked just above).
+                    unsafe { kernel(&w.data, &w.scales, &x, k, m, &mut out) };
+                    assert_eq!(out, portable, "{level:?}, {m} tokens");
+                }
+            }
         }
     }
 

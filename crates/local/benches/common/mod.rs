@@ -10,6 +10,14 @@ pub fn report_message() -> String {
     format!("Summarise this report for the operations lead in three sentences.\n\n{body}{body}")
 }
 
+/// The system message of measured prompt number `run`: its number comes first, so no two
+/// runs share more than a few tokens and each reads its prompt whole (the inference thread
+/// keeps recent prompts and would otherwise read only the last two tokens again).
+#[allow(dead_code)] // embed_bench uses only the RSS.
+pub fn system_message(run: u32) -> String {
+    format!("Request {run}. You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+}
+
 /// This process's peak resident set size (VmHWM), in KiB.
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

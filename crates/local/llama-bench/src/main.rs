@@ -13,7 +13,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use common::{peak_rss_kib, report_message};
+use common::{peak_rss_kib, report_message, system_message};
 
 /// Strings whose ids the tokenizer tests pin; keep in step with crates/local/tests/it/tokenizer.rs.
 const SAMPLES: &[&str] = &[
@@ -116,8 +116,8 @@ fn argmax(logits: &[f32]) -> LlamaToken {
 /// The chat prompt of crates/local/benches/local_bench.rs, in SmolLM2's template.
 fn bench_prompt() -> String {
     format!(
-        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
-         <|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+        system_message(0),
         report_message()
     )
 }
