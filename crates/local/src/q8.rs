@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use crate::quant::{f16_to_f32, f32_to_f16, q8_0_scale, Q8_0_BYTES, QK};
+use crate::quant::{f16_to_f32, f32_to_f16, q8_0_scale, round_to_i8, Q8_0_BYTES, QK};
 
 /// Input rows multiplied together against each weight block (prompt chunks).
 const TOKENS: usize = 4;
@@ -126,10 +126,17 @@ impl Q8Weights {
         if m == 1 {
             return out_t;
         }
+        // Transposed back in square tiles, so both sides stay in cache.
+        const TILE: usize = 32;
         let mut out = vec![0f32; m * n];
-        for (r, col) in out_t.chunks_exact(m).enumerate() {
-            for (t, v) in col.iter().enumerate() {
-                out[t * n + r] = *v;
+        for r0 in (0..n).step_by(TILE) {
+            for t0 in (0..m).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(n) {
+                    let col = &out_t[r * m..(r + 1) * m];
+                    for t in t0..(t0 + TILE).min(m) {
+                        out[t * n + r] = col[t];
+                    }
+                }
             }
         }
         out
@@ -144,7 +151,7 @@ fn quantize_rows(x: &[f32]) -> Q8Rows {
     for block in x.chunks_exact(QK) {
         let (d, id) = q8_0_scale(block);
         scales.push(f16_to_f32(f32_to_f16(d)));
-        values.extend(block.iter().map(|v| (v * id).round() as i8));
+        values.extend(block.iter().map(|v| round_to_i8(v * id)));
     }
     Q8Rows { values, scales }
 }
@@ -154,7 +161,7 @@ fn quantize_rows(x: &[f32]) -> Q8Rows {
 pub(crate) enum Simd {
     /// Plain Rust, on every target: what the others are tested against.
     Portable,
-    /// x86-64 AVX2 and FMA.
+    /// x86-64 AVX2, FMA and F16C.
     Avx2,
     /// x86-64 AVX2 and FMA, with AVX-512 VNNI's byte dot products on 256-bit registers (and
     /// AVX-512VL's 32 of them).
@@ -197,7 +204,7 @@ fn detect() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx2") && has!("fma") {
+        if has!("avx2") && has!("fma") && has!("f16c") {
             if has!("avx512vnni") && has!("avx512vl") {
                 return Simd::Vnni;
             }
@@ -211,10 +218,10 @@ fn detect() -> Simd {
 /// written to `out` as `[row][token]`: pairwise lane sums for one token, in order for more.
 fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, m: usize, out: &mut [f32]) {
     match simd() {
-        // SAFETY: `simd` says Vnni only where the CPU has AVX2, FMA, AVX-512 VNNI and VL.
+        // SAFETY: `simd` says Vnni only where the CPU has AVX2, FMA, F16C, AVX-512 VNNI and VL.
         #[cfg(target_arch = "x86_64")]
         Simd::Vnni => unsafe { simd::vnni::rows_times_tokens(w, ws, x, k, m, out) },
-        // SAFETY: `simd` says Avx2 only where the CPU has AVX2 and FMA.
+        // SAFETY: `simd` says Avx2 only where the CPU has AVX2, FMA and F16C.
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 => unsafe { simd::avx2::rows_times_tokens(w, ws, x, k, m, out) },
         _ => portable_rows_times_tokens(w, ws, x, k, m, out),
@@ -435,6 +442,13 @@ mod simd {
                     let mut wa = [_mm256_setzero_si256(); R];
                     let mut wd = [_mm256_setzero_ps(); R];
                     for i in 0..R {
+                        if T == 1 {
+                            // Decoding streams the weights once: ask for the same block of
+                            // the next tile's rows now. A hint, never a read: an address past
+                            // the matrix is not touched.
+                            let ahead = ((2 * R + i) * nb + b) * Q8_0_BYTES;
+                            _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().wrapping_add(ahead).cast());
+                        }
                         // SAFETY: block `b` of row `i` ends at (i * nb + b + 1) * Q8_0_BYTES
                         // <= w.len(); the 32 values start 2 bytes into it.
                         wq[i] = unsafe {
@@ -442,7 +456,19 @@ mod simd {
                         };
                         // |w| as unsigned bytes; x takes w's sign below.
                         wa[i] = _mm256_sign_epi8(wq[i], wq[i]);
-                        wd[i] = _mm256_set1_ps(ws[i * nb + b]);
+                        wd[i] = if T == 1 {
+                            // Decoding: the block's own f16 scale, in the cache line its values
+                            // are in; the widened scales would be a second stream to wait on.
+                            let bits = u16::from_le_bytes([
+                                w[(i * nb + b) * Q8_0_BYTES],
+                                w[(i * nb + b) * Q8_0_BYTES + 1],
+                            ]);
+                            let scale = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits)));
+                            debug_assert_eq!(_mm_cvtss_f32(scale), ws[i * nb + b]);
+                            _mm256_broadcastss_ps(scale)
+                        } else {
+                            _mm256_set1_ps(ws[i * nb + b])
+                        };
                     }
                     for j in 0..T {
                         // SAFETY: block `b` of input row `j` is 32 values ending at
@@ -478,11 +504,11 @@ mod simd {
     }
 
     pub(super) mod avx2 {
-        products!("avx2,fma", dot_avx2, 2);
+        products!("avx2,fma,f16c", dot_avx2, 2);
     }
 
     pub(super) mod vnni {
-        products!("avx2,fma,avx512f,avx512vnni,avx512vl", dot_vnni, 4);
+        products!("avx2,fma,f16c,avx512f,avx512vnni,avx512vl", dot_vnni, 4);
     }
 }
 

@@ -187,9 +187,22 @@ pub(crate) fn quantize_q8_0(x: &[f32]) -> Vec<u8> {
     for block in x.chunks_exact(QK) {
         let (d, id) = q8_0_scale(block);
         out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
-        out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
+        out.extend(block.iter().map(|v| round_to_i8(v * id) as u8));
     }
     out
+}
+
+/// `x.round() as i8` (half away from zero, saturating, NaN to 0) in steps the compiler can
+/// vectorise: `f32::round` is a library call per value, which reading a prompt made 17 million
+/// times. The truncation and the fraction `x - trunc(x)` are exact for any `|x| < 2^23`.
+#[inline]
+pub(crate) fn round_to_i8(x: f32) -> i8 {
+    let t = x as i32;
+    let frac = x - t as f32;
+    let r = t
+        .saturating_add(i32::from(frac >= 0.5))
+        .saturating_sub(i32::from(frac <= -0.5));
+    r.clamp(-128, 127) as i8
 }
 
 /// A Q8_0 block's scale `max|x| / 127` (before rounding to `f16`) and its inverse (0 for an
@@ -199,6 +212,26 @@ pub(crate) fn q8_0_scale(block: &[f32]) -> (f32, f32) {
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     (d, id)
+}
+
+#[cfg(test)]
+#[test]
+fn round_to_i8_is_round_then_cast() {
+    let mut values = vec![
+        0.5, -0.5, 1.5, -1.5, 2.5, 126.5, 127.4, 127.5, -127.5, -128.5, 300.0,
+    ];
+    values.extend([
+        -0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.49999997,
+        -0.49999997,
+    ]);
+    values.extend((0..=2_000_000).map(|i| (i as f32 - 1_000_000.0) / 7_777.0));
+    for x in values {
+        assert_eq!(round_to_i8(x), x.round() as i8, "{x}");
+    }
 }
 
 /// `f16` bits to `f32` (exact).
