@@ -102,44 +102,88 @@ impl Q8Weights {
         let xq = quantize_rows(x);
         let row_bytes = k / QK * Q8_0_BYTES;
         let threads = rayon::current_num_threads();
-        let products = |r0: usize, out: &mut [f32]| {
-            let rows = out.len() / m;
+        let mut out = vec![0f32; m * n];
+        let target = Target::new(&mut out, n, m);
+        let products = |r0: usize, rows: usize| {
             let w = &self.data[r0 * row_bytes..(r0 + rows) * row_bytes];
             let ws = &self.scales[r0 * k / QK..(r0 + rows) * k / QK];
-            rows_times_tokens(w, ws, &xq, k, m, out);
+            rows_times_tokens(w, ws, &xq, k, target.rows(r0, rows));
         };
-        // Transposed result, `[row][token]`, so each task writes one contiguous slice (for one
-        // token it is the result as it is).
-        let mut out_t = vec![0f32; n * m];
         let chunk_rows = n
             .div_ceil(threads * 8)
             .next_multiple_of(DECODE_ROWS)
             .max(DECODE_ROWS);
         if threads == 1 || n <= chunk_rows {
-            products(0, &mut out_t);
+            products(0, n);
         } else {
-            out_t
-                .par_chunks_mut(chunk_rows * m)
-                .enumerate()
-                .for_each(|(c, out)| products(c * chunk_rows, out));
-        }
-        if m == 1 {
-            return out_t;
-        }
-        // Transposed back in square tiles, so both sides stay in cache.
-        const TILE: usize = 32;
-        let mut out = vec![0f32; m * n];
-        for r0 in (0..n).step_by(TILE) {
-            for t0 in (0..m).step_by(TILE) {
-                for r in r0..(r0 + TILE).min(n) {
-                    let col = &out_t[r * m..(r + 1) * m];
-                    for t in t0..(t0 + TILE).min(m) {
-                        out[t * n + r] = col[t];
-                    }
-                }
-            }
+            (0..n.div_ceil(chunk_rows))
+                .into_par_iter()
+                .for_each(|c| products(c * chunk_rows, chunk_rows.min(n - c * chunk_rows)));
         }
         out
+    }
+}
+
+/// The `m × n` result, `[token][row]`, written in place by tasks that each own a range of
+/// rows: a task's values are strided, so no slice could hand them out, and writing them where
+/// they belong spares a transposition (an eighth of a prompt's time).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    ptr: *mut f32,
+    n: usize,
+    m: usize,
+    /// The rows this target may write: `first..first + rows`.
+    first: usize,
+    rows: usize,
+    _buffer: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: a `Target` is a handle on rows of a buffer borrowed mutably for `'a`; the tasks that
+// share one get disjoint row ranges from `rows`, so no element is written by two threads.
+unsafe impl Send for Target<'_> {}
+// SAFETY: as for `Send`: writes go only to the target's own rows.
+unsafe impl Sync for Target<'_> {}
+
+impl<'a> Target<'a> {
+    /// The whole of `out`, an `m × n` matrix.
+    fn new(out: &'a mut [f32], n: usize, m: usize) -> Self {
+        assert_eq!(out.len(), m * n, "an {m} × {n} result");
+        Self {
+            ptr: out.as_mut_ptr(),
+            n,
+            m,
+            first: 0,
+            rows: n,
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    /// Rows `first..first + rows` of this target. The caller hands each range to one task.
+    fn rows(&self, first: usize, rows: usize) -> Self {
+        assert!(
+            first + rows <= self.rows,
+            "rows {first}+{rows} of {}",
+            self.rows
+        );
+        Self {
+            first: self.first + first,
+            rows,
+            ..*self
+        }
+    }
+
+    /// Tokens in the result.
+    fn tokens(&self) -> usize {
+        self.m
+    }
+
+    /// Set row `row` (of this target's rows) of token `token`.
+    #[inline]
+    fn set(&self, row: usize, token: usize, value: f32) {
+        assert!(row < self.rows && token < self.m);
+        // SAFETY: `first + row < n` and `token < m`, so the index lies inside the `m × n`
+        // buffer, which outlives `'a`; the row is this target's alone (see `rows`).
+        unsafe { *self.ptr.add(token * self.n + self.first + row) = value };
     }
 }
 
@@ -215,16 +259,16 @@ fn detect() -> Simd {
 }
 
 /// Products of the weight rows `w` (raw Q8_0 blocks; scales `ws`) with every row of `x`,
-/// written to `out` as `[row][token]`: pairwise lane sums for one token, in order for more.
-fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, m: usize, out: &mut [f32]) {
+/// written to `out`: pairwise lane sums for one token, in order for more.
+fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, out: Target) {
     match simd() {
         // SAFETY: `simd` says Vnni only where the CPU has AVX2, FMA, F16C, AVX-512 VNNI and VL.
         #[cfg(target_arch = "x86_64")]
-        Simd::Vnni => unsafe { simd::vnni::rows_times_tokens(w, ws, x, k, m, out) },
+        Simd::Vnni => unsafe { simd::vnni::rows_times_tokens(w, ws, x, k, out) },
         // SAFETY: `simd` says Avx2 only where the CPU has AVX2, FMA and F16C.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { simd::avx2::rows_times_tokens(w, ws, x, k, m, out) },
-        _ => portable_rows_times_tokens(w, ws, x, k, m, out),
+        Simd::Avx2 => unsafe { simd::avx2::rows_times_tokens(w, ws, x, k, out) },
+        _ => portable_rows_times_tokens(w, ws, x, k, out),
     }
 }
 
@@ -251,24 +295,18 @@ fn sum_lanes(lanes: [f32; 8], order: LaneSum) -> f32 {
 }
 
 /// Portable version of [`rows_times_tokens`], the same arithmetic in the same order.
-fn portable_rows_times_tokens(
-    w: &[u8],
-    ws: &[f32],
-    x: &Q8Rows,
-    k: usize,
-    m: usize,
-    out: &mut [f32],
-) {
+fn portable_rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, out: Target) {
     let nb = k / QK;
     let row_bytes = nb * Q8_0_BYTES;
+    let m = out.tokens();
     let order = if m == 1 {
         LaneSum::Pairwise
     } else {
         LaneSum::InOrder
     };
-    for (r, out) in out.chunks_exact_mut(m).enumerate() {
+    for r in 0..out.rows {
         let wrow = &w[r * row_bytes..(r + 1) * row_bytes];
-        for (t, o) in out.iter_mut().enumerate() {
+        for t in 0..m {
             let mut acc = [0f32; 8];
             for b in 0..nb {
                 let wq = &wrow[b * Q8_0_BYTES + 2..(b + 1) * Q8_0_BYTES];
@@ -278,7 +316,7 @@ fn portable_rows_times_tokens(
                     *a = d.mul_add(q, *a);
                 }
             }
-            *o = sum_lanes(acc, order);
+            out.set(r, t, sum_lanes(acc, order));
         }
     }
 }
@@ -290,26 +328,25 @@ fn portable_rows_times_tokens(
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::{Q8Rows, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
+    use super::{Q8Rows, Target, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
 
-    /// Write the in-order lane sums of a tile to `out[(r + i) * m + t + j]`.
+    /// Write the in-order lane sums of a tile to rows `r + i`, tokens `t + j` of `out`.
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     unsafe fn store<const R: usize, const T: usize>(
         acc: [[__m256; T]; R],
-        out: &mut [f32],
+        out: Target,
         r: usize,
         t: usize,
-        m: usize,
     ) {
         for (i, row) in acc.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
                 let mut lanes = [0f32; 8];
                 // SAFETY: `lanes` holds exactly 8 f32s.
                 unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
-                out[(r + i) * m + t + j] = lanes.iter().sum();
+                out.set(r + i, t + j, lanes.iter().sum());
             }
         }
     }
@@ -332,7 +369,7 @@ mod simd {
         ($features:literal, $dot:ident, $rows:expr) => {
             use std::arch::x86_64::*;
 
-            use super::{pairwise, store, Q8Rows, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
+            use super::{pairwise, store, Q8Rows, Target, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
 
             /// Weight rows multiplied together against each input block (prompt chunks).
             const ROWS: usize = $rows;
@@ -348,12 +385,11 @@ mod simd {
                 ws: &[f32],
                 x: &Q8Rows,
                 k: usize,
-                m: usize,
-                out: &mut [f32],
+                out: Target,
             ) {
                 let nb = k / QK;
                 let row_bytes = nb * Q8_0_BYTES;
-                let rows = out.len() / m;
+                let (rows, m) = (out.rows, out.tokens());
                 if m == 1 {
                     let mut r = 0;
                     while r < rows {
@@ -377,9 +413,9 @@ mod simd {
                                 }
                             }
                         };
-                        for (o, a) in out[r..r + nr].iter_mut().zip(acc) {
+                        for (i, a) in acc.iter().enumerate().take(nr) {
                             // SAFETY: AVX2 is available.
-                            *o = unsafe { pairwise(a[0]) };
+                            out.set(r + i, 0, unsafe { pairwise(a[0]) });
                         }
                         r += nr;
                     }
@@ -399,16 +435,16 @@ mod simd {
                         unsafe {
                             match (nr == ROWS, nt == TOKENS) {
                                 (true, true) => {
-                                    store::<ROWS, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                    store::<ROWS, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t)
                                 }
                                 (true, false) => {
-                                    store::<ROWS, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                    store::<ROWS, 1>(tile(wr, wsr, xv, xs, nb), out, r, t)
                                 }
                                 (false, true) => {
-                                    store::<1, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                    store::<1, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t)
                                 }
                                 (false, false) => {
-                                    store::<1, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, m)
+                                    store::<1, 1>(tile(wr, wsr, xv, xs, nb), out, r, t)
                                 }
                             }
                         }
@@ -541,10 +577,10 @@ mod tests {
         for m in [1, 6] {
             let x = quantize_rows(&values(m * k, 3));
             let mut portable = vec![0f32; n * m];
-            portable_rows_times_tokens(&w.data, &w.scales, &x, k, m, &mut portable);
+            portable_rows_times_tokens(&w.data, &w.scales, &x, k, Target::new(&mut portable, n, m));
             #[cfg(target_arch = "x86_64")]
             {
-                type Kernel = unsafe fn(&[u8], &[f32], &Q8Rows, usize, usize, &mut [f32]);
+                type Kernel = unsafe fn(&[u8], &[f32], &Q8Rows, usize, Target);
                 let kernels: [(Simd, Kernel); 2] = [
                     (Simd::Avx2, simd::avx2::rows_times_tokens),
                     (Simd::Vnni, simd::vnni::rows_times_tokens),
@@ -556,7 +592,7 @@ mod tests {
                     }
                     let mut out = vec![0f32; n * m];
                     // SAFETY: the CPU has the kernel's features (checked just above).
-                    unsafe { kernel(&w.data, &w.scales, &x, k, m, &mut out) };
+                    unsafe { kernel(&w.data, &w.scales, &x, k, Target::new(&mut out, n, m)) };
                     assert_eq!(out, portable, "{level:?}, {m} tokens");
                 }
             }

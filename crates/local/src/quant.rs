@@ -207,6 +207,7 @@ pub(crate) fn round_to_i8(x: f32) -> i8 {
 
 /// A Q8_0 block's scale `max|x| / 127` (before rounding to `f16`) and its inverse (0 for an
 /// all-zero block), as ggml computes them.
+#[inline]
 pub(crate) fn q8_0_scale(block: &[f32]) -> (f32, f32) {
     let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
