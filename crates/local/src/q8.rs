@@ -363,8 +363,9 @@ mod simd {
     }
 
     /// Defines `rows_times_tokens` and its `tile` for the target features `$features`, with
-    /// `$dot(abs_w, signed_x)` giving the eight lanes' sums of four byte products and `$rows`
-    /// weight rows per prompt tile.
+    /// `$rows` weight rows per prompt tile and `$dot` the byte products: `$dot!(row w)`
+    /// prepares a weight block once per tile, `$dot!(token x)` an input block once per tile,
+    /// and `$dot!(pair prepared, w, x)` gives the eight lanes' sums of four byte products.
     macro_rules! products {
         ($features:literal, $dot:ident, $rows:expr) => {
             use std::arch::x86_64::*;
@@ -475,7 +476,7 @@ mod simd {
                 let mut acc = [[_mm256_setzero_ps(); T]; R];
                 for b in 0..nb {
                     let mut wq = [_mm256_setzero_si256(); R];
-                    let mut wa = [_mm256_setzero_si256(); R];
+                    let mut prep = [_mm256_setzero_si256(); R];
                     let mut wd = [_mm256_setzero_ps(); R];
                     for i in 0..R {
                         if T == 1 {
@@ -490,8 +491,7 @@ mod simd {
                         wq[i] = unsafe {
                             _mm256_loadu_si256(w.as_ptr().add((i * nb + b) * Q8_0_BYTES + 2).cast())
                         };
-                        // |w| as unsigned bytes; x takes w's sign below.
-                        wa[i] = _mm256_sign_epi8(wq[i], wq[i]);
+                        prep[i] = $dot!(row wq[i]);
                         wd[i] = if T == 1 {
                             // Decoding: the block's own f16 scale, in the cache line its values
                             // are in; the widened scales would be a second stream to wait on.
@@ -509,11 +509,12 @@ mod simd {
                     for j in 0..T {
                         // SAFETY: block `b` of input row `j` is 32 values ending at
                         // j * k + (b + 1) * 32 <= xv.len().
-                        let xq =
-                            unsafe { _mm256_loadu_si256(xv.as_ptr().add(j * k + b * QK).cast()) };
+                        let xq = $dot!(token unsafe {
+                            _mm256_loadu_si256(xv.as_ptr().add(j * k + b * QK).cast())
+                        });
                         let xd = _mm256_set1_ps(xs[j * nb + b]);
                         for i in 0..R {
-                            let p32 = $dot!(wa[i], _mm256_sign_epi8(xq, wq[i]));
+                            let p32 = $dot!(pair prep[i], wq[i], xq);
                             let d = _mm256_mul_ps(wd[i], xd);
                             acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), d, acc[i][j]);
                         }
@@ -524,18 +525,40 @@ mod simd {
         };
     }
 
-    /// AVX2: bytes times bytes as pairs of `i16`, then pairs of those as `i32`. Q8_0 values
-    /// lie in -128..=127 and the input's in -127..=127, so a pair sum never saturates.
+    /// AVX2: `|w|` as unsigned bytes times `x` with `w`'s sign, as pairs of `i16`, then pairs
+    /// of those as `i32`. Q8_0 values lie in -128..=127 and the input's in -127..=127, so a
+    /// pair sum never saturates.
     macro_rules! dot_avx2 {
-        ($a:expr, $b:expr) => {
-            _mm256_madd_epi16(_mm256_maddubs_epi16($a, $b), _mm256_set1_epi16(1))
+        (row $w:expr) => {
+            _mm256_sign_epi8($w, $w)
+        };
+        (token $x:expr) => {
+            $x
+        };
+        (pair $abs_w:expr, $w:expr, $x:expr) => {
+            _mm256_madd_epi16(
+                _mm256_maddubs_epi16($abs_w, _mm256_sign_epi8($x, $w)),
+                _mm256_set1_epi16(1),
+            )
         };
     }
 
-    /// AVX-512 VNNI: four byte products summed into each `i32` lane in one instruction.
+    /// AVX-512 VNNI, which multiplies unsigned bytes by signed ones and adds four products to
+    /// each `i32` lane in one instruction: the input shifted to `x + 128` (1..=255, its sign bit
+    /// flipped) times `w` is `x · w + 128 · Σw`, so each lane starts from `-128 · Σw` of its
+    /// four weights, prepared once per weight block. The same integers as AVX2's.
     macro_rules! dot_vnni {
-        ($a:expr, $b:expr) => {
-            _mm256_dpbusd_epi32(_mm256_setzero_si256(), $a, $b)
+        (row $w:expr) => {
+            _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), $w),
+            )
+        };
+        (token $x:expr) => {
+            _mm256_xor_si256($x, _mm256_set1_epi8(-128))
+        };
+        (pair $minus_128_sum_w:expr, $w:expr, $x:expr) => {
+            _mm256_dpbusd_epi32($minus_128_sum_w, $x, $w)
         };
     }
 
