@@ -82,6 +82,14 @@ fn main() -> Result<(), Error> {
         "decode after a {}-token prompt: {} tokens, {:.1} tok/s",
         short.prompt_tokens, short.decode_tokens, short.decode_tok_s
     );
+    // Concurrent requests share the inference thread: tokens written per second by all of them.
+    for n in [1u32, 2, 4] {
+        let (tokens, seconds) = runtime.block_on(concurrent(&provider, n))?;
+        println!(
+            "concurrent {n}: {tokens} tokens in {seconds:.2} s, {:.1} tok/s in all",
+            f64::from(tokens) / seconds
+        );
+    }
     let rss_mib = peak_rss_kib() / 1024;
     println!("peak RSS: {rss_mib} MiB");
 
@@ -107,6 +115,23 @@ fn main() -> Result<(), Error> {
         println!("rss_ratio {}%", percent(rss_mib as f64, rss as f64));
     }
     Ok(())
+}
+
+/// `n` requests at once, each its own short prompt and 64 new tokens: the tokens they wrote
+/// and the seconds from the first request to the last answer.
+async fn concurrent(provider: &LocalProvider, n: u32) -> Result<(u32, f64), Error> {
+    let start = Instant::now();
+    let requests = (0..n).map(|i| {
+        let story = "Write a short story about a lighthouse keeper.".to_owned();
+        let mut request = request(system_message(100 + 10 * n + i), story, 64);
+        request.temperature = Some(0.0);
+        async move { provider.complete(&request).await }
+    });
+    let mut tokens = 0;
+    for answer in futures::future::join_all(requests).await {
+        tokens += answer?.usage.map_or(0, |u| u.completion_tokens);
+    }
+    Ok((tokens, start.elapsed().as_secs_f64()))
 }
 
 struct Run {

@@ -82,10 +82,32 @@ impl Context {
         Ok(true)
     }
 
-    /// Read one more token after everything fed so far.
+    /// Read one more token after everything fed so far (the inference thread reads them
+    /// together, [`Context::feed_together`]).
+    #[cfg(test)]
     pub(crate) fn feed(&mut self, token: u32) -> Result<(), LocalError> {
         self.logits = Some(self.model.forward(&[token], self.pos, &mut self.cache)?);
         self.pos += 1;
+        Ok(())
+    }
+
+    /// One decoding step for each context, `(context, token)`, in one pass over the weights
+    /// ([`Model::forward_batch`]): each ends as [`Context::feed`] would leave it, to the bit.
+    pub(crate) fn feed_together(steps: &mut [(&mut Context, u32)]) -> Result<(), LocalError> {
+        let Some((first, _)) = steps.first() else {
+            return Ok(());
+        };
+        let model = first.model.clone();
+        let mut inputs: Vec<(u32, &mut Cache)> = steps
+            .iter_mut()
+            .map(|(context, token)| (*token, &mut context.cache))
+            .collect();
+        let logits = model.forward_batch(&mut inputs)?;
+        let vocab = logits.len() / steps.len();
+        for ((context, _), row) in steps.iter_mut().zip(logits.chunks_exact(vocab)) {
+            context.logits = Some(row.to_vec());
+            context.pos += 1;
+        }
         Ok(())
     }
 
@@ -129,6 +151,9 @@ fn chunk_len(pending: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     More,
+    /// More, starting with a decoding step for [`Generation::next_token`], which the
+    /// inference thread runs together with the other requests' ([`Context::feed_together`]).
+    Decode,
     Finished,
 }
 
@@ -143,6 +168,8 @@ pub(crate) struct Generation {
     /// Keeps the answer valid JSON of a schema, when one was asked for.
     constraint: Option<JsonConstraint>,
     events: UnboundedSender<GenEvent>,
+    /// The token chosen last, until the decoding step that reads it.
+    next: Option<u32>,
 }
 
 impl Generation {
@@ -165,6 +192,7 @@ impl Generation {
             stop_ids,
             constraint,
             events,
+            next: None,
         }
     }
 
@@ -178,7 +206,8 @@ impl Generation {
         let _ = self.events.send(GenEvent::Failed(error));
     }
 
-    /// Do one slice of work: a prompt chunk, or one new token.
+    /// Do one slice of work: a prompt chunk, or one new token (whose decoding step the caller
+    /// runs when this returns [`Step::Decode`]).
     pub(crate) fn step(
         &mut self,
         tokenizer: &Tokenizer,
@@ -219,8 +248,14 @@ impl Generation {
             // The JSON is whole and nothing may follow: no need to ask for an end token.
             return Ok(self.finish(FinishReason::Stop));
         }
-        self.context.feed(token)?;
-        Ok(Step::More)
+        self.next = Some(token);
+        Ok(Step::Decode)
+    }
+
+    /// The context and the token its decoding step reads, after [`Step::Decode`].
+    pub(crate) fn next_token(&mut self) -> Option<(&mut Context, u32)> {
+        let token = self.next.take()?;
+        Some((&mut self.context, token))
     }
 
     /// The next token: sampled from the logits, masked to what keeps the JSON valid.

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::gguf::{Gguf, Tensor};
 use crate::kernels::{axpy, dot, rms_norm, silu_mul};
 use crate::matmul::{linear, Kernel};
-use crate::q8::Q8Weights;
+use crate::q8::{LaneSum, Q8Weights};
 use crate::quant::{dequantize, GgmlType};
 use crate::LocalError;
 
@@ -135,9 +135,10 @@ impl Linear {
     }
 
     /// `x · Wᵀ` for the rows of `x` (each as wide as the weight's columns): `[token][row]`.
-    fn forward(&self, x: &[f32]) -> Vec<f32> {
+    /// `sums` matters to Q8_0 weights only.
+    fn forward(&self, x: &[f32], sums: LaneSum) -> Vec<f32> {
         match self {
-            Self::Q8(w) => w.forward(x),
+            Self::Q8(w) => w.forward(x, sums),
             Self::F32 {
                 values,
                 cols,
@@ -369,29 +370,72 @@ impl Model {
     }
 
     /// Read `tokens` at positions `pos..`, appending to `cache`; the logits after the last one.
+    /// One token is read as a decoding step, more as a prompt chunk ([`LaneSum`]).
     pub(crate) fn forward(
         &self,
         tokens: &[u32],
         pos: usize,
         cache: &mut Cache,
     ) -> Result<Vec<f32>, LocalError> {
+        let sums = if tokens.len() == 1 {
+            LaneSum::Pairwise
+        } else {
+            LaneSum::InOrder
+        };
         let pass = Pass {
             positions: (pos..pos + tokens.len()).collect(),
             seen: Seen::Causal((0..tokens.len()).collect()),
+            sums,
         };
-        let x = self.layers(tokens, &pass, pos, cache, true)?;
+        let x = self.layers(
+            tokens,
+            &pass,
+            &mut After::One {
+                cache,
+                pos,
+                append: true,
+            },
+        )?;
         let c = self.inner.config;
         let last = &x[(tokens.len() - 1) * c.dim..];
         let mut normed = vec![0f32; c.dim];
         rms_norm(last, &self.inner.norm, c.eps, &mut normed);
-        Ok(self.inner.output.forward(&normed))
+        Ok(self.inner.output.forward(&normed, LaneSum::Pairwise))
+    }
+
+    /// One decoding step for each of several sequences in one pass: `steps[i]` reads its token
+    /// after the positions its cache holds and appends to it. Row `i` of the logits
+    /// (`[sequence][vocabulary]`) is, to the bit, what [`Model::forward`] gives that sequence
+    /// alone: every product adds its lanes the decoding way whatever rows share it, and each
+    /// row attends to its own cache. The weights are read once for all of them.
+    pub(crate) fn forward_batch(
+        &self,
+        steps: &mut [(u32, &mut Cache)],
+    ) -> Result<Vec<f32>, LocalError> {
+        let kv_dim = self.inner.config.kv_dim();
+        let tokens: Vec<u32> = steps.iter().map(|(t, _)| *t).collect();
+        let positions: Vec<usize> = steps
+            .iter()
+            .map(|(_, cache)| cache.keys.first().map_or(0, Vec::len) / kv_dim)
+            .collect();
+        let pass = Pass {
+            positions,
+            seen: Seen::Causal(vec![0]),
+            sums: LaneSum::Pairwise,
+        };
+        let mut caches: Vec<&mut Cache> = steps.iter_mut().map(|(_, c)| &mut **c).collect();
+        let x = self.layers(&tokens, &pass, &mut After::Each(&mut caches))?;
+        let c = self.inner.config;
+        let mut normed = vec![0f32; x.len()];
+        rms_norm(&x, &self.inner.norm, c.eps, &mut normed);
+        Ok(self.inner.output.forward(&normed, LaneSum::Pairwise))
     }
 
     /// Read a tree of continuations after the `pos` positions `cache` holds, leaving the cache
     /// as it is: node `i` is `tokens[i]`, and `paths[i]` lists the nodes from its root down to
     /// itself (indexes into `tokens`), so it sits at position `pos + paths[i].len() - 1` and
     /// attends to the cached positions and that path, as if its path alone had been read after
-    /// the cache. The logits after each node, `[node][vocabulary]`.
+    /// the cache. Read as a prompt chunk is. The logits after each node, `[node][vocabulary]`.
     pub(crate) fn forward_tree(
         &self,
         tokens: &[u32],
@@ -413,23 +457,27 @@ impl Model {
         let pass = Pass {
             positions: paths.iter().map(|p| pos + p.len() - 1).collect(),
             seen: Seen::Paths(paths),
+            sums: LaneSum::InOrder,
         };
-        let x = self.layers(tokens, &pass, pos, cache, false)?;
+        let after = &mut After::One {
+            cache,
+            pos,
+            append: false,
+        };
+        let x = self.layers(tokens, &pass, after)?;
         let c = self.inner.config;
         let mut normed = vec![0f32; x.len()];
         rms_norm(&x, &self.inner.norm, c.eps, &mut normed);
-        Ok(self.inner.output.forward(&normed))
+        Ok(self.inner.output.forward(&normed, LaneSum::InOrder))
     }
 
-    /// The hidden states after the last layer, `[token][dim]`, for `tokens` read after the
-    /// `pos` positions `cache` holds; their keys and values are appended to it if `append`.
+    /// The hidden states after the last layer, `[token][dim]`, for `tokens` read after what
+    /// `after` holds.
     fn layers(
         &self,
         tokens: &[u32],
         pass: &Pass,
-        pos: usize,
-        cache: &mut Cache,
-        append: bool,
+        after: &mut After,
     ) -> Result<Vec<f32>, LocalError> {
         let inner = &*self.inner;
         let c = inner.config;
@@ -444,35 +492,22 @@ impl Model {
         let mut x = inner.embeddings.lookup(tokens)?;
         let mut h = vec![0f32; seq * c.dim];
         let mut attn = vec![0f32; seq * c.dim];
-        let prior = pos * c.kv_dim();
         for (l, layer) in inner.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
-            let qkv = layer.qkv.forward(&h);
+            let qkv = layer.qkv.forward(&h, pass.sums);
             let [mut q, mut k, v] = split_rows(&qkv, seq, [c.dim, c.kv_dim(), c.kv_dim()]);
             self.rope(&mut q, c.n_head, &pass.positions);
             self.rope(&mut k, c.n_kv_head, &pass.positions);
-            let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
-            if keys.len() != prior {
-                return fail(format!(
-                    "the cache holds {} positions, not {pos}",
-                    keys.len() / c.kv_dim()
-                ));
-            }
-            if append {
-                keys.extend_from_slice(&k);
-                values.extend_from_slice(&v);
-            }
-            let cached = (&keys[..prior], &values[..prior]);
-            attention(&c, &q, cached, (&k, &v), &pass.seen, &mut attn);
-            let o = layer.wo.forward(&attn);
+            after.attend(l, &c, pass, (&q, &k, &v), &mut attn)?;
+            let o = layer.wo.forward(&attn, pass.sums);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
             rms_norm(&x, &layer.ffn_norm, c.eps, &mut h);
-            let gate_up = layer.gate_up.forward(&h);
+            let gate_up = layer.gate_up.forward(&h, pass.sums);
             let width = gate_up.len() / seq / 2;
             let [mut gate, up] = split_rows(&gate_up, seq, [width, width]);
             silu_mul(&mut gate, &up);
-            let d = layer.down.forward(&gate);
+            let d = layer.down.forward(&gate, pass.sums);
             x.iter_mut().zip(&d).for_each(|(x, d)| *x += d);
         }
         Ok(x)
@@ -506,11 +541,82 @@ impl Model {
     }
 }
 
-/// Where the tokens of one pass sit and which of them each attends to, besides the cache.
+/// Where the tokens of one pass sit, which of them each attends to besides its cache, and
+/// how its products add up their lanes.
 struct Pass<'a> {
     /// Each token's position.
     positions: Vec<usize>,
     seen: Seen<'a>,
+    sums: LaneSum,
+}
+
+/// What a pass's tokens follow, and where their keys and values go.
+enum After<'c, 'm> {
+    /// One sequence: the pass follows the `pos` positions of `cache`, and is appended to it
+    /// if `append`.
+    One {
+        cache: &'c mut Cache,
+        pos: usize,
+        append: bool,
+    },
+    /// One token per sequence: token `i` follows, and is appended to, the `i`th cache.
+    Each(&'m mut [&'c mut Cache]),
+}
+
+impl After<'_, '_> {
+    /// Layer `l`'s attention for the pass's queries, keys and values (`qkv`, each
+    /// `[token][...]`), into `out`; the keys and values are appended where they belong first.
+    fn attend(
+        &mut self,
+        l: usize,
+        c: &Config,
+        pass: &Pass,
+        (q, k, v): (&[f32], &[f32], &[f32]),
+        out: &mut [f32],
+    ) -> Result<(), LocalError> {
+        let kv_dim = c.kv_dim();
+        let held = |cache: &Cache, pos: usize| {
+            let have = cache.keys[l].len();
+            if have == pos * kv_dim {
+                Ok(())
+            } else {
+                Err(LocalError::Inference(format!(
+                    "the cache holds {} positions, not {pos}",
+                    have / kv_dim
+                )))
+            }
+        };
+        match self {
+            After::One { cache, pos, append } => {
+                held(cache, *pos)?;
+                let prior = *pos * kv_dim;
+                let (keys, values) = (&mut cache.keys[l], &mut cache.values[l]);
+                if *append {
+                    keys.extend_from_slice(k);
+                    values.extend_from_slice(v);
+                }
+                let cached = (&keys[..prior], &values[..prior]);
+                attention(c, q, cached, (k, v), &pass.seen, out);
+            }
+            After::Each(caches) => {
+                let (dim, hd) = (c.dim, c.head_dim);
+                debug_assert_eq!(caches.len() * dim, out.len());
+                for (i, cache) in caches.iter_mut().enumerate() {
+                    let pos = pass.positions[i];
+                    held(cache, pos)?;
+                    let (ki, vi) = (&k[i * kv_dim..][..kv_dim], &v[i * kv_dim..][..kv_dim]);
+                    cache.keys[l].extend_from_slice(ki);
+                    cache.values[l].extend_from_slice(vi);
+                    let prior = pos * kv_dim;
+                    let cached = (&cache.keys[l][..prior], &cache.values[l][..prior]);
+                    let (qi, oi) = (&q[i * dim..][..dim], &mut out[i * dim..][..dim]);
+                    attention(c, qi, cached, (ki, vi), &pass.seen, oi);
+                    debug_assert_eq!(oi.len() / hd, c.n_head);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which tokens of its own pass a token attends to (besides every cached position).

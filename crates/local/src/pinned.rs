@@ -321,6 +321,36 @@ fn a_tree_pass_reads_each_path_as_a_prompt_does() {
     }
 }
 
+/// Three tickets decoding together in one pass get, to the bit, the logits each gets alone,
+/// step after step (their contexts differ in length, so each attends to its own cache).
+#[test]
+fn decoding_together_reads_what_each_reads_alone() {
+    let loaded = loaded();
+    let prompts: Vec<Vec<u32>> = TICKETS[..3]
+        .iter()
+        .map(|(_, subject, body)| {
+            encode_chatml(&loaded.tokenizer, &messages(subject, body), None).expect("ids")
+        })
+        .collect();
+    let read_all = || -> Vec<Context> {
+        let fresh = |p: &Vec<u32>| read(&loaded, p, &mut PromptCache::default());
+        prompts.iter().map(fresh).collect()
+    };
+    let (mut alone, mut together) = (read_all(), read_all());
+    for step in 0..4 {
+        let tokens: Vec<u32> = alone.iter().map(|c| top(&logits(c), 1)[0]).collect();
+        for (context, &token) in alone.iter_mut().zip(&tokens) {
+            context.feed(token).expect("feed");
+        }
+        let mut steps: Vec<(&mut Context, u32)> = together.iter_mut().zip(tokens).collect();
+        Context::feed_together(&mut steps).expect("feed together");
+        for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+            assert!(logits(a) == logits(t), "step {step}, ticket {i}");
+            assert_eq!(a.position(), t.position());
+        }
+    }
+}
+
 /// The Q8_0 conversion cached beside the published file is byte for byte what it was.
 #[test]
 fn q8_0_cache_is_pinned() {

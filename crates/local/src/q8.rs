@@ -42,9 +42,11 @@ struct Q8Rows {
     scales: Vec<f32>,
 }
 
-/// How the eight lanes of a dot product are added up at the end.
+/// How the eight lanes of a dot product are added up at the end: the one difference between a
+/// decoding step's arithmetic and a prompt chunk's. The caller says which, so a row's result
+/// never depends on how many rows share the product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LaneSum {
+pub(crate) enum LaneSum {
     /// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`: decoding.
     Pairwise,
     /// `l0 + l1 + … + l7`: prompt chunks.
@@ -94,8 +96,9 @@ impl Q8Weights {
         }
     }
 
-    /// `x · Wᵀ` for the `x.len() / cols` rows of `x` (a whole number of them): `[token][row]`.
-    pub(crate) fn forward(&self, x: &[f32]) -> Vec<f32> {
+    /// `x · Wᵀ` for the `x.len() / cols` rows of `x` (a whole number of them): `[token][row]`,
+    /// each sum's lanes added up as `sums` says.
+    pub(crate) fn forward(&self, x: &[f32], sums: LaneSum) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);
         debug_assert!(x.len().is_multiple_of(k));
         let m = x.len() / k;
@@ -107,7 +110,7 @@ impl Q8Weights {
         let products = |r0: usize, rows: usize| {
             let w = &self.data[r0 * row_bytes..(r0 + rows) * row_bytes];
             let ws = &self.scales[r0 * k / QK..(r0 + rows) * k / QK];
-            rows_times_tokens(w, ws, &xq, k, target.rows(r0, rows));
+            rows_times_tokens(w, ws, &xq, k, target.rows(r0, rows), sums);
         };
         let chunk_rows = n
             .div_ceil(threads * 8)
@@ -259,16 +262,16 @@ fn detect() -> Simd {
 }
 
 /// Products of the weight rows `w` (raw Q8_0 blocks; scales `ws`) with every row of `x`,
-/// written to `out`: pairwise lane sums for one token, in order for more.
-fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, out: Target) {
+/// written to `out`, each sum's lanes added up as `sums` says.
+fn rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, out: Target, sums: LaneSum) {
     match simd() {
         // SAFETY: `simd` says Vnni only where the CPU has AVX2, FMA, F16C, AVX-512 VNNI and VL.
         #[cfg(target_arch = "x86_64")]
-        Simd::Vnni => unsafe { simd::vnni::rows_times_tokens(w, ws, x, k, out) },
+        Simd::Vnni => unsafe { simd::vnni::rows_times_tokens(w, ws, x, k, out, sums) },
         // SAFETY: `simd` says Avx2 only where the CPU has AVX2, FMA and F16C.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { simd::avx2::rows_times_tokens(w, ws, x, k, out) },
-        _ => portable_rows_times_tokens(w, ws, x, k, out),
+        Simd::Avx2 => unsafe { simd::avx2::rows_times_tokens(w, ws, x, k, out, sums) },
+        _ => portable_rows_times_tokens(w, ws, x, k, out, sums),
     }
 }
 
@@ -295,15 +298,17 @@ fn sum_lanes(lanes: [f32; 8], order: LaneSum) -> f32 {
 }
 
 /// Portable version of [`rows_times_tokens`], the same arithmetic in the same order.
-fn portable_rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, out: Target) {
+fn portable_rows_times_tokens(
+    w: &[u8],
+    ws: &[f32],
+    x: &Q8Rows,
+    k: usize,
+    out: Target,
+    sums: LaneSum,
+) {
     let nb = k / QK;
     let row_bytes = nb * Q8_0_BYTES;
     let m = out.tokens();
-    let order = if m == 1 {
-        LaneSum::Pairwise
-    } else {
-        LaneSum::InOrder
-    };
     for r in 0..out.rows {
         let wrow = &w[r * row_bytes..(r + 1) * row_bytes];
         for t in 0..m {
@@ -316,7 +321,7 @@ fn portable_rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, out: T
                     *a = d.mul_add(q, *a);
                 }
             }
-            out.set(r, t, sum_lanes(acc, order));
+            out.set(r, t, sum_lanes(acc, sums));
         }
     }
 }
@@ -328,9 +333,10 @@ fn portable_rows_times_tokens(w: &[u8], ws: &[f32], x: &Q8Rows, k: usize, out: T
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::{Q8Rows, Target, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
+    use super::{LaneSum, Q8Rows, Target, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
 
-    /// Write the in-order lane sums of a tile to rows `r + i`, tokens `t + j` of `out`.
+    /// Write the lane sums of a tile, added up as `sums` says, to rows `r + i`, tokens `t + j`
+    /// of `out`.
     ///
     /// # Safety
     /// The CPU must support AVX2.
@@ -340,13 +346,20 @@ mod simd {
         out: Target,
         r: usize,
         t: usize,
+        sums: LaneSum,
     ) {
         for (i, row) in acc.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                let mut lanes = [0f32; 8];
-                // SAFETY: `lanes` holds exactly 8 f32s.
-                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
-                out.set(r + i, t + j, lanes.iter().sum());
+                let sum = match sums {
+                    LaneSum::Pairwise => pairwise(*a),
+                    LaneSum::InOrder => {
+                        let mut lanes = [0f32; 8];
+                        // SAFETY: `lanes` holds exactly 8 f32s.
+                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
+                        lanes.iter().sum()
+                    }
+                };
+                out.set(r + i, t + j, sum);
             }
         }
     }
@@ -370,7 +383,9 @@ mod simd {
         ($features:literal, $dot:ident, $rows:expr) => {
             use std::arch::x86_64::*;
 
-            use super::{pairwise, store, Q8Rows, Target, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS};
+            use super::{
+                pairwise, store, LaneSum, Q8Rows, Target, DECODE_ROWS, Q8_0_BYTES, QK, TOKENS,
+            };
 
             /// Weight rows multiplied together against each input block (prompt chunks).
             const ROWS: usize = $rows;
@@ -387,11 +402,12 @@ mod simd {
                 x: &Q8Rows,
                 k: usize,
                 out: Target,
+                sums: LaneSum,
             ) {
                 let nb = k / QK;
                 let row_bytes = nb * Q8_0_BYTES;
                 let (rows, m) = (out.rows, out.tokens());
-                if m == 1 {
+                if m == 1 && sums == LaneSum::Pairwise {
                     let mut r = 0;
                     while r < rows {
                         let nr = (rows - r).min(DECODE_ROWS);
@@ -436,16 +452,16 @@ mod simd {
                         unsafe {
                             match (nr == ROWS, nt == TOKENS) {
                                 (true, true) => {
-                                    store::<ROWS, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t)
+                                    store::<ROWS, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, sums)
                                 }
                                 (true, false) => {
-                                    store::<ROWS, 1>(tile(wr, wsr, xv, xs, nb), out, r, t)
+                                    store::<ROWS, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, sums)
                                 }
                                 (false, true) => {
-                                    store::<1, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t)
+                                    store::<1, TOKENS>(tile(wr, wsr, xv, xs, nb), out, r, t, sums)
                                 }
                                 (false, false) => {
-                                    store::<1, 1>(tile(wr, wsr, xv, xs, nb), out, r, t)
+                                    store::<1, 1>(tile(wr, wsr, xv, xs, nb), out, r, t, sums)
                                 }
                             }
                         }
@@ -590,20 +606,24 @@ mod tests {
         Q8Weights::new(data, n, k).expect("whole blocks")
     }
 
-    /// Each SIMD kernel this CPU runs gives the portable one's numbers exactly, for one token
-    /// (pairwise sums) and for several (in order), on tiles cut short at both edges (7 rows: a
+    /// Each SIMD kernel this CPU runs gives the portable one's numbers exactly, with either
+    /// lane sum, for one token and for several, on tiles cut short at both edges (7 rows: a
     /// tile of 4 or 2 and single rows; 6 tokens: a tile of 4 and single tokens).
     #[test]
     fn simd_matches_portable_to_the_bit() {
         let (n, k) = (7, 96);
         let w = weights(n, k);
-        for m in [1, 6] {
+        for (m, sums) in [1, 6]
+            .into_iter()
+            .flat_map(|m| [LaneSum::Pairwise, LaneSum::InOrder].map(|sums| (m, sums)))
+        {
             let x = quantize_rows(&values(m * k, 3));
             let mut portable = vec![0f32; n * m];
-            portable_rows_times_tokens(&w.data, &w.scales, &x, k, Target::new(&mut portable, n, m));
+            let target = Target::new(&mut portable, n, m);
+            portable_rows_times_tokens(&w.data, &w.scales, &x, k, target, sums);
             #[cfg(target_arch = "x86_64")]
             {
-                type Kernel = unsafe fn(&[u8], &[f32], &Q8Rows, usize, Target);
+                type Kernel = unsafe fn(&[u8], &[f32], &Q8Rows, usize, Target, LaneSum);
                 let kernels: [(Simd, Kernel); 2] = [
                     (Simd::Avx2, simd::avx2::rows_times_tokens),
                     (Simd::Vnni, simd::vnni::rows_times_tokens),
@@ -614,11 +634,26 @@ mod tests {
                         continue;
                     }
                     let mut out = vec![0f32; n * m];
+                    let target = Target::new(&mut out, n, m);
                     // SAFETY: the CPU has the kernel's features (checked just above).
-                    unsafe { kernel(&w.data, &w.scales, &x, k, Target::new(&mut out, n, m)) };
-                    assert_eq!(out, portable, "{level:?}, {m} tokens");
+                    unsafe { kernel(&w.data, &w.scales, &x, k, target, sums) };
+                    assert_eq!(out, portable, "{level:?}, {m} tokens, {sums:?}");
                 }
             }
+        }
+    }
+
+    /// A row's result does not depend on the rows beside it: decoding three tokens in one
+    /// product gives each the bits it gets alone.
+    #[test]
+    fn a_batched_decode_gives_each_row_what_it_gets_alone() {
+        let (n, k) = (9, 128);
+        let w = weights(n, k);
+        let x = values(3 * k, 21);
+        let batched = w.forward(&x, LaneSum::Pairwise);
+        for t in 0..3 {
+            let alone = w.forward(&x[t * k..(t + 1) * k], LaneSum::Pairwise);
+            assert_eq!(batched[t * n..(t + 1) * n], alone[..], "token {t}");
         }
     }
 
@@ -631,7 +666,11 @@ mod tests {
         let x = values(m * k, 11);
         let xq = quantize_rows(&x);
         let nb = k / QK;
-        for (m_used, got) in [(1, w.forward(&x[..k])), (m, w.forward(&x))] {
+        let (one, all) = (
+            w.forward(&x[..k], LaneSum::Pairwise),
+            w.forward(&x, LaneSum::InOrder),
+        );
+        for (m_used, got) in [(1, one), (m, all)] {
             assert_eq!(got.len(), m_used * n);
             for t in 0..m_used {
                 for r in 0..n {
@@ -666,8 +705,8 @@ mod tests {
                 .expect("pool")
         };
         for x in [&x[..k], &x[..]] {
-            let one = pool(1).install(|| w.forward(x));
-            let three = pool(3).install(|| w.forward(x));
+            let one = pool(1).install(|| w.forward(x, LaneSum::InOrder));
+            let three = pool(3).install(|| w.forward(x, LaneSum::InOrder));
             assert_eq!(one, three);
         }
     }

@@ -1,9 +1,12 @@
 //! The inference thread: one per loaded model, interleaving requests fairly.
 //!
-//! Every request gets its own KV cache; the thread runs them round-robin one slice at a time
-//! (a prompt chunk, one new token, or one choice option), so a long answer never starves a short
-//! one and concurrent requests compute exactly what they would alone. A request whose caller has
-//! gone (timeout, disconnect) is dropped before its next slice, which frees its cache.
+//! Every request gets its own KV cache; the thread runs them in rounds, one slice of each per
+//! round (a prompt chunk, choosing one new token, or a pass over a choice's labels), so a long
+//! answer never starves a short one. The requests that chose a token in a round then read it in
+//! one decoding pass together (`Context::feed_together`): the weights, which a decoding step
+//! spends its time reading, are read once for all of them, and each still computes exactly what
+//! it would alone. A request whose caller has gone (timeout, disconnect) is dropped before its
+//! next slice, which frees its cache.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::choice::ChoiceScoring;
-use crate::generate::{Generation, Step};
+use crate::generate::{Context, Generation, Step};
 use crate::prompt_cache::PromptCache;
 use crate::tokenizer::Tokenizer;
 use crate::LocalError;
@@ -100,6 +103,11 @@ fn run(tokenizer: &Tokenizer, inbox: &mpsc::Receiver<Job>, active: &AtomicUsize)
     let mut queue: VecDeque<Job> = VecDeque::new();
     // Only this thread reads prompts, so only it keeps their caches.
     let mut prompts = PromptCache::default();
+    let done = |job: Job| {
+        // Frees the job's KV cache.
+        drop(job);
+        active.fetch_sub(1, Ordering::SeqCst);
+    };
     loop {
         if queue.is_empty() {
             match inbox.recv() {
@@ -108,22 +116,60 @@ fn run(tokenizer: &Tokenizer, inbox: &mpsc::Receiver<Job>, active: &AtomicUsize)
             }
         }
         queue.extend(inbox.try_iter());
-        let Some(mut job) = queue.pop_front() else {
-            continue;
-        };
-        if !job.abandoned() {
+        // One round: a slice of every job, then one decoding pass for those that asked for it.
+        let mut next = VecDeque::with_capacity(queue.len());
+        let mut decoding = Vec::new();
+        while let Some(mut job) = queue.pop_front() {
+            if job.abandoned() {
+                done(job);
+                continue;
+            }
             match catch_unwind(AssertUnwindSafe(|| job.step(tokenizer, &mut prompts))) {
-                Ok(Ok(Step::More)) => {
-                    queue.push_back(job);
-                    continue;
+                Ok(Ok(Step::More)) => next.push_back(job),
+                Ok(Ok(Step::Decode)) => decoding.push(job),
+                Ok(Ok(Step::Finished)) => done(job),
+                Ok(Err(e)) => {
+                    job.fail(e);
+                    done(job);
                 }
-                Ok(Ok(Step::Finished)) => {}
-                Ok(Err(e)) => job.fail(e),
-                Err(_) => job.fail(LocalError::Inference("the model panicked".to_owned())),
+                Err(_) => {
+                    job.fail(panicked());
+                    done(job);
+                }
             }
         }
-        // Frees the job's KV cache.
-        drop(job);
-        active.fetch_sub(1, Ordering::SeqCst);
+        match catch_unwind(AssertUnwindSafe(|| decode_together(&mut decoding))) {
+            Ok(Ok(())) => next.extend(decoding),
+            Ok(Err(e)) => {
+                let message = e.to_string();
+                for mut job in decoding {
+                    job.fail(LocalError::Inference(message.clone()));
+                    done(job);
+                }
+            }
+            Err(_) => {
+                for mut job in decoding {
+                    job.fail(panicked());
+                    done(job);
+                }
+            }
+        }
+        queue = next;
     }
+}
+
+fn panicked() -> LocalError {
+    LocalError::Inference("the model panicked".to_owned())
+}
+
+/// The decoding steps the jobs asked for, in one pass.
+fn decode_together(jobs: &mut [Job]) -> Result<(), LocalError> {
+    let mut steps: Vec<(&mut Context, u32)> = jobs
+        .iter_mut()
+        .filter_map(|job| match job {
+            Job::Generate(g) => g.next_token(),
+            Job::Choose(_) => None,
+        })
+        .collect();
+    Context::feed_together(&mut steps)
 }
