@@ -348,20 +348,76 @@ mod simd {
         t: usize,
         sums: LaneSum,
     ) {
-        for (i, row) in acc.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                let sum = match sums {
-                    LaneSum::Pairwise => pairwise(*a),
-                    LaneSum::InOrder => {
-                        let mut lanes = [0f32; 8];
-                        // SAFETY: `lanes` holds exactly 8 f32s.
-                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
-                        lanes.iter().sum()
-                    }
-                };
-                out.set(r + i, t + j, sum);
+        if sums == LaneSum::Pairwise {
+            for (i, row) in acc.iter().enumerate() {
+                for (j, a) in row.iter().enumerate() {
+                    out.set(r + i, t + j, pairwise(*a));
+                }
+            }
+            return;
+        }
+        // In order, eight accumulators at a time (accumulator `k` is row `k / T`, token
+        // `k % T`): lane `e` of a group's result is its `e`th accumulator's sum.
+        for k0 in (0..R * T).step_by(8) {
+            let len = (R * T - k0).min(8);
+            let mut eight = [_mm256_setzero_ps(); 8];
+            for (e, v) in eight.iter_mut().enumerate().take(len) {
+                *v = acc[(k0 + e) / T][(k0 + e) % T];
+            }
+            for (e, sum) in in_order_sums(eight).into_iter().enumerate().take(len) {
+                out.set(r + (k0 + e) / T, t + (k0 + e) % T, sum);
             }
         }
+    }
+
+    /// `l0 + l1 + … + l7` of each of eight vectors, added in that order (as `Iterator::sum`
+    /// does), all eight at once: the vectors are transposed, then the rows added one by one.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    unsafe fn in_order_sums(a: [__m256; 8]) -> [f32; 8] {
+        let u = [
+            _mm256_unpacklo_ps(a[0], a[1]),
+            _mm256_unpackhi_ps(a[0], a[1]),
+            _mm256_unpacklo_ps(a[2], a[3]),
+            _mm256_unpackhi_ps(a[2], a[3]),
+            _mm256_unpacklo_ps(a[4], a[5]),
+            _mm256_unpackhi_ps(a[4], a[5]),
+            _mm256_unpacklo_ps(a[6], a[7]),
+            _mm256_unpackhi_ps(a[6], a[7]),
+        ];
+        // s[k] holds lane k of a0..a3 in its low half and lane k + 4 in its high half; s[k + 4]
+        // the same of a4..a7.
+        let s = [
+            _mm256_shuffle_ps::<0x44>(u[0], u[2]),
+            _mm256_shuffle_ps::<0xEE>(u[0], u[2]),
+            _mm256_shuffle_ps::<0x44>(u[1], u[3]),
+            _mm256_shuffle_ps::<0xEE>(u[1], u[3]),
+            _mm256_shuffle_ps::<0x44>(u[4], u[6]),
+            _mm256_shuffle_ps::<0xEE>(u[4], u[6]),
+            _mm256_shuffle_ps::<0x44>(u[5], u[7]),
+            _mm256_shuffle_ps::<0xEE>(u[5], u[7]),
+        ];
+        // Row k: lane k of every vector.
+        let rows = [
+            _mm256_permute2f128_ps::<0x20>(s[0], s[4]),
+            _mm256_permute2f128_ps::<0x20>(s[1], s[5]),
+            _mm256_permute2f128_ps::<0x20>(s[2], s[6]),
+            _mm256_permute2f128_ps::<0x20>(s[3], s[7]),
+            _mm256_permute2f128_ps::<0x31>(s[0], s[4]),
+            _mm256_permute2f128_ps::<0x31>(s[1], s[5]),
+            _mm256_permute2f128_ps::<0x31>(s[2], s[6]),
+            _mm256_permute2f128_ps::<0x31>(s[3], s[7]),
+        ];
+        let mut total = rows[0];
+        for row in &rows[1..] {
+            total = _mm256_add_ps(total, *row);
+        }
+        let mut out = [0f32; 8];
+        // SAFETY: `out` holds exactly 8 f32s.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), total) };
+        out
     }
 
     /// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))` of the eight lanes of `x`.
