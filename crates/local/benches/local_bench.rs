@@ -82,6 +82,10 @@ fn main() -> Result<(), Error> {
         "decode after a {}-token prompt: {} tokens, {:.1} tok/s",
         short.prompt_tokens, short.decode_tokens, short.decode_tok_s
     );
+    // Read before the concurrent requests, which hold several caches: llama.cpp's side reads
+    // one sequence.
+    let rss_mib = peak_rss_kib() / 1024;
+    println!("peak RSS: {rss_mib} MiB (one request at a time)");
     // Concurrent requests share the inference thread: tokens written per second by all of them.
     for n in [1u32, 2, 4] {
         let (tokens, seconds) = runtime.block_on(concurrent(&provider, n))?;
@@ -90,8 +94,6 @@ fn main() -> Result<(), Error> {
             f64::from(tokens) / seconds
         );
     }
-    let rss_mib = peak_rss_kib() / 1024;
-    println!("peak RSS: {rss_mib} MiB");
 
     if let Some(llama) = &llama {
         llama_runs.push(llama.run(&served, provider.threads())?);
