@@ -24,6 +24,7 @@ mod redaction;
 mod retention;
 mod review;
 mod runner;
+mod runs;
 mod sessions;
 pub mod trace;
 mod variants;
@@ -34,7 +35,6 @@ mod weekly;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::Value;
 use shopfloor_core::Diagnostic;
 use shopfloor_store::{RunRecord, Store, StoreError};
 
@@ -268,20 +268,6 @@ impl Engine {
     /// [`Engine::read`] and [`Engine::records`].
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    /// Run a workflow on one input and wait until the run is recorded.
-    pub async fn run_one(
-        &self,
-        workflow: &str,
-        input: Value,
-        model_override: Option<String>,
-    ) -> Result<RunRecord, EngineError> {
-        let run = self
-            .run_workflow(workflow, input, model_override, None, None)
-            .await?;
-        self.recorder.flush().await;
-        Ok(run)
     }
 
     /// Names of the local (embedded) models a run of `workflow` may need.

@@ -1,6 +1,5 @@
-//! What a long-running server needs from the engine: workflow runs that are queued for
-//! recording instead of waited for, and the persistent batch queue that several replicas
-//! share (cases claimed with a lease, so that a replica that dies leaves its cases to others).
+//! The persistent batch queue that several replicas share: cases claimed with a lease, so that
+//! a replica that dies leaves its cases to others.
 
 use std::time::Duration;
 
@@ -30,43 +29,6 @@ impl BatchProgress {
 }
 
 impl Engine {
-    /// Run a workflow on one input and queue the run for recording (the store is not waited
-    /// for). The caller gets the whole record, unredacted.
-    ///
-    /// When the workflow has a running experiment, the run goes to the arm that `subject`
-    /// (the caller's end user, or the input field the experiment names) hashes to; without
-    /// either, the run draws its own.
-    pub async fn run_workflow(
-        &self,
-        workflow: &str,
-        input: Value,
-        model_override: Option<String>,
-        caller: Option<Caller>,
-        subject: Option<&str>,
-    ) -> Result<RunRecord, EngineError> {
-        let workflow = self.project.workflow(workflow)?;
-        if let Some(model) = &model_override {
-            self.check_model(model)?;
-        }
-        validate_input(&workflow, &input).map_err(EngineError::InvalidInput)?;
-        let (workflow, experiment, check_guardrails) = self
-            .arm_for(workflow, &input, subject, model_override.is_some())
-            .await;
-        let options = RunOptions {
-            model_override,
-            batch: None,
-            caller,
-            evaluation: false,
-            experiment,
-        };
-        let run = self.runner.run(&workflow, input, &options).await;
-        self.record(run.clone()).await;
-        if let Some(live) = check_guardrails {
-            self.check_guardrails_now(&live).await;
-        }
-        Ok(run)
-    }
-
     /// Check every input against the workflow and queue them as one batch, persisted in one
     /// transaction; any replica's worker may run its cases. Nothing is queued when an input
     /// is invalid: the error names each bad one by its 1-based position.
