@@ -11,7 +11,7 @@
 //! a pass per option and token. A large trie is read a group of first-token subtrees at a time,
 //! each group one slice of the inference thread's work.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::oneshot;
 
@@ -53,9 +53,6 @@ impl Trie {
             passes: Vec::new(),
         };
         let mut children: HashMap<(Option<usize>, u32), usize> = HashMap::new();
-        // Each root's nodes in creation order, which puts parents before children.
-        let mut subtrees: Vec<Vec<usize>> = Vec::new();
-        let mut root_of: Vec<usize> = Vec::new();
         for option in options {
             let mut parent = None;
             let mut nodes = Vec::with_capacity(option.len().saturating_sub(1));
@@ -66,15 +63,6 @@ impl Trie {
                     path.push(node);
                     trie.tokens.push(token);
                     trie.paths.push(path);
-                    let root = match parent {
-                        Some(p) => root_of[p],
-                        None => {
-                            subtrees.push(Vec::new());
-                            subtrees.len() - 1
-                        }
-                    };
-                    root_of.push(root);
-                    subtrees[root].push(node);
                     node
                 });
                 nodes.push(node);
@@ -82,7 +70,13 @@ impl Trie {
             }
             trie.nodes.push(nodes);
         }
-        for subtree in subtrees {
+        // Each root's nodes (a node's root is the first node on its path) in creation order,
+        // which puts parents before children; roots in the order they were made.
+        let mut subtrees: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (node, path) in trie.paths.iter().enumerate() {
+            subtrees.entry(path[0]).or_default().push(node);
+        }
+        for subtree in subtrees.into_values() {
             match trie.passes.last_mut() {
                 Some(pass) if pass.len() + subtree.len() <= NODES_PER_PASS => pass.extend(subtree),
                 _ => trie.passes.push(subtree),

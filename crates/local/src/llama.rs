@@ -396,11 +396,16 @@ impl Model {
                 append: true,
             },
         )?;
-        let c = self.inner.config;
-        let last = &x[(tokens.len() - 1) * c.dim..];
-        let mut normed = vec![0f32; c.dim];
-        rms_norm(last, &self.inner.norm, c.eps, &mut normed);
-        Ok(self.inner.output.forward(&normed, LaneSum::Pairwise))
+        let last = &x[(tokens.len() - 1) * self.inner.config.dim..];
+        Ok(self.logits(last, LaneSum::Pairwise))
+    }
+
+    /// The logits after each row of `hidden` (the last layer's states, `[token][dim]`):
+    /// the final norm, then the output product.
+    fn logits(&self, hidden: &[f32], sums: LaneSum) -> Vec<f32> {
+        let mut normed = vec![0f32; hidden.len()];
+        rms_norm(hidden, &self.inner.norm, self.inner.config.eps, &mut normed);
+        self.inner.output.forward(&normed, sums)
     }
 
     /// One decoding step for each of several sequences in one pass: `steps[i]` reads its token
@@ -425,10 +430,7 @@ impl Model {
         };
         let mut caches: Vec<&mut Cache> = steps.iter_mut().map(|(_, c)| &mut **c).collect();
         let x = self.layers(&tokens, &pass, &mut After::Each(&mut caches))?;
-        let c = self.inner.config;
-        let mut normed = vec![0f32; x.len()];
-        rms_norm(&x, &self.inner.norm, c.eps, &mut normed);
-        Ok(self.inner.output.forward(&normed, LaneSum::Pairwise))
+        Ok(self.logits(&x, LaneSum::Pairwise))
     }
 
     /// Read a tree of continuations after the `pos` positions `cache` holds, leaving the cache
@@ -465,10 +467,7 @@ impl Model {
             append: false,
         };
         let x = self.layers(tokens, &pass, after)?;
-        let c = self.inner.config;
-        let mut normed = vec![0f32; x.len()];
-        rms_norm(&x, &self.inner.norm, c.eps, &mut normed);
-        Ok(self.inner.output.forward(&normed, LaneSum::InOrder))
+        Ok(self.logits(&x, LaneSum::InOrder))
     }
 
     /// The hidden states after the last layer, `[token][dim]`, for `tokens` read after what

@@ -129,7 +129,7 @@ impl Q8Weights {
 
 /// The `m × n` result, `[token][row]`, written in place by tasks that each own a range of
 /// rows: a task's values are strided, so no slice could hand them out, and writing them where
-/// they belong spares a transposition (an eighth of a prompt's time).
+/// they belong spares a transposition (without it a prompt read 17% faster).
 #[derive(Clone, Copy)]
 struct Target<'a> {
     ptr: *mut f32,
