@@ -299,11 +299,6 @@ impl Engine {
         Ok(limits::check(&limits, &usage, &key.name, now).err())
     }
 
-    /// Every key with what it used in the minute, day and month that hold now.
-    pub async fn keys_with_usage(&self) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
-        keys_with_usage_in(&*self.store).await
-    }
-
     /// Revoke the live key with this name or id, audited as done by `actor`.
     pub async fn revoke_key(
         &self,

@@ -454,7 +454,10 @@ pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
         Ok((counts, events)) => state.metrics.review_queue(&counts, &events, now),
         Err(e) => tracing::warn!("metrics: cannot read the review queue: {}", e.message),
     }
-    match state.engine_call(state.engine.keys_with_usage()).await {
+    match state
+        .engine_call(state.engine.records().keys_with_usage())
+        .await
+    {
         Ok(keys) => state.metrics.keys(&keys),
         Err(e) => tracing::warn!("metrics: cannot read the keys' usage: {}", e.message),
     }

@@ -586,13 +586,8 @@ impl Metrics {
             .last_duration
             .get_or_create(&labels)
             .set(took.as_secs_f64());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.jobs
-            .last_end
-            .get_or_create(&labels)
-            .set(now.as_secs_f64());
+        let now_s = shopfloor_engine::now_ms() as f64 / 1000.0;
+        self.jobs.last_end.get_or_create(&labels).set(now_s);
     }
 
     /// The verdicts of a scheduled drift check.

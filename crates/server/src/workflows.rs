@@ -239,14 +239,12 @@ async fn batch_results(
 ) -> Result<(Vec<Value>, Option<u64>), ApiError> {
     // One more than the page: whether it exists says whether there is a next page.
     let mut runs = state
-        .engine_call(async {
+        .engine_call(
             state
                 .engine
-                .read()
-                .await
-                .batch_runs(id, after, limit.saturating_add(1))
-                .await
-        })
+                .records()
+                .batch_runs(id, after, limit.saturating_add(1)),
+        )
         .await?;
     let more = runs.len() > limit as usize;
     runs.truncate(limit as usize);

@@ -236,7 +236,7 @@ macro_rules! outcome_store_impl {
                 window: $crate::outcomes::Window,
             ) -> $crate::Result<Vec<$crate::outcomes::ReviewWeek>> {
                 use $crate::codec::{non_negative, Columns};
-                use $crate::rollups::{split_query, Split, HOUR_MS};
+                use $crate::rollups::HOUR_MS;
                 // Whole hours from `review_hours`; the edges' items from `reviews`, each with
                 // its decisions whose reviewer had claimed the item, and their time (claim →
                 // decision), looked up by the item's key (a join let PostgreSQL read every
@@ -267,9 +267,7 @@ macro_rules! outcome_store_impl {
                     head = edge(4, 5),
                     tail = edge(6, 7),
                 );
-                let split = Split::new(window.from_ms, window.to_ms, HOUR_MS);
-                split_query!($db, &sql, workflow, split)
-                    .fetch_all(self.reader())
+                rows_by_hour(self.reader(), &sql, workflow, window)
                     .await?
                     .iter()
                     .map(|row| {

@@ -6,11 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use shopfloor_core::review::Decision;
 
 /// One reviewer's decisions, read from the rollup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReviewerTally {
     pub reviewer: String,
     /// Every decision they took, under a claim or not.
@@ -23,7 +22,7 @@ pub struct ReviewerTally {
 }
 
 /// The review loop's all-time figures of one workflow, or of all.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReviewTallies {
     /// In reviewer name order.
     pub reviewers: Vec<ReviewerTally>,

@@ -43,7 +43,7 @@ pub fn role() -> impl clap::builder::TypedValueParser<Value = shopfloor_core::ac
     use clap::builder::TypedValueParser;
     use shopfloor_core::access::Role;
     clap::builder::PossibleValuesParser::new(Role::CHOICES.iter().map(|(text, _)| *text))
-        .map(|text| Role::parse(&text).unwrap_or(Role::Viewer))
+        .try_map(|text| Role::parse(&text).ok_or_else(|| format!("unknown role {text}")))
 }
 
 /// Options every subcommand shares.

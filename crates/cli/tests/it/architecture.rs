@@ -53,9 +53,9 @@ fn every_file_and_function_the_architecture_names_exists() {
                 && function
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            let defined = sources.contains(&format!("fn {function}"))
-                || sources.contains(&format!("pub {function}:"))
-                || sources.contains(&format!("mod {function}"));
+            let defined = ["fn ", "pub ", "mod "]
+                .iter()
+                .any(|keyword| defines(&sources, keyword, function));
             if is_function && !defined {
                 missing.push(format!("function {span}"));
             }
@@ -65,4 +65,16 @@ fn every_file_and_function_the_architecture_names_exists() {
         missing.is_empty(),
         "ARCHITECTURE.md names what the code does not have: {missing:?}"
     );
+}
+
+/// Whether `sources` hold `keyword` followed by the whole identifier `name` (not a longer one
+/// that starts with it: `fn read` is not `fn read_cases`).
+fn defines(sources: &str, keyword: &str, name: &str) -> bool {
+    let needle = format!("{keyword}{name}");
+    sources.match_indices(&needle).any(|(at, _)| {
+        sources[at + needle.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    })
 }

@@ -146,8 +146,9 @@ pub(crate) async fn case(
             .await?,
     )
     .ok_or_else(|| not_found(&viewer))?;
+    // An eval's runs are recorded before its summary exists: no write-through needed.
     let run = state
-        .engine_call(async { state.engine.read().await.run_record(&case.run_id).await })
+        .engine_call(state.engine.records().run_record(&case.run_id))
         .await?;
     let mut history = Vec::new();
     for other in state

@@ -60,9 +60,10 @@ pub(crate) async fn portfolio(
     State(state): State<AppState>,
     viewer: Viewer,
 ) -> Result<Response, PageError> {
+    // `portfolio` wrote the recorder's runs through; the counts need not do it again.
     let entries = state.engine_call(state.engine.portfolio()).await?;
     let counts = state
-        .engine_call(async { state.engine.read().await.review_counts(now_ms()).await })
+        .engine_call(state.engine.records().review_counts(now_ms()))
         .await?;
     let mut pending: HashMap<String, u64> = HashMap::new();
     for c in counts

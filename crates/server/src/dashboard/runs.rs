@@ -160,10 +160,10 @@ pub(crate) async fn runs_csv(
     filter.limit = Some(CSV_CHUNK);
     let mut out =
         String::from("id,created_at,workflow,version,status,model,latency_ms,cost_usd,batch_id\n");
+    // Written-through once: the export reads what was recorded when it started.
+    let records = state.engine.read().await;
     loop {
-        let chunk: Vec<RunSummary> = state
-            .engine_call(async { state.engine.read().await.runs(&filter).await })
-            .await?;
+        let chunk: Vec<RunSummary> = state.engine_call(records.runs(&filter)).await?;
         for r in &chunk {
             let cells = [
                 r.id.clone(),
