@@ -15,6 +15,7 @@ mod governance;
 mod models;
 mod outbound;
 mod outcomes;
+mod pipeline;
 mod portfolio;
 mod project;
 mod queue;
@@ -93,7 +94,6 @@ pub use sessions::{LoginLink, NewSession, LOGIN_LINK_MINUTES, SESSION_HOURS};
 pub use variants::VariantStatus;
 pub use visibility::{released_output, Audience, RunView, Withheld};
 pub use webhooks::{DeliveryPass, SweepReport, SLA_REJECT_REASON};
-pub use weekly::ended_week;
 
 /// The folder under the project that holds the embedded database.
 pub const STATE_DIR: &str = ".shopfloor";

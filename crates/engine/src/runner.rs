@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::attempt::{self, Attempts, CallFailure, Ending, RetryPolicy, Route};
 use crate::models::ModelPool;
 use crate::outbound::Guard;
+use crate::pipeline::{Complete, Ready};
 use crate::project::LoadedWorkflow;
 use crate::trace;
 
@@ -119,12 +120,12 @@ impl Runner {
         // every attempt, and exists only in memory for this run.
         let mut redactions = Redactions::new();
         for name in names {
-            let Some(spec) = self.config.models.get(name) else {
-                route.failed(CallFailure::new(
-                    ErrorKind::Unavailable,
-                    format!("unknown model \"{name}\""),
-                ));
-                continue;
+            let spec = match self.spec(name) {
+                Ok(spec) => spec,
+                Err(unknown) => {
+                    route.failed(unknown);
+                    continue;
+                }
             };
             match self
                 .try_model(workflow, prompt, spec, run, &mut redactions)
@@ -153,39 +154,36 @@ impl Runner {
         redactions: &mut Redactions,
     ) -> Result<(), CallFailure> {
         let route = &workflow.spec.route;
-        let (mut request, redacting) = self.prepare(workflow, prompt, spec, run, redactions)?;
-        let provider = self
-            .models
-            .provider(spec)
-            .map_err(|e| CallFailure::from_provider(&spec.name, &e))
-            .inspect_err(|failure| attempt::not_called(&mut run.attempts, spec, failure))?;
-        if !provider.capabilities().assistant_prefix {
-            request.assistant_prefix = None;
-        }
-        if workflow.spec.output.constrained && provider.capabilities().constrained_choice {
-            request.choices = workflow.output.labels().map(<[String]>::to_vec);
-        }
-        if workflow.spec.output.constrained && provider.capabilities().constrained_json {
-            if let OutputContract::Json(schema) = &workflow.spec.output.contract {
-                constrain_json(&mut request, workflow, schema, &*provider);
-            }
-        }
+        let request = ChatRequest {
+            messages: messages(prompt),
+            max_tokens: route.max_tokens,
+            temperature: Some(route.temperature),
+            top_p: route.top_p,
+            seed: route.seed,
+            assistant_prefix: prompt.assistant_prefix.clone(),
+            ..ChatRequest::default()
+        };
+        let mut model = self
+            .clear(
+                spec,
+                workflow.spec.data_class,
+                request,
+                redactions,
+                &mut run.attempts,
+            )?
+            .connect(&self.models, &mut run.attempts)?;
+        self.fit(workflow, &mut model);
         let timeout = Duration::from_millis(route.timeout_ms);
         let mut attempts = Attempts::new(spec, timeout, route.retries, self.retry);
         let mut asked_again = false;
         loop {
-            let provider = &*provider;
-            let sent = &request;
-            let answer = attempts
-                .call(&mut run.attempts, move || async move {
-                    provider.complete(&trace::traced(sent)).await
-                })
-                .await
-                .map_err(|e| CallFailure::from_provider(&spec.name, &e))?;
+            let answer = model
+                .send::<Complete>(&mut attempts, &mut run.attempts)
+                .await?;
             let mut response = answer.value;
             // The model saw placeholders; the caller gets the originals back.
             let sent_back = response.text.clone();
-            if redacting {
+            if model.redacting {
                 response.text = restore(&response.text, redactions);
             }
             let parsed = workflow.output.parse(&response.text);
@@ -214,14 +212,13 @@ impl Runner {
                 Err(problem) if workflow.spec.output.retry_on_invalid && !asked_again => {
                     asked_again = true;
                     let mut problem = correction(problem.for_model());
-                    if redacting {
+                    if model.redacting {
                         // The problem quotes the restored answer: redact it again.
                         problem = self.guard().redact_more(&problem, redactions);
                     }
-                    request
-                        .messages
-                        .push(Message::new(Role::Assistant, sent_back));
-                    request.messages.push(Message::new(Role::User, problem));
+                    let messages = &mut model.request.messages;
+                    messages.push(Message::new(Role::Assistant, sent_back));
+                    messages.push(Message::new(Role::User, problem));
                 }
                 Err(problem) => {
                     run.status = RunStatus::Invalid;
@@ -232,42 +229,22 @@ impl Runner {
         }
     }
 
-    /// The request for `spec`, with the outbound policy applied (a refusal is recorded as an
-    /// attempt), and whether answers need their placeholders restored.
-    fn prepare(
-        &self,
-        workflow: &LoadedWorkflow,
-        prompt: &RenderedPrompt,
-        spec: &ModelSpec,
-        run: &mut RunRecord,
-        redactions: &mut Redactions,
-    ) -> Result<(ChatRequest, bool), CallFailure> {
-        let mut messages = messages(prompt);
-        let mut prefix = prompt.assistant_prefix.clone();
-        let guarded = self.guard().check(
-            spec,
-            workflow.spec.data_class,
-            &mut messages,
-            &mut prefix,
-            &mut None,
-            redactions,
-        );
-        let redacting =
-            guarded.inspect_err(|refusal| attempt::not_called(&mut run.attempts, spec, refusal))?;
-        let route = &workflow.spec.route;
-        let request = ChatRequest {
-            model: spec.model.clone(),
-            messages,
-            max_tokens: route.max_tokens,
-            temperature: Some(route.temperature),
-            top_p: route.top_p,
-            seed: route.seed,
-            assistant_prefix: prefix,
-            choices: None,
-            traceparent: None,
-            extras: None,
-        };
-        Ok((request, redacting))
+    /// Fit the request to what the model's provider can do: an assistant prefix only where it
+    /// is honoured, decoding constrained to the labels or the output schema where it can be.
+    fn fit(&self, workflow: &LoadedWorkflow, model: &mut Ready<'_>) {
+        let capabilities = model.provider.capabilities();
+        let request = &mut model.request;
+        if !capabilities.assistant_prefix {
+            request.assistant_prefix = None;
+        }
+        if workflow.spec.output.constrained && capabilities.constrained_choice {
+            request.choices = workflow.output.labels().map(<[String]>::to_vec);
+        }
+        if workflow.spec.output.constrained && capabilities.constrained_json {
+            if let OutputContract::Json(schema) = &workflow.spec.output.contract {
+                constrain_json(request, workflow, schema, &*model.provider);
+            }
+        }
     }
 }
 
@@ -395,43 +372,25 @@ impl Runner {
         &self,
         model: &str,
         data_class: DataClass,
-        mut messages: Vec<Message>,
+        messages: Vec<Message>,
         max_tokens: u32,
         budget: CallBudget,
     ) -> Result<Answer, CallFailure> {
-        let spec = self.config.models.get(model).ok_or_else(|| {
-            CallFailure::new(ErrorKind::Unavailable, format!("unknown model \"{model}\""))
-        })?;
-        // The answer is a verdict about the text, not the text: nothing to restore.
-        self.guard().check(
-            spec,
-            data_class,
-            &mut messages,
-            &mut None,
-            &mut None,
-            &mut Redactions::new(),
-        )?;
-        let provider = self
-            .models
-            .provider(spec)
-            .map_err(|e| CallFailure::from_provider(model, &e))?;
+        let spec = self.spec(model)?;
         let request = ChatRequest {
-            model: spec.model.clone(),
             messages,
             max_tokens: Some(max_tokens),
             temperature: Some(0.0),
             ..ChatRequest::default()
         };
+        // Nothing here is a run's: what was tried is not kept. The answer is a verdict about
+        // the text, not the text: nothing to restore.
+        let log = &mut Vec::new();
+        let ready = self
+            .clear(spec, data_class, request, &mut Redactions::new(), log)?
+            .connect(&self.models, log)?;
         let mut attempts = Attempts::new(spec, budget.timeout, budget.retries, self.retry);
-        let provider = &*provider;
-        let request = &request;
-        let response = attempts
-            .call(&mut Vec::new(), move || async move {
-                provider.complete(&trace::traced(request)).await
-            })
-            .await
-            .map_err(|e| CallFailure::from_provider(model, &e))?
-            .value;
+        let response = ready.send::<Complete>(&mut attempts, log).await?.value;
         let usage = response.usage.unwrap_or_default();
         let prompt_tokens = u64::from(usage.prompt_tokens);
         let completion_tokens = u64::from(usage.completion_tokens);

@@ -15,22 +15,26 @@ const DAY_MS: i64 = 86_400_000;
 const WEEK_LIMIT: u32 = 5_000;
 
 /// The last ISO week that has ended before `now_ms`: the one whose review is due.
-pub fn ended_week(now_ms: i64) -> String {
+fn ended_week(now_ms: i64) -> String {
     iso_week(now_ms - 7 * DAY_MS)
 }
 
 impl Engine {
     /// Queue the review of the last week that has ended before `now_ms` for `[monitoring]
-    /// weekly_webhook`, to be sent by the delivery pass. The event's id is the week, so
-    /// another replica, or a restart, queueing the same week adds nothing. Returns the week,
-    /// or `None` without a weekly webhook.
+    /// weekly_webhook`, to be sent by the delivery pass. The event's id is the week: a week
+    /// already queued (by this replica, another one, or before a restart) is not built again,
+    /// and two replicas that build it at once still queue it once. Returns the week, or `None`
+    /// without a weekly webhook.
     pub async fn queue_weekly_review(&self, now_ms: i64) -> Result<Option<String>, EngineError> {
         let Some(hook) = self.project.config.monitoring.weekly_webhook.clone() else {
             return Ok(None);
         };
         let week = ended_week(now_ms);
-        let report = self.weekly_report(&week).await?;
         let id = format!("weekly_{week}");
+        if self.store.has_event(&id).await? {
+            return Ok(Some(week));
+        }
+        let report = self.weekly_report(&week).await?;
         let kind = shopfloor_store::EventKind::WeeklyReview;
         let body = serde_json::json!({
             "id": id,

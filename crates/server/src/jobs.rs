@@ -8,7 +8,6 @@
 //! own short write, so nothing is acted on twice.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -54,23 +53,22 @@ pub(crate) fn spawn_all(
         }),
     ];
     if config.monitoring.weekly_webhook.is_some() {
-        // Once a week has ended its review is queued; the store keeps it to one event per
-        // week, so a replica that queues it too (or a restart) sends nothing twice. This
-        // replica remembers the week it queued, so it builds each review once.
-        let queued = Arc::new(Mutex::new(None::<String>));
-        jobs.push(spawn(WEEKLY_REVIEW, every, state, stop, move |state| {
-            let queued = Arc::clone(&queued);
-            async move {
-                let now = shopfloor_engine::now_ms();
-                let ended = shopfloor_engine::ended_week(now);
-                if queued.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(&ended) {
-                    return Ok(());
-                }
-                let week = state.engine.queue_weekly_review(now).await?;
-                *queued.lock().unwrap_or_else(|e| e.into_inner()) = week;
+        // Once a week has ended its review is queued. The engine builds it only when that
+        // week's event is not in the store yet, and the store keeps it to one event per week,
+        // so neither another replica nor a restart sends or builds it twice.
+        jobs.push(spawn(
+            WEEKLY_REVIEW,
+            every,
+            state,
+            stop,
+            |state| async move {
+                state
+                    .engine
+                    .queue_weekly_review(shopfloor_engine::now_ms())
+                    .await?;
                 Ok(())
-            }
-        }));
+            },
+        ));
     }
     if !config.retention.is_unset() {
         jobs.push(spawn(

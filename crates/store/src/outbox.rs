@@ -120,6 +120,9 @@ pub trait OutboxStore {
 
     /// How many events are in each state.
     async fn event_counts(&self) -> Result<Vec<(DeliveryState, u64)>>;
+
+    /// Whether an event with this id was ever queued, whatever became of it.
+    async fn has_event(&self, id: &str) -> Result<bool>;
 }
 
 /// An event from a row of [`OUTBOX_COLUMNS`].
@@ -311,6 +314,15 @@ macro_rules! outbox_store_impl {
                     &binds,
                     $crate::outbox::event_from_row
                 )
+            }
+
+            async fn has_event(&self, id: &str) -> $crate::Result<bool> {
+                let found =
+                    sqlx::query_scalar::<$db, i64>("SELECT COUNT(*) FROM outbox WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(self.reader())
+                        .await?;
+                Ok(found > 0)
             }
 
             async fn event_counts(

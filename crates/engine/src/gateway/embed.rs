@@ -8,7 +8,9 @@ use std::time::Instant;
 use serde_json::json;
 use shopfloor_core::pii::Redactions;
 use shopfloor_core::spec::ModelUse;
-use shopfloor_providers::{EmbeddingRequest, EmbeddingResponse, Message, Role, Unsupported, Usage};
+use shopfloor_providers::{
+    ChatRequest, EmbeddingRequest, EmbeddingResponse, Message, Role, Unsupported, Usage,
+};
 use shopfloor_store::{Caller, ErrorKind, RunStatus};
 use tracing::Instrument;
 
@@ -136,33 +138,37 @@ impl Engine {
                     .to_string(),
             ));
         }
-        // The same guard as every text bound for a model: the texts go through it as the
-        // messages of a chat would (data class, then redaction or refusal).
-        let mut texts: Vec<Message> = request
-            .input
-            .iter()
-            .map(|text| Message::new(Role::User, text.clone()))
-            .collect();
-        let guarded = self.runner.guard().check(
-            spec,
-            config.gateway.data_class,
-            &mut texts,
-            &mut None,
-            &mut None,
-            &mut Redactions::new(),
-        );
-        if let Err(refusal) = guarded {
-            attempt::not_called(log, spec, &refusal);
-            return Err(GatewayError::Failed(refusal));
-        }
-        let provider = self.runner.models.provider(spec).map_err(|e| {
-            let failure = CallFailure::from_provider(&spec.name, &e);
-            attempt::not_called(log, spec, &failure);
-            GatewayError::Failed(failure)
-        })?;
+        // The same pipeline as every text bound for a model: the texts go through the guard
+        // as the messages of a chat would (data class, then redaction or refusal). Vectors
+        // carry no placeholders to restore.
+        let texts = ChatRequest {
+            messages: request
+                .input
+                .iter()
+                .map(|text| Message::new(Role::User, text.clone()))
+                .collect(),
+            ..ChatRequest::default()
+        };
+        let runner = &self.runner;
+        let model = runner
+            .clear(
+                spec,
+                config.gateway.data_class,
+                texts,
+                &mut Redactions::new(),
+                log,
+            )
+            .and_then(|cleared| cleared.connect(&runner.models, log))
+            .map_err(GatewayError::Failed)?;
+        let provider = model.provider;
         let sent = EmbeddingRequest {
             model: spec.model.clone(),
-            input: texts.into_iter().map(|m| m.content).collect(),
+            input: model
+                .request
+                .messages
+                .into_iter()
+                .map(|m| m.content)
+                .collect(),
             dimensions: request.dimensions,
             traceparent: None,
         };

@@ -5,7 +5,6 @@
 //!
 //! Nothing here waits for the store: runs are queued to the recorder.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -15,13 +14,14 @@ use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
 use shopfloor_core::spec::OutputContract;
 use shopfloor_providers::{
-    ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Part, Provider, ProviderError,
-    ResponseFormat, Role, ToolCall, Unsupported, Usage,
+    ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Part, ResponseFormat, Role,
+    ToolCall, Unsupported, Usage,
 };
 use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunOrigin, RunRecord, RunStatus};
 use tracing::Instrument;
 
-use crate::attempt::{self, Answered, Attempts, CallFailure, Ending, Route, Timed};
+use crate::attempt::{self, Attempts, CallFailure, Ending, Route, Timed};
+use crate::pipeline::{Ask, Complete, Ready};
 use crate::recorder::Recorder;
 use crate::redaction::StoreRedactor;
 use crate::runner::new_run;
@@ -199,31 +199,6 @@ impl RecordSink {
     }
 }
 
-/// How a gateway path asks a model: for a whole answer, or for the start of a stream. A trait
-/// rather than a closure, so that the futures stay `Send` for the server's tasks.
-trait Ask {
-    type Answer: Answered;
-
-    fn ask<'a>(
-        provider: &'a dyn Provider,
-        request: &'a ChatRequest,
-    ) -> impl Future<Output = Result<Self::Answer, ProviderError>> + Send + 'a;
-}
-
-/// A whole answer.
-struct Complete;
-
-impl Ask for Complete {
-    type Answer = shopfloor_providers::ChatResponse;
-
-    fn ask<'a>(
-        provider: &'a dyn Provider,
-        request: &'a ChatRequest,
-    ) -> impl Future<Output = Result<Self::Answer, ProviderError>> + Send + 'a {
-        provider.complete(request)
-    }
-}
-
 /// One gateway call in progress: the record it builds and what the route has tried.
 struct Call {
     run: RunRecord,
@@ -233,14 +208,6 @@ struct Call {
     route: Route,
     /// The model the client named cannot carry what it asked: nothing is called.
     unsupported: Option<GatewayError>,
-}
-
-/// A model of the route, ready to be called.
-struct Prepared<'a> {
-    spec: &'a ModelSpec,
-    provider: std::sync::Arc<dyn Provider>,
-    request: ChatRequest,
-    redacting: bool,
 }
 
 impl Engine {
@@ -349,73 +316,53 @@ impl Engine {
         named: bool,
         request: &GatewayRequest,
         call: &mut Call,
-    ) -> Option<Prepared<'a>> {
-        let Some(spec) = self.project.config.models.get(name) else {
-            call.route.failed(CallFailure::new(
-                ErrorKind::Unavailable,
-                format!("unknown model \"{name}\""),
-            ));
-            return None;
-        };
-        let mut messages = request.messages.clone();
-        let mut extras = request.extras.clone();
-        let guarded = self.runner.guard().check(
-            spec,
-            self.project.config.gateway.data_class,
-            &mut messages,
-            &mut None,
-            &mut extras,
-            &mut call.redactions,
-        );
-        let redacting = match guarded {
-            Ok(redacting) => redacting,
-            Err(refusal) => {
-                call.fail_before_calling(spec, refusal);
-                return None;
-            }
-        };
-        if call.run.prompt.is_null() {
-            call.run.prompt = json!({ "messages": recorded_messages(&messages) });
-        }
-        let provider = match self.runner.models.provider(spec) {
-            Ok(provider) => provider,
-            Err(e) => {
-                call.fail_before_calling(spec, CallFailure::from_provider(&spec.name, &e));
-                return None;
-            }
-        };
-        let request = ChatRequest {
-            model: spec.model.clone(),
-            messages,
+    ) -> Option<Ready<'a>> {
+        let runner = &self.runner;
+        let (log, redactions) = (&mut call.run.attempts, &mut call.redactions);
+        let sent = ChatRequest {
+            messages: request.messages.clone(),
             max_tokens: request.max_tokens,
             temperature: request.temperature,
             top_p: request.top_p,
             seed: request.seed,
-            assistant_prefix: None,
-            choices: None,
-            traceparent: None,
-            extras,
+            extras: request.extras.clone(),
+            ..ChatRequest::default()
         };
-        if let Some(unsupported) = provider.unsupported(&request) {
+        let class = self.project.config.gateway.data_class;
+        let cleared = runner
+            .spec(name)
+            .and_then(|spec| runner.clear(spec, class, sent, redactions, log));
+        let cleared = match cleared {
+            Ok(cleared) => cleared,
+            Err(failure) => {
+                call.route.failed(failure);
+                return None;
+            }
+        };
+        if call.run.prompt.is_null() {
+            call.run.prompt = json!({ "messages": recorded_messages(&cleared.request.messages) });
+        }
+        let model = match cleared.connect(&runner.models, &mut call.run.attempts) {
+            Ok(model) => model,
+            Err(failure) => {
+                call.route.failed(failure);
+                return None;
+            }
+        };
+        if let Some(unsupported) = model.provider.unsupported(&model.request) {
             let error = GatewayError::Unsupported {
-                model: spec.name.clone(),
+                model: model.spec.name.clone(),
                 unsupported,
             };
-            call.fail_before_calling(
-                spec,
-                CallFailure::new(ErrorKind::Rejected, error.to_string()),
-            );
+            let failure = CallFailure::new(ErrorKind::Rejected, error.to_string());
+            attempt::not_called(&mut call.run.attempts, model.spec, &failure);
+            call.route.failed(failure);
             if named {
                 call.unsupported = Some(error);
             }
             return None;
         }
-        Some(Prepared {
-            spec,
-            provider,
-            request,
-            redacting,
-        })
+        Some(model)
     }
 
     /// The attempt loop for one model of a gateway route.
@@ -531,7 +478,7 @@ impl Engine {
     /// attempts). Never a non-conforming answer passed through as if it were one.
     async fn conforming(
         &self,
-        model: &Prepared<'_>,
+        model: &Ready<'_>,
         schema: &OutputValidator,
         response: ChatResponse,
         timed: (i64, Duration),
@@ -543,7 +490,7 @@ impl Engine {
         };
         call.invalid_answer(model.spec, timed, &response, &problem);
         // Ask again with the answer and what is wrong with it, under the same policy.
-        let mut again = model.request.clone();
+        let mut again = model.clone();
         let mut said = response.text.clone();
         let mut told = format!(
             "Your answer does not match the response_format JSON schema: {}. Answer again with only JSON that matches it.",
@@ -553,19 +500,17 @@ impl Engine {
             said = self.runner.guard().redact_more(&said, &mut call.redactions);
             told = self.runner.guard().redact_more(&told, &mut call.redactions);
         }
-        again.messages.push(Message::new(Role::Assistant, said));
-        again.messages.push(Message::new(Role::User, told));
+        again
+            .request
+            .messages
+            .push(Message::new(Role::Assistant, said));
+        again.request.messages.push(Message::new(Role::User, told));
         let mut attempts = self.attempts(model.spec);
-        let provider = &*model.provider;
-        let sent = &again;
-        let result = attempts
-            .call(&mut call.run.attempts, move || async move {
-                provider.complete(&trace::traced(sent)).await
-            })
+        let result = again
+            .send::<Complete>(&mut attempts, &mut call.run.attempts)
             .await;
         call.upstream += attempts.upstream();
-        let answer = result
-            .map_err(|e| GatewayError::Failed(CallFailure::from_provider(&model.spec.name, &e)))?;
+        let answer = result.map_err(GatewayError::Failed)?;
         let mut second = answer.value;
         restore_answer(&mut second, model.redacting, &call.redactions);
         let timed = (answer.started_at_ms, answer.latency);
@@ -589,7 +534,7 @@ impl Engine {
         route: &[String],
         request: &GatewayRequest,
         call: &mut Call,
-    ) -> Option<(Prepared<'a>, Timed<A::Answer>)> {
+    ) -> Option<(Ready<'a>, Timed<A::Answer>)> {
         for (index, name) in route.iter().enumerate() {
             let Some(model) = self.prepare(name, index == 0, request, call) else {
                 if call.unsupported.is_some() {
@@ -598,18 +543,11 @@ impl Engine {
                 continue;
             };
             let mut attempts = self.attempts(model.spec);
-            let (provider, sent) = (&*model.provider, &model.request);
-            let result = attempts
-                .call(&mut call.run.attempts, move || async move {
-                    A::ask(provider, &trace::traced(sent)).await
-                })
-                .await;
+            let result = model.send::<A>(&mut attempts, &mut call.run.attempts).await;
             call.upstream += attempts.upstream();
             match result {
                 Ok(answer) => return Some((model, answer)),
-                Err(e) => call
-                    .route
-                    .failed(CallFailure::from_provider(&model.spec.name, &e)),
+                Err(failure) => call.route.failed(failure),
             }
         }
         None
@@ -676,13 +614,6 @@ impl Call {
             &response.text,
             Ending::Invalid(problem),
         ));
-    }
-
-    /// `spec` could not be called at all (policy, configuration): record it as an attempt
-    /// that took no time, and move on.
-    fn fail_before_calling(&mut self, spec: &ModelSpec, failure: CallFailure) {
-        attempt::not_called(&mut self.run.attempts, spec, &failure);
-        self.route.failed(failure);
     }
 }
 

@@ -16,10 +16,11 @@ use shopfloor_store::{ErrorKind, RunRecord, RunStatus};
 use tracing::Instrument;
 
 use super::{
-    answer_output, Ask, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink, RunFacts,
+    answer_output, Call, GatewayError, GatewayOutcome, GatewayRequest, RecordSink, RunFacts,
     GATEWAY_WORKFLOW,
 };
 use crate::attempt::{self, Answered, CallFailure, Ending};
+use crate::pipeline::Ask;
 use crate::trace;
 use crate::Engine;
 

@@ -335,6 +335,8 @@ async fn outbox_events_are_leased_retried_and_counted(db: &Db) {
         .enqueue_events(&[event("a", 1_000), event("b", 2_000), event("c", 9_000)])
         .await
         .unwrap();
+    assert!(db.store.has_event("b").await.unwrap());
+    assert!(!db.store.has_event("d").await.unwrap());
     // At 5 s, a and b are due; c is not.
     let first = db.store.claim_due_events(5_000, 65_000, 10).await.unwrap();
     let ids: Vec<&str> = first.iter().map(|e| e.id.as_str()).collect();
