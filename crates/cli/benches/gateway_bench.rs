@@ -8,7 +8,9 @@
 //! `cargo bench -p shopfloor --bench gateway_bench`. Needs `wrk` (`apt-get install -y wrk`);
 //! the upstream is nginx when it is installed (`apt-get install -y nginx`), else the testkit's
 //! fake server. Each run lasts `SHOPFLOOR_BENCH_SECS` seconds (default 5; 20 for figures to
-//! quote).
+//! quote). With `SHOPFLOOR_BENCH_BASELINE=/path/to/shopfloor` (another build's binary, e.g. of
+//! the commit before a change), a last table puts this build and that one side by side on the
+//! same project and upstream, each wire format in turn, two rounds interleaved.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -17,6 +19,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shopfloor_testkit::{openai_completion, FakeServer, Reply};
+
+/// The same call in each wire format: name, path, body. Chat Completions first.
+const CALLS: [(&str, &str, &str); 3] = [
+    (
+        "chat completions",
+        "/v1/chat/completions",
+        r#"{"model":"fast","messages":[{"role":"user","content":"Say hello"}]}"#,
+    ),
+    (
+        "responses",
+        "/v1/responses",
+        r#"{"model":"fast","input":"Say hello"}"#,
+    ),
+    (
+        "messages",
+        "/v1/messages",
+        r#"{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#,
+    ),
+];
 
 /// One wrk run's figures.
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +77,7 @@ fn main() {
     // The same gateway without the dashboard's routes: the router's cost of mounting them.
     let (bare_server, bare, _) = start_server(&project, &["--no-dashboard"]);
     let _bare_server = KillOnDrop(bare_server);
-    let body = r#"{"model":"fast","messages":[{"role":"user","content":"Say hello"}]}"#;
-    let script = post_script(work.path(), "chat", body, &key);
+    let script = post_script(work.path(), "chat", CALLS[0].2, &key);
 
     println!("gateway bench: {seconds} s per run, recording every call to SQLite");
     println!(
@@ -118,25 +138,23 @@ fn main() {
     // The same call in the other wire formats, at 8 connections: what each edge costs beside
     // Chat Completions (the model path behind them is one).
     println!("{:>17} | {:>22}", "8 connections", "gateway req/s p50 p99");
-    for (name, path, body) in [
-        ("chat completions", "/v1/chat/completions", body),
-        (
-            "responses",
-            "/v1/responses",
-            r#"{"model":"fast","input":"Say hello"}"#,
-        ),
-        (
-            "messages",
-            "/v1/messages",
-            r#"{"model":"fast","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#,
-        ),
-    ] {
+    for (name, path, body) in CALLS {
         let script = post_script(work.path(), name, body, &key);
         wrk(&format!("{base}{path}"), &script, 8, 1);
         let figures = wrk(&format!("{base}{path}"), &script, 8, seconds);
         println!(
             "{name:>17} | {:>8.0} {:>6.3} {:>6.3}   (ms)",
             figures.rps, figures.p50_ms, figures.p99_ms
+        );
+    }
+    if let Some(baseline) = std::env::var_os("SHOPFLOOR_BENCH_BASELINE") {
+        compare_with_baseline(
+            Path::new(&baseline),
+            &project,
+            &base,
+            &key,
+            work.path(),
+            seconds,
         );
     }
     let (median, p90) = keep_alive_latency(&base, &key, 200);
@@ -302,10 +320,67 @@ fn create_key(project: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// This build and the `baseline` binary's, serving the same project, side by side: every
+/// wire format at 8 connections and Chat Completions at 1 and 32, each measured in turn, two
+/// rounds, so that the machine's drift falls on both alike.
+fn compare_with_baseline(
+    baseline: &Path,
+    project: &Path,
+    base: &str,
+    key: &str,
+    work: &Path,
+    seconds: u64,
+) {
+    let (server, other, _) = start_server_from(baseline.as_os_str(), project, &[]);
+    let _server = KillOnDrop(server);
+    println!(
+        "against the baseline {} (same project and upstream, in turn):",
+        baseline.display()
+    );
+    println!(
+        "{:>26} | {:>22} | {:>22}",
+        "wire format, connections", "this build req/s p50 p99", "baseline req/s p50 p99"
+    );
+    let cases = [
+        (CALLS[0], 1),
+        (CALLS[0], 8),
+        (CALLS[0], 32),
+        (CALLS[1], 8),
+        (CALLS[2], 8),
+    ];
+    for round in 1..=2 {
+        for ((name, path, body), connections) in cases {
+            let script = post_script(work, &format!("baseline {name}"), body, key);
+            wrk(&format!("{other}{path}"), &script, connections, 1);
+            let ours = wrk(&format!("{base}{path}"), &script, connections, seconds);
+            let theirs = wrk(&format!("{other}{path}"), &script, connections, seconds);
+            println!(
+                "{:>26} | {:>8.0} {:>6.3} {:>6.3} | {:>8.0} {:>6.3} {:>6.3}   (ms, round {round})",
+                format!("{name}, {connections}"),
+                ours.rps,
+                ours.p50_ms,
+                ours.p99_ms,
+                theirs.rps,
+                theirs.p50_ms,
+                theirs.p99_ms,
+            );
+        }
+    }
+}
+
 /// Start `shopfloor serve` (logs discarded) and time it to its address line.
 fn start_server(project: &Path, extra: &[&str]) -> (Child, String, Duration) {
+    start_server_from(env!("CARGO_BIN_EXE_shopfloor").as_ref(), project, extra)
+}
+
+/// Start `binary serve` on `project` (logs discarded) and time it to its address line.
+fn start_server_from(
+    binary: &std::ffi::OsStr,
+    project: &Path,
+    extra: &[&str],
+) -> (Child, String, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shopfloor"))
+    let mut child = Command::new(binary)
         .arg("-C")
         .arg(project)
         .args(["serve", "--listen", "127.0.0.1:0"])

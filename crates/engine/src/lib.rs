@@ -53,6 +53,8 @@ pub mod store_types {
 /// The request and answer model of a model call, which the gateway's wire formats (OpenAI's
 /// chat and Responses, Anthropic's Messages) fill and read.
 pub mod chat {
+    /// OpenAI's Chat Completions answers on the wire, as the `openai` provider reads them.
+    pub use shopfloor_providers::openai::wire as openai;
     pub use shopfloor_providers::{
         ChatExtras, FinishReason, Image, Message, Part, ResponseFormat, Role, Tool, ToolCall,
         ToolCallDelta, ToolChoice, Usage,

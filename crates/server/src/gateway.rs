@@ -12,7 +12,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use shopfloor_core::access::Permission;
-use shopfloor_engine::chat::{FinishReason, ToolCall, ToolCallDelta, Usage};
+use shopfloor_engine::chat::openai as wire;
+use shopfloor_engine::chat::{ToolCall, ToolCallDelta, Usage};
 use shopfloor_engine::store_types::{RunRecord, RunStatus};
 use shopfloor_engine::{
     has_strict_schema, last_user_text, workflow_input, GatewayAnswer, GatewayOutcome,
@@ -130,36 +131,40 @@ fn refuse_beyond_plain(body: &ChatBody) -> Result<(), ApiError> {
 
 /// A `chat.completion` body; `legacy` answers tool calls as the legacy `function_call`.
 fn completion(requested: &str, run_id: &str, answer: &GatewayAnswer, legacy: bool) -> Response {
-    let mut message = json!({
-        "role": "assistant",
-        "content": answer.text,
-        "refusal": Value::Null,
-    });
+    let mut message = wire::AssistantMessage {
+        role: "assistant".into(),
+        content: Some(answer.text.clone()),
+        ..wire::AssistantMessage::default()
+    };
     if !answer.tool_calls.is_empty() {
         if answer.text.is_empty() {
-            message["content"] = Value::Null;
+            message.content = None;
         }
         if legacy {
             let call = &answer.tool_calls[0];
-            message["function_call"] = json!({"name": call.name, "arguments": call.arguments});
+            message.function_call = Some(wire::Function {
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            });
         } else {
-            message["tool_calls"] = answer.tool_calls.iter().map(tool_call).collect();
+            message.tool_calls = answer.tool_calls.iter().map(tool_call).collect();
         }
     }
-    let body = json!({
-        "id": format!("chatcmpl-{run_id}"),
-        "object": "chat.completion",
-        "created": unix_seconds(),
-        "model": requested,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "logprobs": answer.logprobs,
-            "finish_reason": finish_reason(answer.finish_reason, legacy),
+    let body = wire::Completion {
+        id: format!("chatcmpl-{run_id}"),
+        object: "chat.completion".into(),
+        created: unix_seconds(),
+        model: Some(requested.to_string()),
+        choices: vec![wire::Choice {
+            index: 0,
+            message,
+            logprobs: answer.logprobs.clone(),
+            finish_reason: Some(wire::finish_reason_name(answer.finish_reason, legacy).into()),
         }],
-        "usage": usage(answer.usage),
-        "system_fingerprint": Value::Null,
-    });
+        // `null` when the provider reported none: never made-up zeros.
+        usage: answer.usage.map(wire::Usage::from),
+        system_fingerprint: None,
+    };
     with_run(
         json_response(StatusCode::OK, &body),
         run_id,
@@ -178,47 +183,38 @@ pub(crate) fn with_run(mut response: Response, run_id: &str, model: Option<&str>
     response
 }
 
-fn tool_call(call: &ToolCall) -> Value {
-    json!({
-        "id": call.id,
-        "type": "function",
-        "function": { "name": call.name, "arguments": call.arguments },
-    })
-}
-
-/// A streamed piece of a tool call: its first piece has the id, type and name.
-fn tool_call_delta(piece: &ToolCallDelta) -> Value {
-    let mut function = json!({ "arguments": piece.arguments });
-    if let Some(name) = &piece.name {
-        function["name"] = json!(name);
-    }
-    let mut call = json!({ "index": piece.index, "function": function });
-    if let Some(id) = &piece.id {
-        call["id"] = json!(id);
-        call["type"] = json!("function");
-    }
-    json!({ "tool_calls": [call] })
-}
-
-/// Usage as OpenAI writes it; `null` when the provider reported none (never made-up zeros).
-fn usage(usage: Option<Usage>) -> Value {
-    match usage {
-        Some(usage) => json!({
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        }),
-        None => Value::Null,
+fn tool_call(call: &ToolCall) -> wire::ToolCall {
+    wire::ToolCall {
+        id: call.id.clone(),
+        kind: "function".into(),
+        function: wire::Function {
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        },
     }
 }
 
-fn finish_reason(reason: FinishReason, legacy: bool) -> &'static str {
-    match reason {
-        FinishReason::Stop | FinishReason::Other => "stop",
-        FinishReason::Length => "length",
-        FinishReason::ToolCalls if legacy => "function_call",
-        FinishReason::ToolCalls => "tool_calls",
-        FinishReason::ContentFilter => "content_filter",
+/// A streamed piece of a tool call: its first piece has the id, type and name; `legacy`
+/// writes it as the legacy `function_call`.
+fn tool_call_delta(piece: ToolCallDelta, legacy: bool) -> wire::Delta {
+    let function = wire::FunctionPiece {
+        name: piece.name,
+        arguments: Some(piece.arguments),
+    };
+    if legacy {
+        return wire::Delta {
+            function_call: Some(function),
+            ..wire::Delta::default()
+        };
+    }
+    wire::Delta {
+        tool_calls: vec![wire::ToolCallPiece {
+            index: piece.index,
+            kind: piece.id.is_some().then(|| "function".into()),
+            id: piece.id,
+            function: Some(function),
+        }],
+        ..wire::Delta::default()
     }
 }
 
@@ -259,57 +255,59 @@ impl Chunks {
         }
     }
 
-    fn event(&self, delta: Value, finish: Option<&str>) -> Bytes {
-        let chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
-        });
-        sse(&chunk)
+    fn chunk(&self, choices: Vec<wire::ChunkChoice>, usage: Option<Option<Usage>>) -> Bytes {
+        sse(&wire::Chunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: Some(self.model.clone()),
+            choices,
+            usage: usage.map(|u| u.map(wire::Usage::from)),
+            error: None,
+        })
     }
 
-    fn usage(&self, usage: Option<Usage>) -> Bytes {
-        sse(&json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": self::usage(usage),
-        }))
+    fn event(&self, delta: wire::Delta, finish: Option<&str>) -> Bytes {
+        let choice = wire::ChunkChoice {
+            index: 0,
+            delta: Some(delta),
+            finish_reason: finish.map(str::to_string),
+        };
+        self.chunk(vec![choice], None)
     }
 }
 
 impl StreamWire for Chunks {
     fn opening(&mut self) -> Vec<Bytes> {
-        vec![self.event(json!({"role": "assistant", "content": ""}), None)]
+        let delta = wire::Delta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+            ..wire::Delta::default()
+        };
+        vec![self.event(delta, None)]
     }
 
     fn item(&mut self, item: StreamItem, answering: &str) -> Vec<Bytes> {
         match item {
-            StreamItem::Text(text) => vec![self.event(json!({"content": text}), None)],
-            StreamItem::ToolCall(piece) => {
-                let delta = if self.legacy {
-                    let mut call = json!({ "arguments": piece.arguments });
-                    if let Some(name) = &piece.name {
-                        call["name"] = json!(name);
-                    }
-                    json!({ "function_call": call })
-                } else {
-                    tool_call_delta(&piece)
+            StreamItem::Text(text) => {
+                let delta = wire::Delta {
+                    content: Some(text),
+                    ..wire::Delta::default()
                 };
                 vec![self.event(delta, None)]
+            }
+            StreamItem::ToolCall(piece) => {
+                vec![self.event(tool_call_delta(piece, self.legacy), None)]
             }
             StreamItem::Done {
                 usage,
                 finish_reason: reason,
             } => {
-                let reason = finish_reason(reason, self.legacy);
-                let mut events = vec![self.event(json!({}), Some(reason))];
+                let reason = wire::finish_reason_name(reason, self.legacy);
+                let mut events = vec![self.event(wire::Delta::default(), Some(reason))];
                 if self.include_usage {
-                    events.push(self.usage(usage));
+                    // `null` when the provider reported none.
+                    events.push(self.chunk(Vec::new(), Some(usage)));
                 }
                 events.push(Bytes::from_static(DONE));
                 events
@@ -327,13 +325,13 @@ impl StreamWire for Chunks {
     }
 }
 
-fn sse(value: &Value) -> Bytes {
+fn sse(value: &impl serde::Serialize) -> Bytes {
     sse_event(None, value)
 }
 
 /// One server-sent event: `event: NAME` when named (Anthropic's and the Responses API's
 /// events are), then `data:` with the JSON.
-pub(crate) fn sse_event(name: Option<&str>, data: &Value) -> Bytes {
+pub(crate) fn sse_event(name: Option<&str>, data: &impl serde::Serialize) -> Bytes {
     let mut out = Vec::with_capacity(256);
     if let Some(name) = name {
         out.extend_from_slice(b"event: ");
@@ -540,7 +538,7 @@ async fn workflow_chat(
         }),
         tool_calls: Vec::new(),
         logprobs: None,
-        finish_reason: FinishReason::Stop,
+        finish_reason: shopfloor_engine::chat::FinishReason::Stop,
         model: run.model.clone().unwrap_or_default(),
     };
     if !stream {
@@ -600,10 +598,10 @@ fn held_completion(requested: &str, run: &RunRecord) -> Response {
             "message": { "role": "assistant", "content": null },
             "finish_reason": "content_filter",
         }],
-        "usage": usage(Some(Usage {
+        "usage": wire::Usage::from(Usage {
             prompt_tokens: run.prompt_tokens as u32,
             completion_tokens: run.completion_tokens as u32,
-        })),
+        }),
         "shopfloor": { "run_id": run.id, "status": "held", "pending_review": true },
     });
     with_run(json_response(StatusCode::ACCEPTED, &body), &run.id, None)

@@ -6,19 +6,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use reqwest::header::AUTHORIZATION;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::registry::ProviderConfig;
 use crate::sse::EventParser;
 use crate::{
     http, Capabilities, ChatExtras, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse,
-    FinishReason, Message, Part, Provider, ProviderError, ResponseFormat, Role, StreamEvent,
-    ToolCall, ToolCallDelta, ToolChoice, Unsupported, Usage,
+    Message, Part, Provider, ProviderError, ResponseFormat, Role, StreamEvent, ToolCall,
+    ToolCallDelta, ToolChoice, Unsupported, Usage,
 };
 use serde::ser::SerializeSeq;
 use serde_json::{json, Map, Value};
 
 mod embeddings;
+pub mod wire;
 
 /// The official endpoint, used when no base URL is configured.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -323,80 +324,6 @@ impl<'a> WireRequest<'a> {
     }
 }
 
-#[derive(Deserialize)]
-struct WireResponse {
-    #[serde(default)]
-    model: Option<String>,
-    choices: Vec<WireChoice>,
-    /// Some compatible servers leave usage out; it then counts as zero.
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-struct WireChoice {
-    message: WireMessage,
-    #[serde(default)]
-    finish_reason: Option<String>,
-    #[serde(default)]
-    logprobs: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    refusal: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<WireToolCall>,
-    /// The legacy form of a single call.
-    #[serde(default)]
-    function_call: Option<WireFunction>,
-}
-
-#[derive(Deserialize)]
-struct WireToolCall {
-    #[serde(default)]
-    id: String,
-    function: WireFunction,
-}
-
-#[derive(Deserialize)]
-struct WireFunction {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    arguments: String,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: u32,
-    #[serde(default)]
-    completion_tokens: u32,
-}
-
-impl From<WireUsage> for Usage {
-    fn from(usage: WireUsage) -> Usage {
-        Usage {
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-        }
-    }
-}
-
-fn finish_reason(reason: Option<&str>) -> FinishReason {
-    match reason {
-        Some("stop") => FinishReason::Stop,
-        Some("length") => FinishReason::Length,
-        Some("tool_calls" | "function_call") => FinishReason::ToolCalls,
-        Some("content_filter") => FinishReason::ContentFilter,
-        _ => FinishReason::Other,
-    }
-}
-
 #[async_trait]
 impl Provider for OpenAi {
     fn kind(&self) -> &'static str {
@@ -430,7 +357,7 @@ impl Provider for OpenAi {
         let endpoint = &self.endpoint;
         let wire = WireRequest::new(request, false);
         let response = endpoint.post(request, &wire).await?;
-        let body: WireResponse = endpoint
+        let body: wire::Completion = endpoint
             .read_json(response, "a Chat Completions JSON object")
             .await?;
         let Some(choice) = body.choices.into_iter().next() else {
@@ -472,7 +399,7 @@ impl Provider for OpenAi {
         Ok(ChatResponse {
             text,
             usage: body.usage.map(Usage::from),
-            finish_reason: finish_reason(reason),
+            finish_reason: wire::finish_reason_of(reason),
             model: body.model.unwrap_or_else(|| request.model.clone()),
             choice_probability: None,
             tool_calls,
@@ -498,64 +425,20 @@ impl Provider for OpenAi {
 #[derive(Default)]
 struct ChunkParser {
     provider: String,
-    usage: Option<WireUsage>,
+    usage: Option<wire::Usage>,
     finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireChunk {
-    #[serde(default)]
-    choices: Vec<WireChunkChoice>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct WireChunkChoice {
-    #[serde(default)]
-    delta: Option<WireDelta>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WireDelta {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<WireToolCallPiece>,
-}
-
-#[derive(Deserialize)]
-struct WireToolCallPiece {
-    #[serde(default)]
-    index: u32,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    function: Option<WireFunctionPiece>,
-}
-
-#[derive(Deserialize)]
-struct WireFunctionPiece {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
 }
 
 impl EventParser for ChunkParser {
     fn on_data(&mut self, data: &str) -> Result<Vec<StreamEvent>, ProviderError> {
         if data.trim() == "[DONE]" {
-            let finish_reason = finish_reason(self.finish_reason.as_deref());
+            let finish_reason = wire::finish_reason_of(self.finish_reason.as_deref());
             return Ok(vec![StreamEvent::Done {
                 usage: self.usage.map(Usage::from),
                 finish_reason,
             }]);
         }
-        let chunk: WireChunk =
+        let chunk: wire::Chunk =
             serde_json::from_str(data).map_err(|err| ProviderError::Malformed {
                 provider: self.provider.clone(),
                 message: format!(
@@ -572,7 +455,7 @@ impl EventParser for ChunkParser {
                 message: format!("the server reported an error mid-stream: {message}"),
             });
         }
-        if let Some(usage) = chunk.usage {
+        if let Some(usage) = chunk.usage() {
             self.usage = Some(usage);
         }
         let mut events = Vec::new();
