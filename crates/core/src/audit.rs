@@ -6,8 +6,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::review::Decision;
-
 crate::text_enum! {
     /// What an audit entry records, dotted as `subject-kind.verb`.
     pub enum AuditAction {
@@ -45,17 +43,6 @@ crate::text_enum! {
         ExperimentStop => "experiment.stop",
         /// Retention stripped old runs' texts or deleted old runs (the entry has the counts).
         RetentionApply => "retention.apply",
-    }
-}
-
-impl AuditAction {
-    /// The entry a review decision writes.
-    pub fn review(decision: Decision) -> AuditAction {
-        match decision {
-            Decision::Approve => AuditAction::ReviewApprove,
-            Decision::Edit => AuditAction::ReviewEdit,
-            Decision::Reject => AuditAction::ReviewReject,
-        }
     }
 }
 
@@ -512,13 +499,5 @@ mod tests {
             chain[1].hash,
             "d042425ffaa6e413ff9654bb5b35e7c0cab0a24e6d2557c1fe18d71c56be1e38"
         );
-    }
-
-    #[test]
-    fn every_review_decision_has_its_action() {
-        for &decision in Decision::ALL {
-            let action = AuditAction::review(decision);
-            assert_eq!(action.as_str(), format!("review.{decision}"));
-        }
     }
 }

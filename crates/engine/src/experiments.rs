@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use shopfloor_core::audit::AuditAction;
 use shopfloor_core::experiment::{
     assign, format_value, recommend, Guardrail, Metric, Recommendation, Verdict, CONTROL,
     GUARDRAIL_WINDOW,
@@ -23,6 +22,7 @@ use shopfloor_store::{
 };
 use tokio::sync::RwLock;
 
+use crate::audit_detail::{AuditDetail, ExperimentHalted, ExperimentStarted, ExperimentStopped};
 use crate::{now_ms, Engine, EngineError, LoadedWorkflow};
 
 /// How long a replica trusts its list of running experiments before reading it again: an
@@ -270,25 +270,20 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         }
-        self.audit(
-            actor,
-            AuditAction::ExperimentStart,
-            &record.workflow,
-            json!({
-                "experiment": record.id,
-                "variant": record.variant,
-                "variant_version": record.variant_version,
-                "control_version": record.control_version,
-                "hypothesis": record.hypothesis,
-                "metric": record.metric,
-                "guardrails": record.guardrails.iter().map(Guardrail::text).collect::<Vec<_>>(),
-                "share": record.share,
-                "min_runs": record.min_runs,
-                "mde": record.mde,
-                "subject_field": record.subject_field,
-            }),
-        )
-        .await?;
+        let detail = AuditDetail::ExperimentStart(ExperimentStarted {
+            experiment: record.id.clone(),
+            variant: record.variant.clone(),
+            variant_version: record.variant_version.clone(),
+            control_version: record.control_version.clone(),
+            hypothesis: record.hypothesis.clone(),
+            metric: record.metric,
+            guardrails: record.guardrails.iter().map(Guardrail::text).collect(),
+            share: record.share,
+            min_runs: record.min_runs,
+            mde: record.mde,
+            subject_field: record.subject_field.clone(),
+        });
+        self.audit(actor, &record.workflow, detail).await?;
         self.experiments.invalidate().await;
         self.status_of(record).await
     }
@@ -382,22 +377,17 @@ impl Engine {
             )));
         }
         self.experiments.invalidate().await;
-        self.audit(
-            actor,
-            AuditAction::ExperimentStop,
-            workflow,
-            json!({
-                "experiment": live.id,
-                "variant": live.variant,
-                "hypothesis": live.hypothesis,
-                "decision": decision,
-                "note": note,
-                "metric": live.metric,
-                "figures": before.figures,
-                "recommendation": before.recommendation,
-            }),
-        )
-        .await?;
+        let detail = AuditDetail::ExperimentStop(ExperimentStopped {
+            experiment: live.id.clone(),
+            variant: live.variant.clone(),
+            hypothesis: live.hypothesis.clone(),
+            decision,
+            note,
+            metric: live.metric,
+            figures: json!(before.figures),
+            recommendation: json!(before.recommendation),
+        });
+        self.audit(actor, workflow, detail).await?;
         // Stopping changes the record, not the figures: no need to count them again.
         Ok(ExperimentStatus {
             record: before.record.ended(&end),
@@ -578,18 +568,14 @@ impl Engine {
         };
         if self.store.end_experiment(&status.record.id, &end).await? {
             self.experiments.invalidate().await;
-            self.audit(
-                crate::SYSTEM_ACTOR,
-                AuditAction::ExperimentHalt,
-                &status.record.workflow,
-                json!({
-                    "experiment": status.record.id,
-                    "variant": status.record.variant,
-                    "reason": reason,
-                    "figures": status.figures,
-                }),
-            )
-            .await?;
+            let detail = AuditDetail::ExperimentHalt(ExperimentHalted {
+                experiment: status.record.id.clone(),
+                variant: status.record.variant.clone(),
+                reason,
+                figures: json!(status.figures),
+            });
+            self.audit(crate::SYSTEM_ACTOR, &status.record.workflow, detail)
+                .await?;
         }
         status.record = status.record.ended(&end);
         Ok(status)

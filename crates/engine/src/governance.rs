@@ -4,7 +4,7 @@
 //! workflow versions seen at start, promotions, baselines, keys, policy refusals.
 
 use rand::RngCore;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::lifecycle::{promotion_blockers, set_stage, EvalFact, PromotionFacts};
@@ -15,6 +15,7 @@ use shopfloor_store::{
     RunRecord, Store,
 };
 
+use crate::audit_detail::{self, AuditDetail};
 use crate::{now_ms, Engine, EngineError, WORKFLOWS_DIR};
 
 /// The actor of entries the system writes by itself.
@@ -53,21 +54,20 @@ pub struct Promotion {
 
 impl Engine {
     /// Append an entry to the audit log.
-    pub async fn audit(
+    pub(crate) async fn audit(
         &self,
         actor: &str,
-        action: AuditAction,
         subject: &str,
-        detail: Value,
+        detail: AuditDetail,
     ) -> Result<AuditEntry, EngineError> {
         Ok(self
             .store
             .append_audit(NewAuditEntry {
                 at_ms: now_ms(),
                 actor: actor.to_string(),
-                action,
+                action: detail.action(),
                 subject: subject.to_string(),
-                detail,
+                detail: detail.to_json(),
             })
             .await?)
     }
@@ -84,16 +84,10 @@ impl Engine {
             }
         }
         let config_version = hex::encode(&Sha256::digest(config.to_string().as_bytes())[..8]);
-        self.audit_version(
-            AuditAction::ConfigVersion,
-            crate::CONFIG_FILE,
-            &config_version,
-            None,
-        )
-        .await?;
+        self.audit_version(crate::CONFIG_FILE, &config_version, None)
+            .await?;
         for (name, workflow) in &self.project.workflows {
             self.audit_version(
-                AuditAction::WorkflowVersion,
                 name,
                 &workflow.version,
                 Some((workflow.spec.file.clone(), workflow.spec.stage)),
@@ -103,15 +97,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Append `action` for `subject` unless the last such entry already has this `version`;
-    /// `workflow` is a workflow's file and the stage it gives.
+    /// Append a `workflow.version` entry (`config.version` without `workflow`) for `subject`
+    /// unless the last such entry already has this `version`; `workflow` is a workflow's file
+    /// and the stage it gives.
     async fn audit_version(
         &self,
-        action: AuditAction,
         subject: &str,
         version: &str,
         workflow: Option<(String, shopfloor_core::spec::Stage)>,
     ) -> Result<(), EngineError> {
+        let action = match workflow {
+            Some(_) => AuditAction::WorkflowVersion,
+            None => AuditAction::ConfigVersion,
+        };
         let seen = self.store.latest_audit(action, subject).await?;
         let previous = seen.and_then(|e| e.version_seen()).map(|d| d.version);
         if previous.as_deref() == Some(version) {
@@ -124,28 +122,23 @@ impl Engine {
             file,
             stage,
         };
-        self.audit(SYSTEM_ACTOR, action, subject, json!(detail))
-            .await?;
+        let detail = match action {
+            AuditAction::WorkflowVersion => AuditDetail::WorkflowVersion(detail),
+            _ => AuditDetail::ConfigVersion(detail),
+        };
+        self.audit(SYSTEM_ACTOR, subject, detail).await?;
         Ok(())
     }
 
     /// Audit a run that policy refused. The entry names the workflow and the reason (kinds of
     /// data, data classes), never the data.
     pub(crate) async fn audit_refusal(&self, run: &RunRecord) {
-        let detail = json!({
-            "run_id": run.id,
-            "version": run.version,
-            "reason": run.error,
+        let detail = AuditDetail::PolicyRefuse(audit_detail::PolicyRefusal {
+            run_id: run.id.clone(),
+            version: run.version.clone(),
+            reason: run.error.clone(),
         });
-        if let Err(e) = self
-            .audit(
-                SYSTEM_ACTOR,
-                AuditAction::PolicyRefuse,
-                &run.workflow,
-                detail,
-            )
-            .await
-        {
+        if let Err(e) = self.audit(SYSTEM_ACTOR, &run.workflow, detail).await {
             tracing::error!(run_id = %run.id, error = %e, "could not audit a policy refusal");
         }
     }
@@ -214,12 +207,14 @@ impl Engine {
             limits,
         };
         self.store.create_api_key(&record).await?;
-        let mut detail = json!({"key_id": record.id, "role": record.role, "team": record.team, "prefix": record.prefix});
-        if limits.any() {
-            detail["limits"] = json!(limits);
-        }
-        self.audit(actor, AuditAction::KeyCreate, name, detail)
-            .await?;
+        let detail = AuditDetail::KeyCreate(audit_detail::KeyCreate {
+            key_id: record.id.clone(),
+            role: record.role,
+            team: record.team.clone(),
+            prefix: record.prefix.clone(),
+            limits: limits.any().then_some(limits),
+        });
+        self.audit(actor, name, detail).await?;
         Ok(NewKey { record, secret })
     }
 
@@ -234,13 +229,11 @@ impl Engine {
     ) -> Result<ApiKeyRecord, EngineError> {
         check_limits(&limits)?;
         let record = self.store.set_key_limits(name_or_id, &limits).await?;
-        self.audit(
-            actor,
-            AuditAction::KeyLimits,
-            &record.name,
-            json!({"key_id": record.id, "limits": limits}),
-        )
-        .await?;
+        let detail = AuditDetail::KeyLimits(audit_detail::KeyLimitsSet {
+            key_id: record.id.clone(),
+            limits,
+        });
+        self.audit(actor, &record.name, detail).await?;
         Ok(record)
     }
 
@@ -306,13 +299,11 @@ impl Engine {
         actor: &str,
     ) -> Result<ApiKeyRecord, EngineError> {
         let record = self.store.revoke_api_key(name_or_id, now_ms()).await?;
-        self.audit(
-            actor,
-            AuditAction::KeyRevoke,
-            &record.name,
-            json!({"key_id": record.id, "role": record.role}),
-        )
-        .await?;
+        let detail = AuditDetail::KeyRevoke(audit_detail::KeyRevoke {
+            key_id: record.id.clone(),
+            role: record.role,
+        });
+        self.audit(actor, &record.name, detail).await?;
         Ok(record)
     }
 
@@ -327,13 +318,12 @@ impl Engine {
         self.store
             .set_baseline(&eval.workflow, eval_id, now_ms())
             .await?;
-        self.audit(
-            actor,
-            AuditAction::BaselineSet,
-            &eval.workflow,
-            json!({"eval_id": eval_id, "previous": previous, "version": eval.version}),
-        )
-        .await?;
+        let detail = AuditDetail::BaselineSet(audit_detail::BaselineSet {
+            eval_id: eval_id.to_string(),
+            previous,
+            version: eval.version.clone(),
+        });
+        self.audit(actor, &eval.workflow, detail).await?;
         Ok(eval.workflow)
     }
 
@@ -411,9 +401,8 @@ impl Engine {
         let entry = self
             .audit(
                 actor,
-                AuditAction::WorkflowPromote,
                 workflow,
-                json!(shopfloor_core::audit::PromoteDetail {
+                AuditDetail::WorkflowPromote(shopfloor_core::audit::PromoteDetail {
                     from: loaded.spec.stage,
                     to,
                     version: loaded.version.clone(),

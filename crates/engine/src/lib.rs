@@ -3,6 +3,7 @@
 //! shells over [`Engine`].
 
 mod attempt;
+mod audit_detail;
 mod batch;
 mod concurrency;
 mod corrections;

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use shopfloor_store::{AuditAction, BatchRecord, BatchStatus, Caller, ClaimedCase, RunRecord};
+use serde_json::Value;
+use shopfloor_store::{BatchRecord, BatchStatus, Caller, ClaimedCase, RunRecord};
 
+use crate::audit_detail::{self, AuditDetail};
 use crate::batch::validate_input;
 use crate::runner::{new_run, now_ms, RunOptions};
 use crate::{Engine, EngineError};
@@ -84,19 +85,14 @@ impl Engine {
             finished_at_ms: None,
             caller: caller.clone(),
         };
-        self.audit(
-            actor,
-            AuditAction::BatchSubmit,
-            &batch.id,
-            json!({
-                "workflow": batch.workflow,
-                "version": batch.version,
-                "cases": batch.total_cases,
-                "model_override": batch.model_override,
-                "caller": caller,
-            }),
-        )
-        .await?;
+        let detail = AuditDetail::BatchSubmit(audit_detail::BatchSubmit {
+            workflow: batch.workflow.clone(),
+            version: batch.version.clone(),
+            cases: batch.total_cases,
+            model_override: batch.model_override.clone(),
+            caller: caller.clone(),
+        });
+        self.audit(actor, &batch.id, detail).await?;
         // The queue is in the database, so it keeps what the policy lets the database keep: under
         // `on_store = "redact"` a case waits, and then runs, with placeholders in its input.
         let cases: Vec<(u64, Value)> = inputs

@@ -4,9 +4,8 @@
 //! did is audited. The store's rollups keep the figures of the runs that go.
 
 use serde::Serialize;
-use serde_json::json;
-use shopfloor_store::AuditAction;
 
+use crate::audit_detail::{AuditDetail, RetentionApplied};
 use crate::{Engine, EngineError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -51,18 +50,13 @@ impl Engine {
             report.more |= more;
         }
         if report.deleted > 0 || report.stripped > 0 {
-            self.audit(
-                crate::SYSTEM_ACTOR,
-                AuditAction::RetentionApply,
-                "runs",
-                json!({
-                    "deleted": report.deleted,
-                    "stripped": report.stripped,
-                    "runs_days": spec.runs_days,
-                    "keep_text_days": spec.keep_text_days,
-                }),
-            )
-            .await?;
+            let detail = AuditDetail::RetentionApply(RetentionApplied {
+                deleted: report.deleted,
+                stripped: report.stripped,
+                runs_days: spec.runs_days,
+                keep_text_days: spec.keep_text_days,
+            });
+            self.audit(crate::SYSTEM_ACTOR, "runs", detail).await?;
         }
         Ok(report)
     }

@@ -5,15 +5,16 @@
 //! store's; every decision is an entry in the audit chain.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shopfloor_core::review::{
     check_reason, cohens_kappa, decide, output_hash, Decision, PriorDecision, ReviewStatus,
 };
 use shopfloor_store::{
-    AuditAction, ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem,
-    ReviewTallies, ReviewUpdate, RunRecord,
+    ReviewClaim, ReviewCount, ReviewDecisionRecord, ReviewFilter, ReviewItem, ReviewTallies,
+    ReviewUpdate, RunRecord,
 };
 
+use crate::audit_detail::{AuditDetail, ReviewDecided};
 use crate::{now_ms, Engine, EngineError};
 
 /// Who decides: a person's name, and on the API the key they use (a reviewer may not decide a
@@ -239,17 +240,17 @@ impl Engine {
         let mut events = more;
         events.extend(self.decision_events(item, status, &record));
         let before = item.corrected_output.as_ref().or(item.output.as_ref());
-        let detail = json!({
-            "workflow": item.workflow,
-            "status": status.as_str(),
-            "reason": record.reason,
-            "output_before": output_hash(before),
-            "output_after": output_hash(record.output.as_ref().or(before)),
-        });
-        let (actor, action) = (
-            record.reviewer.clone(),
-            AuditAction::review(record.decision),
+        let detail = AuditDetail::review(
+            record.decision,
+            ReviewDecided {
+                workflow: item.workflow.clone(),
+                status,
+                reason: record.reason.clone(),
+                output_before: output_hash(before),
+                output_after: output_hash(record.output.as_ref().or(before)),
+            },
         );
+        let actor = record.reviewer.clone();
         let update = ReviewUpdate {
             decision: record,
             status,
@@ -259,7 +260,7 @@ impl Engine {
         if !self.store.decide_review(&update).await? {
             return Ok(false);
         }
-        self.audit(&actor, action, &item.run_id, detail).await?;
+        self.audit(&actor, &item.run_id, detail).await?;
         Ok(true)
     }
 

@@ -5,8 +5,9 @@
 
 use rand::RngCore;
 use shopfloor_core::access::Role;
-use shopfloor_store::{ApiKeyRecord, AuditAction, SessionRecord};
+use shopfloor_store::{ApiKeyRecord, SessionRecord};
 
+use crate::audit_detail::{self, AuditDetail};
 use crate::governance::hash_key;
 use crate::{now_ms, Engine, EngineError};
 
@@ -74,13 +75,12 @@ impl Engine {
         self.store
             .create_login_token(&hash_key(&token), &key.id, now, expires_at_ms)
             .await?;
-        self.audit(
-            actor,
-            AuditAction::LoginLink,
-            &key.name,
-            serde_json::json!({"key_id": key.id, "role": key.role, "expires_at_ms": expires_at_ms}),
-        )
-        .await?;
+        let detail = AuditDetail::LoginLink(audit_detail::LoginLink {
+            key_id: key.id.clone(),
+            role: key.role,
+            expires_at_ms,
+        });
+        self.audit(actor, &key.name, detail).await?;
         Ok(LoginLink {
             token,
             key,

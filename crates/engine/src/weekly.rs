@@ -7,6 +7,7 @@ use shopfloor_core::calendar::{iso_week, parse_iso_week, utc_date};
 use shopfloor_core::policy_doc::{Bars, Block, PolicyDocument, Section, Table, Text};
 use shopfloor_store::{AuditAction, Window};
 
+use crate::audit_detail::{read, ExperimentHalted, ExperimentStarted, ExperimentStopped};
 use crate::portfolio::{HealthFlag, PortfolioEntry};
 use crate::{Engine, EngineError};
 
@@ -232,45 +233,48 @@ fn experiment_lines(
     audit: &[shopfloor_store::AuditEntry],
     live: &[crate::ExperimentStatus],
 ) -> Vec<Text> {
-    let field = |e: &shopfloor_store::AuditEntry, name: &str| {
-        e.detail[name].as_str().unwrap_or("?").to_string()
-    };
     let mut lines: Vec<Text> = Vec::new();
     for entry in audit {
-        let line = match entry.action {
-            AuditAction::ExperimentStart => Text::new()
-                .code(entry.subject.as_str())
-                .plain(": experiment of variant ")
-                .code(field(entry, "variant"))
-                .plain(format!(
-                    " started by {} (hypothesis: {})",
-                    entry.actor,
-                    field(entry, "hypothesis")
-                )),
-            AuditAction::ExperimentHalt => Text::new()
+        let about = |variant: &str| {
+            Text::new()
                 .code(entry.subject.as_str())
                 .plain(": variant ")
-                .code(field(entry, "variant"))
-                .plain(format!(" halted: {}", field(entry, "reason"))),
+                .code(variant)
+        };
+        let line = match entry.action {
+            AuditAction::ExperimentStart => {
+                read::<ExperimentStarted>(entry, entry.action).map(|d| {
+                    Text::new()
+                        .code(entry.subject.as_str())
+                        .plain(": experiment of variant ")
+                        .code(d.variant)
+                        .plain(format!(
+                            " started by {} (hypothesis: {})",
+                            entry.actor, d.hypothesis
+                        ))
+                })
+            }
+            AuditAction::ExperimentHalt => read::<ExperimentHalted>(entry, entry.action)
+                .map(|d| about(&d.variant).plain(format!(" halted: {}", d.reason))),
             AuditAction::ExperimentStop => {
-                let note = entry.detail["note"]
-                    .as_str()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default();
-                Text::new()
-                    .code(entry.subject.as_str())
-                    .plain(": variant ")
-                    .code(field(entry, "variant"))
-                    .plain(format!(
+                read::<ExperimentStopped>(entry, entry.action).map(|d| {
+                    let note = d.note.map(|n| format!(" ({n})")).unwrap_or_default();
+                    about(&d.variant).plain(format!(
                         " decided: {} by {}{note}; hypothesis: {}",
-                        field(entry, "decision"),
-                        entry.actor,
-                        field(entry, "hypothesis")
+                        d.decision, entry.actor, d.hypothesis
                     ))
+                })
             }
             _ => continue,
         };
-        lines.push(line);
+        // An entry that does not read as its action's particulars is shown as altered, not
+        // skipped: the chain's verification says more.
+        lines.push(line.unwrap_or_else(|| {
+            Text::new().code(entry.subject.as_str()).plain(format!(
+                ": audit entry {} ({}) has particulars that do not read as one",
+                entry.seq, entry.action
+            ))
+        }));
     }
     for status in live {
         let r = &status.record;
