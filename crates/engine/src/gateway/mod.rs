@@ -30,9 +30,11 @@ use crate::Engine;
 
 mod embed;
 mod stream;
+mod workflow_input;
 
 pub use embed::{EmbedAnswer, EmbedOutcome, EmbedRequest};
-pub use stream::{last_user_text, GatewayStream, StreamItem};
+pub use stream::{GatewayStream, StreamItem};
+pub use workflow_input::{last_user_text, workflow_input};
 
 /// The workflow name gateway runs are recorded under.
 pub const GATEWAY_WORKFLOW: &str = "gateway";
@@ -694,41 +696,3 @@ fn recorded_messages(messages: &[Message]) -> Value {
     }
     json!(messages)
 }
-
-/// A workflow's input from a chat message: a JSON object as is, or plain text as the one
-/// string property the input schema declares.
-pub fn workflow_input(schema: &Value, text: &str) -> Result<Value, String> {
-    if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(text.trim()) {
-        return Ok(value);
-    }
-    let properties = schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .map(|p| {
-            p.iter()
-                .filter(|(_, s)| s.get("type").and_then(Value::as_str) == Some("string"))
-                .map(|(name, _)| name.clone())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    let required: Vec<&str> = schema
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let target = match (properties.as_slice(), required.as_slice()) {
-        ([only], _) => Some(only.clone()),
-        (_, [only]) if properties.iter().any(|p| p == only) => Some((*only).to_string()),
-        _ => None,
-    };
-    match target {
-        Some(name) => Ok(json!({ name: text })),
-        None => Err(
-            "the last user message must be the workflow's input as a JSON object (its input schema has more than one field)"
-                .to_string(),
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests;

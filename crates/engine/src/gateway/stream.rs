@@ -379,15 +379,6 @@ fn safe_prefix(pending: &str) -> usize {
     }
 }
 
-/// The text of the last user message: what a `workflow:NAME` call takes as its input.
-pub fn last_user_text(messages: &[shopfloor_providers::Message]) -> Option<&str> {
-    messages
-        .iter()
-        .rev()
-        .find(|m| m.role == shopfloor_providers::Role::User)
-        .map(|m| m.content.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
