@@ -170,9 +170,10 @@ impl Engine {
             |field: &'static str, message: String| EngineError::InvalidField { field, message };
         let control = self.project.workflow(&start.workflow)?;
         let variant = self.project.variant(&start.workflow, &start.variant)?;
-        let statuses =
-            crate::variants::variant_statuses(&self.project, self.store.as_ref(), &start.workflow)
-                .await?;
+        let statuses = self
+            .records
+            .variant_statuses(&self.project, &start.workflow)
+            .await?;
         if let Some(status) = statuses.iter().find(|s| s.name == start.variant) {
             if !status.eligible {
                 return Err(invalid(

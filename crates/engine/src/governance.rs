@@ -12,7 +12,7 @@ use shopfloor_core::limits::{self, KeyLimits, KeyUsage};
 use shopfloor_core::spec::Stage;
 use shopfloor_store::{
     ApiKeyRecord, AuditAction, AuditAnchor, AuditEntry, ChainBreak, ChainVerifier, NewAuditEntry,
-    RunRecord, Store,
+    RunRecord,
 };
 
 use crate::audit_detail::{self, AuditDetail};
@@ -345,17 +345,15 @@ impl Engine {
         let loaded = self.project.workflow(workflow)?;
         let facts = PromotionFacts {
             version: loaded.version.clone(),
-            last_eval: crate::variants::last_complete_eval(
-                self.store.as_ref(),
-                workflow,
-                &loaded.version,
-            )
-            .await?
-            .map(|e| EvalFact {
-                id: e.id,
-                version: e.version,
-                passed: e.passed,
-            }),
+            last_eval: self
+                .records
+                .last_complete_eval(workflow, &loaded.version)
+                .await?
+                .map(|e| EvalFact {
+                    id: e.id,
+                    version: e.version,
+                    passed: e.passed,
+                }),
             reviewers: self
                 .store
                 .list_api_keys()
@@ -419,20 +417,20 @@ impl Engine {
     }
 }
 
-/// Every key of `store` with what it used in the minute, day and month that hold now (what
-/// `keys list` reads without loading a project).
-pub(crate) async fn keys_with_usage_in(
-    store: &dyn Store,
-) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
-    let keys = store.list_api_keys().await?;
-    let mut usage = store.all_key_usage(now_ms()).await?;
-    Ok(keys
-        .into_iter()
-        .map(|key| {
-            let used = usage.remove(&key.id).unwrap_or_default();
-            (key, used)
-        })
-        .collect())
+impl crate::Records {
+    /// Every API key with what it used in the minute, day and month that hold now (what
+    /// `keys list` reads without loading a project).
+    pub async fn keys_with_usage(&self) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
+        let keys = self.store().list_api_keys().await?;
+        let mut usage = self.store().all_key_usage(now_ms()).await?;
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let used = usage.remove(&key.id).unwrap_or_default();
+                (key, used)
+            })
+            .collect())
+    }
 }
 
 /// Limits that can be met: at least one request and one token a minute, a positive budget.

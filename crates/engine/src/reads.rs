@@ -8,14 +8,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use shopfloor_core::limits::KeyUsage;
 use shopfloor_store::{
-    ApiKeyRecord, AuditEntry, BatchRecord, DeliveryState, EvalCaseRecord, EvalRecord,
-    IdempotencyClaim, IdempotencyRequest, KeptAnswer, ReviewCount, RunFilter, RunRecord,
-    RunSummary, Store,
+    ApiKeyRecord, AuditEntry, BatchRecord, DeliveryState, EvalRecord, IdempotencyClaim,
+    IdempotencyRequest, KeptAnswer, ReviewCount, RunFilter, RunRecord, RunSummary, Store,
 };
 
-use crate::{Audience, Engine, EngineError, Project, RunView, VariantStatus};
+use crate::{Engine, EngineError};
 
 /// Reads of a project's store. Cheap to clone (it shares the store).
 #[derive(Clone)]
@@ -49,6 +47,12 @@ impl Records {
 
     pub(crate) fn over(store: Arc<dyn Store>) -> Self {
         Self { store }
+    }
+
+    /// The store these records read; the engine's modules that own a read (visibility,
+    /// variants, keys, eval cases) write it as a method of `Records` over this.
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
     /// Whether the store answers; `Ok` carries its backend's name (`sqlite`, `postgres`).
@@ -160,42 +164,5 @@ impl Records {
         key: &str,
     ) -> Result<(), EngineError> {
         Ok(self.store.release_idempotency(api_key_id, key).await?)
-    }
-
-    /// Run `id` as `audience` may see it, or `None` if there is no such run.
-    pub async fn run_view(
-        &self,
-        id: &str,
-        audience: Audience,
-    ) -> Result<Option<RunView>, EngineError> {
-        crate::visibility::run_view_in(&*self.store, id, audience).await
-    }
-
-    /// Every case result of an eval, read page by page.
-    pub async fn all_eval_cases(&self, eval_id: &str) -> Result<Vec<EvalCaseRecord>, EngineError> {
-        crate::eval::all_eval_cases(&*self.store, eval_id).await
-    }
-
-    /// Every API key with what it used in the minute, day and month that hold now.
-    pub async fn keys_with_usage(&self) -> Result<Vec<(ApiKeyRecord, KeyUsage)>, EngineError> {
-        crate::governance::keys_with_usage_in(&*self.store).await
-    }
-
-    /// The last eval of `workflow` at `version` that ran its whole dataset.
-    pub async fn last_complete_eval(
-        &self,
-        workflow: &str,
-        version: &str,
-    ) -> Result<Option<EvalRecord>, EngineError> {
-        crate::variants::last_complete_eval(&*self.store, workflow, version).await
-    }
-
-    /// Every variant of `workflow` in `project`, with its version and eligibility.
-    pub async fn variant_statuses(
-        &self,
-        project: &Project,
-        workflow: &str,
-    ) -> Result<Vec<VariantStatus>, EngineError> {
-        crate::variants::variant_statuses(project, &*self.store, workflow).await
     }
 }

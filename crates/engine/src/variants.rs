@@ -35,24 +35,36 @@ impl VariantStatus {
     }
 }
 
-/// The last eval of `workflow` at `version` that ran its whole dataset to the end: what its
-/// gates are judged by (promotion, `patterns list`). Read from `store` alone.
-pub(crate) async fn last_complete_eval(
-    store: &dyn Store,
-    workflow: &str,
-    version: &str,
-) -> Result<Option<EvalRecord>, EngineError> {
-    Ok(store
-        .list_evals(Some(workflow), 1_000)
-        .await?
-        .into_iter()
-        .filter(|e| e.version == version && e.complete())
-        .max_by_key(|e| e.created_at_ms))
+impl crate::Records {
+    /// The last eval of `workflow` at `version` that ran its whole dataset to the end: what
+    /// its gates are judged by (promotion, `patterns list`).
+    pub async fn last_complete_eval(
+        &self,
+        workflow: &str,
+        version: &str,
+    ) -> Result<Option<EvalRecord>, EngineError> {
+        Ok(self
+            .store()
+            .list_evals(Some(workflow), 1_000)
+            .await?
+            .into_iter()
+            .filter(|e| e.version == version && e.complete())
+            .max_by_key(|e| e.created_at_ms))
+    }
+
+    /// Every variant of `workflow` in `project`, by name, with its version and eligibility
+    /// (what `shopfloor check` uses: it opens no engine, so it records nothing).
+    pub async fn variant_statuses(
+        &self,
+        project: &Project,
+        workflow: &str,
+    ) -> Result<Vec<VariantStatus>, EngineError> {
+        variant_statuses(project, self.store(), workflow).await
+    }
 }
 
-/// Every variant of `workflow`, by name, with its version and eligibility, read from `store`
-/// alone (what `shopfloor check` uses: it opens no engine, so it records nothing).
-pub(crate) async fn variant_statuses(
+/// [`Records::variant_statuses`].
+async fn variant_statuses(
     project: &Project,
     store: &dyn Store,
     workflow: &str,

@@ -9,9 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use shopfloor_core::access::{Permission, Role};
 use shopfloor_core::review::ReviewStatus;
-use shopfloor_store::{
-    AttemptOutcome, ReviewDecisionRecord, ReviewItem, RunRecord, RunStatus, Store,
-};
+use shopfloor_store::{AttemptOutcome, ReviewDecisionRecord, ReviewItem, RunRecord, RunStatus};
 
 use crate::{Engine, EngineError};
 
@@ -131,23 +129,26 @@ fn view(
     }
 }
 
-/// Run `id` from `store` as `audience` may see it, or `None` if there is no such run.
-pub(crate) async fn run_view_in(
-    store: &dyn Store,
-    id: &str,
-    audience: Audience,
-) -> Result<Option<RunView>, EngineError> {
-    let Some(run) = store.get_run(id).await? else {
-        return Ok(None);
-    };
-    let review = match run.review {
-        Some(_) => match store.get_review(id).await? {
-            Some(item) => Some((item, store.review_decisions(Some(id), None).await?)),
+impl crate::Records {
+    /// Run `id` as `audience` may see it, or `None` if there is no such run.
+    pub async fn run_view(
+        &self,
+        id: &str,
+        audience: Audience,
+    ) -> Result<Option<RunView>, EngineError> {
+        let store = self.store();
+        let Some(run) = store.get_run(id).await? else {
+            return Ok(None);
+        };
+        let review = match run.review {
+            Some(_) => match store.get_review(id).await? {
+                Some(item) => Some((item, store.review_decisions(Some(id), None).await?)),
+                None => None,
+            },
             None => None,
-        },
-        None => None,
-    };
-    Ok(Some(view(run, review, audience)))
+        };
+        Ok(Some(view(run, review, audience)))
+    }
 }
 
 impl Engine {
@@ -158,10 +159,9 @@ impl Engine {
         id: &str,
         audience: Audience,
     ) -> Result<Option<RunView>, EngineError> {
-        if let Some(view) = run_view_in(&*self.store, id, audience).await? {
+        if let Some(view) = self.records.run_view(id, audience).await? {
             return Ok(Some(view));
         }
-        self.flush().await;
-        run_view_in(&*self.store, id, audience).await
+        self.read().await.run_view(id, audience).await
     }
 }

@@ -518,29 +518,28 @@ impl Engine {
         let Some(baseline) = self.store.get_eval(&baseline_id).await? else {
             return Ok(None);
         };
-        let cases = all_eval_cases(&*self.store, &baseline_id).await?;
+        let cases = self.records.all_eval_cases(&baseline_id).await?;
         Ok(Some(acc.compare(&baseline_id, &baseline.version, &cases)))
     }
 }
 
-/// Every case result of an eval in `store`, read page by page (no engine or project needed).
-pub(crate) async fn all_eval_cases(
-    store: &dyn shopfloor_store::Store,
-    eval_id: &str,
-) -> Result<Vec<EvalCaseRecord>, EngineError> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.eval_cases(eval_id, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.line;
-        let full = page.len() == PAGE as usize;
-        out.extend(page);
-        if !full {
-            break;
+impl crate::Records {
+    /// Every case result of an eval, read page by page (no engine or project needed).
+    pub async fn all_eval_cases(&self, eval_id: &str) -> Result<Vec<EvalCaseRecord>, EngineError> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.store().eval_cases(eval_id, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.line;
+            let full = page.len() == PAGE as usize;
+            out.extend(page);
+            if !full {
+                break;
+            }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn case_input_of(input: &Option<Value>) -> Value {
