@@ -57,8 +57,8 @@ pub mod chat {
     /// OpenAI's Chat Completions answers on the wire, as the `openai` provider reads them.
     pub use shopfloor_providers::openai::wire as openai;
     pub use shopfloor_providers::{
-        ChatExtras, FinishReason, Image, Message, Part, ResponseFormat, Role, Tool, ToolCall,
-        ToolCallDelta, ToolChoice, Usage,
+        ChatExtras, ChatRequest, FinishReason, Image, Message, Part, ResponseFormat, Role, Tool,
+        ToolCall, ToolCallDelta, ToolChoice, Usage,
     };
 }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use shopfloor_core::access::Permission;
 use shopfloor_engine::chat::openai as wire;
-use shopfloor_engine::chat::{ToolCall, ToolCallDelta, Usage};
+use shopfloor_engine::chat::{ChatRequest, ToolCall, ToolCallDelta, Usage};
 use shopfloor_engine::store_types::{RunRecord, RunStatus};
 use shopfloor_engine::{
     has_strict_schema, last_user_text, workflow_input, GatewayAnswer, GatewayOutcome,
@@ -55,14 +55,17 @@ pub(crate) async fn chat(
         refuse_beyond_plain(&body)?;
     }
     let request = GatewayRequest {
-        model: model.clone(),
-        messages: messages(body.messages)?,
-        max_tokens: body.max_completion_tokens.or(body.max_tokens),
-        temperature: body.temperature,
-        top_p: body.top_p,
-        seed: body.seed,
+        chat: ChatRequest {
+            model: model.clone(),
+            messages: messages(body.messages)?,
+            max_tokens: body.max_completion_tokens.or(body.max_tokens),
+            temperature: body.temperature,
+            top_p: body.top_p,
+            seed: body.seed,
+            extras: body.extras,
+            ..ChatRequest::default()
+        },
         caller: Some(caller),
-        extras: body.extras,
         recorded: body.recorded.map(Value::Object),
     };
     if let Some(workflow) = workflow {
@@ -496,13 +499,13 @@ async fn workflow_chat(
         .param("model")
         .code("model_not_found")
     })?;
-    if request.messages.iter().any(|m| !m.parts.is_empty()) {
+    if request.chat.messages.iter().any(|m| !m.parts.is_empty()) {
         return Err(ApiError::bad_request(format!(
             "workflow {workflow} takes its input as text (its input schema); images cannot be given to a workflow"
         ))
         .param("messages"));
     }
-    let text = last_user_text(&request.messages).ok_or_else(|| {
+    let text = last_user_text(&request.chat.messages).ok_or_else(|| {
         ApiError::bad_request("no user message to use as the workflow's input").param("messages")
     })?;
     let input = workflow_input(&loaded.spec.input_schema, text)

@@ -25,7 +25,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shopfloor_engine::chat::{
-    ChatExtras, FinishReason, Image, Message, Part, Role, Tool, ToolCall, ToolChoice, Usage,
+    ChatExtras, ChatRequest, FinishReason, Image, Message, Part, Role, Tool, ToolCall, ToolChoice,
+    Usage,
 };
 use shopfloor_engine::{GatewayAnswer, GatewayRequest, StreamItem};
 
@@ -90,7 +91,7 @@ pub(crate) async fn create(
         caller: Some(principal.caller(user.as_deref())),
         ..request
     };
-    let requested = request.model.clone();
+    let requested = request.chat.model.clone();
     if stream {
         let stream = open_stream(&state, request, started)
             .await
@@ -124,7 +125,7 @@ pub(crate) async fn count_tokens(
 ) -> Result<Response, ApiError> {
     let (mut request, user) = gateway_request(body, true)?;
     request.caller = Some(principal.caller(user.as_deref()));
-    let model = request.model.clone();
+    let model = request.chat.model.clone();
     let engine = state.engine.clone();
     let counted = state
         .detached(async move { engine.gateway_count_tokens(request).await })
@@ -250,14 +251,16 @@ fn gateway_request(
     }
     let extras = (extras != ChatExtras::default()).then(|| Box::new(extras));
     let request = GatewayRequest {
-        model: body.model,
-        messages,
-        max_tokens: Some(max_tokens),
-        temperature,
-        top_p,
-        seed: None,
+        chat: ChatRequest {
+            model: body.model,
+            messages,
+            max_tokens: Some(max_tokens),
+            temperature,
+            top_p,
+            extras,
+            ..ChatRequest::default()
+        },
         caller: None,
-        extras,
         recorded: (!recorded.is_empty()).then_some(Value::Object(recorded)),
     };
     Ok((request, user))
@@ -757,7 +760,7 @@ mod tests {
         })), false)
         .unwrap();
         assert_eq!(user.as_deref(), Some("u-7"));
-        let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+        let roles: Vec<Role> = request.chat.messages.iter().map(|m| m.role).collect();
         assert_eq!(
             roles,
             [
@@ -769,21 +772,24 @@ mod tests {
                 Role::User
             ]
         );
-        assert_eq!(request.messages[0].content, "Be brief.\nUse tools.");
-        assert_eq!(request.messages[2].content, "Let me look.");
+        assert_eq!(request.chat.messages[0].content, "Be brief.\nUse tools.");
+        assert_eq!(request.chat.messages[2].content, "Let me look.");
         assert_eq!(
-            request.messages[2].tool_calls[0].arguments,
+            request.chat.messages[2].tool_calls[0].arguments,
             r#"{"city":"Paris"}"#
         );
-        assert_eq!(request.messages[3].tool_call_id.as_deref(), Some("toolu_1"));
-        assert_eq!(request.messages[4].content, "Error: no such city");
-        assert_eq!(request.messages[5].content, "And tomorrow?");
-        let extras = request.extras.unwrap();
+        assert_eq!(
+            request.chat.messages[3].tool_call_id.as_deref(),
+            Some("toolu_1")
+        );
+        assert_eq!(request.chat.messages[4].content, "Error: no such city");
+        assert_eq!(request.chat.messages[5].content, "And tomorrow?");
+        let extras = request.chat.extras.unwrap();
         assert_eq!(extras.tool_choice, Some(ToolChoice::Required));
         assert_eq!(extras.parallel_tool_calls, Some(false));
         assert_eq!(extras.stop, ["END"]);
         assert_eq!(extras.user.as_deref(), Some("u-7"));
-        assert_eq!(request.max_tokens, Some(100));
+        assert_eq!(request.chat.max_tokens, Some(100));
     }
 
     #[test]

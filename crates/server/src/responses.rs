@@ -30,8 +30,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shopfloor_core::access::Permission;
 use shopfloor_engine::chat::{
-    ChatExtras, FinishReason, Message, Part, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
-    Usage,
+    ChatExtras, ChatRequest, FinishReason, Message, Part, ResponseFormat, Role, Tool, ToolCall,
+    ToolChoice, Usage,
 };
 use shopfloor_engine::store_types::{RunRecord, RunStatus};
 use shopfloor_engine::{has_strict_schema, Audience, GatewayRequest, StreamItem, GATEWAY_WORKFLOW};
@@ -119,7 +119,7 @@ pub(crate) async fn create(
     let settings = settings(&body);
     let (mut request, user) = gateway_request(body, history)?;
     request.caller = Some(principal.caller(user.as_deref()));
-    let requested = request.model.clone();
+    let requested = request.chat.model.clone();
     if stream && !has_strict_schema(&request) {
         let stream = open_stream(&state, request, started).await?;
         let events = Events::new(stream.run_id(), &requested, settings);
@@ -588,14 +588,16 @@ fn gateway_request(
     }
     let extras = (extras != ChatExtras::default()).then(|| Box::new(extras));
     let request = GatewayRequest {
-        model: body.model,
-        messages,
-        max_tokens: body.max_output_tokens,
-        temperature,
-        top_p,
-        seed: None,
+        chat: ChatRequest {
+            model: body.model,
+            messages,
+            max_tokens: body.max_output_tokens,
+            temperature,
+            top_p,
+            extras,
+            ..ChatRequest::default()
+        },
         caller: None,
-        extras,
         recorded: (!recorded.is_empty()).then_some(Value::Object(recorded)),
     };
     Ok((request, user))
@@ -1011,7 +1013,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(user.as_deref(), Some("u-9"));
-        let roles: Vec<Role> = request.messages.iter().map(|m| m.role).collect();
+        let roles: Vec<Role> = request.chat.messages.iter().map(|m| m.role).collect();
         assert_eq!(
             roles,
             [
@@ -1022,16 +1024,19 @@ mod tests {
                 Role::Assistant
             ]
         );
-        assert_eq!(request.messages[1].content, "Weather in Paris?");
+        assert_eq!(request.chat.messages[1].content, "Weather in Paris?");
         assert_eq!(
-            request.messages[2].tool_calls.len(),
+            request.chat.messages[2].tool_calls.len(),
             2,
             "consecutive calls are one turn"
         );
-        assert_eq!(request.messages[3].tool_call_id.as_deref(), Some("call_1"));
-        assert_eq!(request.max_tokens, Some(50));
+        assert_eq!(
+            request.chat.messages[3].tool_call_id.as_deref(),
+            Some("call_1")
+        );
+        assert_eq!(request.chat.max_tokens, Some(50));
         assert!(has_strict_schema(&request));
-        let extras = request.extras.unwrap();
+        let extras = request.chat.extras.unwrap();
         assert_eq!(
             extras.tool_choice,
             Some(ToolChoice::Named("get_weather".into()))

@@ -14,8 +14,8 @@ use shopfloor_core::pii::{restore, Redactions};
 use shopfloor_core::spec::ModelSpec;
 use shopfloor_core::spec::OutputContract;
 use shopfloor_providers::{
-    ChatExtras, ChatRequest, ChatResponse, FinishReason, Message, Part, ResponseFormat, Role,
-    ToolCall, Unsupported, Usage,
+    ChatRequest, ChatResponse, FinishReason, Message, Part, ResponseFormat, Role, ToolCall,
+    Unsupported, Usage,
 };
 use shopfloor_store::{AttemptOutcome, Caller, ErrorKind, RunOrigin, RunRecord, RunStatus};
 use tracing::Instrument;
@@ -39,19 +39,16 @@ pub use workflow_input::{last_user_text, workflow_input};
 /// The workflow name gateway runs are recorded under.
 pub const GATEWAY_WORKFLOW: &str = "gateway";
 
-/// A chat call as a client of the gateway sent it.
+/// A chat call as a client of the gateway sent it: the request for the model it names, in the
+/// engine's one request model, and what is recorded beside it.
 #[derive(Debug, Clone, Default)]
 pub struct GatewayRequest {
-    /// A model name from `shopfloor.toml`.
-    pub model: String,
-    pub messages: Vec<Message>,
-    pub max_tokens: Option<u32>,
-    pub temperature: Option<f32>,
-    pub top_p: Option<f32>,
-    pub seed: Option<u64>,
+    /// `chat.model` is a model name from `shopfloor.toml` (not the vendor's id). What a client
+    /// may ask is taken from it: messages, sampling (`max_tokens`, `temperature`, `top_p`,
+    /// `seed`) and extras; an assistant prefix, choices and a `traceparent` are the engine's
+    /// own and never taken from a client.
+    pub chat: ChatRequest,
     pub caller: Option<Caller>,
-    /// What the client asked beyond plain chat; `None` for plain requests.
-    pub extras: Option<Box<ChatExtras>>,
     /// Fields recorded on the run and not sent to any model (OpenAI's `metadata`, `store`),
     /// as a JSON object; `None` when the client sent none.
     pub recorded: Option<Value>,
@@ -280,11 +277,12 @@ impl Engine {
     }
 
     fn start_call(&self, request: &GatewayRequest) -> Call {
+        let chat = &request.chat;
         let mut input = json!({
-            "model": request.model,
-            "messages": recorded_messages(&request.messages),
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
+            "model": chat.model,
+            "messages": recorded_messages(&chat.messages),
+            "max_tokens": chat.max_tokens,
+            "temperature": chat.temperature,
         });
         if let Some(Value::Object(recorded)) = &request.recorded {
             for (field, value) in recorded {
@@ -295,7 +293,7 @@ impl Engine {
             run: new_run(
                 RunOrigin::Gateway,
                 GATEWAY_WORKFLOW,
-                &gateway_version(self.project.config.models.get(&request.model)),
+                &gateway_version(self.project.config.models.get(&chat.model)),
                 input,
                 None,
                 request.caller.clone(),
@@ -321,13 +319,14 @@ impl Engine {
     ) -> Option<Ready<'a>> {
         let runner = &self.runner;
         let (log, redactions) = (&mut call.run.attempts, &mut call.redactions);
+        let chat = &request.chat;
         let sent = ChatRequest {
-            messages: request.messages.clone(),
-            max_tokens: request.max_tokens,
-            temperature: request.temperature,
-            top_p: request.top_p,
-            seed: request.seed,
-            extras: request.extras.clone(),
+            messages: chat.messages.clone(),
+            max_tokens: chat.max_tokens,
+            temperature: chat.temperature,
+            top_p: chat.top_p,
+            seed: chat.seed,
+            extras: chat.extras.clone(),
             ..ChatRequest::default()
         };
         let class = self.project.config.gateway.data_class;
@@ -383,9 +382,9 @@ impl Engine {
     /// endpoint (Anthropic), after the policy guard (what would leave is what is counted). No
     /// fallback counts for another model, nothing is generated, and no run is recorded.
     pub async fn gateway_count_tokens(&self, request: GatewayRequest) -> Result<u32, GatewayError> {
-        self.gateway_route(&request.model)?;
+        self.gateway_route(&request.chat.model)?;
         let mut call = self.start_call(&request);
-        let Some(prepared) = self.prepare(&request.model, true, &request, &mut call) else {
+        let Some(prepared) = self.prepare(&request.chat.model, true, &request, &mut call) else {
             return Err(call
                 .unsupported
                 .take()
@@ -428,7 +427,7 @@ impl Engine {
     }
 
     async fn complete_routed(&self, request: GatewayRequest) -> GatewayOutcome {
-        let route = match self.gateway_route(&request.model) {
+        let route = match self.gateway_route(&request.chat.model) {
             Ok(route) => route,
             Err(e) => return self.unanswered(self.start_call(&request), e).await,
         };
@@ -637,7 +636,7 @@ pub fn has_strict_schema(request: &GatewayRequest) -> bool {
 }
 
 fn strict_schema_of(request: &GatewayRequest) -> Option<&Value> {
-    match request.extras.as_deref()?.response_format.as_ref()? {
+    match request.chat.extras.as_deref()?.response_format.as_ref()? {
         ResponseFormat::JsonSchema {
             schema: Some(schema),
             strict: Some(true),

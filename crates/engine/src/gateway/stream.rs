@@ -39,7 +39,7 @@ impl Engine {
     }
 
     async fn open_routed(&self, request: GatewayRequest) -> Result<GatewayStream, GatewayOutcome> {
-        let route = match self.gateway_route(&request.model) {
+        let route = match self.gateway_route(&request.chat.model) {
             Ok(route) => route,
             Err(e) => return Err(self.unanswered(self.start_call(&request), e).await),
         };
