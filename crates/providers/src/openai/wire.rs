@@ -2,7 +2,8 @@
 //! `chat.completion.chunk`s of a stream. The gateway (`shopfloor serve`) writes them and the
 //! `openai` provider reads them, so both follow one definition.
 //!
-//! Every field reads with a default where OpenAI-compatible servers are known to leave it out;
+//! Every field reads with a default where OpenAI-compatible servers are known to leave it out,
+//! and a field the provider does not act on also reads when it is `null` or of another type;
 //! what is written is what OpenAI's SDKs expect (a `null` where OpenAI writes one).
 
 use serde::{Deserialize, Serialize};
@@ -13,11 +14,11 @@ use crate::FinishReason;
 /// A whole answer: `object` = `chat.completion`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub object: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub created: u64,
     #[serde(default)]
     pub model: Option<String>,
@@ -25,14 +26,14 @@ pub struct Completion {
     /// `null` when the model reported none; some compatible servers leave it out.
     #[serde(default)]
     pub usage: Option<Usage>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub system_fingerprint: Option<String>,
 }
 
 /// One answer of a [`Completion`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub index: u32,
     pub message: AssistantMessage,
     /// Token log probabilities, passed through as the model gave them.
@@ -46,7 +47,7 @@ pub struct Choice {
 /// (`function_call` in the legacy form).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssistantMessage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub role: String,
     #[serde(default)]
     pub content: Option<String>,
@@ -63,7 +64,7 @@ pub struct AssistantMessage {
 pub struct ToolCall {
     #[serde(default)]
     pub id: String,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "lenient")]
     pub kind: String,
     pub function: Function,
 }
@@ -84,7 +85,7 @@ pub struct Usage {
     pub prompt_tokens: u32,
     #[serde(default)]
     pub completion_tokens: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub total_tokens: u32,
 }
 
@@ -110,11 +111,11 @@ impl From<Usage> for crate::Usage {
 /// One event of a stream: `object` = `chat.completion.chunk`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chunk {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub object: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub created: u64,
     #[serde(default)]
     pub model: Option<String>,
@@ -140,7 +141,7 @@ impl Chunk {
 /// The piece of the answer a [`Chunk`] carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub index: u32,
     #[serde(default)]
     pub delta: Option<Delta>,
@@ -152,14 +153,22 @@ pub struct ChunkChoice {
 /// What a piece adds: the role (first piece), text, or pieces of tool calls.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallPiece>,
     /// The legacy form of a single call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub function_call: Option<FunctionPiece>,
 }
 
@@ -170,7 +179,12 @@ pub struct ToolCallPiece {
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "type",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub kind: Option<String>,
     #[serde(default)]
     pub function: Option<FunctionPiece>,
@@ -183,6 +197,18 @@ pub struct FunctionPiece {
     pub name: Option<String>,
     #[serde(default)]
     pub arguments: Option<String>,
+}
+
+/// A field the provider does not act on (ids, timestamps, indexes, roles, types), read as its
+/// default when a compatible server sends `null` or another type: such a field must never
+/// make a usable answer unreadable.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
 }
 
 /// `finish_reason` as OpenAI names it; `legacy` names tool calls `function_call`.
@@ -268,5 +294,32 @@ mod tests {
         assert_eq!(read.choices[0].message.content.as_deref(), Some("hi"));
         assert_eq!(read.usage, None);
         assert_eq!(read.model, None);
+    }
+
+    #[test]
+    fn fields_the_provider_ignores_never_make_an_answer_unreadable() {
+        // Seen from compatible servers: a float timestamp, null ids, roles and indexes.
+        let read: Completion = serde_json::from_value(json!({
+            "id": null, "object": null, "created": 1.7e9, "system_fingerprint": 7,
+            "choices": [{"index": null, "message": {"role": null, "content": "hi",
+                "tool_calls": [{"id": "c1", "type": null,
+                    "function": {"name": "f", "arguments": "{}"}}]},
+                "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": null}
+        }))
+        .unwrap();
+        assert_eq!(read.created, 0);
+        assert_eq!(read.choices[0].message.content.as_deref(), Some("hi"));
+        assert_eq!(read.choices[0].message.tool_calls[0].function.name, "f");
+        assert_eq!(read.usage.map(|u| u.completion_tokens), Some(4));
+        let chunk: Chunk = serde_json::from_value(json!({
+            "id": 5, "created": "now",
+            "choices": [{"index": null, "delta": {"role": 1, "content": "x",
+                "function_call": "?"}, "finish_reason": null}]
+        }))
+        .unwrap();
+        let delta = chunk.choices[0].delta.as_ref().unwrap();
+        assert_eq!(delta.content.as_deref(), Some("x"));
+        assert_eq!(delta.role, None);
     }
 }
