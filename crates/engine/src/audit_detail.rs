@@ -78,11 +78,10 @@ impl AuditDetail {
     }
 }
 
-/// The particulars of `entry` as `T`, when it records `action` and they read as one.
-pub(crate) fn read<T: DeserializeOwned>(entry: &AuditEntry, action: AuditAction) -> Option<T> {
-    (entry.action == action)
-        .then(|| serde_json::from_value(entry.detail.clone()).ok())
-        .flatten()
+/// The particulars of `entry` as `T`, when they read as one. The caller has matched the
+/// entry's action to `T`.
+pub(crate) fn read<T: DeserializeOwned>(entry: &AuditEntry) -> Option<T> {
+    serde_json::from_value(entry.detail.clone()).ok()
 }
 
 /// `baseline.set`: the eval that became the baseline, and the one before it.

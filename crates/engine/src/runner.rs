@@ -172,7 +172,7 @@ impl Runner {
                 &mut run.attempts,
             )?
             .connect(&self.models, &mut run.attempts)?;
-        self.fit(workflow, &mut model);
+        fit(workflow, &mut model);
         let timeout = Duration::from_millis(route.timeout_ms);
         let mut attempts = Attempts::new(spec, timeout, route.retries, self.retry);
         let mut asked_again = false;
@@ -228,22 +228,22 @@ impl Runner {
             }
         }
     }
+}
 
-    /// Fit the request to what the model's provider can do: an assistant prefix only where it
-    /// is honoured, decoding constrained to the labels or the output schema where it can be.
-    fn fit(&self, workflow: &LoadedWorkflow, model: &mut Ready<'_>) {
-        let capabilities = model.provider.capabilities();
-        let request = &mut model.request;
-        if !capabilities.assistant_prefix {
-            request.assistant_prefix = None;
-        }
-        if workflow.spec.output.constrained && capabilities.constrained_choice {
-            request.choices = workflow.output.labels().map(<[String]>::to_vec);
-        }
-        if workflow.spec.output.constrained && capabilities.constrained_json {
-            if let OutputContract::Json(schema) = &workflow.spec.output.contract {
-                constrain_json(request, workflow, schema, &*model.provider);
-            }
+/// Fit the request to what the model's provider can do: an assistant prefix only where it is
+/// honoured, decoding constrained to the labels or the output schema where it can be.
+fn fit(workflow: &LoadedWorkflow, model: &mut Ready<'_>) {
+    let capabilities = model.provider.capabilities();
+    let request = &mut model.request;
+    if !capabilities.assistant_prefix {
+        request.assistant_prefix = None;
+    }
+    if workflow.spec.output.constrained && capabilities.constrained_choice {
+        request.choices = workflow.output.labels().map(<[String]>::to_vec);
+    }
+    if workflow.spec.output.constrained && capabilities.constrained_json {
+        if let OutputContract::Json(schema) = &workflow.spec.output.contract {
+            constrain_json(request, workflow, schema, &*model.provider);
         }
     }
 }

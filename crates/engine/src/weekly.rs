@@ -242,29 +242,25 @@ fn experiment_lines(
                 .code(variant)
         };
         let line = match entry.action {
-            AuditAction::ExperimentStart => {
-                read::<ExperimentStarted>(entry, entry.action).map(|d| {
-                    Text::new()
-                        .code(entry.subject.as_str())
-                        .plain(": experiment of variant ")
-                        .code(d.variant)
-                        .plain(format!(
-                            " started by {} (hypothesis: {})",
-                            entry.actor, d.hypothesis
-                        ))
-                })
-            }
-            AuditAction::ExperimentHalt => read::<ExperimentHalted>(entry, entry.action)
-                .map(|d| about(&d.variant).plain(format!(" halted: {}", d.reason))),
-            AuditAction::ExperimentStop => {
-                read::<ExperimentStopped>(entry, entry.action).map(|d| {
-                    let note = d.note.map(|n| format!(" ({n})")).unwrap_or_default();
-                    about(&d.variant).plain(format!(
-                        " decided: {} by {}{note}; hypothesis: {}",
-                        d.decision, entry.actor, d.hypothesis
+            AuditAction::ExperimentStart => read::<ExperimentStarted>(entry).map(|d| {
+                Text::new()
+                    .code(entry.subject.as_str())
+                    .plain(": experiment of variant ")
+                    .code(d.variant)
+                    .plain(format!(
+                        " started by {} (hypothesis: {})",
+                        entry.actor, d.hypothesis
                     ))
-                })
-            }
+            }),
+            AuditAction::ExperimentHalt => read::<ExperimentHalted>(entry)
+                .map(|d| about(&d.variant).plain(format!(" halted: {}", d.reason))),
+            AuditAction::ExperimentStop => read::<ExperimentStopped>(entry).map(|d| {
+                let note = d.note.map(|n| format!(" ({n})")).unwrap_or_default();
+                about(&d.variant).plain(format!(
+                    " decided: {} by {}{note}; hypothesis: {}",
+                    d.decision, entry.actor, d.hypothesis
+                ))
+            }),
             _ => continue,
         };
         // An entry that does not read as its action's particulars is shown as altered, not
